@@ -1,0 +1,37 @@
+"""The suite's root: command-line options and the plugins that hold fixtures, evidence and step definitions."""
+
+from __future__ import annotations
+
+import getpass
+import os
+
+import pytest
+
+pytest_plugins = [
+    "staging.fixtures",
+    "steps.common",
+    "steps.db_key",
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rotation", "credential rotation runbook")
+    group.addoption("--target", choices=("staging", "live"), default="staging",
+                    help="where the procedures run: 'staging' (throwaway PostgreSQL and local stand-ins, the default) "
+                         "or 'live' (real DSN, real .env, real provider APIs; needs --confirm-live)")
+    group.addoption("--dsn", default=os.environ.get("ROTATION_DSN"),
+                    help="PostgreSQL DSN (or ROTATION_DSN). Staging: a server on which the suite creates and drops its "
+                         "own scratch database. Live: the CRM database itself")
+    group.addoption("--env-file", default=None,
+                    help="the app's .env file. Staging default: a generated one in a temp dir")
+    group.addoption("--operator", default=None,
+                    help="who performs the rotation, written to rotated_by and the evidence (default: the OS user)")
+    group.addoption("--rows", type=int, default=2000,
+                    help="staging only: how many synthetic clients to seed (default 2,000)")
+
+
+def default_operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"

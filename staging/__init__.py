@@ -1,0 +1,1 @@
+"""Staging stand-ins: a throwaway PostgreSQL and local, protocol-faithful servers for the app and its providers."""

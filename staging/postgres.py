@@ -1,0 +1,217 @@
+"""A throwaway PostgreSQL for staging runs: one interface, three backends, tried in this order.
+
+1. A DSN the operator passes: the suite creates its own scratch database there and drops it afterwards.
+2. testcontainers' PostgresContainer (PostgreSQL 16) when a Docker engine answers.
+3. A private cluster from the installed PostgreSQL binaries (initdb + pg_ctl in a temp dir).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+CLUSTER_PREFIX = "rotation-pg-"
+
+
+class NoPostgresError(RuntimeError):
+    pass
+
+
+NO_POSTGRES_HELP = (
+    "No PostgreSQL for the staging run. Fix it one of three ways: "
+    "(1) pass --dsn (or set ROTATION_DSN) to a server where this user may CREATE DATABASE; "
+    "(2) start a Docker engine so testcontainers can run postgres:16; "
+    "(3) install the PostgreSQL server binaries with pgcrypto (e.g. `apt-get install postgresql`) "
+    "so a private cluster can be started; or set PG_BIN to their directory."
+)
+
+
+@dataclass(frozen=True)
+class StagingDatabase:
+    """A scratch database: its DSN, which backend made it, and (private cluster only) the server's log file."""
+
+    dsn: str
+    backend: str
+    server_log: Path | None = None
+
+
+@contextlib.contextmanager
+def staging_database(dsn: str | None = None, server_settings: dict[str, str] | None = None,
+                     ) -> Iterator[StagingDatabase]:
+    """Yield a fresh, empty scratch database from the first backend that works; tear it all down afterwards."""
+    if dsn:
+        with scratch_database(dsn) as scratch:
+            yield StagingDatabase(scratch, "dsn")
+        return
+    with contextlib.ExitStack() as stack:
+        server = _docker_server(stack) or _private_cluster(stack, server_settings or {})
+        if server is None:
+            raise NoPostgresError(NO_POSTGRES_HELP)
+        admin_dsn, backend, log = server
+        scratch = stack.enter_context(scratch_database(admin_dsn))
+        yield StagingDatabase(scratch, backend, log)
+
+
+@contextlib.contextmanager
+def scratch_database(admin_dsn: str) -> Iterator[str]:
+    """CREATE DATABASE rotation_scratch_<random> on the server, yield its DSN, DROP it (and only it) afterwards."""
+    name = f"rotation_scratch_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        params = conninfo_to_dict(admin_dsn)
+        params["dbname"] = name
+        yield make_conninfo(**params)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _docker_server(stack: contextlib.ExitStack) -> tuple[str, str, None] | None:
+    try:
+        from docker.errors import DockerException
+        try:
+            from testcontainers.community.postgres import PostgresContainer
+        except ImportError:  # testcontainers 4.14 has only the old path
+            from testcontainers.postgres import PostgresContainer
+    except ImportError:
+        return None
+    try:
+        container = PostgresContainer("postgres:16")
+    except DockerException:
+        return None  # no Docker engine answers
+    except Exception:  # noqa: BLE001  (a half-configured Docker client raises other errors too)
+        return None
+    stack.enter_context(container)
+    return container.get_connection_url(driver=None), "testcontainers", None
+
+
+def pg_bindir() -> Path | None:
+    candidates = [os.environ.get("PG_BIN", "")]
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False)
+        candidates.append(out.stdout.strip())
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    for c in candidates:
+        if c and (Path(c) / "initdb").exists() and (Path(c) / "pg_ctl").exists():
+            return Path(c)
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cluster_user() -> pwd.struct_passwd | None:
+    """initdb refuses to run as root: use an unprivileged account then."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise NoPostgresError("running as root and neither a 'postgres' nor a 'nobody' account exists to run initdb as")
+
+
+def _private_cluster(stack: contextlib.ExitStack, settings: dict[str, str]) -> tuple[str, str, Path] | None:
+    bindir = pg_bindir()
+    if bindir is None:
+        return None
+    reap_orphan_clusters()
+    cluster = PrivateCluster(bindir, settings)
+    stack.callback(cluster.stop)
+    cluster.start()
+    return cluster.dsn, "private-cluster", cluster.log
+
+
+class PrivateCluster:
+    """initdb + pg_ctl in a temp dir, on a free loopback port with its own socket dir; gone after stop()."""
+
+    def __init__(self, bindir: Path, settings: dict[str, str]) -> None:
+        self.bindir = bindir
+        self.settings = settings
+        self.user = _cluster_user()
+        self.root = Path(tempfile.mkdtemp(prefix=CLUSTER_PREFIX))
+        self.data = self.root / "data"
+        self.sockets = self.root / "sockets"
+        self.log = self.root / "server.log"
+        self.port = free_port()
+        self.dsn = f"host=127.0.0.1 port={self.port} user=rotation dbname=postgres"
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid} if self.user else {}
+        return subprocess.run([str(self.bindir / args[0]), *args[1:]], capture_output=True, text=True,
+                              check=False, cwd=self.root, **kwargs)
+
+    def start(self) -> None:
+        (self.root / "owner.pid").write_text(str(os.getpid()))
+        self.sockets.mkdir()
+        if self.user:
+            for p in (self.root, self.sockets):
+                os.chown(p, self.user.pw_uid, self.user.pw_gid)
+            self.log.touch()
+            os.chown(self.log, self.user.pw_uid, self.user.pw_gid)
+        done = self._run("initdb", "-D", str(self.data), "-U", "rotation", "--auth=trust", "-E", "UTF8",
+                         "--locale=C", "--no-sync")
+        if done.returncode:
+            raise NoPostgresError(f"initdb failed: {done.stderr.strip()[-500:]}\n{NO_POSTGRES_HELP}")
+        options = {"listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": str(self.sockets),
+                   "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off", **self.settings}
+        opts = " ".join(f"-c {k}={v}" for k, v in options.items())
+        done = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")
+        if done.returncode:
+            raise NoPostgresError(f"pg_ctl start failed: {self.log.read_text()[-800:] if self.log.exists() else ''}")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(self.dsn, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.data.exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def reap_orphan_clusters() -> None:
+    """A run killed with SIGKILL leaves its cluster behind: stop and remove those whose owner process is gone."""
+    bindir = pg_bindir()
+    for root in Path(tempfile.gettempdir()).glob(f"{CLUSTER_PREFIX}*"):
+        pid_file = root / "owner.pid"
+        try:
+            pid = int(pid_file.read_text())
+            os.kill(pid, 0)
+            continue  # owner alive
+        except (OSError, ValueError):
+            pass
+        if bindir and (root / "data" / "postmaster.pid").exists():
+            subprocess.run([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
+                           capture_output=True, check=False, **_as_owner(root / "data"))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _as_owner(path: Path) -> dict[str, int]:
+    if os.geteuid() != 0:
+        return {}
+    st = path.stat()
+    return {"user": st.st_uid, "group": st.st_gid}
