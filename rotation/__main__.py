@@ -1,0 +1,5 @@
+import sys
+
+from rotation.cli import main
+
+sys.exit(main())

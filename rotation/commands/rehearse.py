@@ -1,0 +1,23 @@
+"""`rotation rehearse`: the full staging rehearsal of every runbook procedure, writing the evidence report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rehearse", help="run every procedure in staging and write reports/<timestamp>-staging/",
+                       description="Run every runbook procedure against staging stand-ins. Extra arguments go to pytest "
+                                   "(e.g. -m emergency, --dsn, --rows).")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments passed on to pytest")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(pytest.main(["-c", str(PROJECT_ROOT / "pytest.ini"), "--rootdir", str(PROJECT_ROOT),
+                            "--target", "staging", str(PROJECT_ROOT / "steps"), *args.pytest_args]))
