@@ -124,15 +124,18 @@ def start_or_resume_job(conn: psycopg.Connection, spec: TableSpec, old_key: str,
                         ranges: int, cipher_options: str = DEFAULT_CIPHER_OPTIONS) -> tuple[int, bool]:
     """Return (job_id, resumed). A running job for other keys is refused: finishing it is the operator's call."""
     apply_runbook_schema(conn)
+    fps = (fingerprint(old_key), fingerprint(new_key))
     existing = running_job(conn, spec)
-    if existing:
-        job_id, old_fp, new_fp = existing
-        if (old_fp, new_fp) != (fingerprint(old_key), fingerprint(new_key)):
-            raise ReencryptionError(
-                f"an unfinished re-encryption of {spec.table} (job {job_id}) is from key {old_fp} to {new_fp}, not "
-                f"{fingerprint(old_key)} to {fingerprint(new_key)}: resume it with those keys first")
-        conn.commit()
-        return job_id, True
+    if existing and existing[1:] != fps:
+        raise ReencryptionError(
+            f"an unfinished re-encryption of {spec.table} (job {existing[0]}) is from key {existing[1]} to "
+            f"{existing[2]}, not {fps[0]} to {fps[1]}: resume it with those keys first")
+    same = conn.execute(
+        "SELECT job_id FROM rotation_runbook.reencrypt_job WHERE table_name = %s AND old_key_fp = %s "
+        "AND new_key_fp = %s AND status <> 'abandoned' ORDER BY job_id DESC LIMIT 1", (spec.table, *fps)).fetchone()
+    conn.commit()
+    if same:  # resuming, or re-running a finished job: its checkpoints say what is left (possibly nothing)
+        return same[0], True
     preflight(conn, spec, old_key, new_key)
     with conn.transaction():
         total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table))).fetchone()[0]
