@@ -187,7 +187,7 @@ WITH r AS (
     SELECT x.{pk} FROM {t} x, r
     WHERE (r.after IS NULL OR x.{pk} > CAST(r.after AS {kt}))
       AND (r.hi_incl IS NULL OR x.{pk} <= CAST(r.hi_incl AS {kt}))
-    ORDER BY x.{pk} LIMIT %(n)s FOR UPDATE OF x
+    ORDER BY x.{pk} LIMIT %(n)s
 ), upd AS (
     UPDATE {t} t SET {sets} FROM page WHERE t.{pk} = page.{pk} RETURNING t.{pk} AS k
 )
@@ -201,7 +201,7 @@ RETURNING (SELECT count(*) FROM upd)
 
 
 def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII, workers: int | None = None,
-              batch_size: int = 500, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
+              batch_size: int = 2000, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
               on_progress: ProgressCallback | None = None, progress_every_s: float = 0.5) -> JobResult:
     """Re-encrypt every value of spec's columns from old_key to new_key, resuming an interrupted job on the same keys."""
     workers = workers or os.cpu_count() or 2
