@@ -9,6 +9,7 @@ import sys
 
 COMMANDS = (
     "rehearse",
+    "status",
 )
 
 
