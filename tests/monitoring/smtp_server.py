@@ -72,7 +72,7 @@ def smtp_server(directory: Path, username: str, password: str, *, tls: bool = Tr
     def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         ok = (isinstance(auth_data, LoginPassword) and auth_data.login == username.encode()
               and auth_data.password == password.encode())
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd replies 535 itself
 
     ctx = None
     if tls:
