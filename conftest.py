@@ -28,6 +28,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="who performs the rotation, written to rotated_by and the evidence (default: the OS user)")
     group.addoption("--rows", type=int, default=2000,
                     help="staging only: how many synthetic clients to seed (default 2,000)")
+    app = parser.getgroup("rotation-app", "the application under rotation (live; staging drives its stand-in)")
+    app.addoption("--app-start", default="systemctl start event-planning-api", help="command that starts the app")
+    app.addoption("--app-stop", default="systemctl stop event-planning-api", help="command that stops the app")
+    app.addoption("--app-restart", default="systemctl restart event-planning-api", help="command that restarts the app")
+    app.addoption("--app-reload", default="systemctl reload event-planning-api",
+                  help="command that reloads the app's configuration without downtime")
+    app.addoption("--health-url", default="http://localhost:8000/health", help="the app's health endpoint")
 
 
 def default_operator() -> str:

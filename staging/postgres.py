@@ -50,21 +50,34 @@ class StagingDatabase:
     server_log: Path | None = None
 
 
+@dataclass(frozen=True)
+class StagingServer:
+    """A PostgreSQL server the suite may create scratch databases on."""
+
+    admin_dsn: str
+    backend: str
+    server_log: Path | None = None
+
+
 @contextlib.contextmanager
-def staging_database(dsn: str | None = None, server_settings: dict[str, str] | None = None,
-                     ) -> Iterator[StagingDatabase]:
-    """Yield a fresh, empty scratch database from the first backend that works; tear it all down afterwards."""
+def staging_server(dsn: str | None = None, server_settings: dict[str, str] | None = None) -> Iterator[StagingServer]:
+    """The first backend that works: the DSN given, a Docker container, or a private cluster. Torn down afterwards."""
     if dsn:
-        with scratch_database(dsn) as scratch:
-            yield StagingDatabase(scratch, "dsn")
+        yield StagingServer(dsn, "dsn")
         return
     with contextlib.ExitStack() as stack:
         server = _docker_server(stack) or _private_cluster(stack, server_settings or {})
         if server is None:
             raise NoPostgresError(NO_POSTGRES_HELP)
-        admin_dsn, backend, log = server
-        scratch = stack.enter_context(scratch_database(admin_dsn))
-        yield StagingDatabase(scratch, backend, log)
+        yield StagingServer(*server)
+
+
+@contextlib.contextmanager
+def staging_database(dsn: str | None = None, server_settings: dict[str, str] | None = None,
+                     ) -> Iterator[StagingDatabase]:
+    """A fresh, empty scratch database on a staging server (see staging_server); all of it gone afterwards."""
+    with staging_server(dsn, server_settings) as server, scratch_database(server.admin_dsn) as scratch:
+        yield StagingDatabase(scratch, server.backend, server.server_log)
 
 
 @contextlib.contextmanager

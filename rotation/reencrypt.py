@@ -1,0 +1,305 @@
+"""Re-encrypt pgcrypto columns from an old key to a new one, inside PostgreSQL.
+
+Plaintext never leaves the server; keys are bound parameters only. Work is split into disjoint primary-key ranges,
+processed by parallel workers in keyset batches; each batch is committed in one statement together with its range's
+checkpoint, so a SIGKILL at any moment loses at most the uncommitted batch and a rerun resumes exactly after the last
+committed one: no value skipped, none encrypted twice.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from rotation.db.connect import connect
+from rotation.db.schema import apply_runbook_schema
+from rotation.keys import check_strength, fingerprint
+
+# A random 256-bit key gains nothing from S2K stretching (mode 3 iterates the hash ~65k-250k times to slow down
+# guessing of low-entropy passphrases); stretching is ~97% of pgcrypto's per-value cost. pgp_sym_decrypt reads the
+# settings stored in each value, so the app's decrypt_sensitive_data reads these values unchanged.
+DEFAULT_CIPHER_OPTIONS = "cipher-algo=aes256, s2k-mode=1"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    table: str
+    pk: str
+    columns: tuple[str, ...]
+
+
+CRM_PII = TableSpec("crm_client_preferences", "client_id",
+                    ("email_encrypted", "phone_number_encrypted", "full_name_encrypted"))
+
+
+class ReencryptionError(RuntimeError):
+    """A re-encryption cannot start or cannot go on. Names tables, columns and row ids; never a key."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    rows_done: int
+    rows_total: int
+    elapsed_s: float
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        rate = self.rows_per_s
+        return (self.rows_total - self.rows_done) / rate if rate > 0 else None
+
+    def line(self) -> str:
+        eta = f"{self.eta_s:.0f}s" if self.eta_s is not None else "?"
+        pct = 100.0 * self.rows_done / self.rows_total if self.rows_total else 100.0
+        return (f"re-encrypted {self.rows_done:,}/{self.rows_total:,} rows ({pct:.0f}%) "
+                f"{self.rows_per_s:,.0f} rows/s ETA {eta}")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: int
+    rows_total: int
+    rows_done: int
+    resumed: bool
+    seconds: float
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def preflight(conn: psycopg.Connection, spec: TableSpec, old_key: str, new_key: str) -> None:
+    """Everything that can be known to be wrong before a single value is written: raise with an actionable message."""
+    check_strength(new_key, name="the new DB_ENCRYPTION_KEY")
+    if new_key == old_key:
+        raise ReencryptionError("the new key equals the old key: generate a new one")
+    found = {r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = %s",
+        (spec.table,))}
+    if not found:
+        raise ReencryptionError(f"table {spec.table} does not exist in schema {current_schema(conn)}")
+    missing = [c for c in (spec.pk, *spec.columns) if c not in found]
+    if missing:
+        raise ReencryptionError(f"table {spec.table} has no column {', '.join(missing)}")
+    for column in spec.columns:
+        if _sample_unreadable(conn, spec, column, old_key):
+            raise ReencryptionError(
+                f"the old key ({fingerprint(old_key)}) does not decrypt {spec.table}.{column}: nothing was written; "
+                "check DB_ENCRYPTION_KEY in the newest .env backup")
+    conn.commit()
+
+
+def _sample_unreadable(conn: psycopg.Connection, spec: TableSpec, column: str, old_key: str) -> bool:
+    """Does the old key fail on the first non-NULL value of this column? One value is enough to catch a wrong key."""
+    row = conn.execute(sql.SQL(
+        "SELECT rotation_runbook.try_decrypt({c}, %(old)s) IS NULL FROM {t} WHERE {c} IS NOT NULL ORDER BY {pk} LIMIT 1"
+    ).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column)),
+        {"old": old_key}).fetchone()
+    return bool(row and row[0])
+
+
+def current_schema(conn: psycopg.Connection) -> str:
+    row = conn.execute("SELECT current_schema()").fetchone()
+    return row[0] if row else "?"
+
+
+def running_job(conn: psycopg.Connection, spec: TableSpec) -> tuple[int, str, str] | None:
+    """The unfinished job on this table, if any: (job_id, old_key_fp, new_key_fp)."""
+    return conn.execute(
+        "SELECT job_id, old_key_fp, new_key_fp FROM rotation_runbook.reencrypt_job "
+        "WHERE table_name = %s AND status = 'running'", (spec.table,)).fetchone()
+
+
+def start_or_resume_job(conn: psycopg.Connection, spec: TableSpec, old_key: str, new_key: str, *,
+                        ranges: int, cipher_options: str = DEFAULT_CIPHER_OPTIONS) -> tuple[int, bool]:
+    """Return (job_id, resumed). A running job for other keys is refused: finishing it is the operator's call."""
+    apply_runbook_schema(conn)
+    existing = running_job(conn, spec)
+    if existing:
+        job_id, old_fp, new_fp = existing
+        if (old_fp, new_fp) != (fingerprint(old_key), fingerprint(new_key)):
+            raise ReencryptionError(
+                f"an unfinished re-encryption of {spec.table} (job {job_id}) is from key {old_fp} to {new_fp}, not "
+                f"{fingerprint(old_key)} to {fingerprint(new_key)}: resume it with those keys first")
+        conn.commit()
+        return job_id, True
+    preflight(conn, spec, old_key, new_key)
+    with conn.transaction():
+        total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table))).fetchone()[0]
+        job_id = conn.execute(
+            "INSERT INTO rotation_runbook.reencrypt_job (table_name, pk_column, columns, old_key_fp, new_key_fp, "
+            "cipher_options, total_rows) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING job_id",
+            (spec.table, spec.pk, list(spec.columns), fingerprint(old_key), fingerprint(new_key), cipher_options,
+             total)).fetchone()[0]
+        bounds = _range_bounds(conn, spec, ranges)
+        conn.cursor().executemany(
+            "INSERT INTO rotation_runbook.reencrypt_range (job_id, range_no, lo_excl, hi_incl) VALUES (%s, %s, %s, %s)",
+            [(job_id, i, lo, hi) for i, (lo, hi) in enumerate(bounds)])
+    return job_id, False
+
+
+def _range_bounds(conn: psycopg.Connection, spec: TableSpec, ranges: int) -> list[tuple[str | None, str | None]]:
+    """Split the key space into up to `ranges` disjoint (lo, hi] slices of about equal row counts."""
+    his = [r[0] for r in conn.execute(sql.SQL(
+        "SELECT max(pk) FROM (SELECT {pk}::text AS pk, {pk} AS k, ntile(%s) OVER (ORDER BY {pk}) AS b FROM {t}) s "
+        "GROUP BY b ORDER BY max(k)").format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table)),
+        (max(1, ranges),))]
+    if not his:
+        return [(None, None)]
+    los: list[str | None] = [None, *his[:-1]]
+    his_open: list[str | None] = [*his[:-1], None]  # the last range is open-ended: rows added later still belong
+    return list(zip(los, his_open, strict=True))
+
+
+def pk_type(conn: psycopg.Connection, spec: TableSpec) -> str:
+    """The primary key's SQL type, so keyset comparisons happen in its own ordering, not as text."""
+    row = conn.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                       "WHERE attrelid = to_regclass(%s) AND attname = %s", (spec.table, spec.pk)).fetchone()
+    if not row:
+        raise ReencryptionError(f"table {spec.table} has no column {spec.pk}")
+    return row[0]
+
+
+def _batch_statement(spec: TableSpec, key_type: str) -> sql.Composed:
+    """One round trip per batch: lock the next keyset page of the range, re-encrypt it, advance the checkpoint."""
+    sets = sql.SQL(", ").join(
+        sql.SQL("{c} = CASE WHEN t.{c} IS NULL THEN NULL ELSE "
+                "pgp_sym_encrypt(pgp_sym_decrypt(t.{c}, %(old)s), %(new)s, %(opts)s) END").format(c=sql.Identifier(c))
+        for c in spec.columns)
+    return sql.SQL("""
+WITH r AS (
+    SELECT COALESCE(cursor, lo_excl) AS after, hi_incl FROM rotation_runbook.reencrypt_range
+    WHERE job_id = %(job)s AND range_no = %(range)s AND NOT done FOR UPDATE
+), page AS (
+    SELECT x.{pk} FROM {t} x, r
+    WHERE (r.after IS NULL OR x.{pk} > CAST(r.after AS {kt}))
+      AND (r.hi_incl IS NULL OR x.{pk} <= CAST(r.hi_incl AS {kt}))
+    ORDER BY x.{pk} LIMIT %(n)s FOR UPDATE OF x
+), upd AS (
+    UPDATE {t} t SET {sets} FROM page WHERE t.{pk} = page.{pk} RETURNING t.{pk} AS k
+)
+UPDATE rotation_runbook.reencrypt_range g
+SET cursor = COALESCE((SELECT max(k)::text FROM upd), g.cursor),
+    rows_done = g.rows_done + (SELECT count(*) FROM upd),
+    done = (SELECT count(*) FROM upd) < %(n)s
+WHERE g.job_id = %(job)s AND g.range_no = %(range)s AND NOT g.done
+RETURNING (SELECT count(*) FROM upd)
+""").format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), sets=sets, kt=sql.SQL(key_type))
+
+
+def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII, workers: int | None = None,
+              batch_size: int = 500, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
+              on_progress: ProgressCallback | None = None, progress_every_s: float = 0.5) -> JobResult:
+    """Re-encrypt every value of spec's columns from old_key to new_key, resuming an interrupted job on the same keys."""
+    workers = workers or os.cpu_count() or 2
+    started = time.monotonic()
+    with connect(dsn) as conn:
+        job_id, _ = start_or_resume_job(conn, spec, old_key, new_key, ranges=workers * 4,
+                                        cipher_options=cipher_options)
+        key_type = pk_type(conn, spec)
+        total, done_before, cipher_options = conn.execute(
+            "SELECT j.total_rows, COALESCE(sum(r.rows_done), 0), j.cipher_options FROM rotation_runbook.reencrypt_job j "
+            "JOIN rotation_runbook.reencrypt_range r USING (job_id) WHERE job_id = %s GROUP BY j.job_id",
+            (job_id,)).fetchone()
+        todo = [r[0] for r in conn.execute(
+            "SELECT range_no FROM rotation_runbook.reencrypt_range WHERE job_id = %s AND NOT done ORDER BY range_no",
+            (job_id,))]
+        conn.commit()
+    counter = _Counter(int(done_before))
+    work: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for r in todo:
+        work.put(r)
+    params = {"job": job_id, "old": old_key, "new": new_key, "opts": cipher_options, "n": batch_size}
+    statement = _batch_statement(spec, key_type)
+
+    def worker() -> None:
+        with connect(dsn) as conn:
+            while True:
+                try:
+                    range_no = work.get_nowait()
+                except queue.Empty:
+                    return
+                _drain_range(conn, statement, {**params, "range": range_no}, counter, spec)
+
+    stop = threading.Event()
+    reporter = threading.Thread(target=_report, args=(counter, int(total), started, on_progress, progress_every_s, stop),
+                                daemon=True)
+    reporter.start()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo) or 1))) as pool:
+            for f in [pool.submit(worker) for _ in range(max(1, min(workers, len(todo) or 1)))]:
+                f.result()
+    finally:
+        stop.set()
+        reporter.join()
+    with connect(dsn) as conn:
+        conn.execute("UPDATE rotation_runbook.reencrypt_job SET status = 'done', finished_at = now() "
+                     "WHERE job_id = %s AND status = 'running'", (job_id,))
+        conn.commit()
+    elapsed = time.monotonic() - started
+    if on_progress:
+        on_progress(Progress(counter.value, int(total), elapsed))
+    return JobResult(job_id, int(total), counter.value - int(done_before), int(done_before) > 0, elapsed)
+
+
+def _drain_range(conn: psycopg.Connection, statement: sql.Composed, params: dict[str, object], counter: _Counter,
+                 spec: TableSpec) -> None:
+    while True:
+        try:
+            row = conn.execute(statement, params).fetchone()
+            conn.commit()
+        except psycopg.errors.ExternalRoutineException as exc:  # pgcrypto: "Wrong key or corrupt data"
+            conn.rollback()
+            raise ReencryptionError(_describe_unreadable(conn, spec, params)) from _without_params(exc)
+        if row is None:  # range already finished (by a concurrent or earlier run)
+            return
+        counter.add(int(row[0]))
+        if int(row[0]) < int(params["n"]):  # type: ignore[call-overload]
+            return
+
+
+def _describe_unreadable(conn: psycopg.Connection, spec: TableSpec, params: dict[str, object]) -> str:
+    """Name the rows and columns the old key cannot open in the failed range: the operator's next step depends on it."""
+    bad: list[str] = []
+    for column in spec.columns:
+        rows = conn.execute(sql.SQL(
+            "SELECT x.{pk}::text, rotation_runbook.try_decrypt(x.{c}, %(new)s) IS NOT NULL FROM {t} x "
+            "WHERE x.{c} IS NOT NULL AND rotation_runbook.try_decrypt(x.{c}, %(old)s) IS NULL ORDER BY x.{pk} LIMIT 5"
+        ).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column)),
+            {"old": params["old"], "new": params["new"]}).fetchall()
+        bad += [f"{spec.pk}={pk} {column} ({'already under the new key' if new_ok else 'under neither key'})"
+                for pk, new_ok in rows]
+    conn.rollback()
+    return (f"re-encryption of {spec.table} stopped: the old key cannot decrypt " + "; ".join(bad[:10])
+            + ". Nothing of the failed batch was written; the job resumes after the last committed batch.")
+
+
+def _without_params(exc: Exception) -> Exception:
+    """pgcrypto's error text carries no parameters, but keep only its first line to be sure nothing else rides along."""
+    return ReencryptionError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+class _Counter:
+    def __init__(self, start: int) -> None:
+        self._lock = threading.Lock()
+        self.value = start
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.value += n
+
+
+def _report(counter: _Counter, total: int, started: float, on_progress: ProgressCallback | None, every: float,
+            stop: threading.Event) -> None:
+    while on_progress and not stop.wait(every):
+        on_progress(Progress(counter.value, total, time.monotonic() - started))
