@@ -1,4 +1,4 @@
-"""Fixtures for the monitoring tests: one real PostgreSQL (private cluster) per session with the CRM schema,
+"""Fixtures for the monitoring tests: one scratch database (CRM schema) on the session's staging PostgreSQL,
 an emptied rotation log per test, and a loopback SMTP server with STARTTLS and AUTH."""
 
 from __future__ import annotations
@@ -12,19 +12,20 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from staging.postgres import staging_database
-from tests.monitoring.smtp_server import SmtpServer, smtp_server
+from rotation.db.schema import apply_crm_schema
+from staging.mini_smtp import SmtpServer, smtp_server
+from staging.postgres import StagingServer, scratch_database
 
-SCHEMA = Path(__file__).resolve().parents[2] / "rotation" / "db" / "V001__crm_schema.sql"
 NOW = dt.datetime(2026, 11, 25, 6, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="session")
-def monitoring_dsn() -> Iterator[str]:
-    with staging_database() as db:
-        with psycopg.connect(db.dsn, autocommit=True) as conn:
-            conn.execute(SCHEMA.read_text())
-        yield db.dsn
+def monitoring_dsn(pg_server: StagingServer) -> Iterator[str]:
+    """One scratch database with the CRM schema on the session's staging PostgreSQL server."""
+    with scratch_database(pg_server.admin_dsn) as dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            apply_crm_schema(conn)
+        yield dsn
 
 
 @dataclass
