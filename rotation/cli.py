@@ -10,6 +10,7 @@ import sys
 COMMANDS = (
     "rehearse",
     "db-key",
+    "status",
 )
 
 
