@@ -6,6 +6,7 @@ from pytest-bdd's hooks and the report module turns it into artifacts."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -202,6 +203,32 @@ class Recorder:
             pairs_d = {self._redact(k)[0]: self._redact(v) for k, v in value.items()}
             return {k: p[0] for k, p in pairs_d.items()}, any(p[1] for p in pairs_d.values())
         return value, False
+
+    def rewrite_text(self, fn: Callable[[str], str]) -> None:
+        """Apply `fn` to every string the run holds (values, sources, errors, reasons). The leak scan uses it to
+        take an encoded secret out of the model before the artifacts are written again."""
+        def walk(value: object) -> object:
+            if isinstance(value, str):
+                return fn(value)
+            if isinstance(value, list):
+                return [walk(v) for v in value]
+            if isinstance(value, dict):
+                return {walk(k): walk(v) for k, v in value.items()}
+            return value
+
+        def items(bucket: list[EvidenceItem]) -> None:
+            for item in bucket:
+                item.value, item.source = walk(item.value), walk(item.source)
+
+        items(self.run_items)
+        for scenario in self.scenarios:
+            items(scenario.items)
+            scenario.reason = walk(scenario.reason)  # type: ignore[assignment]
+            for step in scenario.steps:
+                items(step.items)
+                step.error = walk(step.error)  # type: ignore[assignment]
+        for pop in self.populations:
+            pop.source = walk(pop.source)  # type: ignore[assignment]
 
     def _bucket(self) -> list[EvidenceItem]:
         if self._step is not None:

@@ -138,3 +138,9 @@ def run_folder(root: Path) -> Path:
     latest = root / "reports" / "latest"
     assert latest.is_symlink(), f"no reports/latest under {root}: {list((root / 'reports').glob('*'))}"
     return latest.resolve()
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run the throwaway project in-process. Plugins that import heavily at session end (hypothesis, benchmark)
+    are switched off: pytester unloads what a run imported, so they would be imported again on every run."""
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark", *args)

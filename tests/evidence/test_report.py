@@ -15,7 +15,7 @@ import pytest
 
 from rotation.cli import main as rotation_main
 from rotation.evidence.chain import verify_chain
-from tests.evidence.project import FAILING, run_folder
+from tests.evidence.project import FAILING, run, run_folder
 
 ARTIFACTS = {"index.html", "evidence.jsonl", "junit.xml", "cucumber.json", "oscal-assessment-results.json",
              "manifest.json", "manifest.sig", "signing-key.pub.pem"}
@@ -24,7 +24,7 @@ ARTIFACTS = {"index.html", "evidence.jsonl", "junit.xml", "cucumber.json", "osca
 def test_a_scenario_run_writes_a_verifiable_folder(pytester: pytest.Pytester, project: Callable[..., Path],
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     root = project()
-    result = pytester.runpytest("--operator", "alice", "-p", "no:cacheprovider")
+    result = run(pytester, "--operator", "alice")
     result.assert_outcomes(passed=3)
     folder = run_folder(root)
     assert folder.name.endswith("-staging")
@@ -51,7 +51,7 @@ def test_a_scenario_run_writes_a_verifiable_folder(pytester: pytest.Pytester, pr
 
 def test_selection_is_recorded(pytester: pytest.Pytester, project: Callable[..., Path]) -> None:
     root = project()
-    pytester.runpytest("-k", "Populations", "-p", "no:cacheprovider").assert_outcomes(passed=2)
+    run(pytester, "-k", "Populations").assert_outcomes(passed=2)
     page = (run_folder(root) / "index.html").read_text()
     assert "2 selected, 1 deselected" in page and "-k &#39;Populations&#39;" in page
 
@@ -59,14 +59,14 @@ def test_selection_is_recorded(pytester: pytest.Pytester, project: Callable[...,
 def test_a_run_without_scenarios_writes_no_report(pytester: pytest.Pytester, project: Callable[..., Path]) -> None:
     root = project()
     pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
-    pytester.runpytest("test_plain.py", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    run(pytester, "test_plain.py").assert_outcomes(passed=1)
     assert not (root / "reports").exists()
 
 
 def test_a_failing_scenario_is_failed_in_html_junit_and_oscal(pytester: pytest.Pytester,
                                                               project: Callable[..., Path]) -> None:
     root = project(**{"failing.feature": FAILING})
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = run(pytester)
     result.assert_outcomes(failed=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     folder = run_folder(root)
@@ -90,7 +90,7 @@ def test_a_failing_scenario_is_failed_in_html_junit_and_oscal(pytester: pytest.P
 def test_oscal_validates_with_trestle(pytester: pytest.Pytester, project: Callable[..., Path]) -> None:
     trestle = pytest.importorskip("trestle.oscal.assessment_results")
     root = project(**{"failing.feature": FAILING})
-    pytester.runpytest("-p", "no:cacheprovider")
+    run(pytester)
     document = run_folder(root) / "oscal-assessment-results.json"
     model = trestle.AssessmentResults.oscal_read(document)
     assert model is not None
@@ -115,12 +115,11 @@ def test_a_broken_oscal_document_fails_trestle(tmp_path: Path) -> None:
 
 def test_live_runs_need_approver_and_change_id(pytester: pytest.Pytester, project: Callable[..., Path]) -> None:
     root = project()
-    refused = pytester.runpytest("--target", "live", "--approver", "bob", "-p", "no:cacheprovider")
+    refused = run(pytester, "--target", "live", "--approver", "bob")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     refused.stderr.fnmatch_lines(["*--target live needs --change-id*"])
     assert not (root / "reports").exists()
-    pytester.runpytest("--target", "live", "--approver", "bob", "--change-id", "CHG-1234",
-                       "-p", "no:cacheprovider").assert_outcomes(passed=3)
+    run(pytester, "--target", "live", "--approver", "bob", "--change-id", "CHG-1234").assert_outcomes(passed=3)
     folder = run_folder(root)
     assert folder.name.endswith("-live")
     page = (folder / "index.html").read_text()
@@ -134,7 +133,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_chromium_renders_and_prints_the_report(pytester: pytest.Pytester, project: Callable[..., Path],
                                                 tmp_path: Path) -> None:
     root = project(**{"failing.feature": FAILING})
-    pytester.runpytest("-p", "no:cacheprovider")
+    run(pytester)
     page = run_folder(root) / "index.html"
     png, pdf = tmp_path / "report.png", tmp_path / "report.pdf"
     with tempfile.TemporaryDirectory() as profile:
