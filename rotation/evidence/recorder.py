@@ -54,6 +54,7 @@ class StepRecord:
     text: str
     line: int
     background: bool = False
+    argument: str | None = None  # data table or doc string, as Gherkin text
     start: datetime | None = None
     end: datetime | None = None
     status: str = "not run"  # passed / failed / undefined / not run
@@ -76,6 +77,7 @@ class ScenarioRecord:
     description: str = ""
     feature_description: str = ""
     keyword: str = "Scenario"
+    example: dict[str, str] = field(default_factory=dict)  # the Examples row of an outline
     start: datetime | None = None
     end: datetime | None = None
     status: str = "not run"  # passed / failed / skipped / error / not run
