@@ -8,6 +8,7 @@ import os
 import pytest
 
 pytest_plugins = [
+    "rotation.evidence.plugin",
     "staging.fixtures",
     "steps.common",
     "steps.db_key",
