@@ -13,7 +13,6 @@ pytest_plugins = [
     "steps.db_key",
     "steps.monitoring",
     "steps.hygiene",
-    "staging.faults",
 ]
 
 

@@ -40,7 +40,7 @@ def _git(repo: Path, *args: str) -> None:
                    env={**os.environ, **GIT_ENV})
 
 
-def _commit(repo: Path, files: Mapping[str, str], message: str, remove: tuple[str, ...] = ()) -> None:
+def commit(repo: Path, files: Mapping[str, str], message: str, remove: tuple[str, ...] = ()) -> None:
     for name, text in files.items():
         path = repo / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,19 +51,10 @@ def _commit(repo: Path, files: Mapping[str, str], message: str, remove: tuple[st
     _git(repo, "commit", "-q", "-m", message)
 
 
-def build_app_repo(repo: Path, *, ignore_env: bool = True, tracked_secret: str | None = None,
-                   secret_in_history: str | None = None) -> Path:
-    """git init in `repo` (the directory holding .env) with a few commits of source; the faults put a secret into a
-    tracked file or into history only (committed, then deleted)."""
+def build_app_repo(repo: Path) -> Path:
+    """git init in `repo` (the directory holding .env) with a few commits of source and a .gitignore listing .env."""
     _git(repo, "init", "-q", "-b", "main")
-    rules = [r for r in GITIGNORE if ignore_env or r != ".env"]
-    _commit(repo, {".gitignore": "\n".join(rules) + "\n", "README.md": "# event-planning-api (staging copy)\n"},
-            "Initial commit")
-    _commit(repo, {"app/settings.py": SETTINGS, ".env.example": EXAMPLE_ENV}, "Settings from the environment")
-    if secret_in_history is not None:
-        _commit(repo, {"app/local_settings.py": f'TWILIO_AUTH_TOKEN = "{secret_in_history}"\n'},
-                "Local settings for debugging")
-        _commit(repo, {}, "Remove local settings", remove=("app/local_settings.py",))
-    if tracked_secret is not None:
-        _commit(repo, {"app/twilio_debug.py": f'AUTH = "{tracked_secret}"  # TODO remove\n'}, "Twilio debugging")
+    commit(repo, {".gitignore": "\n".join(GITIGNORE) + "\n", "README.md": "# event-planning-api (staging copy)\n"},
+           "Initial commit")
+    commit(repo, {"app/settings.py": SETTINGS, ".env.example": EXAMPLE_ENV}, "Settings from the environment")
     return repo

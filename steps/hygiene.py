@@ -18,7 +18,6 @@ from psycopg.conninfo import conninfo_to_dict
 from pytest_bdd import given, then, when
 
 from rotation import db_key, envfile, hygiene, status
-from rotation.db.connect import connect
 from rotation.keys import fingerprint, generate_key
 from staging.app_repo import build_app_repo
 from staging.world import World
@@ -34,6 +33,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--env-owner", default=None,
                     help=f"the account that must own .env, user[:group] (live default {RUNBOOK_OWNER}, "
                          "the runbook's chown; staging: the user running the suite)")
+    group.addoption("--pg-server-log", default=None, type=Path,
+                    help="the PostgreSQL server's log file, when the suite may read it (staging's private cluster "
+                         "provides its own)")
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def current_owner() -> str:
     return f"{pwd.getpwuid(os.geteuid()).pw_name}:{grp.getgrgid(os.getegid()).gr_name}"
 
 
-def staging_credentials(env_file: Path, faults: frozenset[str]) -> None:
+def staging_credentials(env_file: Path) -> None:
     """Staging's .env holds every credential type: stand-ins' values where present, generated ones otherwise."""
     env = envfile.read_env(env_file)
     generated = {"WHATSAPP_ACCESS_TOKEN": "EAAG" + secrets.token_urlsafe(96),
@@ -56,22 +58,13 @@ def staging_credentials(env_file: Path, faults: frozenset[str]) -> None:
     for name, value in generated.items():
         if not env.get(name):
             envfile.set_value(env_file, name, value)
-    if "weak-credential" in faults:
-        envfile.set_value(env_file, "SMTP_PASSWORD", "Summer2026!")
-    if "shared-credential" in faults:
-        envfile.set_value(env_file, "WHATSAPP_ACCESS_TOKEN", envfile.get_value(env_file, "DB_ENCRYPTION_KEY"))
-    if "env-mode-0644" in faults:
-        env_file.chmod(0o644)
 
 
 @given("the app's source repository and the .env beside it", target_fixture="app_files")
-def app_files(world: World, pytestconfig: pytest.Config, faults: frozenset[str], evidence) -> AppFiles:
+def app_files(world: World, pytestconfig: pytest.Config, evidence) -> AppFiles:
     if world.target == "staging":
-        staging_credentials(world.env_file, faults)
-        token = envfile.get_value(world.env_file, "TWILIO_AUTH_TOKEN")
-        build_app_repo(world.env_file.parent, ignore_env="env-not-ignored" not in faults,
-                       tracked_secret=token if "credential-in-tracked-file" in faults else None,
-                       secret_in_history=token if "credential-in-history" in faults else None)
+        staging_credentials(world.env_file)
+        build_app_repo(world.env_file.parent)
         files = AppFiles(world.env_file.parent, world.env_file, pytestconfig.getoption("env_owner") or current_owner())
     else:
         repo = Path(pytestconfig.getoption("app_repo") or world.env_file.parent)
@@ -159,13 +152,11 @@ def none_in_history(app_files: AppFiles, evidence) -> None:
 
 
 @given("the rotation log of the CRM database")
-def rotation_log(world: World, faults: frozenset[str]) -> None:
+def rotation_log(world: World) -> None:
     if world.target != "staging":
         return
     now = status.utc_now()
     ages = {t: dt.timedelta(days=30) for t in status.CREDENTIAL_TYPES}
-    if "overdue-rotation" in faults:
-        ages["twilio_token"] = dt.timedelta(days=95)
     with psycopg.connect(world.dsn, autocommit=True) as conn:
         for credential_type, age in ages.items():
             conn.execute("INSERT INTO security_credential_rotations (credential_type, rotated_at, rotated_by, "
@@ -189,10 +180,16 @@ def key_rotation() -> dict[str, db_key.Keys]:
     return {}
 
 
+@pytest.fixture
+def server_log(world: World, pytestconfig: pytest.Config) -> Path | None:
+    return world.server_log or pytestconfig.getoption("pg_server_log")
+
+
 @given("the PostgreSQL server logs every statement of the CRM database")
-def log_everything(world: World, evidence) -> None:
-    if world.target != "staging" or world.server_log is None:
-        pytest.skip("needs a staging PostgreSQL whose server log the suite can read (private cluster)")
+def log_everything(world: World, server_log: Path | None, evidence) -> None:
+    if world.target != "staging" or server_log is None:
+        pytest.skip("needs a staging PostgreSQL whose server log the suite can read (private cluster, or "
+                    "--pg-server-log)")
     dbname = conninfo_to_dict(world.dsn)["dbname"]
     with psycopg.connect(world.dsn, autocommit=True) as conn:
         for setting, value in (("log_statement", "all"), ("log_min_duration_statement", "0")):
@@ -203,8 +200,7 @@ def log_everything(world: World, evidence) -> None:
 
 
 @when("the database encryption key is rotated")
-def rotate_db_key(world: World, key_rotation: dict[str, db_key.Keys], faults: frozenset[str], operator: str,
-                  evidence) -> None:
+def rotate_db_key(world: World, key_rotation: dict[str, db_key.Keys], operator: str, evidence) -> None:
     backup = envfile.backup(world.env_file)
     keys = key_rotation["keys"] = db_key.begin(world.env_file, backup, reason="hygiene: server log check")
     evidence.register_secret(keys.old)
@@ -215,25 +211,14 @@ def rotate_db_key(world: World, key_rotation: dict[str, db_key.Keys], faults: fr
     check = db_key.verify_population(world.dsn, keys, job_id, world.env_file)
     assert check.ok, check.summary()
     db_key.log(world.dsn, keys, world.env_file, rotated_by=operator, reason="hygiene: server log check")
-    if "key-in-server-log" in faults:
-        runbook_literal_sql(world.dsn, keys)
     evidence.record("db key rotated", {"old": fingerprint(keys.old), "new": fingerprint(keys.new),
                                        "population": check.summary()}, source="rotation.db_key")
 
 
-def runbook_literal_sql(dsn: str, keys: db_key.Keys) -> None:
-    """The runbook's own Step 2, keys as literals in SQL text: what the server log check must catch."""
-    with connect(dsn) as conn:
-        conn.execute(sql.SQL("CREATE TEMP TABLE temp_encryption_keys (old_key TEXT, new_key TEXT)"))
-        conn.execute(sql.SQL("INSERT INTO temp_encryption_keys VALUES ({}, {})").format(
-            sql.Literal(keys.old), sql.Literal(keys.new)))
-        conn.commit()
-
-
 @then("the PostgreSQL server log holds neither the old nor the new key")
-def log_clean(world: World, key_rotation: dict[str, db_key.Keys], evidence) -> None:
+def log_clean(server_log: Path, key_rotation: dict[str, db_key.Keys], evidence) -> None:
     keys = key_rotation["keys"]
-    log = world.server_log
+    log = server_log
     leaks = hygiene.secrets_in_file(log, {"old DB_ENCRYPTION_KEY": keys.old, "new DB_ENCRYPTION_KEY": keys.new})
     statements = sum(1 for line in log.read_text(errors="replace").splitlines() if "statement:" in line
                      or "execute" in line)
