@@ -13,6 +13,7 @@ pytest_plugins = [
     "steps.db_key",
     "steps.monitoring",
     "steps.hygiene",
+    "steps.troubleshooting",
 ]
 
 
