@@ -16,6 +16,7 @@ from psycopg import sql
 from rotation import envfile
 from rotation.db.connect import connect
 from rotation.keys import generate_key
+from rotation.troubleshoot import keys_for_repair
 from staging.app_repo import GITIGNORE, commit
 
 Sabotage = tuple[str, Callable[[pytest.FixtureRequest], None]]
@@ -89,6 +90,17 @@ def bad_newest_backup(request: pytest.FixtureRequest) -> None:
     os.utime(bad, ns=(later, later))
 
 
+def value_back_under_old_key(request: pytest.FixtureRequest) -> None:
+    """After the repair, one value is written under the old key again (a second app instance still on the old key)."""
+    world = request.getfixturevalue("world")
+    keys = keys_for_repair(world.env_file)
+    with psycopg.connect(world.dsn) as conn:
+        conn.execute("UPDATE crm_client_preferences SET phone_number_encrypted = "
+                     "pgp_sym_encrypt(pgp_sym_decrypt(phone_number_encrypted, %(new)s), %(old)s) "
+                     "WHERE client_id = (SELECT min(client_id) FROM crm_client_preferences "
+                     "WHERE phone_number_encrypted IS NOT NULL)", {"new": keys.new, "old": keys.old})
+
+
 SABOTAGES: dict[str, Sabotage] = {
     "hygiene:env-not-ignored": (REPO_READY, env_not_ignored),
     "hygiene:env-0644": (REPO_READY, env_world_readable),
@@ -99,4 +111,6 @@ SABOTAGES: dict[str, Sabotage] = {
     "hygiene:overdue-rotation": ("the rotation log of the CRM database", overdue_twilio_rotation),
     "hygiene:key-in-server-log": ("the database encryption key is rotated", runbook_literal_sql),
     "troubleshooting:bad-backup": ("the current configuration is backed up", bad_newest_backup),
+    "troubleshooting:value-back-under-old-key": ("the interrupted re-encryption is finished with the old key from "
+                                                 "the newest backup", value_back_under_old_key),
 }
