@@ -203,7 +203,7 @@ RETURNING (SELECT count(*) FROM upd)
 def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII, workers: int | None = None,
               batch_size: int = 2000, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
               on_progress: ProgressCallback | None = None, progress_every_s: float = 0.5) -> JobResult:
-    """Re-encrypt every value of spec's columns from old_key to new_key, resuming an interrupted job on the same keys."""
+    """Re-encrypt all of spec's columns from old_key to new_key, resuming an interrupted job on the same keys."""
     workers = workers or os.cpu_count() or 2
     started = time.monotonic()
     with connect(dsn) as conn:
@@ -211,8 +211,9 @@ def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII
                                         cipher_options=cipher_options)
         key_type = pk_type(conn, spec)
         total, done_before, cipher_options = conn.execute(
-            "SELECT j.total_rows, COALESCE(sum(r.rows_done), 0), j.cipher_options FROM rotation_runbook.reencrypt_job j "
-            "JOIN rotation_runbook.reencrypt_range r USING (job_id) WHERE job_id = %s GROUP BY j.job_id",
+            "SELECT j.total_rows, COALESCE(sum(r.rows_done), 0), j.cipher_options "
+            "FROM rotation_runbook.reencrypt_job j JOIN rotation_runbook.reencrypt_range r USING (job_id) "
+            "WHERE job_id = %s GROUP BY j.job_id",
             (job_id,)).fetchone()
         todo = [r[0] for r in conn.execute(
             "SELECT range_no FROM rotation_runbook.reencrypt_range WHERE job_id = %s AND NOT done ORDER BY range_no",
@@ -235,8 +236,8 @@ def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII
                 _drain_range(conn, statement, {**params, "range": range_no}, counter, spec)
 
     stop = threading.Event()
-    reporter = threading.Thread(target=_report, args=(counter, int(total), started, on_progress, progress_every_s, stop),
-                                daemon=True)
+    reporter = threading.Thread(target=_report, daemon=True,
+                                args=(counter, int(total), started, on_progress, progress_every_s, stop))
     reporter.start()
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo) or 1))) as pool:
