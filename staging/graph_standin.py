@@ -24,14 +24,15 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from rotation.secret import Secret
 from staging.http_standin import Faults, Reply, Request, serve
 
 DEFAULT_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 
 
-def new_token() -> str:
+def new_token() -> Secret:
     """Graph tokens are long opaque strings beginning EAA."""
-    return "EAA" + secrets.token_urlsafe(96)
+    return Secret("EAA" + secrets.token_urlsafe(96))
 
 
 def oauth_error(message: str, subcode: int | None = None) -> Reply:
@@ -51,7 +52,7 @@ def graph_error(status: int, code: int, message: str, kind: str = "GraphMethodEx
 class GraphStandIn:
     version: str = "v21.0"
     app_id: str = field(default_factory=lambda: str(secrets.randbelow(9 * 10**14) + 10**14))
-    app_secret: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)  # no secret in a report
+    app_secret: str = field(default_factory=lambda: Secret(secrets.token_hex(16)), repr=False)  # no secret in a report
     system_user_id: str = field(default_factory=lambda: str(secrets.randbelow(9 * 10**14) + 10**14))
     phone_number_id: str = field(default_factory=lambda: str(secrets.randbelow(9 * 10**14) + 10**14))
     display_phone_number: str = "+1 555-010-0199"
@@ -65,7 +66,7 @@ class GraphStandIn:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- admin -------------------------------------------------------------------------------------------------
-    def mint(self) -> str:
+    def mint(self) -> Secret:
         """A system-user token as the Business Manager console would issue it."""
         token = new_token()
         with self.lock:
@@ -132,7 +133,7 @@ class GraphStandIn:
         return client_id == self.app_id and secrets.compare_digest(client_secret, self.app_secret)
 
     def _debug_token(self, request: Request) -> Reply:
-        app_id, _, app_secret = request.param("access_token").partition("|")
+        app_id, _, app_secret = self._caller_token(request).partition("|")
         if not self._app_credentials_ok(app_id, app_secret):
             return oauth_error("Invalid OAuth access token signature.")
         token = request.param("input_token")

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from rotation.keys import fingerprint, generate_key
+from rotation.secret import Secret
 from staging.http_standin import Faults as HttpFaults
 from staging.http_standin import Reply, Request, serve
 from staging.postgres import free_port
@@ -206,8 +207,8 @@ class StandInConsole:
 
     console_url: str
 
-    def obtain(self) -> str:
-        password = generate_key(24)
+    def obtain(self) -> Secret:
+        password = Secret(generate_key())
         requests.post(f"{self.console_url}/_admin/passwords", json={"add": password}, timeout=5).raise_for_status()
         return password
 

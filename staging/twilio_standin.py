@@ -26,6 +26,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from rotation.secret import Secret
 from staging.http_standin import Faults, Reply, Request, serve
 
 AUTHENTICATE = {"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003",
@@ -34,9 +35,9 @@ ACCOUNT = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})\.json$")
 MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages\.json$")
 
 
-def new_token() -> str:
+def new_token() -> Secret:
     """Twilio auth tokens are 32 lowercase hex characters."""
-    return secrets.token_hex(16)
+    return Secret(secrets.token_hex(16))
 
 
 def new_sid(prefix: str) -> str:

@@ -28,6 +28,7 @@ from rotation.providers.base import (
     require_rejected,
     with_retries,
 )
+from rotation.secret import Secret, secret
 
 T = TypeVar("T")
 NAME = "smtp"
@@ -52,11 +53,11 @@ class OperatorConsole:
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     prompt: Callable[[str], str] = getpass.getpass
 
-    def obtain(self) -> str:
+    def obtain(self) -> Secret:
         password = self.environ.get(NEW_PASSWORD_ENV, "")
         if not password:
             password = self.prompt("New SMTP password (as created at the provider; not echoed): ")
-        return password.strip()
+        return Secret(password.strip())
 
     def retire(self, old: str) -> None:
         log.warning("smtp: revoke the old password %s at the provider now; the rotation proves it is rejected",
@@ -105,6 +106,7 @@ class SmtpProvider:
 
     def _session(self, password: str, work: Callable[[smtplib.SMTP], T], operation: str) -> T:
         """Connect, STARTTLS (verified), AUTH, do `work`, QUIT; transient faults retried."""
+        password = secret(password)  # repr: fingerprint
         s = self.settings
 
         def attempt() -> T:
@@ -130,13 +132,18 @@ class SmtpProvider:
                                     f"({exc.verify_message})", status="tls") from None
             except TimeoutError:
                 raise Transient(f"no answer within {s.policy.timeout_s}s", "timeout") from None
-            except (smtplib.SMTPServerDisconnected, ConnectionError, OSError) as exc:
+            except smtplib.SMTPServerDisconnected as exc:
+                if "timed out" in str(exc):  # smtplib reports a read timeout as a disconnection
+                    raise Transient(f"no answer within {s.policy.timeout_s}s", "timeout") from None
+                raise Transient("connection closed by the server", "connection") from None
+            except (ConnectionError, OSError) as exc:
                 raise Transient(f"connection failed ({type(exc).__name__})", "connection") from None
 
         return with_retries(s.policy, NAME, operation, attempt)
 
     def check(self, credential: str) -> CheckResult:
         """STARTTLS with a verified certificate, then AUTH: proves the password without sending anything."""
+        credential = secret(credential)  # repr: fingerprint
         def describe(smtp: smtplib.SMTP) -> str:
             tls = smtp.sock.version() if isinstance(smtp.sock, ssl.SSLSocket) else "none"
             return f"{tls}, certificate verified for {self.settings.host}; AUTH as {self.settings.username} accepted"
@@ -149,18 +156,21 @@ class SmtpProvider:
 
     def issue(self, current: str) -> str:
         """The operator's new password (staging: the stand-in console's). Refused when empty, short or unchanged."""
+        current = secret(current)  # repr: fingerprint
         new = self.console.obtain()
         if len(new) < MIN_PASSWORD_LENGTH:
             raise ProviderError(f"{NAME}: the new password has {len(new)} characters; at least "
                                 f"{MIN_PASSWORD_LENGTH} are required")
         if new == current:
             raise ProviderError(f"{NAME}: the new password is the current one ({fingerprint(current)})")
-        return new
+        return Secret(new)
 
     def retire_old(self, old: str, new: str) -> None:
+        old, new = secret(old), secret(new)  # repr: fingerprint
         self.console.retire(old)
 
     def send_test_message(self, credential: str, text: str) -> Delivery:
+        credential = secret(credential)  # repr: fingerprint
         s = self.settings
         if not s.admin_email:
             raise ProviderError(f"{NAME} test e-mail: ADMIN_EMAIL must be set")
@@ -177,4 +187,5 @@ class SmtpProvider:
         return Delivery(NAME, str(message["Message-ID"]), s.admin_email, "250 queued")
 
     def expect_rejected(self, credential: str) -> CheckResult:
+        credential = secret(credential)  # repr: fingerprint
         return require_rejected(self.check(credential))

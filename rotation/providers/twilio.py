@@ -30,6 +30,7 @@ from rotation.providers.base import (
     scrub,
     with_retries,
 )
+from rotation.secret import Secret, secret
 
 T = TypeVar("T")
 NAME = "twilio"
@@ -84,6 +85,7 @@ class TwilioProvider:
 
     def _call(self, operation: str, token: str, call: Callable[[Client], T]) -> T:
         """One SDK call with retries; 5xx/429/timeouts are transient, anything else is raised as it is."""
+        token = secret(token)  # repr: fingerprint
         def attempt() -> T:
             try:
                 return call(self.client(token))
@@ -103,6 +105,7 @@ class TwilioProvider:
 
     def check(self, credential: str) -> CheckResult:
         """GET /2010-04-01/Accounts/{Sid}.json with this token (read-only)."""
+        credential = secret(credential)  # repr: fingerprint
         sid = self.settings.account_sid
         try:
             account = self._call("account fetch", credential, lambda c: c.api.accounts(sid).fetch())
@@ -115,6 +118,7 @@ class TwilioProvider:
 
     def issue(self, current: str) -> str:
         """POST /v1/AuthTokens/Secondary: a new secondary token (it replaces any earlier secondary)."""
+        current = secret(current)  # repr: fingerprint
         try:
             created = self._call("secondary token create", current,
                                  lambda c: c.accounts.v1.secondary_auth_token().create())
@@ -123,10 +127,11 @@ class TwilioProvider:
         token = created.secondary_auth_token
         if not token:
             raise ProviderError(f"{NAME} secondary token create: the answer holds no token")
-        return str(token)
+        return Secret(token)
 
     def discard_pending(self, current: str) -> bool:
         """DELETE /v1/AuthTokens/Secondary (abandoning a pending rotation). False when there was none."""
+        current = secret(current)  # repr: fingerprint
         try:
             return bool(self._call("secondary token delete", current,
                                    lambda c: c.accounts.v1.secondary_auth_token().delete()))
@@ -137,6 +142,7 @@ class TwilioProvider:
 
     def retire_old(self, old: str, new: str) -> None:
         """POST /v1/AuthTokens/Promote: the deployed secondary becomes primary and the old primary dies."""
+        old, new = secret(old), secret(new)  # repr: fingerprint
         try:
             promoted = self._call("promote", new, lambda c: c.accounts.v1.auth_token_promotion().update())
         except TwilioRestException as exc:
@@ -149,6 +155,7 @@ class TwilioProvider:
 
     def send_test_message(self, credential: str, text: str) -> Delivery:
         """POST .../Messages.json: an SMS to the admin number."""
+        credential = secret(credential)  # repr: fingerprint
         s = self.settings
         if not s.admin_number or not s.from_number:
             raise ProviderError(f"{NAME} test SMS: ADMIN_PHONE_NUMBER and TWILIO_PHONE_NUMBER must both be set")
@@ -160,4 +167,5 @@ class TwilioProvider:
         return Delivery(NAME, str(message.sid), str(message.to), str(message.status))
 
     def expect_rejected(self, credential: str) -> CheckResult:
+        credential = secret(credential)  # repr: fingerprint
         return require_rejected(self.check(credential))

@@ -26,6 +26,7 @@ from rotation.providers.base import (
     scrub,
     with_retries,
 )
+from rotation.secret import Secret, secret
 
 NAME = "whatsapp"
 INVALID_TOKEN = 190
@@ -45,7 +46,8 @@ class GraphSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], policy: RetryPolicy | None = None) -> GraphSettings:
-        return cls(env["WHATSAPP_PHONE_NUMBER_ID"], env.get("WHATSAPP_APP_ID", ""), env.get("WHATSAPP_APP_SECRET", ""),
+        app_secret = secret(env.get("WHATSAPP_APP_SECRET", ""))
+        return cls(env["WHATSAPP_PHONE_NUMBER_ID"], env.get("WHATSAPP_APP_ID", ""), app_secret,
                    env.get("WHATSAPP_SYSTEM_USER_ID", ""), env.get("ADMIN_PHONE_NUMBER", ""),
                    env.get("GRAPH_API_BASE") or "https://graph.facebook.com", env.get("GRAPH_API_VERSION") or "v21.0",
                    policy or RetryPolicy())
@@ -106,10 +108,11 @@ class WhatsAppProvider:
 
     @staticmethod
     def _bearer(token: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"}
+        return {"Authorization": Secret(f"Bearer {token}")}
 
     def check(self, credential: str) -> CheckResult:
         """GET /{v}/{phone-number-id} with the token (read-only)."""
+        credential = secret(credential)  # repr: fingerprint
         answer = self._request("phone number fetch", "GET", self.settings.phone_number_id,
                                headers=self._bearer(credential))
         if answer.status == 200:
@@ -124,7 +127,8 @@ class WhatsAppProvider:
 
     def introspect(self, credential: str) -> dict[str, object]:
         """GET /{v}/debug_token: the token's type, validity, expiry and scopes (no token in the result)."""
-        app_token = f"{self.settings.app_id}|{self.settings.app_secret}"
+        credential = secret(credential)  # repr: fingerprint
+        app_token = Secret(f"{self.settings.app_id}|{self.settings.app_secret}")
         answer = self._request("debug_token", "GET", "debug_token", params={"input_token": credential},
                                headers=self._bearer(app_token))
         data = answer.body.get("data")
@@ -134,20 +138,23 @@ class WhatsAppProvider:
 
     def issue(self, current: str) -> str:
         """POST /{v}/{system-user-id}/access_tokens: a new system-user token, proven with appsecret_proof."""
+        current = secret(current)  # repr: fingerprint
         s = self.settings
         form = {"business_app": s.app_id, "scope": ",".join(DEFAULT_SCOPES),
-                "appsecret_proof": appsecret_proof(s.app_secret, current), "access_token": current}
+                "appsecret_proof": appsecret_proof(s.app_secret, current), "access_token": secret(current)}
         answer = self._request("system-user token create", "POST", f"{s.system_user_id}/access_tokens", data=form)
         token = answer.body.get("access_token")
         if answer.status != 200 or not isinstance(token, str) or not token:
             raise self._failed("system-user token create", answer, current)
-        return token
+        return Secret(token)
 
     def retire_old(self, old: str, new: str) -> None:
         """Revoke the old token (authenticated with the new one). Kept behind this one function: the revoke
         endpoint is the least documented part of the Graph API."""
+        old, new = secret(old), secret(new)  # repr: fingerprint
         s = self.settings
-        form = {"client_id": s.app_id, "client_secret": s.app_secret, "revoke_token": old, "access_token": new}
+        form = {"client_id": s.app_id, "client_secret": secret(s.app_secret), "revoke_token": secret(old),
+                "access_token": secret(new)}
         answer = self._request("token revoke", "POST", "oauth/revoke", data=form)
         if answer.status == 200 and answer.body.get("success") is True:
             return
@@ -157,6 +164,7 @@ class WhatsAppProvider:
 
     def send_test_message(self, credential: str, text: str) -> Delivery:
         """POST /{v}/{phone-number-id}/messages: a WhatsApp text to the admin number."""
+        credential = secret(credential)  # repr: fingerprint
         to = self.settings.admin_number
         if not to:
             raise ProviderError(f"{NAME} test message: ADMIN_PHONE_NUMBER must be set")
@@ -169,4 +177,5 @@ class WhatsAppProvider:
         return Delivery(NAME, str(messages[0].get("id")), to, "accepted")
 
     def expect_rejected(self, credential: str) -> CheckResult:
+        credential = secret(credential)  # repr: fingerprint
         return require_rejected(self.check(credential))
