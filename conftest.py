@@ -11,6 +11,7 @@ pytest_plugins = [
     "staging.fixtures",
     "steps.common",
     "steps.db_key",
+    "steps.monitoring",
 ]
 
 

@@ -9,6 +9,8 @@ import sys
 
 COMMANDS = (
     "rehearse",
+    "db-key",
+    "status",
 )
 
 
@@ -16,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rotation", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"rotation.commands.{name}").register(sub)
+        importlib.import_module(f"rotation.commands.{name.replace('-', '_')}").register(sub)
     return parser
 
 

@@ -124,15 +124,18 @@ def start_or_resume_job(conn: psycopg.Connection, spec: TableSpec, old_key: str,
                         ranges: int, cipher_options: str = DEFAULT_CIPHER_OPTIONS) -> tuple[int, bool]:
     """Return (job_id, resumed). A running job for other keys is refused: finishing it is the operator's call."""
     apply_runbook_schema(conn)
+    fps = (fingerprint(old_key), fingerprint(new_key))
     existing = running_job(conn, spec)
-    if existing:
-        job_id, old_fp, new_fp = existing
-        if (old_fp, new_fp) != (fingerprint(old_key), fingerprint(new_key)):
-            raise ReencryptionError(
-                f"an unfinished re-encryption of {spec.table} (job {job_id}) is from key {old_fp} to {new_fp}, not "
-                f"{fingerprint(old_key)} to {fingerprint(new_key)}: resume it with those keys first")
-        conn.commit()
-        return job_id, True
+    if existing and existing[1:] != fps:
+        raise ReencryptionError(
+            f"an unfinished re-encryption of {spec.table} (job {existing[0]}) is from key {existing[1]} to "
+            f"{existing[2]}, not {fps[0]} to {fps[1]}: resume it with those keys first")
+    same = conn.execute(
+        "SELECT job_id FROM rotation_runbook.reencrypt_job WHERE table_name = %s AND old_key_fp = %s "
+        "AND new_key_fp = %s AND status <> 'abandoned' ORDER BY job_id DESC LIMIT 1", (spec.table, *fps)).fetchone()
+    conn.commit()
+    if same:  # resuming, or re-running a finished job: its checkpoints say what is left (possibly nothing)
+        return same[0], True
     preflight(conn, spec, old_key, new_key)
     with conn.transaction():
         total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table))).fetchone()[0]
@@ -184,7 +187,7 @@ WITH r AS (
     SELECT x.{pk} FROM {t} x, r
     WHERE (r.after IS NULL OR x.{pk} > CAST(r.after AS {kt}))
       AND (r.hi_incl IS NULL OR x.{pk} <= CAST(r.hi_incl AS {kt}))
-    ORDER BY x.{pk} LIMIT %(n)s FOR UPDATE OF x
+    ORDER BY x.{pk} LIMIT %(n)s
 ), upd AS (
     UPDATE {t} t SET {sets} FROM page WHERE t.{pk} = page.{pk} RETURNING t.{pk} AS k
 )
@@ -198,7 +201,7 @@ RETURNING (SELECT count(*) FROM upd)
 
 
 def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII, workers: int | None = None,
-              batch_size: int = 500, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
+              batch_size: int = 2000, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
               on_progress: ProgressCallback | None = None, progress_every_s: float = 0.5) -> JobResult:
     """Re-encrypt every value of spec's columns from old_key to new_key, resuming an interrupted job on the same keys."""
     workers = workers or os.cpu_count() or 2

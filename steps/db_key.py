@@ -111,12 +111,20 @@ def none_old(db_rotation: DbKeyRotation, evidence) -> None:
     assert check.ok, "; ".join(check.failure_lines())
 
 
-@then("the rotation is logged in security_credential_rotations")
+@when("the rotation is logged")
 def logged(world: World, db_rotation: DbKeyRotation, operator: str, evidence) -> None:
     record = db_key.log(world.dsn, db_rotation.keys, world.env_file, rotated_by=operator, reason=REASON)
-    evidence.record("rotation log row", {k: str(v) for k, v in record.__dict__.items()},
-                    source="INSERT INTO security_credential_rotations (...) VALUES ('db_encryption_key', ...)")
+    evidence.record("rotation log row written", {k: str(v) for k, v in record.__dict__.items()},
+                    source="INSERT INTO security_credential_rotations (credential_type, rotated_by, previous_key_hash, "
+                           "rotation_reason, next_rotation_due) VALUES ('db_encryption_key', ...)")
+
+
+@then("security_credential_rotations records it with the previous key hash and the next rotation due in 90 days")
+def log_row_present(world: World, db_rotation: DbKeyRotation, operator: str, evidence) -> None:
     found = db_key.find_logged(world.dsn, db_rotation.keys)
+    evidence.record("rotation log row read back", {k: str(v) for k, v in found.__dict__.items()} if found else None,
+                    source="SELECT ... FROM security_credential_rotations WHERE credential_type = 'db_encryption_key' "
+                           "AND previous_key_hash = sha256(old key)")
     assert found is not None, "no security_credential_rotations row records this rotation"
     assert found.rotated_by == operator and found.rotation_reason == REASON
     assert (found.next_rotation_due - found.rotated_at).days == 90, "next_rotation_due is not 90 days out"

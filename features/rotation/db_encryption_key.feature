@@ -19,7 +19,8 @@ Feature: Database Encryption Key Rotation
     When all sensitive data is re-encrypted under the new key
     Then every encrypted value decrypts with the new key to its original plaintext
     And no encrypted value decrypts with the old key
-    And the rotation is logged in security_credential_rotations
+    When the rotation is logged
+    Then security_credential_rotations records it with the previous key hash and the next rotation due in 90 days
     When the application services are started
     Then the system is healthy after the rotation
     And the encryption key loaded by the application is the new key, at least 32 characters long

@@ -1,0 +1,5 @@
+"""Runbook "Automated Rotation Monitoring"."""
+
+from pytest_bdd import scenarios
+
+scenarios("monitoring")

@@ -1,0 +1,74 @@
+"""No key in SQL text: run the DB key rotation scenario against a cluster that logs every statement
+(log_statement=all), then look for the old and new keys in the server log, pytest's output and every file the run
+wrote (except .env and its backups, which exist to hold them)."""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rotation import envfile
+from staging.postgres import StagingServer, staging_server
+from tests.harness import SuiteRunner
+
+MEANT_TO_HOLD_SECRETS = (".env", ".env.backup.")
+
+
+@pytest.fixture(scope="module")
+def logging_pg() -> Iterator[StagingServer]:
+    with staging_server(server_settings={"log_statement": "all", "log_min_error_statement": "error"}) as server:
+        assert server.server_log is not None, "this test needs the private-cluster backend to read the server log"
+        yield server
+
+
+def encodings(secret: str) -> list[str]:
+    raw = secret.encode()
+    return [secret, base64.b64encode(raw).decode(), raw.hex(), urllib.parse.quote(secret, safe="")]
+
+
+def files_written(root: Path) -> Iterator[Path]:
+    for path in root.rglob("*"):
+        if path.is_file() and not path.name.startswith(MEANT_TO_HOLD_SECRETS):
+            yield path
+
+
+def test_rotation_leaves_no_key_in_server_log_output_or_files(logging_pg: StagingServer, tmp_path: Path) -> None:
+    runner = SuiteRunner(admin_dsn=logging_pg.admin_dsn, workdir=tmp_path / "run")
+    runner.workdir.mkdir()
+    basetemp = tmp_path / "basetemp"
+    run = runner.run("steps/test_rotation.py", "-k", "scheduled_90day", "--basetemp", str(basetemp), "-s", "-v")
+    assert run.only().status == "passed", run.output[-3000:]
+
+    env_file = next(basetemp.rglob(".env"))
+    new_key = envfile.get_value(env_file, "DB_ENCRYPTION_KEY")
+    old_key = envfile.get_value(envfile.backups(env_file)[-1], "DB_ENCRYPTION_KEY")
+    assert old_key != new_key
+
+    server_log = logging_pg.server_log.read_text(errors="replace")
+    assert "pgp_sym_encrypt" in server_log, "the server did not log the rotation's statements: the test proves nothing"
+    places = {"server log": server_log, "pytest output": run.output}
+    places |= {str(p): p.read_text(errors="replace") for p in files_written(tmp_path)}
+    for name, text in places.items():
+        for secret in (old_key, new_key):
+            for form in encodings(secret):
+                assert form not in text, f"a key appears in {name}"
+
+
+def test_the_log_check_can_fail(logging_pg: StagingServer) -> None:
+    """Without SET log_parameter_max_length = 0 this server does log bound keys: the check above is not vacuous."""
+    import psycopg
+
+    from rotation.db.connect import connect
+
+    canary, protected = "canary-" + "k" * 40, "protected-" + "p" * 40
+    with psycopg.connect(logging_pg.admin_dsn) as conn:
+        conn.execute("SELECT length(%s::text)", (canary,))
+    with connect(logging_pg.admin_dsn) as conn:
+        conn.execute("SELECT length(%s::text)", (protected,))
+    log = logging_pg.server_log.read_text(errors="replace")
+    assert canary in log
+    assert protected not in log

@@ -1,0 +1,82 @@
+"""A pytest plugin for negative controls: after a named step, break the world the way a faulty rotation would.
+
+Selected with ROTATION_SABOTAGE=<name>. It acts only through real systems (SQL, files, processes), never by
+patching the suite's code, so a scenario that still passes would pass in the same broken world in production.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from rotation import app_control, envfile
+from staging.world import World
+
+Sabotage = tuple[str, Callable[[pytest.FixtureRequest], None]]
+
+
+def _world(request: pytest.FixtureRequest) -> World:
+    return request.getfixturevalue("world")
+
+
+def _keys(request: pytest.FixtureRequest):
+    return request.getfixturevalue("db_rotation").keys
+
+
+def leave_one_value_under_old_key(request: pytest.FixtureRequest) -> None:
+    keys = _keys(request)
+    with psycopg.connect(_world(request).dsn) as conn:
+        conn.execute("UPDATE crm_client_preferences SET email_encrypted = "
+                     "pgp_sym_encrypt(pgp_sym_decrypt(email_encrypted, %(new)s), %(old)s) "
+                     "WHERE client_id = (SELECT min(client_id) FROM crm_client_preferences "
+                     "WHERE email_encrypted IS NOT NULL)", {"new": keys.new, "old": keys.old})
+
+
+def change_one_plaintext(request: pytest.FixtureRequest) -> None:
+    with psycopg.connect(_world(request).dsn) as conn:
+        conn.execute("UPDATE crm_client_preferences SET full_name_encrypted = pgp_sym_encrypt('Mallory', %(new)s) "
+                     "WHERE client_id = (SELECT max(client_id) FROM crm_client_preferences "
+                     "WHERE full_name_encrypted IS NOT NULL)", {"new": _keys(request).new})
+
+
+def delete_rotation_log(request: pytest.FixtureRequest) -> None:
+    with psycopg.connect(_world(request).dsn) as conn:
+        conn.execute("DELETE FROM security_credential_rotations")
+
+
+def env_world_readable(request: pytest.FixtureRequest) -> None:
+    os.chmod(_world(request).env_file, 0o644)
+
+
+def app_keeps_old_key(request: pytest.FixtureRequest) -> None:
+    """The app was never really restarted: it still runs on the configuration it had, with the old key."""
+    world = _world(request)
+    app_control.run(world.app.stop)
+    stale = world.env_file.with_name(".env.stale")
+    shutil.copyfile(envfile.backups(world.env_file)[-1], stale)
+    app_control.run(world.app.start.replace(str(world.env_file), str(stale)))
+
+
+SABOTAGES: dict[str, Sabotage] = {
+    "db-key:value-left-under-old-key": ("all sensitive data is re-encrypted under the new key",
+                                        leave_one_value_under_old_key),
+    "db-key:plaintext-changed": ("all sensitive data is re-encrypted under the new key", change_one_plaintext),
+    "db-key:rotation-log-missing": ("the rotation is logged", delete_rotation_log),
+    "db-key:env-0644": ("the .env file is updated with the new key", env_world_readable),
+    "db-key:app-keeps-old-key": ("the application services are started", app_keeps_old_key),
+}
+
+
+def pytest_bdd_after_step(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args) -> None:
+    chosen = os.environ.get("ROTATION_SABOTAGE")
+    if not chosen:
+        return
+    if chosen not in SABOTAGES:
+        raise pytest.UsageError(f"unknown sabotage {chosen!r}; known: {', '.join(SABOTAGES)}")
+    after_step, action = SABOTAGES[chosen]
+    if step.name == after_step:
+        action(request)
