@@ -12,6 +12,7 @@ pytest_plugins = [
     "steps.common",
     "steps.db_key",
     "steps.monitoring",
+    "steps.providers",
 ]
 
 

@@ -59,6 +59,7 @@ class GraphStandIn:
     tokens: set[str] = field(default_factory=set, repr=False)
     revoked: set[str] = field(default_factory=set, repr=False)
     keep_revoked_tokens_valid: bool = False
+    drop_messages: bool = False  # a negative control: accepted (200 with a wamid) but never delivered
     messages: list[dict[str, object]] = field(default_factory=list)
     requests: list[tuple[str, str, int]] = field(default_factory=list)
     faults: Faults = field(default_factory=Faults)
@@ -173,7 +174,8 @@ class GraphStandIn:
             return graph_error(400, 100, "(#100) The parameter messaging_product is required.")
         message = {"id": "wamid." + secrets.token_urlsafe(24), "to": str(body["to"]), "body": str(text.get("body", ""))}
         with self.lock:
-            self.messages.append(message)
+            if not self.drop_messages:
+                self.messages.append(message)
         return Reply(200, {"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
                            "messages": [{"id": message["id"]}]})
 

@@ -132,6 +132,7 @@ class SmtpStandIn:
     messages: list[dict[str, object]] = field(default_factory=list)
     auth_attempts: list[tuple[str, bool]] = field(default_factory=list)  # (password fingerprint, accepted)
     faults: SmtpFaults = field(default_factory=SmtpFaults)
+    drop_messages: bool = False  # a negative control: 250 queued, but nothing reaches the mailbox
     host: str = "localhost"
     port: int = 0
     ca_file: Path | None = None
@@ -180,6 +181,8 @@ class SmtpStandIn:
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
         parsed = message_from_bytes(content)
         with self.lock:
+            if self.drop_messages:
+                return "250 2.0.0 OK: queued"
             self.messages.append({"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
                                   "subject": parsed.get("Subject", ""), "tls": session.ssl is not None,
                                   "authenticated": session.authenticated, "data": content})

@@ -33,6 +33,7 @@ AUTHENTICATE = {"code": 20003, "message": "Authenticate", "more_info": "https://
                 "status": 401}
 ACCOUNT = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})\.json$")
 MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages\.json$")
+MESSAGE = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages/(?P<msg>SM[0-9a-f]{32})\.json$")
 
 
 def new_token() -> Secret:
@@ -60,8 +61,9 @@ class TwilioStandIn:
     friendly_name: str = "CRM Communication Engine (staging)"
     secondary: str | None = field(default=None, repr=False)
     keep_old_tokens_valid: bool = False
+    drop_messages: bool = False  # a negative control: accepted (201 queued) but never delivered
     retired: list[str] = field(default_factory=list, repr=False)
-    messages: list[dict[str, str]] = field(default_factory=list)
+    messages: list[dict[str, object]] = field(default_factory=list)
     requests: list[tuple[str, str, int]] = field(default_factory=list)
     faults: Faults = field(default_factory=Faults)
     base_url: str = ""
@@ -73,9 +75,9 @@ class TwilioStandIn:
             zombies = set(self.retired) if self.keep_old_tokens_valid else set()
             return {self.primary} | ({self.secondary} if self.secondary else set()) | zombies
 
-    def delivered_to(self, number: str) -> list[dict[str, str]]:
+    def delivered_to(self, number: str) -> list[dict[str, object]]:
         with self.lock:
-            return [m for m in self.messages if m["to"] == number]
+            return [m for m in self.messages if m["to"] == number and m["status"] == "delivered"]
 
     # --- HTTP --------------------------------------------------------------------------------------------------
     def route(self, request: Request) -> Reply:
@@ -98,6 +100,8 @@ class TwilioStandIn:
             return self._account(m["sid"])
         if request.method == "POST" and (m := MESSAGES.match(request.path)):
             return self._message(m["sid"], request)
+        if request.method == "GET" and (m := MESSAGE.match(request.path)):
+            return self._message_status(m["msg"])
         return _error(404, 20404, f"The requested resource {request.path} was not found")
 
     def _authenticated(self, request: Request) -> bool:
@@ -147,12 +151,21 @@ class TwilioStandIn:
         to, from_, body = (request.form.get(k, "") for k in ("To", "From", "Body"))
         if not to or not (from_ or request.form.get("MessagingServiceSid")):
             return _error(400, 21604 if not to else 21603, "A 'To' and a 'From' phone number are required")
-        message = {"sid": new_sid("SM"), "account_sid": sid, "status": "queued", "to": to, "from": from_,
+        msg_sid = new_sid("SM")
+        message = {"sid": msg_sid, "account_sid": sid, "status": "queued", "to": to, "from": from_,
                    "body": body, "date_created": _now(), "direction": "outbound-api", "num_segments": "1",
-                   "uri": f"/2010-04-01/Accounts/{sid}/Messages/SM.json"}
-        with self.lock:
-            self.messages.append(message)
+                   "error_code": None, "uri": f"/2010-04-01/Accounts/{sid}/Messages/{msg_sid}.json"}
+        with self.lock:  # the carrier's verdict, as a later status fetch reports it
+            outcome = {"status": "undelivered", "error_code": 30005} if self.drop_messages else {"status": "delivered"}
+            self.messages.append({**message, **outcome})
         return Reply(201, message)
+
+    def _message_status(self, msg_sid: str) -> Reply:
+        with self.lock:
+            found = [m for m in self.messages if m["sid"] == msg_sid]
+        if not found:
+            return _error(404, 20404, f"The requested resource Messages/{msg_sid}.json was not found")
+        return Reply(200, found[-1])
 
 
 def _unavailable(status: int) -> Reply:

@@ -166,6 +166,15 @@ class TwilioProvider:
             raise self._failed("test SMS", exc, credential) from None
         return Delivery(NAME, str(message.sid), str(message.to), str(message.status))
 
+    def message_status(self, credential: str, message_sid: str) -> tuple[str, int | None]:
+        """GET .../Messages/{sid}.json: the carrier's verdict (delivered, undelivered, failed ...) and error code."""
+        credential = secret(credential)  # repr: fingerprint
+        try:
+            message = self._call("message fetch", credential, lambda c: c.messages(message_sid).fetch())
+        except TwilioRestException as exc:
+            raise self._failed("message fetch", exc, credential) from None
+        return str(message.status), message.error_code
+
     def expect_rejected(self, credential: str) -> CheckResult:
         credential = secret(credential)  # repr: fingerprint
         return require_rejected(self.check(credential))
