@@ -39,6 +39,10 @@ class ResumeError(RuntimeError):
     pass
 
 
+class NothingToResume(ResumeError):
+    """The last rotation of this credential finished (or none was started): a rerun has nothing left to do."""
+
+
 @dataclass(frozen=True)
 class Pair:
     old: Secret
@@ -147,7 +151,8 @@ def recover(env_file: Path, provider: Provider) -> tuple[state.RotationState, Pa
     credential = provider.credential_type
     current = state.load(env_file, credential)
     if current is None or not current.in_progress:
-        raise ResumeError(f"no unfinished {credential} rotation is recorded beside {env_file}")
+        raise NothingToResume(f"no unfinished {credential} rotation is recorded beside {env_file.name}"
+                              + (f": the last one finished at {current.updated_at}" if current else ""))
     in_env = secret(envfile.get_value(env_file, provider.env_name))
     new = in_env if fingerprint(in_env) == current.pending_fp else _read_pending(env_file, credential)
     if new is None or fingerprint(new) != current.pending_fp:

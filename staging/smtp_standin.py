@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from rotation.keys import fingerprint, generate_key
+from rotation.providers.base import ProviderError
 from rotation.secret import Secret
 from staging.http_standin import Faults as HttpFaults
 from staging.http_standin import Reply, Request, serve
@@ -137,6 +138,7 @@ class SmtpStandIn:
     port: int = 0
     ca_file: Path | None = None
     console_url: str = ""
+    console_faults: HttpFaults = field(default_factory=HttpFaults)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- admin (the provider console) --------------------------------------------------------------------------
@@ -212,11 +214,20 @@ class StandInConsole:
 
     def obtain(self) -> Secret:
         password = Secret(generate_key())
-        requests.post(f"{self.console_url}/_admin/passwords", json={"add": password}, timeout=5).raise_for_status()
+        self._post("create a password", {"add": password})
         return password
 
     def retire(self, old: str) -> None:
-        requests.post(f"{self.console_url}/_admin/passwords", json={"remove": old}, timeout=5).raise_for_status()
+        self._post("revoke the old password", {"remove": old})
+
+    def _post(self, what: str, body: dict[str, str]) -> None:
+        try:
+            response = requests.post(f"{self.console_url}/_admin/passwords", json=body, timeout=5)
+        except requests.RequestException as exc:
+            raise ProviderError(f"smtp console: could not {what} ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            raise ProviderError(f"smtp console: could not {what} (HTTP {response.status_code})",
+                                status=response.status_code)
 
 
 class _FaultySMTP(SMTP):
@@ -262,7 +273,8 @@ def smtp_standin(directory: Path, standin: SmtpStandIn | None = None) -> Iterato
     controller.start()
     standin.port, standin.ca_file = port, cert.ca_file
     try:
-        with serve(standin.console, HttpFaults(), lambda s: Reply(s)) as console_url:
+        unavailable = lambda status: Reply(status, {"error": "unavailable"})  # noqa: E731
+        with serve(standin.console, standin.console_faults, unavailable) as console_url:
             standin.console_url = console_url
             yield standin
     finally:

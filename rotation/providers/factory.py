@@ -11,6 +11,7 @@ from rotation.providers.twilio import TwilioProvider, TwilioSettings
 from rotation.providers.whatsapp import GraphSettings, WhatsAppProvider
 
 NAMES = ("twilio", "whatsapp", "smtp")
+CREDENTIAL_TYPES = {"twilio": "twilio_token", "whatsapp": "whatsapp_token", "smtp": "smtp_password"}
 STAGING_POLICY = RetryPolicy(attempts=4, first_delay_s=0.05, max_delay_s=0.2, timeout_s=2.0)
 
 
