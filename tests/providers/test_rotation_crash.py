@@ -16,14 +16,13 @@ from rotation.providers.factory import CREDENTIAL_TYPES
 from tests.providers.conftest import ProviderWorld
 
 
-def assert_finished(pw: ProviderWorld, name: str) -> None:
+def assert_finished(pw: ProviderWorld, name: str, old: str, rotations: int) -> None:
     provider = pw.provider(name)
-    old = pw.originals[name]
     new = envfile.get_value(pw.world.env_file, provider.env_name)
-    assert new != old, f"{provider.env_name} in .env is still the original credential"
+    assert new != old, f"{provider.env_name} in .env is still the old credential"
     recorded = state.load(pw.world.env_file, provider.credential_type)
-    assert recorded is not None and recorded.step == "finish" and recorded.current_fp == fingerprint(new)
-    assert recorded.previous_fp == fingerprint(old) or recorded.pending_fp is None
+    assert recorded is not None and recorded.step == "finish", recorded
+    assert (recorded.current_fp, recorded.previous_fp) == (fingerprint(new), fingerprint(old)), recorded
     assert not rotation.pending_path(pw.world.env_file, provider.credential_type).exists()
     health = app_control.wait_for_health(pw.world.app.health_url, timeout_s=10)
     assert health.healthy, health.body
@@ -33,32 +32,35 @@ def assert_finished(pw: ProviderWorld, name: str) -> None:
     with connect(pw.world.dsn) as conn:
         rows = conn.execute("SELECT count(*) FROM security_credential_rotations WHERE credential_type = %s",
                             (provider.credential_type,)).fetchone()[0]
-    assert rows == 1, f"{rows} rotation log rows for {provider.credential_type}"
+    assert rows == rotations, f"{rows} rotation log rows for {provider.credential_type} after {rotations} rotations"
 
 
-@pytest.mark.parametrize("step", state.STEPS)
 @pytest.mark.parametrize("name", ["twilio", "whatsapp", "smtp"])
-def test_killed_after_each_step_the_rerun_finishes(provider_world: ProviderWorld, name: str, step: str) -> None:
-    killed = provider_world.cli("rotate", name, kill_after=step)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    recorded = state.load(provider_world.world.env_file, CREDENTIAL_TYPES[name])
-    assert recorded is not None and recorded.step == step, f"state after the kill: {recorded}"
-    assert app_control.health(provider_world.world.app.health_url).healthy, "the app broke at the kill"
+def test_killed_after_each_step_the_rerun_finishes(provider_world: ProviderWorld, name: str) -> None:
+    """One rotation per step, one after the other in the same world: kill after the step, resume, check the end."""
+    env_file, env_name = provider_world.world.env_file, provider_world.provider(name).env_name
+    for rotations, step in enumerate(state.STEPS, start=1):
+        old = envfile.get_value(env_file, env_name)
+        killed = provider_world.cli("rotate", name, kill_after=step)
+        assert killed.returncode == -signal.SIGKILL, f"{step}: {killed.stderr}"
+        recorded = state.load(env_file, CREDENTIAL_TYPES[name])
+        assert recorded is not None and recorded.step == step, f"state after the kill after {step}: {recorded}"
+        assert app_control.health(provider_world.world.app.health_url).healthy, f"the app broke at the kill ({step})"
 
-    resumed = provider_world.cli("resume", name)
-    assert resumed.returncode == 0, resumed.stderr
-    assert_finished(provider_world, name)
-    secrets = [provider_world.originals[name], envfile.get_value(provider_world.world.env_file,
-                                                                  provider_world.provider(name).env_name)]
-    for output in (killed.stderr + killed.stdout, resumed.stderr + resumed.stdout):
-        assert not [s for s in secrets if s in output], "a credential appears in the command's output"
+        resumed = provider_world.cli("resume", name)
+        assert resumed.returncode == 0, f"{step}: {resumed.stderr}"
+        assert_finished(provider_world, name, old, rotations)
+        secrets = [old, envfile.get_value(env_file, env_name)]
+        for output in (killed.stderr + killed.stdout, resumed.stderr + resumed.stdout):
+            assert not [s for s in secrets if s in output], f"{step}: a credential appears in the command's output"
 
 
 @pytest.mark.parametrize("name", ["twilio", "whatsapp", "smtp"])
 def test_a_new_rotation_refuses_to_start_over_a_stale_pending(provider_world: ProviderWorld, name: str) -> None:
+    old = provider_world.originals[name]
     killed = provider_world.cli("rotate", name, kill_after="create")
     assert killed.returncode == -signal.SIGKILL
     refused = provider_world.cli("rotate", name)
     assert refused.returncode == 1 and "still PENDING" in refused.stderr, refused.stderr
     assert provider_world.cli("resume", name).returncode == 0
-    assert_finished(provider_world, name)
+    assert_finished(provider_world, name, old, 1)
