@@ -5,13 +5,17 @@ over a socket exactly as they would to the provider. Tests break it through its 
 
     faults.fail_next(3)              # the next 3 matching requests answer 503
     faults.fail_forever()            # every matching request answers 503 until cleared
-    faults.hang_next(1, seconds=2)   # the next request is answered only after 2 s (past the client timeout)
+    faults.hang_next(1, seconds=2)   # the next request stalls 2 s before it is handled (past the client timeout);
+                                     # a request whose client gave up meanwhile is dropped, as a 503 would be
+    faults.lose_answer_next(1, seconds=2)  # the next request is handled, but its answer comes 2 s late (lost)
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import select
+import socket
 import sys
 import threading
 import time
@@ -42,6 +46,24 @@ class Request:
         return self.query.get(name) or self.form.get(name) or ""
 
 
+@dataclass(frozen=True)
+class Fault:
+    fail: int | None = None
+    stall_before: float = 0.0
+    stall_after: float = 0.0
+
+
+def client_gone(sock: socket.socket) -> bool:
+    """True when the client closed its end (it timed out and gave up) while the request was stalled."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 @dataclass
 class Faults:
     """Faults injected into the next requests whose path contains `match` (every request when match is '')."""
@@ -51,6 +73,7 @@ class Faults:
     _fail_status: int = 503
     _hang: int = 0
     _hang_seconds: float = 0.0
+    _late: int = 0
     _match: str = ""
     injected: int = 0
 
@@ -65,25 +88,29 @@ class Faults:
         with self.lock:
             self._hang, self._hang_seconds, self._match = n, seconds, match
 
+    def lose_answer_next(self, n: int, seconds: float, match: str = "") -> None:
+        with self.lock:
+            self._late, self._hang_seconds, self._match = n, seconds, match
+
     def clear(self) -> None:
         with self.lock:
-            self._fail = self._hang = 0
+            self._fail = self._hang = self._late = 0
             self._match = ""
 
-    def take(self, path: str) -> tuple[int | None, float]:
-        """(status to fail with or None, seconds to stall first) for this request, consuming one fault."""
+    def take(self, path: str) -> Fault:
+        """What to do to this request, consuming one fault."""
         with self.lock:
             if self._match and self._match not in path:
-                return None, 0.0
-            if self._hang > 0:
-                self._hang -= 1
-                self.injected += 1
-                return None, self._hang_seconds
-            if self._fail > 0:
-                self._fail -= 1
-                self.injected += 1
-                return self._fail_status, 0.0
-            return None, 0.0
+                return Fault()
+            for kind in ("_hang", "_late", "_fail"):
+                if getattr(self, kind) > 0:
+                    setattr(self, kind, getattr(self, kind) - 1)
+                    self.injected += 1
+                    if kind == "_fail":
+                        return Fault(fail=self._fail_status)
+                    return Fault(stall_before=self._hang_seconds) if kind == "_hang" else Fault(
+                        stall_after=self._hang_seconds)
+            return Fault()
 
 
 Route = Callable[[Request], Reply]
@@ -111,10 +138,15 @@ def make_handler(route: Route, faults: Faults, unavailable: Callable[[int], Repl
 
         def _handle(self) -> None:
             request = parse_request(self)
-            fail, stall = faults.take(request.path)
-            if stall:
-                time.sleep(stall)
-            reply = unavailable(fail) if fail else route(request)
+            fault = faults.take(request.path)
+            if fault.stall_before:
+                time.sleep(fault.stall_before)
+                if client_gone(self.connection):
+                    self.close_connection = True
+                    return
+            reply = unavailable(fault.fail) if fault.fail else route(request)
+            if fault.stall_after:
+                time.sleep(fault.stall_after)
             data = b"" if reply.body is None else json.dumps(reply.body).encode()
             self.send_response(reply.status)
             for name, value in reply.headers.items():

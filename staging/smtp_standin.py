@@ -7,7 +7,8 @@ STARTTLS, 538 for AUTH without TLS, 535 5.7.8 for wrong credentials.
 Admin (Python): `SmtpStandIn.passwords` (the accepted set: add a new one, remove the old, as a provider console
 does), `.messages` (delivered), `.faults` (`refuse_next(n)`: 421 at greeting; `hang_next(n, s)`: stall the EHLO).
 Admin (HTTP, for a rotation running in another process): the console at `.console_url`,
-`POST /_admin/passwords {"add": "..."} | {"remove": "..."}`, `GET /_admin/state` (fingerprints and counts only).
+`POST /_admin/passwords {"add": "..."}`,
+`POST /_admin/passwords/revoke {"remove": "..."}`, `GET /_admin/state` (fingerprints and counts only).
 """
 
 from __future__ import annotations
@@ -196,7 +197,8 @@ class SmtpStandIn:
             with self.lock:
                 return Reply(200, {"passwords": sorted(fingerprint(p) for p in self.passwords),
                                    "messages": len(self.messages)})
-        if (request.method, request.path) == ("POST", "/_admin/passwords") and request.json:
+        paths = ("/_admin/passwords", "/_admin/passwords/revoke")
+        if request.method == "POST" and request.path in paths and request.json:
             if isinstance(request.json.get("add"), str):
                 self.add_password(request.json["add"])
             if isinstance(request.json.get("remove"), str):
@@ -214,15 +216,15 @@ class StandInConsole:
 
     def obtain(self) -> Secret:
         password = Secret(generate_key())
-        self._post("create a password", {"add": password})
+        self._post("create a password", "/_admin/passwords", {"add": password})
         return password
 
     def retire(self, old: str) -> None:
-        self._post("revoke the old password", {"remove": old})
+        self._post("revoke the old password", "/_admin/passwords/revoke", {"remove": old})
 
-    def _post(self, what: str, body: dict[str, str]) -> None:
+    def _post(self, what: str, path: str, body: dict[str, str]) -> None:
         try:
-            response = requests.post(f"{self.console_url}/_admin/passwords", json=body, timeout=5)
+            response = requests.post(f"{self.console_url}{path}", json=body, timeout=5)
         except requests.RequestException as exc:
             raise ProviderError(f"smtp console: could not {what} ({type(exc).__name__})") from None
         if response.status_code != 200:
@@ -262,7 +264,7 @@ class _Controller(Controller):
 def smtp_standin(directory: Path, standin: SmtpStandIn | None = None) -> Iterator[SmtpStandIn]:
     """Start the SMTP stand-in (and its HTTP console) on free loopback ports; certificates go to `directory`."""
     standin = standin or SmtpStandIn()
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # its DEBUG lines would echo base64 AUTH exchanges
+    logging.getLogger("mail.log").setLevel(logging.ERROR)  # DEBUG echoes base64 AUTH; WARNING: its own deprecations
     cert = make_certificate(directory)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert.cert_file, cert.key_file)

@@ -58,8 +58,9 @@ def test_promote_whose_answer_was_lost_is_recognised_on_retry(twilio: TwilioProv
                                                                twilio_api: TwilioStandIn) -> None:
     old = twilio_api.primary
     new = twilio.issue(old)
-    twilio_api.faults.hang_next(1, 1.0, match="Promote")  # promoted at Twilio, the client times out
+    twilio_api.faults.lose_answer_next(1, 1.0, match="Promote")  # promoted at Twilio, the client times out
     twilio.retire_old(old, new)
+    assert ("POST", "/v1/AuthTokens/Promote", 400) in twilio_api.requests  # the retry found nothing to promote
     assert twilio_api.primary == new and not twilio.check(old).accepted
 
 
@@ -111,6 +112,9 @@ def test_503_forever_fails_cleanly_without_the_token(twilio: TwilioProvider, twi
 def test_a_timeout_is_retried_like_a_503(twilio: TwilioProvider, twilio_api: TwilioStandIn) -> None:
     twilio_api.faults.hang_next(1, 1.0)
     assert twilio.check(twilio_api.primary).accepted
+    twilio_api.faults.hang_next(1, 1.0, match="Secondary")  # the stalled create is dropped once its client gave up
+    token = twilio.issue(twilio_api.primary)
+    assert token == twilio_api.secondary
     twilio_api.faults.hang_next(10, 0.8)
     with pytest.raises(ProviderUnavailable, match="no answer within 0.5s"):
         twilio.check(twilio_api.primary)
