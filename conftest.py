@@ -15,6 +15,7 @@ pytest_plugins = [
     "steps.monitoring",
     "steps.hygiene",
     "steps.troubleshooting",
+    "steps.providers",
 ]
 
 
