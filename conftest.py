@@ -13,6 +13,9 @@ pytest_plugins = [
     "steps.common",
     "steps.db_key",
     "steps.monitoring",
+    "steps.hygiene",
+    "steps.troubleshooting",
+    "steps.providers",
 ]
 
 

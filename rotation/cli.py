@@ -12,6 +12,7 @@ COMMANDS = (
     "db-key",
     "status",
     "verify-evidence",
+    "provider",
 )
 
 

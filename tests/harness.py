@@ -40,10 +40,9 @@ class SuiteRunner:
         env = {**os.environ, "PYTHONPATH": str(PROJECT)}
         if sabotage:
             env["ROTATION_SABOTAGE"] = sabotage
-        # The real evidence plugin runs (root conftest); its run folders go under workdir, not the project's reports/.
         command = [sys.executable, "-m", "pytest", "-p", "tests.sabotage",
-                   "--reports-dir", str(self.workdir / "reports"), "--dsn", self.admin_dsn, "--rows", str(rows),
-                   "--junitxml", str(junit), "-o", "junit_family=xunit2", *args]
+                   "--dsn", self.admin_dsn, "--rows", str(rows), "--junitxml", str(junit), "-o", "junit_family=xunit2",
+                   "--reports-dir", str(self.workdir / "reports"), *args]
         done = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout_s,
                               check=False)
         return SuiteRun(done.returncode, done.stdout + done.stderr, read_junit(junit) if junit.exists() else {})
