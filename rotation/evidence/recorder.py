@@ -141,6 +141,10 @@ class Recorder:
 
     def population(self, label: str, verified: int, total: int, *, source: str | None = None) -> None:
         """A completeness figure, e.g. 20,000 of 20,000 values verified under the new key."""
+        if source is None and self._step is not None and self._step.items:
+            # The count usually comes from the item the step just recorded: name it rather than show no source.
+            last = self._step.items[-1]
+            source = f"as for '{last.name}': {last.source}" if last.source else None
         source_text = self._redact(source)[0] if source is not None else None
         pop = Population(label=label, verified=int(verified), total=int(total), source=source_text,
                          collected=utc_now(), scenario=self._scenario.nodeid if self._scenario else None)

@@ -59,6 +59,11 @@ def plant(evidence, form):
     evidence.record("careless value", {"blob": encoded}, source="a step that should have fingerprinted it")
 
 
+@when("the operator presses Ctrl-C")
+def interrupt():
+    raise KeyboardInterrupt
+
+
 @then("the step logs the key")
 def log_it():
     logging.getLogger("careless").warning("key is %s", os.environ["EVIDENCE_TEST_SECRET"])
@@ -98,6 +103,16 @@ Feature: Key ring rotation that goes wrong
   Scenario: A step nobody wrote
     Given a key ring holding client values
     When the moon is full
+'''
+
+
+INTERRUPTED = '''@rotation @SOC2-CC6.1
+Feature: Interrupted rotation
+
+  Scenario: The operator stops the run
+    Given a key ring holding client values
+    When the operator presses Ctrl-C
+    Then 3 of 3 values verify under the new key
 '''
 
 
