@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _pytest.junitxml import xml_key as junit_xml_key
 from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from rotation.evidence.controls import Catalog, load_catalog
@@ -34,6 +35,7 @@ class RunState:
     meta: RunMetadata
     scratch: Path  # where pytest's junit/cucumber files go when the operator did not ask for them
     signing_key_path: Path | None
+    own_outputs: tuple[str, ...] = ()  # which of junit/cucumber this plugin pointed at scratch
     output: RunOutput | None = None
     error: str | None = None
     deselected: int = 0
@@ -97,10 +99,14 @@ def pytest_configure(config: pytest.Config) -> None:
                        signing_key=f"configured: {Path(key_option).name}" if key_option else "")
     config.stash[STATE] = RunState(recorder=Recorder(), catalog=load_catalog(), meta=meta, scratch=scratch,
                                    signing_key_path=Path(key_option) if key_option else None)
-    if not getattr(config.option, "xmlpath", None):
-        config.option.xmlpath = str(scratch / JUNIT)
-    if not getattr(config.option, "cucumber_json_path", None):
-        config.option.cucumber_json_path = str(scratch / CUCUMBER)
+    state = config.stash[STATE]
+    if not hasattr(config, "workerinput"):
+        own = []
+        if not getattr(config.option, "xmlpath", None):
+            config.option.xmlpath, own = str(scratch / JUNIT), [*own, JUNIT]
+        if not getattr(config.option, "cucumber_json_path", None):
+            config.option.cucumber_json_path, own = str(scratch / CUCUMBER), [*own, CUCUMBER]
+        state.own_outputs = tuple(own)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -270,7 +276,10 @@ def reports_dir(config: pytest.Config) -> Path:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     state = config.stash.get(STATE, None)
-    if state is None or not state.recorder.scenarios or hasattr(config, "workerinput"):
+    if state is None or hasattr(config, "workerinput"):
+        return
+    _quiet_scratch_writers(config, state)
+    if not state.recorder.scenarios:
         return  # unit-test sessions (no scenario ran) leave no report behind
     state.meta.finished = utc_now()
     _close_interrupted(state.recorder, exitstatus)
@@ -285,6 +294,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state.error or (state.output and (state.output.leaks or state.output.verdict == "FAILED")):
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _quiet_scratch_writers(config: pytest.Config, state: RunState) -> None:
+    """JUnit and cucumber files this plugin asked for are written by now and copied into the run folder later;
+    unregister their writers so the terminal does not point operators at a temp file about to be deleted."""
+    if JUNIT in state.own_outputs:
+        writer = config.stash.get(junit_xml_key, None)
+        if writer is not None:
+            del config.stash[junit_xml_key]
+            config.pluginmanager.unregister(writer)
+    if CUCUMBER in state.own_outputs and getattr(config, "_bddcucumberjson", None) is not None:
+        config.pluginmanager.unregister(config._bddcucumberjson)  # type: ignore[attr-defined]
+        del config._bddcucumberjson  # type: ignore[attr-defined]
 
 
 def _close_interrupted(recorder: Recorder, exitstatus: int) -> None:
@@ -311,7 +333,8 @@ def _extra_scan(config: pytest.Config) -> list[Path]:
     paths = [config.option.xmlpath, getattr(config.option, "cucumber_json_path", None),
              getattr(config.option, "log_file", None)]
     scratch = state_of(config).scratch
-    return [Path(p) for p in paths if p and scratch not in Path(p).parents]
+    written = [Path(p) for p in paths if p and scratch not in Path(p).parents]
+    return written + list(state_of(config).recorder.artifacts)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

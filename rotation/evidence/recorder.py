@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from rotation.keys import fingerprint
 
@@ -120,6 +121,7 @@ class Recorder:
         self.run_items: list[EvidenceItem] = []  # recorded outside any scenario
         self.populations: list[Population] = []
         self._secrets: list[str] = []  # in memory only: never serialised, never logged
+        self.artifacts: list[Path] = []  # other files the run wrote, scanned for secrets at the end
         self._scenario: ScenarioRecord | None = None
         self._step: StepRecord | None = None
 
@@ -138,6 +140,12 @@ class Recorder:
         """Remember a secret for redaction and the end-of-run leak scan. Kept in memory only."""
         if secret and secret not in self._secrets:
             self._secrets.append(secret)
+
+    def register_artifact(self, path: Path | str) -> None:
+        """A file the run wrote outside the report (a state file, a log) that must not hold a secret either.
+        Do not register files meant to hold secrets (.env and its backups)."""
+        if Path(path) not in self.artifacts:
+            self.artifacts.append(Path(path))
 
     def population(self, label: str, verified: int, total: int, *, source: str | None = None) -> None:
         """A completeness figure, e.g. 20,000 of 20,000 values verified under the new key."""

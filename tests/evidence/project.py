@@ -59,6 +59,13 @@ def plant(evidence, form):
     evidence.record("careless value", {"blob": encoded}, source="a step that should have fingerprinted it")
 
 
+@then("the step writes the key to a state file it registers")
+def state_file(evidence):
+    with open("state.json", "w") as handle:
+        handle.write('{"key": "' + os.environ["EVIDENCE_TEST_SECRET"] + '"}')
+    evidence.register_artifact("state.json")
+
+
 @when("the operator presses Ctrl-C")
 def interrupt():
     raise KeyboardInterrupt

@@ -43,6 +43,15 @@ def test_a_raw_secret_in_the_log_file_fails_the_run(pytester: pytest.Pytester, p
     assert secret not in output
 
 
+def test_a_registered_artifact_is_scanned_too(pytester: pytest.Pytester, project: Callable[..., Path],
+                                              secret: str) -> None:
+    project(**{"leak.feature": leak_feature("the step writes the key to a state file it registers")})
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    output = "\n".join(result.outlines + result.errlines)
+    assert "SECRET LEAK: state.json contains a registered secret (raw form" in output and secret not in output
+
+
 def test_a_raw_secret_recorded_by_a_step_is_replaced_by_its_fingerprint(
         pytester: pytest.Pytester, project: Callable[..., Path], secret: str) -> None:
     root = project(**{"leak.feature": leak_feature("the step records the key raw")})
