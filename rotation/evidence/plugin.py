@@ -19,7 +19,7 @@ from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from rotation.evidence.controls import Catalog, load_catalog
 from rotation.evidence.metadata import RunMetadata, git_state, package_versions
-from rotation.evidence.recorder import Recorder, ScenarioRecord, StepRecord, utc_now
+from rotation.evidence.recorder import Recorder, ScenarioRecord, StepRecord, strip_url_passwords, utc_now
 from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, write_run
 from rotation.evidence.signing import SigningKeyError, load_private_key
 
@@ -93,7 +93,8 @@ def pytest_configure(config: pytest.Config) -> None:
     commit, dirty = git_state(config.rootpath)
     meta = RunMetadata(run_id=str(uuid.uuid4()), target=target, operator=_operator(config), approver=approver,
                        change_id=change_id, started=utc_now(), git_commit=commit, git_dirty=dirty,
-                       packages=package_versions(), invocation=list(config.invocation_params.args),
+                       packages=package_versions(),
+                       invocation=[strip_url_passwords(a) for a in config.invocation_params.args],
                        mark_expression=config.option.markexpr or "",
                        keyword_expression=config.option.keyword or "",
                        signing_key=f"configured: {Path(key_option).name}" if key_option else "")

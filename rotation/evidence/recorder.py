@@ -6,12 +6,21 @@ from pytest-bdd's hooks and the report module turns it into artifacts."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rotation.keys import fingerprint
+
+# user:password@ in a URL or DSN (postgresql://app:pw@db/crm): evidence shows the user, never the password, even
+# when nobody registered it as a secret.
+URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@")
+
+
+def strip_url_passwords(text: str) -> str:
+    return URL_PASSWORD.sub(r"\g<head>***@", text)
 
 
 def utc_now() -> datetime:
@@ -209,6 +218,7 @@ class Recorder:
             out = value
             for secret in self._secrets:
                 out = out.replace(secret, f"[secret {fingerprint(secret)}]")
+            out = strip_url_passwords(out)
             return out, out != value
         if isinstance(value, list):
             pairs = [self._redact(v) for v in value]

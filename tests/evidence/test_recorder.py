@@ -10,7 +10,7 @@ import pytest
 
 from rotation.evidence import Recorder
 from rotation.keys import fingerprint
-from tests.evidence.project import INTERRUPTED, run_folder
+from tests.evidence.project import CONFTEST, INTERRUPTED, run, run_folder
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +27,26 @@ def test_the_recorder_works_outside_pytest(secret: str) -> None:
     assert item.collected.tzinfo is not None and item.collected.utcoffset().total_seconds() == 0
 
 
+def test_passwords_in_urls_never_reach_the_evidence() -> None:
+    recorder = Recorder()
+    recorder.record("connect", {"dsn": "postgresql://app:s3cr3t-pw@db.internal:5432/crm"},
+                    source="psql postgres://admin:hunter2@localhost/eventdb -c 'SELECT 1'")
+    item = recorder.run_items[0]
+    assert item.value == {"dsn": "postgresql://app:***@db.internal:5432/crm"}
+    assert item.source == "psql postgres://admin:***@localhost/eventdb -c 'SELECT 1'" and item.redacted
+
+
+def test_a_dsn_password_on_the_command_line_is_not_in_the_report(pytester: pytest.Pytester,
+                                                                 project: Callable[..., Path]) -> None:
+    root = project()
+    pytester.makeconftest(CONFTEST + "\n    parser.addoption('--dsn', default=None)\n")
+    run(pytester, "--dsn", "postgresql://app:pw-on-cli-123@db/crm").assert_outcomes(passed=3)
+    folder = run_folder(root)
+    for path in folder.iterdir():
+        assert b"pw-on-cli-123" not in path.read_bytes(), path.name
+    assert "postgresql://app:***@db/crm" in (folder / "index.html").read_text()
+
+
 def test_values_that_are_not_json_are_kept_as_text() -> None:
     recorder = Recorder()
     recorder.record("odd", {"path": Path("/srv/app/.env"), "ids": {3}, "raw": b"\x00\x01"})
@@ -38,7 +58,8 @@ def test_an_interrupted_run_still_leaves_evidence_saying_so(pytester: pytest.Pyt
     root = project(**{"interrupted.feature": INTERRUPTED})
     # A subprocess: in-process, pytester hands the KeyboardInterrupt on to the session running this test.
     monkeypatch.setenv("PYTHONPATH", str(PROJECT))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark",
+                                           timeout=120)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     folder = run_folder(root)
     page = (folder / "index.html").read_text()
