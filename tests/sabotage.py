@@ -15,6 +15,7 @@ import pytest
 
 from rotation import app_control, envfile
 from staging.world import World
+from tests.provider_sabotage import provider_sabotages
 
 Sabotage = tuple[str, Callable[[pytest.FixtureRequest], None]]
 
@@ -69,6 +70,8 @@ SABOTAGES: dict[str, Sabotage] = {
     "db-key:env-0644": ("the .env file is updated with the new key", env_world_readable),
     "db-key:app-keeps-old-key": ("the application services are started", app_keeps_old_key),
 }
+
+SABOTAGES.update(provider_sabotages(app_keeps_old_key, delete_rotation_log))
 
 
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args) -> None:
