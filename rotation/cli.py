@@ -11,6 +11,7 @@ COMMANDS = (
     "rehearse",
     "db-key",
     "status",
+    "verify-evidence",
     "provider",
 )
 

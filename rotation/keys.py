@@ -1,4 +1,4 @@
-"""Generating, judging and fingerprinting secrets. A secret never leaves this module except as itself or a fingerprint."""
+"""Generating, judging and fingerprinting secrets. Outside memory a secret appears only as its fingerprint."""
 
 from __future__ import annotations
 

@@ -173,37 +173,33 @@ def pk_type(conn: psycopg.Connection, spec: TableSpec) -> str:
     return row[0]
 
 
-def _batch_statement(spec: TableSpec, key_type: str) -> sql.Composed:
-    """One round trip per batch: lock the next keyset page of the range, re-encrypt it, advance the checkpoint."""
+def _batch_statement(spec: TableSpec, key_type: str, *, lower: bool, upper: bool) -> sql.Composed:
+    """Re-encrypt the next keyset page of a range: plain index range bounds (no OR), so each page costs the same
+    wherever it lies in the table."""
+    ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": sql.SQL(key_type)}
     sets = sql.SQL(", ").join(
         sql.SQL("{c} = CASE WHEN t.{c} IS NULL THEN NULL ELSE "
                 "pgp_sym_encrypt(pgp_sym_decrypt(t.{c}, %(old)s), %(new)s, %(opts)s) END").format(c=sql.Identifier(c))
         for c in spec.columns)
+    bounds = [sql.SQL("t.{pk} > CAST(%(after)s AS {kt})").format(**ids)] if lower else []
+    bounds += [sql.SQL("t.{pk} <= CAST(%(hi)s AS {kt})").format(**ids)] if upper else []
+    where = sql.SQL(" AND ").join(bounds) if bounds else sql.SQL("true")
     return sql.SQL("""
-WITH r AS (
-    SELECT COALESCE(cursor, lo_excl) AS after, hi_incl FROM rotation_runbook.reencrypt_range
-    WHERE job_id = %(job)s AND range_no = %(range)s AND NOT done FOR UPDATE
-), page AS (
-    SELECT x.{pk} FROM {t} x, r
-    WHERE (r.after IS NULL OR x.{pk} > CAST(r.after AS {kt}))
-      AND (r.hi_incl IS NULL OR x.{pk} <= CAST(r.hi_incl AS {kt}))
-    ORDER BY x.{pk} LIMIT %(n)s
+WITH page AS (
+    SELECT t.{pk} FROM {t} t WHERE {where} ORDER BY t.{pk} LIMIT %(n)s
 ), upd AS (
-    UPDATE {t} t SET {sets} FROM page WHERE t.{pk} = page.{pk} RETURNING t.{pk} AS k
+    UPDATE {t} t SET {sets}
+    WHERE {where} AND t.{pk} <= (SELECT max({pk}) FROM page)
+    RETURNING t.{pk} AS k
 )
-UPDATE rotation_runbook.reencrypt_range g
-SET cursor = COALESCE((SELECT max(k)::text FROM upd), g.cursor),
-    rows_done = g.rows_done + (SELECT count(*) FROM upd),
-    done = (SELECT count(*) FROM upd) < %(n)s
-WHERE g.job_id = %(job)s AND g.range_no = %(range)s AND NOT g.done
-RETURNING (SELECT count(*) FROM upd)
-""").format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), sets=sets, kt=sql.SQL(key_type))
+SELECT count(*), max(k)::text FROM upd
+""").format(where=where, sets=sets, **ids)
 
 
 def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII, workers: int | None = None,
               batch_size: int = 2000, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
               on_progress: ProgressCallback | None = None, progress_every_s: float = 0.5) -> JobResult:
-    """Re-encrypt every value of spec's columns from old_key to new_key, resuming an interrupted job on the same keys."""
+    """Re-encrypt all of spec's columns from old_key to new_key, resuming an interrupted job on the same keys."""
     workers = workers or os.cpu_count() or 2
     started = time.monotonic()
     with connect(dsn) as conn:
@@ -211,8 +207,9 @@ def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII
                                         cipher_options=cipher_options)
         key_type = pk_type(conn, spec)
         total, done_before, cipher_options = conn.execute(
-            "SELECT j.total_rows, COALESCE(sum(r.rows_done), 0), j.cipher_options FROM rotation_runbook.reencrypt_job j "
-            "JOIN rotation_runbook.reencrypt_range r USING (job_id) WHERE job_id = %s GROUP BY j.job_id",
+            "SELECT j.total_rows, COALESCE(sum(r.rows_done), 0), j.cipher_options "
+            "FROM rotation_runbook.reencrypt_job j JOIN rotation_runbook.reencrypt_range r USING (job_id) "
+            "WHERE job_id = %s GROUP BY j.job_id",
             (job_id,)).fetchone()
         todo = [r[0] for r in conn.execute(
             "SELECT range_no FROM rotation_runbook.reencrypt_range WHERE job_id = %s AND NOT done ORDER BY range_no",
@@ -223,7 +220,8 @@ def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII
     for r in todo:
         work.put(r)
     params = {"job": job_id, "old": old_key, "new": new_key, "opts": cipher_options, "n": batch_size}
-    statement = _batch_statement(spec, key_type)
+    statements = {(lo, hi): _batch_statement(spec, key_type, lower=lo, upper=hi)
+                  for lo in (False, True) for hi in (False, True)}
 
     def worker() -> None:
         with connect(dsn) as conn:
@@ -232,11 +230,11 @@ def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII
                     range_no = work.get_nowait()
                 except queue.Empty:
                     return
-                _drain_range(conn, statement, {**params, "range": range_no}, counter, spec)
+                _drain_range(conn, statements, {**params, "range": range_no}, counter, spec)
 
     stop = threading.Event()
-    reporter = threading.Thread(target=_report, args=(counter, int(total), started, on_progress, progress_every_s, stop),
-                                daemon=True)
+    reporter = threading.Thread(target=_report, daemon=True,
+                                args=(counter, int(total), started, on_progress, progress_every_s, stop))
     reporter.start()
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo) or 1))) as pool:
@@ -255,34 +253,59 @@ def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII
     return JobResult(job_id, int(total), counter.value - int(done_before), int(done_before) > 0, elapsed)
 
 
-def _drain_range(conn: psycopg.Connection, statement: sql.Composed, params: dict[str, object], counter: _Counter,
-                 spec: TableSpec) -> None:
+CLAIM = """
+SELECT COALESCE(cursor, lo_excl), hi_incl FROM rotation_runbook.reencrypt_range
+WHERE job_id = %(job)s AND range_no = %(range)s AND NOT done FOR UPDATE
+"""
+CHECKPOINT = """
+UPDATE rotation_runbook.reencrypt_range
+SET cursor = COALESCE(%(cursor)s, cursor), rows_done = rows_done + %(count)s, done = %(done)s
+WHERE job_id = %(job)s AND range_no = %(range)s
+"""
+
+
+def _drain_range(conn: psycopg.Connection, statements: dict[tuple[bool, bool], sql.Composed],
+                 params: dict[str, object], counter: _Counter, spec: TableSpec) -> None:
+    """Batches until the range is done. Each transaction locks the range's checkpoint row (so two runs never work
+    one range at once), re-encrypts one page and advances the checkpoint: all of it commits, or none."""
     while True:
         try:
-            row = conn.execute(statement, params).fetchone()
-            conn.commit()
-        except psycopg.errors.ExternalRoutineException as exc:  # pgcrypto: "Wrong key or corrupt data"
-            conn.rollback()
+            with conn.transaction():
+                claimed = conn.execute(CLAIM, params).fetchone()
+                if claimed is None:  # finished, by this run or an earlier one
+                    return
+                after, hi = claimed
+                statement = statements[(after is not None, hi is not None)]
+                count, last = conn.execute(statement, {**params, "after": after, "hi": hi}).fetchone()
+                done = count < int(params["n"])  # type: ignore[call-overload]
+                conn.execute(CHECKPOINT, {**params, "cursor": last, "count": count, "done": done})
+        except psycopg.errors.ExternalRoutineInvocationException as exc:  # pgcrypto: "Wrong key or corrupt data"
             raise ReencryptionError(_describe_unreadable(conn, spec, params)) from _without_params(exc)
-        if row is None:  # range already finished (by a concurrent or earlier run)
-            return
-        counter.add(int(row[0]))
-        if int(row[0]) < int(params["n"]):  # type: ignore[call-overload]
+        counter.add(count)
+        if done:
             return
 
 
 def _describe_unreadable(conn: psycopg.Connection, spec: TableSpec, params: dict[str, object]) -> str:
-    """Name the rows and columns the old key cannot open in the failed range: the operator's next step depends on it."""
+    """Name the rows and columns the old key cannot open in the failed range (from its checkpoint on; values under
+    neither key first): the operator's next step depends on it. Ranges already done hold new-key values legitimately."""
+    bounds = conn.execute("SELECT COALESCE(cursor, lo_excl), hi_incl FROM rotation_runbook.reencrypt_range "
+                          "WHERE job_id = %(job)s AND range_no = %(range)s", params).fetchone() or (None, None)
     bad: list[str] = []
     for column in spec.columns:
         rows = conn.execute(sql.SQL(
-            "SELECT x.{pk}::text, rotation_runbook.try_decrypt(x.{c}, %(new)s) IS NOT NULL FROM {t} x "
-            "WHERE x.{c} IS NOT NULL AND rotation_runbook.try_decrypt(x.{c}, %(old)s) IS NULL ORDER BY x.{pk} LIMIT 5"
-        ).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column)),
-            {"old": params["old"], "new": params["new"]}).fetchall()
+            "SELECT x.{pk}::text, rotation_runbook.try_decrypt(x.{c}, %(new)s) IS NOT NULL AS new_ok FROM {t} x "
+            "WHERE x.{c} IS NOT NULL AND rotation_runbook.try_decrypt(x.{c}, %(old)s) IS NULL "
+            "AND (%(after)s::text IS NULL OR x.{pk} > CAST(%(after)s::text AS {kt})) "
+            "AND (%(hi)s::text IS NULL OR x.{pk} <= CAST(%(hi)s::text AS {kt})) "
+            "ORDER BY new_ok, x.{pk} LIMIT 5"
+        ).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column),
+                 kt=sql.SQL(pk_type(conn, spec))),
+            {"old": params["old"], "new": params["new"], "after": bounds[0], "hi": bounds[1]}).fetchall()
         bad += [f"{spec.pk}={pk} {column} ({'already under the new key' if new_ok else 'under neither key'})"
                 for pk, new_ok in rows]
     conn.rollback()
+    bad.sort(key=lambda line: not line.endswith("(under neither key)"))
     return (f"re-encryption of {spec.table} stopped: the old key cannot decrypt " + "; ".join(bad[:10])
             + ". Nothing of the failed batch was written; the job resumes after the last committed batch.")
 

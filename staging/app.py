@@ -36,7 +36,8 @@ from rotation.providers.whatsapp import GraphSettings, WhatsAppProvider
 Check = Callable[[dict[str, str]], dict[str, object]]
 
 SAMPLE = """
-SELECT count(decrypt_sensitive_data(email_encrypted, %(k)s)) + count(decrypt_sensitive_data(phone_number_encrypted, %(k)s))
+SELECT count(decrypt_sensitive_data(email_encrypted, %(k)s))
+       + count(decrypt_sensitive_data(phone_number_encrypted, %(k)s))
        + count(decrypt_sensitive_data(full_name_encrypted, %(k)s))
 FROM (SELECT * FROM crm_client_preferences ORDER BY random() LIMIT 5) s
 """

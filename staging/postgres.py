@@ -184,7 +184,8 @@ class PrivateCluster:
                          "--locale=C", "--no-sync")
         if done.returncode:
             raise NoPostgresError(f"initdb failed: {done.stderr.strip()[-500:]}\n{NO_POSTGRES_HELP}")
-        options = {"listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": str(self.sockets),
+        options = {"listen_addresses": "127.0.0.1", "port": str(self.port),
+                   "unix_socket_directories": str(self.sockets),
                    "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off", **self.settings}
         opts = " ".join(f"-c {k}={v}" for k, v in options.items())
         done = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")

@@ -16,6 +16,7 @@ import pytest
 from rotation import app_control, envfile
 from staging.world import World
 from tests.provider_sabotage import provider_sabotages
+from tests.sabotage_practices import SABOTAGES as PRACTICES_SABOTAGES
 
 Sabotage = tuple[str, Callable[[pytest.FixtureRequest], None]]
 
@@ -71,7 +72,8 @@ SABOTAGES: dict[str, Sabotage] = {
     "db-key:app-keeps-old-key": ("the application services are started", app_keeps_old_key),
 }
 
-SABOTAGES.update(provider_sabotages(app_keeps_old_key, delete_rotation_log))
+SABOTAGES |= PRACTICES_SABOTAGES  # Best Practices and Troubleshooting: tests/sabotage_practices.py
+SABOTAGES |= provider_sabotages(app_keeps_old_key, delete_rotation_log)  # Twilio, WhatsApp, SMTP rotations
 
 
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args) -> None:

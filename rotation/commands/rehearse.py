@@ -12,8 +12,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rehearse", help="run every procedure in staging and write reports/<timestamp>-staging/",
-                       description="Run every runbook procedure against staging stand-ins. Extra arguments go to pytest "
-                                   "(e.g. -m emergency, --dsn, --rows).")
+                       description="Run every runbook procedure against staging stand-ins. "
+                                   "Extra arguments go to pytest (e.g. -m emergency, --dsn, --rows).")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments passed on to pytest")
     p.set_defaults(func=run)
 

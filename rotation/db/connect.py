@@ -1,4 +1,4 @@
-"""Connections for work that handles keys: keys travel only as bound parameters, and the server is told not to log them."""
+"""Connections for work that handles keys: keys travel only as bound parameters; the server is told not to log them."""
 
 from __future__ import annotations
 

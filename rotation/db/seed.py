@@ -15,9 +15,11 @@ INSERT INTO crm_client_preferences (client_id, email_encrypted, phone_number_enc
                                     preferred_channels, timezone, language_preference)
 SELECT format('client-%%s', lpad(i::text, 8, '0')),
        CASE WHEN i %% 17 = 0 THEN NULL ELSE encrypt_sensitive_data(format('client%%s@example.com', i), %(key)s) END,
-       CASE WHEN i %% 11 = 0 THEN NULL ELSE encrypt_sensitive_data(format('+1555%%s', lpad(i::text, 7, '0')), %(key)s) END,
+       CASE WHEN i %% 11 = 0 THEN NULL
+            ELSE encrypt_sensitive_data(format('+1555%%s', lpad(i::text, 7, '0')), %(key)s) END,
        CASE WHEN i %% 23 = 0 THEN NULL
-            ELSE encrypt_sensitive_data((%(names)s::text[])[1 + i %% cardinality(%(names)s::text[])] || ' ' || i, %(key)s)
+            ELSE encrypt_sensitive_data(
+                (%(names)s::text[])[1 + i %% cardinality(%(names)s::text[])] || ' ' || i, %(key)s)
        END,
        '["email", "sms"]'::jsonb, 'Europe/Berlin', 'en'
 FROM generate_series(%(first)s::int, %(last)s::int) AS i
