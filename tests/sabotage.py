@@ -73,7 +73,8 @@ SABOTAGES: dict[str, Sabotage] = {
 }
 
 SABOTAGES |= PRACTICES_SABOTAGES  # Best Practices and Troubleshooting: tests/sabotage_practices.py
-SABOTAGES |= provider_sabotages(app_keeps_old_key, delete_rotation_log)  # Twilio, WhatsApp, SMTP rotations
+# Twilio, WhatsApp and SMTP rotations: tests/provider_sabotage.py
+SABOTAGES |= provider_sabotages(app_keeps_old_key, delete_rotation_log, env_world_readable)
 
 
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args) -> None:

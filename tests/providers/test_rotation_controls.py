@@ -14,6 +14,8 @@ SCENARIOS = {
     "smtp": "scheduled_90day_rotation_of_the_smtp_password",
 }
 FAILING_CHECKS = {
+    "new-credential-refused": "is refused",
+    "env-0644": "has mode 0o644, not 0600",
     "old-credential-kept-valid": "is still accepted",
     "test-message-not-delivered": "was not delivered",
     "app-not-reloaded": "it was not reloaded",
