@@ -12,6 +12,8 @@ pytest_plugins = [
     "steps.common",
     "steps.db_key",
     "steps.monitoring",
+    "steps.emergency_plugin",
+    "steps.emergency",
 ]
 
 
