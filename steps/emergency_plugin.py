@@ -78,11 +78,15 @@ def _credential_of(item: pytest.Item) -> str | None:
     return None
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_configure(config: pytest.Config) -> None:
     try:
-        chosen = set(compromised_of(config))
+        compromised_of(config)
     except emergency.PlanError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    chosen = set(compromised_of(config))
     keep, drop = [], []
     for item in items:
         credential = _credential_of(item)

@@ -1,0 +1,32 @@
+"""Negative controls for `pytest -m emergency`: each breaks what a step checks, through real systems, and shows the
+scenario then FAILS (or flags the row). The untouched emergency run passing is the positive control."""
+
+from __future__ import annotations
+
+from tests.harness import SuiteRunner
+
+EMERGENCY = ["-m", "emergency"]
+
+
+def test_emergency_run_passes_untouched(suite: SuiteRunner) -> None:
+    run = suite.run(*EMERGENCY)
+    assert run.returncode == 0, run.output[-4000:]
+    assert run.outcomes and all(o.status == "passed" for o in run.outcomes.values()), run.output[-4000:]
+    assert "EMERGENCY ROTATION PLAN" in run.output
+    assert "  ok " in run.output, "no progress line per step"
+
+
+def test_compromised_key_still_opening_a_value_fails_the_rotation(suite: SuiteRunner) -> None:
+    run = suite.run(*EMERGENCY, "-k", "database_encryption_key", sabotage="emergency:db-key-old-key-opens")
+    outcome = run.only()
+    assert outcome.status == "failed", run.output[-3000:]
+    assert "still open with the compromised key" in outcome.message
+
+
+def test_intruder_access_is_flagged_and_fails_the_review(suite: SuiteRunner) -> None:
+    run = suite.run(*EMERGENCY, "-k", "unauthorized", sabotage="emergency:intruder-access")
+    outcome = run.only()
+    assert outcome.status == "failed", run.output[-3000:]
+    assert "unauthorized access cannot be ruled out" in outcome.message
+    assert "accessor 'mallory@intruder.example' is not in the allowlist" in outcome.message
+    assert "IP 203.0.113.66 is outside the allowed networks" in outcome.message
