@@ -20,7 +20,7 @@ from rotation.incident import IncidentRecord, iso, utc_now
 from rotation.keys import fingerprint
 from staging.world import World, staging_world
 from steps.db_key import DbKeyRotation
-from steps.emergency_plugin import compromised_of, stakeholder_option
+from steps.emergency_plugin import INCIDENT, INCIDENT_REPORT, compromised_of, stakeholder_option
 
 REASON = "emergency"
 STAGING_ROOT_CAUSE = "Staging rehearsal: every credential is treated as compromised (simulated incident)."
@@ -31,8 +31,9 @@ STAGING_MEASURES = ("Rehearse `pytest -m emergency` in staging every month",
 # --- session fixtures: one incident, one world ----------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def incident() -> IncidentRecord:
-    return IncidentRecord()
+def incident(pytestconfig: pytest.Config) -> IncidentRecord:
+    record = pytestconfig.stash[INCIDENT] = IncidentRecord()
+    return record
 
 
 @pytest.fixture(scope="session")
@@ -303,9 +304,14 @@ def notification_accepted(incident: IncidentRecord, stakeholders: notify.Stakeho
     assert set(d.recipients) == set(stakeholders.all())
     if mail_relay is not None:  # staging: the provider's side of the delivery, as its mailbox shows it
         received = [r for m, r in zip(mail_relay.mailbox.messages, mail_relay.mailbox.recipients, strict=True)
-                    if m["Message-ID"] == d.message_id]
+                    if _unfolded(m["Message-ID"]) == _unfolded(d.message_id)]
         assert received and set(received[0]) == set(stakeholders.all()), \
             f"the relay's mailbox does not hold {d.message_id} for every stakeholder"
+
+
+def _unfolded(header: object) -> str:
+    """A header value without the folding whitespace a long Message-ID may get in transit."""
+    return "".join(str(header or "").split())
 
 
 @then("the notification says what was rotated, when, and what the review found, without any credential")
@@ -400,7 +406,7 @@ def report_written(pytestconfig: pytest.Config, target: str, operator: str, inci
                                             pytestconfig.getoption("change_id", None), target)
     text = post_incident.render(incident, context, audit_result["result"], narrative)
     path = post_incident.write_document(report_dir, text)
-    incident_report["path"] = path
+    incident_report["path"] = pytestconfig.stash[INCIDENT_REPORT] = path
     incident_report["narrative"] = narrative
     evidence.record("incident report", {"file": path.name, "sha256": hashlib.sha256(text.encode()).hexdigest(),
                                         "timeline events": len(incident.events)},

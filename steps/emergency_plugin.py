@@ -21,6 +21,7 @@ import pytest
 
 from rotation import emergency
 from rotation.envfile import EnvFileError, read_env
+from rotation.incident import IncidentRecord, hms
 
 EXIT_REFUSED = 4
 STAGING_ENV = {"TWILIO_API_BASE": "(staging stand-in, loopback)", "TWILIO_ACCOUNT_SID": "(generated)",
@@ -160,6 +161,30 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         _say(config, ["NOT CONFIRMED: nothing was changed. Check the plan above, then re-run with --confirm-live "
                       f"(or {emergency.CONFIRM_ENV}=yes) to carry it out."])
         pytest.exit("live run not confirmed", returncode=EXIT_REFUSED)
+
+
+# --- the incident's figures at the end of the run -------------------------------------------------------------------
+
+INCIDENT = pytest.StashKey[IncidentRecord]()
+INCIDENT_REPORT = pytest.StashKey[Path]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    record = config.stash.get(INCIDENT, None)
+    if record is None or not record.outcomes:
+        return
+    terminalreporter.section("emergency rotation: time to revoke and restore")
+    for o in record.outcomes.values():
+        terminalreporter.write_line(f"{o.credential_type:<18} time-to-revoke {hms(o.time_to_revoke):>8}   "
+                                    f"time-to-restore {hms(o.time_to_restore):>8}   "
+                                    f"old credential: {o.rejection or 'NOT PROVEN REJECTED'}")
+    if record.review:
+        terminalreporter.write_line(f"access review: {record.review.summary()}")
+    terminalreporter.write_line("stakeholders notified: " + (", ".join(record.notification.recipients)
+                                                             if record.notification else "NO"))
+    report = config.stash.get(INCIDENT_REPORT, None)
+    if report is not None:
+        terminalreporter.write_line(f"incident report: {report}")
 
 
 # --- one progress line per step --------------------------------------------------------------------------------------
