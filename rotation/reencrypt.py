@@ -173,31 +173,27 @@ def pk_type(conn: psycopg.Connection, spec: TableSpec) -> str:
     return row[0]
 
 
-def _batch_statement(spec: TableSpec, key_type: str) -> sql.Composed:
-    """One round trip per batch: lock the next keyset page of the range, re-encrypt it, advance the checkpoint."""
+def _batch_statement(spec: TableSpec, key_type: str, *, lower: bool, upper: bool) -> sql.Composed:
+    """Re-encrypt the next keyset page of a range: plain index range bounds (no OR), so each page costs the same
+    wherever it lies in the table."""
+    ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": sql.SQL(key_type)}
     sets = sql.SQL(", ").join(
         sql.SQL("{c} = CASE WHEN t.{c} IS NULL THEN NULL ELSE "
                 "pgp_sym_encrypt(pgp_sym_decrypt(t.{c}, %(old)s), %(new)s, %(opts)s) END").format(c=sql.Identifier(c))
         for c in spec.columns)
+    bounds = [sql.SQL("t.{pk} > CAST(%(after)s AS {kt})").format(**ids)] if lower else []
+    bounds += [sql.SQL("t.{pk} <= CAST(%(hi)s AS {kt})").format(**ids)] if upper else []
+    where = sql.SQL(" AND ").join(bounds) if bounds else sql.SQL("true")
     return sql.SQL("""
-WITH r AS (
-    SELECT COALESCE(cursor, lo_excl) AS after, hi_incl FROM rotation_runbook.reencrypt_range
-    WHERE job_id = %(job)s AND range_no = %(range)s AND NOT done FOR UPDATE
-), page AS (
-    SELECT x.{pk} FROM {t} x, r
-    WHERE (r.after IS NULL OR x.{pk} > CAST(r.after AS {kt}))
-      AND (r.hi_incl IS NULL OR x.{pk} <= CAST(r.hi_incl AS {kt}))
-    ORDER BY x.{pk} LIMIT %(n)s
+WITH page AS (
+    SELECT t.{pk} FROM {t} t WHERE {where} ORDER BY t.{pk} LIMIT %(n)s
 ), upd AS (
-    UPDATE {t} t SET {sets} FROM page WHERE t.{pk} = page.{pk} RETURNING t.{pk} AS k
+    UPDATE {t} t SET {sets}
+    WHERE {where} AND t.{pk} <= (SELECT max({pk}) FROM page)
+    RETURNING t.{pk} AS k
 )
-UPDATE rotation_runbook.reencrypt_range g
-SET cursor = COALESCE((SELECT max(k)::text FROM upd), g.cursor),
-    rows_done = g.rows_done + (SELECT count(*) FROM upd),
-    done = (SELECT count(*) FROM upd) < %(n)s
-WHERE g.job_id = %(job)s AND g.range_no = %(range)s AND NOT g.done
-RETURNING (SELECT count(*) FROM upd)
-""").format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), sets=sets, kt=sql.SQL(key_type))
+SELECT count(*), max(k)::text FROM upd
+""").format(where=where, sets=sets, **ids)
 
 
 def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII, workers: int | None = None,
@@ -224,7 +220,8 @@ def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII
     for r in todo:
         work.put(r)
     params = {"job": job_id, "old": old_key, "new": new_key, "opts": cipher_options, "n": batch_size}
-    statement = _batch_statement(spec, key_type)
+    statements = {(lo, hi): _batch_statement(spec, key_type, lower=lo, upper=hi)
+                  for lo in (False, True) for hi in (False, True)}
 
     def worker() -> None:
         with connect(dsn) as conn:
@@ -233,7 +230,7 @@ def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII
                     range_no = work.get_nowait()
                 except queue.Empty:
                     return
-                _drain_range(conn, statement, {**params, "range": range_no}, counter, spec)
+                _drain_range(conn, statements, {**params, "range": range_no}, counter, spec)
 
     stop = threading.Event()
     reporter = threading.Thread(target=_report, daemon=True,
@@ -256,19 +253,36 @@ def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII
     return JobResult(job_id, int(total), counter.value - int(done_before), int(done_before) > 0, elapsed)
 
 
-def _drain_range(conn: psycopg.Connection, statement: sql.Composed, params: dict[str, object], counter: _Counter,
-                 spec: TableSpec) -> None:
+CLAIM = """
+SELECT COALESCE(cursor, lo_excl), hi_incl FROM rotation_runbook.reencrypt_range
+WHERE job_id = %(job)s AND range_no = %(range)s AND NOT done FOR UPDATE
+"""
+CHECKPOINT = """
+UPDATE rotation_runbook.reencrypt_range
+SET cursor = COALESCE(%(cursor)s, cursor), rows_done = rows_done + %(count)s, done = %(done)s
+WHERE job_id = %(job)s AND range_no = %(range)s
+"""
+
+
+def _drain_range(conn: psycopg.Connection, statements: dict[tuple[bool, bool], sql.Composed],
+                 params: dict[str, object], counter: _Counter, spec: TableSpec) -> None:
+    """Batches until the range is done. Each transaction locks the range's checkpoint row (so two runs never work
+    one range at once), re-encrypts one page and advances the checkpoint: all of it commits, or none."""
     while True:
         try:
-            row = conn.execute(statement, params).fetchone()
-            conn.commit()
-        except psycopg.errors.ExternalRoutineException as exc:  # pgcrypto: "Wrong key or corrupt data"
-            conn.rollback()
+            with conn.transaction():
+                claimed = conn.execute(CLAIM, params).fetchone()
+                if claimed is None:  # finished, by this run or an earlier one
+                    return
+                after, hi = claimed
+                statement = statements[(after is not None, hi is not None)]
+                count, last = conn.execute(statement, {**params, "after": after, "hi": hi}).fetchone()
+                done = count < int(params["n"])  # type: ignore[call-overload]
+                conn.execute(CHECKPOINT, {**params, "cursor": last, "count": count, "done": done})
+        except psycopg.errors.ExternalRoutineInvocationException as exc:  # pgcrypto: "Wrong key or corrupt data"
             raise ReencryptionError(_describe_unreadable(conn, spec, params)) from _without_params(exc)
-        if row is None:  # range already finished (by a concurrent or earlier run)
-            return
-        counter.add(int(row[0]))
-        if int(row[0]) < int(params["n"]):  # type: ignore[call-overload]
+        counter.add(count)
+        if done:
             return
 
 
