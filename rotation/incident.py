@@ -91,8 +91,8 @@ class IncidentRecord:
         outcome.revoked_at = self.note(f"{credential_type}: {detail}", credential_type)
         outcome.new_fp = new_fp or outcome.new_fp
 
-    def outage(self, credential_type: str, detail: str) -> None:
-        self.outcomes[credential_type].outage_from = self.note(f"{credential_type}: {detail}", credential_type)
+    def outage(self, credential_type: str, detail: str, at: dt.datetime | None = None) -> None:
+        self.outcomes[credential_type].outage_from = self.note(f"{credential_type}: {detail}", credential_type, at)
 
     def restored(self, credential_type: str, detail: str) -> None:
         self.outcomes[credential_type].restored_at = self.note(f"{credential_type}: {detail}", credential_type)

@@ -7,17 +7,26 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
+from email import message_from_bytes
 from pathlib import Path
 
 import psycopg
 import pytest
 from pytest_bdd import given, parsers, then, when
+from rotation.providers.base import Provider
+from rotation.providers.factory import STAGING_POLICY, provider_for
+from rotation.providers.smtp import OperatorConsole
+from rotation.secret import Secret
+from staging.provider_standins import ProviderStandIns, provider_standins
 
 from rotation import access_review, alerts, app_control, db_key, envfile, notify, post_incident
 from rotation.db.connect import connect
 from rotation.db.seed_activity import seed_activity, staging_policy
+from rotation.emergency_rotation import Revocation, revoke_and_replace
 from rotation.incident import IncidentRecord, iso, utc_now
 from rotation.keys import fingerprint
+from rotation.rotation_log import RotationRecord, find_rotation, log_rotation
 from staging.world import World, staging_world
 from steps.db_key import DbKeyRotation
 from steps.emergency_plugin import INCIDENT, INCIDENT_REPORT, compromised_of, stakeholder_option
@@ -42,27 +51,18 @@ def compromised(pytestconfig: pytest.Config) -> tuple[str, ...]:
 
 
 @pytest.fixture(scope="session")
-def mail_relay(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object | None]:
-    """Staging: the SMTP stand-in (STARTTLS + AUTH on loopback) that plays the mail provider. Live: none."""
+def incident_standins(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProviderStandIns | None]:
+    """Staging: the Twilio, Graph and SMTP stand-ins for the whole incident (the providers and the mail relay).
+    Live: none."""
     if target == "live":
         yield None
         return
-    from staging.mini_smtp import smtp_server
-
-    with smtp_server(tmp_path_factory.mktemp("smtp-tls"), "crm-notifications@eventplanning.example.com",
-                     "staging-" + fingerprint(str(id(tmp_path_factory)))[7:]) as relay:
-        yield relay
-
-
-def relay_env(relay: object | None) -> dict[str, str]:
-    if relay is None:
-        return {}
-    return {"SMTP_HOST": relay.host, "SMTP_PORT": str(relay.port), "SMTP_USERNAME": relay.username,
-            "SMTP_PASSWORD": relay.password, "SMTP_CA_FILE": str(relay.ca_file)}
+    with provider_standins(tmp_path_factory.mktemp("providers")) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
-def incident_world(pytestconfig: pytest.Config, target: str, pg_server, mail_relay,
+def incident_world(pytestconfig: pytest.Config, target: str, pg_server, incident_standins: ProviderStandIns | None,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """Staging: one CRM world for the whole incident, with a normal access and message history seeded.
     Live: the configured systems."""
@@ -73,7 +73,7 @@ def incident_world(pytestconfig: pytest.Config, target: str, pg_server, mail_rel
         return
     rows = pytestconfig.getoption("rows")
     with staging_world(pg_server.admin_dsn, tmp_path_factory.mktemp("incident") / "app", rows=rows,
-                       server_log=pg_server.server_log, extra_env=relay_env(mail_relay)) as staged:
+                       server_log=pg_server.server_log, extra_env=incident_standins.env()) as staged:
         seed_activity(staged.dsn, clients=rows)
         yield staged
 
@@ -107,19 +107,99 @@ def report_dir(pytestconfig: pytest.Config, evidence, tmp_path_factory: pytest.T
     return tmp_path_factory.mktemp("report")
 
 
-# --- compromised database encryption key ----------------------------------------------------------------------------
+# --- the rotation in flight (one credential per scenario) ------------------------------------------------------------
 
-@given("the database encryption key is reported compromised")
-def db_key_compromised(world: World, incident: IncidentRecord, db_rotation: DbKeyRotation,
-                       backup_file: dict[str, Path], evidence) -> None:
-    old = envfile.get_value(world.env_file, db_key.ENV_NAME)
+CREDENTIAL_NAMES = {"Twilio auth token": "twilio_token", "WhatsApp access token": "whatsapp_token",
+                    "SMTP password": "smtp_password", "database encryption key": "db_encryption_key"}
+PROVIDER_OF = {"twilio_token": "twilio", "whatsapp_token": "whatsapp", "smtp_password": "smtp"}
+
+
+@dataclass
+class EmergencyRotation:
+    credential_type: str = ""
+    old: str = ""
+    provider: Provider | None = None
+    revocation: Revocation | None = None
+    env_before: dict[str, str] | None = None
+
+
+@pytest.fixture
+def emergency_rotation() -> EmergencyRotation:
+    return EmergencyRotation()
+
+
+def _provider(name: str, env: dict[str, str], target: str, standins: ProviderStandIns | None) -> Provider:
+    if target == "live":
+        return provider_for(name, env, smtp_console=OperatorConsole())
+    return provider_for(name, env, policy=STAGING_POLICY, smtp_console=standins.smtp_console)
+
+
+@given(parsers.parse("the {credential_name} is reported compromised"))
+def compromised_credential(world: World, target: str, credential_name: str, incident: IncidentRecord,
+                           emergency_rotation: EmergencyRotation, db_rotation: DbKeyRotation,
+                           backup_file: dict[str, Path], incident_standins: ProviderStandIns | None, evidence) -> None:
+    credential_type = CREDENTIAL_NAMES[credential_name]
+    env = envfile.read_env(world.env_file)
+    if incident_standins is not None:
+        for known in incident_standins.secrets():
+            evidence.register_secret(known)
+    name = db_key.ENV_NAME if credential_type == "db_encryption_key" else None
+    if credential_type != "db_encryption_key":
+        emergency_rotation.provider = _provider(PROVIDER_OF[credential_type], env, target, incident_standins)
+        name = emergency_rotation.provider.env_name
+    old = envfile.get_value(world.env_file, name)
     evidence.register_secret(old)
+    emergency_rotation.credential_type, emergency_rotation.old = credential_type, Secret(old)
+    emergency_rotation.env_before = env
     backup_file["path"] = envfile.backup(world.env_file)
-    incident.begin("db_encryption_key", fingerprint(old))
-    evidence.record("compromised credential", {"credential_type": "db_encryption_key", "fingerprint": fingerprint(old),
-                                               "env backup": backup_file["path"].name},
-                    source=f"{world.env_file.name}: {db_key.ENV_NAME}; cp .env {backup_file['path'].name}")
+    incident.begin(credential_type, fingerprint(old))
+    evidence.record("compromised credential", {"credential_type": credential_type, "env": name,
+                                               "fingerprint": fingerprint(old), "env backup": backup_file["path"].name},
+                    source=f"{world.env_file.name}: {name}; cp .env {backup_file['path'].name}")
 
+
+@when("the compromised credential is revoked at the provider and a replacement issued")
+def revoked_at_provider(emergency_rotation: EmergencyRotation, incident: IncidentRecord, evidence) -> None:
+    r = emergency_rotation
+    r.revocation = revoke_and_replace(r.provider, r.old)
+    evidence.register_secret(r.revocation.new)
+    incident.outage(r.credential_type, f"compromised credential killed at {r.provider.name}: the app's credential "
+                                       "is dead until the restart", at=r.revocation.revoked_at)
+    incident.outcomes[r.credential_type].new_fp = fingerprint(r.revocation.new)
+    evidence.record("provider actions, in order", r.revocation.as_evidence(),
+                    source=f"rotation.emergency_rotation.revoke_and_replace({r.provider.name})")
+
+
+@then("the provider rejects the compromised credential")
+def provider_rejects(emergency_rotation: EmergencyRotation, incident: IncidentRecord, evidence) -> None:
+    r = emergency_rotation
+    result = r.provider.check(r.old)
+    evidence.record("compromised credential at the provider", result.as_evidence(),
+                    source=f"{r.provider.name} read-only call with the compromised credential")
+    assert not result.accepted, f"{r.provider.name}: the compromised credential {result.credential_fp} is still " \
+                                f"accepted after revocation ({result.detail})"
+    incident.outcomes[r.credential_type].rejection = f"rejected {result.status}/{result.code}"
+    incident.revoked(r.credential_type, fingerprint(r.revocation.new),
+                     f"provider rejects the compromised credential ({result.status}/{result.code})")
+
+
+@when("the .env file is updated with the new credential")
+def env_updated_emergency(world: World, emergency_rotation: EmergencyRotation, incident: IncidentRecord,
+                          evidence) -> None:
+    r = emergency_rotation
+    envfile.set_value(world.env_file, r.provider.env_name, r.revocation.new)
+    at = incident.note(f"{r.credential_type}: .env updated with the new credential", r.credential_type)
+    evidence.record(".env updated", {r.provider.env_name: fingerprint(r.revocation.new), "at": iso(at),
+                                     "compromised credential dead since": iso(r.revocation.revoked_at)},
+                    source=f"atomic rewrite of {world.env_file.name} (temp file + rename)")
+    assert r.revocation.revoked_at <= at, "the new credential reached .env before the compromised one was revoked"
+    after = envfile.read_env(world.env_file)
+    changed = sorted(k for k in r.env_before.keys() | after.keys()
+                     if k != r.provider.env_name and r.env_before.get(k) != after.get(k))
+    assert envfile.file_mode(world.env_file) == 0o600 and not changed, f"mode or other settings changed: {changed}"
+
+
+# --- compromised database encryption key ----------------------------------------------------------------------------
 
 @when("the application services are stopped so that nothing reads with the compromised key")
 def stop_for_db_key(world: World, incident: IncidentRecord, evidence) -> None:
@@ -131,10 +211,12 @@ def stop_for_db_key(world: World, incident: IncidentRecord, evidence) -> None:
 
 
 @when("a new database encryption key is generated for the emergency")
-def new_emergency_key(world: World, db_rotation: DbKeyRotation, backup_file: dict[str, Path], evidence) -> None:
+def new_emergency_key(world: World, db_rotation: DbKeyRotation, backup_file: dict[str, Path],
+                      incident: IncidentRecord, evidence) -> None:
     db_rotation.env_before = envfile.read_env(world.env_file)
     db_rotation.keys = db_key.begin(world.env_file, backup_file["path"], reason=REASON)
     evidence.register_secret(db_rotation.keys.new)
+    incident.outcomes["db_encryption_key"].new_fp = fingerprint(db_rotation.keys.new)
     evidence.record("new key", {"fingerprint": fingerprint(db_rotation.keys.new), "length": len(db_rotation.keys.new)},
                     source="rotation.keys.generate_key() (secrets.token_urlsafe(32))")
 
@@ -145,8 +227,7 @@ def db_key_revoked(world: World, db_rotation: DbKeyRotation, incident: IncidentR
     evidence.record("values readable with the compromised key", counts, source=db_key.COUNT_READABLE.strip())
     assert counts["readable"] == 0, f"{counts['readable']} of {counts['non_null']} values still open with the " \
                                     f"compromised key {fingerprint(db_rotation.keys.old)}"
-    outcome = incident.outcomes["db_encryption_key"]
-    outcome.rejection = f"opens 0 of {counts['non_null']} values"
+    incident.outcomes["db_encryption_key"].rejection = f"opens 0 of {counts['non_null']} values"
     incident.revoked("db_encryption_key", fingerprint(db_rotation.keys.new),
                      f"revoked: every value re-encrypted, the compromised key opens 0 of {counts['non_null']}")
 
@@ -160,15 +241,9 @@ def restarted(world: World, incident: IncidentRecord, evidence) -> None:
     evidence.record("app restarted", {"command": world.app.restart}, source=world.app.restart)
 
 
-def _credential_in_flight(incident: IncidentRecord) -> str:
-    pending = [o for o in incident.outcomes.values() if o.restored_at is None]
-    assert pending, "no emergency rotation is in progress in this scenario"
-    return pending[-1].credential_type
-
-
 @then("the system is healthy again on the new credential")
-def healthy_again(world: World, incident: IncidentRecord, evidence) -> None:
-    credential = _credential_in_flight(incident)
+def healthy_again(world: World, emergency_rotation: EmergencyRotation, incident: IncidentRecord, evidence) -> None:
+    credential = emergency_rotation.credential_type
     result = app_control.wait_for_health(world.app.health_url, timeout_s=15)
     evidence.record("health after", {"status": result.status_code, "body": result.body},
                     source=f"GET {world.app.health_url}")
@@ -182,32 +257,42 @@ def healthy_again(world: World, incident: IncidentRecord, evidence) -> None:
 def loaded_fingerprint(body: dict[str, object], credential: str) -> str | None:
     """The fingerprint of the credential the app reports it loaded (its /health checks)."""
     checks = body.get("checks", {}) if isinstance(body.get("checks"), dict) else {}
-    check_name = {"db_encryption_key": "database", "twilio_token": "twilio", "whatsapp_token": "whatsapp",
-                  "smtp_password": "smtp"}[credential]
-    check = checks.get(check_name, {})
+    check = checks.get({"db_encryption_key": "database", **PROVIDER_OF}[credential], {})
     if not isinstance(check, dict):
         return None
-    for key in ("key_fingerprint", "credential_fingerprint", "credential", "fingerprint", "token_fingerprint"):
-        if check.get(key):
-            return str(check[key])
-    return None
+    found = check.get("key_fingerprint") or check.get("credential_fingerprint")
+    return str(found) if found else None
+
+
+def _log_row(world: World, r: EmergencyRotation, db_rotation: DbKeyRotation) -> RotationRecord | None:
+    if r.credential_type == "db_encryption_key":
+        return db_key.find_logged(world.dsn, db_rotation.keys)
+    with connect(world.dsn) as conn:
+        return find_rotation(conn, r.credential_type, r.old)
 
 
 @when(parsers.parse('the rotation is logged with reason "{reason}"'))
-def logged_emergency(world: World, db_rotation: DbKeyRotation, incident: IncidentRecord, operator: str, reason: str,
-                     evidence) -> None:
-    record = db_key.log(world.dsn, db_rotation.keys, world.env_file, rotated_by=operator, reason=reason)
-    incident.outcomes["db_encryption_key"].rotation_id = record.rotation_id
-    incident.note("db_encryption_key: rotation logged (reason 'emergency')", "db_encryption_key")
+def logged_emergency(world: World, emergency_rotation: EmergencyRotation, db_rotation: DbKeyRotation,
+                     incident: IncidentRecord, operator: str, reason: str, evidence) -> None:
+    r = emergency_rotation
+    if r.credential_type == "db_encryption_key":
+        record = db_key.log(world.dsn, db_rotation.keys, world.env_file, rotated_by=operator, reason=reason)
+    else:
+        with connect(world.dsn) as conn:
+            record = log_rotation(conn, r.credential_type, rotated_by=operator, previous_secret=r.old, reason=reason)
+    incident.outcomes[r.credential_type].rotation_id = record.rotation_id
+    incident.note(f"{r.credential_type}: rotation logged (reason '{reason}')", r.credential_type)
     evidence.record("rotation log row written", {k: str(v) for k, v in record.__dict__.items()},
-                    source="INSERT INTO security_credential_rotations (...) VALUES ('db_encryption_key', ...)")
+                    source=f"INSERT INTO security_credential_rotations (...) VALUES ('{r.credential_type}', ...)")
 
 
 @then("security_credential_rotations records the emergency rotation of the compromised credential")
-def emergency_logged(world: World, db_rotation: DbKeyRotation, operator: str, evidence) -> None:
-    found = db_key.find_logged(world.dsn, db_rotation.keys)
+def emergency_logged(world: World, emergency_rotation: EmergencyRotation, db_rotation: DbKeyRotation, operator: str,
+                     evidence) -> None:
+    found = _log_row(world, emergency_rotation, db_rotation)
     evidence.record("rotation log row read back", {k: str(v) for k, v in found.__dict__.items()} if found else None,
-                    source="SELECT ... FROM security_credential_rotations WHERE previous_key_hash = sha256(old)")
+                    source="SELECT ... FROM security_credential_rotations WHERE credential_type = %s AND "
+                           "previous_key_hash = sha256(compromised credential)")
     assert found is not None, "no security_credential_rotations row records this rotation"
     assert found.rotation_reason == REASON, f"the rotation is logged with reason {found.rotation_reason!r}"
     assert found.rotated_by == operator
@@ -293,7 +378,8 @@ def notification_sent(world: World, pytestconfig: pytest.Config, incident: Incid
 
 
 @then("the relay accepted it for every stakeholder")
-def notification_accepted(incident: IncidentRecord, stakeholders: notify.Stakeholders, mail_relay,
+def notification_accepted(incident: IncidentRecord, stakeholders: notify.Stakeholders,
+                          incident_standins: ProviderStandIns | None,
                           notification: dict[str, object], evidence) -> None:
     d = incident.notification
     evidence.record("notification delivery", {"message_id": d.message_id, "recipients": d.recipients,
@@ -302,9 +388,9 @@ def notification_accepted(incident: IncidentRecord, stakeholders: notify.Stakeho
                     source="smtplib: STARTTLS (verified), AUTH, MAIL FROM / RCPT TO / DATA -> 250")
     assert d is not None, notification.get("error", "the notification was not sent")
     assert set(d.recipients) == set(stakeholders.all())
-    if mail_relay is not None:  # staging: the provider's side of the delivery, as its mailbox shows it
-        received = [r for m, r in zip(mail_relay.mailbox.messages, mail_relay.mailbox.recipients, strict=True)
-                    if _unfolded(m["Message-ID"]) == _unfolded(d.message_id)]
+    if incident_standins is not None:  # staging: the provider's side of the delivery, as its mailbox shows it
+        received = [m["rcpt_tos"] for m in list(incident_standins.smtp.messages)
+                    if _unfolded(message_from_bytes(m["data"])["Message-ID"]) == _unfolded(d.message_id)]
         assert received and set(received[0]) == set(stakeholders.all()), \
             f"the relay's mailbox does not hold {d.message_id} for every stakeholder"
 

@@ -69,6 +69,22 @@ def intruder_access(request: pytest.FixtureRequest) -> None:
                      "now() - interval '10 minutes', '203.0.113.66', 'none given')")
 
 
+def _standins(request: pytest.FixtureRequest):
+    return request.getfixturevalue("incident_standins")
+
+
+def provider_keeps_revoked_credentials_valid(request: pytest.FixtureRequest) -> None:
+    """The provider's revocation does not take: the compromised Twilio / WhatsApp token still authenticates."""
+    standins = _standins(request)
+    standins.twilio.keep_old_tokens_valid = True
+    standins.graph.keep_revoked_tokens_valid = True
+
+
+def mail_relay_refuses_everything(request: pytest.FixtureRequest) -> None:
+    """The mail relay answers 421 to every connection: the notification cannot be delivered."""
+    _standins(request).smtp.faults.refuse_forever()
+
+
 def compromised_key_still_opens_a_value(request: pytest.FixtureRequest) -> None:
     leave_one_value_under_old_key(request)
 
@@ -82,6 +98,10 @@ SABOTAGES: dict[str, Sabotage] = {
     "db-key:app-keeps-old-key": ("the application services are started", app_keeps_old_key),
     "emergency:db-key-old-key-opens": ("every encrypted value decrypts with the new key to its original plaintext",
                                        compromised_key_still_opens_a_value),
+    "emergency:revoked-token-still-valid": ("the compromised credential is revoked at the provider and a replacement "
+                                            "issued", provider_keeps_revoked_credentials_valid),
+    "emergency:notification-not-delivered": ("the security team, the system administrators and the compliance officer "
+                                             "have e-mail addresses", mail_relay_refuses_everything),
     "emergency:intruder-access": ("the review policy names the allowed accessors, networks and the app's message "
                                   "markers", intruder_access),
 }

@@ -30,3 +30,19 @@ def test_intruder_access_is_flagged_and_fails_the_review(suite: SuiteRunner) -> 
     assert "unauthorized access cannot be ruled out" in outcome.message
     assert "accessor 'mallory@intruder.example' is not in the allowlist" in outcome.message
     assert "IP 203.0.113.66 is outside the allowed networks" in outcome.message
+
+
+def test_compromised_token_still_valid_after_revocation_fails_the_rotation(suite: SuiteRunner) -> None:
+    for scenario, provider in (("twilio", "twilio"), ("whatsapp", "whatsapp")):
+        run = suite.run(*EMERGENCY, "-k", scenario, sabotage="emergency:revoked-token-still-valid")
+        outcome = run.only()
+        assert outcome.status == "failed", run.output[-3000:]
+        assert f"{provider}: the compromised credential sha256:" in outcome.message
+        assert "is still accepted after revocation" in outcome.message
+
+
+def test_undelivered_notification_fails_the_notification_scenario(suite: SuiteRunner) -> None:
+    run = suite.run(*EMERGENCY, "-k", "notify", sabotage="emergency:notification-not-delivered")
+    outcome = run.only()
+    assert outcome.status == "failed", run.output[-3000:]
+    assert "stakeholder notification NOT delivered" in outcome.message
