@@ -8,10 +8,14 @@ import os
 import pytest
 
 pytest_plugins = [
+    "rotation.evidence.plugin",
     "staging.fixtures",
     "steps.common",
     "steps.db_key",
     "steps.monitoring",
+    "steps.hygiene",
+    "steps.troubleshooting",
+    "steps.providers",
     "steps.emergency_plugin",
     "steps.emergency",
 ]

@@ -25,6 +25,7 @@ class SmtpSettings:
     port: int
     username: str
     password: str = field(repr=False)
+    ca_file: Path | None = None  # SMTP_CA_FILE in .env: a private CA to verify the server with (staging's)
 
     @classmethod
     def from_env_file(cls, path: Path) -> SmtpSettings:
@@ -37,7 +38,8 @@ class SmtpSettings:
             port = int(env["SMTP_PORT"])
         except ValueError:
             raise AlertError(f"SMTP_PORT in {path} is not a port number") from None
-        return cls(env["SMTP_HOST"], port, env["SMTP_USERNAME"], env["SMTP_PASSWORD"])
+        ca_file = Path(env["SMTP_CA_FILE"]) if env.get("SMTP_CA_FILE") else None
+        return cls(env["SMTP_HOST"], port, env["SMTP_USERNAME"], env["SMTP_PASSWORD"], ca_file)
 
 
 def build_message(lines: list[str], to: str, sender: str) -> EmailMessage:
@@ -68,7 +70,7 @@ def send_message(msg: EmailMessage, settings: SmtpSettings, *, ca_file: Path | N
     including a server that accepts the message for only some of its recipients."""
     try:
         with smtplib.SMTP(settings.host, settings.port, timeout=timeout) as smtp:
-            smtp.starttls(context=tls_context(ca_file))
+            smtp.starttls(context=tls_context(ca_file or settings.ca_file))
             smtp.login(settings.username, settings.password)
             refused = smtp.send_message(msg)
     except smtplib.SMTPNotSupportedError:

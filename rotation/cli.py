@@ -11,6 +11,8 @@ COMMANDS = (
     "rehearse",
     "db-key",
     "status",
+    "verify-evidence",
+    "provider",
 )
 
 

@@ -287,17 +287,25 @@ def _drain_range(conn: psycopg.Connection, statements: dict[tuple[bool, bool], s
 
 
 def _describe_unreadable(conn: psycopg.Connection, spec: TableSpec, params: dict[str, object]) -> str:
-    """Name the rows and columns the old key cannot open in the failed range: the operator's next step depends on it."""
+    """Name the rows and columns the old key cannot open in the failed range (from its checkpoint on; values under
+    neither key first): the operator's next step depends on it. Ranges already done hold new-key values legitimately."""
+    bounds = conn.execute("SELECT COALESCE(cursor, lo_excl), hi_incl FROM rotation_runbook.reencrypt_range "
+                          "WHERE job_id = %(job)s AND range_no = %(range)s", params).fetchone() or (None, None)
     bad: list[str] = []
     for column in spec.columns:
         rows = conn.execute(sql.SQL(
-            "SELECT x.{pk}::text, rotation_runbook.try_decrypt(x.{c}, %(new)s) IS NOT NULL FROM {t} x "
-            "WHERE x.{c} IS NOT NULL AND rotation_runbook.try_decrypt(x.{c}, %(old)s) IS NULL ORDER BY x.{pk} LIMIT 5"
-        ).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column)),
-            {"old": params["old"], "new": params["new"]}).fetchall()
+            "SELECT x.{pk}::text, rotation_runbook.try_decrypt(x.{c}, %(new)s) IS NOT NULL AS new_ok FROM {t} x "
+            "WHERE x.{c} IS NOT NULL AND rotation_runbook.try_decrypt(x.{c}, %(old)s) IS NULL "
+            "AND (%(after)s::text IS NULL OR x.{pk} > CAST(%(after)s::text AS {kt})) "
+            "AND (%(hi)s::text IS NULL OR x.{pk} <= CAST(%(hi)s::text AS {kt})) "
+            "ORDER BY new_ok, x.{pk} LIMIT 5"
+        ).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column),
+                 kt=sql.SQL(pk_type(conn, spec))),
+            {"old": params["old"], "new": params["new"], "after": bounds[0], "hi": bounds[1]}).fetchall()
         bad += [f"{spec.pk}={pk} {column} ({'already under the new key' if new_ok else 'under neither key'})"
                 for pk, new_ok in rows]
     conn.rollback()
+    bad.sort(key=lambda line: not line.endswith("(under neither key)"))
     return (f"re-encryption of {spec.table} stopped: the old key cannot decrypt " + "; ".join(bad[:10])
             + ". Nothing of the failed batch was written; the job resumes after the last committed batch.")
 

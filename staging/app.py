@@ -1,7 +1,9 @@
 """The app stand-in: a small real process that plays `event-planning-api` in staging.
 
 It loads .env like the app, serves GET /health (200 only when every configured check passes; the database check
-decrypts sample rows with its DB_ENCRYPTION_KEY), re-reads .env on SIGHUP, and stops on SIGTERM.
+decrypts sample rows with its DB_ENCRYPTION_KEY; each configured provider is called with the credential the app
+loaded: Twilio account fetch, Graph phone-number GET, SMTP STARTTLS + AUTH), re-reads .env on SIGHUP, and stops on
+SIGTERM.
 
     python -m staging.app serve|start|stop|reload|restart --env-file F --port P --pidfile F [--log F]
 """
@@ -17,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,6 +28,10 @@ import requests
 from dotenv import dotenv_values
 
 from rotation.keys import fingerprint
+from rotation.providers.base import Provider, ProviderError, RetryPolicy
+from rotation.providers.smtp import OperatorConsole, SmtpProvider, SmtpSettings
+from rotation.providers.twilio import TwilioProvider, TwilioSettings
+from rotation.providers.whatsapp import GraphSettings, WhatsAppProvider
 
 Check = Callable[[dict[str, str]], dict[str, object]]
 
@@ -50,9 +57,39 @@ def check_database(env: dict[str, str]) -> dict[str, object]:
     return {"ok": True, "values_decrypted": values, "key_fingerprint": fingerprint(key), "key_length": len(key)}
 
 
+HEALTH_POLICY = RetryPolicy(attempts=2, first_delay_s=0.05, max_delay_s=0.05, timeout_s=2.0)
+
+
+def check_provider(provider: Provider, credential: str) -> dict[str, object]:
+    """The provider's read-only call with the credential the app loaded (Twilio account fetch, Graph phone-number
+    GET, SMTP STARTTLS + AUTH)."""
+    try:
+        result = provider.check(credential)
+    except (ProviderError, KeyError, ValueError) as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "credential_fingerprint": fingerprint(credential)}
+    return {"ok": result.accepted, "status": result.status, "code": result.code, "detail": result.detail,
+            "credential_fingerprint": result.credential_fp}
+
+
+def check_twilio(env: dict[str, str]) -> dict[str, object]:
+    return check_provider(TwilioProvider(TwilioSettings.from_env(env, HEALTH_POLICY)), env["TWILIO_AUTH_TOKEN"])
+
+
+def check_whatsapp(env: dict[str, str]) -> dict[str, object]:
+    return check_provider(WhatsAppProvider(GraphSettings.from_env(env, HEALTH_POLICY)), env["WHATSAPP_ACCESS_TOKEN"])
+
+
+def check_smtp(env: dict[str, str]) -> dict[str, object]:
+    provider = SmtpProvider(SmtpSettings.from_env(env, HEALTH_POLICY), OperatorConsole(environ={}))
+    return check_provider(provider, env["SMTP_PASSWORD"])
+
+
 CHECKS: dict[str, tuple[str, Check]] = {
     # name: (the .env variable whose presence enables the check, the check)
     "database": ("DATABASE_URL", check_database),
+    "twilio": ("TWILIO_AUTH_TOKEN", check_twilio),
+    "whatsapp": ("WHATSAPP_ACCESS_TOKEN", check_whatsapp),
+    "smtp": ("SMTP_PASSWORD", check_smtp),
 }
 
 
@@ -72,7 +109,10 @@ class App:
     def health(self) -> tuple[int, dict[str, object]]:
         with self.lock:
             env = dict(self.env)
-        checks = {name: check(env) for name, (var, check) in CHECKS.items() if env.get(var)}
+        enabled = {name: check for name, (var, check) in CHECKS.items() if env.get(var)}
+        with ThreadPoolExecutor(max_workers=max(1, len(enabled))) as pool:  # provider calls in parallel
+            futures = {name: pool.submit(check, env) for name, check in enabled.items()}
+            checks = {name: future.result() for name, future in futures.items()}
         ok = bool(checks) and all(c["ok"] for c in checks.values())
         return (200 if ok else 503), {"status": "healthy" if ok else "unhealthy", "checks": checks,
                                       "env_loaded_at": self.loaded_at, "pid": os.getpid()}

@@ -9,6 +9,7 @@ import pytest
 
 from rotation.app_control import AppCommands
 from staging.postgres import StagingServer, staging_server
+from staging.provider_standins import ProviderStandIns, provider_standins
 from staging.world import World, staging_world
 
 
@@ -34,10 +35,23 @@ def pg_server(pytestconfig: pytest.Config, target: str) -> Iterator[StagingServe
         yield server
 
 
+PROVIDER_CREDENTIALS = ("twilio_token", "whatsapp_token", "smtp_password")
+
+
 @pytest.fixture
-def provider_env() -> dict[str, str]:
-    """Extra .env settings a staging world needs for provider stand-ins (none yet)."""
-    return {}
+def standins(request: pytest.FixtureRequest, target: str, tmp_path: Path) -> Iterator[ProviderStandIns | None]:
+    """Staging scenarios tagged with a provider credential: the Twilio, Graph and SMTP stand-ins. Otherwise none."""
+    if target == "live" or not any(request.node.get_closest_marker(m) for m in PROVIDER_CREDENTIALS):
+        yield None
+        return
+    with provider_standins(tmp_path / "providers") as started:
+        yield started
+
+
+@pytest.fixture
+def provider_env(standins: ProviderStandIns | None) -> dict[str, str]:
+    """Extra .env settings a staging world needs for provider stand-ins."""
+    return standins.env() if standins else {}
 
 
 @pytest.fixture

@@ -40,9 +40,9 @@ class SuiteRunner:
         env = {**os.environ, "PYTHONPATH": str(PROJECT)}
         if sabotage:
             env["ROTATION_SABOTAGE"] = sabotage
-        command = [sys.executable, "-m", "pytest", "-p", "tests.sabotage", "-p", "tests._evstub",
+        command = [sys.executable, "-m", "pytest", "-p", "tests.sabotage",
                    "--dsn", self.admin_dsn, "--rows", str(rows), "--junitxml", str(junit), "-o", "junit_family=xunit2",
-                   *args]
+                   "--reports-dir", str(self.workdir / "reports"), *args]
         done = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout_s,
                               check=False)
         return SuiteRun(done.returncode, done.stdout + done.stderr, read_junit(junit) if junit.exists() else {})

@@ -15,6 +15,7 @@ import pytest
 
 from rotation import app_control, envfile
 from staging.world import World
+from tests.sabotage_practices import SABOTAGES as PRACTICES_SABOTAGES
 
 Sabotage = tuple[str, Callable[[pytest.FixtureRequest], None]]
 
@@ -105,6 +106,8 @@ SABOTAGES: dict[str, Sabotage] = {
     "emergency:intruder-access": ("the review policy names the allowed accessors, networks and the app's message "
                                   "markers", intruder_access),
 }
+
+SABOTAGES |= PRACTICES_SABOTAGES  # Best Practices and Troubleshooting: tests/sabotage_practices.py
 
 
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args) -> None:

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default ./.env)")
     p.add_argument("--smtp-ca-file", type=Path, default=None,
                    help="CA certificate(s) to verify the SMTP server with instead of the system store "
-                        "(staging's self-signed certificate)")
+                        "(default: SMTP_CA_FILE from .env if set, e.g. staging's self-signed certificate)")
     p.set_defaults(func=run)
 
 

@@ -20,9 +20,9 @@ NOW = dt.datetime(2026, 11, 25, 6, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="session")
-def monitoring_dsn(pg_server: StagingServer) -> Iterator[str]:
+def monitoring_dsn(pg: StagingServer) -> Iterator[str]:
     """One scratch database with the CRM schema on the session's staging PostgreSQL server."""
-    with scratch_database(pg_server.admin_dsn) as dsn:
+    with scratch_database(pg.admin_dsn) as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             apply_crm_schema(conn)
         yield dsn

@@ -206,3 +206,25 @@ def test_alert_email_failure_is_loud(fault: str, rotation_log: RotationLog, moni
     assert "alert e-mail NOT sent" in err
     assert server.mailbox.messages == []
     assert smtp.password not in out + err
+
+
+def test_ca_file_from_env(rotation_log: RotationLog, monitoring_dsn: str, smtp: SmtpServer, tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    """SMTP_CA_FILE in .env stands in for --smtp-ca-file (staging's .env carries it)."""
+    rotation_log.rotated("twilio_token", NOW - 95 * DAY)
+    env = write_env(tmp_path / ".env", smtp)
+    env.write_text(env.read_text() + f"SMTP_CA_FILE={smtp.ca_file}\n")
+    code, _, err = status(capsys, monitoring_dsn, "--alert-email", "admin@example.com", "--env-file", str(env))
+    assert code == 2, err
+    assert len(smtp.mailbox.messages) == 1
+
+
+def test_system_trust_store_rejects_a_private_ca(rotation_log: RotationLog, monitoring_dsn: str, smtp: SmtpServer,
+                                                 tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a CA file the system store is used, and a self-signed certificate is refused: verification is on."""
+    rotation_log.rotated("twilio_token", NOW - 95 * DAY)
+    env = write_env(tmp_path / ".env", smtp)
+    code, _, err = status(capsys, monitoring_dsn, "--alert-email", "admin@example.com", "--env-file", str(env))
+    assert code == 3
+    assert "not verified" in err
+    assert smtp.mailbox.messages == []

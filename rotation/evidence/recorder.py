@@ -1,0 +1,211 @@
+"""The evidence system of record: scenarios, steps, their UTC times and status, and the items steps record.
+
+A Recorder is plain data plus the list of secrets to scan for. It never writes anything itself; the plugin feeds it
+from pytest-bdd's hooks and the report module turns it into artifacts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from rotation.keys import fingerprint
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class EvidenceItem:
+    name: str
+    value: object
+    source: str | None
+    collected: datetime
+    step: str | None = None  # the step text it was recorded in, None for scenario setup/teardown
+    redacted: bool = False  # a registered secret was replaced by its fingerprint before storing
+
+
+@dataclass
+class Population:
+    label: str
+    verified: int
+    total: int
+    source: str | None
+    collected: datetime
+    scenario: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.total > 0 and self.verified == self.total
+
+    def sentence(self) -> str:
+        return f"{self.verified:,} of {self.total:,} {self.label}"
+
+
+@dataclass
+class StepRecord:
+    keyword: str
+    text: str
+    line: int
+    background: bool = False
+    start: datetime | None = None
+    end: datetime | None = None
+    status: str = "not run"  # passed / failed / undefined / not run
+    error: str | None = None
+    items: list[EvidenceItem] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.start is None or self.end is None else (self.end - self.start).total_seconds()
+
+
+@dataclass
+class ScenarioRecord:
+    nodeid: str
+    name: str
+    feature: str
+    feature_file: str
+    line: int
+    tags: list[str]
+    description: str = ""
+    feature_description: str = ""
+    keyword: str = "Scenario"
+    start: datetime | None = None
+    end: datetime | None = None
+    status: str = "not run"  # passed / failed / skipped / error / not run
+    reason: str | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    items: list[EvidenceItem] = field(default_factory=list)  # recorded outside any step (fixtures)
+    populations: list[Population] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.start is None or self.end is None else (self.end - self.start).total_seconds()
+
+    def step_at(self, line: int, text: str) -> StepRecord | None:
+        return next((s for s in self.steps if s.line == line and s.text == text), None)
+
+
+def to_jsonable(value: object) -> object:
+    """Evidence values must survive JSON; anything else is stored as its repr so nothing is silently dropped."""
+    try:
+        return json.loads(json.dumps(value, default=_fallback))
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _fallback(value: object) -> object:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+class Recorder:
+    """Holds one run's evidence. `record`, `population` and `register_secret` are the API steps call."""
+
+    def __init__(self) -> None:
+        self.scenarios: list[ScenarioRecord] = []
+        self.run_items: list[EvidenceItem] = []  # recorded outside any scenario
+        self.populations: list[Population] = []
+        self._secrets: list[str] = []  # in memory only: never serialised, never logged
+        self._scenario: ScenarioRecord | None = None
+        self._step: StepRecord | None = None
+
+    # --- the API steps use -------------------------------------------------------------------------------------
+    def record(self, name: str, value: object, *, source: str | None = None) -> None:
+        """Attach an item to the running step (or scenario, or run). Registered secrets in the value or source are
+        replaced by their fingerprint first: the evidence must never hold a secret, even when a step slips."""
+        value_json, value_redacted = self._redact(to_jsonable(value))
+        source_text, source_redacted = self._redact(source) if source is not None else (None, False)
+        item = EvidenceItem(name=name, value=value_json, source=source_text, collected=utc_now(),
+                            step=self._step.text if self._step else None,
+                            redacted=value_redacted or source_redacted)
+        self._bucket().append(item)
+
+    def register_secret(self, secret: str) -> None:
+        """Remember a secret for redaction and the end-of-run leak scan. Kept in memory only."""
+        if secret and secret not in self._secrets:
+            self._secrets.append(secret)
+
+    def population(self, label: str, verified: int, total: int, *, source: str | None = None) -> None:
+        """A completeness figure, e.g. 20,000 of 20,000 values verified under the new key."""
+        source_text = self._redact(source)[0] if source is not None else None
+        pop = Population(label=label, verified=int(verified), total=int(total), source=source_text,
+                         collected=utc_now(), scenario=self._scenario.nodeid if self._scenario else None)
+        self.populations.append(pop)
+        if self._scenario is not None:
+            self._scenario.populations.append(pop)
+        self.record(f"population: {label}", {"verified": pop.verified, "total": pop.total}, source=source)
+
+    # --- the lifecycle the plugin drives -------------------------------------------------------------------------
+    def begin_scenario(self, scenario: ScenarioRecord) -> None:
+        self.scenarios.append(scenario)
+        self._scenario, self._step = scenario, None
+        scenario.start = utc_now()
+
+    def end_scenario(self) -> None:
+        if self._scenario is not None:
+            self._scenario.end = utc_now()
+        self._scenario, self._step = None, None
+
+    @property
+    def current_scenario(self) -> ScenarioRecord | None:
+        return self._scenario
+
+    def begin_step(self, keyword: str, text: str, line: int, *, background: bool = False) -> StepRecord:
+        step = StepRecord(keyword=keyword, text=text, line=line, background=background)
+        if self._scenario is not None:
+            existing = self._scenario.step_at(line, text)
+            if existing is not None:
+                step = existing
+            else:
+                self._scenario.steps.append(step)
+        step.start, step.status = utc_now(), "running"
+        self._step = step
+        return step
+
+    def end_step(self, status: str, error: str | None = None) -> None:
+        if self._step is None:
+            return
+        self._step.end = utc_now()
+        self._step.status = status
+        self._step.error = self.redact_text(error) if error is not None else None
+        self._step = None
+
+    # --- secrets -------------------------------------------------------------------------------------------------
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(self._secrets)
+
+    def redact_text(self, text: str) -> str:
+        return self._redact(text)[0]  # type: ignore[return-value]
+
+    def _redact(self, value: object) -> tuple[object, bool]:
+        if isinstance(value, str):
+            out = value
+            for secret in self._secrets:
+                out = out.replace(secret, f"[secret {fingerprint(secret)}]")
+            return out, out != value
+        if isinstance(value, list):
+            pairs = [self._redact(v) for v in value]
+            return [p[0] for p in pairs], any(p[1] for p in pairs)
+        if isinstance(value, dict):
+            pairs_d = {self._redact(k)[0]: self._redact(v) for k, v in value.items()}
+            return {k: p[0] for k, p in pairs_d.items()}, any(p[1] for p in pairs_d.values())
+        return value, False
+
+    def _bucket(self) -> list[EvidenceItem]:
+        if self._step is not None:
+            return self._step.items
+        if self._scenario is not None:
+            return self._scenario.items
+        return self.run_items

@@ -1,0 +1,113 @@
+"""Writes one run folder: reports/<UTC timestamp>-<target>/ with index.html, evidence.jsonl, junit.xml,
+cucumber.json, oscal-assessment-results.json, the public key, manifest.json and manifest.sig; then points
+reports/latest at it. The leak scan runs over everything before the manifest is signed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from rotation.evidence import html, oscal
+from rotation.evidence.chain import write_chain
+from rotation.evidence.controls import Catalog
+from rotation.evidence.entries import build_entries
+from rotation.evidence.leaks import Leak, redact_file, scan_file, scan_tree
+from rotation.evidence.metadata import RunMetadata
+from rotation.evidence.recorder import Recorder
+from rotation.evidence.signing import PUBLIC_KEY, public_fingerprint, public_pem, write_signed_manifest
+from rotation.evidence.summary import Summary
+
+INDEX, CHAIN, OSCAL, JUNIT, CUCUMBER = ("index.html", "evidence.jsonl", "oscal-assessment-results.json",
+                                        "junit.xml", "cucumber.json")
+
+
+@dataclass
+class RunOutput:
+    folder: Path
+    verdict: str
+    public_key_fingerprint: str
+    leaks: list[Leak] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
+def new_run_folder(reports_dir: Path, meta: RunMetadata) -> Path:
+    stamp = meta.started.strftime("%Y%m%dT%H%M%SZ")
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 100):  # two runs in one second must not share a folder
+        folder = reports_dir / (f"{stamp}-{meta.target}" if n == 1 else f"{stamp}-{meta.target}-{n}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free run folder name under {reports_dir} for {stamp}")
+
+
+def point_latest(folder: Path) -> None:
+    """reports/latest -> the newest run, replaced atomically so a reader never sees it missing."""
+    link = folder.parent / "latest"
+    tmp = folder.parent / f".latest-{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(folder.name, target_is_directory=True)
+    os.replace(tmp, link)
+
+
+def _render_all(folder: Path, meta: RunMetadata, summary: Summary, recorder: Recorder, pem: str) -> str:
+    entries, seq_of = build_entries(meta, summary, recorder.run_items)
+    head = write_chain(folder / CHAIN, entries)
+    document = oscal.assessment_results(meta, summary, seq_of)
+    (folder / OSCAL).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    files = {p.name for p in folder.iterdir() if p.is_file()} | {INDEX, "manifest.json", "manifest.sig"}
+    page = html.render(meta, summary, run_name=folder.name, seq_of=seq_of, public_key_pem=pem,
+                       run_items=recorder.run_items, files=files, secret_count=len(recorder.secrets))
+    (folder / INDEX).write_text(page, encoding="utf-8")
+    return head
+
+
+def _scan(folder: Path, secrets: tuple[str, ...], extra_scan: list[Path]) -> list[Leak]:
+    leaks = scan_tree(folder, secrets)
+    for path in extra_scan:
+        if path.is_file():
+            leaks += scan_file(path, secrets, label=str(path))
+    return leaks
+
+
+def write_run(reports_dir: Path, meta: RunMetadata, recorder: Recorder, catalog: Catalog, *,
+              signing_key: Ed25519PrivateKey | None, copies: dict[str, Path | None],
+              extra_scan: list[Path] | None = None) -> RunOutput:
+    """`copies` maps a name in the folder (junit.xml, cucumber.json) to the file pytest wrote, if any."""
+    folder = new_run_folder(reports_dir, meta)
+    key = signing_key or Ed25519PrivateKey.generate()  # a per-run key lives only in memory and dies here
+    pem = public_pem(key.public_key())
+    meta.public_key_fingerprint = public_fingerprint(key.public_key())
+    meta.signing_key = meta.signing_key or ("configured" if signing_key else "per-run (generated for this run)")
+    (folder / PUBLIC_KEY).write_text(pem, encoding="utf-8")
+    for name, source in copies.items():
+        if source is not None and source.is_file():
+            shutil.copyfile(source, folder / name)
+
+    summary = Summary.of(recorder, catalog)
+    head = _render_all(folder, meta, summary, recorder, pem)
+    leaks = _scan(folder, recorder.secrets, extra_scan or [])
+    if leaks:
+        # Overwrite the leaked secret in our folder, then re-render so the report itself states the failure.
+        summary.leaks = leaks
+        for leak in leaks:
+            if (folder / leak.file).is_file():
+                redact_file(folder / leak.file, recorder.secrets)
+        head = _render_all(folder, meta, summary, recorder, pem)
+        if scan_tree(folder, recorder.secrets):  # cannot happen unless redaction is broken: say so, loudly
+            summary.problems.append("a registered secret is still present after redaction")
+    write_signed_manifest(folder, key, {
+        "run_id": meta.run_id, "run": folder.name, "target": meta.target, "verdict": summary.verdict,
+        "evidence_chain_head": head, "public_key_fingerprint": meta.public_key_fingerprint,
+    })
+    point_latest(folder)
+    return RunOutput(folder, summary.verdict, meta.public_key_fingerprint, leaks, summary.verdict_reasons())
+

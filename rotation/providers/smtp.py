@@ -1,0 +1,191 @@
+"""SMTP password (runbook section 4) through `smtplib`, always over STARTTLS with a verifying TLS context.
+
+SMTP has no rotation API. The new password comes from a `PasswordConsole`: live, the operator creates it at the
+provider (e.g. a Gmail App Password) and hands it over in an environment variable or at a getpass prompt (never
+on the command line), and revokes the old one there; in staging the stand-in's console plays that part.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import smtplib
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import make_msgid
+from typing import Protocol, TypeVar
+
+from rotation.keys import fingerprint
+from rotation.providers.base import (
+    CheckResult,
+    Delivery,
+    ProviderError,
+    RetryPolicy,
+    Transient,
+    require_rejected,
+    with_retries,
+)
+from rotation.secret import Secret, secret
+
+T = TypeVar("T")
+NAME = "smtp"
+NEW_PASSWORD_ENV = "SMTP_NEW_PASSWORD"  # noqa: S105  (a variable name)
+MIN_PASSWORD_LENGTH = 16  # a Gmail App Password has 16 characters
+log = logging.getLogger("rotation.providers.smtp")
+
+
+class PasswordConsole(Protocol):
+    """Where a new SMTP password comes from and where the old one is revoked."""
+
+    def obtain(self) -> str: ...
+
+    def retire(self, old: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class OperatorConsole:
+    """Live: the operator creates the password at the provider and hands it over in $SMTP_NEW_PASSWORD or at a
+    getpass prompt; the old one is revoked by the operator at the provider (this tool then proves it is dead)."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    prompt: Callable[[str], str] = getpass.getpass
+
+    def obtain(self) -> Secret:
+        password = self.environ.get(NEW_PASSWORD_ENV, "")
+        if not password:
+            password = self.prompt("New SMTP password (as created at the provider; not echoed): ")
+        return Secret(password.strip())
+
+    def retire(self, old: str) -> None:
+        log.warning("smtp: revoke the old password %s at the provider now; the rotation proves it is rejected",
+                    fingerprint(old))
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    username: str
+    sender: str
+    admin_email: str
+    ca_file: str | None = None  # None: the system's trust store
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], policy: RetryPolicy | None = None) -> SmtpSettings:
+        username = env["SMTP_USERNAME"]
+        return cls(env["SMTP_HOST"], int(env.get("SMTP_PORT") or 587), username, env.get("SMTP_FROM") or username,
+                   env.get("ADMIN_EMAIL", ""), env.get("SMTP_CA_FILE") or None, policy or RetryPolicy())
+
+
+def _text(reply: bytes | str) -> str:
+    return (reply.decode(errors="replace") if isinstance(reply, bytes) else reply).strip()
+
+
+def _enhanced_code(reply: bytes | str) -> str | None:
+    first = _text(reply).split(" ", 1)[0]
+    return first if first.count(".") == 2 and first.replace(".", "").isdigit() else None
+
+
+@dataclass(frozen=True)
+class SmtpProvider:
+    settings: SmtpSettings
+    console: PasswordConsole
+    name: str = NAME
+    credential_type: str = "smtp_password"
+    env_name: str = "SMTP_PASSWORD"
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Verifying: certificate chain and host name, TLS 1.2 at least."""
+        context = ssl.create_default_context(cafile=self.settings.ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    def _session(self, password: str, work: Callable[[smtplib.SMTP], T], operation: str) -> T:
+        """Connect, STARTTLS (verified), AUTH, do `work`, QUIT; transient faults retried."""
+        password = secret(password)  # repr: fingerprint
+        s = self.settings
+
+        def attempt() -> T:
+            try:
+                with smtplib.SMTP(s.host, s.port, timeout=s.policy.timeout_s) as smtp:
+                    smtp.starttls(context=self.tls_context())
+                    smtp.login(s.username, password)
+                    return work(smtp)
+            except smtplib.SMTPConnectError as exc:
+                if 400 <= exc.smtp_code < 500:
+                    raise Transient(f"SMTP {exc.smtp_code} at greeting", exc.smtp_code) from None
+                raise ProviderError(f"{NAME} {operation}: server refused the connection ({exc.smtp_code})",
+                                    status=exc.smtp_code) from None
+            except smtplib.SMTPAuthenticationError:
+                raise
+            except smtplib.SMTPResponseException as exc:
+                if 400 <= exc.smtp_code < 500:
+                    raise Transient(f"SMTP {exc.smtp_code}", exc.smtp_code) from None
+                raise ProviderError(f"{NAME} {operation}: SMTP {exc.smtp_code} {_enhanced_code(exc.smtp_error) or ''}",
+                                    status=exc.smtp_code, code=_enhanced_code(exc.smtp_error)) from None
+            except ssl.SSLCertVerificationError as exc:
+                raise ProviderError(f"{NAME} {operation}: the server's certificate failed verification "
+                                    f"({exc.verify_message})", status="tls") from None
+            except TimeoutError:
+                raise Transient(f"no answer within {s.policy.timeout_s}s", "timeout") from None
+            except smtplib.SMTPServerDisconnected as exc:
+                if "timed out" in str(exc):  # smtplib reports a read timeout as a disconnection
+                    raise Transient(f"no answer within {s.policy.timeout_s}s", "timeout") from None
+                raise Transient("connection closed by the server", "connection") from None
+            except (ConnectionError, OSError) as exc:
+                raise Transient(f"connection failed ({type(exc).__name__})", "connection") from None
+
+        return with_retries(s.policy, NAME, operation, attempt)
+
+    def check(self, credential: str) -> CheckResult:
+        """STARTTLS with a verified certificate, then AUTH: proves the password without sending anything."""
+        credential = secret(credential)  # repr: fingerprint
+        def describe(smtp: smtplib.SMTP) -> str:
+            tls = smtp.sock.version() if isinstance(smtp.sock, ssl.SSLSocket) else "none"
+            return f"{tls}, certificate verified for {self.settings.host}; AUTH as {self.settings.username} accepted"
+        try:
+            detail = self._session(credential, describe, "login")
+        except smtplib.SMTPAuthenticationError as exc:
+            reply = _text(exc.smtp_error)
+            return CheckResult(NAME, False, exc.smtp_code, _enhanced_code(reply), reply, fingerprint(credential))
+        return CheckResult(NAME, True, 235, "2.7.0", detail, fingerprint(credential))
+
+    def issue(self, current: str) -> str:
+        """The operator's new password (staging: the stand-in console's). Refused when empty, short or unchanged."""
+        current = secret(current)  # repr: fingerprint
+        new = self.console.obtain()
+        if len(new) < MIN_PASSWORD_LENGTH:
+            raise ProviderError(f"{NAME}: the new password has {len(new)} characters; at least "
+                                f"{MIN_PASSWORD_LENGTH} are required")
+        if new == current:
+            raise ProviderError(f"{NAME}: the new password is the current one ({fingerprint(current)})")
+        return Secret(new)
+
+    def retire_old(self, old: str, new: str) -> None:
+        old, new = secret(old), secret(new)  # repr: fingerprint
+        self.console.retire(old)
+
+    def send_test_message(self, credential: str, text: str) -> Delivery:
+        credential = secret(credential)  # repr: fingerprint
+        s = self.settings
+        if not s.admin_email:
+            raise ProviderError(f"{NAME} test e-mail: ADMIN_EMAIL must be set")
+        message = EmailMessage()
+        message["From"], message["To"] = s.sender, s.admin_email
+        message["Subject"] = "Credential rotation test: SMTP password"
+        message["Message-ID"] = make_msgid(domain=s.sender.rpartition("@")[2] or "localhost")
+        message.set_content(text)
+        try:
+            self._session(credential, lambda smtp: smtp.send_message(message), "test e-mail")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise ProviderError(f"{NAME} test e-mail: AUTH refused ({exc.smtp_code}) for {fingerprint(credential)}",
+                                status=exc.smtp_code, code=_enhanced_code(exc.smtp_error)) from None
+        return Delivery(NAME, str(message["Message-ID"]), s.admin_email, "250 queued")
+
+    def expect_rejected(self, credential: str) -> CheckResult:
+        credential = secret(credential)  # repr: fingerprint
+        return require_rejected(self.check(credential))

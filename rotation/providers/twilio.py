@@ -1,0 +1,180 @@
+"""Twilio auth token (runbook section 3) through the real `twilio` SDK.
+
+Rotation at Twilio: create a secondary token (`accounts.v1.secondary_auth_token().create()`), deploy and test it,
+then promote it (`accounts.v1.auth_token_promotion().update()`); the old primary answers 401/20003 from then on.
+Staging points the SDK at the stand-in with `LoopbackHttpClient`, which rewrites scheme and host of every URL
+(api.twilio.com and accounts.twilio.com alike); live uses the SDK's default endpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from rotation.keys import fingerprint
+from rotation.providers.base import (
+    CheckResult,
+    Delivery,
+    ProviderError,
+    RetryPolicy,
+    Transient,
+    require_rejected,
+    scrub,
+    with_retries,
+)
+from rotation.secret import Secret, secret
+
+T = TypeVar("T")
+NAME = "twilio"
+AUTHENTICATE = 20003
+
+
+class LoopbackHttpClient(TwilioHttpClient):
+    """The SDK's own HTTP client with every request's scheme and host replaced by `base_url` (a stand-in)."""
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        target = urlsplit(base_url)
+        self._scheme, self._netloc = target.scheme, target.netloc
+
+    def request(self, method: str, url: str, params: dict[str, object] | None = None,
+                data: dict[str, object] | None = None, headers: dict[str, str] | None = None,
+                auth: tuple[str, str] | None = None, timeout: float | None = None,
+                allow_redirects: bool = False) -> Response:
+        parts = urlsplit(url)
+        rewritten = urlunsplit((self._scheme, self._netloc, parts.path, parts.query, parts.fragment))
+        return super().request(method, rewritten, params=params, data=data, headers=headers, auth=auth,
+                               timeout=timeout, allow_redirects=allow_redirects)
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    account_sid: str
+    from_number: str
+    admin_number: str
+    api_base: str | None = None  # staging: the stand-in's base URL; None: Twilio's endpoints
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], policy: RetryPolicy | None = None) -> TwilioSettings:
+        return cls(env["TWILIO_ACCOUNT_SID"], env.get("TWILIO_PHONE_NUMBER", ""), env.get("ADMIN_PHONE_NUMBER", ""),
+                   env.get("TWILIO_API_BASE") or None, policy or RetryPolicy())
+
+
+@dataclass(frozen=True)
+class TwilioProvider:
+    settings: TwilioSettings
+    name: str = NAME
+    credential_type: str = "twilio_token"
+    env_name: str = "TWILIO_AUTH_TOKEN"
+
+    def client(self, token: str) -> Client:
+        """A Client is bound to one (SID, token) pair: build a new one for each credential."""
+        timeout = self.settings.policy.timeout_s
+        http = (LoopbackHttpClient(self.settings.api_base, timeout) if self.settings.api_base
+                else TwilioHttpClient(timeout=timeout))
+        return Client(self.settings.account_sid, token, http_client=http, environment={})
+
+    def _call(self, operation: str, token: str, call: Callable[[Client], T]) -> T:
+        """One SDK call with retries; 5xx/429/timeouts are transient, anything else is raised as it is."""
+        token = secret(token)  # repr: fingerprint
+        def attempt() -> T:
+            try:
+                return call(self.client(token))
+            except TwilioRestException as exc:
+                if exc.status >= 500 or exc.status == 429:
+                    raise Transient(f"HTTP {exc.status} (Twilio code {exc.code})", exc.status) from None
+                raise
+            except requests.Timeout:
+                raise Transient(f"no answer within {self.settings.policy.timeout_s}s", "timeout") from None
+            except requests.ConnectionError:
+                raise Transient("connection failed", "connection") from None
+        return with_retries(self.settings.policy, NAME, operation, attempt)
+
+    def _failed(self, operation: str, exc: TwilioRestException, *secrets: str) -> ProviderError:
+        return ProviderError(f"{NAME} {operation}: HTTP {exc.status}, Twilio code {exc.code}: "
+                             f"{scrub(str(exc.msg), *secrets)}", status=exc.status, code=exc.code)
+
+    def check(self, credential: str) -> CheckResult:
+        """GET /2010-04-01/Accounts/{Sid}.json with this token (read-only)."""
+        credential = secret(credential)  # repr: fingerprint
+        sid = self.settings.account_sid
+        try:
+            account = self._call("account fetch", credential, lambda c: c.api.accounts(sid).fetch())
+        except TwilioRestException as exc:
+            if exc.status == 401:
+                return CheckResult(NAME, False, 401, exc.code, str(exc.msg), fingerprint(credential))
+            raise self._failed("account fetch", exc, credential) from None
+        detail = f"account {account.sid} '{account.friendly_name}' is {account.status}"
+        return CheckResult(NAME, True, 200, None, detail, fingerprint(credential))
+
+    def issue(self, current: str) -> str:
+        """POST /v1/AuthTokens/Secondary: a new secondary token (it replaces any earlier secondary)."""
+        current = secret(current)  # repr: fingerprint
+        try:
+            created = self._call("secondary token create", current,
+                                 lambda c: c.accounts.v1.secondary_auth_token().create())
+        except TwilioRestException as exc:
+            raise self._failed("secondary token create", exc, current) from None
+        token = created.secondary_auth_token
+        if not token:
+            raise ProviderError(f"{NAME} secondary token create: the answer holds no token")
+        return Secret(token)
+
+    def discard_pending(self, current: str) -> bool:
+        """DELETE /v1/AuthTokens/Secondary (abandoning a pending rotation). False when there was none."""
+        current = secret(current)  # repr: fingerprint
+        try:
+            return bool(self._call("secondary token delete", current,
+                                   lambda c: c.accounts.v1.secondary_auth_token().delete()))
+        except TwilioRestException as exc:
+            if exc.status == 404:
+                return False
+            raise self._failed("secondary token delete", exc, current) from None
+
+    def retire_old(self, old: str, new: str) -> None:
+        """POST /v1/AuthTokens/Promote: the deployed secondary becomes primary and the old primary dies."""
+        old, new = secret(old), secret(new)  # repr: fingerprint
+        try:
+            promoted = self._call("promote", new, lambda c: c.accounts.v1.auth_token_promotion().update())
+        except TwilioRestException as exc:
+            if exc.status == 400 and self.check(new).accepted and not self.check(old).accepted:
+                return  # an earlier attempt promoted it and its answer was lost: the end state is already right
+            raise self._failed("promote", exc, old, new) from None
+        if promoted.auth_token != new:
+            raise ProviderError(f"{NAME} promote: the promoted token is {fingerprint(promoted.auth_token or '')}, "
+                                f"not the deployed {fingerprint(new)}")
+
+    def send_test_message(self, credential: str, text: str) -> Delivery:
+        """POST .../Messages.json: an SMS to the admin number."""
+        credential = secret(credential)  # repr: fingerprint
+        s = self.settings
+        if not s.admin_number or not s.from_number:
+            raise ProviderError(f"{NAME} test SMS: ADMIN_PHONE_NUMBER and TWILIO_PHONE_NUMBER must both be set")
+        try:
+            message = self._call("test SMS", credential,
+                                 lambda c: c.messages.create(to=s.admin_number, from_=s.from_number, body=text))
+        except TwilioRestException as exc:
+            raise self._failed("test SMS", exc, credential) from None
+        return Delivery(NAME, str(message.sid), str(message.to), str(message.status))
+
+    def message_status(self, credential: str, message_sid: str) -> tuple[str, int | None]:
+        """GET .../Messages/{sid}.json: the carrier's verdict (delivered, undelivered, failed ...) and error code."""
+        credential = secret(credential)  # repr: fingerprint
+        try:
+            message = self._call("message fetch", credential, lambda c: c.messages(message_sid).fetch())
+        except TwilioRestException as exc:
+            raise self._failed("message fetch", exc, credential) from None
+        return str(message.status), message.error_code
+
+    def expect_rejected(self, credential: str) -> CheckResult:
+        credential = secret(credential)  # repr: fingerprint
+        return require_rejected(self.check(credential))

@@ -1,0 +1,181 @@
+"""WhatsApp access token (runbook section 2) through the Meta Graph API, with `requests`.
+
+Rotation at Meta: a new system-user token (`POST /{v}/{system-user-id}/access_tokens` with appsecret_proof), deployed
+and tested with the phone-number GET, then the old token revoked (`/{v}/oauth/revoke`); afterwards the old token
+answers 401 with OAuthException code 190. Credentials travel in the Authorization header or a POST body, never
+in a URL, except `debug_token`'s input_token, which the API only takes as a query parameter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import requests
+
+from rotation.keys import fingerprint
+from rotation.providers.base import (
+    CheckResult,
+    Delivery,
+    ProviderError,
+    RetryPolicy,
+    Transient,
+    require_rejected,
+    scrub,
+    with_retries,
+)
+from rotation.secret import Secret, secret
+
+NAME = "whatsapp"
+INVALID_TOKEN = 190
+DEFAULT_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    phone_number_id: str
+    app_id: str
+    app_secret: str = field(repr=False)
+    system_user_id: str
+    admin_number: str
+    api_base: str = "https://graph.facebook.com"
+    version: str = "v21.0"
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], policy: RetryPolicy | None = None) -> GraphSettings:
+        app_secret = secret(env.get("WHATSAPP_APP_SECRET", ""))
+        return cls(env["WHATSAPP_PHONE_NUMBER_ID"], env.get("WHATSAPP_APP_ID", ""), app_secret,
+                   env.get("WHATSAPP_SYSTEM_USER_ID", ""), env.get("ADMIN_PHONE_NUMBER", ""),
+                   env.get("GRAPH_API_BASE") or "https://graph.facebook.com", env.get("GRAPH_API_VERSION") or "v21.0",
+                   policy or RetryPolicy())
+
+
+@dataclass(frozen=True)
+class GraphAnswer:
+    status: int
+    body: dict[str, object]
+
+    @property
+    def error(self) -> dict[str, object]:
+        error = self.body.get("error")
+        return error if isinstance(error, dict) else {}
+
+
+def appsecret_proof(app_secret: str, token: str) -> str:
+    """HMAC-SHA256 of the calling token keyed by the app secret, hex."""
+    return hmac.new(app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class WhatsAppProvider:
+    settings: GraphSettings
+    name: str = NAME
+    credential_type: str = "whatsapp_token"
+    env_name: str = "WHATSAPP_ACCESS_TOKEN"
+
+    def _url(self, node: str) -> str:
+        return f"{self.settings.api_base.rstrip('/')}/{self.settings.version}/{node}"
+
+    def _request(self, operation: str, method: str, node: str, **kwargs: object) -> GraphAnswer:
+        """One Graph call with retries; 5xx, 429, is_transient errors and timeouts are retried."""
+        policy = self.settings.policy
+
+        def attempt() -> GraphAnswer:
+            try:
+                response = requests.request(method, self._url(node), timeout=policy.timeout_s, **kwargs)
+            except requests.Timeout:
+                raise Transient(f"no answer within {policy.timeout_s}s", "timeout") from None
+            except requests.ConnectionError:
+                raise Transient("connection failed", "connection") from None
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            answer = GraphAnswer(response.status_code, body if isinstance(body, dict) else {})
+            if answer.status >= 500 or answer.status == 429 or answer.error.get("is_transient") is True:
+                raise Transient(f"HTTP {answer.status} (Graph code {answer.error.get('code')})", answer.status)
+            return answer
+
+        return with_retries(policy, NAME, operation, attempt)
+
+    def _failed(self, operation: str, answer: GraphAnswer, *secrets: str) -> ProviderError:
+        message = scrub(str(answer.error.get("message", "")), self.settings.app_secret, *secrets)
+        return ProviderError(f"{NAME} {operation}: HTTP {answer.status}, Graph code {answer.error.get('code')}: "
+                             f"{message}", status=answer.status, code=answer.error.get("code"))
+
+    @staticmethod
+    def _bearer(token: str) -> dict[str, str]:
+        return {"Authorization": Secret(f"Bearer {token}")}
+
+    def check(self, credential: str) -> CheckResult:
+        """GET /{v}/{phone-number-id} with the token (read-only)."""
+        credential = secret(credential)  # repr: fingerprint
+        answer = self._request("phone number fetch", "GET", self.settings.phone_number_id,
+                               headers=self._bearer(credential))
+        if answer.status == 200:
+            return CheckResult(NAME, True, 200, None,
+                               f"phone number {answer.body.get('display_phone_number')} "
+                               f"({answer.body.get('verified_name')}, quality {answer.body.get('quality_rating')})",
+                               fingerprint(credential))
+        if answer.status in (400, 401) and answer.error.get("code") == INVALID_TOKEN:
+            return CheckResult(NAME, False, answer.status, INVALID_TOKEN,
+                               scrub(str(answer.error.get("message", "")), credential), fingerprint(credential))
+        raise self._failed("phone number fetch", answer, credential)
+
+    def introspect(self, credential: str) -> dict[str, object]:
+        """GET /{v}/debug_token: the token's type, validity, expiry and scopes (no token in the result)."""
+        credential = secret(credential)  # repr: fingerprint
+        app_token = Secret(f"{self.settings.app_id}|{self.settings.app_secret}")
+        answer = self._request("debug_token", "GET", "debug_token", params={"input_token": credential},
+                               headers=self._bearer(app_token))
+        data = answer.body.get("data")
+        if answer.status != 200 or not isinstance(data, dict):
+            raise self._failed("debug_token", answer, credential)
+        return {k: data.get(k) for k in ("app_id", "type", "is_valid", "expires_at", "scopes", "user_id")}
+
+    def issue(self, current: str) -> str:
+        """POST /{v}/{system-user-id}/access_tokens: a new system-user token, proven with appsecret_proof."""
+        current = secret(current)  # repr: fingerprint
+        s = self.settings
+        form = {"business_app": s.app_id, "scope": ",".join(DEFAULT_SCOPES),
+                "appsecret_proof": appsecret_proof(s.app_secret, current), "access_token": secret(current)}
+        answer = self._request("system-user token create", "POST", f"{s.system_user_id}/access_tokens", data=form)
+        token = answer.body.get("access_token")
+        if answer.status != 200 or not isinstance(token, str) or not token:
+            raise self._failed("system-user token create", answer, current)
+        return Secret(token)
+
+    def retire_old(self, old: str, new: str) -> None:
+        """Revoke the old token (authenticated with the new one). Kept behind this one function: the revoke
+        endpoint is the least documented part of the Graph API."""
+        old, new = secret(old), secret(new)  # repr: fingerprint
+        s = self.settings
+        form = {"client_id": s.app_id, "client_secret": secret(s.app_secret), "revoke_token": secret(old),
+                "access_token": secret(new)}
+        answer = self._request("token revoke", "POST", "oauth/revoke", data=form)
+        if answer.status == 200 and answer.body.get("success") is True:
+            return
+        if answer.status == 400 and not self.check(old).accepted:
+            return  # revoked by an earlier attempt whose answer was lost
+        raise self._failed("token revoke", answer, old, new)
+
+    def send_test_message(self, credential: str, text: str) -> Delivery:
+        """POST /{v}/{phone-number-id}/messages: a WhatsApp text to the admin number."""
+        credential = secret(credential)  # repr: fingerprint
+        to = self.settings.admin_number
+        if not to:
+            raise ProviderError(f"{NAME} test message: ADMIN_PHONE_NUMBER must be set")
+        payload = {"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": text}}
+        answer = self._request("test message", "POST", f"{self.settings.phone_number_id}/messages",
+                               headers=self._bearer(credential), json=payload)
+        messages = answer.body.get("messages")
+        if answer.status != 200 or not isinstance(messages, list) or not messages:
+            raise self._failed("test message", answer, credential)
+        return Delivery(NAME, str(messages[0].get("id")), to, "accepted")
+
+    def expect_rejected(self, credential: str) -> CheckResult:
+        credential = secret(credential)  # repr: fingerprint
+        return require_rejected(self.check(credential))

@@ -1,0 +1,195 @@
+"""A Meta Graph API (WhatsApp Cloud API) stand-in: the endpoints the WhatsApp token rotation uses.
+
+    GET  /{v}/{phone-number-id}                     Bearer -> {id, display_phone_number, verified_name, quality_rating}
+    GET  /{v}/debug_token?input_token=&access_token={app-id}|{app-secret}  -> {"data": {app_id, type, is_valid, ...}}
+    POST /{v}/{system-user-id}/access_tokens        business_app, scope, appsecret_proof, access_token -> {access_token}
+    POST /{v}/oauth/revoke                          client_id, client_secret, revoke_token, access_token -> {success}
+    POST /{v}/{phone-number-id}/messages            {messaging_product: whatsapp, to, type: text, text: {body}}
+
+A revoked or unknown token gets HTTP 401 {"error": {"type": "OAuthException", "code": 190, ...}}. Parameters are read
+from the query string or the form body, as Graph does. `appsecret_proof` is checked: HMAC-SHA256 of the calling
+token keyed by the app secret.
+
+Admin (Python): `GraphStandIn.tokens`, `.revoked`, `.messages`, `.faults`, `.keep_revoked_tokens_valid` (a negative
+control: revocation no longer kills a token), `.mint()` (a token as Business Manager would show it once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from rotation.secret import Secret
+from staging.http_standin import Faults, Reply, Request, serve
+
+DEFAULT_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
+
+
+def new_token() -> Secret:
+    """Graph tokens are long opaque strings beginning EAA."""
+    return Secret("EAA" + secrets.token_urlsafe(96))
+
+
+def oauth_error(message: str, subcode: int | None = None) -> Reply:
+    error: dict[str, object] = {"message": message, "type": "OAuthException", "code": 190,
+                                "fbtrace_id": secrets.token_urlsafe(12)}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    return Reply(401, {"error": error})
+
+
+def graph_error(status: int, code: int, message: str, kind: str = "GraphMethodException") -> Reply:
+    return Reply(status, {"error": {"message": message, "type": kind, "code": code,
+                                    "fbtrace_id": secrets.token_urlsafe(12)}})
+
+
+@dataclass
+class GraphStandIn:
+    version: str = "v21.0"
+    app_id: str = field(default_factory=lambda: str(secrets.randbelow(9 * 10**14) + 10**14))
+    app_secret: str = field(default_factory=lambda: Secret(secrets.token_hex(16)), repr=False)  # no secret in a report
+    system_user_id: str = field(default_factory=lambda: str(secrets.randbelow(9 * 10**14) + 10**14))
+    phone_number_id: str = field(default_factory=lambda: str(secrets.randbelow(9 * 10**14) + 10**14))
+    display_phone_number: str = "+1 555-010-0199"
+    tokens: set[str] = field(default_factory=set, repr=False)
+    revoked: set[str] = field(default_factory=set, repr=False)
+    keep_revoked_tokens_valid: bool = False
+    drop_messages: bool = False  # a negative control: accepted (200 with a wamid) but never delivered
+    messages: list[dict[str, object]] = field(default_factory=list)
+    requests: list[tuple[str, str, int]] = field(default_factory=list)
+    faults: Faults = field(default_factory=Faults)
+    base_url: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- admin -------------------------------------------------------------------------------------------------
+    def mint(self) -> Secret:
+        """A system-user token as the Business Manager console would issue it."""
+        token = new_token()
+        with self.lock:
+            self.tokens.add(token)
+        return token
+
+    def is_valid(self, token: str) -> bool:
+        with self.lock:
+            return token in self.tokens and (token not in self.revoked or self.keep_revoked_tokens_valid)
+
+    def delivered_to(self, number: str) -> list[dict[str, object]]:
+        with self.lock:
+            return [m for m in self.messages if m["to"] == number]
+
+    # --- HTTP --------------------------------------------------------------------------------------------------
+    def route(self, request: Request) -> Reply:
+        reply = self._route(request)
+        with self.lock:
+            self.requests.append((request.method, request.path, reply.status))
+        return reply
+
+    def _route(self, request: Request) -> Reply:
+        prefix = f"/{self.version}/"
+        if not request.path.startswith(prefix):
+            return graph_error(400, 2500, f"Unknown path components: {request.path}", "OAuthException")
+        node = request.path[len(prefix):]
+        if request.method == "GET" and node == "debug_token":
+            return self._debug_token(request)
+        if node == "oauth/revoke" and request.method in ("GET", "POST"):
+            return self._revoke(request)
+        token = self._caller_token(request)
+        if (invalid := self._token_error(token)) is not None:
+            return invalid
+        if request.method == "GET" and node == self.phone_number_id:
+            return Reply(200, {"id": self.phone_number_id, "display_phone_number": self.display_phone_number,
+                               "verified_name": "CRM Communication Engine", "quality_rating": "GREEN"})
+        if request.method == "POST" and node == f"{self.system_user_id}/access_tokens":
+            return self._issue(request, token)
+        if request.method == "POST" and node == f"{self.phone_number_id}/messages":
+            return self._message(request)
+        return graph_error(400, 100, f"Unsupported {request.method} request. Object with ID '{node}' does not exist")
+
+    @staticmethod
+    def _caller_token(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        if header.startswith("Bearer "):
+            return header[7:]
+        return request.param("access_token")
+
+    def _token_error(self, token: str) -> Reply | None:
+        if not token:
+            return graph_error(400, 2500, "An active access token must be used to query information about the "
+                                          "current user.", "OAuthException")
+        if self.is_valid(token):
+            return None
+        with self.lock:
+            revoked = token in self.revoked
+        if revoked:
+            return oauth_error("Error validating access token: The session has been invalidated because the user "
+                               "changed their password or Facebook has changed the session for security reasons.", 460)
+        return oauth_error("Invalid OAuth access token - Cannot parse access token")
+
+    def _app_credentials_ok(self, client_id: str, client_secret: str) -> bool:
+        return client_id == self.app_id and secrets.compare_digest(client_secret, self.app_secret)
+
+    def _debug_token(self, request: Request) -> Reply:
+        app_id, _, app_secret = self._caller_token(request).partition("|")
+        if not self._app_credentials_ok(app_id, app_secret):
+            return oauth_error("Invalid OAuth access token signature.")
+        token = request.param("input_token")
+        with self.lock:
+            known = token in self.tokens
+        data: dict[str, object] = {"app_id": self.app_id, "type": "SYSTEM_USER", "application": "CRM Communication",
+                                   "expires_at": 0, "is_valid": self.is_valid(token), "scopes": list(DEFAULT_SCOPES),
+                                   "user_id": self.system_user_id}
+        if not known:
+            data = {"error": {"code": 190, "message": "Invalid OAuth access token."}, "is_valid": False}
+        return Reply(200, {"data": data})
+
+    def _issue(self, request: Request, caller: str) -> Reply:
+        expected = hmac.new(self.app_secret.encode(), caller.encode(), hashlib.sha256).hexdigest()
+        if not secrets.compare_digest(request.param("appsecret_proof"), expected):
+            return graph_error(400, 100, "Invalid appsecret_proof provided in the API argument")
+        if request.param("business_app") != self.app_id:
+            return graph_error(400, 100, "(#100) business_app must be the app the system user is assigned to")
+        return Reply(200, {"access_token": self.mint()})
+
+    def _revoke(self, request: Request) -> Reply:
+        if not self._app_credentials_ok(request.param("client_id"), request.param("client_secret")):
+            return oauth_error("Error validating client secret.")
+        if (invalid := self._token_error(request.param("access_token"))) is not None:
+            return invalid
+        target = request.param("revoke_token")
+        with self.lock:
+            if target not in self.tokens:
+                return graph_error(400, 100, "(#100) The token to revoke is not valid")
+            self.revoked.add(target)
+        return Reply(200, {"success": True})
+
+    def _message(self, request: Request) -> Reply:
+        body = request.json or {}
+        text = body.get("text") if isinstance(body.get("text"), dict) else {}
+        if body.get("messaging_product") != "whatsapp" or not body.get("to") or body.get("type") != "text":
+            return graph_error(400, 100, "(#100) The parameter messaging_product is required.")
+        message = {"id": "wamid." + secrets.token_urlsafe(24), "to": str(body["to"]), "body": str(text.get("body", ""))}
+        with self.lock:
+            if not self.drop_messages:
+                self.messages.append(message)
+        return Reply(200, {"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+                           "messages": [{"id": message["id"]}]})
+
+
+def _unavailable(status: int) -> Reply:
+    return Reply(status, {"error": {"message": "An unexpected error has occurred. Please retry your request later.",
+                                    "type": "OAuthException", "code": 2, "is_transient": True,
+                                    "fbtrace_id": secrets.token_urlsafe(12)}})
+
+
+@contextlib.contextmanager
+def graph_standin(standin: GraphStandIn | None = None) -> Iterator[GraphStandIn]:
+    """Start the stand-in on a free loopback port; `.base_url` says where."""
+    standin = standin or GraphStandIn()
+    with serve(standin.route, standin.faults, _unavailable) as base_url:
+        standin.base_url = base_url
+        yield standin

@@ -1,0 +1,284 @@
+"""An SMTP submission stand-in: aiosmtpd on loopback requiring STARTTLS and AUTH, with a runtime-changeable password.
+
+At start-up it makes a self-signed EC P-256 certificate with `cryptography` (CN=localhost, SAN DNS:localhost and
+IP:127.0.0.1) and writes it as the CA file a verifying client trusts. Replies are the real ones: 530 before
+STARTTLS, 538 for AUTH without TLS, 535 5.7.8 for wrong credentials.
+
+Admin (Python): `SmtpStandIn.passwords` (the accepted set: add a new one, remove the old, as a provider console
+does), `.messages` (delivered), `.faults` (`refuse_next(n)`: 421 at greeting; `hang_next(n, s)`: stall the EHLO).
+Admin (HTTP, for a rotation running in another process): the console at `.console_url`,
+`POST /_admin/passwords {"add": "..."}`,
+`POST /_admin/passwords/revoke {"remove": "..."}`, `GET /_admin/state` (fingerprints and counts only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
+import logging
+import os
+import secrets
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from pathlib import Path
+
+import requests
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from rotation.keys import fingerprint, generate_key
+from rotation.providers.base import ProviderError
+from rotation.secret import Secret
+from staging.http_standin import Faults as HttpFaults
+from staging.http_standin import Reply, Request, serve
+from staging.postgres import free_port
+
+TEMPORARY_FAILURE = "421 4.3.2 Service not available, closing transmission channel"
+
+
+@dataclass(frozen=True)
+class Certificate:
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+
+def make_certificate(directory: Path, days: int = 2) -> Certificate:
+    """A self-signed EC P-256 server certificate for localhost / 127.0.0.1; the key file is 0600."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    public = key.public_key()
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    cert_file, key_file, ca_file = directory / "smtp-cert.pem", directory / "smtp-key.pem", directory / "smtp-ca.pem"
+    cert_file.write_bytes(pem)
+    ca_file.write_bytes(pem)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return Certificate(cert_file, key_file, ca_file)
+
+
+@dataclass
+class SmtpFaults:
+    """Connection-level faults: refuse the next connections with 421, or stall their EHLO past the client timeout."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _refuse: int = 0
+    _hang: int = 0
+    _hang_seconds: float = 0.0
+    injected: int = 0
+
+    def refuse_next(self, n: int) -> None:
+        with self.lock:
+            self._refuse = n
+
+    def refuse_forever(self) -> None:
+        self.refuse_next(10**9)
+
+    def hang_next(self, n: int, seconds: float) -> None:
+        with self.lock:
+            self._hang, self._hang_seconds = n, seconds
+
+    def clear(self) -> None:
+        with self.lock:
+            self._refuse = self._hang = 0
+
+    def take_refusal(self) -> bool:
+        with self.lock:
+            if self._refuse > 0:
+                self._refuse -= 1
+                self.injected += 1
+                return True
+            return False
+
+    def take_hang(self) -> float:
+        with self.lock:
+            if self._hang > 0:
+                self._hang -= 1
+                self.injected += 1
+                return self._hang_seconds
+            return 0.0
+
+
+@dataclass
+class SmtpStandIn:
+    username: str = "crm-notifications@eventplanning.example.com"
+    passwords: set[str] = field(default_factory=set, repr=False)  # no secret in a test report
+    messages: list[dict[str, object]] = field(default_factory=list)
+    auth_attempts: list[tuple[str, bool]] = field(default_factory=list)  # (password fingerprint, accepted)
+    faults: SmtpFaults = field(default_factory=SmtpFaults)
+    drop_messages: bool = False  # a negative control: 250 queued, but nothing reaches the mailbox
+    host: str = "localhost"
+    port: int = 0
+    ca_file: Path | None = None
+    console_url: str = ""
+    console_faults: HttpFaults = field(default_factory=HttpFaults)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- admin (the provider console) --------------------------------------------------------------------------
+    def add_password(self, password: str) -> None:
+        with self.lock:
+            self.passwords.add(password)
+
+    def remove_password(self, password: str) -> None:
+        with self.lock:
+            self.passwords.discard(password)
+
+    def set_password(self, password: str) -> None:
+        """A provider that allows one password: the new one replaces every other at once."""
+        with self.lock:
+            self.passwords = {password}
+
+    def delivered_to(self, address: str) -> list[dict[str, object]]:
+        with self.lock:
+            return [m for m in self.messages if address in m["rcpt_tos"]]
+
+    # --- SMTP --------------------------------------------------------------------------------------------------
+    def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                     auth_data: object) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login, password = auth_data.login.decode(errors="replace"), auth_data.password.decode(errors="replace")
+        with self.lock:
+            ok = secrets.compare_digest(login, self.username) and any(
+                secrets.compare_digest(password, p) for p in self.passwords)
+            self.auth_attempts.append((fingerprint(password), ok))
+        return AuthResult(success=ok, handled=False)  # failure: aiosmtpd answers 535 5.7.8
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,  # noqa: N802
+                          responses: list[str]) -> list[str]:
+        stall = self.faults.take_hang()
+        if stall:
+            await asyncio.sleep(stall)
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
+        parsed = message_from_bytes(content)
+        with self.lock:
+            if self.drop_messages:
+                return "250 2.0.0 OK: queued"
+            self.messages.append({"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
+                                  "subject": parsed.get("Subject", ""), "tls": session.ssl is not None,
+                                  "authenticated": session.authenticated, "data": content})
+        return "250 2.0.0 OK: queued"
+
+    # --- HTTP console ------------------------------------------------------------------------------------------
+    def console(self, request: Request) -> Reply:
+        if (request.method, request.path) == ("GET", "/_admin/state"):
+            with self.lock:
+                return Reply(200, {"passwords": sorted(fingerprint(p) for p in self.passwords),
+                                   "messages": len(self.messages)})
+        paths = ("/_admin/passwords", "/_admin/passwords/revoke")
+        if request.method == "POST" and request.path in paths and request.json:
+            if isinstance(request.json.get("add"), str):
+                self.add_password(request.json["add"])
+            if isinstance(request.json.get("remove"), str):
+                self.remove_password(request.json["remove"])
+            return Reply(200, {"passwords": len(self.passwords)})
+        return Reply(404, {"error": "not found"})
+
+
+@dataclass(frozen=True)
+class StandInConsole:
+    """The provider console in staging (a `PasswordConsole`): creates a new password at the stand-in and revokes the
+    old one there, over the stand-in's HTTP console so a rotation in another process can use it too."""
+
+    console_url: str
+
+    def obtain(self) -> Secret:
+        password = Secret(generate_key())
+        self._post("create a password", "/_admin/passwords", {"add": password})
+        return password
+
+    def retire(self, old: str) -> None:
+        self._post("revoke the old password", "/_admin/passwords/revoke", {"remove": old})
+
+    def _post(self, what: str, path: str, body: dict[str, str]) -> None:
+        try:
+            response = requests.post(f"{self.console_url}{path}", json=body, timeout=5)
+        except requests.RequestException as exc:
+            raise ProviderError(f"smtp console: could not {what} ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            raise ProviderError(f"smtp console: could not {what} (HTTP {response.status_code})",
+                                status=response.status_code)
+
+
+class _FaultySMTP(SMTP):
+    """aiosmtpd's SMTP, refusing a connection with 421 at greeting when the stand-in is told to."""
+
+    def __init__(self, *args: object, standin: SmtpStandIn, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._standin = standin
+        self._greeted = False
+
+    async def push(self, status: str) -> None:
+        if not self._greeted:
+            self._greeted = True
+            if status.startswith("220 ") and self._standin.faults.take_refusal():
+                await super().push(TEMPORARY_FAILURE)
+                if self.transport is not None:
+                    self.transport.close()
+                return
+        await super().push(status)
+
+
+class _Controller(Controller):
+    def __init__(self, standin: SmtpStandIn, **kwargs: object) -> None:
+        super().__init__(standin, **kwargs)
+        self._standin = standin
+
+    def factory(self) -> SMTP:
+        return _FaultySMTP(self.handler, standin=self._standin, **self.SMTP_kwargs)
+
+
+@contextlib.contextmanager
+def smtp_standin(directory: Path, standin: SmtpStandIn | None = None) -> Iterator[SmtpStandIn]:
+    """Start the SMTP stand-in (and its HTTP console) on free loopback ports; certificates go to `directory`."""
+    standin = standin or SmtpStandIn()
+    logging.getLogger("mail.log").setLevel(logging.ERROR)  # DEBUG echoes base64 AUTH; WARNING: its own deprecations
+    cert = make_certificate(directory)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert.cert_file, cert.key_file)
+    port = free_port()
+    controller = _Controller(standin, hostname="127.0.0.1", port=port, server_hostname="localhost", tls_context=tls,
+                             require_starttls=True, auth_required=True, auth_require_tls=True,
+                             authenticator=standin.authenticate, ready_timeout=10)
+    controller.start()
+    standin.port, standin.ca_file = port, cert.ca_file
+    try:
+        unavailable = lambda status: Reply(status, {"error": "unavailable"})  # noqa: E731
+        with serve(standin.console, standin.console_faults, unavailable) as console_url:
+            standin.console_url = console_url
+            yield standin
+    finally:
+        standin.faults.clear()
+        controller.stop()

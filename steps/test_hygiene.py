@@ -1,0 +1,5 @@
+"""Runbook "Best Practices"."""
+
+from pytest_bdd import scenarios
+
+scenarios("hygiene")

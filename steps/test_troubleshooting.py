@@ -1,0 +1,5 @@
+"""Runbook "Troubleshooting"."""
+
+from pytest_bdd import scenarios
+
+scenarios("troubleshooting")

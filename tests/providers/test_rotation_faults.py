@@ -1,0 +1,150 @@
+"""Provider faults during a whole rotation (in-process, real stand-ins, real app stand-in): 5xx and timeouts are
+retried with bounded backoff; an outage that outlasts the retries fails the rotation cleanly, with .env, its
+backup and the provider agreeing and the app healthy on a credential the provider accepts; `resume` then finishes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from rotation import app_control, envfile, state
+from rotation import provider_rotation as rotation
+from rotation.keys import fingerprint
+from rotation.providers.base import ProviderError, ProviderUnavailable, RetryPolicy
+from staging.provider_standins import ProviderStandIns
+from tests.providers.conftest import ProviderWorld
+
+POLICY = RetryPolicy(attempts=4, first_delay_s=0.01, max_delay_s=0.05, timeout_s=0.5)
+
+
+@dataclass(frozen=True)
+class Outage:
+    """How to break one provider's issuing or retiring (the app's read-only checks keep working)."""
+
+    transient: Callable[[ProviderStandIns, int], None]   # the next n calls fail, then the provider recovers
+    issue: Callable[[ProviderStandIns, int], None]       # issuing the new credential fails
+    retire: Callable[[ProviderStandIns, int], None]      # retiring the old credential fails
+    hang: Callable[[ProviderStandIns, int], None]        # the next n calls stall past the client timeout
+
+
+def _http(attr: str, match: str = "") -> Callable[[ProviderStandIns, int], None]:
+    return lambda s, n: getattr(s, attr).faults.fail_next(n, 503, match=match)
+
+
+def _hang(attr: str, match: str) -> Callable[[ProviderStandIns, int], None]:
+    return lambda s, n: getattr(s, attr).faults.hang_next(n, 0.8, match=match)
+
+
+def _console(match: str) -> Callable[[ProviderStandIns, int], None]:
+    return lambda s, n: s.smtp.console_faults.fail_next(n, 503, match=match)
+
+
+def _smtp_refusals(s: ProviderStandIns, n: int) -> None:
+    s.smtp.faults.refuse_next(n)
+
+
+def _smtp_hangs(s: ProviderStandIns, n: int) -> None:
+    s.smtp.faults.hang_next(n, 0.8)
+
+
+OUTAGES = {
+    "twilio": Outage(_http("twilio", "/AuthTokens"), _http("twilio", "/AuthTokens/Secondary"),
+                     _http("twilio", "/AuthTokens/Promote"), _hang("twilio", "/AuthTokens/Secondary")),
+    "whatsapp": Outage(_http("graph", "/access_tokens"), _http("graph", "/access_tokens"),
+                       _http("graph", "/oauth/revoke"), _hang("graph", "/access_tokens")),
+    # SMTP has no rotation API: the server refuses (421) or stalls, or the provider's console is down
+    "smtp": Outage(_smtp_refusals, _console("/_admin/passwords"), _console("/revoke"), _smtp_hangs),
+}
+PROVIDERS = list(OUTAGES)
+FOREVER = 10**9
+
+
+def run(pw: ProviderWorld, name: str, *, resume: bool = False) -> None:
+    rotation.run(pw.context(), pw.provider(name, POLICY), resume=resume)
+
+
+def assert_clean_failure(pw: ProviderWorld, name: str, credential_in_env: str) -> None:
+    """.env holds a credential the provider accepts, the app is healthy on it, and the backup holds the original."""
+    provider = pw.provider(name)
+    in_env = envfile.get_value(pw.world.env_file, provider.env_name)
+    assert in_env == credential_in_env
+    health = app_control.wait_for_health(pw.world.app.health_url, timeout_s=10)
+    assert health.healthy, health.body
+    assert rotation.app_credential(health, provider) == fingerprint(in_env)
+    assert provider.check(in_env).accepted
+    backups = envfile.backups(pw.world.env_file)
+    assert backups and envfile.read_env(backups[-1])[provider.env_name] == pw.originals[name]
+
+
+def assert_rotated(pw: ProviderWorld, name: str) -> None:
+    provider = pw.provider(name)
+    new = envfile.get_value(pw.world.env_file, provider.env_name)
+    recorded = state.load(pw.world.env_file, provider.credential_type)
+    assert new != pw.originals[name] and recorded is not None and recorded.step == "finish"
+    assert provider.check(new).accepted and not provider.check(pw.originals[name]).accepted
+    health = app_control.wait_for_health(pw.world.app.health_url, timeout_s=10)
+    assert health.healthy and rotation.app_credential(health, provider) == fingerprint(new)
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_three_503s_then_success_the_rotation_completes(provider_world: ProviderWorld, name: str) -> None:
+    OUTAGES[name].transient(provider_world.standins, 3)
+    run(provider_world, name)
+    assert provider_world.standins.smtp.faults.injected + provider_world.standins.twilio.faults.injected + \
+        provider_world.standins.graph.faults.injected == 3
+    assert_rotated(provider_world, name)
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_503_forever_before_anything_changed_fails_cleanly(provider_world: ProviderWorld, name: str) -> None:
+    OUTAGES[name].issue(provider_world.standins, FOREVER)
+    with pytest.raises(ProviderError) as caught:
+        run(provider_world, name)
+    assert "gave up after 4 attempts" in str(caught.value) or "console" in str(caught.value)
+    assert provider_world.originals[name] not in str(caught.value)
+    assert_clean_failure(provider_world, name, provider_world.originals[name])
+    assert state.load(provider_world.world.env_file, pw_type(provider_world, name)) is None  # nothing to resume
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_503_forever_at_retirement_fails_cleanly_and_resume_finishes(provider_world: ProviderWorld,
+                                                                     name: str) -> None:
+    OUTAGES[name].retire(provider_world.standins, FOREVER)
+    with pytest.raises(ProviderError) as caught:
+        run(provider_world, name)
+    new = envfile.get_value(provider_world.world.env_file, provider_world.provider(name).env_name)
+    for secret in (new, provider_world.originals[name]):
+        assert secret not in str(caught.value)
+    # the app already runs on the new credential; the old one still works: nothing is lost
+    assert_clean_failure(provider_world, name, new)
+    assert provider_world.provider(name).check(provider_world.originals[name]).accepted
+    recorded = state.load(provider_world.world.env_file, pw_type(provider_world, name))
+    assert recorded is not None and recorded.step == "test"
+    provider_world.standins.twilio.faults.clear()
+    provider_world.standins.graph.faults.clear()
+    provider_world.standins.smtp.console_faults.clear()
+    run(provider_world, name, resume=True)
+    assert_rotated(provider_world, name)
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_a_timeout_behaves_like_a_503(provider_world: ProviderWorld, name: str) -> None:
+    OUTAGES[name].hang(provider_world.standins, 1)
+    run(provider_world, name)
+    assert_rotated(provider_world, name)
+
+
+@pytest.mark.parametrize("name", ["twilio", "whatsapp"])
+def test_timeouts_forever_fail_like_503s_forever(provider_world: ProviderWorld, name: str) -> None:
+    OUTAGES[name].hang(provider_world.standins, FOREVER)
+    with pytest.raises(ProviderUnavailable, match="no answer within 0.5s"):
+        run(provider_world, name)
+    provider_world.standins.twilio.faults.clear()
+    provider_world.standins.graph.faults.clear()
+    assert_clean_failure(provider_world, name, provider_world.originals[name])
+
+
+def pw_type(pw: ProviderWorld, name: str) -> str:
+    return pw.provider(name).credential_type
