@@ -14,11 +14,6 @@ from pathlib import Path
 import psycopg
 import pytest
 from pytest_bdd import given, parsers, then, when
-from rotation.providers.base import Provider
-from rotation.providers.factory import STAGING_POLICY, provider_for
-from rotation.providers.smtp import OperatorConsole
-from rotation.secret import Secret
-from staging.provider_standins import ProviderStandIns, provider_standins
 
 from rotation import access_review, alerts, app_control, db_key, envfile, notify, post_incident
 from rotation.db.connect import connect
@@ -26,7 +21,12 @@ from rotation.db.seed_activity import seed_activity, staging_policy
 from rotation.emergency_rotation import Revocation, revoke_and_replace
 from rotation.incident import IncidentRecord, iso, utc_now
 from rotation.keys import fingerprint
+from rotation.providers.base import Provider
+from rotation.providers.factory import STAGING_POLICY, provider_for
+from rotation.providers.smtp import OperatorConsole
 from rotation.rotation_log import RotationRecord, find_rotation, log_rotation
+from rotation.secret import Secret
+from staging.provider_standins import ProviderStandIns, provider_standins
 from staging.world import World, staging_world
 from steps.db_key import DbKeyRotation
 from steps.emergency_plugin import INCIDENT, INCIDENT_REPORT, compromised_of, stakeholder_option
@@ -95,16 +95,6 @@ def review_policy(pytestconfig: pytest.Config, target: str) -> access_review.Rev
 def stakeholders(pytestconfig: pytest.Config) -> notify.Stakeholders:
     return notify.Stakeholders(*(notify.split_addresses(stakeholder_option(pytestconfig, name)) for name in
                                  ("notify_security", "notify_sysadmins", "notify_compliance")))
-
-
-@pytest.fixture
-def report_dir(pytestconfig: pytest.Config, evidence, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The run's report folder (the evidence recorder's), so the incident report lands in its manifest."""
-    for attribute in ("run_dir", "report_dir", "directory", "folder"):
-        found = getattr(evidence, attribute, None)
-        if found:
-            return Path(found)
-    return tmp_path_factory.mktemp("report")
 
 
 # --- the rotation in flight (one credential per scenario) ------------------------------------------------------------
@@ -362,8 +352,8 @@ def notification_sent(world: World, pytestconfig: pytest.Config, incident: Incid
     settings = alerts.SmtpSettings.from_env_file(world.env_file)
     evidence.register_secret(settings.password)
     msg = notify.compose(incident, stakeholders, sender=pytestconfig.getoption("notify_from") or env.get("SMTP_FROM")
-                         or notify.DEFAULT_FROM, change_id=pytestconfig.getoption("change_id", None),
-                         operator=operator, approver=pytestconfig.getoption("approver", None),
+                         or notify.DEFAULT_FROM, change_id=pytestconfig.getoption("change_id"),
+                         operator=operator, approver=pytestconfig.getoption("approver"),
                          secrets=[v for k, v in env.items() if k.endswith(("KEY", "TOKEN", "PASSWORD", "SECRET"))])
     notification["message"] = msg
     try:
@@ -471,15 +461,21 @@ def audit_complete(world: World, audit_result: dict[str, post_incident.AuditResu
     assert len(result.rows) == total, f"the audit lists {len(result.rows)} of {total} accesses in the window"
 
 
+@dataclass
+class IncidentDocument:
+    text: str = ""
+    narrative: post_incident.Narrative | None = None
+
+
 @pytest.fixture
-def incident_report() -> dict[str, Path]:
-    return {}
+def incident_report() -> IncidentDocument:
+    return IncidentDocument()
 
 
 @when("the incident report is written to the run's report folder")
 def report_written(pytestconfig: pytest.Config, target: str, operator: str, incident: IncidentRecord,
                    incident_window: dict[str, dt.datetime], audit_result: dict[str, post_incident.AuditResult],
-                   report_dir: Path, incident_report: dict[str, Path], evidence) -> None:
+                   incident_report: IncidentDocument, evidence) -> None:
     notes = pytestconfig.getoption("incident_notes")
     narrative = post_incident.load_narrative(Path(notes) if notes else None,
                                              root_cause=pytestconfig.getoption("root_cause"),
@@ -488,20 +484,20 @@ def report_written(pytestconfig: pytest.Config, target: str, operator: str, inci
         narrative = post_incident.Narrative(STAGING_ROOT_CAUSE, STAGING_MEASURES)
     incident.note("incident report written")
     context = post_incident.IncidentContext(incident_window["start"], incident_window["end"], operator,
-                                            pytestconfig.getoption("approver", None),
-                                            pytestconfig.getoption("change_id", None), target)
+                                            pytestconfig.getoption("approver"), pytestconfig.getoption("change_id"),
+                                            target)
     text = post_incident.render(incident, context, audit_result["result"], narrative)
-    path = post_incident.write_document(report_dir, text)
-    incident_report["path"] = pytestconfig.stash[INCIDENT_REPORT] = path
-    incident_report["narrative"] = narrative
-    evidence.record("incident report", {"file": path.name, "sha256": hashlib.sha256(text.encode()).hexdigest(),
-                                        "timeline events": len(incident.events)},
-                    source="rotation.post_incident.render")
+    evidence.attach(post_incident.DOCUMENT_NAME, text)  # into the run folder, under the signed manifest
+    incident_report.text, incident_report.narrative = text, narrative
+    pytestconfig.stash[INCIDENT_REPORT] = Path(post_incident.DOCUMENT_NAME)
+    evidence.record("incident report", {"file": post_incident.DOCUMENT_NAME, "timeline events": len(incident.events),
+                                        "sha256": hashlib.sha256(text.encode()).hexdigest()},
+                    source="rotation.post_incident.render -> the run folder (listed in manifest.json)")
 
 
 @then("the incident report's timeline consists of this run's own timestamps")
-def timeline_from_run(incident: IncidentRecord, incident_report: dict[str, Path]) -> None:
-    text = incident_report["path"].read_text()
+def timeline_from_run(incident: IncidentRecord, incident_report: IncidentDocument) -> None:
+    text = incident_report.text
     section = text.split("## Timeline", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| 20")]
     events = incident.timeline()
@@ -513,8 +509,8 @@ def timeline_from_run(incident: IncidentRecord, incident_report: dict[str, Path]
 
 
 @then("the incident report states time to revoke and time to restore for every rotated credential")
-def report_times(incident: IncidentRecord, incident_report: dict[str, Path], evidence) -> None:
-    text = incident_report["path"].read_text()
+def report_times(incident: IncidentRecord, incident_report: IncidentDocument, evidence) -> None:
+    text = incident_report.text
     evidence.record("time to revoke and restore", [o.as_evidence() for o in incident.outcomes.values()],
                     source="the run's own clock at each step")
     for o in incident.outcomes.values():
@@ -526,10 +522,10 @@ def report_times(incident: IncidentRecord, incident_report: dict[str, Path], evi
 
 
 @then("the incident report records the root cause and the preventive measures")
-def report_narrative(incident_report: dict[str, Path]) -> None:
-    narrative = incident_report["narrative"]
+def report_narrative(incident_report: IncidentDocument) -> None:
+    narrative = incident_report.narrative
     assert not narrative.missing(), f"the incident report lacks: {', '.join(narrative.missing())} " \
                                     "(--root-cause, --preventive-measure or --incident-notes FILE)"
-    text = incident_report["path"].read_text()
+    text = incident_report.text
     assert narrative.root_cause in text and all(m in text for m in narrative.preventive_measures)
 

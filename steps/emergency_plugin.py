@@ -139,7 +139,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     systems = systems_of(config)
     compromised = compromised_of(config)
-    change_id, approver = config.getoption("change_id", None), config.getoption("approver", None)
+    change_id, approver = config.getoption("change_id"), config.getoption("approver")
     from conftest import default_operator
 
     lines = emergency.plan_lines(compromised if selected else (), systems, change_id=change_id, approver=approver,
@@ -184,7 +184,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                                                              if record.notification else "NO"))
     report = config.stash.get(INCIDENT_REPORT, None)
     if report is not None:
-        terminalreporter.write_line(f"incident report: {report}")
+        terminalreporter.write_line(f"incident report: {report} in the run folder (see 'evidence' below)")
 
 
 # --- one progress line per step --------------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def pytest_run(*args: str, env: dict[str, str] | None = None, plugin_dir: Path |
     path = os.pathsep.join(p for p in (str(PROJECT), str(plugin_dir or "")) if p)
     environ = {k: v for k, v in os.environ.items() if k != emergency.CONFIRM_ENV}
     plugins = ["-p", "change_options"] if plugin_dir and not EVIDENCE_PLUGIN else []
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "tests._evstub", *plugins, *args], cwd=PROJECT,
+    return subprocess.run([sys.executable, "-m", "pytest", *plugins, *args], cwd=PROJECT,
                           env={**environ, "PYTHONPATH": path, **(env or {})}, capture_output=True, text=True,
                           timeout=timeout_s, check=False)
 
