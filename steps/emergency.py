@@ -291,7 +291,7 @@ def emergency_logged(world: World, emergency_rotation: EmergencyRotation, db_rot
 # --- access review ----------------------------------------------------------------------------------------------------
 
 @given("the review policy names the allowed accessors, networks and the app's message markers")
-def policy_given(review_policy: access_review.ReviewPolicy, evidence) -> None:
+def policy_given(world: World, review_policy: access_review.ReviewPolicy, evidence) -> None:
     evidence.record("access review policy", review_policy.summary(), source="--review-policy (staging: seeded policy)")
 
 
@@ -332,7 +332,7 @@ def nothing_flagged(incident: IncidentRecord, evidence) -> None:
 # --- notification -----------------------------------------------------------------------------------------------------
 
 @given("the security team, the system administrators and the compliance officer have e-mail addresses")
-def recipients_known(stakeholders: notify.Stakeholders, evidence) -> None:
+def recipients_known(world: World, stakeholders: notify.Stakeholders, evidence) -> None:
     evidence.record("stakeholders", {"security team": stakeholders.security_team, "system administrators":
                                      stakeholders.sysadmins, "compliance officer": stakeholders.compliance_officer},
                     source="--notify-security, --notify-sysadmins, --notify-compliance")
