@@ -38,12 +38,20 @@ def test_compromised_key_still_opening_a_value_fails_the_rotation(suite: SuiteRu
 
 
 def test_intruder_access_is_flagged_and_fails_the_review(suite: SuiteRunner) -> None:
-    run = suite.run(*EMERGENCY, "-k", "unauthorized", sabotage="emergency:intruder-access")
-    outcome = run.only()
-    assert outcome.status == "failed", run.output[-3000:]
-    assert "unauthorized access cannot be ruled out" in outcome.message
-    assert "accessor 'mallory@intruder.example' is not in the allowlist" in outcome.message
-    assert "IP 203.0.113.66 is outside the allowed networks" in outcome.message
+    run = suite.run(*EMERGENCY, "-k", "unauthorized or notify or audit_the_incident",
+                    sabotage="emergency:intruder-access")
+    review = next(o for name, o in run.outcomes.items() if "unauthorized" in name)
+    assert review.status == "failed", run.output[-3000:]
+    assert "unauthorized access cannot be ruled out" in review.message
+    assert "accessor 'mallory@intruder.example' is not in the allowlist" in review.message
+    assert "IP 203.0.113.66 is outside the allowed networks" in review.message
+    others = [o for name, o in run.outcomes.items() if "unauthorized" not in name]
+    assert len(others) == 2 and all(o.status == "passed" for o in others), run.output[-3000:]
+    folder = (suite.workdir / "reports" / "latest").resolve()
+    report = (folder / "incident-report.md").read_text()
+    flagged = [line for line in report.splitlines() if "mallory@intruder.example" in line and "203.0.113.66" in line]
+    assert any("is outside the allowed networks" in line for line in flagged), report[-3000:]
+    assert "mallory@intruder.example" in (folder / "index.html").read_text(), "the finding is not in the HTML report"
 
 
 def test_compromised_token_still_valid_after_revocation_fails_the_rotation(suite: SuiteRunner) -> None:
