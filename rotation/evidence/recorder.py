@@ -120,6 +120,7 @@ class Recorder:
         self.run_items: list[EvidenceItem] = []  # recorded outside any scenario
         self.populations: list[Population] = []
         self._secrets: list[str] = []  # in memory only: never serialised, never logged
+        self.attachments: dict[str, str] = {}  # file name in the run folder -> text (e.g. the incident report)
         self._scenario: ScenarioRecord | None = None
         self._step: StepRecord | None = None
 
@@ -152,6 +153,13 @@ class Recorder:
         if self._scenario is not None:
             self._scenario.populations.append(pop)
         self.record(f"population: {label}", {"verified": pop.verified, "total": pop.total}, source=source)
+
+    def attach(self, name: str, text: str) -> None:
+        """A document the run produced (e.g. incident-report.md), written into the run folder under `name` so the
+        manifest, its signature and the leak scan cover it. Registered secrets are replaced by fingerprints first."""
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"attachment name {name!r} must be a plain file name")
+        self.attachments[name] = str(self._redact(text)[0])
 
     # --- the lifecycle the plugin drives -------------------------------------------------------------------------
     def begin_scenario(self, scenario: ScenarioRecord) -> None:
