@@ -19,6 +19,11 @@ from rotation.keys import fingerprint
 URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@")
 
 
+# The run folder's own files: an attachment may not replace one of them.
+RESERVED_NAMES = frozenset({"index.html", "evidence.jsonl", "junit.xml", "cucumber.json",
+                            "oscal-assessment-results.json", "manifest.json", "manifest.sig", "signing-key.pub.pem"})
+
+
 def strip_url_passwords(text: str) -> str:
     return URL_PASSWORD.sub(r"\g<head>***@", text)
 
@@ -131,6 +136,7 @@ class Recorder:
         self.populations: list[Population] = []
         self._secrets: list[str] = []  # in memory only: never serialised, never logged
         self.artifacts: list[Path] = []  # other files the run wrote, scanned for secrets at the end
+        self.attachments: dict[str, str] = {}  # file name in the run folder -> text (e.g. the incident report)
         self._scenario: ScenarioRecord | None = None
         self._step: StepRecord | None = None
 
@@ -169,6 +175,15 @@ class Recorder:
         if self._scenario is not None:
             self._scenario.populations.append(pop)
         self.record(f"population: {label}", {"verified": pop.verified, "total": pop.total}, source=source)
+
+    def attach(self, name: str, text: str) -> None:
+        """A document the run produced (e.g. incident-report.md), written into the run folder under `name` so the
+        manifest, its signature and the leak scan cover it. Registered secrets are replaced by fingerprints first."""
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"attachment name {name!r} must be a plain file name")
+        if name in RESERVED_NAMES:
+            raise ValueError(f"attachment name {name!r} is one of the run folder's own files")
+        self.attachments[name] = str(self._redact(text)[0])
 
     # --- the lifecycle the plugin drives -------------------------------------------------------------------------
     def begin_scenario(self, scenario: ScenarioRecord) -> None:

@@ -91,6 +91,8 @@ def write_run(reports_dir: Path, meta: RunMetadata, recorder: Recorder, catalog:
     for name, source in copies.items():
         if source is not None and source.is_file():
             shutil.copyfile(source, folder / name)
+    for name, text in recorder.attachments.items():
+        (folder / name).write_text(text, encoding="utf-8")
 
     summary = Summary.of(recorder, catalog)
     head = _render_all(folder, meta, summary, recorder, pem)

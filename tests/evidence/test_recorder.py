@@ -47,6 +47,12 @@ def test_a_dsn_password_on_the_command_line_is_not_in_the_report(pytester: pytes
     assert "postgresql://app:***@db/crm" in (folder / "index.html").read_text()
 
 
+@pytest.mark.parametrize("name", ["index.html", "manifest.json", "../escape.md", ".hidden", ""])
+def test_an_attachment_cannot_replace_or_escape_the_folder(name: str) -> None:
+    with pytest.raises(ValueError, match="attachment name"):
+        Recorder().attach(name, "text")
+
+
 def test_values_that_are_not_json_are_kept_as_text() -> None:
     recorder = Recorder()
     recorder.record("odd", {"path": Path("/srv/app/.env"), "ids": {3}, "raw": b"\x00\x01"})
