@@ -40,7 +40,8 @@ def test_rotation_leaves_no_key_in_server_log_output_or_files(logging_pg: Stagin
     runner = SuiteRunner(admin_dsn=logging_pg.admin_dsn, workdir=tmp_path / "run")
     runner.workdir.mkdir()
     basetemp = tmp_path / "basetemp"
-    run = runner.run("steps/test_rotation.py", "-k", "scheduled_90day", "--basetemp", str(basetemp), "-s", "-v")
+    run = runner.run("steps/test_rotation.py", "-k", "scheduled_90day_rotation_of_the_database_encryption_key",
+                     "--basetemp", str(basetemp), "-s", "-v")
     assert run.only().status == "passed", run.output[-3000:]
 
     env_file = next(basetemp.rglob(".env"))
