@@ -29,9 +29,6 @@ from dotenv import dotenv_values
 
 from rotation.keys import fingerprint
 from rotation.providers.base import Provider, ProviderError, RetryPolicy
-from rotation.providers.smtp import OperatorConsole, SmtpProvider, SmtpSettings
-from rotation.providers.twilio import TwilioProvider, TwilioSettings
-from rotation.providers.whatsapp import GraphSettings, WhatsAppProvider
 
 Check = Callable[[dict[str, str]], dict[str, object]]
 
@@ -72,14 +69,20 @@ def check_provider(provider: Provider, credential: str) -> dict[str, object]:
 
 
 def check_twilio(env: dict[str, str]) -> dict[str, object]:
+    from rotation.providers.twilio import TwilioProvider, TwilioSettings  # lazy: start/stop/reload stay quick
+
     return check_provider(TwilioProvider(TwilioSettings.from_env(env, HEALTH_POLICY)), env["TWILIO_AUTH_TOKEN"])
 
 
 def check_whatsapp(env: dict[str, str]) -> dict[str, object]:
+    from rotation.providers.whatsapp import GraphSettings, WhatsAppProvider
+
     return check_provider(WhatsAppProvider(GraphSettings.from_env(env, HEALTH_POLICY)), env["WHATSAPP_ACCESS_TOKEN"])
 
 
 def check_smtp(env: dict[str, str]) -> dict[str, object]:
+    from rotation.providers.smtp import OperatorConsole, SmtpProvider, SmtpSettings
+
     provider = SmtpProvider(SmtpSettings.from_env(env, HEALTH_POLICY), OperatorConsole(environ={}))
     return check_provider(provider, env["SMTP_PASSWORD"])
 

@@ -78,6 +78,14 @@ def refuse_new(name: str) -> Action:
     return action
 
 
+def only_in(name: str, action: Action) -> Action:
+    """Act only in this provider's scenario, so that several provider sabotages can share one run."""
+    def guarded(request: pytest.FixtureRequest) -> None:
+        if request.getfixturevalue("provider_rotation").name == name:
+            action(request)
+    return guarded
+
+
 def provider_sabotages(app_keeps_old: Action, delete_log: Action,
                        env_readable: Action) -> dict[str, tuple[str, Action]]:
     table: dict[str, tuple[str, Action]] = {}
@@ -85,7 +93,7 @@ def provider_sabotages(app_keeps_old: Action, delete_log: Action,
         table[f"{name}:new-credential-refused"] = (CREATE_STEPS[name], refuse_new(name))
         table[f"{name}:env-0644"] = (ENV_STEPS[name], env_readable)
         table[f"{name}:old-credential-kept-valid"] = (RETIRE_STEPS[name], keep_old_valid(name))
-        table[f"{name}:test-message-not-delivered"] = (RELOAD_STEP, drop_messages(name))
-        table[f"{name}:app-not-reloaded"] = (RELOAD_STEP, app_keeps_old)
+        table[f"{name}:test-message-not-delivered"] = (RELOAD_STEP, only_in(name, drop_messages(name)))
+        table[f"{name}:app-not-reloaded"] = (RELOAD_STEP, only_in(name, app_keeps_old))
         table[f"{name}:rotation-log-missing"] = (LOG_STEPS[name], delete_log)
     return table

@@ -114,11 +114,9 @@ SABOTAGES |= provider_sabotages(app_keeps_old_key, delete_rotation_log, env_worl
 
 
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args) -> None:
-    chosen = os.environ.get("ROTATION_SABOTAGE")
-    if not chosen:
-        return
-    if chosen not in SABOTAGES:
-        raise pytest.UsageError(f"unknown sabotage {chosen!r}; known: {', '.join(SABOTAGES)}")
-    after_step, action = SABOTAGES[chosen]
-    if step.name == after_step:
-        action(request)
+    for chosen in filter(None, os.environ.get("ROTATION_SABOTAGE", "").split(",")):  # one, or several: a,b,c
+        if chosen not in SABOTAGES:
+            raise pytest.UsageError(f"unknown sabotage {chosen!r}; known: {', '.join(SABOTAGES)}")
+        after_step, action = SABOTAGES[chosen]
+        if step.name == after_step:
+            action(request)

@@ -56,22 +56,13 @@ def test_killed_after_each_step_the_rerun_finishes(provider_world: ProviderWorld
 
 
 @pytest.mark.parametrize("name", ["twilio", "whatsapp", "smtp"])
-def test_a_new_rotation_refuses_to_start_over_a_stale_pending(provider_world: ProviderWorld, name: str) -> None:
-    old = provider_world.originals[name]
-    killed = provider_world.cli("rotate", name, kill_after="create")
-    assert killed.returncode == -signal.SIGKILL
-    refused = provider_world.cli("rotate", name)
-    assert refused.returncode == 1 and "still PENDING" in refused.stderr, refused.stderr
-    assert provider_world.cli("resume", name).returncode == 0
-    assert_finished(provider_world, name, old, 1)
-
-
-@pytest.mark.parametrize("name", ["twilio", "whatsapp", "smtp"])
 def test_abandoning_a_pending_credential_that_never_reached_env(provider_world: ProviderWorld, name: str) -> None:
     env_file = provider_world.world.env_file
     credential_type = CREDENTIAL_TYPES[name]
     assert provider_world.cli("rotate", name, kill_after="create").returncode == -signal.SIGKILL
     orphan = rotation.pending_path(env_file, credential_type).read_text()
+    refused = provider_world.cli("rotate", name)  # a new rotation refuses to start over the stale PENDING
+    assert refused.returncode == 1 and "still PENDING" in refused.stderr, refused.stderr
     abandoned = provider_world.cli("rotate", name, "--abandon-pending")
     assert abandoned.returncode == 0, abandoned.stderr
     assert_finished(provider_world, name, provider_world.originals[name], 1)
@@ -79,7 +70,7 @@ def test_abandoning_a_pending_credential_that_never_reached_env(provider_world: 
         assert not provider_world.provider(name).check(orphan).accepted
 
 
-@pytest.mark.parametrize("name", ["twilio", "whatsapp", "smtp"])
+@pytest.mark.parametrize("name", ["whatsapp"])  # the refusal is provider-independent code
 def test_abandoning_is_refused_once_the_new_credential_is_in_env(provider_world: ProviderWorld, name: str) -> None:
     assert provider_world.cli("rotate", name, kill_after="set").returncode == -signal.SIGKILL
     refused = provider_world.cli("rotate", name, "--abandon-pending")
