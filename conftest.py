@@ -16,6 +16,8 @@ pytest_plugins = [
     "steps.hygiene",
     "steps.troubleshooting",
     "steps.providers",
+    "steps.emergency_plugin",
+    "steps.emergency",
 ]
 
 

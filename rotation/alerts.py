@@ -61,12 +61,18 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
 def send_alert(lines: list[str], to: str, settings: SmtpSettings, *, sender: str = DEFAULT_FROM,
                ca_file: Path | None = None, timeout: float = 30.0) -> None:
     """Connect, STARTTLS with a verified certificate, AUTH, send the lines. Any failure raises AlertError."""
-    msg = build_message(lines, to, sender)
+    send_message(build_message(lines, to, sender), settings, ca_file=ca_file, timeout=timeout)
+
+
+def send_message(msg: EmailMessage, settings: SmtpSettings, *, ca_file: Path | None = None,
+                 timeout: float = 30.0) -> None:
+    """Send any message over STARTTLS with a verified certificate after AUTH. Raises AlertError on any failure,
+    including a server that accepts the message for only some of its recipients."""
     try:
         with smtplib.SMTP(settings.host, settings.port, timeout=timeout) as smtp:
             smtp.starttls(context=tls_context(ca_file or settings.ca_file))
             smtp.login(settings.username, settings.password)
-            smtp.send_message(msg)
+            refused = smtp.send_message(msg)
     except smtplib.SMTPNotSupportedError:
         raise AlertError(f"{settings.host}:{settings.port} does not offer STARTTLS; "
                          "refusing to send in clear") from None
@@ -78,6 +84,9 @@ def send_alert(lines: list[str], to: str, settings: SmtpSettings, *, sender: str
     except (smtplib.SMTPException, ssl.SSLError, OSError) as e:
         raise AlertError(f"sending the alert via {settings.host}:{settings.port} failed: "
                          f"{type(e).__name__}: {_safe(str(e), settings.password)}") from None
+    if refused:
+        raise AlertError(f"{settings.host}:{settings.port} refused recipients: "
+                         + ", ".join(f"{rcpt} ({code})" for rcpt, (code, _) in sorted(refused.items())))
 
 
 def _safe(text: str, secret: str) -> str:

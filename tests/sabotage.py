@@ -15,6 +15,7 @@ import pytest
 
 from rotation import app_control, envfile
 from staging.world import World
+from tests.provider_sabotage import provider_sabotages
 from tests.sabotage_practices import SABOTAGES as PRACTICES_SABOTAGES
 
 Sabotage = tuple[str, Callable[[pytest.FixtureRequest], None]]
@@ -62,6 +63,34 @@ def app_keeps_old_key(request: pytest.FixtureRequest) -> None:
     app_control.run(world.app.start.replace(str(world.env_file), str(stale)))
 
 
+def intruder_access(request: pytest.FixtureRequest) -> None:
+    """An access by someone outside the allowlist, from outside the allowed networks, inside the review window."""
+    with psycopg.connect(_world(request).dsn) as conn:
+        conn.execute("INSERT INTO crm_data_access_log (client_id, access_type, accessed_by, access_timestamp, "
+                     "ip_address, purpose) VALUES ('client-00000007', 'read', 'mallory@intruder.example', "
+                     "now() - interval '10 minutes', '203.0.113.66', 'none given')")
+
+
+def _standins(request: pytest.FixtureRequest):
+    return request.getfixturevalue("incident_standins")
+
+
+def provider_keeps_revoked_credentials_valid(request: pytest.FixtureRequest) -> None:
+    """The provider's revocation does not take: the compromised Twilio / WhatsApp token still authenticates."""
+    standins = _standins(request)
+    standins.twilio.keep_old_tokens_valid = True
+    standins.graph.keep_revoked_tokens_valid = True
+
+
+def mail_relay_refuses_everything(request: pytest.FixtureRequest) -> None:
+    """The mail relay answers 421 to every connection: the notification cannot be delivered."""
+    _standins(request).smtp.faults.refuse_forever()
+
+
+def compromised_key_still_opens_a_value(request: pytest.FixtureRequest) -> None:
+    leave_one_value_under_old_key(request)
+
+
 SABOTAGES: dict[str, Sabotage] = {
     "db-key:value-left-under-old-key": ("all sensitive data is re-encrypted under the new key",
                                         leave_one_value_under_old_key),
@@ -69,9 +98,19 @@ SABOTAGES: dict[str, Sabotage] = {
     "db-key:rotation-log-missing": ("the rotation is logged", delete_rotation_log),
     "db-key:env-0644": ("the .env file is updated with the new key", env_world_readable),
     "db-key:app-keeps-old-key": ("the application services are started", app_keeps_old_key),
+    "emergency:db-key-old-key-opens": ("every encrypted value decrypts with the new key to its original plaintext",
+                                       compromised_key_still_opens_a_value),
+    "emergency:revoked-token-still-valid": ("the compromised credential is revoked at the provider and a replacement "
+                                            "issued", provider_keeps_revoked_credentials_valid),
+    "emergency:notification-not-delivered": ("the security team, the system administrators and the compliance officer "
+                                             "have e-mail addresses", mail_relay_refuses_everything),
+    "emergency:intruder-access": ("the review policy names the allowed accessors, networks and the app's message "
+                                  "markers", intruder_access),
 }
 
 SABOTAGES |= PRACTICES_SABOTAGES  # Best Practices and Troubleshooting: tests/sabotage_practices.py
+# Twilio, WhatsApp and SMTP rotations: tests/provider_sabotage.py
+SABOTAGES |= provider_sabotages(app_keeps_old_key, delete_rotation_log, env_world_readable)
 
 
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args) -> None:

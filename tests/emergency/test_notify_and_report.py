@@ -1,0 +1,99 @@
+"""The stakeholder notification (real SMTP over verified STARTTLS on loopback) and the incident document."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from rotation import alerts, notify, post_incident
+from rotation.db.seed_activity import staging_policy
+from rotation.incident import IncidentRecord, iso
+from rotation.keys import fingerprint, generate_key
+from staging.mini_smtp import smtp_server
+
+T0 = dt.datetime(2026, 11, 25, 21, 0, tzinfo=dt.UTC)
+STAKEHOLDERS = notify.Stakeholders(("sec@eventplanning.io",), ("ops@eventplanning.io", "sec@eventplanning.io"),
+                                   ("dpo@eventplanning.io",))
+
+
+def rotated_record(old: str, new: str) -> IncidentRecord:
+    record = IncidentRecord(started_at=T0)
+    record.begin("twilio_token", fingerprint(old)).started_at = T0 + dt.timedelta(seconds=1)
+    record.revoked("twilio_token", fingerprint(new), "promoted: compromised token dead")
+    record.outcomes["twilio_token"].revoked_at = T0 + dt.timedelta(seconds=2.5)
+    record.restored("twilio_token", "app healthy")
+    record.outcomes["twilio_token"].restored_at = T0 + dt.timedelta(seconds=4)
+    record.outcomes["twilio_token"].rejection = "401/20003"
+    return record
+
+
+def test_notification_is_delivered_to_every_stakeholder_over_verified_starttls(tmp_path: Path) -> None:
+    old, new, password = generate_key(), generate_key(), generate_key()
+    record = rotated_record(old, new)
+    msg = notify.compose(record, STAKEHOLDERS, sender="alerts@eventplanning.io", change_id="CHG-1", operator="ops",
+                         approver="ciso", secrets=[old, new, password])
+    with smtp_server(tmp_path, "mailer", password) as relay:
+        delivery = notify.send(msg, alerts.SmtpSettings("localhost", relay.port, "mailer", password),
+                               ca_file=relay.ca_file)
+        assert sorted(relay.mailbox.recipients[0]) == sorted(STAKEHOLDERS.all())
+        body = relay.mailbox.messages[0].get_payload(decode=True).decode()
+    assert len(STAKEHOLDERS.all()) == 3 and delivery.recipients == STAKEHOLDERS.all()
+    assert "twilio_token: revoked 2026-11-25T21:00:02.500+00:00 (time to revoke 1.5 s)" in body
+    assert fingerprint(old) in body and old not in body and new not in body and password not in body
+    assert "CHG-1" in str(msg["Subject"])
+
+
+def test_notification_refuses_a_body_with_a_secret_and_missing_groups() -> None:
+    old, new = generate_key(), generate_key()
+    record = rotated_record(old, new)
+    policy_record = IncidentRecord(started_at=T0)
+    with pytest.raises(notify.NotificationError, match="compliance officer"):
+        notify.compose(policy_record, notify.Stakeholders(("a@b.io",), ("c@b.io",), ()), sender="x@b.io",
+                       change_id=None, operator="o", approver=None)
+    record.outcomes["twilio_token"].old_fp = old  # a bug that would put the credential itself in the body
+    with pytest.raises(notify.NotificationError, match="would contain a credential") as caught:
+        notify.compose(record, STAKEHOLDERS, sender="x@b.io", change_id=None, operator="o", approver=None,
+                       secrets=[old])
+    assert old not in str(caught.value)
+
+
+def test_undeliverable_notification_raises_a_clear_error(tmp_path: Path) -> None:
+    password = generate_key()
+    msg = notify.compose(IncidentRecord(started_at=T0), STAKEHOLDERS, sender="x@b.io", change_id=None, operator="o",
+                         approver=None)
+    with smtp_server(tmp_path, "mailer", password) as relay:
+        with pytest.raises(notify.NotificationError, match="NOT delivered: SMTP login as mailer refused: 535") as e:
+            notify.send(msg, alerts.SmtpSettings("localhost", relay.port, "mailer", "wrong-" + password),
+                        ca_file=relay.ca_file)
+    assert password not in str(e.value)
+
+
+def test_incident_document_has_the_runs_timeline_times_and_narrative(tmp_path: Path) -> None:
+    record = rotated_record(generate_key(), generate_key())
+    audit = post_incident.AuditResult(T0 - dt.timedelta(hours=1), T0, [
+        ("client-1", "read", "mallory", T0 - dt.timedelta(minutes=5), "203.0.113.66", "x|y")])
+    narrative = post_incident.Narrative("Token pasted into a public gist", ("Secret scanning on every repo",))
+    context = post_incident.IncidentContext(audit.start, audit.end, "ops", "ciso", "CHG-1", "staging")
+    text = post_incident.render(record, context, audit, narrative)
+    path = post_incident.write_document(tmp_path / "report", text)
+    assert path.name == "incident-report.md"
+    for event in record.timeline():
+        assert f"| {iso(event.at)} | {event.what} |" in text
+    assert "| twilio_token | 2026-11-25T21:00:01.000+00:00 | 2026-11-25T21:00:02.500+00:00 | 1.5 s |" in text
+    assert "| 2026-11-25T21:00:04.000+00:00 | 1.5 s |" in text
+    assert "Token pasted into a public gist" in text and "- Secret scanning on every repo" in text
+    assert "| client-1 | read | mallory |" in text and "x\\|y" in text
+
+
+def test_narrative_from_file_and_options(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.yaml"
+    notes.write_text("root_cause: leaked in CI logs\npreventive_measures: [mask CI logs, rotate quarterly]\n")
+    assert post_incident.load_narrative(notes).preventive_measures == ("mask CI logs", "rotate quarterly")
+    both = post_incident.load_narrative(notes, root_cause="phishing", preventive=["FIDO2 for admins"])
+    assert both.root_cause == "phishing" and both.preventive_measures == ("FIDO2 for admins",)
+    assert post_incident.Narrative().missing() == ["root cause", "preventive measures"]
+    with pytest.raises(post_incident.IncidentInputError):
+        post_incident.audit(None, T0, T0 - dt.timedelta(seconds=1))  # type: ignore[arg-type]
+    assert staging_policy().window == dt.timedelta(hours=24)
