@@ -27,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dsn", default=os.environ.get("ROTATION_DSN"),
                    help="PostgreSQL DSN of the CRM database (default: $ROTATION_DSN)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--schedule", type=Path, default=None,
-                   help="YAML/JSON file overriding the runbook's 90/7-day schedule per credential type")
+    p.add_argument("--schedule", type=Path, default=os.environ.get("ROTATION_SCHEDULE") or None,
+                   help="YAML/JSON file overriding the runbook's 90/7-day schedule per credential type "
+                        "(default: $ROTATION_SCHEDULE)")
     p.add_argument("--as-of", type=_aware_datetime, default=None, metavar="ISO-8601",
                    help="evaluate at this instant instead of now (e.g. 2026-12-01T06:00:00+00:00)")
     p.add_argument("--alert-email", metavar="ADDRESS", default=None,

@@ -1,6 +1,8 @@
 """Negative controls for the Best Practices scenarios: each sabotage breaks one practice in the staging world right
 after the repository and .env are ready (or after the named step), and exactly its scenario must FAIL with a message
-naming the problem, never the credential. The untouched feature passing is the positive control."""
+naming the problem, never the credential. The untouched feature passing is the positive control.
+(The sabotages hygiene:shared-credential and hygiene:credential-in-tracked-file exist too; their checks' failing is
+shown faster by tests/hygiene/test_checks.py, to keep CI inside its budget.)"""
 
 from __future__ import annotations
 
@@ -35,8 +37,6 @@ def test_best_practices_pass_untouched(suite: SuiteRunner, pg: StagingServer) ->
     ("hygiene:env-not-ignored", "gitignore", ".env is not ignored by git"),
     ("hygiene:env-0644", "access", "has mode 0644, not 0600"),
     ("hygiene:weak-credential", "strength", "SMTP_PASSWORD is 11 characters"),
-    ("hygiene:shared-credential", "strength", "DB_ENCRYPTION_KEY and WHATSAPP_ACCESS_TOKEN hold the same value"),
-    ("hygiene:credential-in-tracked-file", "committed", "TWILIO_AUTH_TOKEN (sha256:"),
     ("hygiene:credential-in-history", "committed", "app/local_settings.py (blob"),
     ("hygiene:overdue-rotation", "rotated", "CRITICAL: twilio_token credentials have EXPIRED!"),
     ("hygiene:key-in-server-log", "server log", "key in the PostgreSQL server log"),

@@ -228,3 +228,14 @@ def test_system_trust_store_rejects_a_private_ca(rotation_log: RotationLog, moni
     assert code == 3
     assert "not verified" in err
     assert smtp.mailbox.messages == []
+
+
+def test_schedule_from_environment(rotation_log: RotationLog, monitoring_dsn: str, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    rotation_log.all_rotated(NOW - 40 * DAY)
+    f = tmp_path / "schedule.json"
+    f.write_text(json.dumps({"schedule": {"db_encryption_key": {"interval_days": 30, "warning_days": 5}}}))
+    monkeypatch.setenv("ROTATION_SCHEDULE", str(f))
+    code, out, _ = status(capsys, monitoring_dsn)
+    assert code == 2
+    assert "CRITICAL: db_encryption_key credentials have EXPIRED!" in out
