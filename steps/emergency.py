@@ -18,6 +18,7 @@ from pytest_bdd import given, parsers, then, when
 from rotation import access_review, alerts, app_control, db_key, envfile, notify, post_incident
 from rotation.db.connect import connect
 from rotation.db.seed_activity import seed_activity, staging_policy
+from rotation.emergency import aware_moment
 from rotation.emergency_rotation import Revocation, revoke_and_replace
 from rotation.incident import IncidentRecord, iso, utc_now
 from rotation.keys import fingerprint
@@ -409,16 +410,6 @@ def notification_content(world: World, incident: IncidentRecord, notification: d
 
 # --- post-incident ----------------------------------------------------------------------------------------------------
 
-def _moment(text: str, option: str) -> dt.datetime:
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise pytest.UsageError(f"{option}: not an ISO-8601 date-time: {text!r}") from None
-    if moment.tzinfo is None:
-        raise pytest.UsageError(f"{option}: give a UTC offset, e.g. 2026-11-25T06:00:00+00:00")
-    return moment
-
-
 @pytest.fixture
 def incident_window() -> dict[str, dt.datetime]:
     return {}
@@ -430,9 +421,9 @@ def window_given(pytestconfig: pytest.Config, target: str, incident: IncidentRec
     start, end = pytestconfig.getoption("incident_start"), pytestconfig.getoption("incident_end")
     if target == "live" and not start:
         pytest.skip("post-incident audit: pass --incident-start and --incident-end (within 24 hours of the incident)")
-    incident_window["start"] = _moment(start, "--incident-start") if start else incident.started_at - \
+    incident_window["start"] = aware_moment(start, "--incident-start") if start else incident.started_at - \
         dt.timedelta(hours=24)
-    incident_window["end"] = _moment(end, "--incident-end") if end else utc_now()
+    incident_window["end"] = aware_moment(end, "--incident-end") if end else utc_now()
     evidence.record("incident window", {k: iso(v) for k, v in incident_window.items()},
                     source="--incident-start/--incident-end (staging default: 24 h before the run .. now)")
 

@@ -80,10 +80,18 @@ def _credential_of(item: pytest.Item) -> str | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Refuse a malformed selection or incident window before anything runs."""
     try:
         compromised_of(config)
     except emergency.PlanError as exc:
         raise pytest.UsageError(str(exc)) from None
+    for option in ("incident_start", "incident_end"):
+        value = config.getoption(option)
+        if value is not None:
+            try:
+                emergency.aware_moment(value, "--" + option.replace("_", "-"))
+            except emergency.PlanError as exc:
+                raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -153,7 +161,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not live:
         return
     problems = emergency.live_refusals(systems, compromised, change_id=change_id, approver=approver,
-                                       emergency_selected=bool(selected))
+                                       emergency_selected=bool(selected),
+                                       review_policy=config.getoption("review_policy"))
     if problems:
         _say(config, ["LIVE RUN REFUSED; nothing was changed:", *[f"  - {p}" for p in problems]])
         pytest.exit("live run refused: fix the settings listed above", returncode=EXIT_REFUSED)
