@@ -30,7 +30,7 @@ from rotation.secret import Secret
 from staging.provider_standins import ProviderStandIns, provider_standins
 from staging.world import World, staging_world
 from steps.db_key import DbKeyRotation
-from steps.emergency_plugin import INCIDENT, INCIDENT_REPORT, compromised_of, stakeholder_option
+from steps.emergency_plugin import INCIDENT, INCIDENT_REPORT, compromised_of, say, stakeholder_option
 
 REASON = "emergency"
 STAGING_ROOT_CAUSE = "Staging rehearsal: every credential is treated as compromised (simulated incident)."
@@ -150,8 +150,12 @@ def compromised_credential(world: World, target: str, credential_name: str, inci
 
 
 @when("the compromised credential is revoked at the provider and a replacement issued")
-def revoked_at_provider(emergency_rotation: EmergencyRotation, incident: IncidentRecord, evidence) -> None:
+def revoked_at_provider(pytestconfig: pytest.Config, target: str, emergency_rotation: EmergencyRotation,
+                        incident: IncidentRecord, evidence) -> None:
     r = emergency_rotation
+    if target == "live" and r.provider.name == "smtp":
+        say(pytestconfig, [f"  ACTION revoke the compromised SMTP password {fingerprint(r.old)} in the mail provider's "
+                           "console NOW, then create the new one: it is asked for next (or set $SMTP_NEW_PASSWORD)"])
     r.revocation = revoke_and_replace(r.provider, r.old)
     evidence.register_secret(r.revocation.new)
     incident.outage(r.credential_type, f"compromised credential killed at {r.provider.name}: the app's credential "

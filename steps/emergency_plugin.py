@@ -126,7 +126,8 @@ def systems_of(config: pytest.Config) -> emergency.Systems:
                              recipients=recipients)
 
 
-def _say(config: pytest.Config, lines: list[str]) -> None:
+def say(config: pytest.Config, lines: list[str]) -> None:
+    """Lines for the operator, shown at once even while pytest captures output."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         print("\n".join(lines), file=sys.stderr)
@@ -155,7 +156,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                                  post_incident=bool(config.getoption("incident_start")) or not live)
     if not selected:
         lines.append(f"  ({len(session.items)} non-emergency scenarios selected)")
-    _say(config, lines)
+    say(config, lines)
     if dry_run:
         pytest.exit("dry run: the plan above was printed; nothing was changed", returncode=0)
     if not live:
@@ -164,10 +165,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                                        emergency_selected=bool(selected),
                                        review_policy=config.getoption("review_policy"))
     if problems:
-        _say(config, ["LIVE RUN REFUSED; nothing was changed:", *[f"  - {p}" for p in problems]])
+        say(config, ["LIVE RUN REFUSED; nothing was changed:", *[f"  - {p}" for p in problems]])
         pytest.exit("live run refused: fix the settings listed above", returncode=EXIT_REFUSED)
     if not emergency.confirmed(config.getoption("confirm_live"), os.environ):
-        _say(config, ["NOT CONFIRMED: nothing was changed. Check the plan above, then re-run with --confirm-live "
+        say(config, ["NOT CONFIRMED: nothing was changed. Check the plan above, then re-run with --confirm-live "
                       f"(or {emergency.CONFIRM_ENV}=yes) to carry it out."])
         pytest.exit("live run not confirmed", returncode=EXIT_REFUSED)
 
@@ -204,7 +205,7 @@ def _is_emergency(request: pytest.FixtureRequest) -> bool:
 
 def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature, scenario) -> None:
     if _is_emergency(request):
-        _say(request.config, [f"EMERGENCY {scenario.name}"])
+        say(request.config, [f"EMERGENCY {scenario.name}"])
 
 
 def pytest_bdd_before_step(request: pytest.FixtureRequest, feature, scenario, step, step_func) -> None:
@@ -217,14 +218,14 @@ def _elapsed(request: pytest.FixtureRequest) -> float:
 
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args) -> None:
     if _is_emergency(request):
-        _say(request.config, [f"  ok   {_elapsed(request):6.2f}s  {step.keyword} {step.name}"])
+        say(request.config, [f"  ok   {_elapsed(request):6.2f}s  {step.keyword} {step.name}"])
 
 
 def pytest_bdd_step_error(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args,
                           exception: Exception) -> None:
     if _is_emergency(request):
         first = (str(exception).strip().splitlines() or [""])[0][:200]
-        _say(request.config, [f"  FAIL {_elapsed(request):6.2f}s  {step.keyword} {step.name}",
+        say(request.config, [f"  FAIL {_elapsed(request):6.2f}s  {step.keyword} {step.name}",
                               f"       {type(exception).__name__}: {first}"])
 
 
