@@ -96,7 +96,9 @@ def all_verified(world: World, db_rotation: DbKeyRotation, evidence) -> None:
     evidence.record("population check", {"summary": check.summary(), "columns": [c.__dict__ for c in check.columns],
                                          "failures": check.failure_lines()},
                     source="rotation.verify.CHECK_COLUMN per column: hmac(try_decrypt(col, $new), $new) = digest")
-    evidence.population("values verified under the new key", check.values_verified, check.values_total)
+    evidence.population("values verified under the new key", check.values_verified, check.values_total,
+                        source="rotation_runbook.plaintext_digest joined to crm_client_preferences, per column: "
+                               "hmac(try_decrypt(col, $new), $new, 'sha256') = digest before re-encryption")
     assert check.values_verified == check.values_total, check.summary() + "; " + "; ".join(check.failure_lines())
     assert check.rows_before == check.rows_after, check.summary()
     assert all(c.nulls_kept == c.nulls_before for c in check.columns), check.summary()

@@ -7,10 +7,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import os
 import re
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email import message_from_bytes
 from pathlib import Path
 
 import psycopg
@@ -20,8 +21,9 @@ from pytest_bdd import given, parsers, then, when
 from rotation import status
 from rotation.cli import main as rotation_cli
 from rotation.db.schema import apply_crm_schema
-from staging.mini_smtp import SmtpServer, smtp_server
+from rotation.keys import generate_key
 from staging.postgres import StagingServer, scratch_database
+from staging.smtp_standin import SmtpStandIn, smtp_standin
 
 ALERT_TO = "admin@eventplanning.example.com"
 AGE = re.compile(r"(?P<days>\d+) days?(?: (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d))?")
@@ -38,7 +40,8 @@ class StatusCheck:
     exit_code: int | None = None
     output: str = ""
     env_file: Path | None = None
-    smtp: SmtpServer | None = None
+    smtp: SmtpStandIn | None = None
+    smtp_password: str = ""
 
 
 @pytest.fixture
@@ -53,9 +56,8 @@ def status_check(target: str, pg_server: StagingServer | None) -> Iterator[Statu
 
 
 @pytest.fixture
-def alert_smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    (tmp_path / "smtp").mkdir()
-    with smtp_server(tmp_path / "smtp", "alerts@eventplanning.example.com", secrets.token_urlsafe(24)) as server:
+def alert_smtp(tmp_path: Path) -> Iterator[SmtpStandIn]:
+    with smtp_standin(tmp_path / "smtp") as server:
         yield server
 
 
@@ -160,15 +162,16 @@ def cli_exit(status_check: StatusCheck, code: int, evidence) -> None:
 
 
 @given("the SMTP stand-in accepts the alert account only after STARTTLS")
-def smtp_ready(status_check: StatusCheck, alert_smtp: SmtpServer, tmp_path: Path, evidence) -> None:
-    evidence.register_secret(alert_smtp.password)
+def smtp_ready(status_check: StatusCheck, alert_smtp: SmtpStandIn, tmp_path: Path, evidence) -> None:
+    password = generate_key()
+    evidence.register_secret(password)
+    alert_smtp.add_password(password)
     env_file = tmp_path / ".env"
-    fd = env_file.open("w")
-    env_file.chmod(0o600)
-    with fd:
-        fd.write(f"SMTP_HOST={alert_smtp.host}\nSMTP_PORT={alert_smtp.port}\nSMTP_USERNAME={alert_smtp.username}\n"
-                 f"SMTP_PASSWORD={alert_smtp.password}\n")
-    status_check.env_file, status_check.smtp = env_file, alert_smtp
+    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"SMTP_HOST={alert_smtp.host}\nSMTP_PORT={alert_smtp.port}\nSMTP_USERNAME={alert_smtp.username}\n"
+                f"SMTP_PASSWORD={password}\n")
+    status_check.env_file, status_check.smtp, status_check.smtp_password = env_file, alert_smtp, password
 
 
 @when(parsers.parse("`rotation status --alert-email {address}` runs with the SMTP settings from .env"))
@@ -183,22 +186,25 @@ def alert_run(status_check: StatusCheck, address: str, evidence) -> None:
 @then(parsers.parse('the SMTP stand-in received one "{subject}" e-mail to {address} with exactly these lines:'))
 def alert_received(status_check: StatusCheck, subject: str, address: str, datatable: list[list[str]],
                    evidence) -> None:
-    mailbox = status_check.smtp.mailbox
-    assert len(mailbox.messages) == 1, f"{len(mailbox.messages)} e-mails received, expected 1"
-    msg = mailbox.messages[0]
+    messages = status_check.smtp.messages
+    assert len(messages) == 1, f"{len(messages)} e-mails received, expected 1"
+    received = messages[0]
+    msg = message_from_bytes(received["data"])
     body = msg.get_payload(decode=True).decode()
-    evidence.record("alert e-mail received", {"subject": msg["Subject"], "to": msg["To"], "envelope to":
-                                              mailbox.recipients[0], "body": body},
+    evidence.record("alert e-mail received", {"subject": msg["Subject"], "to": msg["To"],
+                                              "envelope to": received["rcpt_tos"], "over TLS": received["tls"],
+                                              "authenticated": received["authenticated"], "body": body},
                     source=f"SMTP stand-in on {status_check.smtp.host}:{status_check.smtp.port} (STARTTLS + AUTH)")
-    assert msg["Subject"] == subject and msg["To"] == address and mailbox.recipients[0] == [address]
+    assert received["tls"] and received["authenticated"], "the alert was not sent over STARTTLS with AUTH"
+    assert msg["Subject"] == subject and msg["To"] == address and received["rcpt_tos"] == [address]
     assert body.splitlines() == [row[0] for row in datatable[1:]]
 
 
 @then("the SMTP stand-in received no e-mail")
 def no_alert(status_check: StatusCheck) -> None:
-    assert status_check.smtp.mailbox.messages == [], "an alert was sent although every credential is current"
+    assert status_check.smtp.messages == [], "an alert was sent although every credential is current"
 
 
 @then("the command's output does not contain the SMTP password")
 def no_password(status_check: StatusCheck) -> None:
-    assert status_check.smtp.password not in status_check.output
+    assert status_check.smtp_password not in status_check.output

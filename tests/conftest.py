@@ -11,6 +11,9 @@ import pytest
 from staging.postgres import StagingServer, staging_server
 from tests.harness import SuiteRunner
 
+# pytester runs small throwaway projects in-process: the evidence plugin's tests use it (tests/evidence/).
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="session")
 def pg(pytestconfig: pytest.Config) -> Iterator[StagingServer]:

@@ -15,6 +15,7 @@ import pytest
 
 from rotation import app_control, envfile
 from staging.world import World
+from tests.provider_sabotage import provider_sabotages
 from tests.sabotage_practices import SABOTAGES as PRACTICES_SABOTAGES
 
 Sabotage = tuple[str, Callable[[pytest.FixtureRequest], None]]
@@ -108,6 +109,8 @@ SABOTAGES: dict[str, Sabotage] = {
 }
 
 SABOTAGES |= PRACTICES_SABOTAGES  # Best Practices and Troubleshooting: tests/sabotage_practices.py
+# Twilio, WhatsApp and SMTP rotations: tests/provider_sabotage.py
+SABOTAGES |= provider_sabotages(app_keeps_old_key, delete_rotation_log, env_world_readable)
 
 
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args) -> None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from collections.abc import Callable
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from rotation import envfile
+from rotation import app_control, envfile
 from rotation.db.connect import connect
 from rotation.keys import generate_key
 from rotation.troubleshoot import keys_for_repair
@@ -101,6 +102,15 @@ def value_back_under_old_key(request: pytest.FixtureRequest) -> None:
                      "WHERE phone_number_encrypted IS NOT NULL)", {"new": keys.new, "old": keys.old})
 
 
+def reload_lost(request: pytest.FixtureRequest) -> None:
+    """The reload reached an app instance that still reads a stale copy of .env (the newest backup)."""
+    world = request.getfixturevalue("world")
+    app_control.run(world.app.stop)
+    stale = world.env_file.with_name(".env.stale")
+    shutil.copyfile(envfile.backups(world.env_file)[0], stale)
+    app_control.run(world.app.start.replace(str(world.env_file), str(stale)))
+
+
 SABOTAGES: dict[str, Sabotage] = {
     "hygiene:env-not-ignored": (REPO_READY, env_not_ignored),
     "hygiene:env-0644": (REPO_READY, env_world_readable),
@@ -113,4 +123,5 @@ SABOTAGES: dict[str, Sabotage] = {
     "troubleshooting:bad-backup": ("the current configuration is backed up", bad_newest_backup),
     "troubleshooting:value-back-under-old-key": ("the interrupted re-encryption is finished with the old key from "
                                                  "the newest backup", value_back_under_old_key),
+    "troubleshooting:reload-lost": ("the application is reloaded", reload_lost),
 }

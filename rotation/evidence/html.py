@@ -10,7 +10,7 @@ from datetime import datetime
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from rotation.evidence.metadata import RunMetadata
-from rotation.evidence.recorder import EvidenceItem, ScenarioRecord
+from rotation.evidence.recorder import EvidenceItem, ScenarioRecord, StepRecord
 from rotation.evidence.summary import Summary
 
 MAX_VALUE_CHARS = 6000  # longer values are cut in the page; evidence.jsonl keeps them whole
@@ -27,29 +27,34 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def show_value(value: object) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+    if isinstance(value, str):
+        text = value
+    else:  # short values on one line, longer ones indented so an auditor can read them
+        text = json.dumps(value, ensure_ascii=False)
+        if len(text) > 90:
+            text = json.dumps(value, indent=2, ensure_ascii=False)
     if len(text) > MAX_VALUE_CHARS:
         return text[:MAX_VALUE_CHARS] + f"\n… ({len(text) - MAX_VALUE_CHARS:,} more characters in evidence.jsonl)"
     return text
 
 
 def gherkin_text(s: ScenarioRecord) -> str:
+    """The scenario as Gherkin, with outline values filled in as they ran."""
     lines = [f"Feature: {s.feature}"]
     lines += [f"  {line.strip()}" for line in s.feature_description.splitlines() if line.strip()]
-    lines.append("")
-    lines.append("  " + " ".join(f"@{t}" for t in s.tags))
-    lines.append(f"  {s.keyword}: {s.name}")
+    background = [st for st in s.steps if st.background]
+    if background:
+        lines += ["", "  Background:"] + [f"    {line}" for st in background for line in _step_lines(st)]
+    lines += ["", "  " + " ".join(f"@{t}" for t in s.tags), f"  {s.keyword}: {s.name}"]
     lines += [f"    {line.strip()}" for line in s.description.splitlines() if line.strip()]
-    background_shown = False
-    for step in s.steps:
-        if step.background and not background_shown:
-            lines.append("    # from the Background:")
-            background_shown = True
-        if not step.background and background_shown:
-            lines.append("    # the scenario:")
-            background_shown = False
-        lines.append(f"    {step.keyword} {step.text}")
+    if s.example:
+        lines.append("    # Examples row: " + ", ".join(f"{k} = {v}" for k, v in s.example.items()))
+    lines += [f"    {line}" for st in s.steps if not st.background for line in _step_lines(st)]
     return "\n".join(lines)
+
+
+def _step_lines(step: StepRecord) -> list[str]:
+    return [f"{step.keyword} {step.text}", *(f"  {line}" for line in (step.argument or "").splitlines())]
 
 
 def anchor(nodeid: str) -> str:

@@ -80,10 +80,17 @@ def scan_tree(root: Path, secrets: Iterable[str]) -> list[Leak]:
     return leaks
 
 
-def redact_file(path: Path, secrets: Iterable[str]) -> None:
-    """Overwrite every form of every secret in place, so a leak found at the end does not stay on disk."""
-    data = path.read_bytes()
+def redact_bytes(data: bytes, secrets: Iterable[str]) -> bytes:
     for secret in secrets:
         for pattern in sorted(forms_of(secret), key=len, reverse=True):
             data = data.replace(pattern, REDACTION)
-    path.write_bytes(data)
+    return data
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    return redact_bytes(text.encode("utf-8"), secrets).decode("utf-8", errors="replace")
+
+
+def redact_file(path: Path, secrets: Iterable[str]) -> None:
+    """Overwrite every form of every secret in place, so a leak found at the end does not stay on disk."""
+    path.write_bytes(redact_bytes(path.read_bytes(), secrets))

@@ -170,9 +170,24 @@ def scenario_record(item: pytest.Item, template: object) -> ScenarioRecord:
                             feature_file=feature.rel_filename, line=scenario.line_number, tags=item_tags(item),
                             description=scenario.description or "", feature_description=feature.description or "",
                             keyword=scenario.keyword or "Scenario")
+    background = {s.line_number for s in template.all_background_steps}  # type: ignore[attr-defined]
+    record.example = {str(k): str(v) for k, v in example.items()}
     record.steps = [StepRecord(keyword=s.keyword.strip(), text=s.name, line=s.line_number,
-                               background=s.background is not None) for s in scenario.steps]
+                               background=s.line_number in background, argument=step_argument(s))
+                    for s in scenario.steps]
     return record
+
+
+def step_argument(step: object) -> str | None:
+    """A step's data table or doc string as Gherkin text, so the report shows exactly what ran."""
+    table = getattr(step, "datatable", None)
+    if table is not None:
+        rows = table.raw()
+        widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))] if rows else []
+        return "\n".join("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) + " |"
+                         for row in rows)
+    docstring = getattr(step, "docstring", None)
+    return f'"""\n{docstring}\n"""' if docstring is not None else None
 
 
 @pytest.hookimpl(tryfirst=True)  # before fixtures set up, so what they record lands in this scenario
@@ -258,6 +273,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None or not state.recorder.scenarios or hasattr(config, "workerinput"):
         return  # unit-test sessions (no scenario ran) leave no report behind
     state.meta.finished = utc_now()
+    _close_interrupted(state.recorder, exitstatus)
     try:
         key = load_private_key(state.signing_key_path) if state.signing_key_path else None
         state.output = write_run(reports_dir(config), state.meta, state.recorder, state.catalog, signing_key=key,
@@ -269,6 +285,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state.error or (state.output and (state.output.leaks or state.output.verdict == "FAILED")):
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _close_interrupted(recorder: Recorder, exitstatus: int) -> None:
+    """A scenario still open at session end was cut short (Ctrl-C, pytest -x, a crash): say so in the evidence
+    rather than leave it looking merely 'not run'."""
+    scenario = recorder.current_scenario
+    if scenario is None:
+        return
+    running = next((s for s in scenario.steps if s.status == "running"), None)
+    if running is not None:
+        running.status, running.end = "interrupted", utc_now()
+    where = f" during step '{running.keyword} {running.text}'" if running else ""
+    scenario.status = "error"
+    scenario.reason = f"the session ended (exit status {int(exitstatus)}) before this scenario finished{where}"
+    recorder.end_scenario()
 
 
 def _path(value: object) -> Path | None:

@@ -6,6 +6,7 @@ from pytest-bdd's hooks and the report module turns it into artifacts."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -53,6 +54,7 @@ class StepRecord:
     text: str
     line: int
     background: bool = False
+    argument: str | None = None  # data table or doc string, as Gherkin text
     start: datetime | None = None
     end: datetime | None = None
     status: str = "not run"  # passed / failed / undefined / not run
@@ -75,6 +77,7 @@ class ScenarioRecord:
     description: str = ""
     feature_description: str = ""
     keyword: str = "Scenario"
+    example: dict[str, str] = field(default_factory=dict)  # the Examples row of an outline
     start: datetime | None = None
     end: datetime | None = None
     status: str = "not run"  # passed / failed / skipped / error / not run
@@ -139,6 +142,10 @@ class Recorder:
 
     def population(self, label: str, verified: int, total: int, *, source: str | None = None) -> None:
         """A completeness figure, e.g. 20,000 of 20,000 values verified under the new key."""
+        if source is None and self._step is not None and self._step.items:
+            # The count usually comes from the item the step just recorded: name it rather than show no source.
+            last = self._step.items[-1]
+            source = f"as for '{last.name}': {last.source}" if last.source else None
         source_text = self._redact(source)[0] if source is not None else None
         pop = Population(label=label, verified=int(verified), total=int(total), source=source_text,
                          collected=utc_now(), scenario=self._scenario.nodeid if self._scenario else None)
@@ -210,6 +217,32 @@ class Recorder:
             pairs_d = {self._redact(k)[0]: self._redact(v) for k, v in value.items()}
             return {k: p[0] for k, p in pairs_d.items()}, any(p[1] for p in pairs_d.values())
         return value, False
+
+    def rewrite_text(self, fn: Callable[[str], str]) -> None:
+        """Apply `fn` to every string the run holds (values, sources, errors, reasons). The leak scan uses it to
+        take an encoded secret out of the model before the artifacts are written again."""
+        def walk(value: object) -> object:
+            if isinstance(value, str):
+                return fn(value)
+            if isinstance(value, list):
+                return [walk(v) for v in value]
+            if isinstance(value, dict):
+                return {walk(k): walk(v) for k, v in value.items()}
+            return value
+
+        def items(bucket: list[EvidenceItem]) -> None:
+            for item in bucket:
+                item.value, item.source = walk(item.value), walk(item.source)
+
+        items(self.run_items)
+        for scenario in self.scenarios:
+            items(scenario.items)
+            scenario.reason = walk(scenario.reason)  # type: ignore[assignment]
+            for step in scenario.steps:
+                items(step.items)
+                step.error = walk(step.error)  # type: ignore[assignment]
+        for pop in self.populations:
+            pop.source = walk(pop.source)  # type: ignore[assignment]
 
     def _bucket(self) -> list[EvidenceItem]:
         if self._step is not None:

@@ -16,7 +16,7 @@ from rotation.evidence import html, oscal
 from rotation.evidence.chain import write_chain
 from rotation.evidence.controls import Catalog
 from rotation.evidence.entries import build_entries
-from rotation.evidence.leaks import Leak, redact_file, scan_file, scan_tree
+from rotation.evidence.leaks import Leak, redact_file, redact_text, scan_file, scan_tree
 from rotation.evidence.metadata import RunMetadata
 from rotation.evidence.recorder import Recorder
 from rotation.evidence.signing import PUBLIC_KEY, public_fingerprint, public_pem, write_signed_manifest
@@ -100,6 +100,7 @@ def write_run(reports_dir: Path, meta: RunMetadata, recorder: Recorder, catalog:
     if leaks:
         # Overwrite the leaked secret in our folder, then re-render so the report itself states the failure.
         summary.leaks = leaks
+        recorder.rewrite_text(lambda text: redact_text(text, recorder.secrets))
         for leak in leaks:
             if (folder / leak.file).is_file():
                 redact_file(folder / leak.file, recorder.secrets)

@@ -12,6 +12,7 @@ import logging
 import os
 import smtplib
 import ssl
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -52,6 +53,7 @@ class OperatorConsole:
 
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     prompt: Callable[[str], str] = getpass.getpass
+    confirm: Callable[[str], str] | None = None  # default: input() when stdin is a terminal, else no wait
 
     def obtain(self) -> Secret:
         password = self.environ.get(NEW_PASSWORD_ENV, "")
@@ -60,8 +62,13 @@ class OperatorConsole:
         return Secret(password.strip())
 
     def retire(self, old: str) -> None:
+        """The operator revokes the old password at the provider; the rotation then proves it is rejected (a
+        rerun with `resume` finishes once it is)."""
         log.warning("smtp: revoke the old password %s at the provider now; the rotation proves it is rejected",
                     fingerprint(old))
+        confirm = self.confirm or (input if sys.stdin is not None and sys.stdin.isatty() else None)
+        if confirm is not None:
+            confirm(f"Revoke the old SMTP password {fingerprint(old)} at the provider, then press Enter: ")
 
 
 @dataclass(frozen=True)

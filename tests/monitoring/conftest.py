@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from rotation.db.schema import apply_crm_schema
-from staging.mini_smtp import SmtpServer, smtp_server
 from staging.postgres import StagingServer, scratch_database
+from tests.monitoring.mini_smtp import SmtpServer, smtp_server
 
 NOW = dt.datetime(2026, 11, 25, 6, 0, tzinfo=dt.UTC)
 

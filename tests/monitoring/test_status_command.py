@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from rotation.cli import main
-from staging.mini_smtp import SmtpServer, self_signed_cert, smtp_server
 from tests.monitoring.conftest import NOW, RotationLog
+from tests.monitoring.mini_smtp import SmtpServer, self_signed_cert, smtp_server
 
 DAY = dt.timedelta(days=1)
 ROOT = Path(__file__).resolve().parents[2]

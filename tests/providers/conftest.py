@@ -90,7 +90,8 @@ class ProviderWorld:
     def context(self) -> rotation.Context:
         return rotation.Context(self.world.env_file, self.world.dsn, self.world.app, "crash-test")
 
-    def cli(self, action: str, name: str, *, kill_after: str | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(self, action: str, name: str, *extra: str,
+            kill_after: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "PYTHONPATH": str(PROJECT)}
         env.pop(KILL_AFTER_ENV, None)
         if kill_after:
@@ -100,7 +101,7 @@ class ProviderWorld:
             [sys.executable, "-m", "rotation", "provider", action, name, "--env-file", str(self.world.env_file),
              "--app-reload", app.reload or "", "--app-restart", app.restart, "--health-url", app.health_url,
              "--smtp-console", self.standins.smtp.console_url, "--operator", "crash-test",
-             "--retry-attempts", "4", "--retry-delay", "0.05", "--timeout", "2"],
+             "--retry-attempts", "4", "--retry-delay", "0.05", "--timeout", "2", *extra],
             cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 

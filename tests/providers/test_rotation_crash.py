@@ -64,3 +64,25 @@ def test_a_new_rotation_refuses_to_start_over_a_stale_pending(provider_world: Pr
     assert refused.returncode == 1 and "still PENDING" in refused.stderr, refused.stderr
     assert provider_world.cli("resume", name).returncode == 0
     assert_finished(provider_world, name, old, 1)
+
+
+@pytest.mark.parametrize("name", ["twilio", "whatsapp", "smtp"])
+def test_abandoning_a_pending_credential_that_never_reached_env(provider_world: ProviderWorld, name: str) -> None:
+    env_file = provider_world.world.env_file
+    credential_type = CREDENTIAL_TYPES[name]
+    assert provider_world.cli("rotate", name, kill_after="create").returncode == -signal.SIGKILL
+    orphan = rotation.pending_path(env_file, credential_type).read_text()
+    abandoned = provider_world.cli("rotate", name, "--abandon-pending")
+    assert abandoned.returncode == 0, abandoned.stderr
+    assert_finished(provider_world, name, provider_world.originals[name], 1)
+    if name == "twilio":  # Twilio keeps one secondary token: the orphan was deleted before a new one was made
+        assert not provider_world.provider(name).check(orphan).accepted
+
+
+@pytest.mark.parametrize("name", ["twilio", "whatsapp", "smtp"])
+def test_abandoning_is_refused_once_the_new_credential_is_in_env(provider_world: ProviderWorld, name: str) -> None:
+    assert provider_world.cli("rotate", name, kill_after="set").returncode == -signal.SIGKILL
+    refused = provider_world.cli("rotate", name, "--abandon-pending")
+    assert refused.returncode == 1 and "resume the rotation instead" in refused.stderr, refused.stderr
+    assert provider_world.cli("resume", name).returncode == 0
+    assert_finished(provider_world, name, provider_world.originals[name], 1)

@@ -1,5 +1,5 @@
-"""A minimal SMTP server on loopback for the rotation-alert checks, until staging/smtp_standin.py lands:
-aiosmtpd, STARTTLS required (self-signed EC P-256 certificate for localhost/127.0.0.1), AUTH required after TLS."""
+"""A minimal SMTP server for the alert-e-mail unit tests (including one WITHOUT STARTTLS, which the staging
+SMTP stand-in cannot be): aiosmtpd on loopback, self-signed EC P-256 certificate, AUTH required."""
 
 from __future__ import annotations
 
