@@ -145,7 +145,7 @@ def plan_lines(compromised: Iterable[str], s: Systems, *, change_id: str | None,
     return lines
 
 
-def staging_defaults_in_use(s: Systems) -> list[str]:
+def staging_defaults_in_use(s: Systems, *, notifying: bool = True) -> list[str]:
     """Settings that only make sense against staging stand-ins; a live run refuses every one of them."""
     found = []
     for name in ("TWILIO_API_BASE", "GRAPH_API_BASE"):
@@ -163,7 +163,7 @@ def staging_defaults_in_use(s: Systems) -> list[str]:
     staging_mail = [a for a in s.recipients if a.rpartition("@")[2].lower().endswith(STAGING_DOMAINS)]
     if staging_mail:
         found.append(f"notification recipients at example domains: {', '.join(staging_mail)}")
-    if not s.recipients:
+    if notifying and not s.recipients:
         found.append("no notification recipients: pass --notify-security, --notify-sysadmins, --notify-compliance")
     return found
 
@@ -181,4 +181,4 @@ def live_refusals(s: Systems, compromised: tuple[str, ...], *, change_id: str | 
     if emergency_selected and not compromised:
         problems.append("a live emergency run needs --compromised naming the compromised credentials "
                         "(e.g. --compromised twilio,smtp); nothing is rotated by default on live")
-    return problems + staging_defaults_in_use(s)
+    return problems + staging_defaults_in_use(s, notifying=emergency_selected)

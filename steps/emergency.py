@@ -30,7 +30,7 @@ from rotation.secret import Secret
 from staging.provider_standins import ProviderStandIns, provider_standins
 from staging.world import World, staging_world
 from steps.db_key import DbKeyRotation
-from steps.emergency_plugin import INCIDENT, INCIDENT_REPORT, compromised_of, say, stakeholder_option
+from steps.emergency_plugin import INCIDENT, INCIDENT_REPORT, say, stakeholder_option
 
 REASON = "emergency"
 STAGING_ROOT_CAUSE = "Staging rehearsal: every credential is treated as compromised (simulated incident)."
@@ -44,11 +44,6 @@ STAGING_MEASURES = ("Rehearse `pytest -m emergency` in staging every month",
 def incident(pytestconfig: pytest.Config) -> IncidentRecord:
     record = pytestconfig.stash[INCIDENT] = IncidentRecord()
     return record
-
-
-@pytest.fixture(scope="session")
-def compromised(pytestconfig: pytest.Config) -> tuple[str, ...]:
-    return compromised_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")

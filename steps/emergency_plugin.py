@@ -151,11 +151,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     change_id, approver = config.getoption("change_id"), config.getoption("approver")
     from conftest import default_operator
 
-    lines = emergency.plan_lines(compromised if selected else (), systems, change_id=change_id, approver=approver,
-                                 operator=config.getoption("operator") or default_operator(),
-                                 post_incident=bool(config.getoption("incident_start")) or not live)
-    if not selected:
-        lines.append(f"  ({len(session.items)} non-emergency scenarios selected)")
+    operator = config.getoption("operator") or default_operator()
+    if selected:
+        lines = emergency.plan_lines(compromised, systems, change_id=change_id, approver=approver, operator=operator,
+                                     post_incident=bool(config.getoption("incident_start")) or not live)
+    else:
+        lines = [f"PLAN  target={systems.target}  change={change_id or '-'}  approver={approver or '-'}  "
+                 f"operator={operator}",
+                 f"  app: restart `{systems.app_restart}`, health {systems.health_url}; database "
+                 f"{emergency.dsn_summary(systems.dsn)}"]
+        lines += [f"  {n}. {item.name}" for n, item in enumerate(session.items, start=1)]
     say(config, lines)
     if dry_run:
         pytest.exit("dry run: the plan above was printed; nothing was changed", returncode=0)

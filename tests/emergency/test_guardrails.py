@@ -192,6 +192,17 @@ def test_marker_selects_only_emergency_scenarios_and_compromised_narrows_them() 
     assert naive.returncode == 4 and "--incident-start: give a UTC offset" in naive.stdout + naive.stderr
 
 
+def test_a_live_scheduled_run_gets_a_plan_and_the_same_guard(live: LiveLike) -> None:
+    before = live.env_file.read_bytes()
+    done = pytest_run(*live.args("--change-id", "CHG-2", "--approver", "ciso@eventplanning.io", "-m", "rotation",
+                                 "-k", "scheduled"), plugin_dir=live.plugin_dir)
+    out = done.stdout + done.stderr
+    assert done.returncode == 4, out[-3000:]
+    assert "PLAN  target=live  change=CHG-2" in out and "1. test_scheduled" in out
+    assert "NOT CONFIRMED: nothing was changed" in out and "notification recipients" not in out
+    live.unchanged(before)
+
+
 def test_plan_order_and_parsing() -> None:
     assert emergency.parse_compromised("db_encryption_key,smtp,twilio", default_all=False) == (
         "twilio_token", "smtp_password", "db_encryption_key")
