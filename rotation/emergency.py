@@ -8,6 +8,7 @@ access review, the stakeholder notification, and the post-incident audit.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -42,6 +43,17 @@ def parse_compromised(text: str | None, *, default_all: bool) -> tuple[str, ...]
                             "db_encryption_key (comma-separated) or all")
         chosen |= set(ORDER) if ALIASES[name] == "all" else {ALIASES[name]}
     return tuple(c for c in ORDER if c in chosen)
+
+
+def aware_moment(text: str, option: str) -> dt.datetime:
+    """An ISO-8601 instant with a UTC offset (an incident window must not depend on the machine's time zone)."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise PlanError(f"{option}: not an ISO-8601 date-time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise PlanError(f"{option}: give a UTC offset, e.g. 2026-11-25T06:00:00+00:00") from None
+    return moment
 
 
 def confirmed(option: bool, environ: Mapping[str, str]) -> bool:
@@ -133,7 +145,7 @@ def plan_lines(compromised: Iterable[str], s: Systems, *, change_id: str | None,
     return lines
 
 
-def staging_defaults_in_use(s: Systems) -> list[str]:
+def staging_defaults_in_use(s: Systems, *, notifying: bool = True) -> list[str]:
     """Settings that only make sense against staging stand-ins; a live run refuses every one of them."""
     found = []
     for name in ("TWILIO_API_BASE", "GRAPH_API_BASE"):
@@ -151,14 +163,17 @@ def staging_defaults_in_use(s: Systems) -> list[str]:
     staging_mail = [a for a in s.recipients if a.rpartition("@")[2].lower().endswith(STAGING_DOMAINS)]
     if staging_mail:
         found.append(f"notification recipients at example domains: {', '.join(staging_mail)}")
-    if not s.recipients:
+    if notifying and not s.recipients:
         found.append("no notification recipients: pass --notify-security, --notify-sysadmins, --notify-compliance")
     return found
 
 
 def live_refusals(s: Systems, compromised: tuple[str, ...], *, change_id: str | None, approver: str | None,
-                  emergency_selected: bool) -> list[str]:
+                  emergency_selected: bool, review_policy: str | None = "given") -> list[str]:
     problems = []
+    if emergency_selected and not review_policy:
+        problems.append("a live access review needs --review-policy FILE (allowed_accessors, allowed_networks, ...): "
+                        "without it every access would be flagged")
     if not change_id:
         problems.append("a live run needs --change-id (the approved change record)")
     if not approver:
@@ -166,4 +181,4 @@ def live_refusals(s: Systems, compromised: tuple[str, ...], *, change_id: str | 
     if emergency_selected and not compromised:
         problems.append("a live emergency run needs --compromised naming the compromised credentials "
                         "(e.g. --compromised twilio,smtp); nothing is rotated by default on live")
-    return problems + staging_defaults_in_use(s)
+    return problems + staging_defaults_in_use(s, notifying=emergency_selected)

@@ -18,6 +18,7 @@ from pytest_bdd import given, parsers, then, when
 from rotation import access_review, alerts, app_control, db_key, envfile, notify, post_incident
 from rotation.db.connect import connect
 from rotation.db.seed_activity import seed_activity, staging_policy
+from rotation.emergency import aware_moment
 from rotation.emergency_rotation import Revocation, revoke_and_replace
 from rotation.incident import IncidentRecord, iso, utc_now
 from rotation.keys import fingerprint
@@ -29,7 +30,7 @@ from rotation.secret import Secret
 from staging.provider_standins import ProviderStandIns, provider_standins
 from staging.world import World, staging_world
 from steps.db_key import DbKeyRotation
-from steps.emergency_plugin import INCIDENT, INCIDENT_REPORT, compromised_of, stakeholder_option
+from steps.emergency_plugin import INCIDENT, INCIDENT_REPORT, say, stakeholder_option
 
 REASON = "emergency"
 STAGING_ROOT_CAUSE = "Staging rehearsal: every credential is treated as compromised (simulated incident)."
@@ -43,11 +44,6 @@ STAGING_MEASURES = ("Rehearse `pytest -m emergency` in staging every month",
 def incident(pytestconfig: pytest.Config) -> IncidentRecord:
     record = pytestconfig.stash[INCIDENT] = IncidentRecord()
     return record
-
-
-@pytest.fixture(scope="session")
-def compromised(pytestconfig: pytest.Config) -> tuple[str, ...]:
-    return compromised_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")
@@ -149,8 +145,12 @@ def compromised_credential(world: World, target: str, credential_name: str, inci
 
 
 @when("the compromised credential is revoked at the provider and a replacement issued")
-def revoked_at_provider(emergency_rotation: EmergencyRotation, incident: IncidentRecord, evidence) -> None:
+def revoked_at_provider(pytestconfig: pytest.Config, target: str, emergency_rotation: EmergencyRotation,
+                        incident: IncidentRecord, evidence) -> None:
     r = emergency_rotation
+    if target == "live" and r.provider.name == "smtp":
+        say(pytestconfig, [f"  ACTION revoke the compromised SMTP password {fingerprint(r.old)} in the mail provider's "
+                           "console NOW, then create the new one: it is asked for next (or set $SMTP_NEW_PASSWORD)"])
     r.revocation = revoke_and_replace(r.provider, r.old)
     evidence.register_secret(r.revocation.new)
     incident.outage(r.credential_type, f"compromised credential killed at {r.provider.name}: the app's credential "
@@ -409,16 +409,6 @@ def notification_content(world: World, incident: IncidentRecord, notification: d
 
 # --- post-incident ----------------------------------------------------------------------------------------------------
 
-def _moment(text: str, option: str) -> dt.datetime:
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise pytest.UsageError(f"{option}: not an ISO-8601 date-time: {text!r}") from None
-    if moment.tzinfo is None:
-        raise pytest.UsageError(f"{option}: give a UTC offset, e.g. 2026-11-25T06:00:00+00:00")
-    return moment
-
-
 @pytest.fixture
 def incident_window() -> dict[str, dt.datetime]:
     return {}
@@ -430,9 +420,9 @@ def window_given(pytestconfig: pytest.Config, target: str, incident: IncidentRec
     start, end = pytestconfig.getoption("incident_start"), pytestconfig.getoption("incident_end")
     if target == "live" and not start:
         pytest.skip("post-incident audit: pass --incident-start and --incident-end (within 24 hours of the incident)")
-    incident_window["start"] = _moment(start, "--incident-start") if start else incident.started_at - \
+    incident_window["start"] = aware_moment(start, "--incident-start") if start else incident.started_at - \
         dt.timedelta(hours=24)
-    incident_window["end"] = _moment(end, "--incident-end") if end else utc_now()
+    incident_window["end"] = aware_moment(end, "--incident-end") if end else utc_now()
     evidence.record("incident window", {k: iso(v) for k, v in incident_window.items()},
                     source="--incident-start/--incident-end (staging default: 24 h before the run .. now)")
 

@@ -80,10 +80,18 @@ def _credential_of(item: pytest.Item) -> str | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Refuse a malformed selection or incident window before anything runs."""
     try:
         compromised_of(config)
     except emergency.PlanError as exc:
         raise pytest.UsageError(str(exc)) from None
+    for option in ("incident_start", "incident_end"):
+        value = config.getoption(option)
+        if value is not None:
+            try:
+                emergency.aware_moment(value, "--" + option.replace("_", "-"))
+            except emergency.PlanError as exc:
+                raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -118,7 +126,8 @@ def systems_of(config: pytest.Config) -> emergency.Systems:
                              recipients=recipients)
 
 
-def _say(config: pytest.Config, lines: list[str]) -> None:
+def say(config: pytest.Config, lines: list[str]) -> None:
+    """Lines for the operator, shown at once even while pytest captures output."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         print("\n".join(lines), file=sys.stderr)
@@ -142,23 +151,29 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     change_id, approver = config.getoption("change_id"), config.getoption("approver")
     from conftest import default_operator
 
-    lines = emergency.plan_lines(compromised if selected else (), systems, change_id=change_id, approver=approver,
-                                 operator=config.getoption("operator") or default_operator(),
-                                 post_incident=bool(config.getoption("incident_start")) or not live)
-    if not selected:
-        lines.append(f"  ({len(session.items)} non-emergency scenarios selected)")
-    _say(config, lines)
+    operator = config.getoption("operator") or default_operator()
+    if selected:
+        lines = emergency.plan_lines(compromised, systems, change_id=change_id, approver=approver, operator=operator,
+                                     post_incident=bool(config.getoption("incident_start")) or not live)
+    else:
+        lines = [f"PLAN  target={systems.target}  change={change_id or '-'}  approver={approver or '-'}  "
+                 f"operator={operator}",
+                 f"  app: restart `{systems.app_restart}`, health {systems.health_url}; database "
+                 f"{emergency.dsn_summary(systems.dsn)}"]
+        lines += [f"  {n}. {item.name}" for n, item in enumerate(session.items, start=1)]
+    say(config, lines)
     if dry_run:
         pytest.exit("dry run: the plan above was printed; nothing was changed", returncode=0)
     if not live:
         return
     problems = emergency.live_refusals(systems, compromised, change_id=change_id, approver=approver,
-                                       emergency_selected=bool(selected))
+                                       emergency_selected=bool(selected),
+                                       review_policy=config.getoption("review_policy"))
     if problems:
-        _say(config, ["LIVE RUN REFUSED; nothing was changed:", *[f"  - {p}" for p in problems]])
+        say(config, ["LIVE RUN REFUSED; nothing was changed:", *[f"  - {p}" for p in problems]])
         pytest.exit("live run refused: fix the settings listed above", returncode=EXIT_REFUSED)
     if not emergency.confirmed(config.getoption("confirm_live"), os.environ):
-        _say(config, ["NOT CONFIRMED: nothing was changed. Check the plan above, then re-run with --confirm-live "
+        say(config, ["NOT CONFIRMED: nothing was changed. Check the plan above, then re-run with --confirm-live "
                       f"(or {emergency.CONFIRM_ENV}=yes) to carry it out."])
         pytest.exit("live run not confirmed", returncode=EXIT_REFUSED)
 
@@ -195,7 +210,7 @@ def _is_emergency(request: pytest.FixtureRequest) -> bool:
 
 def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature, scenario) -> None:
     if _is_emergency(request):
-        _say(request.config, [f"EMERGENCY {scenario.name}"])
+        say(request.config, [f"EMERGENCY {scenario.name}"])
 
 
 def pytest_bdd_before_step(request: pytest.FixtureRequest, feature, scenario, step, step_func) -> None:
@@ -208,14 +223,14 @@ def _elapsed(request: pytest.FixtureRequest) -> float:
 
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args) -> None:
     if _is_emergency(request):
-        _say(request.config, [f"  ok   {_elapsed(request):6.2f}s  {step.keyword} {step.name}"])
+        say(request.config, [f"  ok   {_elapsed(request):6.2f}s  {step.keyword} {step.name}"])
 
 
 def pytest_bdd_step_error(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args,
                           exception: Exception) -> None:
     if _is_emergency(request):
         first = (str(exception).strip().splitlines() or [""])[0][:200]
-        _say(request.config, [f"  FAIL {_elapsed(request):6.2f}s  {step.keyword} {step.name}",
+        say(request.config, [f"  FAIL {_elapsed(request):6.2f}s  {step.keyword} {step.name}",
                               f"       {type(exception).__name__}: {first}"])
 
 

@@ -103,7 +103,7 @@ def pytest_run(*args: str, env: dict[str, str] | None = None, plugin_dir: Path |
 
 COMPLETE = ("--change-id", "CHG-4711", "--approver", "ciso@eventplanning.io", "--compromised", "smtp,db_encryption_key",
             "--notify-security", "sec@eventplanning.io", "--notify-sysadmins", "ops@eventplanning.io",
-            "--notify-compliance", "dpo@eventplanning.io", "-m", "emergency")
+            "--notify-compliance", "dpo@eventplanning.io", "--review-policy=/dev/null", "-m", "emergency")
 
 
 def test_live_without_confirmation_prints_the_plan_changes_nothing_and_exits_non_zero(live: LiveLike) -> None:
@@ -137,6 +137,7 @@ def test_live_without_stakeholders_is_refused_even_when_confirmed(live: LiveLike
     assert done.returncode == 4, out[-3000:]
     assert "LIVE RUN REFUSED; nothing was changed" in out
     assert "no notification recipients: pass --notify-security, --notify-sysadmins, --notify-compliance" in out
+    assert "a live access review needs --review-policy FILE" in out
     live.unchanged(before)
 
 
@@ -187,6 +188,19 @@ def test_marker_selects_only_emergency_scenarios_and_compromised_narrows_them() 
     assert any("unauthorized" in line for line in narrowed.stdout.splitlines())
     bad = pytest_run("-m", "emergency", "--collect-only", "-q", "--compromised", "twilo")
     assert bad.returncode == 4 and "unknown credential 'twilo'" in bad.stdout + bad.stderr
+    naive = pytest_run("-m", "emergency", "--collect-only", "-q", "--incident-start", "2026-11-25T06:00:00")
+    assert naive.returncode == 4 and "--incident-start: give a UTC offset" in naive.stdout + naive.stderr
+
+
+def test_a_live_scheduled_run_gets_a_plan_and_the_same_guard(live: LiveLike) -> None:
+    before = live.env_file.read_bytes()
+    done = pytest_run(*live.args("--change-id", "CHG-2", "--approver", "ciso@eventplanning.io", "-m", "rotation",
+                                 "-k", "scheduled"), plugin_dir=live.plugin_dir)
+    out = done.stdout + done.stderr
+    assert done.returncode == 4, out[-3000:]
+    assert "PLAN  target=live  change=CHG-2" in out and "1. test_scheduled" in out
+    assert "NOT CONFIRMED: nothing was changed" in out and "notification recipients" not in out
+    live.unchanged(before)
 
 
 def test_plan_order_and_parsing() -> None:

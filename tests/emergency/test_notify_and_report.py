@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from email import message_from_bytes
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from rotation import alerts, notify, post_incident
 from rotation.db.seed_activity import staging_policy
 from rotation.incident import IncidentRecord, iso
 from rotation.keys import fingerprint, generate_key
-from staging.mini_smtp import smtp_server
+from staging.smtp_standin import smtp_standin
 
 T0 = dt.datetime(2026, 11, 25, 21, 0, tzinfo=dt.UTC)
 STAKEHOLDERS = notify.Stakeholders(("sec@eventplanning.io",), ("ops@eventplanning.io", "sec@eventplanning.io"),
@@ -34,11 +35,14 @@ def test_notification_is_delivered_to_every_stakeholder_over_verified_starttls(t
     record = rotated_record(old, new)
     msg = notify.compose(record, STAKEHOLDERS, sender="alerts@eventplanning.io", change_id="CHG-1", operator="ops",
                          approver="ciso", secrets=[old, new, password])
-    with smtp_server(tmp_path, "mailer", password) as relay:
-        delivery = notify.send(msg, alerts.SmtpSettings("localhost", relay.port, "mailer", password),
+    with smtp_standin(tmp_path) as relay:
+        relay.add_password(password)
+        delivery = notify.send(msg, alerts.SmtpSettings("localhost", relay.port, relay.username, password),
                                ca_file=relay.ca_file)
-        assert sorted(relay.mailbox.recipients[0]) == sorted(STAKEHOLDERS.all())
-        body = relay.mailbox.messages[0].get_payload(decode=True).decode()
+        (received,) = relay.messages
+        assert sorted(received["rcpt_tos"]) == sorted(STAKEHOLDERS.all())
+        assert received["tls"] and received["authenticated"]
+        body = message_from_bytes(received["data"]).get_payload(decode=True).decode()
     assert len(STAKEHOLDERS.all()) == 3 and delivery.recipients == STAKEHOLDERS.all()
     assert "twilio_token: revoked 2026-11-25T21:00:02.500+00:00 (time to revoke 1.5 s)" in body
     assert fingerprint(old) in body and old not in body and new not in body and password not in body
@@ -63,9 +67,10 @@ def test_undeliverable_notification_raises_a_clear_error(tmp_path: Path) -> None
     password = generate_key()
     msg = notify.compose(IncidentRecord(started_at=T0), STAKEHOLDERS, sender="x@b.io", change_id=None, operator="o",
                          approver=None)
-    with smtp_server(tmp_path, "mailer", password) as relay:
-        with pytest.raises(notify.NotificationError, match="NOT delivered: SMTP login as mailer refused: 535") as e:
-            notify.send(msg, alerts.SmtpSettings("localhost", relay.port, "mailer", "wrong-" + password),
+    with smtp_standin(tmp_path) as relay:
+        relay.add_password(password)
+        with pytest.raises(notify.NotificationError, match="NOT delivered: SMTP login as .* refused: 535") as e:
+            notify.send(msg, alerts.SmtpSettings("localhost", relay.port, relay.username, "wrong-" + password),
                         ca_file=relay.ca_file)
     assert password not in str(e.value)
 
