@@ -42,6 +42,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     app.addoption("--app-reload", default="systemctl reload event-planning-api",
                   help="command that reloads the app's configuration without downtime")
     app.addoption("--health-url", default="http://localhost:8000/health", help="the app's health endpoint")
+    app.addoption("--health-timeout", type=float, default=60.0,
+                  help="seconds to wait for the app to become healthy (or stop) before a step fails (live; default 60)")
 
 
 def default_operator() -> str:

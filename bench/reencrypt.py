@@ -62,6 +62,23 @@ def runbook_rotation(dsn: str, old: str, new: str) -> float:
     return time.monotonic() - started
 
 
+CRYPTO_ONLY = """
+SELECT count(pgp_sym_encrypt(pgp_sym_decrypt(email_encrypted, %(k)s), %(n)s, 'cipher-algo=aes256, s2k-mode=1')),
+       count(pgp_sym_encrypt(pgp_sym_decrypt(phone_number_encrypted, %(k)s), %(n)s, 'cipher-algo=aes256, s2k-mode=1')),
+       count(pgp_sym_encrypt(pgp_sym_decrypt(full_name_encrypted, %(k)s), %(n)s, 'cipher-algo=aes256, s2k-mode=1'))
+FROM crm_client_preferences
+"""
+
+
+def crypto_floor(dsn: str, key: str) -> float:
+    """Rows/s of pgcrypto alone (decrypt + encrypt of every value, nothing written) on one core: the ceiling for
+    any in-database re-encryption of values already written with s2k-mode=1."""
+    with connect(dsn) as conn:
+        started = time.monotonic()
+        conn.execute(CRYPTO_ONLY, {"k": key, "n": generate_key()})
+        return conn.execute("SELECT count(*) FROM crm_client_preferences").fetchone()[0] / (time.monotonic() - started)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -100,6 +117,11 @@ def main() -> int:
         rate2 = args.rows / steady.seconds
         print(f"(c) engine, steady state:    {steady.seconds:8.2f}s  {rate2:10,.0f} rows/s"
               + (f"  {rate2 / baseline:5.1f}x the runbook's SQL" if baseline else ""))
+        floor = crypto_floor(db.dsn, keys[3])
+        cores = os.cpu_count() or 1
+        print(f"    pgcrypto alone, one core: {floor:10,.0f} rows/s; x{cores} cores = {floor * cores:,.0f} "
+              "rows/s is the ceiling for (c)"
+              + (f" ({floor * cores / baseline:.1f}x the runbook's SQL)" if baseline else ""))
         print(f"peak RSS of this process: {peak_rss_mb():.0f} MB")
     return 0
 

@@ -24,6 +24,7 @@ class AppCommands:
     restart: str
     reload: str | None
     health_url: str
+    health_timeout_s: float = 60.0  # how long a step waits for the app to come up (or go down) before failing
 
 
 @dataclass(frozen=True)

@@ -73,5 +73,6 @@ def live_world(config: pytest.Config) -> World:
         raise pytest.UsageError("--target live needs --dsn (or ROTATION_DSN) and --env-file naming the live systems")
     commands = AppCommands(start=config.getoption("app_start"), stop=config.getoption("app_stop"),
                            restart=config.getoption("app_restart"), reload=config.getoption("app_reload"),
-                           health_url=config.getoption("health_url"))
+                           health_url=config.getoption("health_url"),
+                           health_timeout_s=config.getoption("health_timeout"))
     return World("live", dsn, Path(env_file), commands)

@@ -33,7 +33,8 @@ def stand_in_commands(env_file: Path, port: int) -> AppCommands:
     base = (f"{sys.executable} -m staging.app {{}} --env-file {env_file} --port {port} "
             f"--pidfile {env_file.parent / 'app.pid'} --log {env_file.parent / 'app.log'}")
     return AppCommands(start=base.format("start"), stop=base.format("stop"), restart=base.format("restart"),
-                       reload=base.format("reload"), health_url=f"http://127.0.0.1:{port}/health")
+                       reload=base.format("reload"), health_url=f"http://127.0.0.1:{port}/health",
+                       health_timeout_s=5.0)  # the stand-in's start command returns only once it listens
 
 
 def write_env(path: Path, values: dict[str, str]) -> None:

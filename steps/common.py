@@ -37,7 +37,7 @@ def healthy_before(world: World, evidence) -> None:
 @when("the application services are stopped")
 def app_stopped(world: World, evidence) -> None:
     app_control.run(world.app.stop)
-    result = app_control.wait_for_health(world.app.health_url, healthy=False, timeout_s=10)
+    result = app_control.wait_for_health(world.app.health_url, healthy=False, timeout_s=world.app.health_timeout_s)
     evidence.record("app stopped", {"health_status": result.status_code}, source=world.app.stop)
 
 
@@ -49,7 +49,7 @@ def app_started(world: World, evidence) -> None:
 
 @then("the system is healthy after the rotation")
 def healthy_after(world: World, evidence) -> None:
-    result = app_control.wait_for_health(world.app.health_url, timeout_s=15)
+    result = app_control.wait_for_health(world.app.health_url, timeout_s=world.app.health_timeout_s)
     evidence.record("health after", {"status": result.status_code, "body": result.body},
                     source=f"GET {world.app.health_url}")
     assert result.healthy, f"the app is not healthy after the rotation: {result.status_code} {result.body}"

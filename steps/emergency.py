@@ -194,7 +194,7 @@ def env_updated_emergency(world: World, emergency_rotation: EmergencyRotation, i
 @when("the application services are stopped so that nothing reads with the compromised key")
 def stop_for_db_key(world: World, incident: IncidentRecord, evidence) -> None:
     app_control.run(world.app.stop)
-    result = app_control.wait_for_health(world.app.health_url, healthy=False, timeout_s=10)
+    result = app_control.wait_for_health(world.app.health_url, healthy=False, timeout_s=world.app.health_timeout_s)
     incident.outage("db_encryption_key", "application stopped")
     evidence.record("app stopped", {"health_status": result.status_code}, source=world.app.stop)
     assert not result.healthy, "the application still answers healthy after the stop command"
@@ -234,7 +234,7 @@ def restarted(world: World, incident: IncidentRecord, evidence) -> None:
 @then("the system is healthy again on the new credential")
 def healthy_again(world: World, emergency_rotation: EmergencyRotation, incident: IncidentRecord, evidence) -> None:
     credential = emergency_rotation.credential_type
-    result = app_control.wait_for_health(world.app.health_url, timeout_s=15)
+    result = app_control.wait_for_health(world.app.health_url, timeout_s=world.app.health_timeout_s)
     evidence.record("health after", {"status": result.status_code, "body": result.body},
                     source=f"GET {world.app.health_url}")
     assert result.healthy, f"the app is not healthy after the emergency rotation: {result.status_code} {result.body}"

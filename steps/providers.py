@@ -85,7 +85,7 @@ def running_with_current(world: World, standins: ProviderStandIns | None, provid
     provider = provider_rotation.provider = _provider(world, standins, LABELS[label])
     current = provider_rotation.current = secret(envfile.get_value(world.env_file, provider.env_name))
     evidence.register_secret(current)
-    health = app_control.wait_for_health(world.app.health_url, timeout_s=15)
+    health = app_control.wait_for_health(world.app.health_url, timeout_s=world.app.health_timeout_s)
     in_app = rotation.app_credential(health, provider)
     evidence.record(f"current {label}", {"fingerprint": fingerprint(current), "length": len(current),
                                          "app reports": in_app, "health": health.status_code},
@@ -228,7 +228,7 @@ def old_rejected(provider_rotation: ProviderRotation, label: str, status: str, c
 def new_still_works(world: World, provider_rotation: ProviderRotation, label: str, evidence) -> None:
     provider, pair = _need(provider_rotation)
     result = provider.check(pair.new)
-    health = app_control.wait_for_health(world.app.health_url, timeout_s=10)
+    health = app_control.wait_for_health(world.app.health_url, timeout_s=world.app.health_timeout_s)
     evidence.record(f"new {label} after retirement", {**result.as_evidence(), "app health": health.status_code,
                                                       "app uses": rotation.app_credential(health, provider)},
                     source=f"{SOURCES[provider.name]['check']}; GET {world.app.health_url}")

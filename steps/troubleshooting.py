@@ -54,7 +54,7 @@ def app_restarted(world: World, evidence) -> None:
 
 @then("the application is not healthy")
 def app_unhealthy(world: World, evidence) -> None:
-    result = app_control.wait_for_health(world.app.health_url, healthy=False, timeout_s=10)
+    result = app_control.wait_for_health(world.app.health_url, healthy=False, timeout_s=world.app.health_timeout_s)
     evidence.record("health", {"status": result.status_code, "body": result.body}, source=f"GET {world.app.health_url}")
     assert not result.healthy, "the app is healthy: the trouble this scenario repairs did not happen"
 
@@ -264,7 +264,7 @@ def rotated_without_reload(world: World, evidence) -> None:
 
 @then("the application's Twilio API calls fail")
 def twilio_calls_fail(world: World, evidence) -> None:
-    health = app_control.wait_for_health(world.app.health_url, healthy=False, timeout_s=10)
+    health = app_control.wait_for_health(world.app.health_url, healthy=False, timeout_s=world.app.health_timeout_s)
     twilio = health.body.get("checks", {}).get("twilio", {})
     evidence.record("app's Twilio check", twilio, source=f"GET {world.app.health_url}")
     assert not health.healthy and not twilio.get("ok", True), "the app's Twilio calls still succeed"
