@@ -74,9 +74,13 @@ def crypto_floor(dsn: str, key: str) -> float:
     """Rows/s of pgcrypto alone (decrypt + encrypt of every value, nothing written) on one core: the ceiling for
     any in-database re-encryption of values already written with s2k-mode=1."""
     with connect(dsn) as conn:
-        started = time.monotonic()
-        conn.execute(CRYPTO_ONLY, {"k": key, "n": generate_key()})
-        return conn.execute("SELECT count(*) FROM crm_client_preferences").fetchone()[0] / (time.monotonic() - started)
+        rows = conn.execute("SELECT count(*) FROM crm_client_preferences").fetchone()[0]
+        best = float("inf")
+        for _ in range(3):  # best of three: this figure is a ceiling, and a shared VM only ever makes it lower
+            started = time.monotonic()
+            conn.execute(CRYPTO_ONLY, {"k": key, "n": generate_key()})
+            best = min(best, time.monotonic() - started)
+        return rows / best
 
 
 def peak_rss_mb() -> float:
