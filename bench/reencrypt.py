@@ -74,6 +74,7 @@ def crypto_floor(dsn: str, key: str) -> float:
     """Rows/s of pgcrypto alone (decrypt + encrypt of every value, nothing written) on one core: the ceiling for
     any in-database re-encryption of values already written with s2k-mode=1."""
     with connect(dsn) as conn:
+        conn.execute("SET max_parallel_workers_per_gather = 0")  # one core: a parallel scan would hide the ceiling
         rows = conn.execute("SELECT count(*) FROM crm_client_preferences").fetchone()[0]
         best = float("inf")
         for _ in range(3):  # best of three: this figure is a ceiling, and a shared VM only ever makes it lower
