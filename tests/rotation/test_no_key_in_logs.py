@@ -4,18 +4,14 @@ wrote (except .env and its backups, which exist to hold them)."""
 
 from __future__ import annotations
 
-import base64
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rotation import envfile
 from staging.postgres import StagingServer, staging_server
 from tests.harness import SuiteRunner
-
-MEANT_TO_HOLD_SECRETS = (".env", ".env.backup.")
+from tests.leakcheck import assert_no_secret, credentials_in, places_under
 
 
 @pytest.fixture(scope="module")
@@ -23,29 +19,6 @@ def logging_pg() -> Iterator[StagingServer]:
     with staging_server(server_settings={"log_statement": "all", "log_min_error_statement": "error"}) as server:
         assert server.server_log is not None, "this test needs the private-cluster backend to read the server log"
         yield server
-
-
-def encodings(secret: str) -> list[str]:
-    raw = secret.encode()
-    return [secret, base64.b64encode(raw).decode(), raw.hex(), urllib.parse.quote(secret, safe="")]
-
-
-def files_written(root: Path) -> Iterator[Path]:
-    for path in root.rglob("*"):
-        if path.is_file() and not path.name.startswith(MEANT_TO_HOLD_SECRETS):
-            yield path
-
-
-CREDENTIALS = ("DB_ENCRYPTION_KEY", "TWILIO_AUTH_TOKEN", "WHATSAPP_ACCESS_TOKEN", "SMTP_PASSWORD")
-
-
-def credentials_in(basetemp: Path) -> set[str]:
-    """Every credential any .env or backup of the run held: the old and the new of each rotation."""
-    found = set()
-    for path in basetemp.rglob(".env*"):
-        if path.is_file() and path.name.startswith(MEANT_TO_HOLD_SECRETS):
-            found |= {v for k, v in envfile.read_env(path).items() if k in CREDENTIALS and v}
-    return found
 
 
 def test_rotations_leave_no_secret_in_server_log_output_or_files(logging_pg: StagingServer, tmp_path: Path) -> None:
@@ -57,14 +30,9 @@ def test_rotations_leave_no_secret_in_server_log_output_or_files(logging_pg: Sta
 
     secrets = credentials_in(basetemp)
     assert len(secrets) >= 8, "expected an old and a new value for each of the four credentials"
-    server_log = logging_pg.server_log.read_text(errors="replace")
-    assert "pgp_sym_encrypt" in server_log, "the server did not log the rotation's statements: the test proves nothing"
-    places = {"server log": server_log, "pytest output": run.output}
-    places |= {str(p): p.read_text(errors="replace") for p in files_written(tmp_path)}
-    for name, text in places.items():
-        for secret in secrets:
-            for form in encodings(secret):
-                assert form not in text, f"a credential appears in {name}"
+    server_log = logging_pg.server_log.read_bytes()
+    assert b"pgp_sym_encrypt" in server_log, "the server did not log the rotation's statements: the test proves nothing"
+    assert_no_secret({"server log": server_log, "pytest output": run.output.encode()} | places_under(tmp_path), secrets)
 
 
 def test_the_log_check_can_fail(logging_pg: StagingServer) -> None:
