@@ -13,6 +13,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -202,9 +203,7 @@ class PrivateCluster:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.data.exists():
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(self.root, ignore_errors=True)
+        _remove_cluster(self.root, self.bindir)
 
 
 def reap_orphan_clusters() -> None:
@@ -218,10 +217,22 @@ def reap_orphan_clusters() -> None:
             continue  # owner alive
         except (OSError, ValueError):
             pass
-        if bindir and (root / "data" / "postmaster.pid").exists():
-            subprocess.run([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
-                           capture_output=True, check=False, **_as_owner(root / "data"))
+        _remove_cluster(root, bindir)
+
+
+def _remove_cluster(root: Path, bindir: Path | None) -> None:
+    """Stop an orphaned server (even one killed mid-start, which may ignore a polite stop) and delete its files."""
+    pidfile = root / "data" / "postmaster.pid"
+    if bindir and pidfile.exists():
+        subprocess.run([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-t", "10", "stop"],
+                       capture_output=True, check=False, **_as_owner(root / "data"))
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+    for _ in range(50):  # a server still shutting down can write a file behind rmtree's back
         shutil.rmtree(root, ignore_errors=True)
+        if not root.exists():
+            return
+        time.sleep(0.1)
 
 
 def _as_owner(path: Path) -> dict[str, int]:
