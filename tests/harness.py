@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET  # noqa: S405  (our own pytest's JUnit file)
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def seeded_crm(admin_dsn: str, rows: int) -> Iterator[tuple[str, str]]:
+    """A scratch CRM database with both schemas and `rows` seeded clients: yields (dsn, the key they are under)."""
+    import psycopg
+
+    from rotation.db.schema import apply_crm_schema, apply_runbook_schema
+    from rotation.db.seed import seed_clients
+    from rotation.keys import generate_key
+    from staging.postgres import scratch_database
+
+    with scratch_database(admin_dsn) as dsn:
+        key = generate_key()
+        with psycopg.connect(dsn) as conn:
+            apply_crm_schema(conn)
+            apply_runbook_schema(conn)
+        seed_clients(dsn, key, rows)
+        yield dsn, key
 
 
 @dataclass(frozen=True)

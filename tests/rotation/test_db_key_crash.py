@@ -15,12 +15,9 @@ import psycopg
 import pytest
 
 from rotation import envfile
-from rotation.db.schema import apply_crm_schema, apply_runbook_schema
-from rotation.db.seed import seed_clients
-from rotation.keys import generate_key
-from staging.postgres import StagingServer, scratch_database
+from staging.postgres import StagingServer
 from staging.world import write_env
-from tests.harness import PROJECT
+from tests.harness import PROJECT, seeded_crm
 
 ROWS = 6000
 PLAINTEXTS = """
@@ -33,12 +30,7 @@ PROGRESS = "SELECT coalesce(sum(rows_done), -1) FROM rotation_runbook.reencrypt_
 
 @pytest.fixture
 def crm(pg: StagingServer, tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
-    with scratch_database(pg.admin_dsn) as dsn:
-        key = generate_key()
-        with psycopg.connect(dsn) as conn:
-            apply_crm_schema(conn)
-            apply_runbook_schema(conn)
-        seed_clients(dsn, key, ROWS)
+    with seeded_crm(pg.admin_dsn, ROWS) as (dsn, key):
         write_env(tmp_path / ".env", {"DATABASE_URL": dsn, "DB_ENCRYPTION_KEY": key})
         yield dsn, tmp_path / ".env", key
 

@@ -7,24 +7,18 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from rotation.db.schema import apply_crm_schema, apply_runbook_schema
-from rotation.db.seed import seed_clients
 from rotation.keys import WeakSecretError, generate_key
 from rotation.reencrypt import CRM_PII, ReencryptionError, TableSpec, reencrypt
-from staging.postgres import StagingServer, scratch_database
+from staging.postgres import StagingServer
+from tests.harness import seeded_crm
 
 SNAPSHOT = "SELECT md5(string_agg(t::text, ',' ORDER BY client_id)) FROM crm_client_preferences t"
 
 
 @pytest.fixture
 def crm(pg: StagingServer) -> Iterator[tuple[str, str]]:
-    with scratch_database(pg.admin_dsn) as dsn:
-        key = generate_key()
-        with psycopg.connect(dsn) as conn:
-            apply_crm_schema(conn)
-            apply_runbook_schema(conn)
-        seed_clients(dsn, key, 50)
-        yield dsn, key
+    with seeded_crm(pg.admin_dsn, 50) as crm_db:
+        yield crm_db
 
 
 def unchanged(dsn: str, before: str) -> bool:

@@ -12,10 +12,9 @@ import psycopg
 import pytest
 
 from rotation import envfile, troubleshoot
-from rotation.db.schema import apply_crm_schema, apply_runbook_schema
-from rotation.db.seed import seed_clients
 from rotation.keys import generate_key
-from staging.postgres import StagingServer, scratch_database
+from staging.postgres import StagingServer
+from tests.harness import seeded_crm
 
 
 def test_env_syntax_errors_by_line(tmp_path: Path) -> None:
@@ -48,13 +47,8 @@ def test_restore_without_backup_fails(tmp_path: Path) -> None:
 
 @pytest.fixture
 def crm(pg: StagingServer) -> Iterator[tuple[str, str]]:
-    with scratch_database(pg.admin_dsn) as dsn:
-        key = generate_key()
-        with psycopg.connect(dsn) as conn:
-            apply_crm_schema(conn)
-            apply_runbook_schema(conn)
-        seed_clients(dsn, key, 60)
-        yield dsn, key
+    with seeded_crm(pg.admin_dsn, 60) as crm_db:
+        yield crm_db
 
 
 def test_key_census_names_every_value_under_neither_key(crm: tuple[str, str]) -> None:
