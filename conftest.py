@@ -8,15 +8,15 @@ import os
 import pytest
 
 pytest_plugins = [
-    "rotation.evidence.plugin",
-    "staging.fixtures",
+    "rotation_pytest.evidence",
+    "rotation_pytest.fixtures",
     "steps.common",
     "steps.db_key",
     "steps.monitoring",
     "steps.hygiene",
     "steps.troubleshooting",
     "steps.providers",
-    "steps.emergency_plugin",
+    "rotation_pytest.emergency",
     "steps.emergency",
 ]
 

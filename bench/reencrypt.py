@@ -22,12 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rotation.db.connect import connect  # noqa: E402
-from rotation.db.schema import apply_crm_schema, apply_runbook_schema  # noqa: E402
-from rotation.db.seed import seed_clients  # noqa: E402
-from rotation.keys import generate_key  # noqa: E402
-from rotation.reencrypt import reencrypt  # noqa: E402
+from rotation.core.database import (
+    apply_runbook_schema,  # noqa: E402
+    connect,  # noqa: E402
+)
+from rotation.core.keys import generate_key  # noqa: E402
+from rotation.db_key.reencrypt import reencrypt  # noqa: E402
+from staging.crm import apply_crm_schema  # noqa: E402
 from staging.postgres import staging_database  # noqa: E402
+from staging.seed import seed_clients  # noqa: E402
 
 RUNBOOK_SQL = """
 UPDATE crm_client_preferences

@@ -27,7 +27,7 @@ import psycopg
 import requests
 from dotenv import dotenv_values
 
-from rotation.keys import fingerprint
+from rotation.core.keys import fingerprint
 from rotation.providers.base import Provider, ProviderError, RetryPolicy
 
 Check = Callable[[dict[str, str]], dict[str, object]]

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from rotation.secret import Secret
+from rotation.core.secret import Secret
 from staging.http_standin import Faults, Reply, Request, serve
 
 DEFAULT_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")

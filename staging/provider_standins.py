@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rotation.keys import generate_key
-from rotation.secret import Secret
+from rotation.core.keys import generate_key
+from rotation.core.secret import Secret
 from staging.graph_standin import GraphStandIn, graph_standin
 from staging.smtp_standin import SmtpStandIn, StandInConsole, smtp_standin
 from staging.twilio_standin import TwilioStandIn, twilio_standin

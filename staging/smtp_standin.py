@@ -35,9 +35,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from rotation.keys import fingerprint, generate_key
+from rotation.core.keys import fingerprint, generate_key
+from rotation.core.secret import Secret
 from rotation.providers.base import ProviderError
-from rotation.secret import Secret
 from staging.http_standin import Faults as HttpFaults
 from staging.http_standin import Reply, Request, serve
 from staging.postgres import free_port

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from rotation.secret import Secret
+from rotation.core.secret import Secret
 from staging.http_standin import Faults, Reply, Request, serve
 
 AUTHENTICATE = {"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003",

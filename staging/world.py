@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rotation.app_control import AppCommands, run, wait_for_health
-from rotation.db.connect import connect
-from rotation.db.schema import apply_crm_schema, apply_runbook_schema
-from rotation.db.seed import seed_clients
-from rotation.keys import generate_key
+from rotation.core.app_control import AppCommands, run, wait_for_health
+from rotation.core.database import apply_runbook_schema, connect
+from rotation.core.keys import generate_key
+from staging.crm import apply_crm_schema
 from staging.postgres import free_port, scratch_database
+from staging.seed import seed_clients
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pytest_bdd import given, then, when
 
-from rotation import app_control, envfile
+from rotation.core import app_control, envfile
 from staging.world import World
 
 

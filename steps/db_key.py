@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from rotation import app_control, db_key, envfile
-from rotation.keys import MIN_KEY_LENGTH, WeakSecretError, fingerprint, generate_key
-from rotation.reencrypt import ReencryptionError
-from rotation.verify import PopulationCheck
+from rotation.core import app_control, envfile
+from rotation.core.keys import MIN_KEY_LENGTH, WeakSecretError, fingerprint, generate_key
+from rotation.db_key import procedure as db_key
+from rotation.db_key.reencrypt import ReencryptionError
+from rotation.db_key.verify import PopulationCheck
 from staging.world import World
 
 REASON = "Scheduled 90-day rotation"

@@ -15,22 +15,25 @@ import psycopg
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from rotation import access_review, alerts, app_control, db_key, envfile, notify, post_incident
-from rotation.db.connect import connect
-from rotation.db.seed_activity import seed_activity, staging_policy
-from rotation.emergency import aware_moment
-from rotation.emergency_rotation import Revocation, revoke_and_replace
-from rotation.incident import IncidentRecord, iso, utc_now
-from rotation.keys import fingerprint
+from rotation.core import app_control, envfile
+from rotation.core.database import connect
+from rotation.core.keys import fingerprint
+from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
+from rotation.core.secret import Secret
+from rotation.db_key import procedure as db_key
+from rotation.emergency import access_review, notify, post_incident
+from rotation.emergency.incident import IncidentRecord, iso, utc_now
+from rotation.emergency.plan import aware_moment
+from rotation.emergency.revoke import Revocation, revoke_and_replace
+from rotation.monitoring import alerts
 from rotation.providers.base import Provider
 from rotation.providers.factory import STAGING_POLICY, provider_for
 from rotation.providers.smtp import OperatorConsole
-from rotation.rotation_log import RotationRecord, find_rotation, log_rotation
-from rotation.secret import Secret
+from rotation_pytest.emergency import INCIDENT, INCIDENT_REPORT, say, stakeholder_option
 from staging.provider_standins import ProviderStandIns, provider_standins
+from staging.seed_activity import seed_activity, staging_policy
 from staging.world import World, staging_world
 from steps.db_key import DbKeyRotation
-from steps.emergency_plugin import INCIDENT, INCIDENT_REPORT, say, stakeholder_option
 
 REASON = "emergency"
 STAGING_ROOT_CAUSE = "Staging rehearsal: every credential is treated as compromised (simulated incident)."
@@ -63,7 +66,7 @@ def incident_world(pytestconfig: pytest.Config, target: str, pg_server, incident
     """Staging: one CRM world for the whole incident, with a normal access and message history seeded.
     Live: the configured systems."""
     if target == "live":
-        from staging.fixtures import live_world
+        from rotation_pytest.fixtures import live_world
 
         yield live_world(pytestconfig)
         return

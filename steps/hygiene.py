@@ -17,8 +17,11 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from pytest_bdd import given, then, when
 
-from rotation import db_key, envfile, hygiene, status
-from rotation.keys import fingerprint, generate_key
+from rotation.core import envfile
+from rotation.core.keys import fingerprint, generate_key
+from rotation.db_key import procedure as db_key
+from rotation.hygiene import checks as hygiene
+from rotation.monitoring import status
 from staging.app_repo import build_app_repo
 from staging.world import World
 

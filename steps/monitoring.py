@@ -18,10 +18,10 @@ import psycopg
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from rotation import status
 from rotation.cli import main as rotation_cli
-from rotation.db.schema import apply_crm_schema
-from rotation.keys import generate_key
+from rotation.core.keys import generate_key
+from rotation.monitoring import status
+from staging.crm import apply_crm_schema
 from staging.postgres import StagingServer, scratch_database
 from staging.smtp_standin import SmtpStandIn, smtp_standin
 

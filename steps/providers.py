@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from rotation import app_control, envfile
-from rotation import provider_rotation as rotation
-from rotation.db.connect import connect
-from rotation.keys import fingerprint, sha256_hex
+from rotation.core import app_control, envfile
+from rotation.core.database import connect
+from rotation.core.keys import fingerprint, sha256_hex
+from rotation.core.rotation_log import find_rotation
+from rotation.core.secret import Secret, secret
+from rotation.providers import procedure as rotation
 from rotation.providers.base import CheckResult, Delivery, Provider, RetryPolicy
 from rotation.providers.factory import STAGING_POLICY, provider_for
-from rotation.rotation_log import find_rotation
-from rotation.secret import Secret, secret
 from staging.provider_standins import ProviderStandIns
 from staging.world import World
 

@@ -17,12 +17,14 @@ import psycopg
 import pytest
 from pytest_bdd import given, then, when
 
-from rotation import app_control, db_key, envfile, troubleshoot
 from rotation.cli import main as rotation_cli
-from rotation.keys import fingerprint, generate_key
-from rotation.provider_rotation import app_credential
+from rotation.core import app_control, envfile
+from rotation.core.keys import fingerprint, generate_key
+from rotation.db_key import procedure as db_key
 from rotation.providers.base import CheckResult, Provider, RetryPolicy
 from rotation.providers.factory import STAGING_POLICY, provider_for
+from rotation.providers.procedure import app_credential
+from rotation.troubleshooting import diagnose as troubleshoot
 from staging.world import World
 
 PROJECT = Path(__file__).resolve().parents[1]

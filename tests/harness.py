@@ -19,10 +19,11 @@ def seeded_crm(admin_dsn: str, rows: int) -> Iterator[tuple[str, str]]:
     """A scratch CRM database with both schemas and `rows` seeded clients: yields (dsn, the key they are under)."""
     import psycopg
 
-    from rotation.db.schema import apply_crm_schema, apply_runbook_schema
-    from rotation.db.seed import seed_clients
-    from rotation.keys import generate_key
+    from rotation.core.database import apply_runbook_schema
+    from rotation.core.keys import generate_key
+    from staging.crm import apply_crm_schema
     from staging.postgres import scratch_database
+    from staging.seed import seed_clients
 
     with scratch_database(admin_dsn) as dsn:
         key = generate_key()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from rotation import envfile
+from rotation.core import envfile
 from rotation.evidence.leaks import forms_of
 
 MEANT_TO_HOLD_SECRETS = (".env", ".env.backup.", ".rotation-pending.", "smtp-key.pem")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from rotation import app_control, envfile
+from rotation.core import app_control, envfile
 from staging.world import World
 from tests.provider_sabotage import provider_sabotages
 from tests.sabotage_practices import SABOTAGES as PRACTICES_SABOTAGES

@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from rotation import app_control, envfile
-from rotation.db.connect import connect
-from rotation.keys import generate_key
-from rotation.troubleshoot import keys_for_repair
+from rotation.core import app_control, envfile
+from rotation.core.database import connect
+from rotation.core.keys import generate_key
+from rotation.troubleshooting.diagnose import keys_for_repair
 from staging.app_repo import GITIGNORE, commit
 
 Sabotage = tuple[str, Callable[[pytest.FixtureRequest], None]]

@@ -1,6 +1,6 @@
 """SOC 2 evidence: the recorder steps write to, and the report, hash chain, OSCAL and signature built from it.
 
-Steps use the `evidence` fixture (rotation.evidence.plugin); code outside pytest can use `Recorder` directly."""
+Steps use the `evidence` fixture (rotation_pytest.evidence); code outside pytest can use `Recorder` directly."""
 
 from rotation.evidence.recorder import EvidenceItem, Population, Recorder, ScenarioRecord, StepRecord
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rotation.keys import fingerprint
+from rotation.core.keys import fingerprint
 
 # user:password@ in a URL or DSN (postgresql://app:pw@db/crm): evidence shows the user, never the password, even
 # when nobody registered it as a secret.

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from rotation.keys import fingerprint
+from rotation.core.keys import fingerprint
 
 T = TypeVar("T")
 log = logging.getLogger("rotation.providers")

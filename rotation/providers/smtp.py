@@ -19,7 +19,8 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Protocol, TypeVar
 
-from rotation.keys import fingerprint
+from rotation.core.keys import fingerprint
+from rotation.core.secret import Secret, secret
 from rotation.providers.base import (
     CheckResult,
     Delivery,
@@ -29,7 +30,6 @@ from rotation.providers.base import (
     require_rejected,
     with_retries,
 )
-from rotation.secret import Secret, secret
 
 T = TypeVar("T")
 NAME = "smtp"

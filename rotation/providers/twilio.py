@@ -19,7 +19,8 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from rotation.keys import fingerprint
+from rotation.core.keys import fingerprint
+from rotation.core.secret import Secret, secret
 from rotation.providers.base import (
     CheckResult,
     Delivery,
@@ -30,7 +31,6 @@ from rotation.providers.base import (
     scrub,
     with_retries,
 )
-from rotation.secret import Secret, secret
 
 T = TypeVar("T")
 NAME = "twilio"

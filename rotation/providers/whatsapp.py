@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import requests
 
-from rotation.keys import fingerprint
+from rotation.core.keys import fingerprint
+from rotation.core.secret import Secret, secret
 from rotation.providers.base import (
     CheckResult,
     Delivery,
@@ -26,7 +27,6 @@ from rotation.providers.base import (
     scrub,
     with_retries,
 )
-from rotation.secret import Secret, secret
 
 NAME = "whatsapp"
 INVALID_TOKEN = 190

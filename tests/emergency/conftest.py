@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from rotation.db.schema import apply_crm_schema, apply_runbook_schema
+from rotation.core.database import apply_runbook_schema
+from staging.crm import apply_crm_schema
 from staging.postgres import StagingServer, scratch_database
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rotation import access_review
-from rotation.access_review import PolicyError, ReviewPolicy, like_pattern, load_policy, review
-from rotation.db.seed_activity import ActivityShape, seed_activity, staging_policy
+from rotation.emergency import access_review
+from rotation.emergency.access_review import PolicyError, ReviewPolicy, like_pattern, load_policy, review
+from staging.seed_activity import ActivityShape, seed_activity, staging_policy
 
 POLICY = staging_policy()
 

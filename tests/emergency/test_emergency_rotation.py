@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rotation.emergency_rotation import revoke_and_replace
-from rotation.keys import fingerprint
+from rotation.core.keys import fingerprint
+from rotation.emergency.revoke import revoke_and_replace
 from rotation.providers.factory import STAGING_POLICY, provider_for
 from staging.provider_standins import ProviderStandIns, provider_standins
 

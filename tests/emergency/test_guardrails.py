@@ -17,11 +17,12 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from rotation import emergency
-from rotation.db.schema import apply_crm_schema, apply_runbook_schema
-from rotation.db.seed import seed_clients
-from rotation.keys import generate_key
+from rotation.core.database import apply_runbook_schema
+from rotation.core.keys import generate_key
+from rotation.emergency import plan as emergency
+from staging.crm import apply_crm_schema
 from staging.postgres import StagingServer
+from staging.seed import seed_clients
 from staging.world import write_env
 from tests.harness import PROJECT
 

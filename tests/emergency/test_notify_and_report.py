@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rotation import alerts, notify, post_incident
-from rotation.db.seed_activity import staging_policy
-from rotation.incident import IncidentRecord, iso
-from rotation.keys import fingerprint, generate_key
+from rotation.core.keys import fingerprint, generate_key
+from rotation.emergency import notify, post_incident
+from rotation.emergency.incident import IncidentRecord, iso
+from rotation.monitoring import alerts
+from staging.seed_activity import staging_policy
 from staging.smtp_standin import smtp_standin
 
 T0 = dt.datetime(2026, 11, 25, 21, 0, tzinfo=dt.UTC)

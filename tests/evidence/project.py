@@ -10,7 +10,7 @@ import pytest
 SECRET_ENV = "EVIDENCE_TEST_SECRET"  # noqa: S105  (a variable name) the secret reaches the steps by environment, never as a source literal
 
 CONFTEST = '''
-pytest_plugins = ["rotation.evidence.plugin"]
+pytest_plugins = ["rotation_pytest.evidence"]
 
 
 def pytest_addoption(parser):
@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from rotation.keys import fingerprint
+from rotation.core.keys import fingerprint
 
 scenarios("features")
 

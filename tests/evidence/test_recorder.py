@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from rotation.core.keys import fingerprint
 from rotation.evidence import Recorder
-from rotation.keys import fingerprint
 from tests.evidence.project import CONFTEST, INTERRUPTED, run, run_folder
 
 PROJECT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rotation import hygiene
-from rotation.keys import fingerprint
+from rotation.core.keys import fingerprint
+from rotation.hygiene import checks as hygiene
 from staging.app_repo import GIT_ENV, build_app_repo, commit
 
 

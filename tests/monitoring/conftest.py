@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rotation.db.schema import apply_crm_schema
+from staging.crm import apply_crm_schema
 from staging.postgres import StagingServer, scratch_database
 from tests.monitoring.mini_smtp import SmtpServer, smtp_server
 

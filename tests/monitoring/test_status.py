@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rotation import status
+from rotation.monitoring import status
 from tests.monitoring.conftest import NOW, RotationLog
 
 DAY = dt.timedelta(days=1)

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from rotation import envfile
-from rotation import provider_rotation as rotation
-from rotation.commands.provider import KILL_AFTER_ENV
+from rotation.cli.provider import KILL_AFTER_ENV
+from rotation.core import envfile
+from rotation.core.secret import Secret, secret
+from rotation.providers import procedure as rotation
 from rotation.providers.base import FAST, Provider, RetryPolicy
 from rotation.providers.factory import STAGING_POLICY, provider_for
 from rotation.providers.smtp import SmtpProvider, SmtpSettings
 from rotation.providers.twilio import TwilioProvider, TwilioSettings
 from rotation.providers.whatsapp import GraphSettings, WhatsAppProvider
-from rotation.secret import Secret, secret
 from staging.graph_standin import GraphStandIn, graph_standin
 from staging.postgres import StagingServer
 from staging.provider_standins import ProviderStandIns, provider_standins

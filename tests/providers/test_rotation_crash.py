@@ -8,10 +8,10 @@ import signal
 
 import pytest
 
-from rotation import app_control, envfile, state
-from rotation import provider_rotation as rotation
-from rotation.db.connect import connect
-from rotation.keys import fingerprint
+from rotation.core import app_control, envfile, state
+from rotation.core.database import connect
+from rotation.core.keys import fingerprint
+from rotation.providers import procedure as rotation
 from rotation.providers.factory import CREDENTIAL_TYPES
 from tests.providers.conftest import ProviderWorld
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from rotation import app_control, envfile, state
-from rotation import provider_rotation as rotation
-from rotation.keys import fingerprint
+from rotation.core import app_control, envfile, state
+from rotation.core.keys import fingerprint
+from rotation.providers import procedure as rotation
 from rotation.providers.base import ProviderError, ProviderUnavailable, RetryPolicy
 from staging.provider_standins import ProviderStandIns
 from tests.providers.conftest import ProviderWorld

@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import pytest
 
+from rotation.core.secret import Secret
 from rotation.providers.base import CredentialStillAccepted, ProviderError, ProviderUnavailable
 from rotation.providers.smtp import OperatorConsole, SmtpProvider, SmtpSettings
-from rotation.secret import Secret
 from staging.smtp_standin import SmtpStandIn
 from tests.providers.conftest import ADMIN_EMAIL
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rotation import envfile
+from rotation.core import envfile
 from staging.postgres import StagingServer
 from staging.world import write_env
 from tests.harness import PROJECT, seeded_crm

@@ -39,7 +39,7 @@ def test_the_log_check_can_fail(logging_pg: StagingServer) -> None:
     """Without SET log_parameter_max_length = 0 this server does log bound keys: the check above is not vacuous."""
     import psycopg
 
-    from rotation.db.connect import connect
+    from rotation.core.database import connect
 
     canary, protected = "canary-" + "k" * 40, "protected-" + "p" * 40
     with psycopg.connect(logging_pg.admin_dsn) as conn:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from rotation.keys import WeakSecretError, generate_key
-from rotation.reencrypt import CRM_PII, ReencryptionError, TableSpec, reencrypt
+from rotation.core.keys import WeakSecretError, generate_key
+from rotation.db_key.reencrypt import CRM_PII, ReencryptionError, TableSpec, reencrypt
 from staging.postgres import StagingServer
 from tests.harness import seeded_crm
 

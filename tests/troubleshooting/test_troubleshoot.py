@@ -11,8 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rotation import envfile, troubleshoot
-from rotation.keys import generate_key
+from rotation.core import envfile
+from rotation.core.keys import generate_key
+from rotation.troubleshooting import diagnose as troubleshoot
 from staging.postgres import StagingServer
 from tests.harness import seeded_crm
 

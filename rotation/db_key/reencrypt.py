@@ -1,0 +1,330 @@
+"""Re-encrypt pgcrypto columns from an old key to a new one, inside PostgreSQL.
+
+Plaintext never leaves the server; keys are bound parameters only. Work is split into disjoint primary-key ranges,
+processed by parallel workers in keyset batches; each batch is committed in one statement together with its range's
+checkpoint, so a SIGKILL at any moment loses at most the uncommitted batch and a rerun resumes exactly after the last
+committed one: no value skipped, none encrypted twice.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from rotation.core.database import apply_runbook_schema, connect
+from rotation.core.keys import check_strength, fingerprint
+
+# A random 256-bit key gains nothing from S2K stretching (mode 3 iterates the hash ~65k-250k times to slow down
+# guessing of low-entropy passphrases); stretching is ~97% of pgcrypto's per-value cost. pgp_sym_decrypt reads the
+# settings stored in each value, so the app's decrypt_sensitive_data reads these values unchanged.
+DEFAULT_CIPHER_OPTIONS = "cipher-algo=aes256, s2k-mode=1"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    table: str
+    pk: str
+    columns: tuple[str, ...]
+
+
+CRM_PII = TableSpec("crm_client_preferences", "client_id",
+                    ("email_encrypted", "phone_number_encrypted", "full_name_encrypted"))
+
+
+class ReencryptionError(RuntimeError):
+    """A re-encryption cannot start or cannot go on. Names tables, columns and row ids; never a key."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    rows_done: int
+    rows_total: int
+    elapsed_s: float
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        rate = self.rows_per_s
+        return (self.rows_total - self.rows_done) / rate if rate > 0 else None
+
+    def line(self) -> str:
+        eta = f"{self.eta_s:.0f}s" if self.eta_s is not None else "?"
+        pct = 100.0 * self.rows_done / self.rows_total if self.rows_total else 100.0
+        return (f"re-encrypted {self.rows_done:,}/{self.rows_total:,} rows ({pct:.0f}%) "
+                f"{self.rows_per_s:,.0f} rows/s ETA {eta}")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: int
+    rows_total: int
+    rows_done: int
+    resumed: bool
+    seconds: float
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def preflight(conn: psycopg.Connection, spec: TableSpec, old_key: str, new_key: str) -> None:
+    """Everything that can be known to be wrong before a single value is written: raise with an actionable message."""
+    check_strength(new_key, name="the new DB_ENCRYPTION_KEY")
+    if new_key == old_key:
+        raise ReencryptionError("the new key equals the old key: generate a new one")
+    found = {r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = %s",
+        (spec.table,))}
+    if not found:
+        raise ReencryptionError(f"table {spec.table} does not exist in schema {current_schema(conn)}")
+    missing = [c for c in (spec.pk, *spec.columns) if c not in found]
+    if missing:
+        raise ReencryptionError(f"table {spec.table} has no column {', '.join(missing)}")
+    for column in spec.columns:
+        if _sample_unreadable(conn, spec, column, old_key):
+            raise ReencryptionError(
+                f"the old key ({fingerprint(old_key)}) does not decrypt {spec.table}.{column}: nothing was written; "
+                "check DB_ENCRYPTION_KEY in the newest .env backup")
+    conn.commit()
+
+
+def _sample_unreadable(conn: psycopg.Connection, spec: TableSpec, column: str, old_key: str) -> bool:
+    """Does the old key fail on the first non-NULL value of this column? One value is enough to catch a wrong key."""
+    row = conn.execute(sql.SQL(
+        "SELECT rotation_runbook.try_decrypt({c}, %(old)s) IS NULL FROM {t} WHERE {c} IS NOT NULL ORDER BY {pk} LIMIT 1"
+    ).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column)),
+        {"old": old_key}).fetchone()
+    return bool(row and row[0])
+
+
+def current_schema(conn: psycopg.Connection) -> str:
+    row = conn.execute("SELECT current_schema()").fetchone()
+    return row[0] if row else "?"
+
+
+def running_job(conn: psycopg.Connection, spec: TableSpec) -> tuple[int, str, str] | None:
+    """The unfinished job on this table, if any: (job_id, old_key_fp, new_key_fp)."""
+    return conn.execute(
+        "SELECT job_id, old_key_fp, new_key_fp FROM rotation_runbook.reencrypt_job "
+        "WHERE table_name = %s AND status = 'running'", (spec.table,)).fetchone()
+
+
+def start_or_resume_job(conn: psycopg.Connection, spec: TableSpec, old_key: str, new_key: str, *,
+                        ranges: int, cipher_options: str = DEFAULT_CIPHER_OPTIONS) -> tuple[int, bool]:
+    """Return (job_id, resumed). A running job for other keys is refused: finishing it is the operator's call."""
+    apply_runbook_schema(conn)
+    fps = (fingerprint(old_key), fingerprint(new_key))
+    existing = running_job(conn, spec)
+    if existing and existing[1:] != fps:
+        raise ReencryptionError(
+            f"an unfinished re-encryption of {spec.table} (job {existing[0]}) is from key {existing[1]} to "
+            f"{existing[2]}, not {fps[0]} to {fps[1]}: resume it with those keys first")
+    same = conn.execute(
+        "SELECT job_id FROM rotation_runbook.reencrypt_job WHERE table_name = %s AND old_key_fp = %s "
+        "AND new_key_fp = %s AND status <> 'abandoned' ORDER BY job_id DESC LIMIT 1", (spec.table, *fps)).fetchone()
+    conn.commit()
+    if same:  # resuming, or re-running a finished job: its checkpoints say what is left (possibly nothing)
+        return same[0], True
+    preflight(conn, spec, old_key, new_key)
+    with conn.transaction():
+        total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table))).fetchone()[0]
+        job_id = conn.execute(
+            "INSERT INTO rotation_runbook.reencrypt_job (table_name, pk_column, columns, old_key_fp, new_key_fp, "
+            "cipher_options, total_rows) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING job_id",
+            (spec.table, spec.pk, list(spec.columns), fingerprint(old_key), fingerprint(new_key), cipher_options,
+             total)).fetchone()[0]
+        bounds = _range_bounds(conn, spec, ranges)
+        conn.cursor().executemany(
+            "INSERT INTO rotation_runbook.reencrypt_range (job_id, range_no, lo_excl, hi_incl) VALUES (%s, %s, %s, %s)",
+            [(job_id, i, lo, hi) for i, (lo, hi) in enumerate(bounds)])
+    return job_id, False
+
+
+def _range_bounds(conn: psycopg.Connection, spec: TableSpec, ranges: int) -> list[tuple[str | None, str | None]]:
+    """Split the key space into up to `ranges` disjoint (lo, hi] slices of about equal row counts."""
+    his = [r[0] for r in conn.execute(sql.SQL(
+        "SELECT max(pk) FROM (SELECT {pk}::text AS pk, {pk} AS k, ntile(%s) OVER (ORDER BY {pk}) AS b FROM {t}) s "
+        "GROUP BY b ORDER BY max(k)").format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table)),
+        (max(1, ranges),))]
+    if not his:
+        return [(None, None)]
+    los: list[str | None] = [None, *his[:-1]]
+    his_open: list[str | None] = [*his[:-1], None]  # the last range is open-ended: rows added later still belong
+    return list(zip(los, his_open, strict=True))
+
+
+def pk_type(conn: psycopg.Connection, spec: TableSpec) -> str:
+    """The primary key's SQL type, so keyset comparisons happen in its own ordering, not as text."""
+    row = conn.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                       "WHERE attrelid = to_regclass(%s) AND attname = %s", (spec.table, spec.pk)).fetchone()
+    if not row:
+        raise ReencryptionError(f"table {spec.table} has no column {spec.pk}")
+    return row[0]
+
+
+def _batch_statement(spec: TableSpec, key_type: str, *, lower: bool, upper: bool) -> sql.Composed:
+    """Re-encrypt the next keyset page of a range: plain index range bounds (no OR), so each page costs the same
+    wherever it lies in the table."""
+    ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": sql.SQL(key_type)}
+    sets = sql.SQL(", ").join(
+        sql.SQL("{c} = CASE WHEN t.{c} IS NULL THEN NULL ELSE "
+                "pgp_sym_encrypt(pgp_sym_decrypt(t.{c}, %(old)s), %(new)s, %(opts)s) END").format(c=sql.Identifier(c))
+        for c in spec.columns)
+    bounds = [sql.SQL("t.{pk} > CAST(%(after)s AS {kt})").format(**ids)] if lower else []
+    bounds += [sql.SQL("t.{pk} <= CAST(%(hi)s AS {kt})").format(**ids)] if upper else []
+    where = sql.SQL(" AND ").join(bounds) if bounds else sql.SQL("true")
+    return sql.SQL("""
+WITH page AS (
+    SELECT t.{pk} FROM {t} t WHERE {where} ORDER BY t.{pk} LIMIT %(n)s
+), upd AS (
+    UPDATE {t} t SET {sets}
+    WHERE {where} AND t.{pk} <= (SELECT max({pk}) FROM page)
+    RETURNING t.{pk} AS k
+)
+SELECT count(*), max(k)::text FROM upd
+""").format(where=where, sets=sets, **ids)
+
+
+def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII, workers: int | None = None,
+              batch_size: int = 2000, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
+              on_progress: ProgressCallback | None = None, progress_every_s: float = 0.5) -> JobResult:
+    """Re-encrypt all of spec's columns from old_key to new_key, resuming an interrupted job on the same keys."""
+    workers = workers or os.cpu_count() or 2
+    started = time.monotonic()
+    with connect(dsn) as conn:
+        job_id, _ = start_or_resume_job(conn, spec, old_key, new_key, ranges=workers * 4,
+                                        cipher_options=cipher_options)
+        key_type = pk_type(conn, spec)
+        total, done_before, cipher_options = conn.execute(
+            "SELECT j.total_rows, COALESCE(sum(r.rows_done), 0), j.cipher_options "
+            "FROM rotation_runbook.reencrypt_job j JOIN rotation_runbook.reencrypt_range r USING (job_id) "
+            "WHERE job_id = %s GROUP BY j.job_id",
+            (job_id,)).fetchone()
+        todo = [r[0] for r in conn.execute(
+            "SELECT range_no FROM rotation_runbook.reencrypt_range WHERE job_id = %s AND NOT done ORDER BY range_no",
+            (job_id,))]
+        conn.commit()
+    counter = _Counter(int(done_before))
+    work: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for r in todo:
+        work.put(r)
+    params = {"job": job_id, "old": old_key, "new": new_key, "opts": cipher_options, "n": batch_size}
+    statements = {(lo, hi): _batch_statement(spec, key_type, lower=lo, upper=hi)
+                  for lo in (False, True) for hi in (False, True)}
+
+    def worker() -> None:
+        with connect(dsn) as conn:
+            while True:
+                try:
+                    range_no = work.get_nowait()
+                except queue.Empty:
+                    return
+                _drain_range(conn, statements, {**params, "range": range_no}, counter, spec)
+
+    stop = threading.Event()
+    reporter = threading.Thread(target=_report, daemon=True,
+                                args=(counter, int(total), started, on_progress, progress_every_s, stop))
+    reporter.start()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo) or 1))) as pool:
+            for f in [pool.submit(worker) for _ in range(max(1, min(workers, len(todo) or 1)))]:
+                f.result()
+    finally:
+        stop.set()
+        reporter.join()
+    with connect(dsn) as conn:
+        conn.execute("UPDATE rotation_runbook.reencrypt_job SET status = 'done', finished_at = now() "
+                     "WHERE job_id = %s AND status = 'running'", (job_id,))
+        conn.commit()
+    elapsed = time.monotonic() - started
+    if on_progress:
+        on_progress(Progress(counter.value, int(total), elapsed))
+    return JobResult(job_id, int(total), counter.value - int(done_before), int(done_before) > 0, elapsed)
+
+
+CLAIM = """
+SELECT COALESCE(cursor, lo_excl), hi_incl FROM rotation_runbook.reencrypt_range
+WHERE job_id = %(job)s AND range_no = %(range)s AND NOT done FOR UPDATE
+"""
+CHECKPOINT = """
+UPDATE rotation_runbook.reencrypt_range
+SET cursor = COALESCE(%(cursor)s, cursor), rows_done = rows_done + %(count)s, done = %(done)s
+WHERE job_id = %(job)s AND range_no = %(range)s
+"""
+
+
+def _drain_range(conn: psycopg.Connection, statements: dict[tuple[bool, bool], sql.Composed],
+                 params: dict[str, object], counter: _Counter, spec: TableSpec) -> None:
+    """Batches until the range is done. Each transaction locks the range's checkpoint row (so two runs never work
+    one range at once), re-encrypts one page and advances the checkpoint: all of it commits, or none."""
+    while True:
+        try:
+            with conn.transaction():
+                claimed = conn.execute(CLAIM, params).fetchone()
+                if claimed is None:  # finished, by this run or an earlier one
+                    return
+                after, hi = claimed
+                statement = statements[(after is not None, hi is not None)]
+                count, last = conn.execute(statement, {**params, "after": after, "hi": hi}).fetchone()
+                done = count < int(params["n"])  # type: ignore[call-overload]
+                conn.execute(CHECKPOINT, {**params, "cursor": last, "count": count, "done": done})
+        except psycopg.errors.ExternalRoutineInvocationException as exc:  # pgcrypto: "Wrong key or corrupt data"
+            raise ReencryptionError(_describe_unreadable(conn, spec, params)) from _without_params(exc)
+        counter.add(count)
+        if done:
+            return
+
+
+def _describe_unreadable(conn: psycopg.Connection, spec: TableSpec, params: dict[str, object]) -> str:
+    """Name the rows and columns the old key cannot open in the failed range (from its checkpoint on; values under
+    neither key first): the operator's next step depends on it. Ranges already done hold new-key values legitimately."""
+    bounds = conn.execute("SELECT COALESCE(cursor, lo_excl), hi_incl FROM rotation_runbook.reencrypt_range "
+                          "WHERE job_id = %(job)s AND range_no = %(range)s", params).fetchone() or (None, None)
+    bad: list[str] = []
+    for column in spec.columns:
+        rows = conn.execute(sql.SQL(
+            "SELECT x.{pk}::text, rotation_runbook.try_decrypt(x.{c}, %(new)s) IS NOT NULL AS new_ok FROM {t} x "
+            "WHERE x.{c} IS NOT NULL AND rotation_runbook.try_decrypt(x.{c}, %(old)s) IS NULL "
+            "AND (%(after)s::text IS NULL OR x.{pk} > CAST(%(after)s::text AS {kt})) "
+            "AND (%(hi)s::text IS NULL OR x.{pk} <= CAST(%(hi)s::text AS {kt})) "
+            "ORDER BY new_ok, x.{pk} LIMIT 5"
+        ).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column),
+                 kt=sql.SQL(pk_type(conn, spec))),
+            {"old": params["old"], "new": params["new"], "after": bounds[0], "hi": bounds[1]}).fetchall()
+        bad += [f"{spec.pk}={pk} {column} ({'already under the new key' if new_ok else 'under neither key'})"
+                for pk, new_ok in rows]
+    conn.rollback()
+    bad.sort(key=lambda line: not line.endswith("(under neither key)"))
+    return (f"re-encryption of {spec.table} stopped: the old key cannot decrypt " + "; ".join(bad[:10])
+            + ". Nothing of the failed batch was written; the job resumes after the last committed batch.")
+
+
+def _without_params(exc: Exception) -> Exception:
+    """pgcrypto's error text carries no parameters, but keep only its first line to be sure nothing else rides along."""
+    return ReencryptionError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+class _Counter:
+    def __init__(self, start: int) -> None:
+        self._lock = threading.Lock()
+        self.value = start
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.value += n
+
+
+def _report(counter: _Counter, total: int, started: float, on_progress: ProgressCallback | None, every: float,
+            stop: threading.Event) -> None:
+    while on_progress and not stop.wait(every):
+        on_progress(Progress(counter.value, total, time.monotonic() - started))

@@ -1,0 +1,184 @@
+"""The emergency run's plan and guardrails, as pure functions the pytest plugin (rotation_pytest/emergency.py) calls
+before anything is touched.
+
+Order: the provider tokens first (each is dead within seconds, so the exposure window closes fastest), then the
+SMTP password, then the database encryption key (its re-encryption takes longest and stops the app); then the
+access review, the stakeholder notification, and the post-incident audit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from psycopg.conninfo import conninfo_to_dict
+
+CONFIRM_ENV = "ROTATION_CONFIRM_LIVE"
+ORDER = ("twilio_token", "whatsapp_token", "smtp_password", "db_encryption_key")
+ALIASES = {"twilio": "twilio_token", "twilio_token": "twilio_token", "whatsapp": "whatsapp_token",
+           "whatsapp_token": "whatsapp_token", "smtp": "smtp_password", "smtp_password": "smtp_password",
+           "db": "db_encryption_key", "db_key": "db_encryption_key", "db_encryption_key": "db_encryption_key",
+           "all": "all"}
+STAGING_DOMAINS = ("example.com", "example.org", "example.net")
+STAGING_DSN_PREFIX = "rotation_scratch_"
+
+
+class PlanError(ValueError):
+    """The operator's selection cannot be planned. The message says how to fix it."""
+
+
+def parse_compromised(text: str | None, *, default_all: bool) -> tuple[str, ...]:
+    """`twilio,whatsapp,smtp,db_encryption_key` (aliases allowed) -> credential types in the emergency order."""
+    if not text:
+        return ORDER if default_all else ()
+    chosen = set()
+    for name in (n.strip().lower() for n in text.split(",")):
+        if not name:
+            continue
+        if name not in ALIASES:
+            raise PlanError(f"--compromised: unknown credential {name!r}; choose from twilio, whatsapp, smtp, "
+                            "db_encryption_key (comma-separated) or all")
+        chosen |= set(ORDER) if ALIASES[name] == "all" else {ALIASES[name]}
+    return tuple(c for c in ORDER if c in chosen)
+
+
+def aware_moment(text: str, option: str) -> dt.datetime:
+    """An ISO-8601 instant with a UTC offset (an incident window must not depend on the machine's time zone)."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise PlanError(f"{option}: not an ISO-8601 date-time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise PlanError(f"{option}: give a UTC offset, e.g. 2026-11-25T06:00:00+00:00") from None
+    return moment
+
+
+def confirmed(option: bool, environ: Mapping[str, str]) -> bool:
+    return bool(option) or environ.get(CONFIRM_ENV, "").strip().lower() == "yes"
+
+
+def _host(url: str | None) -> str:
+    return urlsplit(url or "").hostname or ""
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def dsn_summary(dsn: str | None) -> str:
+    """host:port/dbname as user, never the password."""
+    if not dsn:
+        return "(no DSN)"
+    if dsn.startswith("("):
+        return dsn
+    try:
+        p = conninfo_to_dict(dsn)
+    except Exception:  # noqa: BLE001  (a malformed DSN is reported, never echoed: it may hold a password)
+        return "(unparseable DSN)"
+    where = f"{p.get('host') or 'local socket'}:{p.get('port') or 5432}/{p.get('dbname') or '?'}"
+    return f"{where} as {p.get('user') or '?'}"
+
+
+@dataclass(frozen=True)
+class Systems:
+    """What the run will act on, as the operator configured it. No secret is kept here."""
+
+    target: str
+    env: Mapping[str, str]
+    dsn: str | None
+    app_restart: str
+    app_stop: str
+    app_start: str
+    health_url: str
+    recipients: tuple[str, ...]
+
+
+def system_of(credential: str, s: Systems) -> str:
+    e = s.env
+    if credential == "twilio_token":
+        base = e.get("TWILIO_API_BASE") or "https://accounts.twilio.com + https://api.twilio.com"
+        return f"Twilio {base}, account {e.get('TWILIO_ACCOUNT_SID', '?')}"
+    if credential == "whatsapp_token":
+        base = e.get("GRAPH_API_BASE") or "https://graph.facebook.com"
+        return f"Meta Graph API {base}, phone number id {e.get('WHATSAPP_PHONE_NUMBER_ID', '?')}"
+    if credential == "smtp_password":
+        return f"SMTP {e.get('SMTP_HOST', '?')}:{e.get('SMTP_PORT', '?')} as {e.get('SMTP_USERNAME', '?')}"
+    return f"PostgreSQL {dsn_summary(s.dsn)} (crm_client_preferences PII)"
+
+
+ACTIONS = {
+    "twilio_token": "create a new auth token and promote it at once (the compromised token dies at promotion); "
+                    "write TWILIO_AUTH_TOKEN; restart; prove the old token gets 401/20003",
+    "whatsapp_token": "issue a new system-user token and revoke the compromised one at once; write "
+                      "WHATSAPP_ACCESS_TOKEN; restart; prove the old token gets 401/190",
+    "smtp_password": "revoke the compromised password at the provider, then take the new one ($SMTP_NEW_PASSWORD or a "
+                     "prompt on live); write SMTP_PASSWORD; restart; prove the old password gets 535",
+    "db_encryption_key": "stop the app; write a new DB_ENCRYPTION_KEY; re-encrypt every PII value; prove 0 values open "
+                         "with the old key; start the app",
+}
+
+
+def plan_lines(compromised: Iterable[str], s: Systems, *, change_id: str | None, approver: str | None,
+               operator: str, post_incident: bool) -> list[str]:
+    """The plan an operator reads before confirming: which credentials, which systems, in what order."""
+    lines = [f"EMERGENCY ROTATION PLAN  target={s.target}  change={change_id or '-'}  approver={approver or '-'}  "
+             f"operator={operator}",
+             f"  app: restart `{s.app_restart}`, health {s.health_url}; .env and database {dsn_summary(s.dsn)}"]
+    step = 0
+    for step, credential in enumerate(compromised, start=1):
+        lines.append(f"  {step}. {credential} @ {system_of(credential, s)}")
+        lines.append(f"     {ACTIONS[credential]}; log reason 'emergency'")
+    if step == 0:
+        lines.append("  (no credential selected for rotation: pass --compromised)")
+    lines.append(f"  {step + 1}. access review of crm_data_access_log and crm_communications")
+    lines.append(f"  {step + 2}. notify {', '.join(s.recipients) or '(no recipients configured)'} over SMTP (STARTTLS)")
+    if post_incident:
+        lines.append(f"  {step + 3}. post-incident audit over the incident window and incident report")
+    return lines
+
+
+def staging_defaults_in_use(s: Systems, *, notifying: bool = True) -> list[str]:
+    """Settings that only make sense against staging stand-ins; a live run refuses every one of them."""
+    found = []
+    for name in ("TWILIO_API_BASE", "GRAPH_API_BASE"):
+        if s.env.get(name):
+            found.append(f"{name}={s.env[name]} in .env points the provider API away from the provider "
+                         "(a staging stand-in setting)")
+    if _is_loopback(s.env.get("SMTP_HOST", "")):
+        found.append(f"SMTP_HOST={s.env['SMTP_HOST']} is loopback (the staging SMTP stand-in)")
+    if s.env.get("SMTP_CA_FILE"):
+        found.append("SMTP_CA_FILE is set: live SMTP must verify against the system trust store")
+    if s.dsn and STAGING_DSN_PREFIX in s.dsn:
+        found.append(f"the DSN names a staging scratch database ({STAGING_DSN_PREFIX}*)")
+    if "staging.app" in s.app_restart or "staging.app" in s.app_start:
+        found.append("the app commands drive the staging app stand-in (staging.app)")
+    staging_mail = [a for a in s.recipients if a.rpartition("@")[2].lower().endswith(STAGING_DOMAINS)]
+    if staging_mail:
+        found.append(f"notification recipients at example domains: {', '.join(staging_mail)}")
+    if notifying and not s.recipients:
+        found.append("no notification recipients: pass --notify-security, --notify-sysadmins, --notify-compliance")
+    return found
+
+
+def live_refusals(s: Systems, compromised: tuple[str, ...], *, change_id: str | None, approver: str | None,
+                  emergency_selected: bool, review_policy: str | None = "given") -> list[str]:
+    problems = []
+    if emergency_selected and not review_policy:
+        problems.append("a live access review needs --review-policy FILE (allowed_accessors, allowed_networks, ...): "
+                        "without it every access would be flagged")
+    if not change_id:
+        problems.append("a live run needs --change-id (the approved change record)")
+    if not approver:
+        problems.append("a live run needs --approver (who approved the change)")
+    if emergency_selected and not compromised:
+        problems.append("a live emergency run needs --compromised naming the compromised credentials "
+                        "(e.g. --compromised twilio,smtp); nothing is rotated by default on live")
+    return problems + staging_defaults_in_use(s, notifying=emergency_selected)

@@ -1,0 +1,359 @@
+"""pytest plugin: the `evidence` fixture, the recorder fed by pytest-bdd's hooks, the control-tag rule at
+collection, and the run folder written at the end of a session that ran at least one scenario.
+
+Load it from the root conftest (`pytest_plugins = ["rotation_pytest.evidence", ...]`). One Recorder per session,
+kept with the rest of the run's state in `config.stash`; nothing lives in module globals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from _pytest.junitxml import xml_key as junit_xml_key
+from pytest_bdd.scenario import scenario_wrapper_template_registry
+
+from rotation.evidence.controls import Catalog, load_catalog
+from rotation.evidence.metadata import RunMetadata, git_state, package_versions
+from rotation.evidence.recorder import Recorder, ScenarioRecord, StepRecord, strip_url_passwords, utc_now
+from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, write_run
+from rotation.evidence.signing import SigningKeyError, load_private_key
+
+# pytest's own marks are not Gherkin tags; everything else on a scenario item came from a tag.
+BUILTIN_MARKS = frozenset({"parametrize", "usefixtures", "filterwarnings", "skip", "skipif", "xfail"})
+MAX_REASON_CHARS = 4000
+
+
+@dataclass
+class RunState:
+    recorder: Recorder
+    catalog: Catalog
+    meta: RunMetadata
+    scratch: Path  # where pytest's junit/cucumber files go when the operator did not ask for them
+    signing_key_path: Path | None
+    own_outputs: tuple[str, ...] = ()  # which of junit/cucumber this plugin pointed at scratch
+    output: RunOutput | None = None
+    error: str | None = None
+    deselected: int = 0
+
+
+STATE = pytest.StashKey[RunState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("evidence", "SOC 2 evidence")
+    group.addoption("--approver", default=None, help="who approved the change (required with --target live)")
+    group.addoption("--change-id", default=None, help="the change ticket id (required with --target live)")
+    group.addoption("--signing-key", default=os.environ.get("ROTATION_SIGNING_KEY"),
+                    help="Ed25519 private key (unencrypted PEM) that signs the evidence manifest (or env "
+                         "ROTATION_SIGNING_KEY); without one a per-run key is generated and only its public key kept")
+    group.addoption("--reports-dir", default=None,
+                    help="where run folders are written (default: reports/ under rootdir)")
+
+
+def _option(config: pytest.Config, name: str, default: object = None) -> object:
+    """Options the root conftest owns (--target, --operator) may be absent in other projects using the plugin."""
+    try:
+        value = config.getoption(name)
+    except ValueError:
+        return default
+    return default if value is None else value
+
+
+def _operator(config: pytest.Config) -> str:
+    from_option = _option(config, "operator")
+    if from_option:
+        return str(from_option)
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"
+
+
+def _check_live(target: str, approver: str | None, change_id: str | None) -> None:
+    missing = [name for name, value in (("--approver", approver), ("--change-id", change_id)) if not value]
+    if target == "live" and missing:
+        raise pytest.UsageError(f"--target live needs {' and '.join(missing)}: a live rotation is a change and its "
+                                "evidence must name who approved it under which change id (SOC 2 CC8.1)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before junitxml and pytest-bdd read their output paths
+def pytest_configure(config: pytest.Config) -> None:
+    target = str(_option(config, "target", "staging"))
+    approver, change_id = config.getoption("approver"), config.getoption("change_id")
+    _check_live(target, approver, change_id)
+    key_option = config.getoption("signing_key")
+    scratch = Path(tempfile.mkdtemp(prefix="rotation-evidence-"))
+    commit, dirty = git_state(config.rootpath)
+    meta = RunMetadata(run_id=str(uuid.uuid4()), target=target, operator=_operator(config), approver=approver,
+                       change_id=change_id, started=utc_now(), git_commit=commit, git_dirty=dirty,
+                       packages=package_versions(),
+                       invocation=[strip_url_passwords(a) for a in config.invocation_params.args],
+                       mark_expression=config.option.markexpr or "",
+                       keyword_expression=config.option.keyword or "",
+                       signing_key=f"configured: {Path(key_option).name}" if key_option else "")
+    config.stash[STATE] = RunState(recorder=Recorder(), catalog=load_catalog(), meta=meta, scratch=scratch,
+                                   signing_key_path=Path(key_option) if key_option else None)
+    state = config.stash[STATE]
+    if not hasattr(config, "workerinput"):
+        own = []
+        if not getattr(config.option, "xmlpath", None):
+            config.option.xmlpath, own = str(scratch / JUNIT), [*own, JUNIT]
+        if not getattr(config.option, "cucumber_json_path", None):
+            config.option.cucumber_json_path, own = str(scratch / CUCUMBER), [*own, CUCUMBER]
+        state.own_outputs = tuple(own)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        shutil.rmtree(state.scratch, ignore_errors=True)
+
+
+def state_of(config: pytest.Config) -> RunState:
+    return config.stash[STATE]
+
+
+@pytest.fixture
+def evidence(pytestconfig: pytest.Config) -> Recorder:
+    """The run's recorder: `evidence.record(name, value, source=...)`, `evidence.population(label, verified, total)`,
+    `evidence.register_secret(secret)`. Items attach to the step that is running."""
+    return state_of(pytestconfig).recorder
+
+
+# --- collection: every scenario names at least one known control ----------------------------------------------------
+def scenario_template(item: pytest.Item) -> object | None:
+    func = getattr(item, "obj", None)
+    try:
+        return scenario_wrapper_template_registry.get(func) if func is not None else None
+    except TypeError:  # not weak-referenceable: not a scenario
+        return None
+
+
+def item_tags(item: pytest.Item) -> list[str]:
+    return sorted({m.name for m in item.iter_markers()} - BUILTIN_MARKS)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m/-k deselect: a badly tagged scenario is an error even when not selected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    catalog = state_of(config).catalog
+    problems: dict[str, list[str]] = {}
+    for item in items:
+        template = scenario_template(item)
+        if template is None:
+            continue
+        where = f"{template.feature.rel_filename}:{template.line_number}"  # type: ignore[attr-defined]
+        for problem in catalog.problems(item_tags(item)):
+            problems.setdefault(f"Scenario '{template.name}' ({where})", []).append(problem)  # type: ignore[attr-defined]
+    if problems:
+        lines = [f"{name}: {', '.join(sorted(set(found)))}" for name, found in problems.items()]
+        raise pytest.UsageError(
+            "every scenario needs at least one control tag from rotation/evidence/controls.yaml ("
+            + ", ".join(f"@{c}" for c in catalog.controls) + "):\n  " + "\n  ".join(lines))
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        state_of(items[0].config).deselected += len(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = state_of(session.config)
+    state.meta.selected, state.meta.deselected = len(session.items), state.deselected
+
+
+# --- the recorder, driven by pytest and pytest-bdd ------------------------------------------------------------------
+def scenario_record(item: pytest.Item, template: object) -> ScenarioRecord:
+    example = getattr(getattr(item, "callspec", None), "params", {}).get("_pytest_bdd_example", {})
+    scenario = template.render(example)  # type: ignore[attr-defined]
+    feature = scenario.feature
+    record = ScenarioRecord(nodeid=item.nodeid, name=scenario.name, feature=feature.name,
+                            feature_file=feature.rel_filename, line=scenario.line_number, tags=item_tags(item),
+                            description=scenario.description or "", feature_description=feature.description or "",
+                            keyword=scenario.keyword or "Scenario")
+    background = {s.line_number for s in template.all_background_steps}  # type: ignore[attr-defined]
+    record.example = {str(k): str(v) for k, v in example.items()}
+    record.steps = [StepRecord(keyword=s.keyword.strip(), text=s.name, line=s.line_number,
+                               background=s.line_number in background, argument=step_argument(s))
+                    for s in scenario.steps]
+    return record
+
+
+def step_argument(step: object) -> str | None:
+    """A step's data table or doc string as Gherkin text, so the report shows exactly what ran."""
+    table = getattr(step, "datatable", None)
+    if table is not None:
+        rows = table.raw()
+        widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))] if rows else []
+        return "\n".join("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) + " |"
+                         for row in rows)
+    docstring = getattr(step, "docstring", None)
+    return f'"""\n{docstring}\n"""' if docstring is not None else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before fixtures set up, so what they record lands in this scenario
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    template = scenario_template(item)
+    if template is not None:
+        state_of(item.config).recorder.begin_scenario(scenario_record(item, template))
+
+
+def pytest_bdd_before_step(request: pytest.FixtureRequest, feature: object, scenario: object, step: object,
+                           step_func: object) -> None:
+    state_of(request.config).recorder.begin_step(step.keyword.strip(), step.name, step.line_number,  # type: ignore[attr-defined]
+                                                 background=step.background is not None)  # type: ignore[attr-defined]
+
+
+def pytest_bdd_after_step(request: pytest.FixtureRequest, feature: object, scenario: object, step: object,
+                          step_func: object, step_func_args: dict[str, object]) -> None:
+    state_of(request.config).recorder.end_step("passed")
+
+
+def pytest_bdd_step_error(request: pytest.FixtureRequest, feature: object, scenario: object, step: object,
+                          step_func: object, step_func_args: dict[str, object], exception: BaseException) -> None:
+    state_of(request.config).recorder.end_step("failed", _exception_text(exception))
+
+
+def pytest_bdd_step_func_lookup_error(request: pytest.FixtureRequest, feature: object, scenario: object,
+                                      step: object, exception: BaseException) -> None:
+    recorder = state_of(request.config).recorder
+    recorder.begin_step(step.keyword.strip(), step.name, step.line_number,  # type: ignore[attr-defined]
+                        background=step.background is not None)  # type: ignore[attr-defined]
+    recorder.end_step("undefined", f"no step definition matches this step: {exception}")
+
+
+def _exception_text(exception: BaseException) -> str:
+    text = f"{type(exception).__name__}: {exception}"
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + " …"
+
+
+def _reason(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
+        text = str(report.longrepr[2])
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + " …"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report: pytest.TestReport = yield
+    state = state_of(item.config)
+    scenario = state.recorder.current_scenario
+    if scenario is None or scenario.nodeid != item.nodeid:
+        return report
+    _apply_report(state.recorder, scenario, report)
+    if report.when == "teardown":
+        state.recorder.end_scenario()
+    return report
+
+
+def _apply_report(recorder: Recorder, scenario: ScenarioRecord, report: pytest.TestReport) -> None:
+    if report.failed:
+        status = "failed" if report.when == "call" else "error"
+        if scenario.status not in ("failed", "error"):
+            scenario.status = status
+            reason = _reason(report)
+            scenario.reason = recorder.redact_text(reason if report.when == "call" else f"{report.when}: {reason}")
+    elif report.skipped and scenario.status in ("not run", "running"):
+        scenario.status, scenario.reason = "skipped", recorder.redact_text(_reason(report))
+    elif report.when == "call" and report.passed and scenario.status in ("not run", "running"):
+        scenario.status = "passed"
+
+
+# --- the end of the session: write the run folder --------------------------------------------------------------------
+def reports_dir(config: pytest.Config) -> Path:
+    chosen = config.getoption("reports_dir")
+    return Path(chosen) if chosen else config.rootpath / "reports"
+
+
+@pytest.hookimpl(trylast=True)  # after junitxml and cucumberjson have written their files
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    state = config.stash.get(STATE, None)
+    if state is None or hasattr(config, "workerinput"):
+        return
+    _quiet_scratch_writers(config, state)
+    if not state.recorder.scenarios:
+        return  # unit-test sessions (no scenario ran) leave no report behind
+    state.meta.finished = utc_now()
+    _close_interrupted(state.recorder, exitstatus)
+    try:
+        key = load_private_key(state.signing_key_path) if state.signing_key_path else None
+        state.output = write_run(reports_dir(config), state.meta, state.recorder, state.catalog, signing_key=key,
+                                 copies={JUNIT: _path(config.option.xmlpath),
+                                         CUCUMBER: _path(getattr(config.option, "cucumber_json_path", None))},
+                                 extra_scan=_extra_scan(config))
+    except (OSError, SigningKeyError, ValueError) as exc:
+        state.error = state.recorder.redact_text(f"{type(exc).__name__}: {exc}")
+    if state.error or (state.output and (state.output.leaks or state.output.verdict == "FAILED")):
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _quiet_scratch_writers(config: pytest.Config, state: RunState) -> None:
+    """JUnit and cucumber files this plugin asked for are written by now and copied into the run folder later;
+    unregister their writers so the terminal does not point operators at a temp file about to be deleted."""
+    if JUNIT in state.own_outputs:
+        writer = config.stash.get(junit_xml_key, None)
+        if writer is not None:
+            del config.stash[junit_xml_key]
+            config.pluginmanager.unregister(writer)
+    if CUCUMBER in state.own_outputs and getattr(config, "_bddcucumberjson", None) is not None:
+        config.pluginmanager.unregister(config._bddcucumberjson)  # type: ignore[attr-defined]
+        del config._bddcucumberjson  # type: ignore[attr-defined]
+
+
+def _close_interrupted(recorder: Recorder, exitstatus: int) -> None:
+    """A scenario still open at session end was cut short (Ctrl-C, pytest -x, a crash): say so in the evidence
+    rather than leave it looking merely 'not run'."""
+    scenario = recorder.current_scenario
+    if scenario is None:
+        return
+    running = next((s for s in scenario.steps if s.status == "running"), None)
+    if running is not None:
+        running.status, running.end = "interrupted", utc_now()
+    where = f" during step '{running.keyword} {running.text}'" if running else ""
+    scenario.status = "error"
+    scenario.reason = f"the session ended (exit status {int(exitstatus)}) before this scenario finished{where}"
+    recorder.end_scenario()
+
+
+def _path(value: object) -> Path | None:
+    return Path(str(value)) if value else None
+
+
+def _extra_scan(config: pytest.Config) -> list[Path]:
+    """Files outside the run folder the run wrote: the operator's own --junitxml/--cucumberjson and log file."""
+    paths = [config.option.xmlpath, getattr(config.option, "cucumber_json_path", None),
+             getattr(config.option, "log_file", None)]
+    scratch = state_of(config).scratch
+    written = [Path(p) for p in paths if p and scratch not in Path(p).parents]
+    return written + list(state_of(config).recorder.artifacts)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None or (state.output is None and state.error is None):
+        return
+    tr = terminalreporter
+    tr.section("evidence", sep="=")
+    if state.error:
+        tr.write_line(f"evidence could not be written: {state.error}", red=True)
+        return
+    out = state.output
+    assert out is not None
+    tr.write_line(f"run folder: {out.folder}")
+    tr.write_line(f"verdict: {out.verdict}", green=out.verdict == "PASSED", red=out.verdict == "FAILED")
+    for reason in out.reasons:
+        tr.write_line(f"  {reason}", red=True)
+    for leak in out.leaks:
+        tr.write_line(f"SECRET LEAK: {leak.message()}; the run fails", red=True)
+    tr.write_line(f"signing key: {state.meta.signing_key}; public key {out.public_key_fingerprint}")
+    tr.write_line(f"verify with: rotation verify-evidence {out.folder}")
