@@ -6,7 +6,6 @@ kept with the rest of the run's state in `config.stash`; nothing lives in module
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import uuid
@@ -14,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _pytest.junitxml import xml_key as junit_xml_key
-from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from rotation.evidence.controls import Catalog, load_catalog
 from rotation.evidence.metadata import RunMetadata, git_state, package_versions
 from rotation.evidence.recorder import Recorder, ScenarioRecord, StepRecord, strip_url_passwords, utc_now
 from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, write_run
 from rotation.evidence.signing import SigningKeyError, load_private_key
+from rotation_pytest.bdd import scenario_template, unregister_cucumber_writer, unregister_junit_writer
+from rotation_pytest.fixtures import operator_of, target_of
 
 # pytest's own marks are not Gherkin tags; everything else on a scenario item came from a tag.
 BUILTIN_MARKS = frozenset({"parametrize", "usefixtures", "filterwarnings", "skip", "skipif", "xfail"})
@@ -44,38 +43,6 @@ class RunState:
 STATE = pytest.StashKey[RunState]()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("evidence", "SOC 2 evidence")
-    group.addoption("--approver", default=None, help="who approved the change (required with --target live)")
-    group.addoption("--change-id", default=None, help="the change ticket id (required with --target live)")
-    group.addoption("--signing-key", default=os.environ.get("ROTATION_SIGNING_KEY"),
-                    help="Ed25519 private key (unencrypted PEM) that signs the evidence manifest (or env "
-                         "ROTATION_SIGNING_KEY); without one a per-run key is generated and only its public key kept")
-    group.addoption("--reports-dir", default=None,
-                    help="where run folders are written (default: reports/ under rootdir)")
-
-
-def _option(config: pytest.Config, name: str, default: object = None) -> object:
-    """Options the root conftest owns (--target, --operator) may be absent in other projects using the plugin."""
-    try:
-        value = config.getoption(name)
-    except ValueError:
-        return default
-    return default if value is None else value
-
-
-def _operator(config: pytest.Config) -> str:
-    from_option = _option(config, "operator")
-    if from_option:
-        return str(from_option)
-    try:
-        import getpass
-
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid-{os.getuid()}"
-
-
 def _check_live(target: str, approver: str | None, change_id: str | None) -> None:
     missing = [name for name, value in (("--approver", approver), ("--change-id", change_id)) if not value]
     if target == "live" and missing:
@@ -85,13 +52,13 @@ def _check_live(target: str, approver: str | None, change_id: str | None) -> Non
 
 @pytest.hookimpl(tryfirst=True)  # before junitxml and pytest-bdd read their output paths
 def pytest_configure(config: pytest.Config) -> None:
-    target = str(_option(config, "target", "staging"))
+    target = target_of(config)
     approver, change_id = config.getoption("approver"), config.getoption("change_id")
     _check_live(target, approver, change_id)
     key_option = config.getoption("signing_key")
     scratch = Path(tempfile.mkdtemp(prefix="rotation-evidence-"))
     commit, dirty = git_state(config.rootpath)
-    meta = RunMetadata(run_id=str(uuid.uuid4()), target=target, operator=_operator(config), approver=approver,
+    meta = RunMetadata(run_id=str(uuid.uuid4()), target=target, operator=operator_of(config), approver=approver,
                        change_id=change_id, started=utc_now(), git_commit=commit, git_dirty=dirty,
                        packages=package_versions(),
                        invocation=[strip_url_passwords(a) for a in config.invocation_params.args],
@@ -128,14 +95,6 @@ def evidence(pytestconfig: pytest.Config) -> Recorder:
 
 
 # --- collection: every scenario names at least one known control ----------------------------------------------------
-def scenario_template(item: pytest.Item) -> object | None:
-    func = getattr(item, "obj", None)
-    try:
-        return scenario_wrapper_template_registry.get(func) if func is not None else None
-    except TypeError:  # not weak-referenceable: not a scenario
-        return None
-
-
 def item_tags(item: pytest.Item) -> list[str]:
     return sorted({m.name for m in item.iter_markers()} - BUILTIN_MARKS)
 
@@ -301,13 +260,9 @@ def _quiet_scratch_writers(config: pytest.Config, state: RunState) -> None:
     """JUnit and cucumber files this plugin asked for are written by now and copied into the run folder later;
     unregister their writers so the terminal does not point operators at a temp file about to be deleted."""
     if JUNIT in state.own_outputs:
-        writer = config.stash.get(junit_xml_key, None)
-        if writer is not None:
-            del config.stash[junit_xml_key]
-            config.pluginmanager.unregister(writer)
-    if CUCUMBER in state.own_outputs and getattr(config, "_bddcucumberjson", None) is not None:
-        config.pluginmanager.unregister(config._bddcucumberjson)  # type: ignore[attr-defined]
-        del config._bddcucumberjson  # type: ignore[attr-defined]
+        unregister_junit_writer(config)
+    if CUCUMBER in state.own_outputs:
+        unregister_cucumber_writer(config)
 
 
 def _close_interrupted(recorder: Recorder, exitstatus: int) -> None:

@@ -1,32 +1,67 @@
-"""pytest fixtures for the world a scenario acts on: staging stand-ins, or the live systems behind guardrails."""
+"""Fixtures for what a scenario acts on: the deployment configuration, and the deployment itself (a staging world of
+stand-ins, or the live systems behind the live guard)."""
 
 from __future__ import annotations
 
+import getpass
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rotation.core.app_control import AppCommands
+from rotation.core.config import Config, ConfigError, Credential, load_config
+from rotation.core.deployment import Deployment, Target, app_commands
 from staging.postgres import StagingServer, staging_server
 from staging.provider_standins import ProviderStandIns, provider_standins
-from staging.world import World, staging_world
+from staging.world import staging_world
+
+CONFIG = pytest.StashKey[Config]()
+
+
+def default_operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"
+
+
+def config_of(config: pytest.Config) -> Config:
+    """The deployment configuration, loaded once per session (an error in it stops the run before anything)."""
+    if CONFIG not in config.stash:
+        try:
+            config.stash[CONFIG] = load_config(config.getoption("config"))
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return config.stash[CONFIG]
+
+
+def target_of(config: pytest.Config) -> Target:
+    return "live" if config.getoption("target") == "live" else "staging"
+
+
+def operator_of(config: pytest.Config) -> str:
+    return str(config.getoption("operator") or default_operator())
 
 
 @pytest.fixture(scope="session")
-def target(pytestconfig: pytest.Config) -> str:
-    return str(pytestconfig.getoption("target"))
+def rotation_config(pytestconfig: pytest.Config) -> Config:
+    return config_of(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def target(pytestconfig: pytest.Config) -> Target:
+    return target_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")
 def operator(pytestconfig: pytest.Config) -> str:
-    from conftest import default_operator
-
-    return pytestconfig.getoption("operator") or default_operator()
+    return operator_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")
-def pg_server(pytestconfig: pytest.Config, target: str) -> Iterator[StagingServer | None]:
+def pg_server(pytestconfig: pytest.Config, target: Target) -> Iterator[StagingServer | None]:
     """Staging: one PostgreSQL server for the session (a DSN given, Docker, or a private cluster). Live: none."""
     if target == "live":
         yield None
@@ -35,13 +70,15 @@ def pg_server(pytestconfig: pytest.Config, target: str) -> Iterator[StagingServe
         yield server
 
 
-PROVIDER_CREDENTIALS = ("twilio_token", "whatsapp_token", "smtp_password")
+def uses_providers(item: pytest.Item, config: Config) -> bool:
+    return any(item.get_closest_marker(c.type) for c in config.credentials if c.provider != "database")
 
 
 @pytest.fixture
-def standins(request: pytest.FixtureRequest, target: str, tmp_path: Path) -> Iterator[ProviderStandIns | None]:
+def standins(request: pytest.FixtureRequest, target: Target, rotation_config: Config,
+             tmp_path: Path) -> Iterator[ProviderStandIns | None]:
     """Staging scenarios tagged with a provider credential: the Twilio, Graph and SMTP stand-ins. Otherwise none."""
-    if target == "live" or not any(request.node.get_closest_marker(m) for m in PROVIDER_CREDENTIALS):
+    if target == "live" or not uses_providers(request.node, rotation_config):
         yield None
         return
     with provider_standins(tmp_path / "providers") as started:
@@ -49,30 +86,45 @@ def standins(request: pytest.FixtureRequest, target: str, tmp_path: Path) -> Ite
 
 
 @pytest.fixture
-def provider_env(standins: ProviderStandIns | None) -> dict[str, str]:
-    """Extra .env settings a staging world needs for provider stand-ins."""
-    return standins.env() if standins else {}
-
-
-@pytest.fixture
-def world(pytestconfig: pytest.Config, target: str, pg_server: StagingServer | None, tmp_path: Path,
-          provider_env: dict[str, str]) -> Iterator[World]:
+def deployment(pytestconfig: pytest.Config, target: Target, rotation_config: Config, operator: str,
+               pg_server: StagingServer | None, standins: ProviderStandIns | None,
+               tmp_path: Path) -> Iterator[Deployment]:
     """Staging: a fresh CRM database, .env and running app stand-in for this scenario. Live: the configured systems."""
     if target == "live":
-        yield live_world(pytestconfig)
+        yield live_deployment(pytestconfig)
         return
     assert pg_server is not None
-    with staging_world(pg_server.admin_dsn, tmp_path / "app", rows=pytestconfig.getoption("rows"),
-                       server_log=pg_server.server_log, extra_env=provider_env) as staged:
+    with staging_world(pg_server.admin_dsn, tmp_path / "app", rotation_config, rows=pytestconfig.getoption("rows"),
+                       operator=operator, server_log=pg_server.server_log,
+                       extra_env=standins.env() if standins else None) as staged:
         yield staged
 
 
-def live_world(config: pytest.Config) -> World:
+def live_app(config: pytest.Config, rotation_config: Config) -> AppCommands:
+    """The configuration's [app], with any --app-* option given on the command line taking precedence."""
+    base = app_commands(rotation_config.app)
+    chosen = {field: config.getoption(option) for field, option in (
+        ("start", "app_start"), ("stop", "app_stop"), ("restart", "app_restart"), ("reload", "app_reload"),
+        ("health_url", "health_url"), ("health_timeout_s", "health_timeout"))}
+    return AppCommands(**{field: base.__dict__[field] if value is None else value for field, value in chosen.items()})
+
+
+def live_deployment(config: pytest.Config) -> Deployment:
     dsn, env_file = config.getoption("dsn"), config.getoption("env_file")
     if not dsn or not env_file:
         raise pytest.UsageError("--target live needs --dsn (or ROTATION_DSN) and --env-file naming the live systems")
-    commands = AppCommands(start=config.getoption("app_start"), stop=config.getoption("app_stop"),
-                           restart=config.getoption("app_restart"), reload=config.getoption("app_reload"),
-                           health_url=config.getoption("health_url"),
-                           health_timeout_s=config.getoption("health_timeout"))
-    return World("live", dsn, Path(env_file), commands)
+    rotation_config = config_of(config)
+    return Deployment("live", dsn, Path(env_file), live_app(config, rotation_config), rotation_config,
+                      operator_of(config))
+
+
+@pytest.fixture
+def world(deployment: Deployment) -> Deployment:
+    """TRANSITION (issue 9): the old name of `deployment`; removed when every steps module is rewritten."""
+    return deployment
+
+
+@pytest.fixture
+def scenario_credential(request: pytest.FixtureRequest, rotation_config: Config) -> Credential | None:
+    """The credential a scenario rotates, from its credential tag (@db_encryption_key, @twilio_token, ...)."""
+    return next((c for c in rotation_config.credentials if request.node.get_closest_marker(c.type)), None)

@@ -27,7 +27,7 @@ import psycopg
 import requests
 from dotenv import dotenv_values
 
-from rotation.core.keys import fingerprint
+from rotation.core.secret import Secret, fingerprint
 from rotation.providers.base import Provider, ProviderError, RetryPolicy
 
 Check = Callable[[dict[str, str]], dict[str, object]]
@@ -57,13 +57,13 @@ def check_database(env: dict[str, str]) -> dict[str, object]:
 HEALTH_POLICY = RetryPolicy(attempts=2, first_delay_s=0.05, max_delay_s=0.05, timeout_s=2.0)
 
 
-def check_provider(provider: Provider, credential: str) -> dict[str, object]:
+def check_provider(provider: Provider, credential: Secret) -> dict[str, object]:
     """The provider's read-only call with the credential the app loaded (Twilio account fetch, Graph phone-number
     GET, SMTP STARTTLS + AUTH)."""
     try:
         result = provider.check(credential)
     except (ProviderError, KeyError, ValueError) as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "credential_fingerprint": fingerprint(credential)}
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "credential_fingerprint": credential.fingerprint}
     return {"ok": result.accepted, "status": result.status, "code": result.code, "detail": result.detail,
             "credential_fingerprint": result.credential_fp}
 
@@ -71,20 +71,21 @@ def check_provider(provider: Provider, credential: str) -> dict[str, object]:
 def check_twilio(env: dict[str, str]) -> dict[str, object]:
     from rotation.providers.twilio import TwilioProvider, TwilioSettings  # lazy: start/stop/reload stay quick
 
-    return check_provider(TwilioProvider(TwilioSettings.from_env(env, HEALTH_POLICY)), env["TWILIO_AUTH_TOKEN"])
+    return check_provider(TwilioProvider(TwilioSettings.from_env(env, HEALTH_POLICY)), Secret(env["TWILIO_AUTH_TOKEN"]))
 
 
 def check_whatsapp(env: dict[str, str]) -> dict[str, object]:
     from rotation.providers.whatsapp import GraphSettings, WhatsAppProvider
 
-    return check_provider(WhatsAppProvider(GraphSettings.from_env(env, HEALTH_POLICY)), env["WHATSAPP_ACCESS_TOKEN"])
+    provider = WhatsAppProvider(GraphSettings.from_env(env, HEALTH_POLICY))
+    return check_provider(provider, Secret(env["WHATSAPP_ACCESS_TOKEN"]))
 
 
 def check_smtp(env: dict[str, str]) -> dict[str, object]:
     from rotation.providers.smtp import OperatorConsole, SmtpProvider, SmtpSettings
 
     provider = SmtpProvider(SmtpSettings.from_env(env, HEALTH_POLICY), OperatorConsole(environ={}))
-    return check_provider(provider, env["SMTP_PASSWORD"])
+    return check_provider(provider, Secret(env["SMTP_PASSWORD"]))
 
 
 CHECKS: dict[str, tuple[str, Check]] = {

@@ -24,15 +24,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from rotation.core.secret import Secret
 from staging.http_standin import Faults, Reply, Request, serve
 
 DEFAULT_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 
 
-def new_token() -> Secret:
+def new_token() -> str:
     """Graph tokens are long opaque strings beginning EAA."""
-    return Secret("EAA" + secrets.token_urlsafe(96))
+    return "EAA" + secrets.token_urlsafe(96)
 
 
 def oauth_error(message: str, subcode: int | None = None) -> Reply:
@@ -52,7 +51,7 @@ def graph_error(status: int, code: int, message: str, kind: str = "GraphMethodEx
 class GraphStandIn:
     version: str = "v21.0"
     app_id: str = field(default_factory=lambda: str(secrets.randbelow(9 * 10**14) + 10**14))
-    app_secret: str = field(default_factory=lambda: Secret(secrets.token_hex(16)), repr=False)  # no secret in a report
+    app_secret: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)  # no secret in a report
     system_user_id: str = field(default_factory=lambda: str(secrets.randbelow(9 * 10**14) + 10**14))
     phone_number_id: str = field(default_factory=lambda: str(secrets.randbelow(9 * 10**14) + 10**14))
     display_phone_number: str = "+1 555-010-0199"
@@ -67,7 +66,7 @@ class GraphStandIn:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- admin -------------------------------------------------------------------------------------------------
-    def mint(self) -> Secret:
+    def mint(self) -> str:
         """A system-user token as the Business Manager console would issue it."""
         token = new_token()
         with self.lock:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rotation.core.keys import generate_key
-from rotation.core.secret import Secret
 from staging.graph_standin import GraphStandIn, graph_standin
 from staging.smtp_standin import SmtpStandIn, StandInConsole, smtp_standin
 from staging.twilio_standin import TwilioStandIn, twilio_standin
@@ -24,8 +23,8 @@ class ProviderStandIns:
     twilio: TwilioStandIn
     graph: GraphStandIn
     smtp: SmtpStandIn
-    whatsapp_token: Secret
-    smtp_password: Secret
+    whatsapp_token: str
+    smtp_password: str
 
     @property
     def smtp_console(self) -> StandInConsole:
@@ -63,6 +62,6 @@ class ProviderStandIns:
 @contextlib.contextmanager
 def provider_standins(directory: Path) -> Iterator[ProviderStandIns]:
     with twilio_standin() as twilio, graph_standin() as graph, smtp_standin(directory / "smtp-tls") as smtp:
-        password = Secret(generate_key())
+        password = generate_key().reveal()
         smtp.add_password(password)
         yield ProviderStandIns(twilio, graph, smtp, graph.mint(), password)

@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from rotation.core.keys import fingerprint, generate_key
-from rotation.core.secret import Secret
+from rotation.core.keys import generate_key
+from rotation.core.secret import Secret, fingerprint
 from rotation.providers.base import ProviderError
 from staging.http_standin import Faults as HttpFaults
 from staging.http_standin import Reply, Request, serve
@@ -215,12 +215,12 @@ class StandInConsole:
     console_url: str
 
     def obtain(self) -> Secret:
-        password = Secret(generate_key())
-        self._post("create a password", "/_admin/passwords", {"add": password})
+        password = generate_key()
+        self._post("create a password", "/_admin/passwords", {"add": password.reveal()})
         return password
 
-    def retire(self, old: str) -> None:
-        self._post("revoke the old password", "/_admin/passwords/revoke", {"remove": old})
+    def retire(self, old: Secret) -> None:
+        self._post("revoke the old password", "/_admin/passwords/revoke", {"remove": old.reveal()})
 
     def _post(self, what: str, path: str, body: dict[str, str]) -> None:
         try:

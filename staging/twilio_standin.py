@@ -26,7 +26,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from rotation.core.secret import Secret
 from staging.http_standin import Faults, Reply, Request, serve
 
 AUTHENTICATE = {"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003",
@@ -36,9 +35,9 @@ MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages\.
 MESSAGE = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages/(?P<msg>SM[0-9a-f]{32})\.json$")
 
 
-def new_token() -> Secret:
+def new_token() -> str:
     """Twilio auth tokens are 32 lowercase hex characters."""
-    return Secret(secrets.token_hex(16))
+    return secrets.token_hex(16)
 
 
 def new_sid(prefix: str) -> str:

@@ -10,7 +10,8 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from rotation.core import app_control, envfile
-from rotation.core.keys import MIN_KEY_LENGTH, WeakSecretError, fingerprint, generate_key
+from rotation.core.keys import MIN_KEY_LENGTH, WeakSecretError, generate_key
+from rotation.core.secret import fingerprint
 from rotation.db_key import procedure as db_key
 from rotation.db_key.reencrypt import ReencryptionError
 from rotation.db_key.verify import PopulationCheck

@@ -17,9 +17,8 @@ from pytest_bdd import given, parsers, then, when
 
 from rotation.core import app_control, envfile
 from rotation.core.database import connect
-from rotation.core.keys import fingerprint
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
-from rotation.core.secret import Secret
+from rotation.core.secret import Secret, fingerprint
 from rotation.db_key import procedure as db_key
 from rotation.emergency import access_review, notify, post_incident
 from rotation.emergency.incident import IncidentRecord, iso, utc_now
@@ -29,7 +28,8 @@ from rotation.monitoring import alerts
 from rotation.providers.base import Provider
 from rotation.providers.factory import STAGING_POLICY, provider_for
 from rotation.providers.smtp import OperatorConsole
-from rotation_pytest.emergency import INCIDENT, INCIDENT_REPORT, say, stakeholder_option
+from rotation_pytest.emergency import INCIDENT, INCIDENT_REPORT, stakeholders_of
+from rotation_pytest.progress import say
 from staging.provider_standins import ProviderStandIns, provider_standins
 from staging.seed_activity import seed_activity, staging_policy
 from staging.world import World, staging_world
@@ -92,8 +92,8 @@ def review_policy(pytestconfig: pytest.Config, target: str) -> access_review.Rev
 
 @pytest.fixture(scope="session")
 def stakeholders(pytestconfig: pytest.Config) -> notify.Stakeholders:
-    return notify.Stakeholders(*(notify.split_addresses(stakeholder_option(pytestconfig, name)) for name in
-                                 ("notify_security", "notify_sysadmins", "notify_compliance")))
+    s = stakeholders_of(pytestconfig)
+    return notify.Stakeholders(s.security_team, s.system_administrators, s.compliance_officer)
 
 
 # --- the rotation in flight (one credential per scenario) ------------------------------------------------------------

@@ -18,7 +18,8 @@ from psycopg.conninfo import conninfo_to_dict
 from pytest_bdd import given, then, when
 
 from rotation.core import envfile
-from rotation.core.keys import fingerprint, generate_key
+from rotation.core.keys import generate_key
+from rotation.core.secret import fingerprint
 from rotation.db_key import procedure as db_key
 from rotation.hygiene import checks as hygiene
 from rotation.monitoring import status

@@ -14,9 +14,8 @@ from pytest_bdd import given, parsers, then, when
 
 from rotation.core import app_control, envfile
 from rotation.core.database import connect
-from rotation.core.keys import fingerprint, sha256_hex
 from rotation.core.rotation_log import find_rotation
-from rotation.core.secret import Secret, secret
+from rotation.core.secret import Secret, fingerprint, secret, sha256_hex
 from rotation.providers import procedure as rotation
 from rotation.providers.base import CheckResult, Delivery, Provider, RetryPolicy
 from rotation.providers.factory import STAGING_POLICY, provider_for

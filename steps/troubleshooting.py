@@ -19,7 +19,8 @@ from pytest_bdd import given, then, when
 
 from rotation.cli import main as rotation_cli
 from rotation.core import app_control, envfile
-from rotation.core.keys import fingerprint, generate_key
+from rotation.core.keys import generate_key
+from rotation.core.secret import fingerprint
 from rotation.db_key import procedure as db_key
 from rotation.providers.base import CheckResult, Provider, RetryPolicy
 from rotation.providers.factory import STAGING_POLICY, provider_for

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -42,14 +43,58 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class StepResult:
+    """One step of one scenario, as the run's signed evidence (evidence.jsonl) records it."""
+
+    scenario: str
+    keyword: str
+    text: str
+    status: str  # passed / failed / undefined / not run / interrupted
+    error: str | None
+
+    @property
+    def step(self) -> str:
+        return f"{self.keyword} {self.text}"
+
+
+def read_evidence(folder: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (folder / "evidence.jsonl").read_text().splitlines() if line.strip()]
+
+
+def step_results(folder: Path) -> list[StepResult]:
+    entries = read_evidence(folder)
+    names = {e["nodeid"]: str(e["name"]) for e in entries if e["type"] == "scenario"}
+    return [StepResult(names.get(str(e["scenario"]), str(e["scenario"])), str(e["keyword"]), str(e["text"]),
+                       str(e["status"]), e.get("error"))  # type: ignore[arg-type]
+            for e in entries if e["type"] == "step"]
+
+
+def newest_run_folder(reports: Path) -> Path | None:
+    folders = sorted((p for p in reports.glob("*-*") if p.is_dir() and (p / "evidence.jsonl").exists()),
+                     key=lambda p: p.stat().st_mtime_ns)
+    return folders[-1] if folders else None
+
+
+@dataclass(frozen=True)
 class SuiteRun:
     returncode: int
     output: str
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    run_folder: Path | None = None
 
     def only(self) -> Outcome:
         assert len(self.outcomes) == 1, f"expected one scenario, ran {list(self.outcomes)}\n{self.output[-3000:]}"
         return next(iter(self.outcomes.values()))
+
+    def steps(self) -> list[StepResult]:
+        assert self.run_folder is not None, f"the run wrote no evidence:\n{self.output[-3000:]}"
+        return step_results(self.run_folder)
+
+    def failed_step(self) -> StepResult:
+        """The one step the evidence records as failed (the negative controls assert which one, and why)."""
+        failed = [s for s in self.steps() if s.status == "failed"]
+        assert len(failed) == 1, f"expected exactly one failed step, the evidence has {failed}\n{self.output[-3000:]}"
+        return failed[0]
 
 
 @dataclass(frozen=True)
@@ -67,7 +112,8 @@ class SuiteRunner:
                    "--reports-dir", str(self.workdir / "reports"), *args]
         done = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout_s,
                               check=False)
-        return SuiteRun(done.returncode, done.stdout + done.stderr, read_junit(junit) if junit.exists() else {})
+        return SuiteRun(done.returncode, done.stdout + done.stderr, read_junit(junit) if junit.exists() else {},
+                        newest_run_folder(self.workdir / "reports"))
 
 
 def read_junit(path: Path) -> dict[str, Outcome]:

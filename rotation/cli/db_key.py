@@ -8,13 +8,14 @@ import os
 import sys
 from pathlib import Path
 
+from rotation.cli.parsing import SubParsers
 from rotation.core import app_control, envfile, state
-from rotation.core.keys import fingerprint
+from rotation.core.secret import fingerprint
 from rotation.db_key import procedure as db_key
 from rotation.db_key.reencrypt import Progress
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: SubParsers) -> None:
     p = sub.add_parser("db-key", help="rotate DB_ENCRYPTION_KEY and re-encrypt all client PII (runbook section 1)")
     p.add_argument("action", choices=("rotate", "resume"),
                    help="rotate: start a new rotation; resume: finish one a crash interrupted")

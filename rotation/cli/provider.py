@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 
+from rotation.cli.parsing import SubParsers
 from rotation.core import envfile, state
 from rotation.core.app_control import AppCommands, AppControlError
 from rotation.providers import procedure as rotation
@@ -25,7 +26,7 @@ from rotation.providers.factory import CREDENTIAL_TYPES, NAMES, provider_for
 KILL_AFTER_ENV = "ROTATION_TEST_KILL_AFTER"  # crash-safety tests: SIGKILL this process once the named step is recorded
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: SubParsers) -> None:
     p = sub.add_parser("provider", help="rotate TWILIO_AUTH_TOKEN, WHATSAPP_ACCESS_TOKEN or SMTP_PASSWORD "
                                         "(runbook sections 2-4)", description=__doc__)
     p.add_argument("action", choices=("rotate", "resume"),

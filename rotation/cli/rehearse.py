@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import pytest
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from rotation.cli.features import run_features
+from rotation.cli.parsing import SubParsers
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: SubParsers) -> None:
     p = sub.add_parser("rehearse", help="run every procedure in staging and write reports/<timestamp>-staging/",
                        description="Run every runbook procedure against staging stand-ins. Any other arguments go "
                                    "to pytest as they are (e.g. -m emergency, --dsn=..., --rows=20000).")
@@ -18,6 +16,4 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    extra = [a for a in args.unknown_args if a != "--"]
-    return int(pytest.main(["-c", str(PROJECT_ROOT / "pytest.ini"), "--rootdir", str(PROJECT_ROOT),
-                            "--target", "staging", str(PROJECT_ROOT / "steps"), *extra]))
+    return run_features("--target=staging", *[a for a in args.unknown_args if a != "--"])

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import psycopg
 
+from rotation.cli.parsing import SubParsers
 from rotation.monitoring import alerts, status
 
 EXIT_ERROR = 3
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: SubParsers) -> None:
     p = sub.add_parser("status", help="rotation status per credential (exit 0 current, 1 due, 2 expired)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dsn", default=os.environ.get("ROTATION_DSN"),

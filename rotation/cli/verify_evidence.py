@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rotation.cli.parsing import SubParsers
 from rotation.evidence.verify import verify_folder
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: SubParsers) -> None:
     p = sub.add_parser("verify-evidence", help="verify a run folder: hash chain, file hashes, Ed25519 signature",
                        description="Exit 0 when every check passes; 1 naming each file that does not match; "
                                    "2 when DIR is not a folder.")

@@ -6,6 +6,19 @@ from importlib import resources
 
 import psycopg
 from psycopg import errors
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+
+from rotation.core.secret import Secret
+
+
+class SecretDumper(Dumper):
+    """Sends a Secret as a text parameter: the value reaches the server only as a bound parameter."""
+
+    format = Format.TEXT
+
+    def dump(self, obj: Secret) -> bytes:
+        return obj.reveal().encode()
 
 
 class SecretLoggingRiskError(RuntimeError):
@@ -15,6 +28,7 @@ class SecretLoggingRiskError(RuntimeError):
 def connect(dsn: str, *, autocommit: bool = False, application_name: str = "rotation-runbook") -> psycopg.Connection:
     """Open a connection with parameter logging off where the role may set it; refuse when keys would be logged."""
     conn = psycopg.connect(dsn, autocommit=autocommit, application_name=application_name)
+    conn.adapters.register_dumper(Secret, SecretDumper)
     try:
         protect_parameters(conn)
     except BaseException:

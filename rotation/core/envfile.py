@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import re
 import stat
@@ -10,6 +11,9 @@ import tempfile
 from pathlib import Path
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+
+from rotation.core.secret import Secret, reveal
 
 SECURE_MODE = 0o600
 
@@ -29,6 +33,10 @@ def get_value(path: Path, name: str) -> str:
     if not value:
         raise EnvFileError(f"{name} is not set in {path}")
     return value
+
+
+def get_secret(path: Path, name: str) -> Secret:
+    return Secret(get_value(path, name))
 
 
 def file_mode(path: Path) -> int:
@@ -60,18 +68,50 @@ def backups(path: Path) -> list[Path]:
     return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
 
 
-def set_value(path: Path, name: str, value: str) -> None:
-    """Replace (or append) NAME=value: temp file in the same directory, fsync, rename; mode 0600; comments kept."""
-    if "\n" in value or "\r" in value:
-        raise EnvFileError(f"the new value of {name} contains a line break")
-    text = path.read_text()
-    line = f"{name}={value}"
-    pattern = re.compile(rf"^(export\s+)?{re.escape(name)}\s*=.*$", re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda m: (m.group(1) or "") + line, text, count=1)
-    else:
-        text = text + ("" if text.endswith("\n") or not text else "\n") + line + "\n"
-    _write_atomically(path, text.encode())
+# python-dotenv (which the app uses) expands ${NAME} and ${NAME:-default} in every value, quoted or not, and has no
+# escape for it; inside single quotes it decodes only \\ and \'. A universal-newline read turns \r into \n.
+_INTERPOLATED = re.compile(r"\$\{[^}:]*(?::-[^}]*)?\}")
+
+
+def encode_value(value: Secret | str, *, name: str = "the value") -> str:
+    """The .env form of a value that python-dotenv reads back exactly: single quotes, with \\ and \' escaped.
+    Raises EnvFileError for a value no .env line can carry."""
+    text = reveal(value)
+    problems = []
+    if "\r" in text or "\x00" in text:
+        problems.append("a carriage return or NUL character")
+    if _INTERPOLATED.search(text):
+        problems.append("a ${...} sequence, which python-dotenv replaces with an environment variable")
+    if problems:
+        raise EnvFileError(f"{name} cannot be written to .env so that python-dotenv reads it back unchanged: it "
+                           f"contains {' and '.join(problems)}; choose another value")
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def set_value(path: Path, name: str, value: Secret | str) -> None:
+    """Replace (or append) NAME=value: temp file in the same directory, fsync, rename; mode 0600; every other line
+    kept byte for byte. The file is read back with python-dotenv and compared before this returns; on a mismatch the
+    previous file is put back and EnvFileError raised."""
+    encoded = encode_value(value, name=f"the new {name}")
+    before = path.read_bytes()
+    _write_atomically(path, _replace_binding(before.decode(), name, f"{name}={encoded}").encode())
+    if read_env(path).get(name) != reveal(value):
+        _write_atomically(path, before)
+        raise EnvFileError(f"{name} did not read back from {path.name} as written; {path.name} was put back as it was")
+
+
+def _replace_binding(text: str, name: str, assignment: str) -> str:
+    """The file with the last binding of `name` replaced (python-dotenv's last one wins), or the assignment appended.
+    Bindings come from python-dotenv's own parser, so quoted and multi-line values are replaced whole."""
+    bindings = list(parse_stream(io.StringIO(text)))
+    found = [i for i, b in enumerate(bindings) if b.key == name]
+    parts = [b.original.string for b in bindings]
+    if not found:
+        return text + ("" if text.endswith("\n") or not text else "\n") + assignment + "\n"
+    original = parts[found[-1]]
+    lead = re.match(r"\s*(?:export\s+)?", original)
+    parts[found[-1]] = (lead.group(0) if lead else "") + assignment + "\n"
+    return "".join(parts)
 
 
 def restore(backup_file: Path, path: Path) -> None:

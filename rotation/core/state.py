@@ -3,6 +3,10 @@
 The state lives beside .env in `.rotation-state.json` (mode 0600) and names credentials by fingerprint only. A run
 killed after any step leaves a state the next run reads to finish the rotation; a new rotation refuses to start over
 a stale PENDING unless told to abandon it.
+
+A PENDING credential that has not reached .env yet is kept in `.rotation-pending.<type>` beside it (mode 0600, the
+same protection as .env), so a run killed before `.env` changes can finish without asking the provider again.
+Every rotation has an id (`rotation_id`), recorded in the evidence of every run that works on it.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ import datetime as dt
 import json
 import os
 import tempfile
+import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
+
+from rotation.core.secret import Secret
 
 Step = Literal["create", "set", "test", "finish"]
 STEPS: tuple[Step, ...] = ("create", "set", "test", "finish")
@@ -35,6 +42,7 @@ class RotationState:
     started_at: str
     updated_at: str
     backup: str | None = None
+    rotation_id: str = ""
 
     @property
     def in_progress(self) -> bool:
@@ -67,7 +75,7 @@ def begin(env_file: Path, credential: str, *, current_fp: str, pending_fp: str, 
             f"which credential .env and the provider hold")
     now = _now()
     state = RotationState(credential, "create", pending_fp, current_fp, existing.current_fp if existing else None,
-                          reason, now, now, str(backup) if backup else None)
+                          reason, now, now, str(backup) if backup else None, str(uuid.uuid4()))
     _save(env_file, state)
     return state
 
@@ -86,14 +94,36 @@ def advance(env_file: Path, credential: str, step: Step) -> RotationState:
     return state
 
 
+def pending_path(env_file: Path, credential: str) -> Path:
+    return env_file.with_name(f".rotation-pending.{credential}")
+
+
+def write_pending(env_file: Path, credential: str, value: Secret) -> None:
+    _write_private(pending_path(env_file, credential), value.reveal())
+
+
+def read_pending(env_file: Path, credential: str) -> Secret | None:
+    path = pending_path(env_file, credential)
+    return Secret(path.read_text()) if path.exists() else None
+
+
+def discard_pending(env_file: Path, credential: str) -> None:
+    pending_path(env_file, credential).unlink(missing_ok=True)
+
+
 def _save(env_file: Path, state: RotationState) -> None:
     states = load_all(env_file)
     states[state.credential] = state
-    path = state_path(env_file)
-    fd, tmp = tempfile.mkstemp(prefix=".rotation-state.", dir=path.parent)
+    _write_private(state_path(env_file), json.dumps({k: asdict(v) for k, v in states.items()}, indent=2,
+                                                    sort_keys=True))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write atomically at mode 0600: temp file in the same directory, fsync, rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({k: asdict(v) for k, v in states.items()}, f, indent=2, sort_keys=True)
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from rotation.core import envfile, state
 from rotation.core.database import connect
-from rotation.core.keys import fingerprint, generate_key
+from rotation.core.keys import generate_key
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
+from rotation.core.secret import fingerprint
 from rotation.db_key.reencrypt import CRM_PII, JobResult, ProgressCallback, TableSpec, reencrypt, start_or_resume_job
 from rotation.db_key.verify import PopulationCheck, snapshot, verify
 

@@ -20,7 +20,8 @@ import psycopg
 from psycopg import sql
 
 from rotation.core.database import apply_runbook_schema, connect
-from rotation.core.keys import check_strength, fingerprint
+from rotation.core.keys import check_strength
+from rotation.core.secret import fingerprint
 
 # A random 256-bit key gains nothing from S2K stretching (mode 3 iterates the hash ~65k-250k times to slow down
 # guessing of low-entropy passphrases); stretching is ~97% of pgcrypto's per-value cost. pgp_sym_decrypt reads the

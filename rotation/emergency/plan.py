@@ -1,9 +1,10 @@
-"""The emergency run's plan and guardrails, as pure functions the pytest plugin (rotation_pytest/emergency.py) calls
+"""The plan of a live run and its guardrails, as pure functions the live guard (rotation_pytest/live_guard.py) calls
 before anything is touched.
 
-Order: the provider tokens first (each is dead within seconds, so the exposure window closes fastest), then the
-SMTP password, then the database encryption key (its re-encryption takes longest and stops the app); then the
-access review, the stakeholder notification, and the post-incident audit.
+Emergency order comes from the configuration (`[emergency] order`): the provider tokens first (each is dead within
+seconds, so the exposure window closes fastest), then the SMTP password, then the database encryption key (its
+re-encryption takes longest and stops the app); then the access review, the stakeholder notification, and the
+post-incident audit.
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict
 
+from rotation.core.config import Config, ConfigError, Credential
+
 CONFIRM_ENV = "ROTATION_CONFIRM_LIVE"
-ORDER = ("twilio_token", "whatsapp_token", "smtp_password", "db_encryption_key")
-ALIASES = {"twilio": "twilio_token", "twilio_token": "twilio_token", "whatsapp": "whatsapp_token",
-           "whatsapp_token": "whatsapp_token", "smtp": "smtp_password", "smtp_password": "smtp_password",
-           "db": "db_encryption_key", "db_key": "db_encryption_key", "db_encryption_key": "db_encryption_key",
-           "all": "all"}
 STAGING_DOMAINS = ("example.com", "example.org", "example.net")
 STAGING_DSN_PREFIX = "rotation_scratch_"
 
@@ -30,19 +28,22 @@ class PlanError(ValueError):
     """The operator's selection cannot be planned. The message says how to fix it."""
 
 
-def parse_compromised(text: str | None, *, default_all: bool) -> tuple[str, ...]:
-    """`twilio,whatsapp,smtp,db_encryption_key` (aliases allowed) -> credential types in the emergency order."""
+def parse_compromised(text: str | None, config: Config, *, default_all: bool) -> tuple[str, ...]:
+    """`twilio,whatsapp,smtp,db_encryption_key` (types, provider names or log aliases) -> credential types in the
+    configuration's emergency order."""
     if not text:
-        return ORDER if default_all else ()
-    chosen = set()
+        return config.emergency_order if default_all else ()
+    chosen: set[str] = set()
     for name in (n.strip().lower() for n in text.split(",")):
-        if not name:
-            continue
-        if name not in ALIASES:
-            raise PlanError(f"--compromised: unknown credential {name!r}; choose from twilio, whatsapp, smtp, "
-                            "db_encryption_key (comma-separated) or all")
-        chosen |= set(ORDER) if ALIASES[name] == "all" else {ALIASES[name]}
-    return tuple(c for c in ORDER if c in chosen)
+        if name == "all":
+            chosen |= set(config.types)
+        elif name:
+            try:
+                chosen.add(config.credential(name).type)
+            except ConfigError:
+                raise PlanError(f"--compromised: unknown credential {name!r}; choose from "
+                                f"{', '.join(config.types)} (comma-separated) or all") from None
+    return config.in_emergency_order(chosen)
 
 
 def aware_moment(text: str, option: str) -> dt.datetime:
@@ -101,41 +102,42 @@ class Systems:
     recipients: tuple[str, ...]
 
 
-def system_of(credential: str, s: Systems) -> str:
+def system_of(credential: Credential, s: Systems, config: Config) -> str:
     e = s.env
-    if credential == "twilio_token":
+    if credential.provider == "twilio":
         base = e.get("TWILIO_API_BASE") or "https://accounts.twilio.com + https://api.twilio.com"
         return f"Twilio {base}, account {e.get('TWILIO_ACCOUNT_SID', '?')}"
-    if credential == "whatsapp_token":
+    if credential.provider == "whatsapp":
         base = e.get("GRAPH_API_BASE") or "https://graph.facebook.com"
         return f"Meta Graph API {base}, phone number id {e.get('WHATSAPP_PHONE_NUMBER_ID', '?')}"
-    if credential == "smtp_password":
+    if credential.provider == "smtp":
         return f"SMTP {e.get('SMTP_HOST', '?')}:{e.get('SMTP_PORT', '?')} as {e.get('SMTP_USERNAME', '?')}"
-    return f"PostgreSQL {dsn_summary(s.dsn)} (crm_client_preferences PII)"
+    tables = ", ".join(sorted({c.table for c in config.encrypted_data}))
+    return f"PostgreSQL {dsn_summary(s.dsn)} ({tables})"
 
 
 ACTIONS = {
-    "twilio_token": "create a new auth token and promote it at once (the compromised token dies at promotion); "
-                    "write TWILIO_AUTH_TOKEN; restart; prove the old token gets 401/20003",
-    "whatsapp_token": "issue a new system-user token and revoke the compromised one at once; write "
-                      "WHATSAPP_ACCESS_TOKEN; restart; prove the old token gets 401/190",
-    "smtp_password": "revoke the compromised password at the provider, then take the new one ($SMTP_NEW_PASSWORD or a "
-                     "prompt on live); write SMTP_PASSWORD; restart; prove the old password gets 535",
-    "db_encryption_key": "stop the app; write a new DB_ENCRYPTION_KEY; re-encrypt every PII value; prove 0 values open "
-                         "with the old key; start the app",
+    "twilio": "create a new auth token and promote it at once (the compromised token dies at promotion); "
+              "write {env}; restart; prove the old token is refused",
+    "whatsapp": "issue a new system-user token and revoke the compromised one at once; write {env}; restart; prove "
+                "the old token is refused",
+    "smtp": "revoke the compromised password at the provider, then take the new one ($SMTP_NEW_PASSWORD or a prompt "
+            "on live); write {env}; restart; prove the old password is refused",
+    "database": "stop the app; write a new {env}; re-encrypt every encrypted value; prove no value opens with the old "
+                "key; start the app",
 }
 
 
-def plan_lines(compromised: Iterable[str], s: Systems, *, change_id: str | None, approver: str | None,
-               operator: str, post_incident: bool) -> list[str]:
+def plan_lines(compromised: Iterable[str], s: Systems, config: Config, *, change_id: str | None,
+               approver: str | None, operator: str, post_incident: bool) -> list[str]:
     """The plan an operator reads before confirming: which credentials, which systems, in what order."""
     lines = [f"EMERGENCY ROTATION PLAN  target={s.target}  change={change_id or '-'}  approver={approver or '-'}  "
              f"operator={operator}",
              f"  app: restart `{s.app_restart}`, health {s.health_url}; .env and database {dsn_summary(s.dsn)}"]
     step = 0
-    for step, credential in enumerate(compromised, start=1):
-        lines.append(f"  {step}. {credential} @ {system_of(credential, s)}")
-        lines.append(f"     {ACTIONS[credential]}; log reason 'emergency'")
+    for step, credential in enumerate((config.credential(c) for c in compromised), start=1):
+        lines.append(f"  {step}. {credential.type} @ {system_of(credential, s, config)}")
+        lines.append(f"     {ACTIONS[credential.provider].format(env=credential.env)}; log reason 'emergency'")
     if step == 0:
         lines.append("  (no credential selected for rotation: pass --compromised)")
     lines.append(f"  {step + 1}. access review of crm_data_access_log and crm_communications")
@@ -145,7 +147,7 @@ def plan_lines(compromised: Iterable[str], s: Systems, *, change_id: str | None,
     return lines
 
 
-def staging_defaults_in_use(s: Systems, *, notifying: bool = True) -> list[str]:
+def staging_defaults_in_use(s: Systems) -> list[str]:
     """Settings that only make sense against staging stand-ins; a live run refuses every one of them."""
     found = []
     for name in ("TWILIO_API_BASE", "GRAPH_API_BASE"):
@@ -163,14 +165,18 @@ def staging_defaults_in_use(s: Systems, *, notifying: bool = True) -> list[str]:
     staging_mail = [a for a in s.recipients if a.rpartition("@")[2].lower().endswith(STAGING_DOMAINS)]
     if staging_mail:
         found.append(f"notification recipients at example domains: {', '.join(staging_mail)}")
-    if notifying and not s.recipients:
-        found.append("no notification recipients: pass --notify-security, --notify-sysadmins, --notify-compliance")
     return found
 
 
 def live_refusals(s: Systems, compromised: tuple[str, ...], *, change_id: str | None, approver: str | None,
-                  emergency_selected: bool, review_policy: str | None = "given") -> list[str]:
+                  emergency_selected: bool, review_policy: str | None = "given",
+                  allow_staging_endpoints: bool = False) -> list[str]:
+    """Why a live run must not start. Staging endpoints are refused unless the operator allowed them explicitly
+    (rehearsing the live path against stand-ins); the plan then says so."""
     problems = []
+    if emergency_selected and not s.recipients:
+        problems.append("no notification recipients: set [stakeholders] in the configuration or pass "
+                        "--notify-security, --notify-sysadmins, --notify-compliance")
     if emergency_selected and not review_policy:
         problems.append("a live access review needs --review-policy FILE (allowed_accessors, allowed_networks, ...): "
                         "without it every access would be flagged")
@@ -181,4 +187,4 @@ def live_refusals(s: Systems, compromised: tuple[str, ...], *, change_id: str | 
     if emergency_selected and not compromised:
         problems.append("a live emergency run needs --compromised naming the compromised credentials "
                         "(e.g. --compromised twilio,smtp); nothing is rotated by default on live")
-    return problems + staging_defaults_in_use(s, notifying=emergency_selected)
+    return problems + ([] if allow_staging_endpoints else staging_defaults_in_use(s))

@@ -16,8 +16,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rotation.core.keys import fingerprint
-from rotation.core.secret import Secret
+from rotation.core.secret import Secret, fingerprint
 from rotation.providers.base import Provider
 
 REVOKE_BEFORE_ISSUE = frozenset({"smtp"})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
-from rotation.core.keys import fingerprint
+from rotation.core.secret import fingerprint
 
 REDACTION = b"[REDACTED]"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rotation.core.keys import fingerprint
+from rotation.core.secret import Secret, fingerprint, reveal
 
 # user:password@ in a URL or DSN (postgresql://app:pw@db/crm): evidence shows the user, never the password, even
 # when nobody registered it as a secret.
@@ -151,10 +151,11 @@ class Recorder:
                             redacted=value_redacted or source_redacted)
         self._bucket().append(item)
 
-    def register_secret(self, secret: str) -> None:
+    def register_secret(self, secret: Secret | str) -> None:
         """Remember a secret for redaction and the end-of-run leak scan. Kept in memory only."""
-        if secret and secret not in self._secrets:
-            self._secrets.append(secret)
+        value = reveal(secret)
+        if value and value not in self._secrets:
+            self._secrets.append(value)
 
     def register_artifact(self, path: Path | str) -> None:
         """A file the run wrote outside the report (a state file, a log) that must not hold a secret either.

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rotation.core.keys import WeakSecretError, check_strength, fingerprint
+from rotation.core.keys import WeakSecretError, check_strength
+from rotation.core.secret import fingerprint
 
 # .env variable -> credential type in security_credential_rotations
 CREDENTIALS: Mapping[str, str] = {

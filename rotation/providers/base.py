@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from rotation.core.keys import fingerprint
+from rotation.core.secret import Secret
 
 T = TypeVar("T")
 log = logging.getLogger("rotation.providers")
@@ -113,15 +113,15 @@ class Provider(Protocol):
     credential_type: str  # the rotation log's credential_type: "twilio_token", "whatsapp_token", "smtp_password"
     env_name: str         # the .env variable holding the credential
 
-    def check(self, credential: str) -> CheckResult: ...
+    def check(self, credential: Secret) -> CheckResult: ...
 
-    def issue(self, current: str) -> str: ...
+    def issue(self, current: Secret) -> Secret: ...
 
-    def retire_old(self, old: str, new: str) -> None: ...
+    def retire_old(self, old: Secret, new: Secret) -> None: ...
 
-    def send_test_message(self, credential: str, text: str) -> Delivery: ...
+    def send_test_message(self, credential: Secret, text: str) -> Delivery: ...
 
-    def expect_rejected(self, credential: str) -> CheckResult: ...
+    def expect_rejected(self, credential: Secret) -> CheckResult: ...
 
 
 def require_rejected(result: CheckResult) -> CheckResult:
@@ -133,9 +133,9 @@ def require_rejected(result: CheckResult) -> CheckResult:
     return result
 
 
-def scrub(text: str, *secrets: str) -> str:
+def scrub(text: str, *secrets: Secret) -> str:
     """Belt and braces for provider-supplied text put into messages: replace any secret by its fingerprint."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, fingerprint(secret))
+            text = text.replace(secret.reveal(), secret.fingerprint)
     return text

@@ -27,9 +27,8 @@ from pathlib import Path
 from rotation.core import app_control, envfile, state
 from rotation.core.app_control import AppCommands, Health
 from rotation.core.database import connect
-from rotation.core.keys import fingerprint
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
-from rotation.core.secret import Secret, secret
+from rotation.core.secret import Secret, fingerprint, secret
 from rotation.providers.base import CheckResult, Delivery, Provider, ProviderError
 
 TEST_MESSAGE = "Credential rotation test ({credential}): if you received this, the new credential works."

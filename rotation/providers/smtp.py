@@ -19,8 +19,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Protocol, TypeVar
 
-from rotation.core.keys import fingerprint
-from rotation.core.secret import Secret, secret
+from rotation.core.secret import Secret
 from rotation.providers.base import (
     CheckResult,
     Delivery,
@@ -41,9 +40,9 @@ log = logging.getLogger("rotation.providers.smtp")
 class PasswordConsole(Protocol):
     """Where a new SMTP password comes from and where the old one is revoked."""
 
-    def obtain(self) -> str: ...
+    def obtain(self) -> Secret: ...
 
-    def retire(self, old: str) -> None: ...
+    def retire(self, old: Secret) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -61,14 +60,14 @@ class OperatorConsole:
             password = self.prompt("New SMTP password (as created at the provider; not echoed): ")
         return Secret(password.strip())
 
-    def retire(self, old: str) -> None:
+    def retire(self, old: Secret) -> None:
         """The operator revokes the old password at the provider; the rotation then proves it is rejected (a
         rerun with `resume` finishes once it is)."""
         log.warning("smtp: revoke the old password %s at the provider now; the rotation proves it is rejected",
-                    fingerprint(old))
+                    old.fingerprint)
         confirm = self.confirm or (input if sys.stdin is not None and sys.stdin.isatty() else None)
         if confirm is not None:
-            confirm(f"Revoke the old SMTP password {fingerprint(old)} at the provider, then press Enter: ")
+            confirm(f"Revoke the old SMTP password {old.fingerprint} at the provider, then press Enter: ")
 
 
 @dataclass(frozen=True)
@@ -111,16 +110,15 @@ class SmtpProvider:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
-    def _session(self, password: str, work: Callable[[smtplib.SMTP], T], operation: str) -> T:
+    def _session(self, password: Secret, work: Callable[[smtplib.SMTP], T], operation: str) -> T:
         """Connect, STARTTLS (verified), AUTH, do `work`, QUIT; transient faults retried."""
-        password = secret(password)  # repr: fingerprint
         s = self.settings
 
         def attempt() -> T:
             try:
                 with smtplib.SMTP(s.host, s.port, timeout=s.policy.timeout_s) as smtp:
                     smtp.starttls(context=self.tls_context())
-                    smtp.login(s.username, password)
+                    smtp.login(s.username, password.reveal())
                     return work(smtp)
             except smtplib.SMTPConnectError as exc:
                 if 400 <= exc.smtp_code < 500:
@@ -148,9 +146,8 @@ class SmtpProvider:
 
         return with_retries(s.policy, NAME, operation, attempt)
 
-    def check(self, credential: str) -> CheckResult:
+    def check(self, credential: Secret) -> CheckResult:
         """STARTTLS with a verified certificate, then AUTH: proves the password without sending anything."""
-        credential = secret(credential)  # repr: fingerprint
         def describe(smtp: smtplib.SMTP) -> str:
             tls = smtp.sock.version() if isinstance(smtp.sock, ssl.SSLSocket) else "none"
             return f"{tls}, certificate verified for {self.settings.host}; AUTH as {self.settings.username} accepted"
@@ -158,26 +155,23 @@ class SmtpProvider:
             detail = self._session(credential, describe, "login")
         except smtplib.SMTPAuthenticationError as exc:
             reply = _text(exc.smtp_error)
-            return CheckResult(NAME, False, exc.smtp_code, _enhanced_code(reply), reply, fingerprint(credential))
-        return CheckResult(NAME, True, 235, "2.7.0", detail, fingerprint(credential))
+            return CheckResult(NAME, False, exc.smtp_code, _enhanced_code(reply), reply, credential.fingerprint)
+        return CheckResult(NAME, True, 235, "2.7.0", detail, credential.fingerprint)
 
-    def issue(self, current: str) -> str:
+    def issue(self, current: Secret) -> Secret:
         """The operator's new password (staging: the stand-in console's). Refused when empty, short or unchanged."""
-        current = secret(current)  # repr: fingerprint
         new = self.console.obtain()
         if len(new) < MIN_PASSWORD_LENGTH:
             raise ProviderError(f"{NAME}: the new password has {len(new)} characters; at least "
                                 f"{MIN_PASSWORD_LENGTH} are required")
         if new == current:
-            raise ProviderError(f"{NAME}: the new password is the current one ({fingerprint(current)})")
+            raise ProviderError(f"{NAME}: the new password is the current one ({current.fingerprint})")
         return Secret(new)
 
-    def retire_old(self, old: str, new: str) -> None:
-        old, new = secret(old), secret(new)  # repr: fingerprint
+    def retire_old(self, old: Secret, new: Secret) -> None:
         self.console.retire(old)
 
-    def send_test_message(self, credential: str, text: str) -> Delivery:
-        credential = secret(credential)  # repr: fingerprint
+    def send_test_message(self, credential: Secret, text: str) -> Delivery:
         s = self.settings
         if not s.admin_email:
             raise ProviderError(f"{NAME} test e-mail: ADMIN_EMAIL must be set")
@@ -189,10 +183,9 @@ class SmtpProvider:
         try:
             self._session(credential, lambda smtp: smtp.send_message(message), "test e-mail")
         except smtplib.SMTPAuthenticationError as exc:
-            raise ProviderError(f"{NAME} test e-mail: AUTH refused ({exc.smtp_code}) for {fingerprint(credential)}",
+            raise ProviderError(f"{NAME} test e-mail: AUTH refused ({exc.smtp_code}) for {credential.fingerprint}",
                                 status=exc.smtp_code, code=_enhanced_code(exc.smtp_error)) from None
         return Delivery(NAME, str(message["Message-ID"]), s.admin_email, "250 queued")
 
-    def expect_rejected(self, credential: str) -> CheckResult:
-        credential = secret(credential)  # repr: fingerprint
+    def expect_rejected(self, credential: Secret) -> CheckResult:
         return require_rejected(self.check(credential))

@@ -19,8 +19,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from rotation.core.keys import fingerprint
-from rotation.core.secret import Secret, secret
+from rotation.core.secret import Secret
 from rotation.providers.base import (
     CheckResult,
     Delivery,
@@ -76,16 +75,15 @@ class TwilioProvider:
     credential_type: str = "twilio_token"
     env_name: str = "TWILIO_AUTH_TOKEN"
 
-    def client(self, token: str) -> Client:
+    def client(self, token: Secret) -> Client:
         """A Client is bound to one (SID, token) pair: build a new one for each credential."""
         timeout = self.settings.policy.timeout_s
         http = (LoopbackHttpClient(self.settings.api_base, timeout) if self.settings.api_base
                 else TwilioHttpClient(timeout=timeout))
-        return Client(self.settings.account_sid, token, http_client=http, environment={})
+        return Client(self.settings.account_sid, token.reveal(), http_client=http, environment={})
 
-    def _call(self, operation: str, token: str, call: Callable[[Client], T]) -> T:
+    def _call(self, operation: str, token: Secret, call: Callable[[Client], T]) -> T:
         """One SDK call with retries; 5xx/429/timeouts are transient, anything else is raised as it is."""
-        token = secret(token)  # repr: fingerprint
         def attempt() -> T:
             try:
                 return call(self.client(token))
@@ -99,26 +97,24 @@ class TwilioProvider:
                 raise Transient("connection failed", "connection") from None
         return with_retries(self.settings.policy, NAME, operation, attempt)
 
-    def _failed(self, operation: str, exc: TwilioRestException, *secrets: str) -> ProviderError:
+    def _failed(self, operation: str, exc: TwilioRestException, *secrets: Secret) -> ProviderError:
         return ProviderError(f"{NAME} {operation}: HTTP {exc.status}, Twilio code {exc.code}: "
                              f"{scrub(str(exc.msg), *secrets)}", status=exc.status, code=exc.code)
 
-    def check(self, credential: str) -> CheckResult:
+    def check(self, credential: Secret) -> CheckResult:
         """GET /2010-04-01/Accounts/{Sid}.json with this token (read-only)."""
-        credential = secret(credential)  # repr: fingerprint
         sid = self.settings.account_sid
         try:
             account = self._call("account fetch", credential, lambda c: c.api.accounts(sid).fetch())
         except TwilioRestException as exc:
             if exc.status == 401:
-                return CheckResult(NAME, False, 401, exc.code, str(exc.msg), fingerprint(credential))
+                return CheckResult(NAME, False, 401, exc.code, str(exc.msg), credential.fingerprint)
             raise self._failed("account fetch", exc, credential) from None
         detail = f"account {account.sid} '{account.friendly_name}' is {account.status}"
-        return CheckResult(NAME, True, 200, None, detail, fingerprint(credential))
+        return CheckResult(NAME, True, 200, None, detail, credential.fingerprint)
 
-    def issue(self, current: str) -> str:
+    def issue(self, current: Secret) -> Secret:
         """POST /v1/AuthTokens/Secondary: a new secondary token (it replaces any earlier secondary)."""
-        current = secret(current)  # repr: fingerprint
         try:
             created = self._call("secondary token create", current,
                                  lambda c: c.accounts.v1.secondary_auth_token().create())
@@ -129,9 +125,8 @@ class TwilioProvider:
             raise ProviderError(f"{NAME} secondary token create: the answer holds no token")
         return Secret(token)
 
-    def discard_pending(self, current: str) -> bool:
+    def discard_pending(self, current: Secret) -> bool:
         """DELETE /v1/AuthTokens/Secondary (abandoning a pending rotation). False when there was none."""
-        current = secret(current)  # repr: fingerprint
         try:
             return bool(self._call("secondary token delete", current,
                                    lambda c: c.accounts.v1.secondary_auth_token().delete()))
@@ -140,22 +135,21 @@ class TwilioProvider:
                 return False
             raise self._failed("secondary token delete", exc, current) from None
 
-    def retire_old(self, old: str, new: str) -> None:
+    def retire_old(self, old: Secret, new: Secret) -> None:
         """POST /v1/AuthTokens/Promote: the deployed secondary becomes primary and the old primary dies."""
-        old, new = secret(old), secret(new)  # repr: fingerprint
         try:
             promoted = self._call("promote", new, lambda c: c.accounts.v1.auth_token_promotion().update())
         except TwilioRestException as exc:
             if exc.status == 400 and self.check(new).accepted and not self.check(old).accepted:
                 return  # an earlier attempt promoted it and its answer was lost: the end state is already right
             raise self._failed("promote", exc, old, new) from None
-        if promoted.auth_token != new:
-            raise ProviderError(f"{NAME} promote: the promoted token is {fingerprint(promoted.auth_token or '')}, "
-                                f"not the deployed {fingerprint(new)}")
+        promoted_token = Secret(promoted.auth_token or "")
+        if promoted_token != new:
+            raise ProviderError(f"{NAME} promote: the promoted token is {promoted_token.fingerprint}, "
+                                f"not the deployed {new.fingerprint}")
 
-    def send_test_message(self, credential: str, text: str) -> Delivery:
+    def send_test_message(self, credential: Secret, text: str) -> Delivery:
         """POST .../Messages.json: an SMS to the admin number."""
-        credential = secret(credential)  # repr: fingerprint
         s = self.settings
         if not s.admin_number or not s.from_number:
             raise ProviderError(f"{NAME} test SMS: ADMIN_PHONE_NUMBER and TWILIO_PHONE_NUMBER must both be set")
@@ -166,15 +160,13 @@ class TwilioProvider:
             raise self._failed("test SMS", exc, credential) from None
         return Delivery(NAME, str(message.sid), str(message.to), str(message.status))
 
-    def message_status(self, credential: str, message_sid: str) -> tuple[str, int | None]:
+    def message_status(self, credential: Secret, message_sid: str) -> tuple[str, int | None]:
         """GET .../Messages/{sid}.json: the carrier's verdict (delivered, undelivered, failed ...) and error code."""
-        credential = secret(credential)  # repr: fingerprint
         try:
             message = self._call("message fetch", credential, lambda c: c.messages(message_sid).fetch())
         except TwilioRestException as exc:
             raise self._failed("message fetch", exc, credential) from None
         return str(message.status), message.error_code
 
-    def expect_rejected(self, credential: str) -> CheckResult:
-        credential = secret(credential)  # repr: fingerprint
+    def expect_rejected(self, credential: Secret) -> CheckResult:
         return require_rejected(self.check(credential))

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from rotation.core.keys import fingerprint
-from rotation.core.secret import Secret, secret
+from rotation.core.secret import Secret
 from rotation.providers.base import (
     CheckResult,
     Delivery,
@@ -37,7 +36,7 @@ DEFAULT_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 class GraphSettings:
     phone_number_id: str
     app_id: str
-    app_secret: str = field(repr=False)
+    app_secret: Secret
     system_user_id: str
     admin_number: str
     api_base: str = "https://graph.facebook.com"
@@ -46,7 +45,7 @@ class GraphSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], policy: RetryPolicy | None = None) -> GraphSettings:
-        app_secret = secret(env.get("WHATSAPP_APP_SECRET", ""))
+        app_secret = Secret(env.get("WHATSAPP_APP_SECRET", ""))
         return cls(env["WHATSAPP_PHONE_NUMBER_ID"], env.get("WHATSAPP_APP_ID", ""), app_secret,
                    env.get("WHATSAPP_SYSTEM_USER_ID", ""), env.get("ADMIN_PHONE_NUMBER", ""),
                    env.get("GRAPH_API_BASE") or "https://graph.facebook.com", env.get("GRAPH_API_VERSION") or "v21.0",
@@ -64,9 +63,9 @@ class GraphAnswer:
         return error if isinstance(error, dict) else {}
 
 
-def appsecret_proof(app_secret: str, token: str) -> str:
+def appsecret_proof(app_secret: Secret, token: Secret) -> str:
     """HMAC-SHA256 of the calling token keyed by the app secret, hex."""
-    return hmac.new(app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(app_secret.reveal().encode(), token.reveal().encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -101,60 +100,56 @@ class WhatsAppProvider:
 
         return with_retries(policy, NAME, operation, attempt)
 
-    def _failed(self, operation: str, answer: GraphAnswer, *secrets: str) -> ProviderError:
+    def _failed(self, operation: str, answer: GraphAnswer, *secrets: Secret) -> ProviderError:
         message = scrub(str(answer.error.get("message", "")), self.settings.app_secret, *secrets)
         return ProviderError(f"{NAME} {operation}: HTTP {answer.status}, Graph code {answer.error.get('code')}: "
                              f"{message}", status=answer.status, code=answer.error.get("code"))
 
     @staticmethod
-    def _bearer(token: str) -> dict[str, str]:
-        return {"Authorization": Secret(f"Bearer {token}")}
+    def _bearer(token: Secret) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token.reveal()}"}
 
-    def check(self, credential: str) -> CheckResult:
+    def check(self, credential: Secret) -> CheckResult:
         """GET /{v}/{phone-number-id} with the token (read-only)."""
-        credential = secret(credential)  # repr: fingerprint
         answer = self._request("phone number fetch", "GET", self.settings.phone_number_id,
                                headers=self._bearer(credential))
         if answer.status == 200:
             return CheckResult(NAME, True, 200, None,
                                f"phone number {answer.body.get('display_phone_number')} "
                                f"({answer.body.get('verified_name')}, quality {answer.body.get('quality_rating')})",
-                               fingerprint(credential))
+                               credential.fingerprint)
         if answer.status in (400, 401) and answer.error.get("code") == INVALID_TOKEN:
             return CheckResult(NAME, False, answer.status, INVALID_TOKEN,
-                               scrub(str(answer.error.get("message", "")), credential), fingerprint(credential))
+                               scrub(str(answer.error.get("message", "")), credential), credential.fingerprint)
         raise self._failed("phone number fetch", answer, credential)
 
-    def introspect(self, credential: str) -> dict[str, object]:
+    def introspect(self, credential: Secret) -> dict[str, object]:
         """GET /{v}/debug_token: the token's type, validity, expiry and scopes (no token in the result)."""
-        credential = secret(credential)  # repr: fingerprint
-        app_token = Secret(f"{self.settings.app_id}|{self.settings.app_secret}")
-        answer = self._request("debug_token", "GET", "debug_token", params={"input_token": credential},
+        app_token = Secret(f"{self.settings.app_id}|{self.settings.app_secret.reveal()}")
+        answer = self._request("debug_token", "GET", "debug_token", params={"input_token": credential.reveal()},
                                headers=self._bearer(app_token))
         data = answer.body.get("data")
         if answer.status != 200 or not isinstance(data, dict):
             raise self._failed("debug_token", answer, credential)
         return {k: data.get(k) for k in ("app_id", "type", "is_valid", "expires_at", "scopes", "user_id")}
 
-    def issue(self, current: str) -> str:
+    def issue(self, current: Secret) -> Secret:
         """POST /{v}/{system-user-id}/access_tokens: a new system-user token, proven with appsecret_proof."""
-        current = secret(current)  # repr: fingerprint
         s = self.settings
         form = {"business_app": s.app_id, "scope": ",".join(DEFAULT_SCOPES),
-                "appsecret_proof": appsecret_proof(s.app_secret, current), "access_token": secret(current)}
+                "appsecret_proof": appsecret_proof(s.app_secret, current), "access_token": current.reveal()}
         answer = self._request("system-user token create", "POST", f"{s.system_user_id}/access_tokens", data=form)
         token = answer.body.get("access_token")
         if answer.status != 200 or not isinstance(token, str) or not token:
             raise self._failed("system-user token create", answer, current)
         return Secret(token)
 
-    def retire_old(self, old: str, new: str) -> None:
+    def retire_old(self, old: Secret, new: Secret) -> None:
         """Revoke the old token (authenticated with the new one). Kept behind this one function: the revoke
         endpoint is the least documented part of the Graph API."""
-        old, new = secret(old), secret(new)  # repr: fingerprint
         s = self.settings
-        form = {"client_id": s.app_id, "client_secret": secret(s.app_secret), "revoke_token": secret(old),
-                "access_token": secret(new)}
+        form = {"client_id": s.app_id, "client_secret": s.app_secret.reveal(), "revoke_token": old.reveal(),
+                "access_token": new.reveal()}
         answer = self._request("token revoke", "POST", "oauth/revoke", data=form)
         if answer.status == 200 and answer.body.get("success") is True:
             return
@@ -162,9 +157,8 @@ class WhatsAppProvider:
             return  # revoked by an earlier attempt whose answer was lost
         raise self._failed("token revoke", answer, old, new)
 
-    def send_test_message(self, credential: str, text: str) -> Delivery:
+    def send_test_message(self, credential: Secret, text: str) -> Delivery:
         """POST /{v}/{phone-number-id}/messages: a WhatsApp text to the admin number."""
-        credential = secret(credential)  # repr: fingerprint
         to = self.settings.admin_number
         if not to:
             raise ProviderError(f"{NAME} test message: ADMIN_PHONE_NUMBER must be set")
@@ -176,6 +170,5 @@ class WhatsAppProvider:
             raise self._failed("test message", answer, credential)
         return Delivery(NAME, str(messages[0].get("id")), to, "accepted")
 
-    def expect_rejected(self, credential: str) -> CheckResult:
-        credential = secret(credential)  # repr: fingerprint
+    def expect_rejected(self, credential: Secret) -> CheckResult:
         return require_rejected(self.check(credential))

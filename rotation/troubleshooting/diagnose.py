@@ -15,7 +15,7 @@ from dotenv.parser import parse_stream
 from psycopg import sql
 
 from rotation.core import envfile
-from rotation.core.keys import fingerprint
+from rotation.core.secret import fingerprint
 from rotation.db_key import procedure as db_key
 from rotation.db_key.reencrypt import CRM_PII, TableSpec
 

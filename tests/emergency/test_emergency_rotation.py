@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rotation.core.keys import fingerprint
+from rotation.core.secret import fingerprint
 from rotation.emergency.revoke import revoke_and_replace
 from rotation.providers.factory import STAGING_POLICY, provider_for
 from staging.provider_standins import ProviderStandIns, provider_standins

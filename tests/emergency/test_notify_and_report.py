@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rotation.core.keys import fingerprint, generate_key
+from rotation.core.keys import generate_key
+from rotation.core.secret import fingerprint
 from rotation.emergency import notify, post_incident
 from rotation.emergency.incident import IncidentRecord, iso
 from rotation.monitoring import alerts

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from rotation.core.keys import fingerprint
+from rotation.core.secret import fingerprint
 
 scenarios("features")
 

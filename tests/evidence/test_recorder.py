@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rotation.core.keys import fingerprint
+from rotation.core.secret import fingerprint
 from rotation.evidence import Recorder
 from tests.evidence.project import CONFTEST, INTERRUPTED, run, run_folder
 

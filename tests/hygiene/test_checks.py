@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rotation.core.keys import fingerprint
+from rotation.core.secret import fingerprint
 from rotation.hygiene import checks as hygiene
 from staging.app_repo import GIT_ENV, build_app_repo, commit
 

@@ -10,7 +10,7 @@ import pytest
 
 from rotation.core import app_control, envfile, state
 from rotation.core.database import connect
-from rotation.core.keys import fingerprint
+from rotation.core.secret import fingerprint
 from rotation.providers import procedure as rotation
 from rotation.providers.factory import CREDENTIAL_TYPES
 from tests.providers.conftest import ProviderWorld

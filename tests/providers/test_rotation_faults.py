@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from rotation.core import app_control, envfile, state
-from rotation.core.keys import fingerprint
+from rotation.core.secret import fingerprint
 from rotation.providers import procedure as rotation
 from rotation.providers.base import ProviderError, ProviderUnavailable, RetryPolicy
 from staging.provider_standins import ProviderStandIns

@@ -1,0 +1,74 @@
+"""The operator's commands run the very features an auditor reads: `rotation db-key rotate` is the scheduled
+scenario of features/rotation/db_encryption_key.feature run with `--target live`, through the same steps, the same
+live guard (plan, --confirm-live, change id, approver, --dry-run) and the same evidence recorder, and it leaves the
+same signed run folder under reports/.
+
+The features and steps live in the project checkout (install it with `pip install -e .`): the commit the evidence
+names is the feature text that ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# argparse dest -> the suite's pytest option; every operator command accepts these.
+LIVE_OPTIONS: tuple[tuple[str, str, str], ...] = (
+    # (flag, pytest option, help)
+    ("--config", "--config", "the deployment configuration (rotation.toml; default: $ROTATION_CONFIG, else built-in)"),
+    ("--dsn", "--dsn", "the CRM database (default: $ROTATION_DSN)"),
+    ("--env-file", "--env-file", "the app's .env"),
+    ("--operator", "--operator", "who performs the rotation (rotated_by; default: the OS user)"),
+    ("--approver", "--approver", "who approved the change (required)"),
+    ("--change-id", "--change-id", "the approved change record (required)"),
+    ("--reason", "--reason", "the rotation reason written to the rotation log"),
+    ("--workers", "--workers", "parallel re-encryption workers (default: CPU count)"),
+    ("--reports-dir", "--reports-dir", "where the run folder is written (default: reports/)"),
+    ("--signing-key", "--signing-key", "Ed25519 private key (PEM) that signs the evidence (or $ROTATION_SIGNING_KEY)"),
+    ("--app-start", "--app-start", "command that starts the app (default: the configuration's [app])"),
+    ("--app-stop", "--app-stop", "command that stops the app"),
+    ("--app-restart", "--app-restart", "command that restarts the app"),
+    ("--app-reload", "--app-reload", "command that reloads the app"),
+    ("--health-url", "--health-url", "the app's health endpoint"),
+)
+LIVE_FLAGS: tuple[tuple[str, str], ...] = (
+    ("--confirm-live", "carry out the printed plan (without it: print the plan, change nothing, exit 4)"),
+    ("--dry-run", "print the plan and stop"),
+    ("--abandon-pending", "start over a PENDING rotation whose new credential never reached .env or the data"),
+    ("--allow-staging-endpoints", "allow loopback / stand-in endpoints (rehearsing the live path in CI)"),
+)
+
+
+def add_live_options(parser: argparse.ArgumentParser) -> None:
+    for flag, _, text in LIVE_OPTIONS:
+        parser.add_argument(flag, default=None, help=text)
+    for flag, text in LIVE_FLAGS:
+        parser.add_argument(flag, action="store_true", help=text)
+
+
+def forwarded(args: argparse.Namespace) -> list[str]:
+    """The operator's options as the suite's pytest options (`--name=value`, so pytest never mistakes a path for a
+    rootdir hint)."""
+    out = [f"{option}={value}" for flag, option, _ in LIVE_OPTIONS
+           if (value := getattr(args, flag[2:].replace("-", "_"))) is not None]
+    return out + [flag for flag, _ in LIVE_FLAGS if getattr(args, flag[2:].replace("-", "_"))]
+
+
+def run_features(*pytest_args: str) -> int:
+    """Run the project's features through pytest with the suite's own configuration and rootdir."""
+    import pytest  # the commands that run features are the only part of the library that needs it
+
+    if not (PROJECT_ROOT / "features").is_dir() or not (PROJECT_ROOT / "steps").is_dir():
+        print(f"rotation: the features are not beside the installed package ({PROJECT_ROOT}): install the project "
+              "from its checkout with `pip install -e .`")
+        return 2
+    return int(pytest.main(["-c", str(PROJECT_ROOT / "pytest.ini"), "--rootdir", str(PROJECT_ROOT),
+                            *pytest_args, str(PROJECT_ROOT / "steps")]))
+
+
+def run_live(selection: str, args: argparse.Namespace, *extra: str) -> int:
+    """The scenarios `selection` (a -m expression) on the live systems, with the operator's options."""
+    return run_features("--target=live", "-m", selection, *forwarded(args), *extra,
+                        *getattr(args, "unknown_args", []))

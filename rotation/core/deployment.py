@@ -1,0 +1,33 @@
+"""What a procedure acts on: the database, the app's .env, the app itself and the deployment configuration. The same
+type describes a staging world of stand-ins and the live systems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rotation.core.app_control import AppCommands
+from rotation.core.config import AppSettings, Config
+
+Target = Literal["staging", "live"]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    target: Target
+    dsn: str
+    env_file: Path
+    app: AppCommands
+    config: Config
+    operator: str
+    server_log: Path | None = None  # staging: the server's log file, for the leak checks
+
+    @property
+    def live(self) -> bool:
+        return self.target == "live"
+
+
+def app_commands(settings: AppSettings) -> AppCommands:
+    return AppCommands(start=settings.start, stop=settings.stop, restart=settings.restart, reload=settings.reload,
+                       health_url=settings.health_url, health_timeout_s=settings.health_timeout_s)

@@ -1,0 +1,70 @@
+"""The runbook's Prerequisites and the application's lifecycle, as every procedure uses them.
+
+    back up the configuration    cp .env .env.backup.$(date +%Y%m%d), atomic and at mode 0600
+    verify system health         the app's health endpoint answers healthy before anything changes
+    stop, start, restart         the configured commands, each confirmed by the health endpoint
+
+Each is safe to repeat, so a resumed rotation runs the same steps: the health check before a rotation that is
+already in progress (the app may be stopped by the run that was interrupted) records that and does not fail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rotation.core import app_control, envfile, state
+from rotation.core.config import Credential
+from rotation.core.deployment import Deployment
+from rotation.core.proof import Evidence, require
+
+
+def back_up(deployment: Deployment, evidence: Evidence) -> Path:
+    path = envfile.backup(deployment.env_file)
+    mode = envfile.file_mode(path)
+    evidence.record("configuration backed up", {"backup": path.name, "mode": oct(mode)},
+                    source=f"cp {deployment.env_file.name} {path.name} (temp file, fsync, rename; mode 0600)")
+    require(mode == 0o600, f"the backup {path.name} has mode {oct(mode)}, not 0600")
+    return path
+
+
+def healthy_before(deployment: Deployment, credential: Credential | None, evidence: Evidence) -> None:
+    """The app is healthy before the rotation, unless this credential's rotation is already in progress (a rerun
+    after a crash): then the run that started it checked, and this one says so."""
+    current = state.load(deployment.env_file, credential.type) if credential else None
+    if current is not None and current.in_progress:
+        evidence.record("resuming a rotation in progress", {"rotation": current.rotation_id, "last step done":
+                                                            current.step, "started": current.started_at},
+                        source=f"{state.state_path(deployment.env_file).name}: the health check before this rotation "
+                               "was made by the run that started it")
+        return
+    result = app_control.health(deployment.app.health_url)
+    evidence.record("health before", {"status": result.status_code, "body": result.body},
+                    source=f"GET {deployment.app.health_url}")
+    require(result.healthy, f"the app is not healthy before the rotation: HTTP {result.status_code}")
+
+
+def stop_app(deployment: Deployment, evidence: Evidence) -> None:
+    """Stop the app and wait until its health endpoint no longer answers healthy. Stopping a stopped app is fine."""
+    app_control.run(deployment.app.stop)
+    result = app_control.wait_for_health(deployment.app.health_url, healthy=False,
+                                         timeout_s=deployment.app.health_timeout_s)
+    evidence.record("application stopped", {"health": result.status_code or "no answer"}, source=deployment.app.stop)
+    require(not result.healthy, f"the app still answers healthy after `{deployment.app.stop}`")
+
+
+def start_app(deployment: Deployment, evidence: Evidence) -> None:
+    app_control.run(deployment.app.start)
+    evidence.record("application started", {"command": deployment.app.start}, source=deployment.app.start)
+
+
+def restart_app(deployment: Deployment, evidence: Evidence) -> None:
+    app_control.run(deployment.app.restart)
+    evidence.record("application restarted", {"command": deployment.app.restart}, source=deployment.app.restart)
+
+
+def healthy(deployment: Deployment, evidence: Evidence, *, when: str) -> None:
+    """Wait for the app to answer healthy (up to the configured timeout)."""
+    result = app_control.wait_for_health(deployment.app.health_url, timeout_s=deployment.app.health_timeout_s)
+    evidence.record(f"health {when}", {"status": result.status_code, "body": result.body},
+                    source=f"GET {deployment.app.health_url}")
+    require(result.healthy, f"the app is not healthy {when}: HTTP {result.status_code}")

@@ -1,0 +1,30 @@
+"""Markers that come from the deployment configuration, and the one hook for staging-only scenarios.
+
+Credential tags (@twilio_token, ...) are registered from the credential registry, so the list of credential types
+lives only in the configuration. A scenario tagged @staging_only (fault injection, seeded history, a stand-in's
+console) is skipped on live with its reason, and so counted as not run."""
+
+from __future__ import annotations
+
+import pytest
+
+from rotation_pytest.fixtures import config_of, target_of
+
+STAGING_ONLY = "staging_only"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for credential in config_of(config).credentials:
+        config.addinivalue_line("markers", f"{credential.type}: credential {credential.env} ({credential.label})")
+    config.addinivalue_line("markers", f"{STAGING_ONLY}: the scenario breaks or seeds what it acts on, so it runs "
+                                       "only against staging stand-ins")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if target_of(config) != "live":
+        return
+    skip = pytest.mark.skip(reason="staging only: this scenario breaks or seeds what it acts on; it is rehearsed "
+                                   "against staging stand-ins, never run on live systems")
+    for item in items:
+        if item.get_closest_marker(STAGING_ONLY):
+            item.add_marker(skip)

@@ -1,0 +1,21 @@
+"""The suite's pytest plugin: load it with `-p rotation_pytest.plugin` or from a conftest's `pytest_plugins`.
+
+    options      every command-line option
+    fixtures     the configuration and the deployment a scenario acts on
+    markers      credential tags from the configuration; the staging-only hook
+    live_guard   the plan, the refusals and the confirmation before anything live is touched
+    evidence     the recorder fed by pytest-bdd's hooks, and the signed run folder at the end
+    progress     one line per step for live and emergency runs
+    emergency    the incident record and the emergency selection (--compromised)
+    bdd          private pytest / pytest-bdd internals (imported by the others, not a plugin itself)
+"""
+
+pytest_plugins = [
+    "rotation_pytest.options",
+    "rotation_pytest.fixtures",
+    "rotation_pytest.markers",
+    "rotation_pytest.progress",
+    "rotation_pytest.emergency",
+    "rotation_pytest.evidence",
+    "rotation_pytest.live_guard",
+]
