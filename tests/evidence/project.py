@@ -10,13 +10,8 @@ import pytest
 SECRET_ENV = "EVIDENCE_TEST_SECRET"  # noqa: S105  (a variable name) the secret reaches the steps by environment, never as a source literal
 
 CONFTEST = '''
-pytest_plugins = ["rotation_pytest.evidence"]
-
-
-def pytest_addoption(parser):
-    # The project's root conftest owns these two; the plugin reads them when present.
-    parser.addoption("--target", choices=("staging", "live"), default="staging")
-    parser.addoption("--operator", default=None)
+# The suite's options (--target, --operator, --approver, --reports-dir, ...) and the evidence plugin alone.
+pytest_plugins = ["rotation_pytest.options", "rotation_pytest.evidence"]
 '''
 
 STEPS = '''
