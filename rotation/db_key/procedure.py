@@ -4,8 +4,9 @@
                                   PENDING credential (.rotation-pending.db_encryption_key, 0600) until .env holds it
     set      write_env            .env holds the new key (refused while the app still answers healthy)
              reencrypt            every value of the inventory's pgcrypto columns re-encrypted (a killed job resumes)
-    test     verify_new_key       every value decrypts with the new key to its plaintext before the rotation
-             verify_old_key_dead  no value decrypts with the old key
+    test     verify_new_key       every value decrypts with the new key to its plaintext before the rotation, and
+                                  none with the old key (per value of the snapshot)
+             verify_old_key_dead  no value of the whole table decrypts with the old key (rows added since included)
     finish   log, check_app_key   the rotation log row (once), and the app proven on the new key: PENDING -> CURRENT
 
 Each step may run again after a kill at any point: it reads the state and either finishes its work or records that it
@@ -98,7 +99,6 @@ class DbKeyRotation:
         self.scheduled = scheduled
         self.specs: tuple[TableSpec, ...] = pgcrypto_specs(deployment.config)
         self._keys: RotationKeys | None = None
-        self._proven_new = False
 
     # --- what the rotation works on ---------------------------------------------------------------------------------
     @property
@@ -290,7 +290,7 @@ class DbKeyRotation:
             require(check.values_verified == check.values_total and check.rows_before == check.rows_after
                     and nulls_kept and not check.failures,
                     check.summary() + ("; " + "; ".join(check.failure_lines()) if check.failures else ""))
-        self._proven_new = True
+        state.advance(self.env_file, self.credential.type, "test")  # every value proven (none opens with the old key)
 
     def verify_old_key_dead(self, evidence: Evidence) -> None:
         """Then: the old key opens no value of the inventory's pgcrypto columns (each is tried with it)."""
@@ -308,8 +308,6 @@ class DbKeyRotation:
                                     reach.total - reach.total_opened, reach.total,
                                     source=OLD_KEY_SQL.format(table=spec.table))
         require(not opened, f"values still decrypt with the old key {keys.old.fingerprint}: {'; '.join(opened)}")
-        if self._proven_new:
-            state.advance(self.env_file, self.credential.type, "test")
 
     # --- finish ---------------------------------------------------------------------------------------------------
     def log(self, evidence: Evidence) -> None:
