@@ -40,6 +40,7 @@ class RunState:
     error: str | None = None
     deselected: int = 0
     sealed: tuple[RunOutput, ...] = ()  # run folders written from the journals of sessions that died
+    sealing_error: str | None = None
 
 
 STATE = pytest.StashKey[RunState]()
@@ -86,9 +87,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None or hasattr(session.config, "workerinput"):
         return
-    key = load_private_key(state.signing_key_path) if state.signing_key_path else None
-    state.sealed = tuple(seal_dead_journals(reports_dir(session.config), state.catalog, sealed_by=state.meta.run_id,
-                                            signing_key=key))
+    try:
+        key = load_private_key(state.signing_key_path) if state.signing_key_path else None
+        state.sealed = tuple(seal_dead_journals(reports_dir(session.config), state.catalog,
+                                                sealed_by=state.meta.run_id, signing_key=key))
+    except (OSError, SigningKeyError, ValueError) as exc:  # never stops this session; the journals stay for the next
+        state.sealing_error = f"{type(exc).__name__}: {exc}"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -312,6 +316,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     state = config.stash.get(STATE, None)
     for sealed in state.sealed if state else ():
         terminalreporter.write_line(f"sealed the journal of a session that died: {sealed.folder} ({sealed.verdict})")
+    if state and state.sealing_error:
+        terminalreporter.write_line(f"the journal of a session that died could not be sealed: {state.sealing_error}",
+                                    red=True)
     if state is None or (state.output is None and state.error is None):
         return
     tr = terminalreporter
