@@ -22,12 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rotation.core.database import (
-    apply_runbook_schema,  # noqa: E402
-    connect,  # noqa: E402
-)
+from rotation.core.config import default_config  # noqa: E402
+from rotation.core.database import apply_runbook_schema, connect  # noqa: E402
 from rotation.core.keys import generate_key  # noqa: E402
-from rotation.db_key.reencrypt import reencrypt  # noqa: E402
+from rotation.core.secret import Secret  # noqa: E402
+from rotation.db_key.reencrypt import pgcrypto_specs, reencrypt  # noqa: E402
 from staging.crm import apply_crm_schema  # noqa: E402
 from staging.postgres import staging_database  # noqa: E402
 from staging.seed import seed_clients  # noqa: E402
@@ -53,7 +52,10 @@ WHERE email_encrypted IS NOT NULL
 """
 
 
-def runbook_rotation(dsn: str, old: str, new: str) -> float:
+SPEC = pgcrypto_specs(default_config())[0]  # the CRM's client PII, from the encrypted-data inventory
+
+
+def runbook_rotation(dsn: str, old: Secret, new: Secret) -> float:
     """The runbook's script, except that the keys go into the temp table as bound parameters, not literals."""
     started = time.monotonic()
     with connect(dsn) as conn:
@@ -73,7 +75,7 @@ FROM crm_client_preferences
 """
 
 
-def crypto_floor(dsn: str, key: str) -> float:
+def crypto_floor(dsn: str, key: Secret) -> float:
     """Rows/s of pgcrypto alone (decrypt + encrypt of every value, nothing written) on one core: the ceiling for
     any in-database re-encryption of values already written with s2k-mode=1."""
     with connect(dsn) as conn:
@@ -117,11 +119,11 @@ def main() -> int:
             print(f"(a) runbook SQL:             {seconds:8.2f}s  {baseline:10,.0f} rows/s")
         else:
             keys[1] = keys[0]
-        first = reencrypt(db.dsn, keys[1], keys[2], workers=args.workers)
+        first = reencrypt(db.dsn, keys[1], keys[2], spec=SPEC, workers=args.workers)
         rate1 = args.rows / first.seconds
         print(f"(b) engine, first rotation:  {first.seconds:8.2f}s  {rate1:10,.0f} rows/s"
               + (f"  {rate1 / baseline:5.1f}x the runbook's SQL" if baseline else ""))
-        steady = reencrypt(db.dsn, keys[2], keys[3], workers=args.workers)
+        steady = reencrypt(db.dsn, keys[2], keys[3], spec=SPEC, workers=args.workers)
         rate2 = args.rows / steady.seconds
         print(f"(c) engine, steady state:    {steady.seconds:8.2f}s  {rate2:10,.0f} rows/s"
               + (f"  {rate2 / baseline:5.1f}x the runbook's SQL" if baseline else ""))

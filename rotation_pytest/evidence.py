@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from rotation.evidence.controls import Catalog, load_catalog
+from rotation.evidence.journal import Journal, JournalingRecorder, journal_path, seal_dead_journals
 from rotation.evidence.metadata import RunMetadata, git_state, package_versions
 from rotation.evidence.recorder import Recorder, ScenarioRecord, StepRecord, strip_url_passwords, utc_now
 from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, write_run
@@ -29,7 +30,7 @@ MAX_REASON_CHARS = 4000
 
 @dataclass
 class RunState:
-    recorder: Recorder
+    recorder: JournalingRecorder
     catalog: Catalog
     meta: RunMetadata
     scratch: Path  # where pytest's junit/cucumber files go when the operator did not ask for them
@@ -38,6 +39,8 @@ class RunState:
     output: RunOutput | None = None
     error: str | None = None
     deselected: int = 0
+    sealed: tuple[RunOutput, ...] = ()  # run folders written from the journals of sessions that died
+    sealing_error: str | None = None
 
 
 STATE = pytest.StashKey[RunState]()
@@ -65,7 +68,9 @@ def pytest_configure(config: pytest.Config) -> None:
                        mark_expression=config.option.markexpr or "",
                        keyword_expression=config.option.keyword or "",
                        signing_key=f"configured: {Path(key_option).name}" if key_option else "")
-    config.stash[STATE] = RunState(recorder=Recorder(), catalog=load_catalog(), meta=meta, scratch=scratch,
+    journal = Journal(journal_path(reports_dir(config), meta.run_id), meta)  # every event on disk as it happens
+    config.stash[STATE] = RunState(recorder=JournalingRecorder(journal), catalog=load_catalog(), meta=meta,
+                                   scratch=scratch,
                                    signing_key_path=Path(key_option) if key_option else None)
     state = config.stash[STATE]
     if not hasattr(config, "workerinput"):
@@ -75,6 +80,19 @@ def pytest_configure(config: pytest.Config) -> None:
         if not getattr(config.option, "cucumber_json_path", None):
             config.option.cucumber_json_path, own = str(scratch / CUCUMBER), [*own, CUCUMBER]
         state.own_outputs = tuple(own)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Seal the journal of every session that died before writing its run folder (a kill -9 leaves only that)."""
+    state = session.config.stash.get(STATE, None)
+    if state is None or hasattr(session.config, "workerinput"):
+        return
+    try:
+        key = load_private_key(state.signing_key_path) if state.signing_key_path else None
+        state.sealed = tuple(seal_dead_journals(reports_dir(session.config), state.catalog,
+                                                sealed_by=state.meta.run_id, signing_key=key))
+    except (OSError, SigningKeyError, ValueError) as exc:  # never stops this session; the journals stay for the next
+        state.sealing_error = f"{type(exc).__name__}: {exc}"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -251,6 +269,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                                  extra_scan=_extra_scan(config))
     except (OSError, SigningKeyError, ValueError) as exc:
         state.error = state.recorder.redact_text(f"{type(exc).__name__}: {exc}")
+    state.recorder.journal.close(remove=state.error is None)  # kept when the folder failed: the next session seals it
     if state.error or (state.output and (state.output.leaks or state.output.verdict == "FAILED")):
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -295,6 +314,11 @@ def _extra_scan(config: pytest.Config) -> list[Path]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
+    for sealed in state.sealed if state else ():
+        terminalreporter.write_line(f"sealed the journal of a session that died: {sealed.folder} ({sealed.verdict})")
+    if state and state.sealing_error:
+        terminalreporter.write_line(f"the journal of a session that died could not be sealed: {state.sealing_error}",
+                                    red=True)
     if state is None or (state.output is None and state.error is None):
         return
     tr = terminalreporter

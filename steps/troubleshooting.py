@@ -3,21 +3,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 from pytest_bdd import given, then, when
 
-from rotation.cli import main as rotation_cli
 from rotation.core import app_control, envfile
 from rotation.core.keys import generate_key
 from rotation.core.secret import fingerprint
@@ -110,137 +102,7 @@ def restored_mode(world: World) -> None:
     assert mode == 0o600, f"{world.env_file.name} has mode {mode:04o} after the restore"
 
 
-# --- decryption fails after a key rotation -------------------------------------------------------------------------
-
-@given("a database key rotation died part-way through re-encrypting the client data")
-def rotation_died(world: World, trouble: Trouble, evidence) -> None:
-    if world.target != "staging":
-        pytest.skip("kills a re-encryption on purpose: staging only (live: run `rotation db-key resume`)")
-    trouble.victim = _kill_rotation_midway(world)
-    with psycopg.connect(world.dsn) as conn:
-        ranges = conn.execute("SELECT count(*) FILTER (WHERE done), count(*), sum(rows_done) "
-                              "FROM rotation_runbook.reencrypt_range r JOIN rotation_runbook.reencrypt_job j "
-                              "USING (job_id) WHERE j.status = 'running'").fetchone()
-    evidence.record("interrupted re-encryption", {"ranges done": ranges[0], "ranges": ranges[1],
-                                                  "rows re-encrypted": ranges[2]},
-                    source="`rotation db-key rotate` killed with SIGKILL while blocked on a row lock")
-    assert 0 < ranges[0] < ranges[1], f"the rotation was not interrupted part-way: {ranges}"
-
-
-def _kill_rotation_midway(world: World, timeout_s: float = 60) -> str:
-    """Run the operator's `rotation db-key rotate`, hold one row (the last client) locked so the worker on its range
-    blocks, SIGKILL the process once every other range is done, and end its server sessions. Returns that client."""
-    with psycopg.connect(world.dsn) as lock:
-        victim = lock.execute("SELECT max(client_id) FROM crm_client_preferences WHERE email_encrypted IS NOT NULL"
-                              ).fetchone()[0]
-        lock.execute("SELECT 1 FROM crm_client_preferences WHERE client_id = %s FOR UPDATE", (victim,))
-        proc = subprocess.Popen([sys.executable, "-m", "rotation", "db-key", "rotate", "--env-file",
-                                 str(world.env_file), "--workers", "2", "--operator", "staging-killed-run"],
-                                cwd=PROJECT, env={**os.environ, "ROTATION_DSN": world.dsn},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            _wait_until_blocked(world.dsn, proc, timeout_s)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        with psycopg.connect(world.dsn, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                          "AND application_name = 'rotation-runbook' AND pid <> pg_backend_pid()")
-        lock.rollback()
-    return victim
-
-
-def _wait_until_blocked(dsn: str, proc: subprocess.Popen, timeout_s: float) -> None:
-    """Until the only unfinished range is the one waiting on our lock."""
-    deadline = time.monotonic() + timeout_s
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"`rotation db-key rotate` ended (exit {proc.returncode}) before it could be "
-                                     f"interrupted: {proc.stderr.read().decode(errors='replace')[-500:]}")
-            waiting = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
-                                   "application_name = 'rotation-runbook' AND wait_event_type = 'Lock'").fetchone()[0]
-            left = conn.execute("SELECT count(*) FILTER (WHERE NOT done) FROM rotation_runbook.reencrypt_range r "
-                                "JOIN rotation_runbook.reencrypt_job j USING (job_id) WHERE j.status = 'running'"
-                                ).fetchone()[0] if _has_jobs(conn) else None
-            if waiting and left == 1:
-                return
-            time.sleep(0.05)
-    raise AssertionError("the rotation never blocked on the locked row")
-
-
-def _has_jobs(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass('rotation_runbook.reencrypt_range') IS NOT NULL").fetchone()[0]
-
-
-@given("one value the rotation has not reached yet is under neither key")
-def value_under_neither(world: World, trouble: Trouble) -> None:
-    with psycopg.connect(world.dsn) as conn:
-        conn.execute("UPDATE crm_client_preferences SET email_encrypted = pgp_sym_encrypt(%s, %s) "
-                     "WHERE client_id = %s", ("unrecoverable@example.com", generate_key(), trouble.victim))
-
-
-@when("the encrypted values are counted per key")
-def census(world: World, trouble: Trouble, evidence) -> None:
-    keys = troubleshoot.keys_for_repair(world.env_file)
-    with psycopg.connect(world.dsn) as conn:
-        trouble.census = troubleshoot.key_census(conn, keys.new, keys.old)
-    evidence.record("values per key", {"summary": trouble.census.summary(), "per column": trouble.census.counts,
-                                       "under neither key": trouble.census.neither_lines()},
-                    source="every value of crm_client_preferences tried with rotation_runbook.try_decrypt($new), "
-                           "then ($old)")
-
-
-@then("some values are under the new key, the others under the old key, and none under neither")
-def census_partial(trouble: Trouble) -> None:
-    c = trouble.census
-    assert c.total("new") > 0 and c.total("old") > 0 and c.total("neither") == 0, c.summary()
-
-
-@when("the interrupted re-encryption is finished with the old key from the newest backup")
-def repair(world: World, trouble: Trouble, operator: str, evidence) -> None:
-    out = io.StringIO()
-    with contextlib.redirect_stderr(out), contextlib.redirect_stdout(out):
-        trouble.repair_exit = rotation_cli(["db-key", "resume", "--dsn", world.dsn, "--env-file", str(world.env_file),
-                                            "--workers", "2", "--operator", operator])
-    trouble.repair_output = out.getvalue().replace("\r", "\n")
-    evidence.record("repair", {"exit": trouble.repair_exit, "output": trouble.repair_output[-3000:]},
-                    source="rotation db-key resume --env-file .env (old key from the newest matching backup)")
-
-
-@then("the repair reports every value verified under the new key")
-def repair_ok(trouble: Trouble) -> None:
-    assert trouble.repair_exit == 0, trouble.repair_output[-2000:]
-
-
-@then("every value is under the new key and none under the old key or neither")
-def census_complete(trouble: Trouble) -> None:
-    c = trouble.census
-    assert c.complete and c.total("old") == 0 and c.total("neither") == 0, c.summary()
-
-
-@then("the count names that value by client_id and column as under neither key")
-@then("the count still names that value by client_id and column as under neither key")
-def census_names_victim(trouble: Trouble) -> None:
-    c = trouble.census
-    assert c.neither == ((trouble.victim, "email_encrypted"),), (
-        f"expected exactly client_id={trouble.victim} email_encrypted under neither key; "
-        f"{c.summary()}; {c.neither_lines()}")
-
-
-@then("the repair stops and names that value by client_id and column")
-def repair_names_victim(trouble: Trouble) -> None:
-    assert trouble.repair_exit not in (None, 0), "the repair reported success over a value no key opens"
-    assert f"client_id={trouble.victim} email_encrypted (under neither key)" in trouble.repair_output, (
-        trouble.repair_output[-2000:])
-
-
-@then("the re-encryption stays unfinished")
-def still_running(world: World) -> None:
-    with psycopg.connect(world.dsn) as conn:
-        running = conn.execute("SELECT count(*) FROM rotation_runbook.reencrypt_job WHERE status = 'running'"
-                               ).fetchone()[0]
-    assert running == 1, "the re-encryption was marked finished although a value was not re-encrypted"
+# --- decryption fails after a key rotation: steps/troubleshooting_decryption.py --------------------------------
 
 
 # --- API calls fail after a token rotation -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from rotation.core import app_control, envfile
+from rotation.core.keys import generate_key
 from staging.world import World
 from tests.provider_sabotage import provider_sabotages
 from tests.sabotage_practices import SABOTAGES as PRACTICES_SABOTAGES
@@ -25,24 +26,33 @@ def _world(request: pytest.FixtureRequest) -> World:
     return request.getfixturevalue("world")
 
 
-def _keys(request: pytest.FixtureRequest):
-    return request.getfixturevalue("db_rotation").keys
+def _keys(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The rotation's old and new key, from the DB key procedure object the scenario's steps use."""
+    rotation = request.getfixturevalue("db_key_rotation")
+    return {"old": rotation.old_key.reveal(), "new": rotation.new_key.reveal()}
 
 
 def leave_one_value_under_old_key(request: pytest.FixtureRequest) -> None:
-    keys = _keys(request)
     with psycopg.connect(_world(request).dsn) as conn:
         conn.execute("UPDATE crm_client_preferences SET email_encrypted = "
                      "pgp_sym_encrypt(pgp_sym_decrypt(email_encrypted, %(new)s), %(old)s) "
                      "WHERE client_id = (SELECT min(client_id) FROM crm_client_preferences "
-                     "WHERE email_encrypted IS NOT NULL)", {"new": keys.new, "old": keys.old})
+                     "WHERE email_encrypted IS NOT NULL)", _keys(request))
 
 
 def change_one_plaintext(request: pytest.FixtureRequest) -> None:
     with psycopg.connect(_world(request).dsn) as conn:
         conn.execute("UPDATE crm_client_preferences SET full_name_encrypted = pgp_sym_encrypt('Mallory', %(new)s) "
                      "WHERE client_id = (SELECT max(client_id) FROM crm_client_preferences "
-                     "WHERE full_name_encrypted IS NOT NULL)", {"new": _keys(request).new})
+                     "WHERE full_name_encrypted IS NOT NULL)", _keys(request))
+
+
+def one_value_under_another_key(request: pytest.FixtureRequest) -> None:
+    """A refused attempt that wrote after all: one value is now under a key nobody holds."""
+    with psycopg.connect(_world(request).dsn) as conn:
+        conn.execute("UPDATE crm_client_preferences SET phone_number_encrypted = pgp_sym_encrypt('+15550000000', "
+                     "%(k)s) WHERE client_id = (SELECT min(client_id) FROM crm_client_preferences "
+                     "WHERE phone_number_encrypted IS NOT NULL)", {"k": generate_key().reveal()})
 
 
 def delete_rotation_log(request: pytest.FixtureRequest) -> None:
@@ -98,6 +108,8 @@ SABOTAGES: dict[str, Sabotage] = {
     "db-key:rotation-log-missing": ("the rotation is logged", delete_rotation_log),
     "db-key:env-0644": ("the .env file is updated with the new key", env_world_readable),
     "db-key:app-keeps-old-key": ("the application services are started", app_keeps_old_key),
+    "db-key:refused-attempt-wrote": ("the re-encryption is started with an old key that does not open the data",
+                                     one_value_under_another_key),
     "emergency:db-key-old-key-opens": ("every encrypted value decrypts with the new key to its original plaintext",
                                        compromised_key_still_opens_a_value),
     "emergency:revoked-token-still-valid": ("the compromised credential is revoked at the provider and a replacement "

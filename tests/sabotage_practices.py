@@ -17,7 +17,7 @@ from psycopg import sql
 from rotation.core import app_control, envfile
 from rotation.core.database import connect
 from rotation.core.keys import generate_key
-from rotation.troubleshooting.diagnose import keys_for_repair
+from rotation.troubleshooting.decryption import keys_for_repair
 from staging.app_repo import GITIGNORE, commit
 
 Sabotage = tuple[str, Callable[[pytest.FixtureRequest], None]]
@@ -93,13 +93,24 @@ def bad_newest_backup(request: pytest.FixtureRequest) -> None:
 
 def value_back_under_old_key(request: pytest.FixtureRequest) -> None:
     """After the repair, one value is written under the old key again (a second app instance still on the old key)."""
-    world = request.getfixturevalue("world")
-    keys = keys_for_repair(world.env_file)
-    with psycopg.connect(world.dsn) as conn:
+    deployment = request.getfixturevalue("deployment")
+    old, new = keys_for_repair(deployment.env_file, deployment.config.credential("db_encryption_key"))
+    with psycopg.connect(deployment.dsn) as conn:
         conn.execute("UPDATE crm_client_preferences SET phone_number_encrypted = "
                      "pgp_sym_encrypt(pgp_sym_decrypt(phone_number_encrypted, %(new)s), %(old)s) "
                      "WHERE client_id = (SELECT min(client_id) FROM crm_client_preferences "
-                     "WHERE phone_number_encrypted IS NOT NULL)", {"new": keys.new, "old": keys.old})
+                     "WHERE phone_number_encrypted IS NOT NULL)", {"new": new.reveal(), "old": old.reveal()})
+
+
+def unreadable_value_fixed_behind_the_scenes(request: pytest.FixtureRequest) -> None:
+    """Before the repair, someone re-encrypts the value no key opened under the old key: the repair then has nothing
+    to stop at, and its check that it named the value must fail."""
+    deployment = request.getfixturevalue("deployment")
+    old, _ = keys_for_repair(deployment.env_file, deployment.config.credential("db_encryption_key"))
+    victim = request.getfixturevalue("interrupted_rotation").victim
+    with psycopg.connect(deployment.dsn) as conn:
+        conn.execute("UPDATE crm_client_preferences SET email_encrypted = pgp_sym_encrypt('fixed@example.com', %s) "
+                     "WHERE client_id = %s", (old.reveal(), victim))
 
 
 def reload_lost(request: pytest.FixtureRequest) -> None:
@@ -123,5 +134,7 @@ SABOTAGES: dict[str, Sabotage] = {
     "troubleshooting:bad-backup": ("the current configuration is backed up", bad_newest_backup),
     "troubleshooting:value-back-under-old-key": ("the interrupted re-encryption is finished with the old key from "
                                                  "the newest backup", value_back_under_old_key),
+    "troubleshooting:unreadable-value-fixed": ("the count names that value by its row and column as under neither "
+                                               "key", unreadable_value_fixed_behind_the_scenes),
     "troubleshooting:reload-lost": ("the application is reloaded", reload_lost),
 }

@@ -1,38 +1,40 @@
 @rotation @db_encryption_key @SOC2-CC6.1 @PCI-3.7.4 @PCI-3.7.5 @PCI-3.6.1 @GDPR-32
 Feature: Database Encryption Key Rotation
   CRITICAL: this is the most sensitive rotation. Existing encrypted data must be re-encrypted.
-  The client PII in crm_client_preferences (email, phone number, full name) is encrypted with pgcrypto under
-  DB_ENCRYPTION_KEY. Rotating the key re-encrypts every value; afterwards every value must read back unchanged
-  under the new key and no value may still open with the old one.
+  The clients' email addresses, phone numbers and full names are encrypted in the database under the database
+  encryption key. Rotating the key re-encrypts every value; afterwards every value must read back unchanged under the
+  new key and no value may still open with the old one. The application is stopped before its configuration gets the
+  new key, so nothing is written under the old key while the data moves to the new one. Run again after an
+  interruption at any point, the rotation takes up where it stopped.
 
   Background:
     Given the CRM database holds client PII encrypted under the current database encryption key
-    And the application is running with the current key
 
+  @scheduled
   Scenario: Scheduled 90-day rotation of the database encryption key
     Given the current configuration is backed up
     And the system is healthy before the rotation
     When a new database encryption key is generated
     And the application services are stopped
     And the .env file is updated with the new key
-    Then the .env file keeps mode 0600 and every other setting
+    Then the .env file keeps its restrictive permissions and every other setting
     When all sensitive data is re-encrypted under the new key
     Then every encrypted value decrypts with the new key to its original plaintext
     And no encrypted value decrypts with the old key
     When the rotation is logged
-    Then security_credential_rotations records it with the previous key hash and the next rotation due in 90 days
+    Then the rotation log records it with the previous key hash and the next rotation due date
     When the application services are started
     Then the system is healthy after the rotation
-    And the encryption key loaded by the application is the new key, at least 32 characters long
+    And the encryption key loaded by the application is the new key
 
   Scenario: A wrong old key is refused before anything is written
     Given the current configuration is backed up
-    When the re-encryption is started with a wrong old key
-    Then the rotation is refused naming the column the old key cannot decrypt
+    When the re-encryption is started with an old key that does not open the data
+    Then the rotation is refused, naming the data the old key cannot decrypt
     And every encrypted value still decrypts with the current key
 
   Scenario: A weak new key is refused before anything is written
     Given the current configuration is backed up
     When the re-encryption is started with a new key of 16 characters
-    Then the rotation is refused because the new key is too short
+    Then the rotation is refused because the new key is too weak
     And every encrypted value still decrypts with the current key

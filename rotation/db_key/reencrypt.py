@@ -15,13 +15,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from rotation.core.config import Config, StrengthPolicy
 from rotation.core.database import apply_runbook_schema, connect
-from rotation.core.keys import check_strength
-from rotation.core.secret import fingerprint
+from rotation.core.keys import MIN_KEY_LENGTH, check_strength
+from rotation.core.secret import Secret, fingerprint, secret
 
 # A random 256-bit key gains nothing from S2K stretching (mode 3 iterates the hash ~65k-250k times to slow down
 # guessing of low-entropy passphrases); stretching is ~97% of pgcrypto's per-value cost. pgp_sym_decrypt reads the
@@ -36,8 +38,13 @@ class TableSpec:
     columns: tuple[str, ...]
 
 
-CRM_PII = TableSpec("crm_client_preferences", "client_id",
-                    ("email_encrypted", "phone_number_encrypted", "full_name_encrypted"))
+# What a key must at least be when no policy is given: what the app itself accepts.
+APP_MINIMUM = StrengthPolicy(min_length=MIN_KEY_LENGTH)
+
+
+def pgcrypto_specs(config: Config) -> tuple[TableSpec, ...]:
+    """The encrypted-data inventory's pgcrypto columns, one spec per table (the Fernet values are not pgcrypto)."""
+    return tuple(TableSpec(e.table, e.key, e.columns) for e in config.encrypted_data if e.kind == "pgcrypto")
 
 
 class ReencryptionError(RuntimeError):
@@ -78,11 +85,10 @@ class JobResult:
 ProgressCallback = Callable[[Progress], None]
 
 
-def preflight(conn: psycopg.Connection, spec: TableSpec, old_key: str, new_key: str) -> None:
+def preflight(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_key: Secret,
+              policy: StrengthPolicy = APP_MINIMUM) -> None:
     """Everything that can be known to be wrong before a single value is written: raise with an actionable message."""
-    check_strength(new_key, name="the new DB_ENCRYPTION_KEY")
-    if new_key == old_key:
-        raise ReencryptionError("the new key equals the old key: generate a new one")
+    check_strength(new_key, policy, name="the new database encryption key", current=old_key)
     found = {r[0] for r in conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = %s",
         (spec.table,))}
@@ -99,7 +105,7 @@ def preflight(conn: psycopg.Connection, spec: TableSpec, old_key: str, new_key: 
     conn.commit()
 
 
-def _sample_unreadable(conn: psycopg.Connection, spec: TableSpec, column: str, old_key: str) -> bool:
+def _sample_unreadable(conn: psycopg.Connection, spec: TableSpec, column: str, old_key: Secret) -> bool:
     """Does the old key fail on the first non-NULL value of this column? One value is enough to catch a wrong key."""
     row = conn.execute(sql.SQL(
         "SELECT rotation_runbook.try_decrypt({c}, %(old)s) IS NULL FROM {t} WHERE {c} IS NOT NULL ORDER BY {pk} LIMIT 1"
@@ -115,14 +121,55 @@ def current_schema(conn: psycopg.Connection) -> str:
 
 def running_job(conn: psycopg.Connection, spec: TableSpec) -> tuple[int, str, str] | None:
     """The unfinished job on this table, if any: (job_id, old_key_fp, new_key_fp)."""
-    return conn.execute(
+    row = conn.execute(
         "SELECT job_id, old_key_fp, new_key_fp FROM rotation_runbook.reencrypt_job "
         "WHERE table_name = %s AND status = 'running'", (spec.table,)).fetchone()
+    return (int(row[0]), str(row[1]), str(row[2])) if row else None
 
 
-def start_or_resume_job(conn: psycopg.Connection, spec: TableSpec, old_key: str, new_key: str, *,
-                        ranges: int, cipher_options: str = DEFAULT_CIPHER_OPTIONS) -> tuple[int, bool]:
+def find_job(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_key: Secret) -> tuple[int, str] | None:
+    """The newest job re-encrypting this table from old_key to new_key, if any: (job_id, status)."""
+    row = conn.execute(
+        "SELECT job_id, status FROM rotation_runbook.reencrypt_job WHERE table_name = %s AND old_key_fp = %s "
+        "AND new_key_fp = %s AND status <> 'abandoned' ORDER BY job_id DESC LIMIT 1",
+        (spec.table, fingerprint(old_key), fingerprint(new_key))).fetchone()
+    conn.commit()
+    return (int(row[0]), str(row[1])) if row else None
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    job_id: int
+    table: str
+    status: str
+    rows_done: int
+    total_rows: int
+
+
+def jobs_towards(conn: psycopg.Connection, new_key_fp: str) -> list[JobSummary]:
+    """Every re-encryption job (not abandoned) whose target is the key with this fingerprint."""
+    apply_runbook_schema(conn)
+    rows = conn.execute(
+        "SELECT j.job_id, j.table_name, j.status, COALESCE(sum(r.rows_done), 0), j.total_rows "
+        "FROM rotation_runbook.reencrypt_job j LEFT JOIN rotation_runbook.reencrypt_range r USING (job_id) "
+        "WHERE j.new_key_fp = %s AND j.status <> 'abandoned' GROUP BY j.job_id ORDER BY j.job_id",
+        (new_key_fp,)).fetchall()
+    conn.commit()
+    return [JobSummary(int(a), str(b), str(c), int(d), int(e)) for a, b, c, d, e in rows]
+
+
+def abandon_job(conn: psycopg.Connection, job_id: int) -> None:
+    """Mark a job that never wrote a value as abandoned, so a rotation to another key may start on its table."""
+    conn.execute("UPDATE rotation_runbook.reencrypt_job SET status = 'abandoned', finished_at = now() "
+                 "WHERE job_id = %s AND status = 'running'", (job_id,))
+    conn.commit()
+
+
+def start_or_resume_job(conn: psycopg.Connection, spec: TableSpec, old_key: Secret | str, new_key: Secret | str, *,
+                        ranges: int, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
+                        policy: StrengthPolicy = APP_MINIMUM) -> tuple[int, bool]:
     """Return (job_id, resumed). A running job for other keys is refused: finishing it is the operator's call."""
+    old_key, new_key = secret(old_key), secret(new_key)
     apply_runbook_schema(conn)
     fps = (fingerprint(old_key), fingerprint(new_key))
     existing = running_job(conn, spec)
@@ -130,25 +177,30 @@ def start_or_resume_job(conn: psycopg.Connection, spec: TableSpec, old_key: str,
         raise ReencryptionError(
             f"an unfinished re-encryption of {spec.table} (job {existing[0]}) is from key {existing[1]} to "
             f"{existing[2]}, not {fps[0]} to {fps[1]}: resume it with those keys first")
-    same = conn.execute(
-        "SELECT job_id FROM rotation_runbook.reencrypt_job WHERE table_name = %s AND old_key_fp = %s "
-        "AND new_key_fp = %s AND status <> 'abandoned' ORDER BY job_id DESC LIMIT 1", (spec.table, *fps)).fetchone()
-    conn.commit()
+    same = find_job(conn, spec, old_key, new_key)
     if same:  # resuming, or re-running a finished job: its checkpoints say what is left (possibly nothing)
         return same[0], True
-    preflight(conn, spec, old_key, new_key)
+    preflight(conn, spec, old_key, new_key, policy)
     with conn.transaction():
-        total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table))).fetchone()[0]
-        job_id = conn.execute(
+        total = _one(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table))))
+        job_id = _one(conn.execute(
             "INSERT INTO rotation_runbook.reencrypt_job (table_name, pk_column, columns, old_key_fp, new_key_fp, "
             "cipher_options, total_rows) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING job_id",
             (spec.table, spec.pk, list(spec.columns), fingerprint(old_key), fingerprint(new_key), cipher_options,
-             total)).fetchone()[0]
+             total)))
         bounds = _range_bounds(conn, spec, ranges)
         conn.cursor().executemany(
             "INSERT INTO rotation_runbook.reencrypt_range (job_id, range_no, lo_excl, hi_incl) VALUES (%s, %s, %s, %s)",
             [(job_id, i, lo, hi) for i, (lo, hi) in enumerate(bounds)])
     return job_id, False
+
+
+def _one(cursor: psycopg.Cursor[Any]) -> Any:
+    """The single value a single-row statement returns."""
+    row = cursor.fetchone()
+    if row is None:
+        raise ReencryptionError("the database returned no row where one was expected")
+    return row[0]
 
 
 def _range_bounds(conn: psycopg.Connection, spec: TableSpec, ranges: int) -> list[tuple[str | None, str | None]]:
@@ -170,7 +222,7 @@ def pk_type(conn: psycopg.Connection, spec: TableSpec) -> str:
                        "WHERE attrelid = to_regclass(%s) AND attname = %s", (spec.table, spec.pk)).fetchone()
     if not row:
         raise ReencryptionError(f"table {spec.table} has no column {spec.pk}")
-    return row[0]
+    return str(row[0])
 
 
 def _batch_statement(spec: TableSpec, key_type: str, *, lower: bool, upper: bool) -> sql.Composed:
@@ -196,21 +248,26 @@ SELECT count(*), max(k)::text FROM upd
 """).format(where=where, sets=sets, **ids)
 
 
-def reencrypt(dsn: str, old_key: str, new_key: str, *, spec: TableSpec = CRM_PII, workers: int | None = None,
-              batch_size: int = 2000, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
-              on_progress: ProgressCallback | None = None, progress_every_s: float = 0.5) -> JobResult:
+def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: TableSpec,
+              workers: int | None = None, batch_size: int = 2000, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
+              policy: StrengthPolicy = APP_MINIMUM, on_progress: ProgressCallback | None = None,
+              progress_every_s: float = 0.5) -> JobResult:
     """Re-encrypt all of spec's columns from old_key to new_key, resuming an interrupted job on the same keys."""
+    old_key, new_key = secret(old_key), secret(new_key)
     workers = workers or os.cpu_count() or 2
     started = time.monotonic()
     with connect(dsn) as conn:
         job_id, _ = start_or_resume_job(conn, spec, old_key, new_key, ranges=workers * 4,
-                                        cipher_options=cipher_options)
+                                        cipher_options=cipher_options, policy=policy)
         key_type = pk_type(conn, spec)
-        total, done_before, cipher_options = conn.execute(
+        row = conn.execute(
             "SELECT j.total_rows, COALESCE(sum(r.rows_done), 0), j.cipher_options "
             "FROM rotation_runbook.reencrypt_job j JOIN rotation_runbook.reencrypt_range r USING (job_id) "
             "WHERE job_id = %s GROUP BY j.job_id",
             (job_id,)).fetchone()
+        if row is None:
+            raise ReencryptionError(f"re-encryption job {job_id} of {spec.table} has no ranges")
+        total, done_before, cipher_options = row
         todo = [r[0] for r in conn.execute(
             "SELECT range_no FROM rotation_runbook.reencrypt_range WHERE job_id = %s AND NOT done ORDER BY range_no",
             (job_id,))]
@@ -276,8 +333,9 @@ def _drain_range(conn: psycopg.Connection, statements: dict[tuple[bool, bool], s
                     return
                 after, hi = claimed
                 statement = statements[(after is not None, hi is not None)]
-                count, last = conn.execute(statement, {**params, "after": after, "hi": hi}).fetchone()
-                done = count < int(params["n"])  # type: ignore[call-overload]
+                page = conn.execute(statement, {**params, "after": after, "hi": hi}).fetchone()
+                count, last = page if page else (0, None)
+                done = count < int(str(params["n"]))
                 conn.execute(CHECKPOINT, {**params, "cursor": last, "count": count, "done": done})
         except psycopg.errors.ExternalRoutineInvocationException as exc:  # pgcrypto: "Wrong key or corrupt data"
             raise ReencryptionError(_describe_unreadable(conn, spec, params)) from _without_params(exc)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from rotation.core.secret import Secret
 from rotation.db_key.reencrypt import TableSpec
 
 SNAPSHOT = """
@@ -109,7 +110,7 @@ def _fmt(statement: str, spec: TableSpec, column: str) -> sql.Composed:
                                      c=sql.Identifier(column), name=sql.Literal(column))
 
 
-def snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: str, new_key: str) -> int:
+def snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secret, new_key: Secret) -> int:
     """Record the keyed digest of every value (NULL for NULL) before re-encryption, once per job and atomically:
     a resumed job keeps the snapshot taken before its first batch."""
     params = {"job": job_id, "old": old_key, "new": new_key}
@@ -128,15 +129,85 @@ def snapshot_size(conn: psycopg.Connection, job_id: int) -> int:
     return int(row[0]) if row else 0
 
 
-def verify(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: str, new_key: str,
+def verify(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secret, new_key: Secret,
            *, failure_limit: int = 20) -> PopulationCheck:
     params = {"job": job_id, "old": old_key, "new": new_key, "limit": failure_limit}
     columns, failures = [], []
     for column in spec.columns:
-        columns.append(ColumnCheck(column, *conn.execute(_fmt(CHECK_COLUMN, spec, column), params).fetchone()))
-        failures += conn.execute(_fmt(FAILURES, spec, column), params).fetchall()
-    rows_before = conn.execute("SELECT count(DISTINCT pk) FROM rotation_runbook.plaintext_digest WHERE job_id = %s",
-                               (job_id,)).fetchone()[0]
-    rows_after = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table))).fetchone()[0]
+        counts = conn.execute(_fmt(CHECK_COLUMN, spec, column), params).fetchone() or (0, 0, 0, 0, 0)
+        columns.append(ColumnCheck(column, *(int(n) for n in counts)))
+        failures += [(str(pk), str(col), str(why)) for pk, col, why in
+                     conn.execute(_fmt(FAILURES, spec, column), params).fetchall()]
+    rows_before = _count(conn, "SELECT count(DISTINCT pk) FROM rotation_runbook.plaintext_digest WHERE job_id = %s",
+                         (job_id,))
+    rows_after = _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table)))
     conn.commit()
-    return PopulationCheck(spec.table, int(rows_before), int(rows_after), tuple(columns), tuple(failures))
+    return PopulationCheck(spec.table, rows_before, rows_after, tuple(columns), tuple(failures))
+
+
+def _count(conn: psycopg.Connection, query: str | sql.Composed, params: tuple[object, ...] = ()) -> int:
+    row = conn.execute(query, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+# --- values a key opens: the old key after a rotation, the current key before one ------------------------------------
+
+READABLE = """
+SELECT count({c}), count(rotation_runbook.try_decrypt({c}, %(k)s)),
+       (array_agg({pk}::text ORDER BY {pk}) FILTER (WHERE rotation_runbook.try_decrypt({c}, %(k)s) IS NOT NULL))[1:5]
+FROM {t}
+"""
+SAMPLE = """
+SELECT count({c}), (SELECT rotation_runbook.try_decrypt({c}, %(k)s) IS NOT NULL FROM {t}
+                     WHERE {c} IS NOT NULL ORDER BY {pk} LIMIT 1)
+FROM {t}
+"""
+
+
+@dataclass(frozen=True)
+class KeyReach:
+    """How many of a table's encrypted values one key opens, per column, with the first few row ids it opens."""
+
+    table: str
+    pk: str
+    values: dict[str, int]
+    opened: dict[str, int]
+    examples: dict[str, tuple[str, ...]]
+
+    @property
+    def total(self) -> int:
+        return sum(self.values.values())
+
+    @property
+    def total_opened(self) -> int:
+        return sum(self.opened.values())
+
+    def opened_lines(self) -> list[str]:
+        """`table.column: n values (pk=a, pk=b, ...)` for every column the key opens at least one value of."""
+        return [f"{self.table}.{c}: {n:,} value{'s' if n != 1 else ''} ("
+                + ", ".join(f"{self.pk}={pk}" for pk in self.examples.get(c, ())) + (", ..." if n > 5 else "") + ")"
+                for c, n in self.opened.items() if n]
+
+    def as_evidence(self) -> dict[str, dict[str, int]]:
+        return {f"{self.table}.{c}": {"values": self.values[c], "opened": self.opened[c]} for c in self.values}
+
+
+def key_reach(conn: psycopg.Connection, spec: TableSpec, key: Secret) -> KeyReach:
+    """Try the key on every non-NULL value of the spec's columns (one pass per column)."""
+    values, opened, examples = {}, {}, {}
+    for column in spec.columns:
+        row = conn.execute(_fmt(READABLE, spec, column), {"k": key}).fetchone() or (0, 0, None)
+        values[column], opened[column], examples[column] = int(row[0]), int(row[1]), tuple(row[2] or ())
+    conn.commit()
+    return KeyReach(spec.table, spec.pk, values, opened, examples)
+
+
+def sample_opens(conn: psycopg.Connection, spec: TableSpec, key: Secret) -> dict[str, tuple[int, bool | None]]:
+    """Per column: (non-NULL values, whether the key opens the first of them; None for an empty column). Cheap: one
+    decryption per column, enough to tell the right key from a wrong one."""
+    found = {}
+    for column in spec.columns:
+        row = conn.execute(_fmt(SAMPLE, spec, column), {"k": key}).fetchone() or (0, None)
+        found[column] = (int(row[0]), None if row[1] is None else bool(row[1]))
+    conn.commit()
+    return found

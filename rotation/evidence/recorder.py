@@ -201,6 +201,10 @@ class Recorder:
     def current_scenario(self) -> ScenarioRecord | None:
         return self._scenario
 
+    @property
+    def current_step(self) -> StepRecord | None:
+        return self._step
+
     def begin_step(self, keyword: str, text: str, line: int, *, background: bool = False) -> StepRecord:
         step = StepRecord(keyword=keyword, text=text, line=line, background=background)
         if self._scenario is not None:

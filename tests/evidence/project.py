@@ -10,6 +10,7 @@ import pytest
 SECRET_ENV = "EVIDENCE_TEST_SECRET"  # noqa: S105  (a variable name) the secret reaches the steps by environment, never as a source literal
 
 CONFTEST = '''
+# The suite's options (--target, --operator, --approver, --reports-dir, ...) and the evidence plugin alone.
 pytest_plugins = ["rotation_pytest.options", "rotation_pytest.evidence"]
 '''
 

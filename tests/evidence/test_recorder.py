@@ -38,7 +38,7 @@ def test_passwords_in_urls_never_reach_the_evidence() -> None:
 
 def test_a_dsn_password_on_the_command_line_is_not_in_the_report(pytester: pytest.Pytester,
                                                                  project: Callable[..., Path]) -> None:
-    root = project()
+    root = project()  # --dsn is one of the suite's options
     run(pytester, "--dsn", "postgresql://app:pw-on-cli-123@db/crm").assert_outcomes(passed=3)
     folder = run_folder(root)
     for path in folder.iterdir():

@@ -1,12 +1,12 @@
-"""Crash safety of the DB key rotation: SIGKILL the real `rotation db-key rotate` process mid-way, resume it,
-and prove every value is readable with the new key and equal to its original plaintext."""
+"""Crash safety inside the re-encryption step: SIGKILL the operator's `rotation db-key rotate` while it takes the
+plaintext digests, or half-way through re-encrypting, then run the same command again: every value reads back under
+the new key equal to its plaintext before, none under the old, and both runs' evidence names the same rotation."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,41 +14,28 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rotation.core import envfile
+from rotation.evidence.verify import verify_folder
 from staging.postgres import StagingServer
-from staging.world import write_env
-from tests.harness import PROJECT, seeded_crm
+from tests.rotation.live_crm import LiveCrm, live_crm
 
-ROWS = 6000
-PLAINTEXTS = """
-SELECT client_id, decrypt_sensitive_data(email_encrypted, %(k)s), decrypt_sensitive_data(phone_number_encrypted, %(k)s),
-       decrypt_sensitive_data(full_name_encrypted, %(k)s)
-FROM crm_client_preferences ORDER BY client_id
-"""
+ROWS = 2000
 PROGRESS = "SELECT coalesce(sum(rows_done), -1) FROM rotation_runbook.reencrypt_range"
+REENCRYPT_STEP = "When all sensitive data is re-encrypted under the new key"
 
 
 @pytest.fixture
-def crm(pg: StagingServer, tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
-    with seeded_crm(pg.admin_dsn, ROWS) as (dsn, key):
-        write_env(tmp_path / ".env", {"DATABASE_URL": dsn, "DB_ENCRYPTION_KEY": key})
-        yield dsn, tmp_path / ".env", key
-
-
-def rotation_cli(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "rotation", "db-key", *args], cwd=PROJECT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+def crm(pg: StagingServer, tmp_path: Path) -> Iterator[LiveCrm]:
+    with live_crm(pg.admin_dsn, tmp_path, ROWS) as world:
+        yield world
 
 
 def progress(dsn: str) -> int:
     with psycopg.connect(dsn) as conn:
-        try:
-            return int(conn.execute(PROGRESS).fetchone()[0])
-        except psycopg.errors.UndefinedTable:
-            return -1
+        row = conn.execute(PROGRESS).fetchone()
+        return int(row[0]) if row else -1
 
 
-def kill_when(dsn: str, proc: subprocess.Popen[str], ready: Callable[[int], bool], timeout_s: float = 60) -> int:
+def kill_when(dsn: str, proc: subprocess.Popen[str], ready: Callable[[int], bool], timeout_s: float = 120) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         done = progress(dsn)
@@ -56,36 +43,27 @@ def kill_when(dsn: str, proc: subprocess.Popen[str], ready: Callable[[int], bool
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             return done
-        assert proc.poll() is None, f"rotation finished before it could be killed:\n{proc.stdout.read()}"
+        assert proc.poll() is None, f"the rotation finished before it could be killed:\n{proc.communicate()[0]}"
         time.sleep(0.005)
     proc.kill()
     raise AssertionError("the moment to kill never came")
 
 
 @pytest.mark.parametrize("moment", ["during the digest snapshot", "mid re-encryption"])
-def test_killed_rotation_resumes_with_every_value_intact(crm: tuple[str, Path, str], moment: str) -> None:
-    dsn, env_file, old_key = crm
-    with psycopg.connect(dsn) as conn:
-        before = conn.execute(PLAINTEXTS, {"k": old_key}).fetchall()
-
-    proc = rotation_cli("rotate", "--dsn", dsn, "--env-file", str(env_file), "--workers", "2")
+def test_killed_inside_the_reencryption_the_same_command_finishes(crm: LiveCrm, moment: str) -> None:
     ready = (lambda n: n == 0) if moment == "during the digest snapshot" else (lambda n: 0 < n < ROWS // 2)
-    done_at_kill = kill_when(dsn, proc, ready)
+    done_at_kill = kill_when(crm.dsn, crm.popen(), ready)
     assert done_at_kill < ROWS
 
-    resumed = rotation_cli("resume", "--dsn", dsn, "--env-file", str(env_file))
-    output, _ = resumed.communicate(timeout=120)
-    assert resumed.returncode == 0, output
-    assert f"{sum(v is not None for row in before for v in row[1:]):,} of" in output
+    again = crm.rotate()
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    new_key = crm.assert_rotated()
+    assert crm.old_key.reveal() not in again.stdout and new_key.reveal() not in again.stdout
 
-    new_key = envfile.get_value(env_file, "DB_ENCRYPTION_KEY")
-    assert new_key != old_key
-    with psycopg.connect(dsn) as conn:
-        after = conn.execute(PLAINTEXTS, {"k": new_key}).fetchall()
-        still_old = conn.execute(
-            "SELECT count(rotation_runbook.try_decrypt(v, %s)) FROM crm_client_preferences, "
-            "LATERAL (VALUES (email_encrypted), (phone_number_encrypted), (full_name_encrypted)) c(v)",
-            (old_key,)).fetchone()[0]
-    assert after == before
-    assert still_old == 0
-    assert old_key not in output and new_key not in output
+    first, second = crm.folders()
+    assert verify_folder(first.path).passed and verify_folder(second.path).passed
+    assert first.scenario()["status"] == "error"
+    assert f"during step '{REENCRYPT_STEP}'" in str(first.scenario()["reason"])
+    assert first.rotation_ids() == second.rotation_ids() and len(second.rotation_ids()) == 1
+    resumed = [e for e in second.entries() if e["type"] == "evidence" and str(e["name"]).startswith("re-encryption")]
+    assert resumed and resumed[0]["value"]["resumed"] is True  # type: ignore[index]

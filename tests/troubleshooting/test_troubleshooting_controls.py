@@ -1,6 +1,6 @@
 """Negative controls for the Troubleshooting scenarios: the untouched feature passes (positive control); a backup
-that cannot make the app healthy, a value left under the old key after the repair, or a reload that does not reach
-the app, makes its scenario FAIL."""
+that cannot make the app healthy, or a reload that does not reach the app, makes its scenario FAIL. (Decryption fails
+after a key rotation: test_decryption_controls.py.)"""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ def test_troubleshooting_passes_untouched(suite: SuiteRunner) -> None:
 
 @pytest.mark.parametrize(("sabotage", "scenario", "failing_check"), [
     ("troubleshooting:bad-backup", "env_no_longer_parses", "the app is not healthy after the rotation"),
-    ("troubleshooting:value-back-under-old-key", "finish_the_interrupted", "1 under the old key"),
     ("troubleshooting:reload-lost", "never_reloaded", "the app is not healthy after the rotation"),
 ])
 def test_scenario_fails_when_the_repair_does_not_work(suite: SuiteRunner, sabotage: str, scenario: str,
