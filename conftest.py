@@ -7,6 +7,7 @@ pytest_plugins = [
     "steps.monitoring",
     "steps.hygiene",
     "steps.troubleshooting",
+    "steps.troubleshooting_api",
     "steps.providers",
     "steps.emergency",
 ]

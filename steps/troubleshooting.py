@@ -22,9 +22,6 @@ from rotation.core import app_control, envfile
 from rotation.core.keys import generate_key
 from rotation.core.secret import fingerprint
 from rotation.db_key import procedure as db_key
-from rotation.providers.base import CheckResult, Provider, RetryPolicy
-from rotation.providers.factory import STAGING_POLICY, provider_for
-from rotation.providers.procedure import app_credential
 from rotation.troubleshooting import diagnose as troubleshoot
 from staging.world import World
 
@@ -241,80 +238,3 @@ def still_running(world: World) -> None:
         running = conn.execute("SELECT count(*) FROM rotation_runbook.reencrypt_job WHERE status = 'running'"
                                ).fetchone()[0]
     assert running == 1, "the re-encryption was marked finished although a value was not re-encrypted"
-
-
-# --- API calls fail after a token rotation -------------------------------------------------------------------------
-
-def _twilio(world: World) -> Provider:
-    """The Twilio adapter on the app's .env settings (staging: the stand-in's endpoint)."""
-    policy = STAGING_POLICY if world.target == "staging" else RetryPolicy()
-    return provider_for("twilio", envfile.read_env(world.env_file), policy=policy)
-
-
-@given("the Twilio auth token was rotated at Twilio and in .env, but the application was not reloaded")
-def rotated_without_reload(world: World, evidence) -> None:
-    if world.target != "staging":
-        pytest.skip("rotates the token behind the app's back: staging only (live: run the checks below)")
-    provider = _twilio(world)
-    old = envfile.get_value(world.env_file, provider.env_name)
-    new = provider.issue(old)
-    evidence.register_secret(new)
-    provider.retire_old(old, new)  # promotion: the old primary, which the app still holds, stops working
-    envfile.set_value(world.env_file, provider.env_name, new)
-    evidence.record("token rotated without reload", {"old": fingerprint(old), "new": fingerprint(new)},
-                    source="POST /v1/AuthTokens/Secondary; POST /v1/AuthTokens/Promote; .env updated; no reload")
-
-
-@then("the application's Twilio API calls fail")
-def twilio_calls_fail(world: World, evidence) -> None:
-    health = app_control.wait_for_health(world.app.health_url, healthy=False, timeout_s=world.app.health_timeout_s)
-    twilio = health.body.get("checks", {}).get("twilio", {})
-    evidence.record("app's Twilio check", twilio, source=f"GET {world.app.health_url}")
-    assert not health.healthy and not twilio.get("ok", True), "the app's Twilio calls still succeed"
-
-
-@when("the Twilio auth token in .env is checked with Twilio", target_fixture="token_check")
-def token_checked(world: World, evidence) -> CheckResult:
-    provider = _twilio(world)
-    result = provider.check(envfile.get_value(world.env_file, provider.env_name))
-    evidence.record("Twilio check of the token in .env", result.as_evidence(),
-                    source="GET /2010-04-01/Accounts/{Sid}.json with the token from .env (read-only)")
-    return result
-
-
-@then("Twilio accepts the Twilio auth token in .env")
-def token_accepted(token_check: CheckResult) -> None:
-    assert token_check.accepted, f"Twilio refuses the token in .env: {token_check.status} {token_check.code}"
-
-
-@then(".env has no typo: it parses and the Twilio auth token is 32 hexadecimal digits")
-def no_typo(world: World, evidence) -> None:
-    lines = troubleshoot.env_syntax_errors(world.env_file)
-    typos = troubleshoot.token_typos("TWILIO_AUTH_TOKEN", envfile.get_value(world.env_file, "TWILIO_AUTH_TOKEN"))
-    evidence.record(".env typo check", {"unparsable lines": lines, "token problems": typos},
-                    source="python-dotenv parse_stream; rotation.troubleshoot.token_typos")
-    assert not lines and not typos, f"unparsable lines {lines}; {'; '.join(typos)}"
-
-
-@then("the application runs on a configuration loaded before .env last changed, with another Twilio auth token")
-def app_stale(world: World, evidence) -> None:
-    provider = _twilio(world)
-    health = app_control.health(world.app.health_url)
-    loaded_at = health.body.get("env_loaded_at")
-    in_app = app_credential(health, provider)
-    in_env = fingerprint(envfile.get_value(world.env_file, provider.env_name))
-    evidence.record("app configuration vs .env", {"app loaded .env at": loaded_at, ".env modified": troubleshoot
-                                                  .describe_mtime(world.env_file), "app token": in_app,
-                                                  ".env token": in_env},
-                    source=f"GET {world.app.health_url} (env_loaded_at, checks.twilio.credential_fingerprint); "
-                           f"stat {world.env_file.name}")
-    assert troubleshoot.app_config_is_stale(loaded_at, world.env_file), "the app loaded .env after its last change"
-    assert in_app != in_env, "the app already uses the token in .env"
-
-
-@then("the application uses the Twilio auth token in .env")
-def app_uses_env_token(world: World) -> None:
-    provider = _twilio(world)
-    in_app = app_credential(app_control.health(world.app.health_url), provider)
-    in_env = fingerprint(envfile.get_value(world.env_file, provider.env_name))
-    assert in_app == in_env, f"the app uses {in_app}, .env holds {in_env}"
