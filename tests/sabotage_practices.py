@@ -17,6 +17,7 @@ from psycopg import sql
 from rotation.core import app_control, envfile
 from rotation.core.database import connect
 from rotation.core.keys import generate_key
+from rotation.core.secret import Secret
 from rotation.troubleshooting.diagnose import keys_for_repair
 from staging.app_repo import GITIGNORE, commit
 
@@ -111,6 +112,13 @@ def reload_lost(request: pytest.FixtureRequest) -> None:
     app_control.run(world.app.start.replace(str(world.env_file), str(stale)))
 
 
+def token_typo(request: pytest.FixtureRequest) -> None:
+    """Someone "fixed" .env by hand: the token now carries the quotes it was pasted with."""
+    env_file = request.getfixturevalue("deployment").env_file
+    token = envfile.get_secret(env_file, "TWILIO_AUTH_TOKEN")
+    envfile.set_value(env_file, "TWILIO_AUTH_TOKEN", Secret(f'"{token.reveal()}"'))
+
+
 SABOTAGES: dict[str, Sabotage] = {
     "hygiene:env-not-ignored": (REPO_READY, env_not_ignored),
     "hygiene:env-0644": (REPO_READY, env_world_readable),
@@ -124,4 +132,5 @@ SABOTAGES: dict[str, Sabotage] = {
     "troubleshooting:value-back-under-old-key": ("the interrupted re-encryption is finished with the old key from "
                                                  "the newest backup", value_back_under_old_key),
     "troubleshooting:reload-lost": ("the application is reloaded", reload_lost),
+    "troubleshooting:token-typo": ("the Twilio auth token in .env is checked with Twilio", token_typo),
 }

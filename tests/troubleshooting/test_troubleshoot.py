@@ -75,22 +75,3 @@ def test_key_census_names_every_value_under_neither_key(crm: tuple[str, str]) ->
     assert new not in census.summary() and old not in census.summary()
     assert census.neither_lines() == ["client_id=client-00000005 full_name_encrypted",
                                       "client_id=client-00000050 full_name_encrypted"]
-
-
-def test_app_config_is_stale(tmp_path: Path) -> None:
-    env = tmp_path / ".env"
-    env.write_text("A=1\n")
-    mtime = env.stat().st_mtime
-    assert troubleshoot.app_config_is_stale(mtime - 10, env)
-    assert not troubleshoot.app_config_is_stale(mtime + 1, env)
-    assert troubleshoot.app_config_is_stale(None, env)
-
-
-def test_token_typos_name_the_problem_not_the_token() -> None:
-    good = "0123456789abcdef" * 2
-    assert troubleshoot.token_typos("TWILIO_AUTH_TOKEN", good) == []
-    for bad, why in ((good + " ", "whitespace"), (f'"{good}"', "quotes"), (good[:-1], "32 hexadecimal digits"),
-                     (good.upper(), "32 hexadecimal digits"), (good[:16] + "\t" + good[17:], "non-printable")):
-        problems = troubleshoot.token_typos("TWILIO_AUTH_TOKEN", bad)
-        assert any(why in p for p in problems), (why, problems)
-        assert all(bad.strip() not in p for p in problems)
