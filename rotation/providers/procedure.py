@@ -337,7 +337,7 @@ class ProviderRotation:
             self.provider.retire_old(self.old, self.new)
         evidence.record(f"old {self.label} retired", self._tag({
             "retired": self.old.fingerprint, "now current": self.new.fingerprint,
-            "retired by": "this run" if alive else "an earlier run (the provider already refused it)"}),
+            "retired by": "this run" if alive else "earlier (the provider already refused it)"}),
             source=self.provider.source("retire"))
 
     def check_old_rejected(self, evidence: Evidence) -> None:
