@@ -15,6 +15,7 @@ credential registry. Errors and logs carry fingerprints and provider codes, neve
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -178,6 +179,7 @@ class Provider(Protocol):
     def source(self, operation: Operation) -> str: ...
 
 
+@functools.cache
 def registered(provider: str) -> Credential:
     """The built-in registry's credential issued by this provider (for adapters built without a configuration)."""
     return next(c for c in default_config().credentials if c.provider == provider)

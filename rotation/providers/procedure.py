@@ -12,8 +12,9 @@ runs, through these methods.
     reload_application        the runbook's reload (restart where reload is not supported)
     check_app_uses_new        the app runs on the new credential
     send_test_message         SMS / WhatsApp text / e-mail to the admin recipient with the new credential
-    check_test_message        test: nobody reports the message undelivered (delivered where that is proven)
-    retire_old                Twilio promotes the new token, Meta revokes the old one, the operator revokes the password
+    check_test_message        nobody reports the message undelivered (delivered where that is proven)
+    retire_old                test: Twilio promotes the new token, Meta revokes the old one, the operator revokes the
+                              password (only once this run's test message passed)
     check_old_rejected        the provider refuses the old credential
     check_new_still_works     the new credential works and the app is healthy
     log                       finish: the rotation log row, once; PENDING becomes CURRENT
@@ -22,7 +23,8 @@ runs, through these methods.
 Every step is idempotent over the four-step state (rotation.core.state). A rerun after a crash at any point runs
 the same steps: `create` finds the rotation in progress and recovers its credentials (the new one from .env or the
 pending file, the old one from .env or the backup), and each later step skips what is already done or finishes it,
-recording which. Every run records the rotation id. At any failure .env, its backup and the provider agree and the
+recording which. The checks (the Then steps) only read, so a crash after one leaves what a crash after the step
+before it leaves. Every run records the rotation id. At any failure .env, its backup and the provider agree and the
 app runs on a credential the provider accepts: .env gets the new credential only after it passed the read-only
 call, and the old one is retired only after the app ran on the new one and a test message went out.
 """
@@ -89,6 +91,7 @@ class ProviderRotation:
         self._new: Secret | None = None
         self._rotation_id = ""
         self._delivery: Delivery | None = None
+        self._tested = False  # this run's test message passed its check
 
     # --- what the steps share -------------------------------------------------------------------------------------
     @property
@@ -306,8 +309,7 @@ class ProviderRotation:
                         source=self.provider.source("send"))
 
     def check_test_message(self, evidence: Evidence) -> None:
-        """No failure reported by the provider or by a witness; `delivered` only where that is proven. Then the new
-        credential counts as tested (state: test)."""
+        """No failure reported by the provider or by a witness; `delivered` only where that is proven."""
         delivery = self._delivery
         if delivery is None:
             raise CheckFailed("no test message was sent in this run")
@@ -322,16 +324,16 @@ class ProviderRotation:
         witness = self.witness.source if self.witness is not None else "the witness"
         require(seen is not False, f"the test message {delivery.message_id} was not delivered: {witness} has "
                                    f"nothing for {delivery.recipient}")
-        state.advance(self.env_file, self.credential.type, "test")
+        self._tested = True
 
     # --- retire the old credential --------------------------------------------------------------------------------
     def retire_old(self, evidence: Evidence) -> None:
         """Promote / revoke, unless the old credential is already refused (an earlier run of this rotation did it).
-        Only once the new credential has been tested: the old one must never die before the app runs on the new."""
-        progress = self._state()
-        require(progress is not None and progress.step in ("test", "finish"),
-                f"the new {self.label} of rotation {self._rotation_id} has not been tested (last step done: "
-                f"{progress.step if progress else 'none'}): the old one stays valid")
+        Only once the new credential has been tested in this run (the app ran on it and its test message passed):
+        the old one must never die before the app runs on the new one. The state then says `test`."""
+        require(self._tested, f"the new {self.label} of rotation {self._rotation_id} has not passed its test message "
+                              "in this run: the old one stays valid")
+        state.advance(self.env_file, self.credential.type, "test")
         alive = self.provider.check(self.old).accepted
         if alive:
             self.provider.retire_old(self.old, self.new)

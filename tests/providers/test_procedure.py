@@ -5,12 +5,15 @@ before anything is lost, with a message that names what is wrong and no credenti
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
 
 from rotation.core import envfile, state
-from rotation.core.proof import CheckFailed, NoEvidence
+from rotation.core.database import connect
+from rotation.core.proof import CheckFailed, Evidence, NoEvidence
 from rotation.core.secret import Secret
 from rotation.providers.base import ProviderError
 from rotation.providers.factory import ProviderOptions, rotation_for
@@ -126,7 +129,7 @@ def test_the_old_credential_is_not_retired_before_the_new_one_was_tested(provide
     rotation = started(provider_world, "twilio")
     until_set(rotation)
     reload_application(provider_world.deployment, NOTHING)
-    with pytest.raises(CheckFailed, match="has not been tested"):
+    with pytest.raises(CheckFailed, match="has not passed its test message in this run"):
         rotation.retire_old(NOTHING)
     assert rotation.provider.check(rotation.old).accepted
 
@@ -135,3 +138,39 @@ def test_the_step_text_must_name_the_tagged_credential(provider_world: ProviderW
     rotation = provider_world.rotation("smtp")
     with pytest.raises(CheckFailed, match="names the Twilio auth token, but its tag selects the SMTP password"):
         rotation.running_with_current("Twilio auth token", NOTHING)
+
+
+def world_snapshot(pw: ProviderWorld) -> dict[str, str]:
+    """A digest of everything a step could change: .env and its backups, the state and pending files, the stand-ins'
+    credentials, the rotation log (digests, so that a failing comparison shows no credential)."""
+    s = pw.standins
+    with connect(pw.deployment.dsn) as conn:
+        logged = conn.execute("SELECT count(*) FROM security_credential_rotations").fetchone()
+    parts = {"files beside .env": sorted((p.name, p.read_bytes()) for p in pw.env_file.parent.glob(".*")
+                                         if p.is_file()),
+             "Twilio": (s.twilio.primary, s.twilio.secondary, s.twilio.retired),
+             "Meta": (sorted(s.graph.tokens), sorted(s.graph.revoked)), "mail relay": sorted(s.smtp.passwords),
+             "rotation log": logged}
+    return {name: hashlib.sha256(repr(value).encode()).hexdigest()[:16] for name, value in parts.items()}
+
+
+@pytest.mark.parametrize("name", ["twilio", "whatsapp", "smtp"])
+def test_the_checks_only_read(provider_world: ProviderWorld, name: str) -> None:
+    """A crash right after a check leaves exactly what a crash right before it leaves: the crash tests kill the
+    operator's command after each step that acts, and this shows that the checks between them change nothing."""
+    r, deployment = started(provider_world, name), provider_world.deployment
+    acts_then_checks: list[tuple[str, Callable[[Evidence], None], list[Callable[[Evidence], None]]]] = [
+        ("create", r.create, [r.test_before_deployment]),
+        ("update", r.update_configuration, [r.check_configuration]),
+        ("reload", lambda e: reload_application(deployment, e), [r.check_app_uses_new]),
+        ("send", r.send_test_message, [r.check_test_message]),
+        ("retire", r.retire_old, [r.check_old_rejected, r.check_new_still_works]),
+        ("log", r.log, [lambda e: r.check_logged(r.credential.interval.days, e)]),
+    ]
+    for act, action, checks in acts_then_checks:
+        action(NOTHING)
+        before = world_snapshot(provider_world)
+        for check in checks:
+            check(NOTHING)
+        changed = {k for k, v in world_snapshot(provider_world).items() if before[k] != v}
+        assert not changed, f"the checks after {act} changed {changed}"

@@ -100,13 +100,28 @@ def kill_then_rerun(pw: ProviderWorld, provider: str, step: str, rows: int) -> i
     return rows + 1
 
 
+def acting_steps(provider: str) -> list[str]:
+    """The Given and When steps of the scheduled scenario (an `And` takes the keyword before it): the steps that act.
+    The Then steps only read (tests/providers/test_procedure.py::test_the_checks_only_read), so a kill after one
+    leaves exactly what a kill after the acting step before it leaves."""
+    acting, keyword = [], ""
+    for step in scheduled_steps(provider):
+        word, text = step.split(" ", 1)
+        keyword = keyword if word in ("And", "But") else word
+        acting += [text] if keyword in ("Given", "When") else []
+    return acting
+
+
 @pytest.mark.parametrize("provider", ["twilio"])
 def test_killed_after_each_step_the_same_command_finishes_the_rotation(provider_world: ProviderWorld,
                                                                        provider: str) -> None:
-    """One rotation per step of the scheduled scenario, one after the other in the same world."""
+    """One rotation per acting step of the scheduled scenario, one after the other in the same world: the command
+    is killed right after the step, then run again, and the rotation is finished."""
+    steps = acting_steps(provider)
+    assert len(steps) >= 9 and steps[0].startswith("the application is running"), steps
     rows = 0
-    for step in scheduled_steps(provider):
-        rows = kill_then_rerun(provider_world, provider, step.split(" ", 1)[1], rows)
+    for step in steps:
+        rows = kill_then_rerun(provider_world, provider, step, rows)
 
 
 def test_whatsapp_killed_after_issuing_and_after_revoking_the_same_command_finishes(
