@@ -25,7 +25,7 @@ def register(sub: SubParsers) -> None:
                                         "(runbook sections 2-4)", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=("rotate", "resume"),
-                   help="rotate: start (or finish) a rotation; resume: the same, named for after a crash")
+                   help="both finish a rotation in progress (after a crash or an outage) and otherwise start one")
     p.add_argument("provider", metavar="PROVIDER",
                    help="twilio, whatsapp or smtp (any provider, credential type or label of the configuration)")
     add_live_options(p)

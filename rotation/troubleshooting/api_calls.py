@@ -110,8 +110,8 @@ class ApiCallDiagnosis:
                                              timeout_s=self.deployment.app.health_timeout_s)
         checks = health.body.get("checks")
         check = checks.get(self.checker.name) if isinstance(checks, dict) else None
-        evidence.record(f"the application's {self.checker.name} calls", {"health": health.status_code,
-                                                                       "its check": check},
+        evidence.record(f"the application's calls with its {self.credential.label}",
+                        {"health": health.status_code, f"its {self.checker.name} check": check},
                         source=self._health_source())
         require(not health.healthy, f"the application is healthy: its {self.checker.name} calls do not fail")
         require(isinstance(check, dict) and check.get("ok") is False,
