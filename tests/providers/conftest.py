@@ -115,7 +115,10 @@ class ProviderWorld:
         """The operator's `rotation provider <action> <name>`, live against the stand-ins (a subprocess). The crash
         plugin (tests/faults.py) is loaded and armed with the step to die after (or before)."""
         env = {k: v for k, v in os.environ.items() if k not in (KILL_AFTER, KILL_BEFORE)}
-        env |= {"PYTHONPATH": str(PROJECT), "PYTEST_ADDOPTS": "-p tests.faults", **(environ or {})}
+        scratch = self.reports.with_name("tmp")  # a killed run leaves its scratch files here, not in /tmp
+        scratch.mkdir(exist_ok=True)
+        env |= {"PYTHONPATH": str(PROJECT), "PYTEST_ADDOPTS": "-p tests.faults", "TMPDIR": str(scratch),
+                **(environ or {})}
         env |= {KILL_AFTER: kill_after} if kill_after else {}
         env |= {KILL_BEFORE: kill_before} if kill_before else {}
         app, before = self.deployment.app, set(self.reports.glob("*"))
