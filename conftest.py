@@ -8,6 +8,7 @@ pytest_plugins = [
     "steps.hygiene",
     "steps.troubleshooting",
     "steps.troubleshooting_decryption",
+    "steps.troubleshooting_api",
     "steps.providers",
     "steps.emergency",
 ]

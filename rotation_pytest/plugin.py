@@ -2,6 +2,7 @@
 
     options      every command-line option
     fixtures     the configuration and the deployment a scenario acts on
+    providers    how provider adapters are built (stand-ins' console and witnesses on staging, the operator's on live)
     markers      credential tags from the configuration; the staging-only hook
     live_guard   the plan, the refusals and the confirmation before anything live is touched
     evidence     the recorder fed by pytest-bdd's hooks, and the signed run folder at the end
@@ -13,6 +14,7 @@
 pytest_plugins = [
     "rotation_pytest.options",
     "rotation_pytest.fixtures",
+    "rotation_pytest.providers",
     "rotation_pytest.markers",
     "rotation_pytest.progress",
     "rotation_pytest.emergency",

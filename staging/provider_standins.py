@@ -1,14 +1,22 @@
 """The three provider stand-ins together, as a staging world uses them: started on free loopback ports, each with
-a first credential issued, and the .env settings that point the app (and the rotation) at them."""
+a first credential issued, and the .env settings that point the app (and the rotation) at them.
+
+Staging-only pieces of the provider rotations live here too: the fast retry policy, the stand-ins' handset and
+mailbox as delivery witnesses, and the trouble the "API calls fail" scenario needs (a token rotated behind the app's
+back)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rotation.core import envfile
+from rotation.core.deployment import Deployment
 from rotation.core.keys import generate_key
+from rotation.core.proof import Evidence
+from rotation.providers.base import Delivery, DeliveryWitness, Provider, RetryPolicy
 from staging.graph_standin import GraphStandIn, graph_standin
 from staging.smtp_standin import SmtpStandIn, StandInConsole, smtp_standin
 from staging.twilio_standin import TwilioStandIn, twilio_standin
@@ -17,18 +25,62 @@ ADMIN_PHONE_NUMBER = "+15550100001"
 TWILIO_PHONE_NUMBER = "+15550100002"
 ADMIN_EMAIL = "admin@eventplanning.example.com"
 
+STAGING_POLICY = RetryPolicy(attempts=4, first_delay_s=0.05, max_delay_s=0.2, timeout_s=2.0)
+"""The live retry policy's shape, at stand-in speed."""
+FAST = RetryPolicy(attempts=4, first_delay_s=0.01, max_delay_s=0.05, timeout_s=0.5)
+"""For the adapter tests: the same shape, in milliseconds."""
+
+
+@dataclass(frozen=True)
+class Handset:
+    """The Twilio stand-in's record of SMS the carrier delivered."""
+
+    twilio: TwilioStandIn
+    source: str = "the Twilio stand-in's carrier record for the admin number (staging)"
+
+    def received(self, delivery: Delivery) -> bool:
+        return any(m["sid"] == delivery.message_id for m in self.twilio.delivered_to(delivery.recipient))
+
+
+@dataclass(frozen=True)
+class WhatsAppHandset:
+    """The Graph stand-in's record of WhatsApp messages that reached the admin's phone."""
+
+    graph: GraphStandIn
+    source: str = "the Graph stand-in's record of messages that reached the admin number (staging)"
+
+    def received(self, delivery: Delivery) -> bool:
+        return any(m["id"] == delivery.message_id for m in self.graph.delivered_to(delivery.recipient))
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """The SMTP stand-in's mailbox."""
+
+    smtp: SmtpStandIn
+    source: str = "the SMTP stand-in's mailbox for the admin address (staging)"
+
+    def received(self, delivery: Delivery) -> bool:
+        wanted = delivery.message_id.encode()
+        return any(isinstance(data := m.get("data"), bytes) and wanted in data
+                   for m in self.smtp.delivered_to(delivery.recipient))
+
 
 @dataclass(frozen=True)
 class ProviderStandIns:
     twilio: TwilioStandIn
     graph: GraphStandIn
     smtp: SmtpStandIn
-    whatsapp_token: str
-    smtp_password: str
+    meta_token: str      # the first system-user token Meta issued
+    relay_password: str  # the first password of the mail relay's account
 
     @property
     def smtp_console(self) -> StandInConsole:
         return StandInConsole(self.smtp.console_url)
+
+    def witnesses(self) -> Mapping[str, DeliveryWitness]:
+        """Who sees a test message arrive, by provider name."""
+        return {"twilio": Handset(self.twilio), "whatsapp": WhatsAppHandset(self.graph), "smtp": Mailbox(self.smtp)}
 
     def env(self) -> dict[str, str]:
         """The app's provider settings, as the runbook's .env names them, plus the staging endpoints."""
@@ -37,7 +89,7 @@ class ProviderStandIns:
             "TWILIO_AUTH_TOKEN": self.twilio.primary,
             "TWILIO_PHONE_NUMBER": TWILIO_PHONE_NUMBER,
             "TWILIO_API_BASE": self.twilio.base_url,
-            "WHATSAPP_ACCESS_TOKEN": self.whatsapp_token,
+            "WHATSAPP_ACCESS_TOKEN": self.meta_token,
             "WHATSAPP_PHONE_NUMBER_ID": self.graph.phone_number_id,
             "WHATSAPP_APP_ID": self.graph.app_id,
             "WHATSAPP_APP_SECRET": self.graph.app_secret,
@@ -47,7 +99,7 @@ class ProviderStandIns:
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(self.smtp.port),
             "SMTP_USERNAME": self.smtp.username,
-            "SMTP_PASSWORD": self.smtp_password,
+            "SMTP_PASSWORD": self.relay_password,
             "SMTP_CA_FILE": str(self.smtp.ca_file),
             "ADMIN_PHONE_NUMBER": ADMIN_PHONE_NUMBER,
             "ADMIN_EMAIL": ADMIN_EMAIL,
@@ -56,7 +108,7 @@ class ProviderStandIns:
     def secrets(self) -> list[str]:
         """Every credential the stand-ins know, for the evidence secret scan."""
         tokens = [self.twilio.primary, *(t for t in [self.twilio.secondary] if t), *self.twilio.retired]
-        return [*tokens, *self.graph.tokens, self.graph.app_secret, *self.smtp.passwords, self.smtp_password]
+        return [*tokens, *self.graph.tokens, self.graph.app_secret, *self.smtp.passwords, self.relay_password]
 
 
 @contextlib.contextmanager
@@ -65,3 +117,18 @@ def provider_standins(directory: Path) -> Iterator[ProviderStandIns]:
         password = generate_key().reveal()
         smtp.add_password(password)
         yield ProviderStandIns(twilio, graph, smtp, graph.mint(), password)
+
+
+def rotate_behind_the_apps_back(deployment: Deployment, provider: Provider, evidence: Evidence) -> None:
+    """The trouble of "API calls failing after token rotation": the token was rotated at the provider and in .env,
+    and the old one retired, but nobody reloaded the app, which still calls the provider with the old token."""
+    old = envfile.get_secret(deployment.env_file, provider.env_name)
+    new = provider.issue(old)
+    evidence.register_secret(new)
+    provider.retire_old(old, new)
+    envfile.set_value(deployment.env_file, provider.env_name, new)
+    evidence.record("token rotated without reloading the application", {"old": old.fingerprint,
+                                                                        "new": new.fingerprint},
+                    source=f"{provider.source('issue')}; {provider.source('retire')}; {deployment.env_file.name} "
+                           "updated; no reload (staging)")
+

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from rotation.core.keys import generate_key
-from rotation.core.secret import Secret, fingerprint
+from rotation.core.secret import Secret, fingerprint, reveal
 from rotation.providers.base import ProviderError
 from staging.http_standin import Faults as HttpFaults
 from staging.http_standin import Reply, Request, serve
@@ -143,18 +143,18 @@ class SmtpStandIn:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- admin (the provider console) --------------------------------------------------------------------------
-    def add_password(self, password: str) -> None:
+    def add_password(self, password: str | Secret) -> None:
         with self.lock:
-            self.passwords.add(password)
+            self.passwords.add(reveal(password))
 
-    def remove_password(self, password: str) -> None:
+    def remove_password(self, password: str | Secret) -> None:
         with self.lock:
-            self.passwords.discard(password)
+            self.passwords.discard(reveal(password))
 
-    def set_password(self, password: str) -> None:
+    def set_password(self, password: str | Secret) -> None:
         """A provider that allows one password: the new one replaces every other at once."""
         with self.lock:
-            self.passwords = {password}
+            self.passwords = {reveal(password)}
 
     def delivered_to(self, address: str) -> list[dict[str, object]]:
         with self.lock:

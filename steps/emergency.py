@@ -26,11 +26,11 @@ from rotation.emergency.plan import aware_moment
 from rotation.emergency.revoke import Revocation, revoke_and_replace
 from rotation.monitoring import alerts
 from rotation.providers.base import Provider
-from rotation.providers.factory import STAGING_POLICY, provider_for
+from rotation.providers.factory import provider_for
 from rotation.providers.smtp import OperatorConsole
 from rotation_pytest.emergency import INCIDENT, INCIDENT_REPORT, stakeholders_of
 from rotation_pytest.progress import say
-from staging.provider_standins import ProviderStandIns, provider_standins
+from staging.provider_standins import STAGING_POLICY, ProviderStandIns, provider_standins
 from staging.seed_activity import seed_activity, staging_policy
 from staging.world import World, staging_world
 from steps.db_key import DbKeyRotation

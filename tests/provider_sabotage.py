@@ -3,7 +3,8 @@
 Each breaks, through the real stand-ins, app process or database, exactly what one step of the scenario checks:
 the provider refuses the credential it just issued, .env is left world-readable, the provider keeps the old
 credential valid, the test message is accepted but never delivered, the app is not really reloaded and keeps
-the old credential, the rotation log row disappears.
+the old credential, the rotation log row disappears. Each acts only in its own provider's scenario, so one run can
+break each of the three scenarios differently. The step a sabotage follows is named by the feature's own text.
 """
 
 from __future__ import annotations
@@ -12,76 +13,73 @@ from collections.abc import Callable
 
 import pytest
 
+from rotation.core.config import default_config
+from rotation.providers.procedure import ProviderRotation
 from staging.provider_standins import ProviderStandIns
 
 Action = Callable[[pytest.FixtureRequest], None]
+PROVIDERS = tuple(c.provider for c in default_config().credentials if c.provider != "database")
 
-CREATE_STEPS = {
-    "twilio": "a new Twilio auth token is created in the Twilio Console as the secondary auth token",
-    "whatsapp": "a new WhatsApp access token is generated for the system user in Meta Business Suite",
-    "smtp": "a new SMTP password is generated at the email provider",
-}
-ENV_STEPS = {
-    "twilio": "the .env file is updated with the new Twilio auth token",
-    "whatsapp": "the .env file is updated with the new WhatsApp access token",
-    "smtp": "the .env file is updated with the new SMTP password",
-}
-RETIRE_STEPS = {
-    "twilio": "the new Twilio auth token is promoted to primary",
-    "whatsapp": "the old WhatsApp access token is revoked in Meta Business Suite",
-    "smtp": "the old SMTP password is revoked at the email provider",
-}
-LOG_STEPS = {
-    "twilio": "the Twilio auth token rotation is logged",
-    "whatsapp": "the WhatsApp access token rotation is logged",
-    "smtp": "the SMTP password rotation is logged",
-}
+
+def label(provider: str) -> str:
+    return default_config().credential(provider).label
+
+
+CREATE_STEPS = {"twilio": "a new {label} is created as the secondary auth token",
+                "whatsapp": "a new {label} is generated for the system user",
+                "smtp": "a new {label} is generated at the email provider"}
+RETIRE_STEPS = {"twilio": "the new {label} is promoted to primary",
+                "whatsapp": "the old {label} is revoked",
+                "smtp": "the old {label} is revoked at the email provider"}
+ENV_STEP = "the configuration is updated with the new {label}"
+LOG_STEP = "the {label} rotation is logged"
 RELOAD_STEP = "the application is reloaded"
 
 
 def _standins(request: pytest.FixtureRequest) -> ProviderStandIns:
-    standins = request.getfixturevalue("standins")
-    assert standins is not None, "provider sabotage needs the staging stand-ins"
+    standins: ProviderStandIns | None = request.getfixturevalue("standins")
+    if standins is None:
+        raise pytest.UsageError("provider sabotage needs the staging stand-ins")
     return standins
 
 
-def keep_old_valid(name: str) -> Action:
-    def action(request: pytest.FixtureRequest) -> None:
-        s = _standins(request)
-        if name == "twilio":
-            s.twilio.keep_old_tokens_valid = True
-        elif name == "whatsapp":
-            s.graph.keep_revoked_tokens_valid = True
-        else:  # the console said "revoked" but the provider still takes the old password
-            s.smtp.add_password(request.getfixturevalue("provider_rotation").pair.old)
-    return action
+def _rotation(request: pytest.FixtureRequest) -> ProviderRotation:
+    rotation: ProviderRotation = request.getfixturevalue("provider_rotation")
+    return rotation
 
 
-def drop_messages(name: str) -> Action:
-    def action(request: pytest.FixtureRequest) -> None:
-        s = _standins(request)
-        {"twilio": s.twilio, "whatsapp": s.graph, "smtp": s.smtp}[name].drop_messages = True
-    return action
+def keep_old_valid(request: pytest.FixtureRequest) -> None:
+    """The provider's promotion / revocation does not take: the old credential still authenticates."""
+    s, rotation = _standins(request), _rotation(request)
+    actions: dict[str, Callable[[], None]] = {
+        "twilio": lambda: setattr(s.twilio, "keep_old_tokens_valid", True),
+        "whatsapp": lambda: setattr(s.graph, "keep_revoked_tokens_valid", True),
+        "smtp": lambda: s.smtp.add_password(rotation.old),  # the console said "revoked"; the relay disagrees
+    }
+    actions[rotation.provider.name]()
 
 
-def refuse_new(name: str) -> Action:
+def drop_messages(request: pytest.FixtureRequest) -> None:
+    """The provider accepts the test message, but it never arrives."""
+    s = _standins(request)
+    {"twilio": s.twilio, "whatsapp": s.graph, "smtp": s.smtp}[_rotation(request).provider.name].drop_messages = True
+
+
+def refuse_new(request: pytest.FixtureRequest) -> None:
     """The provider no longer accepts the credential it just issued (deleted, revoked, never activated)."""
-    def action(request: pytest.FixtureRequest) -> None:
-        s = _standins(request)
-        new = request.getfixturevalue("provider_rotation").pair.new
-        if name == "twilio":
-            s.twilio.secondary = None
-        elif name == "whatsapp":
-            s.graph.revoked.add(new)
-        else:
-            s.smtp.remove_password(new)
-    return action
+    s, rotation = _standins(request), _rotation(request)
+    actions: dict[str, Callable[[], None]] = {
+        "twilio": lambda: setattr(s.twilio, "secondary", None),
+        "whatsapp": lambda: s.graph.revoked.add(rotation.new.reveal()),
+        "smtp": lambda: s.smtp.remove_password(rotation.new),
+    }
+    actions[rotation.provider.name]()
 
 
-def only_in(name: str, action: Action) -> Action:
+def only_in(provider: str, action: Action) -> Action:
     """Act only in this provider's scenario, so that several provider sabotages can share one run."""
     def guarded(request: pytest.FixtureRequest) -> None:
-        if request.getfixturevalue("provider_rotation").name == name:
+        if _rotation(request).provider.name == provider:
             action(request)
     return guarded
 
@@ -89,11 +87,12 @@ def only_in(name: str, action: Action) -> Action:
 def provider_sabotages(app_keeps_old: Action, delete_log: Action,
                        env_readable: Action) -> dict[str, tuple[str, Action]]:
     table: dict[str, tuple[str, Action]] = {}
-    for name in ("twilio", "whatsapp", "smtp"):
-        table[f"{name}:new-credential-refused"] = (CREATE_STEPS[name], refuse_new(name))
-        table[f"{name}:env-0644"] = (ENV_STEPS[name], env_readable)
-        table[f"{name}:old-credential-kept-valid"] = (RETIRE_STEPS[name], keep_old_valid(name))
-        table[f"{name}:test-message-not-delivered"] = (RELOAD_STEP, only_in(name, drop_messages(name)))
-        table[f"{name}:app-not-reloaded"] = (RELOAD_STEP, only_in(name, app_keeps_old))
-        table[f"{name}:rotation-log-missing"] = (LOG_STEPS[name], delete_log)
+    for p in PROVIDERS:
+        named = label(p)
+        table[f"{p}:new-credential-refused"] = (CREATE_STEPS[p].format(label=named), only_in(p, refuse_new))
+        table[f"{p}:env-0644"] = (ENV_STEP.format(label=named), only_in(p, env_readable))
+        table[f"{p}:old-credential-kept-valid"] = (RETIRE_STEPS[p].format(label=named), only_in(p, keep_old_valid))
+        table[f"{p}:test-message-not-delivered"] = (RELOAD_STEP, only_in(p, drop_messages))
+        table[f"{p}:app-not-reloaded"] = (RELOAD_STEP, only_in(p, app_keeps_old))
+        table[f"{p}:rotation-log-missing"] = (LOG_STEP.format(label=named), only_in(p, delete_log))
     return table

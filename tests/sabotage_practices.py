@@ -17,6 +17,7 @@ from psycopg import sql
 from rotation.core import app_control, envfile
 from rotation.core.database import connect
 from rotation.core.keys import generate_key
+from rotation.core.secret import Secret
 from rotation.troubleshooting.decryption import keys_for_repair
 from staging.app_repo import GITIGNORE, commit
 
@@ -122,6 +123,13 @@ def reload_lost(request: pytest.FixtureRequest) -> None:
     app_control.run(world.app.start.replace(str(world.env_file), str(stale)))
 
 
+def token_typo(request: pytest.FixtureRequest) -> None:
+    """Someone "fixed" .env by hand: the token now carries the quotes it was pasted with."""
+    env_file = request.getfixturevalue("deployment").env_file
+    token = envfile.get_secret(env_file, "TWILIO_AUTH_TOKEN")
+    envfile.set_value(env_file, "TWILIO_AUTH_TOKEN", Secret(f'"{token.reveal()}"'))
+
+
 SABOTAGES: dict[str, Sabotage] = {
     "hygiene:env-not-ignored": (REPO_READY, env_not_ignored),
     "hygiene:env-0644": (REPO_READY, env_world_readable),
@@ -137,4 +145,5 @@ SABOTAGES: dict[str, Sabotage] = {
     "troubleshooting:unreadable-value-fixed": ("the count names that value by its row and column as under neither "
                                                "key", unreadable_value_fixed_behind_the_scenes),
     "troubleshooting:reload-lost": ("the application is reloaded", reload_lost),
+    "troubleshooting:token-typo": ("the Twilio auth token in .env is checked with Twilio", token_typo),
 }

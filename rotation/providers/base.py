@@ -1,22 +1,28 @@
 """The one small interface every provider adapter offers, and the bounded retry they share.
 
-    check(credential)           read-only call proving a credential works (accepted) or is refused (status + code)
-    issue(current)              a new credential from the provider (or from the operator where there is no API)
-    retire_old(old, new)        make the old credential die at the provider (promote / revoke / the operator's console)
-    send_test_message(cred, t)  SMS / WhatsApp text / e-mail to the admin recipient
-    expect_rejected(credential) the provider's refusal of a retired credential, or CredentialStillAccepted
+    check(credential)              read-only call proving a credential works (accepted) or is refused (status + code)
+    issue(current)                 a new credential from the provider (or from the operator where there is no API)
+    discard_pending(current, new)  undo `issue` for a rotation that is abandoned before .env holds the new credential
+    retire_old(old, new)           make the old credential die at the provider (promote / revoke / the operator)
+    send_test_message(cred, text)  SMS / WhatsApp text / e-mail to the admin recipient
+    delivery_report(cred, sent)    what the provider itself says became of a test message
+    expect_rejected(credential)    the provider's refusal of a retired credential, or CredentialStillAccepted
+    source(operation)              the wire call behind an operation, for the evidence
 
-Errors and logs carry fingerprints (`rotation.keys.fingerprint`) and provider codes, never a credential.
+The credential an adapter rotates (its type, `.env` variable and label) comes from the deployment configuration's
+credential registry. Errors and logs carry fingerprints and provider codes, never a credential.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
+from rotation.core.config import Credential, default_config
 from rotation.core.secret import Secret
 
 T = TypeVar("T")
@@ -60,8 +66,6 @@ class RetryPolicy:
         return [min(self.first_delay_s * 2**i, self.max_delay_s) for i in range(self.attempts - 1)]
 
 
-FAST = RetryPolicy(attempts=4, first_delay_s=0.01, max_delay_s=0.05, timeout_s=0.5)
-"""For staging tests: the same shape, in milliseconds."""
 
 
 def with_retries(policy: RetryPolicy, provider: str, operation: str, call: Callable[[], T],
@@ -77,7 +81,8 @@ def with_retries(policy: RetryPolicy, provider: str, operation: str, call: Calla
                         f"; retrying in {delay:.2f}s" if delay is not None else "")
             if delay is not None:
                 sleep(delay)
-    assert last is not None
+    if last is None:  # unreachable: the loop either returned or caught a Transient
+        raise ProviderUnavailable(f"{provider} {operation}: no attempt was made")
     raise ProviderUnavailable(f"{provider} {operation}: gave up after {policy.attempts} attempts; last answer: {last}",
                               status=last.status) from None
 
@@ -100,28 +105,84 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class Delivery:
-    """A test message the provider accepted: its id and recipient."""
+    """A test message the provider accepted: its id, recipient and the provider's first answer."""
 
     provider: str
     message_id: str
     recipient: str
     status: str
 
+    def as_evidence(self) -> dict[str, object]:
+        return {"provider": self.provider, "message": self.message_id, "recipient": self.recipient,
+                "accepted with status": self.status}
+
+
+Verdict = Literal["delivered", "accepted", "failed"]
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What became of a test message, as far as anyone can tell: `delivered` only when delivery is proven (the
+    provider's final status, or a witness that saw it arrive), `accepted` when the provider took it and nothing says
+    otherwise, `failed` when the provider or a witness says it did not arrive."""
+
+    verdict: Verdict
+    status: str                # the provider's own word for it: Twilio's message status, the relay's reply ...
+    error_code: int | str | None
+    detail: str
+    source: str
+
+    def as_evidence(self) -> dict[str, object]:
+        return {"verdict": self.verdict, "provider status": self.status, "error code": self.error_code,
+                "detail": self.detail}
+
+
+class DeliveryWitness(Protocol):
+    """Someone who can tell whether a test message arrived: staging, the stand-in's handset or mailbox."""
+
+    @property
+    def source(self) -> str: ...
+
+    def received(self, delivery: Delivery) -> bool: ...
+
+
+Operation = Literal["check", "issue", "discard", "retire", "send", "report"]
+
 
 class Provider(Protocol):
-    name: str             # "twilio", "whatsapp", "smtp"
-    credential_type: str  # the rotation log's credential_type: "twilio_token", "whatsapp_token", "smtp_password"
-    env_name: str         # the .env variable holding the credential
+    @property
+    def name(self) -> str: ...  # the provider: "twilio", "whatsapp", "smtp" (the registry's `provider`)
+
+    @property
+    def credential(self) -> Credential: ...  # from the credential registry
+
+    @property
+    def credential_type(self) -> str: ...  # the rotation log's credential_type
+
+    @property
+    def env_name(self) -> str: ...  # the .env variable holding the credential
 
     def check(self, credential: Secret) -> CheckResult: ...
 
     def issue(self, current: Secret) -> Secret: ...
 
+    def discard_pending(self, current: Secret, pending: Secret) -> None: ...
+
     def retire_old(self, old: Secret, new: Secret) -> None: ...
 
     def send_test_message(self, credential: Secret, text: str) -> Delivery: ...
 
+    def delivery_report(self, credential: Secret, delivery: Delivery) -> DeliveryReport: ...
+
     def expect_rejected(self, credential: Secret) -> CheckResult: ...
+
+    def source(self, operation: Operation) -> str: ...
+
+
+@functools.cache
+def registered(provider: str) -> Credential:
+    """The built-in registry's credential issued by this provider (for adapters built without a configuration)."""
+    return next(c for c in default_config().credentials if c.provider == provider)
 
 
 def require_rejected(result: CheckResult) -> CheckResult:

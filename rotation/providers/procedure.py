@@ -1,218 +1,399 @@
-"""Runbook sections 2-4 (WhatsApp access token, Twilio auth token, SMTP password) as one resumable rotation.
+"""Runbook sections 2-4 (WhatsApp access token, Twilio auth token, SMTP password) as one procedure whose methods are
+the steps of the three features, in their order. The feature an auditor reads is what `rotation provider rotate`
+runs, through these methods.
 
-The four steps, each recorded in rotation/state.py (fingerprints only) when it is done:
+    running_with_current      the app is healthy on the credential .env holds
+    create                    create: the provider issues the new credential; it must pass the registry's strength
+                              policy (and differ from every value in use) before anything is kept; it then waits in
+                              `.rotation-pending.<type>` (mode 0600) until .env holds it
+    test_before_deployment    the runbook's "test before full deployment": a read-only call with the new credential
+    update_configuration      set: .env holds the new credential (atomic, read back)
+    check_configuration       .env: the new credential, mode 0600, every other setting as in the backup
+    reload_application        the runbook's reload (restart where reload is not supported)
+    check_app_uses_new        the app runs on the new credential
+    send_test_message         SMS / WhatsApp text / e-mail to the admin recipient with the new credential
+    check_test_message        nobody reports the message undelivered (delivered where that is proven)
+    retire_old                test: Twilio promotes the new token, Meta revokes the old one, the operator revokes the
+                              password (only once this run's test message passed)
+    check_old_rejected        the provider refuses the old credential
+    check_new_still_works     the new credential works and the app is healthy
+    log                       finish: the rotation log row, once; PENDING becomes CURRENT
+    check_logged              the row: previous credential's hash, reason, next rotation due
 
-    create  the provider issues the new credential (Twilio secondary token, Graph system-user token, the operator's
-            new SMTP password); it is kept, until it reaches .env, in `.rotation-pending.<type>` (mode 0600) beside
-            .env, so a run killed right after this step can finish without asking the provider again
-    set     the new credential passed a read-only call at the provider, then .env was updated atomically
-    test    the app was reloaded (restart as fallback), is healthy on the new credential and a test message
-            went out with it
-    finish  the old credential was retired at the provider and is proven rejected, and the rotation is logged
-
-A rerun (`resume`) reads the state: the new credential comes from the pending file or .env (checked against the
-PENDING fingerprint), the old one from the .env backup whose value matches CURRENT. Every step is idempotent.
-At any failure .env, its backup and the provider agree and the app runs on a credential the provider accepts:
-before `set` .env holds the old credential (still valid), after it the new one (already proven valid), and the
-old one is retired only after the app runs on the new one.
+Every step is idempotent over the four-step state (rotation.core.state). A rerun after a crash at any point runs
+the same steps: `create` finds the rotation in progress and recovers its credentials (the new one from .env or the
+pending file, the old one from .env or the backup), and each later step skips what is already done or finishes it,
+recording which. The checks (the Then steps) only read, so a crash after one leaves what a crash after the step
+before it leaves. Every run records the rotation id. At any failure .env, its backup and the provider agree and the
+app runs on a credential the provider accepts: .env gets the new credential only after it passed the read-only
+call, and the old one is retired only after the app ran on the new one and a test message went out.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from rotation.core import app_control, envfile, state
-from rotation.core.app_control import AppCommands, Health
+from rotation.core.app_control import Health
+from rotation.core.config import Credential
 from rotation.core.database import connect
+from rotation.core.deployment import Deployment
+from rotation.core.keys import WeakSecretError, check_strength
+from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
-from rotation.core.secret import Secret, fingerprint, secret
-from rotation.providers.base import CheckResult, Delivery, Provider, ProviderError
+from rotation.core.secret import Secret
+from rotation.providers.base import Delivery, DeliveryWitness, Provider
 
-TEST_MESSAGE = "Credential rotation test ({credential}): if you received this, the new credential works."
-
-
-class ResumeError(RuntimeError):
-    pass
-
-
-class NothingToResume(ResumeError):
-    """The last rotation of this credential finished (or none was started): a rerun has nothing left to do."""
+TEST_MESSAGE = "Credential rotation test ({label}): if you received this, the new credential works."
+LOG_SOURCE = ("INSERT INTO security_credential_rotations (credential_type, rotated_by, previous_key_hash, "
+              "rotation_reason, next_rotation_due) VALUES (%(type)s, %(by)s, sha256(old credential), %(reason)s, "
+              "now() + interval); once per rotation: an existing row with the same previous_key_hash is kept")
+LOG_READ_SOURCE = ("SELECT rotation_id, rotated_at, rotated_by, previous_key_hash, rotation_reason, next_rotation_due "
+                   "FROM security_credential_rotations WHERE credential_type = %s AND previous_key_hash = %s")
 
 
-@dataclass(frozen=True)
-class Pair:
-    old: Secret
-    new: Secret
+def scheduled_reason(credential: Credential) -> str:
+    return f"Scheduled {credential.interval.days}-day rotation"
 
 
-def pending_path(env_file: Path, credential: str) -> Path:
-    return env_file.with_name(f".rotation-pending.{credential}")
-
-
-def _write_pending(env_file: Path, credential: str, value: str) -> None:
-    path = pending_path(env_file, credential)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _read_pending(env_file: Path, credential: str) -> Secret | None:
-    path = pending_path(env_file, credential)
-    return secret(path.read_text()) if path.exists() else None
-
-
-def begin(env_file: Path, provider: Provider, *, backup: Path, reason: str, abandon: bool = False) -> Pair:
-    """Step create. Refuses over an unfinished rotation of this credential unless told to abandon it, and abandons
-    only one whose new credential never reached .env (Twilio's orphan secondary token is deleted)."""
-    credential = provider.credential_type
-    old = secret(envfile.get_value(env_file, provider.env_name))
-    existing = state.load(env_file, credential)
-    if existing and existing.in_progress:
-        if not abandon:
-            raise state.StaleRotationError(
-                f"a rotation of {credential} started {existing.started_at} is still PENDING ({existing.pending_fp}, "
-                f"last step '{existing.step}'): resume it, or abandon it explicitly (--abandon-pending)")
-        if fingerprint(old) == existing.pending_fp:
-            raise ResumeError(f"the PENDING {credential} {existing.pending_fp} is already in {env_file.name}: "
-                              "resume the rotation instead of abandoning it")
-        discard = getattr(provider, "discard_pending", None)
-        if callable(discard):
-            discard(old)
-    new = provider.issue(old)
-    _write_pending(env_file, credential, new)
-    state.begin(env_file, credential, current_fp=fingerprint(old), pending_fp=fingerprint(new), reason=reason,
-                backup=backup, abandon=True)
-    return Pair(old, new)
-
-
-def verify_new(provider: Provider, pair: Pair) -> CheckResult:
-    """The runbook's "test before full deployment": a read-only call with the new credential."""
-    result = provider.check(pair.new)
-    if not result.accepted:
-        raise ProviderError(f"{provider.name}: the new credential {result.credential_fp} is refused "
-                            f"({result.status} {result.code}: {result.detail})", status=result.status, code=result.code)
-    return result
-
-
-def update_env(env_file: Path, provider: Provider, pair: Pair) -> None:
-    """Step set: .env holds the new credential (atomic rewrite, mode 0600, every other line kept)."""
-    envfile.set_value(env_file, provider.env_name, pair.new)
-    state.advance(env_file, provider.credential_type, "set")
-
-
-def deploy(app: AppCommands, *, timeout_s: float = 30) -> tuple[str, Health]:
-    """The runbook's `systemctl reload` (restart if reload is not supported), then the app's health."""
-    how = app_control.reload_or_restart(app)
-    return how, app_control.wait_for_health(app.health_url, timeout_s=timeout_s)
-
-
-def app_credential(health: Health, provider: Provider) -> str | None:
-    """The fingerprint of the credential the app reports for this provider in /health."""
+def app_check(health: Health, name: str) -> dict[str, object]:
+    """The app's own check of one provider in its health body, when it reports one (the staging app does)."""
     checks = health.body.get("checks")
-    check = checks.get(provider.name) if isinstance(checks, dict) else None
-    return str(check.get("credential_fingerprint")) if isinstance(check, dict) else None
+    check = checks.get(name) if isinstance(checks, dict) else None
+    return check if isinstance(check, dict) else {}
 
 
-def send_test(provider: Provider, pair: Pair) -> Delivery:
-    return provider.send_test_message(pair.new, TEST_MESSAGE.format(credential=provider.credential_type))
+def app_credential(health: Health, name: str) -> str | None:
+    """The fingerprint of the credential the app reports for this provider, or None when it reports none (the
+    production app's /health names no credential)."""
+    reported = app_check(health, name).get("credential_fingerprint")
+    return str(reported) if reported else None
 
 
-def mark_tested(env_file: Path, provider: Provider) -> None:
-    state.advance(env_file, provider.credential_type, "test")
+def reload_application(deployment: Deployment, evidence: Evidence) -> None:
+    """The runbook's `systemctl reload event-planning-api`, or restart where reload is not supported."""
+    how = app_control.reload_or_restart(deployment.app)
+    command = deployment.app.reload if how == "reload" else deployment.app.restart
+    evidence.record("application reloaded", {"how": how}, source=command)
 
 
-def retire(provider: Provider, pair: Pair) -> CheckResult:
-    """Retire the old credential at the provider unless it is already dead, then prove it is rejected."""
-    if provider.check(pair.old).accepted:
-        provider.retire_old(pair.old, pair.new)
-    return provider.expect_rejected(pair.old)
+class ProviderRotation:
+    """One credential's rotation at its provider, step by step (see the module docstring)."""
 
+    def __init__(self, deployment: Deployment, credential: Credential, provider: Provider, *, reason: str | None = None,
+                 abandon_pending: bool = False, witness: DeliveryWitness | None = None) -> None:
+        if provider.credential_type != credential.type:
+            raise ValueError(f"the {provider.name} adapter rotates {provider.credential_type}, not {credential.type}")
+        self.deployment, self.credential, self.provider = deployment, credential, provider
+        self.reason = reason or scheduled_reason(credential)
+        self.abandon_pending, self.witness = abandon_pending, witness
+        self._old: Secret | None = None
+        self._new: Secret | None = None
+        self._rotation_id = ""
+        self._delivery: Delivery | None = None
+        self._tested = False  # this run's test message passed its check
 
-def log(dsn: str, env_file: Path, provider: Provider, pair: Pair, *, rotated_by: str, reason: str) -> RotationRecord:
-    """Step finish: the audit row (once, matched on the old credential's hash); PENDING becomes CURRENT."""
-    with connect(dsn) as conn:
-        record = find_rotation(conn, provider.credential_type, pair.old) or log_rotation(
-            conn, provider.credential_type, rotated_by=rotated_by, previous_secret=pair.old, reason=reason)
-    state.advance(env_file, provider.credential_type, "finish")
-    pending_path(env_file, provider.credential_type).unlink(missing_ok=True)
-    return record
+    # --- what the steps share -------------------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        return self.credential.label
 
+    @property
+    def env_file(self) -> Path:
+        return self.deployment.env_file
 
-def recover(env_file: Path, provider: Provider) -> tuple[state.RotationState, Pair]:
-    """For a resumed rotation: where it stopped, the new credential (pending file or .env) and the old one (backup)."""
-    credential = provider.credential_type
-    current = state.load(env_file, credential)
-    if current is None or not current.in_progress:
-        raise NothingToResume(f"no unfinished {credential} rotation is recorded beside {env_file.name}"
-                              + (f": the last one finished at {current.updated_at}" if current else ""))
-    in_env = secret(envfile.get_value(env_file, provider.env_name))
-    new = in_env if fingerprint(in_env) == current.pending_fp else _read_pending(env_file, credential)
-    if new is None or fingerprint(new) != current.pending_fp:
-        raise ResumeError(f"the PENDING {credential} {current.pending_fp} is neither in {env_file.name} nor in "
-                          f"{pending_path(env_file, credential).name}: abandon the rotation (--abandon-pending)")
-    candidates = ([Path(current.backup)] if current.backup else []) + envfile.backups(env_file)
-    for candidate in candidates:
-        old = envfile.read_env(candidate).get(provider.env_name, "") if candidate.exists() else ""
-        if old and fingerprint(old) == current.current_fp:
-            return current, Pair(secret(old), new)
-    raise ResumeError(f"no .env backup holds the previous {credential} {current.current_fp}: restore it first")
+    @property
+    def old(self) -> Secret:
+        if self._old is None:
+            raise CheckFailed(f"no {self.label} rotation was started in this run: the step that creates the new "
+                              f"{self.label} did not run")
+        return self._old
 
+    @property
+    def new(self) -> Secret:
+        if self._new is None:
+            raise CheckFailed(f"no new {self.label} was created in this run")
+        return self._new
 
-@dataclass(frozen=True)
-class Context:
-    """What a whole rotation run needs besides the provider."""
+    @property
+    def rotation_id(self) -> str:
+        return self._rotation_id
 
-    env_file: Path
-    dsn: str
-    app: AppCommands
-    operator: str
-    reason: str = "Scheduled 90-day rotation"
+    def _state(self) -> state.RotationState | None:
+        return state.load(self.env_file, self.credential.type)
 
+    def _in_env(self) -> Secret:
+        return envfile.get_secret(self.env_file, self.credential.env)
 
-Say = Callable[[str], None]
+    def _from_backups(self, fingerprint: str | None) -> tuple[Path, Secret] | None:
+        """The newest .env backup holding the credential with this fingerprint."""
+        for backup in envfile.backups(self.env_file):
+            value = envfile.read_env(backup).get(self.credential.env, "")
+            if value and Secret(value).fingerprint == fingerprint:
+                return backup, Secret(value)
+        return None
 
+    def _tag(self, values: dict[str, object]) -> dict[str, object]:
+        return {"rotation": self._rotation_id, **values}
 
-def run(ctx: Context, provider: Provider, *, resume: bool = False, abandon: bool = False,
-        say: Say = lambda _: None, after_step: Callable[[str], None] = lambda _: None) -> RotationRecord:
-    """The whole rotation, or the rest of an interrupted one. `after_step` runs once each step is recorded."""
-    if resume:
-        current, pair = recover(ctx.env_file, provider)
-        step = current.step
-        say(f"resuming after step '{step}': {fingerprint(pair.old)} -> {fingerprint(pair.new)}")
-    else:
-        backup = envfile.backup(ctx.env_file)
-        say(f"backed up {ctx.env_file.name} to {backup.name}")
-        pair = begin(ctx.env_file, provider, backup=backup, reason=ctx.reason, abandon=abandon)
-        step = "create"
-        say(f"create: new {provider.credential_type} {fingerprint(pair.new)} issued")
-        after_step(step)
-    if step == "create":
-        result = verify_new(provider, pair)
-        say(f"the new credential works: {result.detail}")
-        update_env(ctx.env_file, provider, pair)
-        step = "set"
-        say(f"set: {ctx.env_file.name} now holds {fingerprint(pair.new)}")
-        after_step(step)
-    if step == "set":
-        how, health = deploy(ctx.app)
-        if not health.healthy or app_credential(health, provider) != fingerprint(pair.new):
-            raise ProviderError(f"after {how} the app is not healthy on the new credential: {health.status_code}, "
-                                f"it uses {app_credential(health, provider)}")
-        delivery = send_test(provider, pair)
-        mark_tested(ctx.env_file, provider)
-        step = "test"
-        say(f"test: app {how}ed and healthy on it; test message {delivery.message_id} to {delivery.recipient}")
-        after_step(step)
-    rejected = retire(provider, pair)
-    say(f"the old credential is rejected: {rejected.status} {rejected.code}")
-    record = log(ctx.dsn, ctx.env_file, provider, pair, rotated_by=ctx.operator, reason=ctx.reason)
-    say(f"finish: logged rotation {record.rotation_id}, next due {record.next_rotation_due:%Y-%m-%d}")
-    after_step("finish")
-    return record
+    # --- Background -----------------------------------------------------------------------------------------------
+    def running_with_current(self, label: str, evidence: Evidence) -> None:
+        """The app is healthy and runs on the credential .env holds; during a rotation in progress (a rerun after a
+        crash), on its CURRENT or PENDING credential."""
+        require(label == self.label, f"the scenario names the {label}, but its tag selects the {self.label}")
+        current = self._in_env()
+        evidence.register_secret(current)
+        progress = self._state()
+        allowed = {current.fingerprint}
+        if progress is not None and progress.in_progress:
+            allowed |= {fp for fp in (progress.current_fp, progress.pending_fp) if fp}
+        health = app_control.wait_for_health(self.deployment.app.health_url,
+                                             timeout_s=self.deployment.app.health_timeout_s)
+        in_app = app_credential(health, self.provider.name)
+        evidence.record(f"current {label}", {"in .env": current.fingerprint, "length": len(current),
+                                             "app reports": in_app or "no credential (not reported)",
+                                             "health": health.status_code,
+                                             "rotation in progress": progress.rotation_id if progress and
+                                             progress.in_progress else None},
+                        source=f"{self.env_file.name}: {self.credential.env}; GET {self.deployment.app.health_url}")
+        require(health.healthy, f"the application is not healthy: HTTP {health.status_code}")
+        require(in_app is None or in_app in allowed,
+                f"the application runs on {in_app}, not on the {label} {current.fingerprint} in {self.env_file.name}")
+
+    # --- create ---------------------------------------------------------------------------------------------------
+    def create(self, evidence: Evidence) -> None:
+        """A new credential from the provider, or, for a rotation in progress, the one it created."""
+        progress = self._state()
+        if progress is not None and progress.in_progress and not self.abandon_pending:
+            self._resume(progress, evidence)
+            return
+        if progress is not None and progress.in_progress:
+            self._abandon(progress, evidence)
+        old = self._in_env()
+        found = self._from_backups(old.fingerprint)
+        require(found is not None, f"no backup of {self.env_file.name} holds the current {self.label} "
+                                   f"{old.fingerprint}: back up the configuration first")
+        new = self.provider.issue(old)
+        evidence.register_secret(new)
+        self._refuse_weak(old, new)
+        state.write_pending(self.env_file, self.credential.type, new)  # before the state names it: never unfindable
+        begun = state.begin(self.env_file, self.credential.type, current_fp=old.fingerprint,
+                            pending_fp=new.fingerprint, reason=self.reason, backup=found[0] if found else None,
+                            abandon=True)
+        self._old, self._new, self._rotation_id = old, new, begun.rotation_id
+        pending = state.pending_path(self.env_file, self.credential.type)
+        evidence.record(f"new {self.label} created", self._tag({
+            "new": new.fingerprint, "length": len(new), "replaces": old.fingerprint,
+            "strength policy": "passed", "state": "PENDING (step create)",
+            "kept until .env holds it in": f"{pending.name} (mode {oct(envfile.file_mode(pending))})"}),
+            source=self.provider.source("issue"))
+
+    def _values_in_use(self, old: Secret) -> list[Secret]:
+        """Every other credential in .env, and every earlier value of this one in the backups."""
+        env = envfile.read_env(self.env_file)
+        others = [Secret(env[c.env]) for c in self.deployment.config.credentials
+                  if c.type != self.credential.type and env.get(c.env)]
+        earlier = [Secret(v) for b in envfile.backups(self.env_file)
+                   if (v := envfile.read_env(b).get(self.credential.env))]
+        return others + [e for e in earlier if e != old]
+
+    def _refuse_weak(self, old: Secret, new: Secret) -> None:
+        """The registry's strength policy, an unchanged or reused value: refused before anything is kept, and the
+        refused credential is discarded at the provider."""
+        try:
+            check_strength(new, self.credential.strength, name=f"the new {self.label}", current=old,
+                           others=self._values_in_use(old))
+        except WeakSecretError as exc:
+            self.provider.discard_pending(old, new)
+            raise CheckFailed(str(exc)) from None
+
+    def _resume(self, progress: state.RotationState, evidence: Evidence) -> None:
+        in_env = self._in_env()
+        pending_file = state.pending_path(self.env_file, self.credential.type)
+        new = in_env if in_env.fingerprint == progress.pending_fp else state.read_pending(self.env_file,
+                                                                                          self.credential.type)
+        if new is None or new.fingerprint != progress.pending_fp:
+            raise CheckFailed(f"rotation {progress.rotation_id}: its PENDING {self.label} {progress.pending_fp} is "
+                              f"neither in {self.env_file.name} nor in {pending_file.name}, so nothing can finish it; "
+                              "check which credential the provider holds, then abandon it (--abandon-pending)")
+        found = (None, in_env) if in_env.fingerprint == progress.current_fp else self._from_backups(progress.current_fp)
+        if found is None:
+            raise CheckFailed(f"rotation {progress.rotation_id}: no backup of {self.env_file.name} holds the previous "
+                              f"{self.label} {progress.current_fp}: restore it before resuming")
+        evidence.register_secret(new)
+        evidence.register_secret(found[1])
+        self._old, self._new, self._rotation_id = found[1], new, progress.rotation_id
+        evidence.record(f"resuming the {self.label} rotation", self._tag({
+            "last step done": progress.step, "started": progress.started_at, "new": new.fingerprint,
+            "replaces": found[1].fingerprint}),
+            source=f"{state.state_path(self.env_file).name}; the new credential from "
+                   f"{self.env_file.name if new is in_env else pending_file.name}, the old one from "
+                   f"{found[0].name if found[0] else self.env_file.name}")
+
+    def _abandon(self, progress: state.RotationState, evidence: Evidence) -> None:
+        """Start over a rotation whose new credential never reached .env; the provider discards that credential."""
+        current = self._in_env()
+        require(current.fingerprint != progress.pending_fp,
+                f"the PENDING {self.label} {progress.pending_fp} of rotation {progress.rotation_id} is already in "
+                f"{self.env_file.name}: finish that rotation (rerun without --abandon-pending) instead")
+        pending = state.read_pending(self.env_file, self.credential.type)
+        if pending is not None:
+            evidence.register_secret(pending)
+            self.provider.discard_pending(current, pending)
+        state.discard_pending(self.env_file, self.credential.type)
+        evidence.record(f"pending {self.label} rotation abandoned", {
+            "rotation": progress.rotation_id, "pending": progress.pending_fp, "last step done": progress.step,
+            "discarded at the provider": pending is not None}, source=self.provider.source("discard"))
+
+    # --- test before full deployment, set -------------------------------------------------------------------------
+    def test_before_deployment(self, evidence: Evidence) -> None:
+        result = self.provider.check(self.new)
+        evidence.record(f"new {self.label} tested before full deployment", self._tag(result.as_evidence()),
+                        source=self.provider.source("check"))
+        require(result.accepted, f"the new {self.label} {self.new.fingerprint} is refused by the provider: "
+                                 f"{result.status} {result.code or ''} {result.detail}".rstrip())
+
+    def update_configuration(self, evidence: Evidence) -> None:
+        written = self._in_env() != self.new
+        if written:
+            envfile.set_value(self.env_file, self.credential.env, self.new)
+        advanced = state.advance(self.env_file, self.credential.type, "set")
+        evidence.record(".env updated", self._tag({self.credential.env: self.new.fingerprint,
+                                                   "written by": "this run" if written else "an earlier run",
+                                                   "state": f"step {advanced.step}"}),
+                        source=f"{self.env_file.name}: {self.credential.env} rewritten (temp file, fsync, rename, mode "
+                               "0600; read back with python-dotenv before the step ends)")
+
+    def check_configuration(self, evidence: Evidence) -> None:
+        """.env holds the new credential, keeps mode 0600 and every other setting of the backup taken before."""
+        backup = self._started_from()
+        before, after = envfile.read_env(backup), envfile.read_env(self.env_file)
+        mode = envfile.file_mode(self.env_file)
+        changed = sorted(k for k in before.keys() | after.keys()
+                         if k != self.credential.env and before.get(k) != after.get(k))
+        in_env = Secret(after.get(self.credential.env, ""))
+        evidence.record(".env after the update", self._tag({"mode": oct(mode), "other settings changed": changed,
+                                                            self.credential.env: in_env.fingerprint}),
+                        source=f"stat {self.env_file.name}; python-dotenv parse, compared with {backup.name}")
+        require(mode == 0o600, f"{self.env_file.name} has mode {oct(mode)}, not 0600")
+        require(not changed, f"the update changed other settings: {', '.join(changed)}")
+        require(in_env == self.new, f"{self.credential.env} in {self.env_file.name} is {in_env.fingerprint}, not "
+                                    f"the new {self.label} {self.new.fingerprint}")
+
+    def _started_from(self) -> Path:
+        """The backup taken before this rotation changed anything (recorded in the state when it began)."""
+        progress = self._state()
+        backup = Path(progress.backup) if progress is not None and progress.backup else None
+        if backup is None or not backup.exists():
+            raise CheckFailed(f"the backup rotation {self._rotation_id} was started from is gone "
+                              f"({backup.name if backup else 'none recorded'})")
+        return backup
+
+    # --- deploy and verify ----------------------------------------------------------------------------------------
+    def check_app_uses_new(self, evidence: Evidence) -> None:
+        health = app_control.wait_for_health(self.deployment.app.health_url,
+                                             timeout_s=self.deployment.app.health_timeout_s)
+        check, in_app = app_check(health, self.provider.name), app_credential(health, self.provider.name)
+        evidence.record(f"{self.label} loaded by the application", self._tag({
+            "app reports": in_app or "no credential: the health endpoint does not say; the old credential's "
+                                     "retirement below shows whether the app still depends on it",
+            "app's own check": check or None}), source=f"GET {self.deployment.app.health_url}")
+        require(in_app in (None, self.new.fingerprint), f"the application uses {in_app}, not the new {self.label} "
+                                                        f"{self.new.fingerprint}: it was not reloaded")
+        require(check.get("ok") is not False, f"the application's {self.provider.name} check fails with the new "
+                                              f"{self.label}: {check.get('error') or check.get('detail')}")
+
+    def send_test_message(self, evidence: Evidence) -> None:
+        self._delivery = self.provider.send_test_message(self.new, TEST_MESSAGE.format(label=self.label))
+        evidence.record("test message accepted by the provider", self._tag(self._delivery.as_evidence()),
+                        source=self.provider.source("send"))
+
+    def check_test_message(self, evidence: Evidence) -> None:
+        """No failure reported by the provider or by a witness; `delivered` only where that is proven."""
+        delivery = self._delivery
+        if delivery is None:
+            raise CheckFailed("no test message was sent in this run")
+        report = self.provider.delivery_report(self.new, delivery)
+        seen = self.witness.received(delivery) if self.witness is not None else None
+        verdict = "delivered" if report.verdict == "delivered" or seen else report.verdict
+        evidence.record("test message", self._tag({**report.as_evidence(), "verdict": verdict,
+                                                   "witness saw it arrive": seen}),
+                        source=report.source + (f"; {self.witness.source}" if self.witness is not None else ""))
+        require(report.verdict != "failed", f"the test message {delivery.message_id} was not delivered: "
+                                            f"{report.detail}")
+        witness = self.witness.source if self.witness is not None else "the witness"
+        require(seen is not False, f"the test message {delivery.message_id} was not delivered: {witness} has "
+                                   f"nothing for {delivery.recipient}")
+        self._tested = True
+
+    # --- retire the old credential --------------------------------------------------------------------------------
+    def retire_old(self, evidence: Evidence) -> None:
+        """Promote / revoke, unless the old credential is already refused (an earlier run of this rotation did it).
+        Only once the new credential has been tested in this run (the app ran on it and its test message passed):
+        the old one must never die before the app runs on the new one. The state then says `test`."""
+        require(self._tested, f"the new {self.label} of rotation {self._rotation_id} has not passed its test message "
+                              "in this run: the old one stays valid")
+        state.advance(self.env_file, self.credential.type, "test")
+        alive = self.provider.check(self.old).accepted
+        if alive:
+            self.provider.retire_old(self.old, self.new)
+        evidence.record(f"old {self.label} retired", self._tag({
+            "retired": self.old.fingerprint, "now current": self.new.fingerprint,
+            "retired by": "this run" if alive else "earlier (the provider already refused it)"}),
+            source=self.provider.source("retire"))
+
+    def check_old_rejected(self, evidence: Evidence) -> None:
+        result = self.provider.check(self.old)
+        evidence.record(f"old {self.label} after retirement", self._tag(result.as_evidence()),
+                        source=self.provider.source("check"))
+        require(not result.accepted, f"the old {self.label} {self.old.fingerprint} is still accepted by the "
+                                     f"provider: {result.detail}")
+
+    def check_new_still_works(self, evidence: Evidence) -> None:
+        result = self.provider.check(self.new)
+        health = app_control.wait_for_health(self.deployment.app.health_url,
+                                             timeout_s=self.deployment.app.health_timeout_s)
+        in_app = app_credential(health, self.provider.name)
+        evidence.record(f"new {self.label} after retirement", self._tag({
+            **result.as_evidence(), "app health": health.status_code, "app reports": in_app}),
+            source=f"{self.provider.source('check')}; GET {self.deployment.app.health_url}")
+        require(result.accepted, f"the new {self.label} stopped working: {result.status} {result.code or ''}")
+        require(health.healthy, f"the application is not healthy after the old {self.label} was retired: HTTP "
+                                f"{health.status_code}")
+
+    # --- finish ---------------------------------------------------------------------------------------------------
+    def log(self, evidence: Evidence) -> None:
+        """The rotation log row, once (matched on the old credential's hash); PENDING becomes CURRENT."""
+        progress = self._state()
+        require(progress is not None and progress.step in ("test", "finish"),
+                f"rotation {self._rotation_id} of the {self.label} is not ready to log: last step done "
+                f"{progress.step if progress else 'none'}")
+        with connect(self.deployment.dsn) as conn:
+            found = find_rotation(conn, self.credential, self.old)
+            record = found or log_rotation(conn, self.credential, rotated_by=self.deployment.operator,
+                                           previous=self.old, reason=self.reason)
+        state.advance(self.env_file, self.credential.type, "finish")
+        state.discard_pending(self.env_file, self.credential.type)
+        evidence.record("rotation logged", self._tag({**record.as_evidence(),
+                                                      "written by": "an earlier run" if found else "this run"}),
+                        source=LOG_SOURCE)
+
+    def check_logged(self, days: int, evidence: Evidence) -> None:
+        with connect(self.deployment.dsn) as conn:
+            found = find_rotation(conn, self.credential, self.old)
+        evidence.record("rotation log row read back", self._tag({"row": found.as_evidence() if found else None}),
+                        source=LOG_READ_SOURCE)
+        row = self._logged_row(found)
+        require(row.rotation_reason == self.reason, f"the row's reason is {row.rotation_reason!r}, not "
+                                                    f"{self.reason!r}")
+        require(self.credential.interval.days == days, f"the registry rotates {self.credential.type} every "
+                                                       f"{self.credential.interval.days} days, not {days}")
+        due = (row.next_rotation_due - row.rotated_at) if row.next_rotation_due else None
+        require(due == self.credential.interval, f"the next rotation is due {due} after this one, not "
+                                                 f"{self.credential.interval}")
+
+    def _logged_row(self, found: RotationRecord | None) -> RotationRecord:
+        if found is None:
+            raise CheckFailed(f"security_credential_rotations holds no {self.credential.type} row whose "
+                              f"previous_key_hash is the old {self.label}'s ({self.old.fingerprint})")
+        return found

@@ -19,13 +19,18 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Protocol, TypeVar
 
+from rotation.core.config import Credential
+from rotation.core.keys import WeakSecretError, check_strength
 from rotation.core.secret import Secret
 from rotation.providers.base import (
     CheckResult,
     Delivery,
+    DeliveryReport,
+    Operation,
     ProviderError,
     RetryPolicy,
     Transient,
+    registered,
     require_rejected,
     with_retries,
 )
@@ -33,8 +38,15 @@ from rotation.providers.base import (
 T = TypeVar("T")
 NAME = "smtp"
 NEW_PASSWORD_ENV = "SMTP_NEW_PASSWORD"  # noqa: S105  (a variable name)
-MIN_PASSWORD_LENGTH = 16  # a Gmail App Password has 16 characters
 log = logging.getLogger("rotation.providers.smtp")
+SOURCES: dict[Operation, str] = {
+    "check": "smtplib: EHLO, STARTTLS (verifying context, TLS 1.2+), AUTH",
+    "issue": "the provider's console (live: the operator, through $SMTP_NEW_PASSWORD or a prompt)",
+    "discard": "the provider's console (live: the operator revokes the abandoned password)",
+    "retire": "the provider's console (live: the operator revokes the old password)",
+    "send": "smtplib: STARTTLS, AUTH, MAIL FROM / RCPT TO / DATA",
+    "report": "the relay's reply to DATA (250: accepted for delivery); SMTP reports no delivery",
+}
 
 
 class PasswordConsole(Protocol):
@@ -100,9 +112,19 @@ def _enhanced_code(reply: bytes | str) -> str | None:
 class SmtpProvider:
     settings: SmtpSettings
     console: PasswordConsole
+    credential: Credential = field(default_factory=lambda: registered(NAME))
     name: str = NAME
-    credential_type: str = "smtp_password"
-    env_name: str = "SMTP_PASSWORD"
+
+    @property
+    def credential_type(self) -> str:
+        return self.credential.type
+
+    @property
+    def env_name(self) -> str:
+        return self.credential.env
+
+    def source(self, operation: Operation) -> str:
+        return SOURCES[operation]
 
     def tls_context(self) -> ssl.SSLContext:
         """Verifying: certificate chain and host name, TLS 1.2 at least."""
@@ -159,14 +181,18 @@ class SmtpProvider:
         return CheckResult(NAME, True, 235, "2.7.0", detail, credential.fingerprint)
 
     def issue(self, current: Secret) -> Secret:
-        """The operator's new password (staging: the stand-in console's). Refused when empty, short or unchanged."""
+        """The operator's new password (staging: the stand-in console's). Refused when it fails the registry's
+        strength policy or is the current one."""
         new = self.console.obtain()
-        if len(new) < MIN_PASSWORD_LENGTH:
-            raise ProviderError(f"{NAME}: the new password has {len(new)} characters; at least "
-                                f"{MIN_PASSWORD_LENGTH} are required")
-        if new == current:
-            raise ProviderError(f"{NAME}: the new password is the current one ({current.fingerprint})")
-        return Secret(new)
+        try:
+            check_strength(new, self.credential.strength, name=f"the new {self.credential.label}", current=current)
+        except WeakSecretError as exc:
+            raise ProviderError(f"{NAME}: {exc}") from None
+        return new
+
+    def discard_pending(self, current: Secret, pending: Secret) -> None:
+        """Abandoning a pending rotation: the password it created is revoked at the console."""
+        self.console.retire(pending)
 
     def retire_old(self, old: Secret, new: Secret) -> None:
         self.console.retire(old)
@@ -186,6 +212,12 @@ class SmtpProvider:
             raise ProviderError(f"{NAME} test e-mail: AUTH refused ({exc.smtp_code}) for {credential.fingerprint}",
                                 status=exc.smtp_code, code=_enhanced_code(exc.smtp_error)) from None
         return Delivery(NAME, str(message["Message-ID"]), s.admin_email, "250 queued")
+
+    def delivery_report(self, credential: Secret, delivery: Delivery) -> DeliveryReport:
+        """SMTP says no more than that the relay accepted the message (250) for delivery."""
+        return DeliveryReport("accepted", delivery.status, None,
+                              f"the relay accepted {delivery.message_id} for {delivery.recipient}; SMTP does not "
+                              "report delivery", self.source("report"))
 
     def expect_rejected(self, credential: Secret) -> CheckResult:
         return require_rejected(self.check(credential))

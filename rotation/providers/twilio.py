@@ -19,13 +19,18 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from rotation.core.config import Credential
 from rotation.core.secret import Secret
 from rotation.providers.base import (
     CheckResult,
     Delivery,
+    DeliveryReport,
+    Operation,
     ProviderError,
     RetryPolicy,
     Transient,
+    Verdict,
+    registered,
     require_rejected,
     scrub,
     with_retries,
@@ -34,9 +39,18 @@ from rotation.providers.base import (
 T = TypeVar("T")
 NAME = "twilio"
 AUTHENTICATE = 20003
+SOURCES: dict[Operation, str] = {
+    "check": "GET /2010-04-01/Accounts/{Sid}.json (twilio SDK, HTTP Basic with the token)",
+    "issue": "POST /v1/AuthTokens/Secondary (client.accounts.v1.secondary_auth_token().create())",
+    "discard": "DELETE /v1/AuthTokens/Secondary (client.accounts.v1.secondary_auth_token().delete())",
+    "retire": "POST /v1/AuthTokens/Promote (client.accounts.v1.auth_token_promotion().update())",
+    "send": "POST /2010-04-01/Accounts/{Sid}/Messages.json (client.messages.create)",
+    "report": "GET /2010-04-01/Accounts/{Sid}/Messages/{MessageSid}.json (status, error_code)",
+}
+FINAL_FAILURES = ("failed", "undelivered", "canceled")
 
 
-class LoopbackHttpClient(TwilioHttpClient):
+class LoopbackHttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK ships no types
     """The SDK's own HTTP client with every request's scheme and host replaced by `base_url` (a stand-in)."""
 
     def __init__(self, base_url: str, timeout: float) -> None:
@@ -71,9 +85,19 @@ class TwilioSettings:
 @dataclass(frozen=True)
 class TwilioProvider:
     settings: TwilioSettings
+    credential: Credential = field(default_factory=lambda: registered(NAME))
     name: str = NAME
-    credential_type: str = "twilio_token"
-    env_name: str = "TWILIO_AUTH_TOKEN"
+
+    @property
+    def credential_type(self) -> str:
+        return self.credential.type
+
+    @property
+    def env_name(self) -> str:
+        return self.credential.env
+
+    def source(self, operation: Operation) -> str:
+        return SOURCES[operation]
 
     def client(self, token: Secret) -> Client:
         """A Client is bound to one (SID, token) pair: build a new one for each credential."""
@@ -125,8 +149,12 @@ class TwilioProvider:
             raise ProviderError(f"{NAME} secondary token create: the answer holds no token")
         return Secret(token)
 
-    def discard_pending(self, current: Secret) -> bool:
-        """DELETE /v1/AuthTokens/Secondary (abandoning a pending rotation). False when there was none."""
+    def discard_pending(self, current: Secret, pending: Secret | None = None) -> None:
+        """DELETE /v1/AuthTokens/Secondary (abandoning a pending rotation); none there is fine."""
+        self.delete_secondary(current)
+
+    def delete_secondary(self, current: Secret) -> bool:
+        """DELETE /v1/AuthTokens/Secondary. False when there was none."""
         try:
             return bool(self._call("secondary token delete", current,
                                    lambda c: c.accounts.v1.secondary_auth_token().delete()))
@@ -167,6 +195,15 @@ class TwilioProvider:
         except TwilioRestException as exc:
             raise self._failed("message fetch", exc, credential) from None
         return str(message.status), message.error_code
+
+    def delivery_report(self, credential: Secret, delivery: Delivery) -> DeliveryReport:
+        """The message's status at Twilio: `delivered` is proven delivery; failed / undelivered / canceled (or any
+        error code) is a failure; anything else (queued, sending, sent) is only accepted so far."""
+        status, error = self.message_status(credential, delivery.message_id)
+        verdict: Verdict = ("failed" if status in FINAL_FAILURES or error else
+                   "delivered" if status == "delivered" else "accepted")
+        detail = f"message {delivery.message_id} is {status}" + (f" with error {error}" if error else "")
+        return DeliveryReport(verdict, status, error, detail, self.source("report"))
 
     def expect_rejected(self, credential: Secret) -> CheckResult:
         return require_rejected(self.check(credential))

@@ -15,13 +15,17 @@ from dataclasses import dataclass, field
 
 import requests
 
+from rotation.core.config import Credential
 from rotation.core.secret import Secret
 from rotation.providers.base import (
     CheckResult,
     Delivery,
+    DeliveryReport,
+    Operation,
     ProviderError,
     RetryPolicy,
     Transient,
+    registered,
     require_rejected,
     scrub,
     with_retries,
@@ -30,6 +34,14 @@ from rotation.providers.base import (
 NAME = "whatsapp"
 INVALID_TOKEN = 190
 DEFAULT_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
+SOURCES: dict[Operation, str] = {
+    "check": "GET /{v}/{phone-number-id} with Authorization: Bearer (requests)",
+    "issue": "POST /{v}/{system-user-id}/access_tokens with appsecret_proof",
+    "discard": "POST /{v}/oauth/revoke (revoke_token=pending, access_token=current)",
+    "retire": "POST /{v}/oauth/revoke (revoke_token=old, access_token=new)",
+    "send": "POST /{v}/{phone-number-id}/messages {messaging_product: whatsapp, type: text}",
+    "report": "the Cloud API's answer to the send (a wamid); delivery is reported only to the app's webhook",
+}
 
 
 @dataclass(frozen=True)
@@ -71,20 +83,33 @@ def appsecret_proof(app_secret: Secret, token: Secret) -> str:
 @dataclass(frozen=True)
 class WhatsAppProvider:
     settings: GraphSettings
+    credential: Credential = field(default_factory=lambda: registered(NAME))
     name: str = NAME
-    credential_type: str = "whatsapp_token"
-    env_name: str = "WHATSAPP_ACCESS_TOKEN"
+
+    @property
+    def credential_type(self) -> str:
+        return self.credential.type
+
+    @property
+    def env_name(self) -> str:
+        return self.credential.env
+
+    def source(self, operation: Operation) -> str:
+        return SOURCES[operation]
 
     def _url(self, node: str) -> str:
         return f"{self.settings.api_base.rstrip('/')}/{self.settings.version}/{node}"
 
-    def _request(self, operation: str, method: str, node: str, **kwargs: object) -> GraphAnswer:
+    def _request(self, operation: str, method: str, node: str, *, headers: Mapping[str, str] | None = None,
+                 params: Mapping[str, str] | None = None, data: Mapping[str, str] | None = None,
+                 json: object = None) -> GraphAnswer:
         """One Graph call with retries; 5xx, 429, is_transient errors and timeouts are retried."""
         policy = self.settings.policy
 
         def attempt() -> GraphAnswer:
             try:
-                response = requests.request(method, self._url(node), timeout=policy.timeout_s, **kwargs)
+                response = requests.request(method, self._url(node), timeout=policy.timeout_s, headers=headers,
+                                            params=params, data=data, json=json)
             except requests.Timeout:
                 raise Transient(f"no answer within {policy.timeout_s}s", "timeout") from None
             except requests.ConnectionError:
@@ -102,8 +127,9 @@ class WhatsAppProvider:
 
     def _failed(self, operation: str, answer: GraphAnswer, *secrets: Secret) -> ProviderError:
         message = scrub(str(answer.error.get("message", "")), self.settings.app_secret, *secrets)
-        return ProviderError(f"{NAME} {operation}: HTTP {answer.status}, Graph code {answer.error.get('code')}: "
-                             f"{message}", status=answer.status, code=answer.error.get("code"))
+        code = answer.error.get("code")
+        return ProviderError(f"{NAME} {operation}: HTTP {answer.status}, Graph code {code}: {message}",
+                             status=answer.status, code=code if isinstance(code, int | str) else None)
 
     @staticmethod
     def _bearer(token: Secret) -> dict[str, str]:
@@ -157,6 +183,10 @@ class WhatsAppProvider:
             return  # revoked by an earlier attempt whose answer was lost
         raise self._failed("token revoke", answer, old, new)
 
+    def discard_pending(self, current: Secret, pending: Secret) -> None:
+        """Abandoning a pending rotation: revoke the token it was issued, authenticated with the current one."""
+        self.retire_old(pending, current)
+
     def send_test_message(self, credential: Secret, text: str) -> Delivery:
         """POST /{v}/{phone-number-id}/messages: a WhatsApp text to the admin number."""
         to = self.settings.admin_number
@@ -169,6 +199,12 @@ class WhatsAppProvider:
         if answer.status != 200 or not isinstance(messages, list) or not messages:
             raise self._failed("test message", answer, credential)
         return Delivery(NAME, str(messages[0].get("id")), to, "accepted")
+
+    def delivery_report(self, credential: Secret, delivery: Delivery) -> DeliveryReport:
+        """The Cloud API reports delivery only to the app's webhook: the send's answer proves acceptance, no more."""
+        return DeliveryReport("accepted", delivery.status, None,
+                              f"Meta accepted message {delivery.message_id} for {delivery.recipient}; delivery is "
+                              "not reported to this tool", self.source("report"))
 
     def expect_rejected(self, credential: Secret) -> CheckResult:
         return require_rejected(self.check(credential))

@@ -10,8 +10,8 @@ import pytest
 
 from rotation.core.secret import fingerprint
 from rotation.emergency.revoke import revoke_and_replace
-from rotation.providers.factory import STAGING_POLICY, provider_for
-from staging.provider_standins import ProviderStandIns, provider_standins
+from rotation.providers.factory import provider_for
+from staging.provider_standins import STAGING_POLICY, ProviderStandIns, provider_standins
 
 
 @pytest.fixture(scope="module")

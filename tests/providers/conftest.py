@@ -1,5 +1,6 @@
-"""Fixtures for the provider adapter tests: each stand-in on a free loopback port, and an adapter pointed at it
-with a fast retry policy (the same shape as live, in milliseconds)."""
+"""Fixtures for the provider tests: each stand-in on a free loopback port with an adapter pointed at it (a fast retry
+policy, the same shape as live, in milliseconds), and a staging world wired to all three stand-ins on which the
+operator's `rotation provider rotate` runs, live, as it would in production."""
 
 from __future__ import annotations
 
@@ -12,26 +13,35 @@ from pathlib import Path
 
 import pytest
 
-from rotation.cli.provider import KILL_AFTER_ENV
 from rotation.core import envfile
-from rotation.core.secret import Secret, secret
-from rotation.providers import procedure as rotation
-from rotation.providers.base import FAST, Provider, RetryPolicy
-from rotation.providers.factory import STAGING_POLICY, provider_for
+from rotation.core.config import Credential, default_config
+from rotation.core.deployment import Deployment
+from rotation.core.prerequisites import back_up
+from rotation.core.proof import NoEvidence
+from rotation.core.secret import Secret
+from rotation.providers.base import Provider, RetryPolicy
+from rotation.providers.factory import ProviderOptions, rotation_for
+from rotation.providers.procedure import ProviderRotation, reload_application
 from rotation.providers.smtp import SmtpProvider, SmtpSettings
 from rotation.providers.twilio import TwilioProvider, TwilioSettings
 from rotation.providers.whatsapp import GraphSettings, WhatsAppProvider
 from staging.graph_standin import GraphStandIn, graph_standin
 from staging.postgres import StagingServer
-from staging.provider_standins import ProviderStandIns, provider_standins
+from staging.provider_standins import FAST, STAGING_POLICY, ProviderStandIns, provider_standins
 from staging.smtp_standin import SmtpStandIn, StandInConsole, smtp_standin
 from staging.twilio_standin import TwilioStandIn, twilio_standin
-from staging.world import World, staging_world
-from tests.harness import PROJECT
+from staging.world import staging_world
+from tests.faults import KILL_AFTER, KILL_BEFORE
+from tests.harness import PROJECT, SuiteRun, newest_run_folder
 
 ADMIN_NUMBER = "+15550100001"
 FROM_NUMBER = "+15550100002"
 ADMIN_EMAIL = "admin@eventplanning.example.com"
+CONFIG = default_config()
+
+
+def credential_of(provider: str) -> Credential:
+    return CONFIG.credential(provider)
 
 
 @pytest.fixture
@@ -53,7 +63,7 @@ def graph_api() -> Iterator[GraphStandIn]:
 
 @pytest.fixture
 def whatsapp(graph_api: GraphStandIn) -> WhatsAppProvider:
-    return WhatsAppProvider(GraphSettings(graph_api.phone_number_id, graph_api.app_id, graph_api.app_secret,
+    return WhatsAppProvider(GraphSettings(graph_api.phone_number_id, graph_api.app_id, Secret(graph_api.app_secret),
                                           graph_api.system_user_id, ADMIN_NUMBER, graph_api.base_url,
                                           graph_api.version, FAST))
 
@@ -79,36 +89,76 @@ def smtp(smtp_server: SmtpStandIn, smtp_settings: SmtpSettings) -> SmtpProvider:
 class ProviderWorld:
     """A staging CRM world (scratch database, .env, running app stand-in) wired to the three provider stand-ins."""
 
-    world: World
+    deployment: Deployment
     standins: ProviderStandIns
     originals: dict[str, Secret]  # the credential each provider started with
+    reports: Path
+
+    @property
+    def env_file(self) -> Path:
+        return self.deployment.env_file
 
     def provider(self, name: str, policy: RetryPolicy = STAGING_POLICY) -> Provider:
-        return provider_for(name, envfile.read_env(self.world.env_file), policy=policy,
-                            smtp_console=self.standins.smtp_console)
+        return ProviderOptions(policy, self.standins.smtp_console).provider(credential_of(name),
+                                                                            envfile.read_env(self.env_file))
 
-    def context(self) -> rotation.Context:
-        return rotation.Context(self.world.env_file, self.world.dsn, self.world.app, "crash-test")
+    def rotation(self, name: str, policy: RetryPolicy = STAGING_POLICY) -> ProviderRotation:
+        """The procedure as the scenario's steps build it on staging (the stand-ins' console and witnesses)."""
+        options = ProviderOptions(policy, self.standins.smtp_console, self.standins.witnesses())
+        return rotation_for(self.deployment, credential_of(name), options)
 
-    def cli(self, action: str, name: str, *extra: str,
-            kill_after: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-        env.pop(KILL_AFTER_ENV, None)
-        if kill_after:
-            env[KILL_AFTER_ENV] = kill_after
-        app = self.world.app
-        return subprocess.run(
-            [sys.executable, "-m", "rotation", "provider", action, name, "--env-file", str(self.world.env_file),
-             "--app-reload", app.reload or "", "--app-restart", app.restart, "--health-url", app.health_url,
-             "--smtp-console", self.standins.smtp.console_url, "--operator", "crash-test",
-             "--retry-attempts", "4", "--retry-delay", "0.05", "--timeout", "2", *extra],
-            cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    def in_env(self, name: str) -> Secret:
+        return envfile.get_secret(self.env_file, credential_of(name).env)
+
+    def cli(self, action: str, name: str, *extra: str, kill_after: str | None = None, kill_before: str | None = None,
+            environ: dict[str, str] | None = None) -> SuiteRun:
+        """The operator's `rotation provider <action> <name>`, live against the stand-ins (a subprocess). The crash
+        plugin (tests/faults.py) is loaded and armed with the step to die after (or before)."""
+        env = {k: v for k, v in os.environ.items() if k not in (KILL_AFTER, KILL_BEFORE)}
+        scratch = self.reports.with_name("tmp")  # a killed run leaves its scratch files here, not in /tmp
+        scratch.mkdir(exist_ok=True)
+        env |= {"PYTHONPATH": str(PROJECT), "PYTEST_ADDOPTS": "-p tests.faults", "TMPDIR": str(scratch),
+                **(environ or {})}
+        env |= {KILL_AFTER: kill_after} if kill_after else {}
+        env |= {KILL_BEFORE: kill_before} if kill_before else {}
+        app, before = self.deployment.app, set(self.reports.glob("*"))
+        done = subprocess.run(
+            [sys.executable, "-m", "rotation", "provider", action, name, f"--dsn={self.deployment.dsn}",
+             f"--env-file={self.env_file}", f"--app-start={app.start}", f"--app-stop={app.stop}",
+             f"--app-restart={app.restart}", f"--app-reload={app.reload}", f"--health-url={app.health_url}",
+             "--operator=crash-test", "--approver=change-board", "--change-id=CHG-0042",
+             f"--reports-dir={self.reports}", "--allow-staging-endpoints", "--confirm-live", *extra],
+            cwd=PROJECT, env=env, capture_output=True, text=True, timeout=180, check=False)
+        new_folders = set(self.reports.glob("*")) - before
+        return SuiteRun(done.returncode, done.stdout + done.stderr,
+                        run_folder=newest_run_folder(self.reports) if new_folders else None)
 
 
 @pytest.fixture
 def provider_world(pg: StagingServer, tmp_path: Path) -> Iterator[ProviderWorld]:
     with provider_standins(tmp_path / "providers") as standins, \
-            staging_world(pg.admin_dsn, tmp_path / "app", rows=20, extra_env=standins.env()) as world:
-        originals = {"twilio": secret(standins.twilio.primary), "whatsapp": standins.whatsapp_token,
-                     "smtp": standins.smtp_password}
-        yield ProviderWorld(world, standins, originals)
+            staging_world(pg.admin_dsn, tmp_path / "app", CONFIG, rows=20, operator="crash-test",
+                          extra_env=standins.env()) as deployment:
+        originals = {"twilio": Secret(standins.twilio.primary), "whatsapp": Secret(standins.meta_token),
+                     "smtp": Secret(standins.relay_password)}
+        yield ProviderWorld(deployment, standins, originals, tmp_path / "reports")
+
+
+def run_all_steps(rotation: ProviderRotation) -> None:
+    """The scheduled scenario's procedure calls, in the feature's order, without pytest (the fault tests)."""
+    evidence = NoEvidence()
+    rotation.running_with_current(rotation.label, evidence)
+    back_up(rotation.deployment, evidence)
+    for step in (rotation.create, rotation.test_before_deployment, rotation.update_configuration,
+                 rotation.check_configuration):
+        step(evidence)
+    reload_application(rotation.deployment, evidence)
+    for step in (rotation.check_app_uses_new, rotation.send_test_message, rotation.check_test_message,
+                 rotation.retire_old, rotation.check_old_rejected, rotation.check_new_still_works, rotation.log):
+        step(evidence)
+    rotation.check_logged(rotation.credential.interval.days, evidence)
+
+
+def leaked(text: str, *secrets: Secret | str) -> list[int]:
+    """Which of the secrets appear in the text, by position: an assertion on this names no secret when it fails."""
+    return [i for i, s in enumerate(secrets) if (s.reveal() if isinstance(s, Secret) else s) in text]

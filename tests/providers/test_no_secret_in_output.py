@@ -14,11 +14,12 @@ INNER = '''
 import os
 from pathlib import Path
 
-from rotation.providers.base import FAST
+from rotation.core.secret import Secret
 from rotation.providers.smtp import SmtpProvider, SmtpSettings
 from rotation.providers.twilio import TwilioProvider, TwilioSettings
 from rotation.providers.whatsapp import GraphSettings, WhatsAppProvider
 from staging.graph_standin import graph_standin
+from staging.provider_standins import FAST
 from staging.smtp_standin import StandInConsole, smtp_standin
 from staging.twilio_standin import twilio_standin
 
@@ -27,13 +28,13 @@ SEEN = Path(os.environ["SECRETS_SEEN"])
 
 def remember(*values):
     with SEEN.open("a") as f:
-        f.writelines(str(v) + "\\n" for v in values)
+        f.writelines((v.reveal() if isinstance(v, Secret) else v) + "\\n" for v in values)
 
 
 def test_twilio_promote_unavailable():
     with twilio_standin() as api:
         p = TwilioProvider(TwilioSettings(api.account_sid, "+15550100002", "+15550100001", api.base_url, FAST))
-        old = api.primary
+        old = Secret(api.primary)
         new = p.issue(old)
         remember(old, new)
         api.faults.fail_forever()
@@ -43,9 +44,9 @@ def test_twilio_promote_unavailable():
 def test_whatsapp_old_token_still_valid():
     with graph_standin() as api:
         api.keep_revoked_tokens_valid = True
-        p = WhatsAppProvider(GraphSettings(api.phone_number_id, api.app_id, api.app_secret, api.system_user_id,
-                                           "+15550100001", api.base_url, api.version, FAST))
-        old = api.mint()
+        p = WhatsAppProvider(GraphSettings(api.phone_number_id, api.app_id, Secret(api.app_secret),
+                                           api.system_user_id, "+15550100001", api.base_url, api.version, FAST))
+        old = Secret(api.mint())
         new = p.issue(old)
         remember(old, new, api.app_secret)
         p.retire_old(old, new)

@@ -1,6 +1,7 @@
-"""Provider faults during a whole rotation (in-process, real stand-ins, real app stand-in): 5xx and timeouts are
-retried with bounded backoff; an outage that outlasts the retries fails the rotation cleanly, with .env, its
-backup and the provider agreeing and the app healthy on a credential the provider accepts; `resume` then finishes."""
+"""Provider faults during a whole rotation (the procedure's steps in the scheduled scenario's order, in-process, real
+stand-ins, real app stand-in): 5xx and timeouts are retried with bounded backoff; an outage that outlasts the retries
+fails the rotation cleanly, with .env, its backup and the provider agreeing and the app healthy on a credential the
+provider accepts; the same steps run again then finish it."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from dataclasses import dataclass
 import pytest
 
 from rotation.core import app_control, envfile, state
-from rotation.core.secret import fingerprint
-from rotation.providers import procedure as rotation
+from rotation.core.secret import Secret
 from rotation.providers.base import ProviderError, ProviderUnavailable, RetryPolicy
+from rotation.providers.procedure import app_credential
 from staging.provider_standins import ProviderStandIns
-from tests.providers.conftest import ProviderWorld
+from tests.providers.conftest import ProviderWorld, credential_of, leaked, run_all_steps
 
 POLICY = RetryPolicy(attempts=4, first_delay_s=0.01, max_delay_s=0.05, timeout_s=0.5)
 
@@ -61,39 +62,46 @@ PROVIDERS = list(OUTAGES)
 FOREVER = 10**9
 
 
-def run(pw: ProviderWorld, name: str, *, resume: bool = False) -> None:
-    rotation.run(pw.context(), pw.provider(name, POLICY), resume=resume)
+def run(pw: ProviderWorld, name: str) -> None:
+    run_all_steps(pw.rotation(name, POLICY))
 
 
-def assert_clean_failure(pw: ProviderWorld, name: str, credential_in_env: str) -> None:
+def assert_clean_failure(pw: ProviderWorld, name: str, credential_in_env: Secret) -> None:
     """.env holds a credential the provider accepts, the app is healthy on it, and the backup holds the original."""
     provider = pw.provider(name)
-    in_env = envfile.get_value(pw.world.env_file, provider.env_name)
+    in_env = pw.in_env(name)
     assert in_env == credential_in_env
-    health = app_control.wait_for_health(pw.world.app.health_url, timeout_s=10)
+    health = app_control.wait_for_health(pw.deployment.app.health_url, timeout_s=10)
     assert health.healthy, health.body
-    assert rotation.app_credential(health, provider) == fingerprint(in_env)
+    assert app_credential(health, name) == in_env.fingerprint
     assert provider.check(in_env).accepted
-    backups = envfile.backups(pw.world.env_file)
-    assert backups and envfile.read_env(backups[-1])[provider.env_name] == pw.originals[name]
+    backups = envfile.backups(pw.env_file)
+    assert backups and Secret(envfile.read_env(backups[-1])[provider.env_name]) == pw.originals[name]
 
 
 def assert_rotated(pw: ProviderWorld, name: str) -> None:
     provider = pw.provider(name)
-    new = envfile.get_value(pw.world.env_file, provider.env_name)
-    recorded = state.load(pw.world.env_file, provider.credential_type)
+    new = pw.in_env(name)
+    recorded = state.load(pw.env_file, provider.credential_type)
     assert new != pw.originals[name] and recorded is not None and recorded.step == "finish"
     assert provider.check(new).accepted and not provider.check(pw.originals[name]).accepted
-    health = app_control.wait_for_health(pw.world.app.health_url, timeout_s=10)
-    assert health.healthy and rotation.app_credential(health, provider) == fingerprint(new)
+    health = app_control.wait_for_health(pw.deployment.app.health_url, timeout_s=10)
+    assert health.healthy and app_credential(health, name) == new.fingerprint
+
+
+def clear_faults(pw: ProviderWorld) -> None:
+    pw.standins.twilio.faults.clear()
+    pw.standins.graph.faults.clear()
+    pw.standins.smtp.console_faults.clear()
+    pw.standins.smtp.faults.clear()
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
 def test_three_503s_then_success_the_rotation_completes(provider_world: ProviderWorld, name: str) -> None:
     OUTAGES[name].transient(provider_world.standins, 3)
     run(provider_world, name)
-    assert provider_world.standins.smtp.faults.injected + provider_world.standins.twilio.faults.injected + \
-        provider_world.standins.graph.faults.injected == 3
+    s = provider_world.standins
+    assert s.smtp.faults.injected + s.twilio.faults.injected + s.graph.faults.injected == 3
     assert_rotated(provider_world, name)
 
 
@@ -103,29 +111,26 @@ def test_503_forever_before_anything_changed_fails_cleanly(provider_world: Provi
     with pytest.raises(ProviderError) as caught:
         run(provider_world, name)
     assert "gave up after 4 attempts" in str(caught.value) or "console" in str(caught.value)
-    assert provider_world.originals[name] not in str(caught.value)
+    assert not leaked(str(caught.value), provider_world.originals[name])
     assert_clean_failure(provider_world, name, provider_world.originals[name])
-    assert state.load(provider_world.world.env_file, pw_type(provider_world, name)) is None  # nothing to resume
+    assert state.load(provider_world.env_file, credential_of(name).type) is None  # nothing to resume
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
-def test_503_forever_at_retirement_fails_cleanly_and_resume_finishes(provider_world: ProviderWorld,
-                                                                     name: str) -> None:
+def test_503_forever_at_retirement_fails_cleanly_and_the_rerun_finishes(provider_world: ProviderWorld,
+                                                                        name: str) -> None:
     OUTAGES[name].retire(provider_world.standins, FOREVER)
     with pytest.raises(ProviderError) as caught:
         run(provider_world, name)
-    new = envfile.get_value(provider_world.world.env_file, provider_world.provider(name).env_name)
-    for secret in (new, provider_world.originals[name]):
-        assert secret not in str(caught.value)
+    new = provider_world.in_env(name)
+    assert not leaked(str(caught.value), new, provider_world.originals[name])
     # the app already runs on the new credential; the old one still works: nothing is lost
     assert_clean_failure(provider_world, name, new)
     assert provider_world.provider(name).check(provider_world.originals[name]).accepted
-    recorded = state.load(provider_world.world.env_file, pw_type(provider_world, name))
+    recorded = state.load(provider_world.env_file, credential_of(name).type)
     assert recorded is not None and recorded.step == "test"
-    provider_world.standins.twilio.faults.clear()
-    provider_world.standins.graph.faults.clear()
-    provider_world.standins.smtp.console_faults.clear()
-    run(provider_world, name, resume=True)
+    clear_faults(provider_world)
+    run(provider_world, name)
     assert_rotated(provider_world, name)
 
 
@@ -141,10 +146,5 @@ def test_timeouts_forever_fail_like_503s_forever(provider_world: ProviderWorld, 
     OUTAGES[name].hang(provider_world.standins, FOREVER)
     with pytest.raises(ProviderUnavailable, match="no answer within 0.5s"):
         run(provider_world, name)
-    provider_world.standins.twilio.faults.clear()
-    provider_world.standins.graph.faults.clear()
+    clear_faults(provider_world)
     assert_clean_failure(provider_world, name, provider_world.originals[name])
-
-
-def pw_type(pw: ProviderWorld, name: str) -> str:
-    return pw.provider(name).credential_type

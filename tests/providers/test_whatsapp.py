@@ -8,21 +8,22 @@ from dataclasses import replace
 import pytest
 import requests
 
+from rotation.core.secret import Secret
 from rotation.providers.base import CredentialStillAccepted, ProviderError, ProviderUnavailable
 from rotation.providers.whatsapp import WhatsAppProvider, appsecret_proof
 from staging.graph_standin import GraphStandIn, new_token
-from tests.providers.conftest import ADMIN_NUMBER
+from tests.providers.conftest import ADMIN_NUMBER, leaked
 
 
 def test_current_token_passes_the_phone_number_fetch(whatsapp: WhatsAppProvider, graph_api: GraphStandIn) -> None:
-    token = graph_api.mint()
+    token = Secret(graph_api.mint())
     result = whatsapp.check(token)
     assert result.accepted and result.status == 200 and graph_api.display_phone_number in result.detail
-    assert token not in str(result)
+    assert not leaked(str(result), token)
 
 
 def test_unknown_token_gets_401_code_190(whatsapp: WhatsAppProvider) -> None:
-    result = whatsapp.check(new_token())
+    result = whatsapp.check(Secret(new_token()))
     assert (result.accepted, result.status, result.code) == (False, 401, 190)
 
 
@@ -35,7 +36,7 @@ def test_stand_in_answers_the_oauth_exception_body(graph_api: GraphStandIn) -> N
 
 
 def test_issue_test_revoke_kills_the_old_token(whatsapp: WhatsAppProvider, graph_api: GraphStandIn) -> None:
-    old = graph_api.mint()
+    old = Secret(graph_api.mint())
     new = whatsapp.issue(old)
     assert new != old and whatsapp.check(new).accepted and whatsapp.check(old).accepted
     info = whatsapp.introspect(new)
@@ -48,33 +49,33 @@ def test_issue_test_revoke_kills_the_old_token(whatsapp: WhatsAppProvider, graph
 
 
 def test_issue_needs_a_correct_appsecret_proof(whatsapp: WhatsAppProvider, graph_api: GraphStandIn) -> None:
-    wrong_secret = replace(whatsapp.settings, app_secret="f" * 32)
+    wrong_secret = replace(whatsapp.settings, app_secret=Secret("f" * 32))
     with pytest.raises(ProviderError) as caught:
-        WhatsAppProvider(wrong_secret).issue(graph_api.mint())
+        WhatsAppProvider(wrong_secret).issue(Secret(graph_api.mint()))
     assert caught.value.code == 100 and "appsecret_proof" in str(caught.value)
-    assert "f" * 32 not in str(caught.value)
+    assert not leaked(str(caught.value), "f" * 32)
 
 
 def test_appsecret_proof_is_hmac_sha256_of_the_token() -> None:
     # RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?"
     expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-    assert appsecret_proof("Jefe", "what do ya want for nothing?") == expected
+    assert appsecret_proof(Secret("Jefe"), Secret("what do ya want for nothing?")) == expected
 
 
 def test_negative_control_revoked_token_kept_valid_is_caught(whatsapp: WhatsAppProvider,
                                                              graph_api: GraphStandIn) -> None:
     graph_api.keep_revoked_tokens_valid = True
-    old = graph_api.mint()
+    old = Secret(graph_api.mint())
     new = whatsapp.issue(old)
     whatsapp.retire_old(old, new)
     with pytest.raises(CredentialStillAccepted) as caught:
         whatsapp.expect_rejected(old)
-    assert old not in str(caught.value)
+    assert not leaked(str(caught.value), old, new)
 
 
 def test_revoke_whose_answer_was_lost_is_recognised_on_retry(whatsapp: WhatsAppProvider,
                                                              graph_api: GraphStandIn) -> None:
-    old = graph_api.mint()
+    old = Secret(graph_api.mint())
     new = whatsapp.issue(old)
     graph_api.faults.lose_answer_next(1, 1.0, match="oauth/revoke")  # revoked, but the answer never arrives
     whatsapp.retire_old(old, new)
@@ -84,13 +85,15 @@ def test_revoke_whose_answer_was_lost_is_recognised_on_retry(whatsapp: WhatsAppP
 
 
 def test_test_message_reaches_the_admin_number(whatsapp: WhatsAppProvider, graph_api: GraphStandIn) -> None:
-    delivery = whatsapp.send_test_message(graph_api.mint(), "rotation test")
+    token = Secret(graph_api.mint())
+    delivery = whatsapp.send_test_message(token, "rotation test")
     assert delivery.message_id.startswith("wamid.") and delivery.recipient == ADMIN_NUMBER
     assert [m["id"] for m in graph_api.delivered_to(ADMIN_NUMBER)] == [delivery.message_id]
+    assert whatsapp.delivery_report(token, delivery).verdict == "accepted"  # Meta tells only the app's webhook
 
 
 def test_503_three_times_then_success(whatsapp: WhatsAppProvider, graph_api: GraphStandIn) -> None:
-    token = graph_api.mint()
+    token = Secret(graph_api.mint())
     graph_api.faults.fail_next(3)
     assert whatsapp.check(token).accepted and graph_api.faults.injected == 3
 
@@ -98,21 +101,20 @@ def test_503_three_times_then_success(whatsapp: WhatsAppProvider, graph_api: Gra
 def test_503_forever_fails_cleanly_without_a_secret(whatsapp: WhatsAppProvider, graph_api: GraphStandIn,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    old = graph_api.mint()
+    old = Secret(graph_api.mint())
     new = whatsapp.issue(old)
     graph_api.faults.fail_forever()
     with pytest.raises(ProviderUnavailable) as caught:
         whatsapp.retire_old(old, new)
     text = str(caught.value) + repr(caught.value) + caplog.text
     assert "gave up after 4 attempts" in text
-    for secret in (old, new, graph_api.app_secret):
-        assert secret not in text
+    assert not leaked(text, old, new, graph_api.app_secret)
     graph_api.faults.clear()
     assert whatsapp.check(old).accepted  # nothing was revoked
 
 
 def test_a_timeout_is_retried_like_a_503(whatsapp: WhatsAppProvider, graph_api: GraphStandIn) -> None:
-    token = graph_api.mint()
+    token = Secret(graph_api.mint())
     graph_api.faults.hang_next(1, 1.0)
     assert whatsapp.check(token).accepted
     graph_api.faults.hang_next(10, 0.8)

@@ -1,0 +1,166 @@
+"""The operator's `rotation provider rotate <provider>` runs the credential's feature, live, against the stand-ins
+(--allow-staging-endpoints): a signed run folder whose evidence lists the steps of the feature's scheduled scenario in
+order, read from the feature file itself; and a kill -9 after any step, followed by the same command, finishes the
+rotation (the old credential rejected, the new one in .env and working, one rotation log row)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+from gherkin.parser import Parser
+
+from rotation.core import app_control, state
+from rotation.core.database import connect
+from rotation.core.keys import generate_key
+from rotation.core.secret import Secret
+from rotation.providers.procedure import app_credential
+from tests.harness import PROJECT, SuiteRun, read_evidence
+from tests.providers.conftest import ProviderWorld, credential_of, leaked
+
+FEATURES = {"twilio": "twilio_auth_token.feature", "whatsapp": "whatsapp_access_token.feature",
+            "smtp": "smtp_password.feature"}
+
+
+def scheduled_steps(provider: str) -> list[str]:
+    """Background and @scheduled scenario steps of the provider's feature, as `Keyword text`."""
+    feature = Parser().parse((PROJECT / "features" / "rotation" / FEATURES[provider]).read_text())["feature"]
+    children = [next(iter(c.values())) for c in feature["children"]]
+    background = [c for c in children if "tags" not in c]
+    [scheduled] = [c for c in children if "@scheduled" in [t["name"] for t in c.get("tags", [])]]
+    return [f"{s['keyword'].strip()} {s['text']}" for c in [*background, scheduled] for s in c["steps"]]
+
+
+def rotation_ids(run: SuiteRun) -> set[str]:
+    assert run.run_folder is not None, run.output[-3000:]
+    return {str(e["value"]["rotation"]) for e in read_evidence(run.run_folder)
+            if e["type"] == "evidence" and isinstance(e.get("value"), dict) and e["value"].get("rotation")}
+
+
+def log_rows(pw: ProviderWorld, provider: str) -> int:
+    with connect(pw.deployment.dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM security_credential_rotations WHERE credential_type = %s",
+                           (credential_of(provider).type,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def assert_rotated(pw: ProviderWorld, provider: str, old: Secret, rows: int) -> None:
+    """.env holds a new credential the provider accepts and the app uses; the old one is refused; the rotation is
+    finished in the state and logged once per rotation."""
+    rotation = pw.rotation(provider)
+    new = pw.in_env(provider)
+    assert new != old, f"{rotation.credential.env} in .env is still the old credential"
+    recorded = state.load(pw.env_file, rotation.credential.type)
+    assert recorded is not None and recorded.step == "finish", recorded
+    assert recorded.current_fp == new.fingerprint, recorded
+    assert not state.pending_path(pw.env_file, rotation.credential.type).exists()
+    health = app_control.wait_for_health(pw.deployment.app.health_url, timeout_s=10)
+    assert health.healthy and app_credential(health, provider) == new.fingerprint, health.body
+    assert rotation.provider.check(new).accepted
+    assert not rotation.provider.check(old).accepted, "the old credential is still accepted"
+    assert log_rows(pw, provider) == rows
+
+
+def test_rotate_twilio_leaves_a_signed_run_folder_listing_the_feature_steps(provider_world: ProviderWorld) -> None:
+    old = provider_world.in_env("twilio")
+    run = provider_world.cli("rotate", "twilio")
+    assert run.returncode == 0, run.output[-4000:]
+    assert [s.step for s in run.steps()] == scheduled_steps("twilio")
+    assert {s.status for s in run.steps()} == {"passed"}
+    assert len(rotation_ids(run)) == 1
+    verified = subprocess.run([sys.executable, "-m", "rotation", "verify-evidence", str(run.run_folder)],
+                              cwd=PROJECT, capture_output=True, text=True, check=False)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert old.reveal() not in run.output
+    assert_rotated(provider_world, "twilio", old, rows=1)
+
+
+def kill_then_rerun(pw: ProviderWorld, provider: str, step: str, rows: int) -> int:
+    """Kill `rotation provider rotate` right after `step`, run the same command again, check the rotation finished.
+    Returns how many rotations of this credential the log now holds."""
+    old = pw.in_env(provider)
+    killed = pw.cli("rotate", provider, kill_after=step)
+    assert killed.returncode == -signal.SIGKILL, f"{step}: {killed.output[-3000:]}"
+    assert app_control.health(pw.deployment.app.health_url).healthy, f"the app broke at the kill after {step!r}"
+    recorded = state.load(pw.env_file, credential_of(provider).type)
+    in_progress = recorded is not None and recorded.in_progress
+    finished = recorded is not None and recorded.step == "finish" and recorded.previous_fp == old.fingerprint
+    rows += 1 if finished else 0  # killed after the rotation was logged: the rerun is a rotation of its own
+    before_rerun = pw.in_env(provider) if finished else old
+    rerun = pw.cli("rotate", provider)
+    assert rerun.returncode == 0, f"{step}: {rerun.output[-4000:]}"
+    resumed = recorded.rotation_id if recorded is not None and in_progress else None
+    assert resumed is None or rotation_ids(rerun) == {resumed}, (
+        f"{step}: the rerun did not finish rotation {resumed}: its evidence names {rotation_ids(rerun)}")
+    assert_rotated(pw, provider, before_rerun, rows + 1)
+    for output in (killed.output, rerun.output):
+        assert old.reveal() not in output and pw.in_env(provider).reveal() not in output, f"{step}: a credential leaked"
+    return rows + 1
+
+
+def acting_steps(provider: str) -> list[str]:
+    """The Given and When steps of the scheduled scenario (an `And` takes the keyword before it): the steps that act.
+    The Then steps only read (tests/providers/test_procedure.py::test_the_checks_only_read), so a kill after one
+    leaves exactly what a kill after the acting step before it leaves."""
+    acting, keyword = [], ""
+    for step in scheduled_steps(provider):
+        word, text = step.split(" ", 1)
+        keyword = keyword if word in ("And", "But") else word
+        acting += [text] if keyword in ("Given", "When") else []
+    return acting
+
+
+@pytest.mark.parametrize("provider", ["twilio"])
+def test_killed_after_each_step_the_same_command_finishes_the_rotation(provider_world: ProviderWorld,
+                                                                       provider: str) -> None:
+    """One rotation per acting step of the scheduled scenario, one after the other in the same world: the command
+    is killed right after the step, then run again, and the rotation is finished."""
+    steps = acting_steps(provider)
+    assert len(steps) >= 9 and steps[0].startswith("the application is running"), steps
+    rows = 0
+    for step in steps:
+        rows = kill_then_rerun(provider_world, provider, step, rows)
+
+
+def test_whatsapp_killed_after_issuing_and_after_revoking_the_same_command_finishes(
+        provider_world: ProviderWorld) -> None:
+    """The two moves at Meta: a kill right after each leaves a state the same command finishes."""
+    steps = scheduled_steps("whatsapp")
+    moves = [s.split(" ", 1)[1] for s in steps if s.startswith("When a new") or s.startswith("When the old")]
+    assert len(moves) == 2, steps
+    rows = 0
+    for step in moves:
+        rows = kill_then_rerun(provider_world, "whatsapp", step, rows)
+
+
+def test_smtp_rotated_live_with_the_operators_password_finishes_once_the_old_one_is_revoked(
+        provider_world: ProviderWorld) -> None:
+    """SMTP has no rotation API: live, the operator creates the new password at the provider and hands it over in
+    $SMTP_NEW_PASSWORD, and revokes the old one there. Until the old one is revoked the rotation stops at the step
+    that proves it dead, with the app already on the new password; the same command then finishes."""
+    old, new = provider_world.in_env("smtp"), Secret(generate_key().reveal())
+    provider_world.standins.smtp.add_password(new)  # created at the provider by the operator
+    handed_over = {"SMTP_NEW_PASSWORD": new.reveal()}
+    first = provider_world.cli("rotate", "smtp", environ=handed_over)
+    assert first.returncode == 1, first.output[-3000:]
+    failed = first.failed_step()
+    assert failed.text.startswith("the old SMTP password is rejected"), failed.step
+    assert "is still accepted by the provider" in (failed.error or "")
+    assert provider_world.in_env("smtp") == new and app_control.health(provider_world.deployment.app.health_url).healthy
+    provider_world.standins.smtp.remove_password(old)  # the operator revokes the old password at the provider
+    second = provider_world.cli("rotate", "smtp", environ=handed_over)
+    assert second.returncode == 0, second.output[-3000:]
+    assert rotation_ids(first) == rotation_ids(second) and len(rotation_ids(second)) == 1
+    assert_rotated(provider_world, "smtp", old, rows=1)
+    assert not leaked(first.output + second.output, old, new)
+
+
+def test_the_command_refuses_what_is_not_a_provider_credential(capsys: pytest.CaptureFixture[str]) -> None:
+    from rotation.cli import main
+
+    assert main(["provider", "rotate", "db_encryption_key", "--dry-run"]) == 2
+    assert "rotation db-key rotate" in capsys.readouterr().out
+    assert main(["provider", "rotate", "fax", "--dry-run"]) == 2
+    assert "unknown credential 'fax'" in capsys.readouterr().out
