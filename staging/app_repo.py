@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from rotation.core.config import Config
+from rotation.core.deployment import Deployment
+from rotation.core.envfile import read_env, set_value
+from rotation.core.keys import generate_key
+from rotation.core.secret import Secret
+from rotation.hygiene.checks import AppFiles
+from staging.graph_standin import new_token as graph_token
+from staging.twilio_standin import new_token as twilio_token
 
 GITIGNORE = [".env", ".env.backup.*", ".rotation-state.json", "*.pid", "*.log", "__pycache__/"]
 
@@ -58,3 +69,30 @@ def build_app_repo(repo: Path) -> Path:
            "Initial commit")
     commit(repo, {"app/settings.py": SETTINGS, ".env.example": EXAMPLE_ENV}, "Settings from the environment")
     return repo
+
+
+# --- the app's files as the Best Practices scenarios see them in staging --------------------------------------------
+
+def current_owner() -> str:
+    """user:group of this process: the account that owns staging's .env."""
+    return f"{pwd.getpwuid(os.geteuid()).pw_name}:{grp.getgrgid(os.getegid()).gr_name}"
+
+
+# A first value for each credential the staging world's .env lacks, in the form its issuer gives it.
+ISSUED_BY: Mapping[str, Callable[[], str | Secret]] = {
+    "database": generate_key, "smtp": generate_key, "twilio": twilio_token, "whatsapp": graph_token}
+
+
+def fill_credentials(env_file: Path, config: Config) -> None:
+    """Staging's .env holds every credential of the registry: what the stand-ins issued where present, else new."""
+    env = read_env(env_file)
+    for credential in config.credentials:
+        if not env.get(credential.env):
+            set_value(env_file, credential.env, ISSUED_BY[credential.provider]())
+
+
+def staging_app_files(deployment: Deployment, owner: str | None = None) -> AppFiles:
+    """A small git repository around the world's .env (which is not committed), .env holding every credential."""
+    fill_credentials(deployment.env_file, deployment.config)
+    repo = build_app_repo(deployment.env_file.parent)
+    return AppFiles(repo, deployment.env_file, owner or current_owner())
