@@ -28,14 +28,18 @@ def alert_mail(tmp_path: Path) -> Iterator[SmtpStandIn]:
 
 
 @pytest.fixture
-def app_files(pytestconfig: pytest.Config, target: Target, deployment: Deployment) -> AppFiles:
+def app_files(pytestconfig: pytest.Config, target: Target, deployment: Deployment,
+              tmp_path: Path) -> Iterator[AppFiles]:
     """Live: --app-repo (default: the directory holding --env-file) and --env-owner (default the runbook's
-    eventuser:eventuser). Staging: a small repository built around the world's .env, which gets every credential."""
+    eventuser:eventuser). Staging: a small repository built around the world's .env, which holds every credential,
+    each issued by its provider's stand-in."""
     owner = pytestconfig.getoption("env_owner")
     if target == "live":
         repo = Path(pytestconfig.getoption("app_repo") or deployment.env_file.parent)
-        return AppFiles(repo, deployment.env_file, owner or RUNBOOK_OWNER)
-    return staging_app_files(deployment, owner)
+        yield AppFiles(repo, deployment.env_file, owner or RUNBOOK_OWNER)
+        return
+    with staging_app_files(deployment, tmp_path / "providers", owner) as files:
+        yield files
 
 
 @pytest.fixture

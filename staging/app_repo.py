@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from rotation.core.config import Config
+from rotation.core.app_control import run, wait_for_health
 from rotation.core.deployment import Deployment
 from rotation.core.envfile import read_env, set_value
-from rotation.core.keys import generate_key
-from rotation.core.secret import Secret
 from rotation.hygiene.checks import AppFiles
-from staging.graph_standin import new_token as graph_token
-from staging.twilio_standin import new_token as twilio_token
+from staging.provider_standins import provider_standins
 
 GITIGNORE = [".env", ".env.backup.*", ".rotation-state.json", "*.pid", "*.log", "__pycache__/"]
 
@@ -78,21 +76,27 @@ def current_owner() -> str:
     return f"{pwd.getpwuid(os.geteuid()).pw_name}:{grp.getgrgid(os.getegid()).gr_name}"
 
 
-# A first value for each credential the staging world's .env lacks, in the form its issuer gives it.
-ISSUED_BY: Mapping[str, Callable[[], str | Secret]] = {
-    "database": generate_key, "smtp": generate_key, "twilio": twilio_token, "whatsapp": graph_token}
+@contextlib.contextmanager
+def all_credentials(deployment: Deployment, directory: Path) -> Iterator[None]:
+    """Staging's .env holds every credential of the registry, each issued by its provider: when the world has no
+    provider stand-ins yet, start them, add their settings to .env and restart the app on it (so the app is healthy
+    on exactly what .env holds, as in production)."""
+    env = read_env(deployment.env_file)
+    if all(env.get(c.env) for c in deployment.config.credentials):
+        yield
+        return
+    with provider_standins(directory) as standins:
+        for name, value in standins.env().items():
+            if not env.get(name):
+                set_value(deployment.env_file, name, value)
+        run(deployment.app.restart)
+        wait_for_health(deployment.app.health_url, timeout_s=deployment.app.health_timeout_s)
+        yield
 
 
-def fill_credentials(env_file: Path, config: Config) -> None:
-    """Staging's .env holds every credential of the registry: what the stand-ins issued where present, else new."""
-    env = read_env(env_file)
-    for credential in config.credentials:
-        if not env.get(credential.env):
-            set_value(env_file, credential.env, ISSUED_BY[credential.provider]())
-
-
-def staging_app_files(deployment: Deployment, owner: str | None = None) -> AppFiles:
+@contextlib.contextmanager
+def staging_app_files(deployment: Deployment, directory: Path, owner: str | None = None) -> Iterator[AppFiles]:
     """A small git repository around the world's .env (which is not committed), .env holding every credential."""
-    fill_credentials(deployment.env_file, deployment.config)
-    repo = build_app_repo(deployment.env_file.parent)
-    return AppFiles(repo, deployment.env_file, owner or current_owner())
+    with all_credentials(deployment, directory):
+        repo = build_app_repo(deployment.env_file.parent)
+        yield AppFiles(repo, deployment.env_file, owner or current_owner())
