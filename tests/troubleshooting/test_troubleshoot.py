@@ -1,49 +1,18 @@
-"""rotation.troubleshoot against real files and a real PostgreSQL: .env parse errors by line, the newest backup
-restored, every value counted per key with the ones under neither key named."""
+"""rotation.troubleshoot against real files and a real PostgreSQL: every value counted per key with the ones under
+neither key named. (The .env syntax check and the restore: tests/troubleshooting/test_env_syntax.py.)"""
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from rotation.core import envfile
 from rotation.core.keys import generate_key
 from rotation.troubleshooting import diagnose as troubleshoot
 from staging.postgres import StagingServer
 from tests.harness import seeded_crm
-
-
-def test_env_syntax_errors_by_line(tmp_path: Path) -> None:
-    env = tmp_path / ".env"
-    env.write_text('A=1\nDB_ENCRYPTION_KEY="unterminated\nB=2\nthis line is not a setting\n')
-    assert troubleshoot.env_syntax_errors(env) == [2, 4]
-    env.write_text("# comment\nA=1\nexport B='two words'\n\n")
-    assert troubleshoot.env_syntax_errors(env) == []
-
-
-def test_restore_newest_backup(tmp_path: Path) -> None:
-    env = tmp_path / ".env"
-    env.write_text("K=old\n")
-    first = envfile.backup(env)
-    env.write_text("K=middle\n")
-    second = envfile.backup(env)
-    os.utime(second, (time.time() + 5, time.time() + 5))
-    env.write_text('K="broken\n')
-    assert troubleshoot.restore_newest_backup(env) == second
-    assert envfile.read_env(env) == {"K": "middle"} and envfile.file_mode(env) == 0o600
-    assert first != second
-
-
-def test_restore_without_backup_fails(tmp_path: Path) -> None:
-    env = tmp_path / ".env"
-    env.write_text("K=1\n")
-    with pytest.raises(envfile.EnvFileError, match="no backup"):
-        troubleshoot.restore_newest_backup(env)
 
 
 @pytest.fixture

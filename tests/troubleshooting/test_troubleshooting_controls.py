@@ -19,7 +19,6 @@ def test_troubleshooting_passes_untouched(suite: SuiteRunner) -> None:
 
 
 @pytest.mark.parametrize(("sabotage", "scenario", "failing_check"), [
-    ("troubleshooting:bad-backup", "env_no_longer_parses", "the app is not healthy after the rotation"),
     ("troubleshooting:value-back-under-old-key", "finish_the_interrupted", "1 under the old key"),
     ("troubleshooting:reload-lost", "never_reloaded", "the app is not healthy after the rotation"),
 ])
