@@ -223,7 +223,8 @@ def leaks_in_history(repo: Path, values: Mapping[str, Secret]) -> list[Leak]:
 def _all_objects(repo: Path) -> Iterator[tuple[str, str, bytes]]:
     proc = subprocess.Popen(["git", "-C", str(repo), "cat-file", "--batch-all-objects", "--batch",
                              "--unordered"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
+    if proc.stdout is None:  # cannot happen with stdout=PIPE; narrows the type without an assert
+        raise GitError(f"git cat-file in {repo} gave no output stream")
     try:
         while header := proc.stdout.readline():
             oid, kind, size = header.decode().split()
