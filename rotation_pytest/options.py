@@ -53,6 +53,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     app.addoption("--health-timeout", type=float, default=None,
                   help="seconds to wait for the app to become healthy (or stop) before a step fails")
 
+    hygiene = parser.getgroup("rotation-hygiene", "Best Practices checks (runbook: Best Practices)")
+    hygiene.addoption("--app-repo", default=None,
+                      help="the app's git repository (live; default: the directory holding --env-file). Staging builds "
+                           "a small one around its .env")
+    hygiene.addoption("--env-owner", default=None,
+                      help="the account that must own .env, user[:group] (live default eventuser:eventuser, the "
+                           "runbook's chown; staging: the user running the suite)")
+    hygiene.addoption("--pg-server-log", default=None,
+                      help="staging with --dsn: the PostgreSQL server's log file, which the suite may read (a private "
+                           "staging cluster provides its own)")
+
     evidence = parser.getgroup("evidence", "SOC 2 evidence")
     evidence.addoption("--approver", default=None, help="who approved the change (required with --target live)")
     evidence.addoption("--change-id", default=None, help="the change ticket id (required with --target live)")

@@ -8,6 +8,7 @@
     evidence     the recorder fed by pytest-bdd's hooks, and the signed run folder at the end
     progress     one line per step for live and emergency runs
     emergency    the incident record and the emergency selection (--compromised)
+    practices    monitoring, Best Practices and troubleshooting fixtures (alert mail, app repository, history)
     bdd          private pytest / pytest-bdd internals (imported by the others, not a plugin itself)
 """
 
@@ -18,6 +19,7 @@ pytest_plugins = [
     "rotation_pytest.markers",
     "rotation_pytest.progress",
     "rotation_pytest.emergency",
+    "rotation_pytest.practices",
     "rotation_pytest.evidence",
     "rotation_pytest.live_guard",
 ]

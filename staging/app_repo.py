@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import grp
 import os
+import pwd
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+from rotation.core.app_control import run, wait_for_health
+from rotation.core.deployment import Deployment
+from rotation.core.envfile import read_env, set_value
+from rotation.hygiene.checks import AppFiles
+from staging.provider_standins import provider_standins
 
 GITIGNORE = [".env", ".env.backup.*", ".rotation-state.json", "*.pid", "*.log", "__pycache__/"]
 
@@ -58,3 +67,36 @@ def build_app_repo(repo: Path) -> Path:
            "Initial commit")
     commit(repo, {"app/settings.py": SETTINGS, ".env.example": EXAMPLE_ENV}, "Settings from the environment")
     return repo
+
+
+# --- the app's files as the Best Practices scenarios see them in staging --------------------------------------------
+
+def current_owner() -> str:
+    """user:group of this process: the account that owns staging's .env."""
+    return f"{pwd.getpwuid(os.geteuid()).pw_name}:{grp.getgrgid(os.getegid()).gr_name}"
+
+
+@contextlib.contextmanager
+def all_credentials(deployment: Deployment, directory: Path) -> Iterator[None]:
+    """Staging's .env holds every credential of the registry, each issued by its provider: when the world has no
+    provider stand-ins yet, start them, add their settings to .env and restart the app on it (so the app is healthy
+    on exactly what .env holds, as in production)."""
+    env = read_env(deployment.env_file)
+    if all(env.get(c.env) for c in deployment.config.credentials):
+        yield
+        return
+    with provider_standins(directory) as standins:
+        for name, value in standins.env().items():
+            if not env.get(name):
+                set_value(deployment.env_file, name, value)
+        run(deployment.app.restart)
+        wait_for_health(deployment.app.health_url, timeout_s=deployment.app.health_timeout_s)
+        yield
+
+
+@contextlib.contextmanager
+def staging_app_files(deployment: Deployment, directory: Path, owner: str | None = None) -> Iterator[AppFiles]:
+    """A small git repository around the world's .env (which is not committed), .env holding every credential."""
+    with all_credentials(deployment, directory):
+        repo = build_app_repo(deployment.env_file.parent)
+        yield AppFiles(repo, deployment.env_file, owner or current_owner())

@@ -1,7 +1,8 @@
-"""Sabotages for the Best Practices and Troubleshooting scenarios (merged into tests.sabotage.SABOTAGES).
+"""Sabotages for the Automated Rotation Monitoring, Best Practices and Troubleshooting ("Application Won't Start")
+scenarios (merged into tests.sabotage.SABOTAGES).
 
-Each breaks the world through real systems (git, files, SQL) right after the named step, the way a careless
-operator or a faulty rotation would; the scenario's check must then fail."""
+Each breaks the world through real systems (git, files, SQL, the stand-ins) right after the named step, the way a
+careless operator or a faulty rotation would; the scenario's check must then fail, and say why."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import datetime as dt
 import os
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,18 +18,37 @@ from psycopg import sql
 
 from rotation.core import app_control, envfile
 from rotation.core.database import connect
+from rotation.core.deployment import Deployment
 from rotation.core.keys import generate_key
 from rotation.core.secret import Secret
+from rotation.hygiene.checks import AppFiles
 from rotation.troubleshooting.decryption import keys_for_repair
+from staging import rotation_history
 from staging.app_repo import GITIGNORE, commit
+from staging.smtp_standin import make_certificate
 
 Sabotage = tuple[str, Callable[[pytest.FixtureRequest], None]]
 REPO_READY = "the app's source repository and the .env beside it"
+ALERT_ACCOUNT = "the alert mail account accepts logins only over a verified encrypted connection"
+BROKEN_ENV = "a rotation of the database encryption key left its line in .env unparsable"
 
 
-def _files(request: pytest.FixtureRequest):
-    return request.getfixturevalue("app_files")
+def _files(request: pytest.FixtureRequest) -> AppFiles:
+    files: AppFiles = request.getfixturevalue("app_files")
+    return files
 
+
+def _deployment(request: pytest.FixtureRequest) -> Deployment:
+    deployment: Deployment = request.getfixturevalue("deployment")
+    return deployment
+
+
+def _env(request: pytest.FixtureRequest, kind: str) -> str:
+    """The .env variable of the registry's credential issued by `kind` ('database', 'twilio', 'smtp', ...)."""
+    return next(c.env for c in _deployment(request).config.credentials if c.provider == kind)
+
+
+# --- Best Practices ------------------------------------------------------------------------------------------------
 
 def env_not_ignored(request: pytest.FixtureRequest) -> None:
     files = _files(request)
@@ -39,58 +60,88 @@ def env_world_readable(request: pytest.FixtureRequest) -> None:
 
 
 def weak_smtp_password(request: pytest.FixtureRequest) -> None:
-    envfile.set_value(_files(request).env_file, "SMTP_PASSWORD", "Summer2026!")
+    envfile.set_value(_files(request).env_file, _env(request, "smtp"), "Summer2026!")
 
 
 def shared_credential(request: pytest.FixtureRequest) -> None:
+    """The SMTP password set to the database key (which also meets the SMTP password's policy)."""
     env_file = _files(request).env_file
-    envfile.set_value(env_file, "WHATSAPP_ACCESS_TOKEN", envfile.get_value(env_file, "DB_ENCRYPTION_KEY"))
+    envfile.set_value(env_file, _env(request, "smtp"), envfile.get_secret(env_file, _env(request, "database")))
 
 
 def token_in_tracked_file(request: pytest.FixtureRequest) -> None:
     files = _files(request)
-    token = envfile.get_value(files.env_file, "TWILIO_AUTH_TOKEN")
+    token = envfile.get_value(files.env_file, _env(request, "twilio"))
     commit(files.repo, {"app/twilio_debug.py": f'AUTH = "{token}"  # TODO remove\n'}, "Twilio debugging")
 
 
 def token_in_history(request: pytest.FixtureRequest) -> None:
     """Committed, then deleted in the next commit: gone from the tree, still in history."""
     files = _files(request)
-    token = envfile.get_value(files.env_file, "TWILIO_AUTH_TOKEN")
-    commit(files.repo, {"app/local_settings.py": f'TWILIO_AUTH_TOKEN = "{token}"\n'}, "Local settings for debugging")
+    token = envfile.get_value(files.env_file, _env(request, "twilio"))
+    commit(files.repo, {"app/local_settings.py": f'AUTH_TOKEN = "{token}"\n'}, "Local settings for debugging")
     commit(files.repo, {}, "Remove local settings", remove=("app/local_settings.py",))
 
 
 def overdue_twilio_rotation(request: pytest.FixtureRequest) -> None:
-    world = request.getfixturevalue("world")
-    at = dt.datetime.now(dt.UTC) - dt.timedelta(days=95)
-    with psycopg.connect(world.dsn, autocommit=True) as conn:
-        conn.execute("DELETE FROM security_credential_rotations WHERE credential_type = 'twilio_token'")
-        conn.execute("INSERT INTO security_credential_rotations (credential_type, rotated_at, rotated_by, "
-                     "next_rotation_due) VALUES ('twilio_token', %s, 'sabotage', %s)", (at, at + dt.timedelta(days=90)))
+    """The Twilio auth token's last rotation was 95 days ago (its interval is 90)."""
+    deployment = _deployment(request)
+    twilio = deployment.config.credential("twilio")
+    rotation_history.forget(deployment.dsn, twilio)
+    rotation_history.rotated(deployment.dsn, twilio, dt.datetime.now(dt.UTC) - dt.timedelta(days=95))
 
 
 def runbook_literal_sql(request: pytest.FixtureRequest) -> None:
     """The runbook's own Step 2: both keys as literals in a temp table, so they land in the server log."""
-    world, keys = request.getfixturevalue("world"), request.getfixturevalue("key_rotation")["keys"]
-    with connect(world.dsn) as conn:
+    rotation = request.getfixturevalue("db_key_rotation")
+    with connect(_deployment(request).dsn) as conn:
         conn.execute("CREATE TEMP TABLE temp_encryption_keys (old_key TEXT, new_key TEXT)")
         conn.execute(sql.SQL("INSERT INTO temp_encryption_keys VALUES ({}, {})").format(
-            sql.Literal(keys.old), sql.Literal(keys.new)))
+            sql.Literal(rotation.old_key.reveal()), sql.Literal(rotation.new_key.reveal())))
         conn.commit()
 
 
+# --- Automated Rotation Monitoring -----------------------------------------------------------------------------------
+
+def newer_twilio_rotation(request: pytest.FixtureRequest) -> None:
+    """A rotation of the Twilio auth token two days before the scenario's clock, which the check must see."""
+    deployment, clock = _deployment(request), request.getfixturevalue("clock")
+    rotation_history.rotated(deployment.dsn, deployment.config.credential("twilio"), clock - dt.timedelta(days=2))
+
+
+def untrusted_mail_certificate(request: pytest.FixtureRequest) -> None:
+    """.env names another CA than the one that signed the mail server's certificate: verification must refuse it."""
+    deployment = _deployment(request)
+    other = make_certificate(Path(deployment.env_file.parent) / "other-ca")
+    envfile.set_value(deployment.env_file, "SMTP_CA_FILE", str(other.ca_file))
+
+
+def database_key_never_rotated(request: pytest.FixtureRequest) -> None:
+    deployment = _deployment(request)
+    rotation_history.forget(deployment.dsn, deployment.config.credential("database"))
+
+
+# --- Troubleshooting: the application won't start --------------------------------------------------------------------
+
 def bad_newest_backup(request: pytest.FixtureRequest) -> None:
     """A newer backup than the good one, holding a key that opens nothing: restoring it cannot make the app healthy."""
-    world = request.getfixturevalue("world")
-    newest = envfile.backups(world.env_file)[0]
+    env_file = _deployment(request).env_file
+    newest = envfile.backups(env_file)[0]
     bad = newest.with_name(newest.name + ".sabotage")
     bad.write_text(newest.read_text())
     bad.chmod(0o600)
-    envfile.set_value(bad, "DB_ENCRYPTION_KEY", generate_key())
+    envfile.set_value(bad, _env(request, "database"), generate_key())
     later = newest.stat().st_mtime_ns + 1_000_000_000
     os.utime(bad, ns=(later, later))
 
+
+def second_unparsable_line(request: pytest.FixtureRequest) -> None:
+    """Another line python-dotenv cannot parse, which the check must name too."""
+    env_file = _deployment(request).env_file
+    env_file.write_text(env_file.read_text() + "this line is not a setting\n")
+
+
+# --- Troubleshooting: decryption fails, API calls fail (the DB-key and provider areas own these two) -----------------
 
 def value_back_under_old_key(request: pytest.FixtureRequest) -> None:
     """After the repair, one value is written under the old key again (a second app instance still on the old key)."""
@@ -130,16 +181,24 @@ def token_typo(request: pytest.FixtureRequest) -> None:
     envfile.set_value(env_file, "TWILIO_AUTH_TOKEN", Secret(f'"{token.reveal()}"'))
 
 
+def _on(step: str, action: Callable[[pytest.FixtureRequest], None]) -> Sabotage:
+    return step, action
+
+
 SABOTAGES: dict[str, Sabotage] = {
-    "hygiene:env-not-ignored": (REPO_READY, env_not_ignored),
-    "hygiene:env-0644": (REPO_READY, env_world_readable),
-    "hygiene:weak-credential": (REPO_READY, weak_smtp_password),
-    "hygiene:shared-credential": (REPO_READY, shared_credential),
-    "hygiene:credential-in-tracked-file": (REPO_READY, token_in_tracked_file),
-    "hygiene:credential-in-history": (REPO_READY, token_in_history),
-    "hygiene:overdue-rotation": ("the rotation log of the CRM database", overdue_twilio_rotation),
-    "hygiene:key-in-server-log": ("the database encryption key is rotated", runbook_literal_sql),
-    "troubleshooting:bad-backup": ("the current configuration is backed up", bad_newest_backup),
+    "hygiene:env-not-ignored": _on(REPO_READY, env_not_ignored),
+    "hygiene:env-0644": _on(REPO_READY, env_world_readable),
+    "hygiene:weak-credential": _on(REPO_READY, weak_smtp_password),
+    "hygiene:shared-credential": _on(REPO_READY, shared_credential),
+    "hygiene:credential-in-tracked-file": _on(REPO_READY, token_in_tracked_file),
+    "hygiene:credential-in-history": _on(REPO_READY, token_in_history),
+    "hygiene:overdue-rotation": _on("the latest rotations in the rotation log", overdue_twilio_rotation),
+    "hygiene:key-in-server-log": _on("the database encryption key is rotated", runbook_literal_sql),
+    "monitoring:newer-rotation": _on("the Twilio auth token was last rotated 84 days ago", newer_twilio_rotation),
+    "monitoring:untrusted-certificate": _on(ALERT_ACCOUNT, untrusted_mail_certificate),
+    "monitoring:key-never-rotated": _on("every credential was rotated 30 days ago", database_key_never_rotated),
+    "troubleshooting:bad-backup": _on("the current configuration is backed up", bad_newest_backup),
+    "troubleshooting:second-bad-line": _on(BROKEN_ENV, second_unparsable_line),
     "troubleshooting:value-back-under-old-key": ("the interrupted re-encryption is finished with the old key from "
                                                  "the newest backup", value_back_under_old_key),
     "troubleshooting:unreadable-value-fixed": ("the count names that value by its row and column as under neither "

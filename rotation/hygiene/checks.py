@@ -1,7 +1,8 @@
 """The runbook's "Best Practices" as checks: .env ignored by git and private, credentials strong, unique and never
-committed, every type rotated in time, no key in the PostgreSQL server log.
+committed.
 
 Each check returns what it found (names, paths, commits, fingerprints); none returns or raises with a secret.
+Credentials come from the deployment configuration's registry (their .env variables and strength policies).
 """
 
 from __future__ import annotations
@@ -10,44 +11,33 @@ import grp
 import os
 import pwd
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rotation.core import envfile
+from rotation.core.config import Config, Credential
 from rotation.core.keys import WeakSecretError, check_strength
-from rotation.core.secret import fingerprint
+from rotation.core.secret import Secret
 
-# .env variable -> credential type in security_credential_rotations
-CREDENTIALS: Mapping[str, str] = {
-    "DB_ENCRYPTION_KEY": "db_encryption_key",
-    "WHATSAPP_ACCESS_TOKEN": "whatsapp_token",
-    "TWILIO_AUTH_TOKEN": "twilio_token",
-    "SMTP_PASSWORD": "smtp_password",
-}
+RUNBOOK_OWNER = "eventuser:eventuser"  # the runbook's `chown eventuser:eventuser .env`
 
 
 @dataclass(frozen=True)
-class StrengthPolicy:
-    min_length: int
-    min_classes: int
-    why: str
+class AppFiles:
+    """The app's source repository and its .env, and the account that must own .env (user[:group])."""
 
-
-# Length and character classes (lower, upper, digits, symbols) per credential. Provider-issued tokens have fixed
-# alphabets: a Twilio auth token is 32 hex digits (128 random bits, two classes), so it is judged by its format.
-STRENGTH_POLICY: Mapping[str, StrengthPolicy] = {
-    "DB_ENCRYPTION_KEY": StrengthPolicy(32, 3, "runbook: secrets.token_urlsafe(32); the app requires 32+ characters"),
-    "WHATSAPP_ACCESS_TOKEN": StrengthPolicy(32, 3, "Meta access tokens are long mixed-case alphanumerics"),
-    "TWILIO_AUTH_TOKEN": StrengthPolicy(32, 2, "Twilio auth tokens are 32 hex digits"),
-    "SMTP_PASSWORD": StrengthPolicy(16, 3, "an app password or a generated one: 16+ characters, 3 classes"),
-}
+    repo: Path
+    env_file: Path
+    owner: str
 
 
 class GitError(RuntimeError):
     """A git command failed; carries git's message (git never echoes our secrets: we pass none to it)."""
 
 
-def git(repo: Path, *args: str, input_bytes: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def git(repo: Path, *args: str, input_bytes: bytes | None = None,
+        check: bool = True) -> subprocess.CompletedProcess[bytes]:
     done = subprocess.run(["git", "-C", str(repo), *args], input=input_bytes, capture_output=True, check=False)
     if check and done.returncode:
         raise GitError(f"git {' '.join(args)} in {repo} exited {done.returncode}: "
@@ -162,32 +152,33 @@ def access_problems(access: FileAccess, owner_spec: str, mode: int = 0o600) -> l
 
 # --- strength and uniqueness ---------------------------------------------------------------------------------------
 
-def credential_values(env: Mapping[str, str], names: Iterable[str] = CREDENTIALS) -> dict[str, str]:
-    return {name: env[name] for name in names if env.get(name)}
+def credential_values(env_file: Path, config: Config) -> dict[Credential, Secret]:
+    """Every credential of the registry that .env holds, as a Secret."""
+    env = envfile.read_env(env_file)
+    return {c: Secret(env[c.env]) for c in config.credentials if env.get(c.env)}
 
 
-def missing_credentials(env: Mapping[str, str], names: Iterable[str] = CREDENTIALS) -> list[str]:
-    return [name for name in names if not env.get(name)]
+def missing_credentials(env_file: Path, config: Config) -> list[Credential]:
+    env = envfile.read_env(env_file)
+    return [c for c in config.credentials if not env.get(c.env)]
 
 
-def strength_problems(values: Mapping[str, str],
-                      policy: Mapping[str, StrengthPolicy] = STRENGTH_POLICY) -> list[str]:
-    """One line per credential that fails its policy, naming it, never showing it."""
+def strength_problems(values: Mapping[Credential, Secret]) -> list[str]:
+    """One line per credential that fails its registry strength policy, naming it, never showing it."""
     problems = []
-    for name, value in values.items():
-        rule = policy.get(name, StrengthPolicy(32, 3, "default"))
+    for credential, value in values.items():
         try:
-            check_strength(value, name=name, min_length=rule.min_length, min_classes=rule.min_classes)
+            check_strength(value, credential.strength, name=credential.env)
         except WeakSecretError as exc:
-            problems.append(f"{exc} ({rule.why})")
+            problems.append(str(exc))
     return problems
 
 
-def shared_values(values: Mapping[str, str]) -> list[tuple[str, ...]]:
-    """Groups of credential names that hold the same value."""
-    by_value: dict[str, list[str]] = {}
-    for name, value in values.items():
-        by_value.setdefault(value, []).append(name)
+def shared_values(values: Mapping[Credential, Secret]) -> list[tuple[str, ...]]:
+    """Groups of .env variables that hold the same value."""
+    by_value: dict[Secret, list[str]] = {}
+    for credential, value in values.items():
+        by_value.setdefault(value, []).append(credential.env)
     return [tuple(names) for names in by_value.values() if len(names) > 1]
 
 
@@ -203,7 +194,7 @@ class Leak:
         return f"{self.credential} ({self.fingerprint}) in {self.where}"
 
 
-def leaks_in_tracked_files(repo: Path, values: Mapping[str, str]) -> list[Leak]:
+def leaks_in_tracked_files(repo: Path, values: Mapping[str, Secret]) -> list[Leak]:
     """Every tracked file as it is on disk now (staged or not)."""
     listing = git(repo, "ls-files", "-z").stdout.split(b"\0")
     leaks = []
@@ -212,27 +203,28 @@ def leaks_in_tracked_files(repo: Path, values: Mapping[str, str]) -> list[Leak]:
         if not path.is_file() or path.is_symlink():
             continue
         data = path.read_bytes()
-        leaks += [Leak(name, fingerprint(value), f"tracked file {os.fsdecode(raw)}")
-                  for name, value in values.items() if value.encode() in data]
+        leaks += [Leak(name, value.fingerprint, f"tracked file {os.fsdecode(raw)}")
+                  for name, value in values.items() if value.reveal().encode() in data]
     return leaks
 
 
-def leaks_in_history(repo: Path, values: Mapping[str, str]) -> list[Leak]:
+def leaks_in_history(repo: Path, values: Mapping[str, Secret]) -> list[Leak]:
     """Every object in the repository (all commits, trees, blobs and tags, reachable or not: branches, tags, stashes,
     reflogs, dangling amends), each located by path and commit."""
-    needles = {name: value.encode() for name, value in values.items()}
+    needles = {name: value.reveal().encode() for name, value in values.items()}
     leaks = []
     for oid, kind, data in _all_objects(repo):
         for name, needle in needles.items():
             if needle in data:
-                leaks.append(Leak(name, fingerprint(values[name]), _locate(repo, oid, kind)))
+                leaks.append(Leak(name, values[name].fingerprint, _locate(repo, oid, kind)))
     return leaks
 
 
 def _all_objects(repo: Path) -> Iterator[tuple[str, str, bytes]]:
     proc = subprocess.Popen(["git", "-C", str(repo), "cat-file", "--batch-all-objects", "--batch",
                              "--unordered"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
+    if proc.stdout is None:  # cannot happen with stdout=PIPE; narrows the type without an assert
+        raise GitError(f"git cat-file in {repo} gave no output stream")
     try:
         while header := proc.stdout.readline():
             oid, kind, size = header.decode().split()
@@ -265,24 +257,3 @@ def _locate(repo: Path, oid: str, kind: str) -> str:
 
 def _looks_like_hash(word: str) -> bool:
     return 7 <= len(word) <= 40 and all(c in "0123456789abcdef" for c in word)
-
-
-# --- server log ------------------------------------------------------------------------------------------------------
-
-def secrets_in_file(path: Path, values: Mapping[str, str]) -> list[Leak]:
-    """Which secrets occur in a file (a server log), by name and fingerprint, with the line numbers."""
-    data = path.read_bytes()
-    leaks = []
-    for name, value in values.items():
-        needle = value.encode()
-        if needle in data:
-            lines = sorted({data.count(b"\n", 0, i) + 1 for i in _find_all(data, needle)})
-            leaks.append(Leak(name, fingerprint(value), f"{path.name} line(s) {', '.join(map(str, lines[:10]))}"))
-    return leaks
-
-
-def _find_all(data: bytes, needle: bytes) -> Iterator[int]:
-    i = data.find(needle)
-    while i >= 0:
-        yield i
-        i = data.find(needle, i + 1)

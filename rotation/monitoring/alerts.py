@@ -9,10 +9,14 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from rotation.core.envfile import read_env
+from rotation.core.secret import Secret, reveal
 
 SUBJECT = "Credential Rotation Alert"
 DEFAULT_FROM = "alerts@eventplanning.example.com"
-SMTP_SETTINGS = ("SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD")
+SMTP_SERVER_SETTINGS = ("SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME")
+# The default name of the password's .env variable (not a password); callers pass the registry's SMTP credential's.
+PASSWORD_SETTING = "SMTP_PASSWORD"  # noqa: S105
+SMTP_SETTINGS = (*SMTP_SERVER_SETTINGS, PASSWORD_SETTING)
 
 
 class AlertError(RuntimeError):
@@ -24,22 +28,23 @@ class SmtpSettings:
     host: str
     port: int
     username: str
-    password: str = field(repr=False)
+    password: Secret | str = field(repr=False)
     ca_file: Path | None = None  # SMTP_CA_FILE in .env: a private CA to verify the server with (staging's)
 
     @classmethod
-    def from_env_file(cls, path: Path) -> SmtpSettings:
+    def from_env_file(cls, path: Path, *, password_env: str = PASSWORD_SETTING) -> SmtpSettings:
         env = read_env(path)
-        missing = [name for name in SMTP_SETTINGS if not env.get(name)]
+        wanted = (*SMTP_SERVER_SETTINGS, password_env)
+        missing = [name for name in wanted if not env.get(name)]
         if missing:
             raise AlertError(f"{path} lacks {', '.join(missing)}: "
-                             f"the alert e-mail needs all of {', '.join(SMTP_SETTINGS)}")
+                             f"the alert e-mail needs all of {', '.join(wanted)}")
         try:
             port = int(env["SMTP_PORT"])
         except ValueError:
             raise AlertError(f"SMTP_PORT in {path} is not a port number") from None
         ca_file = Path(env["SMTP_CA_FILE"]) if env.get("SMTP_CA_FILE") else None
-        return cls(env["SMTP_HOST"], port, env["SMTP_USERNAME"], env["SMTP_PASSWORD"], ca_file)
+        return cls(env["SMTP_HOST"], port, env["SMTP_USERNAME"], Secret(env[password_env]), ca_file)
 
 
 def build_message(lines: list[str], to: str, sender: str) -> EmailMessage:
@@ -71,7 +76,7 @@ def send_message(msg: EmailMessage, settings: SmtpSettings, *, ca_file: Path | N
     try:
         with smtplib.SMTP(settings.host, settings.port, timeout=timeout) as smtp:
             smtp.starttls(context=tls_context(ca_file or settings.ca_file))
-            smtp.login(settings.username, settings.password)
+            smtp.login(settings.username, reveal(settings.password))
             refused = smtp.send_message(msg)
     except smtplib.SMTPNotSupportedError:
         raise AlertError(f"{settings.host}:{settings.port} does not offer STARTTLS; "
@@ -83,7 +88,7 @@ def send_message(msg: EmailMessage, settings: SmtpSettings, *, ca_file: Path | N
         raise AlertError(f"SMTP login as {settings.username} refused: {e.smtp_code}") from None
     except (smtplib.SMTPException, ssl.SSLError, OSError) as e:
         raise AlertError(f"sending the alert via {settings.host}:{settings.port} failed: "
-                         f"{type(e).__name__}: {_safe(str(e), settings.password)}") from None
+                         f"{type(e).__name__}: {_safe(str(e), reveal(settings.password))}") from None
     if refused:
         raise AlertError(f"{settings.host}:{settings.port} refused recipients: "
                          + ", ".join(f"{rcpt} ({code})" for rcpt, (code, _) in sorted(refused.items())))

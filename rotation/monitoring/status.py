@@ -1,15 +1,17 @@
-"""Rotation status per credential type, from `security_credential_rotations` and a schedule.
+"""Rotation status per credential, from `security_credential_rotations` and the credential registry.
 
 The CRM app's own `check_rotation_status()` starts every clock at process start and so never reports a
-rotation due. This module reads the rotation log instead, which survives restarts.
+rotation due. This module reads the rotation log instead, which survives restarts. Each credential's interval and
+warning period come from the deployment configuration (`rotation.core.config`), the same registry from which
+`log_rotation` computes a row's `next_rotation_due`: there is no second schedule that could disagree with it.
 
 Boundary semantics (all times timezone-aware; UTC in every output):
 
-* ``last_rotated_at``: the latest ``rotated_at`` of that credential type at or before *now* (rows after
-  *now*, which only an injected clock in the past can see, do not count; NULL ``rotated_at`` is not a
-  rotation).
-* ``rotation_due_at = last_rotated_at + interval`` (the schedule's interval; the row's ``next_rotation_due``
-  is not used, so one schedule governs every row, whoever wrote it).
+* ``last_rotated_at``: the latest ``rotated_at`` of that credential at or before *now*, under its type or any of its
+  log aliases (the app's trigger logs provider rotations as 'twilio', 'whatsapp', 'smtp'). Rows after *now*, which
+  only an injected clock in the past can see, do not count; NULL ``rotated_at`` is not a rotation.
+* ``rotation_due_at = last_rotated_at + interval`` (the registry's interval; the row's ``next_rotation_due`` is not
+  used, so one schedule governs every row, whoever wrote it).
 * ``days_until_rotation = ceil((rotation_due_at - now) / 1 day)``: whole days left, rounded *up*,
   negative once past.
   Rounding up makes the three predicates agree exactly:
@@ -19,55 +21,34 @@ Boundary semantics (all times timezone-aware; UTC in every output):
   so the warning period starts exactly ``warning_days`` before the due instant, as the runbook's table says.
   With the runbook's 90/7 schedule: rotated 82 days ago -> 8 days left, current; 83 -> 7, due; 89 -> 1, due;
   90 -> 0, expired; 91 -> -1, expired. One second past 82 days -> still 8 (rounded up), current.
-* A type never rotated (no row) is reported with ``never_rotated=True``, every date None, and counts as
+* A credential never rotated (no row) is reported with ``never_rotated=True``, every date None, and counts as
   expired.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from types import MappingProxyType
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
+from rotation.core.config import Config, Credential
+
 Clock = Callable[[], dt.datetime]
 
-CREDENTIAL_TYPES: tuple[str, ...] = ("db_encryption_key", "whatsapp_token", "twilio_token", "smtp_password")
 DAY = dt.timedelta(days=1)
 
 EXIT_CURRENT = 0
 EXIT_DUE = 1
 EXIT_EXPIRED = 2
 
-
-class ScheduleError(ValueError):
-    """A schedule file or value is not usable."""
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """How often one credential type must be rotated, and how long before that the warning starts."""
-
-    interval_days: int = 90
-    warning_days: int = 7
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.interval_days, int) and isinstance(self.warning_days, int)):
-            raise ScheduleError("interval_days and warning_days must be whole numbers of days")
-        if self.interval_days <= 0:
-            raise ScheduleError(f"interval_days must be positive, not {self.interval_days}")
-        if not 0 <= self.warning_days < self.interval_days:
-            raise ScheduleError(f"warning_days must be in [0, interval_days), not {self.warning_days}")
-
-
-# The runbook's "Rotation Schedule" table.
-DEFAULT_SCHEDULE: Mapping[str, Schedule] = MappingProxyType({t: Schedule(90, 7) for t in CREDENTIAL_TYPES})
+# What the daily check reports overall, in the features' words, and the exit code `rotation status` gives for it.
+OVERALL: Mapping[str, int] = {"every credential current": EXIT_CURRENT, "a rotation due": EXIT_DUE,
+                              "a credential expired": EXIT_EXPIRED}
+STATES = ("current", "due", "expired", "never rotated")
 
 
 @dataclass(frozen=True)
@@ -81,6 +62,7 @@ class RotationStatus:
     never_rotated: bool
     interval_days: int
     warning_days: int
+    logged_as: str | None = None  # the credential_type of the row that counted: the type itself or an alias
 
     @property
     def state(self) -> str:
@@ -89,6 +71,10 @@ class RotationStatus:
         if self.is_expired:
             return "expired"
         return "due" if self.is_rotation_due else "current"
+
+    def describe(self) -> str:
+        days = "no" if self.days_until_rotation is None else str(self.days_until_rotation)
+        return f"{self.state.replace('_', ' ')} with {days} days until rotation"
 
     def alert_line(self) -> str | None:
         """The runbook's cron alert line for this credential, or None when it is current."""
@@ -103,12 +89,24 @@ class RotationStatus:
         return None
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("last_rotated_at", "rotation_due_at"):
-            value = out[key]
-            out[key] = value.astimezone(dt.UTC).isoformat() if value else None
+        """The JSON of `rotation status --json` for this credential."""
+        out: dict[str, Any] = {
+            "credential_type": self.credential_type,
+            "last_rotated_at": _iso(self.last_rotated_at),
+            "rotation_due_at": _iso(self.rotation_due_at),
+            "days_until_rotation": self.days_until_rotation,
+            "is_rotation_due": self.is_rotation_due,
+            "is_expired": self.is_expired,
+            "never_rotated": self.never_rotated,
+            "interval_days": self.interval_days,
+            "warning_days": self.warning_days,
+        }
         out["state"] = self.state
         return out
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.astimezone(dt.UTC).isoformat() if moment else None
 
 
 def utc_now() -> dt.datetime:
@@ -123,50 +121,59 @@ def _require_aware(moment: dt.datetime, what: str) -> dt.datetime:
 
 def days_until(due_at: dt.datetime, now: dt.datetime) -> int:
     """Whole days from now until due_at, rounded up (0 at the due instant, negative after it)."""
-    remaining = due_at - now
-    return math.ceil(remaining / DAY)
+    return math.ceil((due_at - now) / DAY)
 
 
-def evaluate(credential_type: str, last_rotated_at: dt.datetime | None, schedule: Schedule,
-             now: dt.datetime) -> RotationStatus:
-    """The status of one credential type at `now`, given when it was last rotated (None: never)."""
+def evaluate(credential: Credential, last_rotated_at: dt.datetime | None, now: dt.datetime, *,
+             logged_as: str | None = None) -> RotationStatus:
+    """The status of one credential at `now`, given when it was last rotated (None: never)."""
     now = _require_aware(now, "now")
+    interval, warning = credential.interval.days, credential.warning.days
     if last_rotated_at is None:
-        return RotationStatus(credential_type, None, None, None, is_rotation_due=False, is_expired=True,
-                              never_rotated=True, interval_days=schedule.interval_days,
-                              warning_days=schedule.warning_days)
+        return RotationStatus(credential.type, None, None, None, is_rotation_due=False, is_expired=True,
+                              never_rotated=True, interval_days=interval, warning_days=warning)
     last = _require_aware(last_rotated_at, "last_rotated_at")
-    due_at = last + dt.timedelta(days=schedule.interval_days)
+    due_at = last + credential.interval
     left = days_until(due_at, now)
     expired = now >= due_at
-    return RotationStatus(credential_type, last, due_at, left,
-                          is_rotation_due=not expired and left <= schedule.warning_days,
-                          is_expired=expired, never_rotated=False, interval_days=schedule.interval_days,
-                          warning_days=schedule.warning_days)
+    return RotationStatus(credential.type, last, due_at, left, is_rotation_due=not expired and left <= warning,
+                          is_expired=expired, never_rotated=False, interval_days=interval, warning_days=warning,
+                          logged_as=logged_as)
 
 
 LATEST_ROTATIONS_SQL = """
 SELECT credential_type, max(rotated_at) AS last_rotated_at
 FROM security_credential_rotations
-WHERE credential_type = ANY(%(types)s) AND rotated_at <= %(now)s
+WHERE credential_type = ANY(%(names)s) AND rotated_at <= %(now)s
 GROUP BY credential_type
 """
 
 
-def latest_rotations(conn: psycopg.Connection[Any], types: Iterable[str],
-                     now: dt.datetime) -> dict[str, dt.datetime]:
-    """The latest rotated_at per credential type at or before `now`, from the rotation log."""
-    params = {"types": list(types), "now": _require_aware(now, "now")}
-    rows = conn.execute(LATEST_ROTATIONS_SQL, params).fetchall()
-    return {credential_type: last for credential_type, last in rows}
+def latest_rotations(conn: psycopg.Connection[Any], config: Config,
+                     now: dt.datetime) -> dict[str, tuple[dt.datetime, str]]:
+    """Per credential type: the latest rotated_at at or before `now` under any of its log names, and that name."""
+    names = [name for c in config.credentials for name in c.log_names]
+    rows = conn.execute(LATEST_ROTATIONS_SQL, {"names": names, "now": _require_aware(now, "now")}).fetchall()
+    latest: dict[str, tuple[dt.datetime, str]] = {}
+    for logged_as, at in rows:
+        credential_type = config.log_type(logged_as)
+        if credential_type is not None and (credential_type not in latest or at > latest[credential_type][0]):
+            latest[credential_type] = (at, logged_as)
+    return latest
 
 
-def rotation_status(conn: psycopg.Connection[Any], schedule: Mapping[str, Schedule] = DEFAULT_SCHEDULE,
+def rotation_status(conn: psycopg.Connection[Any], config: Config,
                     clock: Clock = utc_now) -> dict[str, RotationStatus]:
-    """Status of every credential type in the schedule (schedule order), as of clock()."""
+    """Status of every credential of the registry (registry order), as of clock()."""
     now = _require_aware(clock(), "clock()")
-    latest = latest_rotations(conn, schedule, now)
-    return {t: evaluate(t, latest.get(t), s, now) for t, s in schedule.items()}
+    latest = latest_rotations(conn, config, now)
+    return {c.type: _status(c, latest.get(c.type), now) for c in config.credentials}
+
+
+def _status(credential: Credential, found: tuple[dt.datetime, str] | None, now: dt.datetime) -> RotationStatus:
+    if found is None:
+        return evaluate(credential, None, now)
+    return evaluate(credential, found[0], now, logged_as=found[1])
 
 
 def exit_code(statuses: Iterable[RotationStatus]) -> int:
@@ -182,42 +189,3 @@ def exit_code(statuses: Iterable[RotationStatus]) -> int:
 
 def alert_lines(statuses: Iterable[RotationStatus]) -> list[str]:
     return [line for s in statuses if (line := s.alert_line())]
-
-
-def load_schedule(path: Path | None) -> dict[str, Schedule]:
-    """The default schedule, overridden (and extendable) per credential type by a YAML or JSON file:
-
-        schedule:
-          db_encryption_key: {interval_days: 30, warning_days: 5}
-          smtp_password: {interval_days: 180}
-    """
-    schedule = dict(DEFAULT_SCHEDULE)
-    if path is None:
-        return schedule
-    data = _read_mapping(path)
-    entries = data.get("schedule", data)
-    if not isinstance(entries, dict):
-        raise ScheduleError(f"{path}: 'schedule' must map credential types to settings")
-    for credential_type, settings in entries.items():
-        if not isinstance(settings, dict) or set(settings) - {"interval_days", "warning_days"}:
-            raise ScheduleError(f"{path}: {credential_type} takes only interval_days and warning_days")
-        base = schedule.get(credential_type, Schedule())
-        schedule[str(credential_type)] = Schedule(settings.get("interval_days", base.interval_days),
-                                                  settings.get("warning_days", base.warning_days))
-    return schedule
-
-
-def _read_mapping(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ScheduleError(f"cannot read schedule file {path}: {e.strerror}") from None
-    if path.suffix == ".json":
-        data = json.loads(text)
-    else:
-        import yaml
-
-        data = yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise ScheduleError(f"{path}: expected a mapping at the top level")
-    return data

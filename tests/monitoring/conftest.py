@@ -1,22 +1,31 @@
 """Fixtures for the monitoring tests: one scratch database (CRM schema) on the session's staging PostgreSQL,
-an emptied rotation log per test, and a loopback SMTP server with STARTTLS and AUTH."""
+an emptied rotation log per test (rows written only through `log_rotation`), and a loopback SMTP server with
+STARTTLS and AUTH."""
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from rotation.core.config import Config, Credential, default_config
+from staging import rotation_history
 from staging.crm import apply_crm_schema
 from staging.postgres import StagingServer, scratch_database
 from tests.monitoring.mini_smtp import SmtpServer, smtp_server
 
 NOW = dt.datetime(2026, 11, 25, 6, 0, tzinfo=dt.UTC)
+CONFIG = default_config()
+
+
+def credential(name: str) -> Credential:
+    """A credential of the built-in registry by provider, alias or label ('twilio', 'database', ...)."""
+    return CONFIG.credential(name)
 
 
 @pytest.fixture(scope="session")
@@ -30,27 +39,26 @@ def monitoring_dsn(pg: StagingServer) -> Iterator[str]:
 
 @dataclass
 class RotationLog:
-    """Writes rows into security_credential_rotations, always with bound parameters."""
+    """Past rotations, written by the rotation log's own `log_rotation` (backdated with `at=`)."""
 
-    conn: psycopg.Connection
+    dsn: str
+    config: Config = CONFIG
 
-    def rotated(self, credential_type: str, at: dt.datetime | None, *, by: str = "monitoring-test") -> None:
-        self.conn.execute(
-            "INSERT INTO security_credential_rotations (credential_type, rotated_at, rotated_by,"
-            " rotation_reason, next_rotation_due) VALUES (%s, %s, %s, %s, %s)",
-            (credential_type, at, by, "test seed", at + dt.timedelta(days=90) if at else None))
+    def rotated(self, name: str, at: dt.datetime, *, logged_as: str | None = None) -> None:
+        rotation_history.rotated(self.dsn, self.config.credential(name), at, logged_as=logged_as)
 
-    def all_rotated(self, at: dt.datetime, types: tuple[str, ...] = ("db_encryption_key", "whatsapp_token",
-                                                                  "twilio_token", "smtp_password")) -> None:
-        for t in types:
-            self.rotated(t, at)
+    def all_rotated(self, at: dt.datetime, *, but: Iterable[str] = ()) -> None:
+        skipped = {self.config.credential(name).type for name in but}
+        for c in self.config.credentials:
+            if c.type not in skipped:
+                rotation_history.rotated(self.dsn, c, at)
 
 
 @pytest.fixture
-def rotation_log(monitoring_dsn: str) -> Iterator[RotationLog]:
+def rotation_log(monitoring_dsn: str) -> RotationLog:
     with psycopg.connect(monitoring_dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE security_credential_rotations")
-        yield RotationLog(conn)
+    return RotationLog(monitoring_dsn)
 
 
 @pytest.fixture

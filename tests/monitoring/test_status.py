@@ -1,20 +1,35 @@
-"""rotation.status: boundary semantics (pure) and reading the rotation log (real PostgreSQL)."""
+"""rotation.monitoring.status: boundary semantics (pure), reading the rotation log (real PostgreSQL), the schedule
+from the credential registry, and the app trigger's names through the registry's aliases."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import json
-from pathlib import Path
 
 import psycopg
 import pytest
 
+from rotation.core.config import Config, Credential
+from rotation.core.database import connect
+from rotation.core.keys import generate_key
+from rotation.core.rotation_log import log_rotation
 from rotation.monitoring import status
-from tests.monitoring.conftest import NOW, RotationLog
+from tests.monitoring.conftest import CONFIG, NOW, RotationLog, credential
 
 DAY = dt.timedelta(days=1)
 SEC = dt.timedelta(seconds=1)
-RUNBOOK = status.Schedule(90, 7)
+
+
+def with_interval(config: Config, name: str, interval_days: int, warning_days: int) -> Config:
+    """The configuration with one credential's interval and warning period changed (as a rotation.toml edit does)."""
+    changed = dataclasses.replace(config.credential(name), interval=dt.timedelta(days=interval_days),
+                                  warning=dt.timedelta(days=warning_days))
+    return dataclasses.replace(config, credentials=tuple(changed if c.type == changed.type else c
+                                                         for c in config.credentials))
+
+
+def test_the_built_in_schedule_is_the_runbooks_table() -> None:
+    assert {(c.interval.days, c.warning.days) for c in CONFIG.credentials} == {(90, 7)}
 
 
 @pytest.mark.parametrize(("age", "days_left", "state"), [
@@ -31,8 +46,9 @@ RUNBOOK = status.Schedule(90, 7)
     (91 * DAY, -1, "expired"),
     (400 * DAY, -310, "expired"),
 ])
-def test_boundaries(age: dt.timedelta, days_left: int, state: str) -> None:
-    s = status.evaluate("twilio_token", NOW - age, RUNBOOK, NOW)
+@pytest.mark.parametrize("cred", CONFIG.credentials, ids=lambda c: c.type)
+def test_boundaries(cred: Credential, age: dt.timedelta, days_left: int, state: str) -> None:
+    s = status.evaluate(cred, NOW - age, NOW)
     assert (s.days_until_rotation, s.state) == (days_left, state)
     assert s.rotation_due_at == NOW - age + 90 * DAY
     # the documented equivalences
@@ -41,76 +57,96 @@ def test_boundaries(age: dt.timedelta, days_left: int, state: str) -> None:
 
 
 def test_never_rotated_counts_as_expired() -> None:
-    s = status.evaluate("smtp_password", None, RUNBOOK, NOW)
+    smtp = credential("smtp")
+    s = status.evaluate(smtp, None, NOW)
     assert s.never_rotated and s.is_expired and not s.is_rotation_due
     assert (s.last_rotated_at, s.rotation_due_at, s.days_until_rotation, s.state) == (None, None, None,
                                                                                         "never_rotated")
-    assert s.alert_line().startswith("CRITICAL: smtp_password credentials have EXPIRED!")
+    assert s.alert_line() == (f"CRITICAL: {smtp.type} credentials have EXPIRED! "
+                              "(never rotated: no row in security_credential_rotations)")
     assert status.exit_code([s]) == status.EXIT_EXPIRED
 
 
 def test_alert_lines_are_the_runbooks() -> None:
-    due = status.evaluate("whatsapp_token", NOW - 85 * DAY, RUNBOOK, NOW)
-    expired = status.evaluate("twilio_token", NOW - 95 * DAY, RUNBOOK, NOW)
-    current = status.evaluate("db_encryption_key", NOW - 1 * DAY, RUNBOOK, NOW)
+    whatsapp, twilio = credential("whatsapp"), credential("twilio")
+    due = status.evaluate(whatsapp, NOW - 85 * DAY, NOW)
+    expired = status.evaluate(twilio, NOW - 95 * DAY, NOW)
+    current = status.evaluate(credential("database"), NOW - 1 * DAY, NOW)
     assert status.alert_lines([current, due, expired]) == [
-        "WARNING: whatsapp_token credentials rotation due in 5 days",
-        "CRITICAL: twilio_token credentials have EXPIRED!",
+        f"WARNING: {whatsapp.type} credentials rotation due in 5 days",
+        f"CRITICAL: {twilio.type} credentials have EXPIRED!",
     ]
     assert [status.exit_code(x) for x in ([current], [current, due], [due, expired])] == [0, 1, 2]
 
 
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        status.evaluate("twilio_token", NOW.replace(tzinfo=None), RUNBOOK, NOW)
+        status.evaluate(credential("twilio"), NOW.replace(tzinfo=None), NOW)
 
 
-def test_schedule_defaults_are_the_runbooks_table() -> None:
-    types = ("db_encryption_key", "whatsapp_token", "twilio_token", "smtp_password")
-    assert dict(status.DEFAULT_SCHEDULE) == {t: status.Schedule(90, 7) for t in types}
+def test_the_registry_interval_changes_the_verdict() -> None:
+    database = credential("database")
+    config = with_interval(CONFIG, "database", 30, 5)
+    assert status.evaluate(config.credential("database"), NOW - 40 * DAY, NOW).state == "expired"
+    assert status.evaluate(config.credential("database"), NOW - 26 * DAY, NOW).state == "due"
+    assert status.evaluate(database, NOW - 40 * DAY, NOW).state == "current"
 
 
-def test_schedule_file_overrides_and_extends(tmp_path: Path) -> None:
-    f = tmp_path / "schedule.yaml"
-    f.write_text("schedule:\n  db_encryption_key: {interval_days: 30, warning_days: 5}\n"
-                 "  smtp_password: {interval_days: 180}\n  api_signing_key: {interval_days: 365}\n")
-    got = status.load_schedule(f)
-    assert got["db_encryption_key"] == status.Schedule(30, 5)
-    assert got["smtp_password"] == status.Schedule(180, 7)
-    assert got["twilio_token"] == status.Schedule(90, 7)
-    assert got["api_signing_key"] == status.Schedule(365, 7)
-    j = tmp_path / "schedule.json"
-    j.write_text(json.dumps({"schedule": {"twilio_token": {"warning_days": 14}}}))
-    assert status.load_schedule(j)["twilio_token"] == status.Schedule(90, 14)
-
-
-@pytest.mark.parametrize("text", ["schedule:\n  twilio_token: {interval_days: 0}\n",
-                                  "schedule:\n  twilio_token: {interval_days: 10, warning_days: 10}\n",
-                                  "schedule:\n  twilio_token: {interval: 10}\n",
-                                  "schedule: [1, 2]\n"])
-def test_bad_schedule_is_refused(tmp_path: Path, text: str) -> None:
-    f = tmp_path / "schedule.yaml"
-    f.write_text(text)
-    with pytest.raises(status.ScheduleError):
-        status.load_schedule(f)
-
-
-def test_latest_row_per_type_from_postgres(rotation_log: RotationLog, monitoring_dsn: str) -> None:
-    rotation_log.rotated("db_encryption_key", NOW - 200 * DAY)
-    rotation_log.rotated("db_encryption_key", NOW - 10 * DAY)        # the latest one wins
-    rotation_log.rotated("db_encryption_key", NOW - 120 * DAY)
-    rotation_log.rotated("whatsapp_token", NOW - 86 * DAY)
-    rotation_log.rotated("twilio_token", NOW - 95 * DAY)
-    rotation_log.rotated("twilio_token", NOW + 5 * DAY)              # after the clock: not yet a rotation
-    rotation_log.rotated("smtp_password", None)                      # NULL rotated_at is no rotation
-    rotation_log.rotated("legacy_token", NOW)                        # not in the schedule: ignored
+def test_latest_row_per_credential_from_postgres(rotation_log: RotationLog, monitoring_dsn: str) -> None:
+    rotation_log.rotated("database", NOW - 200 * DAY)
+    rotation_log.rotated("database", NOW - 10 * DAY)        # the latest one wins
+    rotation_log.rotated("database", NOW - 120 * DAY)
+    rotation_log.rotated("whatsapp", NOW - 86 * DAY)
+    rotation_log.rotated("twilio", NOW - 95 * DAY)
+    rotation_log.rotated("twilio", NOW + 5 * DAY)            # after the clock: not yet a rotation
+    rotation_log.rotated("smtp", NOW - 1 * DAY, logged_as="legacy_smtp_token")  # a name no credential has: ignored
     with psycopg.connect(monitoring_dsn) as conn:
-        got = status.rotation_status(conn, clock=lambda: NOW)
-    assert list(got) == ["db_encryption_key", "whatsapp_token", "twilio_token", "smtp_password"]
-    assert {k: (v.state, v.days_until_rotation) for k, v in got.items()} == {
-        "db_encryption_key": ("current", 80), "whatsapp_token": ("due", 4),
-        "twilio_token": ("expired", -5), "smtp_password": ("never_rotated", None)}
-    assert got["db_encryption_key"].last_rotated_at == NOW - 10 * DAY
+        got = status.rotation_status(conn, CONFIG, clock=lambda: NOW)
+    assert list(got) == list(CONFIG.types)
+    expected = {credential("database").type: ("current", 80), credential("whatsapp").type: ("due", 4),
+                credential("twilio").type: ("expired", -5), credential("smtp").type: ("never_rotated", None)}
+    assert {k: (v.state, v.days_until_rotation) for k, v in got.items()} == expected
+    assert got[credential("database").type].last_rotated_at == NOW - 10 * DAY
+
+
+def test_null_rotated_at_is_no_rotation(rotation_log: RotationLog, monitoring_dsn: str) -> None:
+    rotation_log.rotated("smtp", NOW - 3 * DAY)
+    with psycopg.connect(monitoring_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE security_credential_rotations SET rotated_at = NULL")  # the schema allows it
+        got = status.rotation_status(conn, CONFIG, clock=lambda: NOW)
+    assert got[credential("smtp").type].never_rotated
+
+
+def test_rows_the_app_trigger_logs_count_through_the_aliases(rotation_log: RotationLog, monitoring_dsn: str) -> None:
+    """The app's trigger logs a provider rotation under its service name ('twilio', 'whatsapp', 'smtp')."""
+    rotation_log.all_rotated(NOW - 95 * DAY)
+    for c in CONFIG.credentials:
+        for alias in c.log_aliases:
+            rotation_log.rotated(c.type, NOW - 10 * DAY, logged_as=alias)
+    with psycopg.connect(monitoring_dsn) as conn:
+        got = status.rotation_status(conn, CONFIG, clock=lambda: NOW)
+    for c in CONFIG.credentials:
+        expected = ("current", 80, c.log_aliases[0]) if c.log_aliases else ("expired", -5, c.type)
+        assert (got[c.type].state, got[c.type].days_until_rotation, got[c.type].logged_as) == expected
+    without_aliases = dataclasses.replace(CONFIG, credentials=tuple(dataclasses.replace(c, log_aliases=())
+                                                                    for c in CONFIG.credentials))
+    with psycopg.connect(monitoring_dsn) as conn:
+        got = status.rotation_status(conn, without_aliases, clock=lambda: NOW)
+    assert {s.state for s in got.values()} == {"expired"}
+
+
+def test_the_logged_next_due_and_the_status_cannot_disagree(rotation_log: RotationLog, monitoring_dsn: str) -> None:
+    """`log_rotation` and the status take the interval from the same registry: under the built-in one and under an
+    edited one, the row's next_rotation_due is the status's rotation_due_at."""
+    for config in (CONFIG, with_interval(CONFIG, "twilio", 45, 5)):
+        with psycopg.connect(monitoring_dsn, autocommit=True) as conn:
+            conn.execute("TRUNCATE security_credential_rotations")
+        with connect(monitoring_dsn) as conn:
+            records = [log_rotation(conn, c, rotated_by="test", previous=generate_key(), reason="test",
+                                    at=NOW - 20 * DAY) for c in config.credentials]
+            got = status.rotation_status(conn, config, clock=lambda: NOW)
+        for record in records:
+            assert got[record.credential_type].rotation_due_at == record.next_rotation_due
 
 
 def test_status_survives_restarts_unlike_the_apps(rotation_log: RotationLog, monitoring_dsn: str) -> None:
@@ -118,14 +154,5 @@ def test_status_survives_restarts_unlike_the_apps(rotation_log: RotationLog, mon
     rotation_log.all_rotated(NOW - 88 * DAY)
     for _ in range(2):  # two independent connections, as two processes would
         with psycopg.connect(monitoring_dsn) as conn:
-            got = status.rotation_status(conn, clock=lambda: NOW)
+            got = status.rotation_status(conn, CONFIG, clock=lambda: NOW)
         assert {s.state for s in got.values()} == {"due"}
-
-
-def test_custom_schedule_changes_the_verdict(rotation_log: RotationLog, monitoring_dsn: str) -> None:
-    rotation_log.all_rotated(NOW - 40 * DAY)
-    schedule = {**status.DEFAULT_SCHEDULE, "db_encryption_key": status.Schedule(30, 5)}
-    with psycopg.connect(monitoring_dsn) as conn:
-        got = status.rotation_status(conn, schedule, clock=lambda: NOW)
-    assert got["db_encryption_key"].state == "expired"
-    assert got["twilio_token"].state == "current"
