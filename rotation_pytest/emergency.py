@@ -102,13 +102,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         (drop if not_chosen else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    items[:] = in_emergency_order(keep, config)
     if target_of(config) == "live" and not config.getoption("incident_start"):
         skip = pytest.mark.skip(reason="post-incident audit: pass --incident-start and --incident-end (within 24 hours "
                                        "of the incident) to run it")
         for item in items:
             if item.get_closest_marker(INCIDENT_WINDOW_TAG):
                 item.add_marker(skip)
+
+
+def in_emergency_order(items: list[pytest.Item], config: pytest.Config) -> list[pytest.Item]:
+    """The credentials' emergency rotations in the configuration's emergency order, each in a slot one of them held
+    (everything else stays where it was)."""
+    rank = {t: i for i, t in enumerate(config_of(config).emergency_order)}
+    slots = [i for i, item in enumerate(items) if item.get_closest_marker("emergency") and _credential_of(item, config)]
+    ranked = sorted((items[i] for i in slots), key=lambda item: rank[str(_credential_of(item, config))])
+    ordered = list(items)
+    for slot, item in zip(slots, ranked, strict=True):
+        ordered[slot] = item
+    return ordered
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
