@@ -91,7 +91,8 @@ def _environ(env: dict[str, str] | None) -> dict[str, str]:
     return {**environ, "PYTHONPATH": str(PROJECT), **(env or {})}
 
 
-def pytest_run(*args: str, env: dict[str, str] | None = None, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+def pytest_run(*args: str, env: dict[str, str] | None = None,
+               timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
     """The suite in a subprocess."""
     return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=PROJECT, env=_environ(env),
                           capture_output=True, text=True, timeout=timeout_s, check=False)
