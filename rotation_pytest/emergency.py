@@ -24,6 +24,7 @@ import pytest
 from rotation.core import envfile
 from rotation.core.config import Config, Credential, Stakeholders
 from rotation.core.deployment import Deployment
+from rotation.core.proof import Evidence
 from rotation.emergency import plan
 from rotation.emergency.access_review import (
     DEFAULT_WINDOW,
@@ -33,7 +34,7 @@ from rotation.emergency.access_review import (
     load_policy,
 )
 from rotation.emergency.incident import IncidentRecord, hms
-from rotation.emergency.notify import MailboxCheck, StakeholderNotification, split_addresses, unfolded
+from rotation.emergency.notify import MailboxCheck, StakeholderNotification, env_secrets, split_addresses, unfolded
 from rotation.emergency.post_incident import IncidentOptions, Narrative, PostIncident, load_narrative
 from rotation.emergency.procedure import REASON, DbKeyEmergency, DbKeyProcedure, EmergencyProcedure, ProviderEmergency
 from rotation.providers.base import RetryPolicy
@@ -168,16 +169,30 @@ def incident_deployment(pytestconfig: pytest.Config, target: str, rotation_confi
                         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """Staging: one CRM world for the whole incident, with the provider stand-ins and a normal access and message
     history. Live: the configured systems."""
+    from rotation_pytest.evidence import state_of  # here, not above: this plugin is loaded before the evidence plugin
+
+    recorder = state_of(pytestconfig).recorder
     if target == "live":
-        yield live_deployment(pytestconfig)
+        live = live_deployment(pytestconfig)
+        register_env_secrets(recorder, live)
+        yield live
         return
     assert pg_server is not None and incident_standins is not None
     rows = pytestconfig.getoption("rows")
+    for value in incident_standins.secrets():  # every credential the stand-ins know is looked for by the leak scan
+        recorder.register_secret(value)
     with staging_world(pg_server.admin_dsn, tmp_path_factory.mktemp("incident") / "app", rotation_config, rows=rows,
                        operator=operator, server_log=pg_server.server_log,
                        extra_env=incident_standins.env()) as staged:
+        register_env_secrets(recorder, staged)
         seed_activity(staged.dsn, clients=rows)
         yield staged
+
+
+def register_env_secrets(evidence: Evidence, deployment: Deployment) -> None:
+    """Every credential in the app's .env at the start of the incident is looked for by the leak scan."""
+    for value in env_secrets(envfile.read_env(deployment.env_file), (c.env for c in deployment.config.credentials)):
+        evidence.register_secret(value)
 
 
 @pytest.fixture(scope="session")
