@@ -34,6 +34,7 @@ from rotation.core import app_control, envfile, prerequisites, state
 from rotation.core.config import Credential
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
+from rotation.core.keys import WeakSecretError, check_strength
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import find_rotation, log_rotation
 from rotation.core.secret import Secret
@@ -208,17 +209,30 @@ class ProviderEmergency:
                          f"{existing.pending_fp}, last step '{existing.step}') is abandoned: the emergency replaces it")
         new, action = issue_replacement(self.provider, self.old)
         evidence.register_secret(new)
-        envfile.encode_value(new, name=f"the new {self.credential.env}")  # refused before anything is revoked
+        self._refuse_unusable(new)  # before anything is revoked
         state.write_pending(self.env_file, self.credential.type, new)
         state.begin(self.env_file, self.credential.type, current_fp=self.old.fingerprint, pending_fp=new.fingerprint,
                     reason=self.reason, backup=self._backup, abandon=True)
         self._new = new
         return [*notes, action.as_evidence()]
 
+    def _refuse_unusable(self, new: Secret) -> None:
+        """A replacement .env cannot carry exactly, or one its strength policy refuses (too short, unchanged, used by
+        another credential), is refused while the compromised credential still works, so the app keeps running."""
+        envfile.encode_value(new, name=f"the new {self.credential.env}")
+        env = envfile.read_env(self.env_file)
+        others = [Secret(env[c.env]) for c in self.deployment.config.credentials
+                  if c.type != self.credential.type and env.get(c.env)]
+        try:
+            check_strength(new, self.credential.strength, name=f"the new {self.credential.label}", current=self.old,
+                           others=others)
+        except WeakSecretError as exc:
+            raise CheckFailed(f"{exc}; nothing was revoked") from None
+
     def _revoke(self, current: state.RotationState) -> list[str | dict[str, str]]:
         """Kill the compromised credential, unless a run interrupted after doing so already did (the provider
         refuses it): then only record that."""
-        if current.step == "create" and self._revoked_before(current):
+        if current.step == "create" and self._resumed():
             refused = self.provider.check(self.old)
             if not refused.accepted:
                 state.record_revoked(self.env_file, self.credential.type, utc_now())
@@ -228,8 +242,8 @@ class ProviderEmergency:
         state.record_revoked(self.env_file, self.credential.type, action.at)
         return [action.as_evidence()]
 
-    def _revoked_before(self, current: state.RotationState) -> bool:
-        """True when the state was written by an earlier run (a fresh one issued the replacement moments ago)."""
+    def _resumed(self) -> bool:
+        """True when an earlier run wrote the state (a fresh one issued the replacement moments ago)."""
         return self.incident.outcomes[self.credential.type].resumed
 
     # Then the provider rejects the compromised credential
@@ -375,7 +389,9 @@ class DbKeyEmergency:
     # Given the database encryption key is reported compromised
     def report_compromised(self, label: str, evidence: Evidence) -> None:
         _require_label(self.credential, label)
-        resumed = resumable(self.deployment, self.credential)
+        current = state.load(self.deployment.env_file, self.credential.type)
+        # The DB-key procedure finishes any rotation in progress (it moves the data off the compromised key as well)
+        resumed = current if current is not None and current.in_progress else None
         backup = None if resumed else envfile.backup(self.deployment.env_file)
         in_env = envfile.get_secret(self.deployment.env_file, self.credential.env)
         evidence.register_secret(in_env)

@@ -5,6 +5,7 @@ provider: Twilio's promotions, Graph's revocations, the SMTP console's revocatio
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -171,21 +172,31 @@ def test_the_env_file_is_not_updated_while_the_compromised_credential_lives(inci
     assert incident.deployment.env_file.read_bytes() == before
 
 
-def test_an_unrepresentable_replacement_is_refused_before_anything_is_revoked(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def smtp_password_from_operator(tmp_path: Path, password: str) -> Iterator[tuple[ProviderEmergency, Path]]:
+    """The SMTP emergency with the operator handing over `password` as the replacement, reported compromised."""
     credential = CONFIG.credential("smtp")
     with provider_standins(tmp_path / "providers") as standins:
         env_file = tmp_path / ".env"
         write_env(env_file, standins.env())
         app = AppCommands(start="true", stop="true", restart="true", reload=None, health_url="http://127.0.0.1:9/")
         deployment = Deployment("staging", "", env_file, app, CONFIG, "ops")
-        console = OperatorConsole(environ={"SMTP_NEW_PASSWORD": "new-password-${HOME}-0123456789"})
-        provider = SmtpProvider(SmtpSettings.from_env(envfile.read_env(env_file), RETRIES), console)
-        run = ProviderEmergency(deployment, credential, provider, IncidentRecord())
-        run.report_compromised(credential.label, NOTHING)
-        with pytest.raises(envfile.EnvFileError, match="python-dotenv replaces"):
+        provider = SmtpProvider(SmtpSettings.from_env(envfile.read_env(env_file), RETRIES),
+                                OperatorConsole(environ={"SMTP_NEW_PASSWORD": password}))
+        yield reported(ProviderEmergency(deployment, credential, provider, IncidentRecord())), env_file
+
+
+@pytest.mark.parametrize(("password", "refusal"), [
+    ("new-password-${HOME}-0123456789", "python-dotenv replaces"),  # .env cannot carry it exactly
+    ("a" * 37, "is refused: .*nothing was revoked"),  # long enough for the provider, too few distinct characters
+], ids=["unrepresentable", "weak"])
+def test_an_unusable_replacement_is_refused_before_anything_is_revoked(tmp_path: Path, password: str,
+                                                                        refusal: str) -> None:
+    with smtp_password_from_operator(tmp_path, password) as (run, env_file):
+        with pytest.raises((envfile.EnvFileError, CheckFailed), match=refusal):
             run.revoke_and_replace(NOTHING)
-        assert provider.check(envfile.get_secret(env_file, credential.env)).accepted, "revoked all the same"
-        assert state.load(env_file, credential.type) is None
+        assert run.provider.check(run.old).accepted, "the compromised credential was revoked all the same"
+        assert state.load(env_file, run.credential.type) is None
 
 
 def test_a_label_that_does_not_match_the_tag_is_refused(incident: Incident) -> None:
