@@ -108,3 +108,14 @@ def test_narrative_from_file_and_options(tmp_path: Path) -> None:
     with pytest.raises(post_incident.IncidentInputError):
         post_incident.audit(None, ACCESS_LOG, T0, T0 - dt.timedelta(seconds=1))  # type: ignore[arg-type]
     assert staging_policy().window == dt.timedelta(hours=24)
+
+
+def test_a_resumed_rotation_keeps_the_interrupted_runs_start_and_revocation() -> None:
+    record = IncidentRecord(started_at=T0 + dt.timedelta(minutes=5))  # the rerun started five minutes later
+    outcome = record.resume(TWILIO, "sha256:old", started_at=T0, rotation_id="r-1",
+                            revoked_at=T0 + dt.timedelta(seconds=2))
+    record.revoked(TWILIO, "sha256:new", "provider rejects the compromised credential")
+    assert record.started_at == T0 and outcome.resumed and outcome.rotation_id == "r-1"
+    assert outcome.outage_from == T0 + dt.timedelta(seconds=2)
+    assert [e.at for e in record.timeline()][:2] == [T0, T0 + dt.timedelta(seconds=2)]
+    assert outcome.time_to_revoke is not None and outcome.time_to_revoke > dt.timedelta(minutes=5)
