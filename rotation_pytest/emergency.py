@@ -1,28 +1,63 @@
-"""The emergency procedure's selection and its record.
+"""The emergency procedure's plugin: its selection, its record and the fixtures its steps act through.
 
   - `--compromised` keeps only the emergency scenarios of the chosen credentials (staging default: all; live: none,
     and the live guard refuses an emergency run without it);
-  - the incident window options are validated at start-up, before anything is touched;
-  - the incident record (a session-wide account of every step's time) is kept in the config's stash, and its figures
-    close the terminal output.
+  - the incident window options are validated at start-up, before anything is touched; on live without
+    `--incident-start` the scenarios tagged @incident_window are skipped with the reason;
+  - one incident per session: one deployment (staging: one CRM world with the provider stand-ins and a normal access
+    history; live: the configured systems), one incident record (every step's time, kept in the config's stash and
+    summed up at the end of the terminal output);
+  - the procedure objects the steps call: the emergency rotation of the scenario's credential (its tag), the access
+    review, the stakeholder notification, the post-incident actions.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+from email import message_from_bytes
+from pathlib import Path
 
 import pytest
 
-from rotation.core.config import Stakeholders
+from rotation.core import envfile
+from rotation.core.config import Config, Credential, Stakeholders
+from rotation.core.deployment import Deployment
+from rotation.core.proof import Evidence
 from rotation.emergency import plan
+from rotation.emergency.access_review import (
+    DEFAULT_WINDOW,
+    AccessReview,
+    ReviewPolicy,
+    ReviewTables,
+    load_policy,
+)
 from rotation.emergency.incident import IncidentRecord, hms
-from rotation.emergency.notify import split_addresses
-from rotation_pytest.fixtures import config_of, target_of
-from staging.world import staging_config
+from rotation.emergency.notify import MailboxCheck, StakeholderNotification, env_secrets, split_addresses, unfolded
+from rotation.emergency.post_incident import IncidentOptions, Narrative, PostIncident, load_narrative
+from rotation.emergency.procedure import REASON, DbKeyEmergency, DbKeyProcedure, EmergencyProcedure, ProviderEmergency
+from rotation.providers.base import RetryPolicy
+from rotation.providers.factory import provider_for
+from rotation.providers.smtp import OperatorConsole
+from rotation_pytest.fixtures import config_of, live_deployment, target_of
+from staging.postgres import StagingServer
+from staging.provider_standins import ProviderStandIns, provider_standins
+from staging.seed_activity import seed_activity, staging_policy
+from staging.world import staging_config, staging_world
 
 INCIDENT = pytest.StashKey[IncidentRecord]()
-INCIDENT_REPORT = pytest.StashKey[str]()
+INCIDENT_WINDOW_TAG = "incident_window"
 
+# Staging: provider calls to the loopback stand-ins retry in milliseconds, not seconds.
+STAND_IN_RETRIES = RetryPolicy(attempts=4, first_delay_s=0.05, max_delay_s=0.2, timeout_s=2.0)
+STAGING_NARRATIVE = Narrative(
+    root_cause="Staging rehearsal: every credential is treated as compromised (simulated incident).",
+    preventive_measures=("Rehearse `pytest -m emergency` in staging every month",
+                         "Alert on any access-review finding within one hour"))
+
+
+# --- selection and start-up checks ------------------------------------------------------------------------------------
 
 def compromised_of(config: pytest.Config) -> tuple[str, ...]:
     return plan.parse_compromised(config.getoption("compromised"), config_of(config),
@@ -43,6 +78,8 @@ def stakeholders_of(config: pytest.Config) -> Stakeholders:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Refuse a malformed selection or incident window before anything runs."""
+    config.addinivalue_line("markers", f"{INCIDENT_WINDOW_TAG}: needs the incident window (--incident-start, "
+                                       "--incident-end) on live")
     try:
         compromised_of(config)
         for option in ("incident_start", "incident_end"):
@@ -66,22 +103,203 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         (drop if not_chosen else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    items[:] = in_emergency_order(keep, config)
+    if target_of(config) == "live" and not config.getoption("incident_start"):
+        skip = pytest.mark.skip(reason="post-incident audit: pass --incident-start and --incident-end (within 24 hours "
+                                       "of the incident) to run it")
+        for item in items:
+            if item.get_closest_marker(INCIDENT_WINDOW_TAG):
+                item.add_marker(skip)
+
+
+def in_emergency_order(items: list[pytest.Item], config: pytest.Config) -> list[pytest.Item]:
+    """The credentials' emergency rotations in the configuration's emergency order, each in a slot one of them held
+    (everything else stays where it was)."""
+    rank = {t: i for i, t in enumerate(config_of(config).emergency_order)}
+    slots = [i for i, item in enumerate(items) if item.get_closest_marker("emergency") and _credential_of(item, config)]
+    ranked = sorted((items[i] for i in slots), key=lambda item: rank[str(_credential_of(item, config))])
+    ordered = list(items)
+    for slot, item in zip(slots, ranked, strict=True):
+        ordered[slot] = item
+    return ordered
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    """The incident's figures, also in the signed evidence (the steps record them)."""
     record = config.stash.get(INCIDENT, None)
-    if record is None or not record.outcomes:
+    if record is None or not (record.outcomes or record.review or record.notification or record.notification_error):
         return
     terminalreporter.section("emergency rotation: time to revoke and restore")
     for o in record.outcomes.values():
         terminalreporter.write_line(f"{o.credential_type:<18} time-to-revoke {hms(o.time_to_revoke):>8}   "
                                     f"time-to-restore {hms(o.time_to_restore):>8}   "
-                                    f"old credential: {o.rejection or 'NOT PROVEN REJECTED'}")
+                                    f"old credential: {o.rejection or 'NOT PROVEN REJECTED'}"
+                                    + ("   (resumed)" if o.resumed else ""))
     if record.review:
         terminalreporter.write_line(f"access review: {record.review.summary()}")
-    terminalreporter.write_line("stakeholders notified: " + (", ".join(record.notification.recipients)
-                                                             if record.notification else "NO"))
-    report = config.stash.get(INCIDENT_REPORT, None)
-    if report is not None:
-        terminalreporter.write_line(f"incident report: {report} in the run folder (see 'evidence' below)")
+    notified = ", ".join(record.notification.recipients) if record.notification else "NO"
+    terminalreporter.write_line(f"stakeholders notified: {notified}")
+    if record.report_document is not None:
+        terminalreporter.write_line(f"incident report: {record.report_document} in the run folder (see 'evidence' "
+                                    "below)")
+
+
+# --- one incident per session ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def incident(pytestconfig: pytest.Config) -> IncidentRecord:
+    record = pytestconfig.stash[INCIDENT] = IncidentRecord()
+    return record
+
+
+@pytest.fixture(scope="session")
+def incident_standins(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProviderStandIns | None]:
+    """Staging: the Twilio, Graph and SMTP stand-ins for the whole incident (the providers and the mail relay).
+    Live: none."""
+    if target == "live":
+        yield None
+        return
+    with provider_standins(tmp_path_factory.mktemp("providers")) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def incident_deployment(pytestconfig: pytest.Config, target: str, rotation_config: Config, operator: str,
+                        pg_server: StagingServer | None, incident_standins: ProviderStandIns | None,
+                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """Staging: one CRM world for the whole incident, with the provider stand-ins and a normal access and message
+    history. Live: the configured systems."""
+    from rotation_pytest.evidence import state_of  # here, not above: this plugin is loaded before the evidence plugin
+
+    recorder = state_of(pytestconfig).recorder
+    if target == "live":
+        live = live_deployment(pytestconfig)
+        register_env_secrets(recorder, live)
+        yield live
+        return
+    assert pg_server is not None and incident_standins is not None
+    rows = pytestconfig.getoption("rows")
+    for value in incident_standins.secrets():  # every credential the stand-ins know is looked for by the leak scan
+        recorder.register_secret(value)
+    with staging_world(pg_server.admin_dsn, tmp_path_factory.mktemp("incident") / "app", rotation_config, rows=rows,
+                       operator=operator, server_log=pg_server.server_log,
+                       extra_env=incident_standins.env()) as staged:
+        register_env_secrets(recorder, staged)
+        seed_activity(staged.dsn, clients=rows)
+        yield staged
+
+
+def register_env_secrets(evidence: Evidence, deployment: Deployment) -> None:
+    """Every credential in the app's .env at the start of the incident is looked for by the leak scan."""
+    for value in env_secrets(envfile.read_env(deployment.env_file), (c.env for c in deployment.config.credentials)):
+        evidence.register_secret(value)
+
+
+@pytest.fixture(scope="session")
+def review_policy(pytestconfig: pytest.Config, target: str) -> tuple[ReviewPolicy, str]:
+    """The access review's policy and where it came from."""
+    hours = pytestconfig.getoption("review_window_hours")
+    window = dt.timedelta(hours=hours) if hours else None
+    path = pytestconfig.getoption("review_policy")
+    if path:
+        return load_policy(Path(path), window=window), f"--review-policy {Path(path).name}"
+    if target == "live":
+        raise pytest.UsageError("a live access review needs --review-policy FILE (allowed_accessors, "
+                                "allowed_networks, ...): without it every row would be flagged")
+    return staging_policy(window or DEFAULT_WINDOW), "staging: the policy of the seeded access history"
+
+
+@pytest.fixture(scope="session")
+def stakeholders(pytestconfig: pytest.Config) -> Stakeholders:
+    return stakeholders_of(pytestconfig)
+
+
+# --- the procedure objects the steps call ----------------------------------------------------------------------------
+
+def provider_emergency(deployment: Deployment, credential: Credential, incident: IncidentRecord,
+                       standins: ProviderStandIns | None) -> ProviderEmergency:
+    env = envfile.read_env(deployment.env_file)
+    provider = (provider_for(credential.provider, env, smtp_console=OperatorConsole()) if standins is None else
+                provider_for(credential.provider, env, policy=STAND_IN_RETRIES, smtp_console=standins.smtp_console))
+    return ProviderEmergency(deployment, credential, provider, incident)
+
+
+def db_key_rotation(deployment: Deployment, config: pytest.Config) -> DbKeyProcedure:
+    """The DB-key procedure (runbook section 1) with reason "emergency"."""
+    try:
+        from rotation.db_key.procedure import DbKeyRotation  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as exc:
+        raise RuntimeError("the DB-key procedure rotation.db_key.procedure.DbKeyRotation is not in this checkout "
+                           f"({exc}): the emergency rotation of the database encryption key needs it") from None
+    rotation: DbKeyProcedure = DbKeyRotation(deployment, reason=REASON, workers=config.getoption("workers"),
+                                             abandon_pending=config.getoption("abandon_pending"))
+    return rotation
+
+
+@pytest.fixture
+def emergency_rotation(pytestconfig: pytest.Config, scenario_credential: Credential | None,
+                       incident_deployment: Deployment, incident: IncidentRecord,
+                       incident_standins: ProviderStandIns | None) -> EmergencyProcedure:
+    """The emergency rotation of the scenario's credential (its tag): a provider's, or the database key's."""
+    if scenario_credential is None:
+        raise pytest.UsageError("an emergency rotation scenario needs a credential tag (@twilio_token, ...)")
+    if scenario_credential.provider == "database":
+        return DbKeyEmergency(incident_deployment, scenario_credential,
+                              db_key_rotation(incident_deployment, pytestconfig), incident)
+    return provider_emergency(incident_deployment, scenario_credential, incident, incident_standins)
+
+
+@pytest.fixture
+def incident_review(incident_deployment: Deployment, review_policy: tuple[ReviewPolicy, str],
+                    incident: IncidentRecord) -> AccessReview:
+    policy, source = review_policy
+    return AccessReview(incident_deployment.dsn, ReviewTables.from_config(incident_deployment.config.access_review),
+                        policy, source, incident)
+
+
+def relay_mailbox(standins: ProviderStandIns) -> MailboxCheck:
+    """Staging: the recipients the SMTP stand-in's mailbox holds for a Message-ID."""
+    def recipients(message_id: str) -> tuple[str, ...] | None:
+        for message in list(standins.smtp.messages):
+            if unfolded(message_from_bytes(message["data"])["Message-ID"]) == message_id:
+                return tuple(message["rcpt_tos"])
+        return None
+    return recipients
+
+
+def stakeholders_source(config: pytest.Config) -> str:
+    given = [f"--notify-{n}" for n in ("security", "sysadmins", "compliance", "from")
+             if config.getoption(f"notify_{n}") is not None]
+    return f"[stakeholders] of {config_of(config).source}" + (f", replaced by {', '.join(given)}" if given else "") \
+        + ("" if target_of(config) == "live" else " (staging: the stand-in's mailbox when it names none)")
+
+
+@pytest.fixture
+def stakeholder_notification(pytestconfig: pytest.Config, incident_deployment: Deployment,
+                             stakeholders: Stakeholders, incident: IncidentRecord,
+                             incident_standins: ProviderStandIns | None) -> StakeholderNotification:
+    return StakeholderNotification(incident_deployment, stakeholders, stakeholders_source(pytestconfig), incident,
+                                   pytestconfig.getoption("change_id"), pytestconfig.getoption("approver"),
+                                   relay_mailbox(incident_standins) if incident_standins else None)
+
+
+def incident_options(config: pytest.Config) -> IncidentOptions:
+    start, end, notes = (config.getoption(o) for o in ("incident_start", "incident_end", "incident_notes"))
+    narrative = load_narrative(Path(notes) if notes else None, root_cause=config.getoption("root_cause"),
+                               preventive=config.getoption("preventive_measure"))
+    staging_default = target_of(config) != "live" and not (narrative.root_cause or narrative.preventive_measures)
+    return IncidentOptions(
+        start=plan.aware_moment(start, "--incident-start") if start else None,
+        end=plan.aware_moment(end, "--incident-end") if end else None,
+        narrative=STAGING_NARRATIVE if staging_default else narrative,
+        change_id=config.getoption("change_id"), approver=config.getoption("approver"),
+        window_source="--incident-start/--incident-end" if start else "default: 24 hours before the run .. now",
+        narrative_source="staging rehearsal's own" if staging_default else
+        "--root-cause, --preventive-measure, --incident-notes")
+
+
+@pytest.fixture
+def post_incident_actions(pytestconfig: pytest.Config, incident_deployment: Deployment,
+                          incident: IncidentRecord) -> PostIncident:
+    tables = ReviewTables.from_config(incident_deployment.config.access_review)
+    return PostIncident(incident_deployment, tables.access_log, incident, incident_options(pytestconfig))

@@ -6,14 +6,22 @@ rotations, access review, notification, post-incident audit."""
 import pytest
 from pytest_bdd import scenarios
 
-from staging.world import World
+from rotation.core.deployment import Deployment
+from staging.provider_standins import ProviderStandIns
 
 scenarios("emergency/compromised_credential.feature")
+scenarios("emergency/compromised_db_key.feature")
 scenarios("emergency/access_review.feature")
 scenarios("emergency/post_incident.feature")
 
 
 @pytest.fixture
-def world(incident_world: World) -> World:
-    """Every emergency scenario acts on the one world of the incident."""
-    return incident_world
+def deployment(incident_deployment: Deployment) -> Deployment:
+    """Every emergency scenario acts on the one deployment of the incident (the shared steps too)."""
+    return incident_deployment
+
+
+@pytest.fixture
+def standins(incident_standins: ProviderStandIns | None) -> ProviderStandIns | None:
+    """The incident's provider stand-ins, not a fresh set per scenario."""
+    return incident_standins

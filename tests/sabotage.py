@@ -12,8 +12,10 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from rotation.core import app_control, envfile
+from rotation.core.database import connect
 from rotation.core.keys import generate_key
 from staging.world import World
 from tests.provider_sabotage import provider_sabotages
@@ -73,9 +75,13 @@ def app_keeps_old_key(request: pytest.FixtureRequest) -> None:
     app_control.run(world.app.start.replace(str(world.env_file), str(stale)))
 
 
+def _incident_dsn(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("incident_deployment").dsn
+
+
 def intruder_access(request: pytest.FixtureRequest) -> None:
     """An access by someone outside the allowlist, from outside the allowed networks, inside the review window."""
-    with psycopg.connect(_world(request).dsn) as conn:
+    with psycopg.connect(_incident_dsn(request)) as conn:
         conn.execute("INSERT INTO crm_data_access_log (client_id, access_type, accessed_by, access_timestamp, "
                      "ip_address, purpose) VALUES ('client-00000007', 'read', 'mallory@intruder.example', "
                      "now() - interval '10 minutes', '203.0.113.66', 'none given')")
@@ -86,10 +92,12 @@ def _standins(request: pytest.FixtureRequest):
 
 
 def provider_keeps_revoked_credentials_valid(request: pytest.FixtureRequest) -> None:
-    """The provider's revocation does not take: the compromised Twilio / WhatsApp token still authenticates."""
+    """The provider's revocation does not take: the compromised credential still authenticates (Twilio, Graph: the
+    provider ignores it; SMTP: the console said "revoked" but the server still takes the password)."""
     standins = _standins(request)
     standins.twilio.keep_old_tokens_valid = True
     standins.graph.keep_revoked_tokens_valid = True
+    standins.smtp.add_password(request.getfixturevalue("emergency_rotation").old.reveal())
 
 
 def mail_relay_refuses_everything(request: pytest.FixtureRequest) -> None:
@@ -98,7 +106,17 @@ def mail_relay_refuses_everything(request: pytest.FixtureRequest) -> None:
 
 
 def compromised_key_still_opens_a_value(request: pytest.FixtureRequest) -> None:
-    leave_one_value_under_old_key(request)
+    """One value of the first pgcrypto column of the inventory is put back under the compromised key."""
+    emergency = request.getfixturevalue("emergency_rotation")
+    deployment = request.getfixturevalue("incident_deployment")
+    place = next(e for e in deployment.config.encrypted_data if e.kind == "pgcrypto")
+    table, key, column = (sql.Identifier(n) for n in (place.table, place.key, place.columns[0]))
+    with connect(deployment.dsn) as conn:
+        conn.execute(sql.SQL("UPDATE {t} SET {c} = pgp_sym_encrypt(pgp_sym_decrypt({c}, %(new)s), %(old)s) "
+                             "WHERE {k} = (SELECT min({k}) FROM {t} WHERE {c} IS NOT NULL)").format(
+                                 t=table, c=column, k=key),
+                     {"new": emergency.rotation.new_key, "old": emergency.rotation.old_key})
+        conn.commit()
 
 
 SABOTAGES: dict[str, Sabotage] = {
@@ -110,8 +128,8 @@ SABOTAGES: dict[str, Sabotage] = {
     "db-key:app-keeps-old-key": ("the application services are started", app_keeps_old_key),
     "db-key:refused-attempt-wrote": ("the re-encryption is started with an old key that does not open the data",
                                      one_value_under_another_key),
-    "emergency:db-key-old-key-opens": ("every encrypted value decrypts with the new key to its original plaintext",
-                                       compromised_key_still_opens_a_value),
+    "emergency:db-key-old-key-opens": ("every encrypted value decrypts with the replacement key to its original "
+                                       "plaintext", compromised_key_still_opens_a_value),
     "emergency:revoked-token-still-valid": ("the compromised credential is revoked at the provider and a replacement "
                                             "issued", provider_keeps_revoked_credentials_valid),
     "emergency:notification-not-delivered": ("the security team, the system administrators and the compliance officer "

@@ -1,10 +1,10 @@
-@emergency @SOC2-CC7.3 @SOC2-CC7.4 @SOC2-CC8.1
+@emergency @incident_window @SOC2-CC7.3 @SOC2-CC7.4 @SOC2-CC8.1
 Feature: Post-incident actions
   Runbook "Post-Incident Actions" (within 24 hours): the audit report over the incident window, and the incident
-  document with its timeline, root cause and preventive measures. The timeline comes from this run's own clock.
+  document with its timeline, root cause and preventive measures. The timeline comes from the run's own clock.
 
   Scenario: Audit the incident window and document the incident
-    Given the incident window from --incident-start to --incident-end
+    Given the incident window the operator named
     When the runbook's audit query runs over the incident window
     Then the audit lists every access in the incident window
     When the incident report is written to the run's report folder

@@ -13,6 +13,7 @@ COMMANDS = (
     "status",
     "verify-evidence",
     "provider",
+    "emergency",
 )
 
 

@@ -43,6 +43,7 @@ class RotationState:
     updated_at: str
     backup: str | None = None
     rotation_id: str = ""
+    revoked_at: str | None = None  # emergency: when the provider stopped accepting CURRENT (no overlap window)
 
     @property
     def in_progress(self) -> bool:
@@ -90,6 +91,19 @@ def advance(env_file: Path, credential: str, step: Step) -> RotationState:
     if step == "finish":
         state = replace(state, previous_fp=state.current_fp, current_fp=state.pending_fp, pending_fp=None)
     state = replace(state, step=step, updated_at=_now())
+    _save(env_file, state)
+    return state
+
+
+def record_revoked(env_file: Path, credential: str, at: dt.datetime) -> RotationState:
+    """Emergency: CURRENT is dead at the provider, before PENDING reaches .env. A resumed run reads this and does not
+    revoke a second time."""
+    state = load(env_file, credential)
+    if state is None:
+        raise StaleRotationError(f"no rotation of {credential} was started")
+    if state.revoked_at is not None:
+        return state
+    state = replace(state, revoked_at=at.astimezone(dt.UTC).isoformat(timespec="milliseconds"), updated_at=_now())
     _save(env_file, state)
     return state
 

@@ -1,15 +1,18 @@
-"""The emergency run's own record of the incident: when each credential's procedure began, when the provider stopped
-accepting the compromised credential (revoked), when the app was healthy again on the new one (restored), the access
-review's findings and the notification's delivery. Times come from this process's clock (UTC) at the moment each
-step finished; nothing is typed in by hand. Holds fingerprints only, never a credential.
+"""The emergency run's own record of the incident: when each credential's procedure began, when the compromised
+credential was proven dead (revoked), when the app was healthy again on the new one (restored), the access review's
+findings and the notification's delivery. Times come from the clock at the moment each step finished; nothing is typed
+in by hand. A resumed rotation takes its start and its revocation from the rotation state the interrupted run wrote.
+Holds fingerprints only, never a credential.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from rotation.emergency.access_review import ReviewResult
+if TYPE_CHECKING:  # the access review records into the incident; the incident only holds its result
+    from rotation.emergency.access_review import ReviewResult
 
 
 def utc_now() -> dt.datetime:
@@ -33,7 +36,8 @@ class CredentialOutcome:
     outage_from: dt.datetime | None = None
     restored_at: dt.datetime | None = None
     rejection: str | None = None
-    rotation_id: str | None = None
+    rotation_id: str | None = None  # the rotation state's id: the same in every run that worked on this rotation
+    resumed: bool = False
 
     @property
     def time_to_revoke(self) -> dt.timedelta | None:
@@ -50,8 +54,8 @@ class CredentialOutcome:
                 "revoked_at": iso(self.revoked_at), "restored_at": iso(self.restored_at),
                 "time_to_revoke_s": seconds(self.time_to_revoke), "time_to_restore_s": seconds(self.time_to_restore),
                 "old_credential": self.old_fp, "new_credential": self.new_fp,
-                "old_credential_rejection": self.rejection,
-                "rotation_id": self.rotation_id}
+                "old_credential_rejection": self.rejection, "rotation_id": self.rotation_id,
+                "resumed": self.resumed}
 
 
 @dataclass(frozen=True)
@@ -64,25 +68,46 @@ class Delivery:
     body_sha256: str
     relay: str
 
+    def as_evidence(self) -> dict[str, object]:
+        return {"message_id": self.message_id, "recipients": list(self.recipients),
+                "accepted_at": iso(self.accepted_at), "relay": self.relay, "body_sha256": self.body_sha256}
+
 
 @dataclass
 class IncidentRecord:
-    """One per emergency run (a session fixture): each scenario adds what it did, when."""
+    """One per emergency run: each scenario adds what it did, when."""
 
     started_at: dt.datetime = field(default_factory=utc_now)
     events: list[Event] = field(default_factory=list)
     outcomes: dict[str, CredentialOutcome] = field(default_factory=dict)
     review: ReviewResult | None = None
     notification: Delivery | None = None
+    notification_error: str | None = None
+    report_document: str | None = None  # the incident report's file name in the run folder, once written
 
     def note(self, what: str, credential: str | None = None, at: dt.datetime | None = None) -> dt.datetime:
         moment = at or utc_now()
         self.events.append(Event(moment, what, credential))
         return moment
 
-    def begin(self, credential_type: str, old_fp: str) -> CredentialOutcome:
+    def begin(self, credential_type: str, old_fp: str, *, rotation_id: str | None = None) -> CredentialOutcome:
         outcome = CredentialOutcome(credential_type, self.note(f"{credential_type}: emergency rotation started",
-                                                                credential_type), old_fp)
+                                                                credential_type), old_fp, rotation_id=rotation_id)
+        self.outcomes[credential_type] = outcome
+        return outcome
+
+    def resume(self, credential_type: str, old_fp: str, *, started_at: dt.datetime, rotation_id: str,
+               revoked_at: dt.datetime | None) -> CredentialOutcome:
+        """A rotation an interrupted run began: its start (and revocation, if it got that far) as that run recorded
+        them in the rotation state. The response began then, so the record's start moves back to it."""
+        self.started_at = min(self.started_at, started_at)
+        self.note(f"{credential_type}: emergency rotation started (by the interrupted run)", credential_type,
+                  started_at)
+        self.note(f"{credential_type}: resumed after the interruption", credential_type)
+        outcome = CredentialOutcome(credential_type, started_at, old_fp, rotation_id=rotation_id, resumed=True)
+        if revoked_at is not None:
+            outcome.outage_from = self.note(f"{credential_type}: compromised credential revoked at the provider "
+                                            "(by the interrupted run)", credential_type, revoked_at)
         self.outcomes[credential_type] = outcome
         return outcome
 
@@ -106,6 +131,12 @@ class IncidentRecord:
 
 def iso(moment: dt.datetime | None) -> str | None:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds") if moment else None
+
+
+def parse_iso(text: str) -> dt.datetime:
+    """A time the rotation state wrote (ISO 8601 with offset)."""
+    moment = dt.datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def seconds(delta: dt.timedelta | None) -> float | None:

@@ -1,7 +1,7 @@
 """The plan of a live run and its guardrails, as pure functions the live guard (rotation_pytest/live_guard.py) calls
 before anything is touched.
 
-Emergency order comes from the configuration (`[emergency] order`): the provider tokens first (each is dead within
+The emergency order comes from the configuration (`[emergency] order`): the provider tokens first (each is dead within
 seconds, so the exposure window closes fastest), then the SMTP password, then the database encryption key (its
 re-encryption takes longest and stops the app); then the access review, the stakeholder notification, and the
 post-incident audit.
@@ -121,8 +121,8 @@ ACTIONS = {
               "write {env}; restart; prove the old token is refused",
     "whatsapp": "issue a new system-user token and revoke the compromised one at once; write {env}; restart; prove "
                 "the old token is refused",
-    "smtp": "revoke the compromised password at the provider, then take the new one ($SMTP_NEW_PASSWORD or a prompt "
-            "on live); write {env}; restart; prove the old password is refused",
+    "smtp": "take the new password created at the provider ($SMTP_NEW_PASSWORD or a prompt on live), then revoke the "
+            "compromised one there; write {env}; restart; prove the old password is refused",
     "database": "stop the app; write a new {env}; re-encrypt every encrypted value; prove no value opens with the old "
                 "key; start the app",
 }
@@ -140,7 +140,8 @@ def plan_lines(compromised: Iterable[str], s: Systems, config: Config, *, change
         lines.append(f"     {ACTIONS[credential.provider].format(env=credential.env)}; log reason 'emergency'")
     if step == 0:
         lines.append("  (no credential selected for rotation: pass --compromised)")
-    lines.append(f"  {step + 1}. access review of crm_data_access_log and crm_communications")
+    tables = " and ".join(t.get("table", "?") for t in config.access_review.values()) or "(none configured)"
+    lines.append(f"  {step + 1}. access review of {tables}")
     lines.append(f"  {step + 2}. notify {', '.join(s.recipients) or '(no recipients configured)'} over SMTP (STARTTLS)")
     if post_incident:
         lines.append(f"  {step + 3}. post-incident audit over the incident window and incident report")

@@ -1,31 +1,40 @@
 """Runbook "Post-Incident Actions": the audit query over the incident window and the incident document.
 
-The document (Markdown, `incident-report.md` in the run's report folder) has: the incident window and who ran and
-approved the response; a timeline built only from the run's own timestamps; per credential, time to revoke and time
-to restore; the access review's findings; the audit rows over the incident window; root cause and preventive
-measures as the operator gave them (options or a YAML file).
+The audit is the runbook's query over the access log (the configuration's [access_review.access_log] table and
+columns), with the window as bound parameters. The document (Markdown, `incident-report.md` in the run folder, under
+the signed manifest) has: the incident window and who ran and approved the response; a timeline built only from the
+run's own timestamps; per credential, time to revoke and time to restore; the access review's findings; the
+notification's delivery; the audit rows; root cause and preventive measures as the operator gave them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import yaml
+from psycopg import sql
 
-from rotation.emergency.incident import IncidentRecord, hms, iso
+from rotation.core.database import connect
+from rotation.core.deployment import Deployment
+from rotation.core.proof import Evidence, require
+from rotation.emergency.access_review import AccessLogTable, identifier
+from rotation.emergency.incident import IncidentRecord, hms, iso, utc_now
 
 AUDIT_QUERY = """
-SELECT client_id, access_type, accessed_by, access_timestamp, host(ip_address) AS ip_address, purpose
-FROM crm_data_access_log
-WHERE access_timestamp BETWEEN %(start)s AND %(end)s
-ORDER BY access_timestamp
+SELECT {client}, {access_type}, {accessed_by}, {at}, host({ip_address}) AS {ip_name}, {purpose}
+FROM {table}
+WHERE {at} BETWEEN %(start)s AND %(end)s
+ORDER BY {at}
 """
-AUDIT_COLUMNS = ("client_id", "access_type", "accessed_by", "access_timestamp", "ip_address", "purpose")
+AUDIT_TOTAL = "SELECT count(*) FROM {table} WHERE {at} BETWEEN %(start)s AND %(end)s"
 DOCUMENT_NAME = "incident-report.md"
 MAX_AUDIT_ROWS_IN_DOCUMENT = 200
+TIMELINE_HEADING = "## Timeline (UTC, recorded by the run as each step finished)"
 
 
 class IncidentInputError(ValueError):
@@ -48,7 +57,7 @@ class Narrative:
 def load_narrative(path: Path | None, *, root_cause: str | None = None,
                    preventive: list[str] | None = None) -> Narrative:
     """From a YAML file (root_cause, preventive_measures, summary) with options taking precedence."""
-    data: dict[str, object] = {}
+    data: dict[str, Any] = {}
     if path is not None:
         try:
             loaded = yaml.safe_load(path.read_text())
@@ -57,31 +66,49 @@ def load_narrative(path: Path | None, *, root_cause: str | None = None,
         if not isinstance(loaded, dict):
             raise IncidentInputError(f"{path} must hold a mapping: root_cause, preventive_measures, summary")
         data = loaded
-    measures = preventive or data.get("preventive_measures") or []
-    if isinstance(measures, str):
-        measures = [measures]
+    measures: object = preventive or data.get("preventive_measures") or []
+    listed = [measures] if isinstance(measures, str) else list(measures) if isinstance(measures, list) else []
     return Narrative(str(root_cause or data.get("root_cause") or "").strip(),
-                     tuple(str(m).strip() for m in measures if str(m).strip()), str(data.get("summary") or "").strip())
+                     tuple(str(m).strip() for m in listed if str(m).strip()), str(data.get("summary") or "").strip())
 
 
 @dataclass(frozen=True)
 class AuditResult:
     start: dt.datetime
     end: dt.datetime
-    rows: list[tuple] = field(default_factory=list)
+    columns: tuple[str, ...]
+    query: str
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
 
     def as_evidence(self) -> dict[str, object]:
         return {"start": iso(self.start), "end": iso(self.end), "rows": len(self.rows),
-                "first_rows": [dict(zip(AUDIT_COLUMNS, map(_cell, r), strict=True)) for r in self.rows[:50]]}
+                "first_rows": [dict(zip(self.columns, map(_cell, r), strict=True)) for r in self.rows[:50]]}
 
 
-def audit(conn: psycopg.Connection, start: dt.datetime, end: dt.datetime) -> AuditResult:
+def _queries(table: AccessLogTable) -> tuple[sql.Composed, sql.Composed]:
+    names = {k: identifier(v) for k, v in table.__dict__.items()} | {"ip_name": identifier(table.ip_address)}
+    return sql.SQL(AUDIT_QUERY).format(**names), sql.SQL(AUDIT_TOTAL).format(**names)
+
+
+def audit(conn: psycopg.Connection[Any], table: AccessLogTable, start: dt.datetime, end: dt.datetime) -> AuditResult:
     """The runbook's audit query with the window as bound parameters (read-only)."""
     if end < start:
-        raise IncidentInputError(f"--incident-end {iso(end)} is before --incident-start {iso(start)}")
-    rows = conn.execute(AUDIT_QUERY, {"start": start, "end": end}).fetchall()
+        raise IncidentInputError(f"the incident window ends ({iso(end)}) before it starts ({iso(start)})")
+    query, _ = _queries(table)
+    rows = [tuple(r) for r in conn.execute(query, {"start": start, "end": end}).fetchall()]
     conn.commit()
-    return AuditResult(start, end, rows)
+    columns = (table.client, table.access_type, table.accessed_by, table.at, table.ip_address, table.purpose)
+    return AuditResult(start, end, columns, query.as_string(None).strip(), rows)
+
+
+def count_in_window(conn: psycopg.Connection[Any], table: AccessLogTable, start: dt.datetime,
+                    end: dt.datetime) -> tuple[int, str]:
+    """An independent count(*) of the access log over the window, and its statement."""
+    _, total = _queries(table)
+    row = conn.execute(total, {"start": start, "end": end}).fetchone()
+    conn.commit()
+    assert row is not None
+    return int(row[0]), total.as_string(None)
 
 
 def _cell(value: object) -> str:
@@ -90,7 +117,7 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
     return out
@@ -116,7 +143,7 @@ def render(record: IncidentRecord, context: IncidentContext, audit_result: Audit
              f"- Credentials rotated: {', '.join(o.credential_type for o in record.rotated()) or 'none'}", ""]
     if narrative.summary:
         lines += ["## Summary", "", narrative.summary, ""]
-    lines += ["## Timeline (UTC, recorded by the run as each step finished)", ""]
+    lines += [TIMELINE_HEADING, ""]
     lines += _table(("time", "event"), [(e.at, e.what) for e in record.timeline()])
     lines += ["", "## Credentials revoked and replaced", ""]
     lines += _table(("credential", "started", "revoked", "time to revoke", "restored", "time to restore",
@@ -133,10 +160,11 @@ def render(record: IncidentRecord, context: IncidentContext, audit_result: Audit
     lines += ["", "## Stakeholder notification", ""]
     n = record.notification
     lines += [f"- delivered {iso(n.accepted_at)} via {n.relay} to {', '.join(n.recipients)}; message {n.message_id}; "
-              f"body sha256 {n.body_sha256}"] if n else ["- not sent in this run"]
-    lines += ["", f"## Audit of crm_data_access_log over the incident window ({len(audit_result.rows)} rows)", "",
-              "```sql", AUDIT_QUERY.strip(), "```", ""]
-    lines += _table(AUDIT_COLUMNS, audit_result.rows[:MAX_AUDIT_ROWS_IN_DOCUMENT])
+              f"body sha256 {n.body_sha256}"] if n else [f"- not delivered: {record.notification_error}"
+                                                        if record.notification_error else "- not sent in this run"]
+    lines += ["", f"## Audit of the access log over the incident window ({len(audit_result.rows)} rows)", "",
+              "```sql", audit_result.query, "```", ""]
+    lines += _table(audit_result.columns, audit_result.rows[:MAX_AUDIT_ROWS_IN_DOCUMENT])
     if len(audit_result.rows) > MAX_AUDIT_ROWS_IN_DOCUMENT:
         lines.append(f"\n({len(audit_result.rows) - MAX_AUDIT_ROWS_IN_DOCUMENT} more rows in the evidence)")
     lines += ["", "## Root cause", "", narrative.root_cause or "_not yet determined_", "",
@@ -145,8 +173,129 @@ def render(record: IncidentRecord, context: IncidentContext, audit_result: Audit
     return "\n".join(lines) + "\n"
 
 
+def timeline_rows(text: str) -> list[str]:
+    """The rows of the document's timeline table."""
+    section = text.split(TIMELINE_HEADING, 1)[1].split("\n## ", 1)[0] if TIMELINE_HEADING in text else ""
+    return [line for line in section.splitlines() if line.startswith("| 20")]
+
+
 def write_document(directory: Path, text: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / DOCUMENT_NAME
     path.write_text(text)
     return path
+
+
+# --- the steps of the post-incident actions -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IncidentOptions:
+    """What the operator gave: the incident window (None: the 24 hours before the run .. now, a rehearsal's
+    default), the narrative, and the change."""
+
+    start: dt.datetime | None
+    end: dt.datetime | None
+    narrative: Narrative
+    change_id: str | None
+    approver: str | None
+    window_source: str
+    narrative_source: str
+
+
+@dataclass
+class PostIncident:
+    """features/emergency/post_incident.feature."""
+
+    deployment: Deployment
+    access_log: AccessLogTable
+    incident: IncidentRecord
+    options: IncidentOptions
+    window: tuple[dt.datetime, dt.datetime] | None = None
+    result: AuditResult | None = None
+    text: str = ""
+
+    def _window(self) -> tuple[dt.datetime, dt.datetime]:
+        require(self.window is not None, "no incident window was named in this run")
+        assert self.window is not None
+        return self.window
+
+    def _audit(self) -> AuditResult:
+        require(self.result is not None, "the audit query has not run in this run")
+        assert self.result is not None
+        return self.result
+
+    # Given the incident window the operator named
+    def name_window(self, evidence: Evidence) -> None:
+        start = self.options.start or self.incident.started_at - dt.timedelta(hours=24)
+        end = self.options.end or utc_now()
+        self.window = (start, end)
+        evidence.record("incident window", {"start": iso(start), "end": iso(end)}, source=self.options.window_source)
+        require(start <= end, f"the incident window ends ({iso(end)}) before it starts ({iso(start)})")
+
+    # When the runbook's audit query runs over the incident window
+    def run_audit(self, evidence: Evidence) -> None:
+        start, end = self._window()
+        with connect(self.deployment.dsn) as conn:
+            self.result = audit(conn, self.access_log, start, end)
+        evidence.record("audit of the access log", self.result.as_evidence(), source=self.result.query)
+
+    # Then the audit lists every access in the incident window
+    def check_audit_complete(self, evidence: Evidence) -> None:
+        result = self._audit()
+        with connect(self.deployment.dsn) as conn:
+            total, query = count_in_window(conn, self.access_log, result.start, result.end)
+        evidence.population("access log rows in the incident audit", len(result.rows), total, source=query)
+        require(len(result.rows) == total, f"the audit lists {len(result.rows)} of {total} accesses in the window")
+
+    # When the incident report is written to the run's report folder
+    def write_report(self, evidence: Evidence) -> None:
+        start, end = self._window()
+        self.incident.note("incident report written")
+        context = IncidentContext(start, end, self.deployment.operator, self.options.approver, self.options.change_id,
+                                  self.deployment.target)
+        self.text = render(self.incident, context, self._audit(), self.options.narrative)
+        evidence.attach(DOCUMENT_NAME, self.text)  # into the run folder, under the signed manifest
+        self.incident.report_document = DOCUMENT_NAME
+        evidence.record("incident report", {"file": DOCUMENT_NAME, "timeline events": len(self.incident.events),
+                                            "sha256": hashlib.sha256(self.text.encode()).hexdigest(),
+                                            "narrative from": self.options.narrative_source},
+                        source="rotation.emergency.post_incident.render -> the run folder (listed in manifest.json)")
+
+    # Then the incident report's timeline consists of this run's own timestamps
+    def check_timeline(self, evidence: Evidence) -> None:
+        rows, events = timeline_rows(self.text), self.incident.timeline()
+        evidence.record("timeline", {"rows": len(rows), "events recorded": len(events)},
+                        source=f"{DOCUMENT_NAME}: {TIMELINE_HEADING.lstrip('# ')}")
+        require(bool(events), "the run recorded no events")
+        require(len(rows) == len(events), f"the timeline has {len(rows)} rows for {len(events)} recorded events")
+        now = utc_now()
+        for row, event in zip(rows, events, strict=True):
+            require(row.startswith(f"| {iso(event.at)} |"), f"timeline row {row!r} is not the run's event at "
+                                                             f"{iso(event.at)}")
+            require(self.incident.started_at <= event.at <= now, f"the event at {iso(event.at)} lies outside the "
+                                                                  "response")
+
+    # Then the incident report states time to revoke and time to restore for every rotated credential
+    def check_times(self, evidence: Evidence) -> None:
+        outcomes = list(self.incident.outcomes.values())
+        evidence.record("time to revoke and restore", [o.as_evidence() for o in outcomes],
+                        source="the run's own clock at each step (a resumed rotation: the rotation state's times)")
+        lines = self.text.splitlines()
+        for o in outcomes:
+            require(o.time_to_revoke is not None, f"{o.credential_type} was not revoked in this run")
+            require(o.time_to_restore is not None, f"{o.credential_type}: the service was not restored in this run")
+            line = next((ln for ln in lines if ln.startswith(f"| {o.credential_type} |")), "")
+            require(str(iso(o.revoked_at)) in line and str(iso(o.restored_at)) in line,
+                    f"the report's row for {o.credential_type} lacks its revoke and restore times")
+
+    # Then the incident report records the root cause and the preventive measures
+    def check_narrative(self, evidence: Evidence) -> None:
+        narrative = self.options.narrative
+        evidence.record("root cause and preventive measures", {"root cause": narrative.root_cause,
+                                                               "preventive measures": list(
+                                                                   narrative.preventive_measures)},
+                        source=self.options.narrative_source)
+        require(not narrative.missing(), f"the incident report lacks: {', '.join(narrative.missing())} "
+                                         "(--root-cause, --preventive-measure or --incident-notes FILE)")
+        require(narrative.root_cause in self.text and all(m in self.text for m in narrative.preventive_measures),
+                "the incident report does not carry the root cause and every preventive measure")

@@ -1,13 +1,13 @@
-"""Emergency rotation of a provider credential: the compromised credential dies at the provider before its
-replacement is deployed anywhere (no overlap window), then .env, restart, health, proof, log.
+"""At the provider: issue the replacement of a compromised credential, then kill the compromised one. There is no
+overlap window: the compromised credential is dead before its replacement is deployed anywhere.
 
-What "revoke first" means at each provider, given what its API allows:
-  - Twilio: a new token can only come into being as the secondary; promoting it at once kills the compromised
-    primary. Both calls run back to back, before .env changes.
+The replacement is issued first (and persisted by the caller before anything is revoked), because that is the only
+order every provider allows and the only one in which a crash loses nothing:
+  - Twilio: a new token can only come into being as the secondary; promoting it kills the compromised primary.
   - WhatsApp (Graph): issuing a system-user token needs a valid calling token, so the replacement is issued with the
-    compromised one and the compromised one is revoked immediately after, before .env changes.
-  - SMTP: there is no API. The compromised password is revoked at the provider's console first (staging: the
-    stand-in's console; live: the operator, prompted), then the new one is created there and handed over.
+    compromised one, which is revoked right after.
+  - SMTP: there is no API. The operator creates the new password at the provider's console and hands it over, then
+    revokes the compromised one there (staging: the stand-in's console); the procedure proves it is refused.
 """
 
 from __future__ import annotations
@@ -16,10 +16,14 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rotation.core.secret import Secret, fingerprint
+from rotation.core.secret import Secret
 from rotation.providers.base import Provider
 
-REVOKE_BEFORE_ISSUE = frozenset({"smtp"})
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -27,36 +31,20 @@ class ProviderAction:
     at: dt.datetime
     what: str
 
-
-@dataclass(frozen=True)
-class Revocation:
-    new: Secret
-    actions: tuple[ProviderAction, ...]
-    revoked_at: dt.datetime  # when the provider call that kills the compromised credential returned
-
-    def as_evidence(self) -> list[dict[str, str]]:
-        return [{"at": a.at.astimezone(dt.UTC).isoformat(timespec="milliseconds"), "what": a.what}
-                for a in self.actions]
+    def as_evidence(self) -> dict[str, str]:
+        return {"at": self.at.astimezone(dt.UTC).isoformat(timespec="milliseconds"), "what": self.what}
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+def issue_replacement(provider: Provider, compromised: Secret, *, clock: Clock = utc_now) -> tuple[Secret,
+                                                                                                  ProviderAction]:
+    """The replacement, from the provider (not deployed, the compromised credential still alive)."""
+    new = provider.issue(compromised)
+    return new, ProviderAction(clock(), f"replacement {new.fingerprint} issued at {provider.name} (not deployed)")
 
 
-def revoke_and_replace(provider: Provider, old: str, *, clock: Callable[[], dt.datetime] = _now) -> Revocation:
-    """Kill `old` at the provider and obtain its replacement, in the order the provider allows (module docstring)."""
-    actions: list[ProviderAction] = []
-    if provider.name in REVOKE_BEFORE_ISSUE:
-        provider.retire_old(old, old)
-        revoked_at = clock()
-        actions.append(ProviderAction(revoked_at, f"compromised {fingerprint(old)} revoked at the provider console"))
-        new = Secret(provider.issue(old))
-        actions.append(ProviderAction(clock(), f"replacement {fingerprint(new)} created at the provider console"))
-        return Revocation(new, tuple(actions), revoked_at)
-    new = Secret(provider.issue(old))
-    actions.append(ProviderAction(clock(), f"replacement {fingerprint(new)} issued (not deployed)"))
-    provider.retire_old(old, new)
-    revoked_at = clock()
-    verb = "promoted: the compromised primary" if provider.name == "twilio" else "revoked: the compromised token"
-    actions.append(ProviderAction(revoked_at, f"{verb} {fingerprint(old)} is dead"))
-    return Revocation(new, tuple(actions), revoked_at)
+def revoke_compromised(provider: Provider, compromised: Secret, replacement: Secret, *,
+                       clock: Clock = utc_now) -> ProviderAction:
+    """Kill the compromised credential at the provider (Twilio: promote the replacement; Graph: revoke; SMTP: the
+    console). The returned time is when the provider call returned."""
+    provider.retire_old(compromised, replacement)
+    return ProviderAction(clock(), f"compromised {compromised.fingerprint} revoked at {provider.name}")

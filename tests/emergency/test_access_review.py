@@ -11,11 +11,18 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from rotation.core.config import default_config
 from rotation.emergency import access_review
-from rotation.emergency.access_review import PolicyError, ReviewPolicy, like_pattern, load_policy, review
+from rotation.emergency.access_review import PolicyError, ReviewPolicy, ReviewTables, like_pattern, load_policy
 from staging.seed_activity import ActivityShape, seed_activity, staging_policy
 
 POLICY = staging_policy()
+TABLES = ReviewTables.from_config(default_config().access_review)
+
+
+def review(conn: psycopg.Connection, policy: ReviewPolicy, **kwargs: object) -> access_review.ReviewResult:
+    """The review over the built-in configuration's tables."""
+    return access_review.review(conn, policy, tables=TABLES, **kwargs)  # type: ignore[arg-type]
 
 
 def access(conn: psycopg.Connection, at: dt.datetime, *, who: str = "support.agent1@eventplanning.example.com",
@@ -103,7 +110,7 @@ def test_messages_the_app_did_not_originate_are_flagged(crm, now) -> None:
     assert good not in reasons
     assert reasons[no_marker] == ("not originated by the app: metadata.origin is missing",)
     assert reasons[other] == ("not originated by the app: metadata.origin is 'psql'",)
-    assert reasons[no_template] == ("not originated by the app: no template_name",)
+    assert reasons[no_template] == ("not originated by the app: no template",)
     assert reasons[odd_template] == ("not originated by the app: template 'bitcoin_offer' is not one of the app's "
                                      "templates",)
     assert "secret body text" not in json.dumps([f.as_evidence() for f in result.flagged]), "a body left the database"
@@ -148,3 +155,23 @@ def test_policy_file_is_validated(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="not a network"):
         ReviewPolicy(allowed_accessors=(), allowed_networks=("10.0.0.300/8",))
     assert access_review.SENT_STATUSES[0] == "sent"
+
+
+def test_tables_and_columns_come_from_the_configuration(crm, now) -> None:
+    """A deployment whose access log has other names: the review reads what the configuration names, quoted."""
+    crm.execute('CREATE TABLE "Audit Trail" (entry bigserial PRIMARY KEY, who text, kind text, ts timestamptz, '
+                "src inet, customer text, why text)")
+    crm.execute('INSERT INTO "Audit Trail" (who, kind, ts, src, customer, why) VALUES '
+                "('mallory', 'read', %s, '203.0.113.66', 'c-1', 'x')", (now - dt.timedelta(minutes=5),))
+    section = dict(default_config().access_review)
+    section["access_log"] = {"table": "Audit Trail", "id": "entry", "client": "customer", "access_type": "kind",
+                             "accessed_by": "who", "at": "ts", "ip_address": "src", "purpose": "why"}
+    tables = ReviewTables.from_config(section)
+    result = access_review.review(crm, POLICY, tables=tables, end=now)
+    assert result.access_rows_reviewed == 1 and result.flagged[0].source == "Audit Trail"
+    assert '"Audit Trail"' in result.queries["access"] and "crm_data_access_log" not in result.queries["access"]
+    assert access_review.independent_counts(crm, tables, result.window) == (1, 0)
+    crm.execute('DROP TABLE "Audit Trail"')
+    with pytest.raises(PolicyError, match=r"\[access_review.access_log\] lacks purpose"):
+        ReviewTables.from_config({**section, "access_log": {k: v for k, v in section["access_log"].items()
+                                                            if k != "purpose"}})

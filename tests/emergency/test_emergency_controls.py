@@ -1,50 +1,68 @@
-"""Negative controls for `pytest -m emergency`: each breaks what a step checks, through real systems, and shows the
-scenario then FAILS (or flags the row). The untouched emergency run passing is the positive control."""
+"""Negative controls for `pytest -m emergency`: each breaks what a step checks, through real systems, and shows from the
+run's evidence which step then fails and why. The untouched emergency run passing is the positive control."""
 
 from __future__ import annotations
 
-import json
+import importlib
 
+import pytest
+
+from rotation.core.config import default_config
 from rotation.evidence.recorder import Recorder
-from tests.harness import SuiteRunner
+from tests.harness import SuiteRunner, read_evidence
 
-EMERGENCY = ["-m", "emergency"]
+CONFIG = default_config()
+PROVIDER_CREDENTIALS = [c for c in CONFIG.credentials if c.provider != "database"]
+DB_KEY = next(c for c in CONFIG.credentials if c.provider == "database")
+DB_KEY_PROCEDURE_MERGED = hasattr(importlib.import_module("rotation.db_key.procedure"), "DbKeyRotation")
+NEEDS_DB_KEY_PROCEDURE = pytest.mark.skipif(not DB_KEY_PROCEDURE_MERGED,
+                                            reason="rotation.db_key.procedure.DbKeyRotation (the DB-key branch) is "
+                                                   "not merged yet")
+# Until the DB-key procedure is merged, the rehearsal rotates the provider credentials only.
+REHEARSED = CONFIG.types if DB_KEY_PROCEDURE_MERGED else tuple(c.type for c in PROVIDER_CREDENTIALS)
 
 
 def test_emergency_run_passes_untouched(suite: SuiteRunner) -> None:
-    run = suite.run(*EMERGENCY)
+    run = suite.run("-m", "emergency", f"--compromised={','.join(REHEARSED)}")
     assert run.returncode == 0, run.output[-4000:]
     assert run.outcomes and all(o.status == "passed" for o in run.outcomes.values()), run.output[-4000:]
     assert "EMERGENCY ROTATION PLAN" in run.output
     assert "  ok " in run.output, "no progress line per step"
-    for credential in ("twilio_token", "whatsapp_token", "smtp_password", "db_encryption_key"):
+    for credential in REHEARSED:
         assert f"{credential:<18} time-to-revoke" in run.output
     folder = (suite.workdir / "reports" / "latest").resolve()
-    manifest = (folder / "manifest.json").read_text()
-    assert "incident-report.md" in manifest, "the incident report is not under the signed manifest"
+    assert "incident-report.md" in (folder / "manifest.json").read_text(), "the incident report is not signed"
     report = (folder / "incident-report.md").read_text()
-    chain = [json.loads(line) for line in (folder / "evidence.jsonl").read_text().splitlines()]
     assert "## Timeline (UTC, recorded by the run as each step finished)" in report
-    assert "| twilio_token |" in report and "rejected 401/20003" in report
-    assert any("incident report" in line.get("name", "") for line in chain if isinstance(line, dict)) or \
-        "incident report" in (folder / "evidence.jsonl").read_text()
+    for credential in REHEARSED:
+        assert f"| {credential} |" in report
+    recorded = {e["name"] for e in read_evidence(folder) if e["type"] == "evidence"}
+    assert {"time to revoke and restore", "notification delivery", "access review", "incident report"} <= recorded
 
 
-def test_compromised_key_still_opening_a_value_fails_the_rotation(suite: SuiteRunner) -> None:
-    run = suite.run(*EMERGENCY, "-k", "database_encryption_key", sabotage="emergency:db-key-old-key-opens")
-    outcome = run.only()
-    assert outcome.status == "failed", run.output[-3000:]
-    assert "still open with the compromised key" in outcome.message
+def test_compromised_credential_still_valid_after_revocation_fails_the_proof(suite: SuiteRunner) -> None:
+    """One run for every provider credential (the provider keeps each revoked credential valid): each scenario fails
+    at the proof, and only there."""
+    selection = " or ".join(c.type for c in PROVIDER_CREDENTIALS)
+    run = suite.run("-m", f"emergency and ({selection})", sabotage="emergency:revoked-token-still-valid")
+    failed = {s.scenario: s for s in run.steps() if s.status == "failed"}
+    assert sorted(failed) == sorted(f"Compromised {c.label}" for c in PROVIDER_CREDENTIALS), run.output[-3000:]
+    for credential in PROVIDER_CREDENTIALS:
+        step = failed[f"Compromised {credential.label}"]
+        assert step.step == "Then the provider rejects the compromised credential"
+        assert f"{credential.provider}: the compromised credential sha256:" in str(step.error)
+        assert "is still accepted after revocation" in str(step.error)
 
 
 def test_intruder_access_is_flagged_and_fails_the_review(suite: SuiteRunner) -> None:
-    run = suite.run(*EMERGENCY, "-k", "unauthorized or notify or audit_the_incident",
+    run = suite.run("-m", "emergency", "-k", "unauthorized or notify or audit_the_incident",
                     sabotage="emergency:intruder-access")
-    review = next(o for name, o in run.outcomes.items() if "unauthorized" in name)
-    assert review.status == "failed", run.output[-3000:]
-    assert "unauthorized access cannot be ruled out" in review.message
-    assert "accessor 'mallory@intruder.example' is not in the allowlist" in review.message
-    assert "IP 203.0.113.66 is outside the allowed networks" in review.message
+    failed = run.failed_step()
+    assert failed.step == "And no access and no message is flagged for investigation", run.output[-3000:]
+    error = str(failed.error)
+    assert "unauthorized access cannot be ruled out" in error
+    assert "accessor 'mallory@intruder.example' is not in the allowlist" in error
+    assert "IP 203.0.113.66 is outside the allowed networks" in error
     others = [o for name, o in run.outcomes.items() if "unauthorized" not in name]
     assert len(others) == 2 and all(o.status == "passed" for o in others), run.output[-3000:]
     folder = (suite.workdir / "reports" / "latest").resolve()
@@ -54,21 +72,20 @@ def test_intruder_access_is_flagged_and_fails_the_review(suite: SuiteRunner) -> 
     assert "mallory@intruder.example" in (folder / "index.html").read_text(), "the finding is not in the HTML report"
 
 
-def test_compromised_token_still_valid_after_revocation_fails_the_rotation(suite: SuiteRunner) -> None:
-    run = suite.run(*EMERGENCY, "-k", "twilio or whatsapp", sabotage="emergency:revoked-token-still-valid")
-    assert len(run.outcomes) == 2, run.output[-3000:]
-    for outcome in run.outcomes.values():
-        provider = "twilio" if "twilio" in outcome.name else "whatsapp"
-        assert outcome.status == "failed", run.output[-3000:]
-        assert f"{provider}: the compromised credential sha256:" in outcome.message
-        assert "is still accepted after revocation" in outcome.message
+def test_undelivered_notification_fails_the_relay_check(suite: SuiteRunner) -> None:
+    run = suite.run("-m", "emergency", "-k", "notify", sabotage="emergency:notification-not-delivered")
+    failed = run.failed_step()
+    assert failed.step == "Then the relay accepted it for every stakeholder", run.output[-3000:]
+    assert "stakeholder notification NOT delivered" in str(failed.error)
 
 
-def test_undelivered_notification_fails_the_notification_scenario(suite: SuiteRunner) -> None:
-    run = suite.run(*EMERGENCY, "-k", "notify", sabotage="emergency:notification-not-delivered")
-    outcome = run.only()
-    assert outcome.status == "failed", run.output[-3000:]
-    assert "stakeholder notification NOT delivered" in outcome.message
+@NEEDS_DB_KEY_PROCEDURE
+def test_compromised_key_still_opening_a_value_fails_the_proof(suite: SuiteRunner) -> None:
+    run = suite.run("-m", f"emergency and {DB_KEY.type}", sabotage="emergency:db-key-old-key-opens")
+    failed = run.failed_step()
+    assert failed.scenario == "Compromised database encryption key", run.output[-3000:]
+    assert failed.step == "And the compromised key decrypts no value any more"
+    assert failed.error and failed.error.startswith("CheckFailed: ")
 
 
 def test_attachments_are_redacted_and_plain_file_names() -> None:
@@ -77,8 +94,5 @@ def test_attachments_are_redacted_and_plain_file_names() -> None:
     recorder.attach("incident-report.md", "token s3cr3t-value-0123456789 leaked")
     assert "s3cr3t-value" not in recorder.attachments["incident-report.md"]
     for bad in ("../x.md", ".hidden", "a/b.md", ""):
-        try:
+        with pytest.raises(ValueError):
             recorder.attach(bad, "x")
-        except ValueError:
-            continue
-        raise AssertionError(f"{bad!r} was accepted as an attachment name")

@@ -8,35 +8,39 @@ from pathlib import Path
 
 import pytest
 
+from rotation.core.config import Stakeholders, default_config
 from rotation.core.keys import generate_key
 from rotation.core.secret import fingerprint
 from rotation.emergency import notify, post_incident
+from rotation.emergency.access_review import ReviewTables
 from rotation.emergency.incident import IncidentRecord, iso
 from rotation.monitoring import alerts
 from staging.seed_activity import staging_policy
 from staging.smtp_standin import smtp_standin
 
 T0 = dt.datetime(2026, 11, 25, 21, 0, tzinfo=dt.UTC)
-STAKEHOLDERS = notify.Stakeholders(("sec@eventplanning.io",), ("ops@eventplanning.io", "sec@eventplanning.io"),
-                                   ("dpo@eventplanning.io",))
+STAKEHOLDERS = Stakeholders(("sec@eventplanning.io",), ("ops@eventplanning.io", "sec@eventplanning.io"),
+                            ("dpo@eventplanning.io",), "alerts@eventplanning.io")
+TWILIO = default_config().credential("twilio").type
+ACCESS_LOG = ReviewTables.from_config(default_config().access_review).access_log
 
 
 def rotated_record(old: str, new: str) -> IncidentRecord:
     record = IncidentRecord(started_at=T0)
-    record.begin("twilio_token", fingerprint(old)).started_at = T0 + dt.timedelta(seconds=1)
-    record.revoked("twilio_token", fingerprint(new), "promoted: compromised token dead")
-    record.outcomes["twilio_token"].revoked_at = T0 + dt.timedelta(seconds=2.5)
-    record.restored("twilio_token", "app healthy")
-    record.outcomes["twilio_token"].restored_at = T0 + dt.timedelta(seconds=4)
-    record.outcomes["twilio_token"].rejection = "401/20003"
+    record.begin(TWILIO, fingerprint(old)).started_at = T0 + dt.timedelta(seconds=1)
+    record.revoked(TWILIO, fingerprint(new), "promoted: compromised token dead")
+    record.outcomes[TWILIO].revoked_at = T0 + dt.timedelta(seconds=2.5)
+    record.restored(TWILIO, "app healthy")
+    record.outcomes[TWILIO].restored_at = T0 + dt.timedelta(seconds=4)
+    record.outcomes[TWILIO].rejection = "401/20003"
     return record
 
 
 def test_notification_is_delivered_to_every_stakeholder_over_verified_starttls(tmp_path: Path) -> None:
-    old, new, password = generate_key(), generate_key(), generate_key()
+    old, new, password = (generate_key().reveal() for _ in range(3))
     record = rotated_record(old, new)
-    msg = notify.compose(record, STAKEHOLDERS, sender="alerts@eventplanning.io", change_id="CHG-1", operator="ops",
-                         approver="ciso", secrets=[old, new, password])
+    msg = notify.compose(record, STAKEHOLDERS, change_id="CHG-1", operator="ops", approver="ciso",
+                         secrets=[old, new, password])
     with smtp_standin(tmp_path) as relay:
         relay.add_password(password)
         delivery = notify.send(msg, alerts.SmtpSettings("localhost", relay.port, relay.username, password),
@@ -46,29 +50,27 @@ def test_notification_is_delivered_to_every_stakeholder_over_verified_starttls(t
         assert received["tls"] and received["authenticated"]
         body = message_from_bytes(received["data"]).get_payload(decode=True).decode()
     assert len(STAKEHOLDERS.all()) == 3 and delivery.recipients == STAKEHOLDERS.all()
-    assert "twilio_token: revoked 2026-11-25T21:00:02.500+00:00 (time to revoke 1.5 s)" in body
+    assert f"{TWILIO}: revoked 2026-11-25T21:00:02.500+00:00 (time to revoke 1.5 s)" in body
     assert fingerprint(old) in body and old not in body and new not in body and password not in body
     assert "CHG-1" in str(msg["Subject"])
 
 
 def test_notification_refuses_a_body_with_a_secret_and_missing_groups() -> None:
-    old, new = generate_key(), generate_key()
+    old, new = generate_key().reveal(), generate_key().reveal()
     record = rotated_record(old, new)
     policy_record = IncidentRecord(started_at=T0)
     with pytest.raises(notify.NotificationError, match="compliance officer"):
-        notify.compose(policy_record, notify.Stakeholders(("a@b.io",), ("c@b.io",), ()), sender="x@b.io",
-                       change_id=None, operator="o", approver=None)
-    record.outcomes["twilio_token"].old_fp = old  # a bug that would put the credential itself in the body
+        notify.compose(policy_record, Stakeholders(("a@b.io",), ("c@b.io",), (), "x@b.io"), change_id=None,
+                       operator="o", approver=None)
+    record.outcomes[TWILIO].old_fp = old  # a bug that would put the credential itself in the body
     with pytest.raises(notify.NotificationError, match="would contain a credential") as caught:
-        notify.compose(record, STAKEHOLDERS, sender="x@b.io", change_id=None, operator="o", approver=None,
-                       secrets=[old])
+        notify.compose(record, STAKEHOLDERS, change_id=None, operator="o", approver=None, secrets=[old])
     assert old not in str(caught.value)
 
 
 def test_undeliverable_notification_raises_a_clear_error(tmp_path: Path) -> None:
-    password = generate_key()
-    msg = notify.compose(IncidentRecord(started_at=T0), STAKEHOLDERS, sender="x@b.io", change_id=None, operator="o",
-                         approver=None)
+    password = generate_key().reveal()
+    msg = notify.compose(IncidentRecord(started_at=T0), STAKEHOLDERS, change_id=None, operator="o", approver=None)
     with smtp_standin(tmp_path) as relay:
         relay.add_password(password)
         with pytest.raises(notify.NotificationError, match="NOT delivered: SMTP login as .* refused: 535") as e:
@@ -78,8 +80,10 @@ def test_undeliverable_notification_raises_a_clear_error(tmp_path: Path) -> None
 
 
 def test_incident_document_has_the_runs_timeline_times_and_narrative(tmp_path: Path) -> None:
-    record = rotated_record(generate_key(), generate_key())
-    audit = post_incident.AuditResult(T0 - dt.timedelta(hours=1), T0, [
+    record = rotated_record(generate_key().reveal(), generate_key().reveal())
+    columns = (ACCESS_LOG.client, ACCESS_LOG.access_type, ACCESS_LOG.accessed_by, ACCESS_LOG.at,
+               ACCESS_LOG.ip_address, ACCESS_LOG.purpose)
+    audit = post_incident.AuditResult(T0 - dt.timedelta(hours=1), T0, columns, "SELECT ...", [
         ("client-1", "read", "mallory", T0 - dt.timedelta(minutes=5), "203.0.113.66", "x|y")])
     narrative = post_incident.Narrative("Token pasted into a public gist", ("Secret scanning on every repo",))
     context = post_incident.IncidentContext(audit.start, audit.end, "ops", "ciso", "CHG-1", "staging")
@@ -88,7 +92,7 @@ def test_incident_document_has_the_runs_timeline_times_and_narrative(tmp_path: P
     assert path.name == "incident-report.md"
     for event in record.timeline():
         assert f"| {iso(event.at)} | {event.what} |" in text
-    assert "| twilio_token | 2026-11-25T21:00:01.000+00:00 | 2026-11-25T21:00:02.500+00:00 | 1.5 s |" in text
+    assert f"| {TWILIO} | 2026-11-25T21:00:01.000+00:00 | 2026-11-25T21:00:02.500+00:00 | 1.5 s |" in text
     assert "| 2026-11-25T21:00:04.000+00:00 | 1.5 s |" in text
     assert "Token pasted into a public gist" in text and "- Secret scanning on every repo" in text
     assert "| client-1 | read | mallory |" in text and "x\\|y" in text
@@ -102,5 +106,16 @@ def test_narrative_from_file_and_options(tmp_path: Path) -> None:
     assert both.root_cause == "phishing" and both.preventive_measures == ("FIDO2 for admins",)
     assert post_incident.Narrative().missing() == ["root cause", "preventive measures"]
     with pytest.raises(post_incident.IncidentInputError):
-        post_incident.audit(None, T0, T0 - dt.timedelta(seconds=1))  # type: ignore[arg-type]
+        post_incident.audit(None, ACCESS_LOG, T0, T0 - dt.timedelta(seconds=1))  # type: ignore[arg-type]
     assert staging_policy().window == dt.timedelta(hours=24)
+
+
+def test_a_resumed_rotation_keeps_the_interrupted_runs_start_and_revocation() -> None:
+    record = IncidentRecord(started_at=T0 + dt.timedelta(minutes=5))  # the rerun started five minutes later
+    outcome = record.resume(TWILIO, "sha256:old", started_at=T0, rotation_id="r-1",
+                            revoked_at=T0 + dt.timedelta(seconds=2))
+    record.revoked(TWILIO, "sha256:new", "provider rejects the compromised credential")
+    assert record.started_at == T0 and outcome.resumed and outcome.rotation_id == "r-1"
+    assert outcome.outage_from == T0 + dt.timedelta(seconds=2)
+    assert [e.at for e in record.timeline()][:2] == [T0, T0 + dt.timedelta(seconds=2)]
+    assert outcome.time_to_revoke is not None and outcome.time_to_revoke > dt.timedelta(minutes=5)
