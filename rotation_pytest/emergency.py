@@ -25,6 +25,7 @@ from rotation.core import envfile
 from rotation.core.config import Config, Credential, Stakeholders
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
+from rotation.db_key.procedure import DbKeyRotation
 from rotation.emergency import plan
 from rotation.emergency.access_review import (
     DEFAULT_WINDOW,
@@ -37,12 +38,11 @@ from rotation.emergency.incident import IncidentRecord, hms
 from rotation.emergency.notify import MailboxCheck, StakeholderNotification, env_secrets, split_addresses, unfolded
 from rotation.emergency.post_incident import IncidentOptions, Narrative, PostIncident, load_narrative
 from rotation.emergency.procedure import REASON, DbKeyEmergency, DbKeyProcedure, EmergencyProcedure, ProviderEmergency
-from rotation.providers.base import RetryPolicy
 from rotation.providers.factory import provider_for
 from rotation.providers.smtp import OperatorConsole
 from rotation_pytest.fixtures import config_of, live_deployment, target_of
 from staging.postgres import StagingServer
-from staging.provider_standins import ProviderStandIns, provider_standins
+from staging.provider_standins import STAGING_POLICY, ProviderStandIns, provider_standins
 from staging.seed_activity import seed_activity, staging_policy
 from staging.world import staging_config, staging_world
 
@@ -50,7 +50,6 @@ INCIDENT = pytest.StashKey[IncidentRecord]()
 INCIDENT_WINDOW_TAG = "incident_window"
 
 # Staging: provider calls to the loopback stand-ins retry in milliseconds, not seconds.
-STAND_IN_RETRIES = RetryPolicy(attempts=4, first_delay_s=0.05, max_delay_s=0.2, timeout_s=2.0)
 STAGING_NARRATIVE = Narrative(
     root_cause="Staging rehearsal: every credential is treated as compromised (simulated incident).",
     preventive_measures=("Rehearse `pytest -m emergency` in staging every month",
@@ -219,21 +218,17 @@ def stakeholders(pytestconfig: pytest.Config) -> Stakeholders:
 def provider_emergency(deployment: Deployment, credential: Credential, incident: IncidentRecord,
                        standins: ProviderStandIns | None) -> ProviderEmergency:
     env = envfile.read_env(deployment.env_file)
-    provider = (provider_for(credential.provider, env, smtp_console=OperatorConsole()) if standins is None else
-                provider_for(credential.provider, env, policy=STAND_IN_RETRIES, smtp_console=standins.smtp_console))
+    provider = (provider_for(credential.provider, env, smtp_console=OperatorConsole(), credential=credential)
+                if standins is None else
+                provider_for(credential.provider, env, policy=STAGING_POLICY, smtp_console=standins.smtp_console,
+                             credential=credential))
     return ProviderEmergency(deployment, credential, provider, incident)
 
 
 def db_key_rotation(deployment: Deployment, config: pytest.Config) -> DbKeyProcedure:
     """The DB-key procedure (runbook section 1) with reason "emergency"."""
-    try:
-        from rotation.db_key.procedure import DbKeyRotation  # type: ignore[attr-defined,unused-ignore]
-    except ImportError as exc:
-        raise RuntimeError("the DB-key procedure rotation.db_key.procedure.DbKeyRotation is not in this checkout "
-                           f"({exc}): the emergency rotation of the database encryption key needs it") from None
-    rotation: DbKeyProcedure = DbKeyRotation(deployment, reason=REASON, workers=config.getoption("workers"),
-                                             abandon_pending=config.getoption("abandon_pending"))
-    return rotation
+    return DbKeyRotation(deployment, reason=REASON, workers=config.getoption("workers"),
+                         abandon_pending=config.getoption("abandon_pending"))
 
 
 @pytest.fixture

@@ -86,17 +86,25 @@ def standins(request: pytest.FixtureRequest, target: Target, rotation_config: Co
 
 
 @pytest.fixture
-def deployment(pytestconfig: pytest.Config, target: Target, rotation_config: Config, operator: str,
-               pg_server: StagingServer | None, standins: ProviderStandIns | None,
-               tmp_path: Path) -> Iterator[Deployment]:
-    """Staging: a fresh CRM database, .env and running app stand-in for this scenario. Live: the configured systems."""
+def deployment(request: pytest.FixtureRequest, target: Target) -> Iterator[Deployment]:
+    """What the scenario acts on. Live: the configured systems. An emergency scenario: the one incident's
+    deployment, shared by the whole emergency procedure. Otherwise, staging: a fresh CRM database, .env and running
+    app stand-in for this scenario."""
     if target == "live":
-        yield live_deployment(pytestconfig)
-        return
-    assert pg_server is not None
-    with staging_world(pg_server.admin_dsn, tmp_path / "app", rotation_config, rows=pytestconfig.getoption("rows"),
-                       operator=operator, server_log=pg_server.server_log,
-                       extra_env=standins.env() if standins else None) as staged:
+        yield live_deployment(request.config)
+    elif request.node.get_closest_marker("emergency"):
+        yield request.getfixturevalue("incident_deployment")
+    else:
+        yield from scenario_world(request)
+
+
+def scenario_world(request: pytest.FixtureRequest) -> Iterator[Deployment]:
+    pg_server: StagingServer = request.getfixturevalue("pg_server")
+    standins: ProviderStandIns | None = request.getfixturevalue("standins")
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    with staging_world(pg_server.admin_dsn, tmp_path / "app", config_of(request.config),
+                       rows=request.config.getoption("rows"), operator=operator_of(request.config),
+                       server_log=pg_server.server_log, extra_env=standins.env() if standins else None) as staged:
         yield staged
 
 
@@ -119,12 +127,6 @@ def live_deployment(config: pytest.Config) -> Deployment:
 
 
 @pytest.fixture
-def world(deployment: Deployment) -> Deployment:
-    """TRANSITION (issue 9): the old name of `deployment`; removed when every steps module is rewritten."""
-    return deployment
-
-
-@pytest.fixture
 def scenario_credential(request: pytest.FixtureRequest, rotation_config: Config) -> Credential | None:
-    """The credential a scenario rotates, from its credential tag (@db_encryption_key, @twilio_token, ...)."""
+    """The credential a scenario rotates, from its credential tag (the registry's type, e.g. @twilio_token)."""
     return next((c for c in rotation_config.credentials if request.node.get_closest_marker(c.type)), None)

@@ -11,7 +11,6 @@ import pytest
 
 from rotation.core.deployment import Deployment, Target
 from rotation.hygiene.checks import RUNBOOK_OWNER, AppFiles
-from rotation.hygiene.server_log import KeyRotation
 from rotation.monitoring.status import utc_now
 from staging import rotation_history as history
 from staging.app_repo import staging_app_files
@@ -60,11 +59,3 @@ def server_log(pytestconfig: pytest.Config, deployment: Deployment) -> Path:
     return Path(log)
 
 
-@pytest.fixture
-def db_key_rotation(deployment: Deployment) -> KeyRotation:
-    """The database key procedure (runbook section 1) on this deployment."""
-    # TRANSITION (issue 9): imported here until rotation.db_key.procedure.DbKeyRotation lands from the DB-key branch;
-    # then a module import (the rest of this plugin must load before that).
-    from rotation.db_key.procedure import DbKeyRotation  # type: ignore[attr-defined]
-
-    return DbKeyRotation(deployment, reason="Best Practices: no key in the PostgreSQL server log")  # type: ignore[no-any-return]

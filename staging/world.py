@@ -78,6 +78,3 @@ def staging_world(admin_dsn: str, workdir: Path, config: Config, *, rows: int, o
         finally:
             with contextlib.suppress(Exception):
                 run(app.stop)
-
-
-World = Deployment  # TRANSITION (issue 9): steps still say World; removed when every steps module is rewritten

@@ -16,16 +16,16 @@ from psycopg import sql
 
 from rotation.core import app_control, envfile
 from rotation.core.database import connect
+from rotation.core.deployment import Deployment
 from rotation.core.keys import generate_key
-from staging.world import World
 from tests.provider_sabotage import provider_sabotages
 from tests.sabotage_practices import SABOTAGES as PRACTICES_SABOTAGES
 
 Sabotage = tuple[str, Callable[[pytest.FixtureRequest], None]]
 
 
-def _world(request: pytest.FixtureRequest) -> World:
-    return request.getfixturevalue("world")
+def _world(request: pytest.FixtureRequest) -> Deployment:
+    return request.getfixturevalue("deployment")
 
 
 def _keys(request: pytest.FixtureRequest) -> dict[str, str]:

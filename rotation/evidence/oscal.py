@@ -32,7 +32,7 @@ def _scenario_observation(s: ScenarioRecord, fallback: datetime) -> dict[str, ob
 
 
 def _item_observations(s: ScenarioRecord, seq_of: dict[int, int]) -> list[dict[str, object]]:
-    out = []
+    out: list[dict[str, object]] = []
     for step_text, items in [(None, s.items), *((f"{st.keyword} {st.text}", st.items) for st in s.steps)]:
         for item in items:
             where = f" in step '{step_text}'" if step_text else ""

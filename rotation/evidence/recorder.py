@@ -145,7 +145,8 @@ class Recorder:
         """Attach an item to the running step (or scenario, or run). Registered secrets in the value or source are
         replaced by their fingerprint first: the evidence must never hold a secret, even when a step slips."""
         value_json, value_redacted = self._redact(to_jsonable(value))
-        source_text, source_redacted = self._redact(source) if source is not None else (None, False)
+        source_text = self.redact_text(source) if source is not None else None
+        source_redacted = source_text != source
         item = EvidenceItem(name=name, value=value_json, source=source_text, collected=utc_now(),
                             step=self._step.text if self._step else None,
                             redacted=value_redacted or source_redacted)
@@ -169,7 +170,7 @@ class Recorder:
             # The count usually comes from the item the step just recorded: name it rather than show no source.
             last = self._step.items[-1]
             source = f"as for '{last.name}': {last.source}" if last.source else None
-        source_text = self._redact(source)[0] if source is not None else None
+        source_text = self.redact_text(source) if source is not None else None
         pop = Population(label=label, verified=int(verified), total=int(total), source=source_text,
                          collected=utc_now(), scenario=self._scenario.nodeid if self._scenario else None)
         self.populations.append(pop)
@@ -262,7 +263,8 @@ class Recorder:
 
         def items(bucket: list[EvidenceItem]) -> None:
             for item in bucket:
-                item.value, item.source = walk(item.value), walk(item.source)
+                item.value = walk(item.value)
+                item.source = fn(item.source) if item.source is not None else None
 
         items(self.run_items)
         for scenario in self.scenarios:
