@@ -167,7 +167,7 @@ def unreadable_value_fixed_behind_the_scenes(request: pytest.FixtureRequest) -> 
 
 def reload_lost(request: pytest.FixtureRequest) -> None:
     """The reload reached an app instance that still reads a stale copy of .env (the newest backup)."""
-    world = request.getfixturevalue("world")
+    world = request.getfixturevalue("deployment")
     app_control.run(world.app.stop)
     stale = world.env_file.with_name(".env.stale")
     shutil.copyfile(envfile.backups(world.env_file)[0], stale)
