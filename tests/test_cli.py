@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+from rotation.cli import COMMANDS
 from tests.harness import PROJECT
 
 
@@ -16,9 +18,20 @@ def rotation(*args: str) -> subprocess.CompletedProcess[str]:
 def test_every_subcommand_has_help() -> None:
     listed = rotation("--help")
     assert listed.returncode == 0
-    for command in ("rehearse", "db-key", "status", "verify-evidence", "provider"):
+    for command in COMMANDS:
         assert command in listed.stdout
         assert rotation(command, "--help").returncode == 0
+
+
+def test_config_shows_the_commented_default_and_checks_a_file(tmp_path: Path) -> None:
+    shown = rotation("config", "--show-default")
+    assert shown.returncode == 0 and shown.stdout.startswith("# rotation.toml")
+    copy = tmp_path / "rotation.toml"
+    copy.write_text(shown.stdout)
+    assert rotation("config", f"--config={copy}").returncode == 0
+    copy.write_text(shown.stdout.replace("interval_days = 90", "interval_days = 90\nintervall_days = 30", 1))
+    refused = rotation("config", f"--config={copy}")
+    assert refused.returncode == 2 and "unknown key credentials.db_encryption_key.intervall_days" in refused.stderr
 
 
 def test_rehearse_passes_pytest_options_through_from_any_directory() -> None:

@@ -1,4 +1,4 @@
-"""The `rotation` console script. Each subcommand lives in rotation/commands/<name>.py and exposes
+"""The `rotation` console script. Each subcommand lives in rotation/cli/<name>.py and exposes
 `register(subparsers)`, which adds its parser and sets `func(args) -> int` (the exit code)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ COMMANDS = (
     "verify-evidence",
     "provider",
     "emergency",
+    "config",
 )
 
 
