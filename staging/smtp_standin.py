@@ -271,17 +271,18 @@ class _FaultySMTP(SMTP):
         self._greeted = False
         self._in_ehlo = False
 
-    async def push(self, status: str) -> None:
+    async def push(self, status: str | bytes) -> None:
         if not self._greeted:
             self._greeted = True
-            if status.startswith("220 ") and self._standin.faults.take_refusal():
+            if isinstance(status, str) and status.startswith("220 ") and self._standin.faults.take_refusal():
                 await super().push(TEMPORARY_FAILURE)
                 if self.transport is not None:
                     self.transport.close()
                 return
             await super().push(status)
             return
-        await super().push(status if self._in_ehlo else with_enhanced_code(status))
+        plain = self._in_ehlo or not isinstance(status, str)  # bytes: an AUTH challenge (334 ...)
+        await super().push(status if plain else with_enhanced_code(status))
 
     async def smtp_EHLO(self, hostname: str) -> None:  # noqa: N802  (aiosmtpd's naming)
         self._in_ehlo = True  # RFC 2034: EHLO's reply keeps its plain form
