@@ -108,7 +108,8 @@ class GraphStandIn:
         with self.lock:
             self.requests.append((request.method, request.path, reply.status))
             self.exchanges.append(Exchange(request.method, request.path, dict(request.query), dict(request.form),
-                                           request.headers.get("content-type", ""), reply.status, reply.body))
+                                           request.headers.get("content-type", ""), reply.status, reply.body,
+                                           request.json))
         return reply
 
     def _route(self, request: Request) -> Reply:

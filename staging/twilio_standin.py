@@ -105,6 +105,7 @@ class Exchange:
     content_type: str
     status: int
     body: dict[str, object] | None
+    json: dict[str, object] | None = None
 
 
 def _error(status: int, code: int, message: str) -> Reply:
