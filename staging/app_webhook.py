@@ -26,9 +26,9 @@ LOG = ("INSERT INTO crm_delivery_logs (communication_id, channel, attempt_number
        "status_code, success, error_details) VALUES (%(communication)s, 'whatsapp', 1, 'whatsapp', %(response)s, 200, "
        "%(success)s, %(error)s)")
 FIND = "SELECT communication_id FROM crm_communications WHERE strpos(coalesce(metadata::text, ''), %(id)s) > 0"
-UPDATE = ("UPDATE crm_communications SET status = %(status)s, error_message = %(error)s, "
-          "delivered_at = CASE WHEN %(status)s = 'delivered' THEN now() ELSE delivered_at END, "
-          "failed_at = CASE WHEN %(status)s = 'failed' THEN now() ELSE failed_at END, updated_at = now() "
+UPDATE = ("UPDATE crm_communications SET status = %(status)s::varchar, error_message = %(error)s, "
+          "delivered_at = CASE WHEN %(status)s::varchar = 'delivered' THEN now() ELSE delivered_at END, "
+          "failed_at = CASE WHEN %(status)s::varchar = 'failed' THEN now() ELSE failed_at END, updated_at = now() "
           "WHERE communication_id = %(communication)s")
 
 
