@@ -101,7 +101,7 @@ def test_without_npm_the_contract_source_fails_with_a_clear_message(tmp_path: Pa
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROTATION_CONTRACT_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("PATH", str(tmp_path))  # no npm on it
-    with pytest.raises(ContractSourceUnavailable, match="npm is not installed: .* npm pack @twilio/cli-core@9.0.0"):
+    with pytest.raises(ContractSourceUnavailable, match=r"npm is not installed: .*npm pack @twilio/cli-core@9\.0\.0"):
         twilio_spec("accounts_v1")
 
 
