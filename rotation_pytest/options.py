@@ -33,6 +33,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "'emergency' for the emergency procedure)")
     group.addoption("--abandon-pending", action="store_true", default=False,
                     help="start over a PENDING rotation whose new credential never reached .env or the data")
+    group.addoption("--replace-secondary", action="store_true", default=False,
+                    help="Twilio: when Twilio already holds a secondary auth token that this rotation did not create, "
+                         "delete it and create a new one (without this the rotation stops, changing nothing)")
+    group.addoption("--delivery-wait", type=float, default=None, metavar="SECONDS",
+                    help="how long the check of a test message waits for its final word: Twilio's final status, the "
+                         "app's delivery record (default 120; staging 5)")
+    group.addoption("--prove-delivery-from-app", action="store_true", default=False,
+                    help="prove WhatsApp delivery from the app's own records (crm_delivery_logs / crm_communications "
+                         "for the message id) within --delivery-wait; without it the check reads 'accepted by Meta'. "
+                         "Staging always does")
     group.addoption("--workers", type=int, default=None,
                     help="parallel re-encryption workers (default: the number of CPUs)")
     group.addoption("--rows", type=int, default=2000,

@@ -1,22 +1,32 @@
 """How a scenario's provider adapters are built: on staging, with the stand-ins' console for new SMTP passwords,
-their handset and mailbox as delivery witnesses and a retry policy at stand-in speed; on live, with the operator's
-console and the live retry policy, and no witness (delivery is claimed only where the provider proves it)."""
+their mailbox as a delivery witness, Meta's webhook wired to the app stand-in (whose records then prove WhatsApp
+delivery) and a retry policy and delivery wait at stand-in speed; on live, with the operator's console, the live
+retry policy and delivery wait, and the app's records as proof only where the operator asks for it
+(--prove-delivery-from-app): otherwise the WhatsApp and SMTP checks read "accepted", never "delivered"."""
 
 from __future__ import annotations
 
 import pytest
 
+from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
+from rotation.providers.base import DeliveryWait
 from rotation.providers.factory import ProviderOptions
-from staging.provider_standins import STAGING_POLICY, ProviderStandIns
+from staging.provider_standins import STAGING_DELIVERY_WAIT, STAGING_POLICY, ProviderStandIns
 
 
 @pytest.fixture
-def provider_options(pytestconfig: pytest.Config, standins: ProviderStandIns | None,
+def provider_options(pytestconfig: pytest.Config, standins: ProviderStandIns | None, deployment: Deployment,
                      evidence: Evidence) -> ProviderOptions:
     reason, abandon = pytestconfig.getoption("reason"), bool(pytestconfig.getoption("abandon_pending"))
+    replace, wait = bool(pytestconfig.getoption("replace_secondary")), pytestconfig.getoption("delivery_wait")
     if standins is None:
-        return ProviderOptions(reason=reason, abandon_pending=abandon)
+        return ProviderOptions(reason=reason, abandon_pending=abandon, replace_secondary=replace,
+                               delivery_wait=DeliveryWait(wait) if wait else DeliveryWait(),
+                               prove_from_app=bool(pytestconfig.getoption("prove_delivery_from_app")))
     for value in standins.secrets():  # every credential the stand-ins know is looked for by the leak scan
         evidence.register_secret(value)
-    return ProviderOptions(STAGING_POLICY, standins.smtp_console, standins.witnesses(), reason, abandon)
+    standins.connect_webhook(deployment)
+    staging_wait = DeliveryWait(wait, STAGING_DELIVERY_WAIT.interval_s) if wait else STAGING_DELIVERY_WAIT
+    return ProviderOptions(STAGING_POLICY, standins.smtp_console, standins.witnesses(), reason, abandon, replace,
+                           staging_wait, prove_from_app=True)

@@ -138,6 +138,14 @@ def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def do_POST(self) -> None:  # noqa: N802  (the WhatsApp webhook: staging/app_webhook.py)
+            from staging.app_webhook import handle
+
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with app.lock:
+                env = dict(app.env)
+            self._send(*handle(self.path, body, self.headers.get("X-Hub-Signature-256", ""), env))
+
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass  # quiet: request lines would only clutter the stand-in's log
 

@@ -8,10 +8,16 @@
 
 A revoked or unknown token gets HTTP 401 {"error": {"type": "OAuthException", "code": 190, ...}}. Parameters are read
 from the query string or the form body, as Graph does. `appsecret_proof` is checked: HMAC-SHA256 of the calling
-token keyed by the app secret.
+token keyed by the app secret. The send's answer carries `message_status` (`accepted`), as Graph v17+ does.
+
+What became of a message reaches only the app's webhook, as with Meta: when `webhook_url` is set, the stand-in posts
+the statuses of `outcome` (default: sent, then delivered; or failed with Meta's error 131026) to it, each after its
+delay, as Meta's `whatsapp_business_account` change notification signed with X-Hub-Signature-256 (HMAC-SHA256 of the
+body keyed by the app secret).
 
 Admin (Python): `GraphStandIn.tokens`, `.revoked`, `.messages`, `.faults`, `.keep_revoked_tokens_valid` (a negative
-control: revocation no longer kills a token), `.mint()` (a token as Business Manager would show it once).
+control: revocation no longer kills a token), `.mint()` (a token as Business Manager would show it once),
+`.webhook_url`, `.outcome` (`DELIVERED`, `UNDELIVERABLE`), `.message_status`, `.exchanges` (for the contract tests).
 """
 
 from __future__ import annotations
@@ -19,14 +25,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import requests
+
 from staging.http_standin import Faults, Reply, Request, serve
+from staging.twilio_standin import Exchange
 
 DEFAULT_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
+# (seconds after the send, status, Meta's error or None) as the webhook reports them
+Outcome = tuple[tuple[float, str, dict[str, object] | None], ...]
+DELIVERED: Outcome = ((0.02, "sent", None), (0.04, "delivered", None))
+UNDELIVERABLE: Outcome = ((0.02, "sent", None), (0.04, "failed", {"code": 131026, "title": "Message undeliverable"}))
 
 
 def new_token() -> str:
@@ -59,8 +74,14 @@ class GraphStandIn:
     revoked: set[str] = field(default_factory=set, repr=False)
     keep_revoked_tokens_valid: bool = False
     drop_messages: bool = False  # a negative control: accepted (200 with a wamid) but never delivered
+    message_status: str = "accepted"  # what the send's answer says (Meta may say held_for_quality_assessment)
+    webhook_url: str = ""  # the app's webhook, as configured in Meta's app dashboard
+    outcome: Outcome = DELIVERED
+    waba_id: str = field(default_factory=lambda: str(secrets.randbelow(9 * 10**14) + 10**14))
     messages: list[dict[str, object]] = field(default_factory=list)
     requests: list[tuple[str, str, int]] = field(default_factory=list)
+    exchanges: list[Exchange] = field(default_factory=list, repr=False)
+    webhook_answers: list[int] = field(default_factory=list)
     faults: Faults = field(default_factory=Faults)
     base_url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -86,6 +107,9 @@ class GraphStandIn:
         reply = self._route(request)
         with self.lock:
             self.requests.append((request.method, request.path, reply.status))
+            self.exchanges.append(Exchange(request.method, request.path, dict(request.query), dict(request.form),
+                                           request.headers.get("content-type", ""), reply.status, reply.body,
+                                           request.json))
         return reply
 
     def _route(self, request: Request) -> Reply:
@@ -175,8 +199,41 @@ class GraphStandIn:
         with self.lock:
             if not self.drop_messages:
                 self.messages.append(message)
-        return Reply(200, {"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
-                           "messages": [{"id": message["id"]}]})
+                self._notify_later(str(message["id"]), str(body["to"]))
+        wa_id = str(body["to"]).lstrip("+")
+        return Reply(200, {"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": wa_id}],
+                           "messages": [{"id": message["id"], "message_status": self.message_status}]})
+
+    # --- the app's webhook -------------------------------------------------------------------------------------
+    def _notify_later(self, wamid: str, to: str) -> None:
+        if self.webhook_url:
+            threading.Thread(target=self._notify, args=(wamid, to, self.webhook_url, self.outcome),
+                             name="graph-webhook", daemon=True).start()
+
+    def _notify(self, wamid: str, to: str, url: str, outcome: Outcome) -> None:
+        started = time.monotonic()
+        for after, status, error in outcome:
+            time.sleep(max(0.0, after - (time.monotonic() - started)))
+            self._post_status(url, wamid, to, status, error)
+
+    def _post_status(self, url: str, wamid: str, to: str, status: str, error: dict[str, object] | None) -> None:
+        entry: dict[str, object] = {"id": wamid, "status": status, "timestamp": str(int(time.time())),
+                                    "recipient_id": to.lstrip("+")}
+        if error is not None:
+            entry["errors"] = [error]
+        change = {"value": {"messaging_product": "whatsapp", "metadata": {
+            "display_phone_number": self.display_phone_number, "phone_number_id": self.phone_number_id},
+            "statuses": [entry]}, "field": "messages"}
+        body = json.dumps({"object": "whatsapp_business_account",
+                           "entry": [{"id": self.waba_id, "changes": [change]}]}).encode()
+        signature = "sha256=" + hmac.new(self.app_secret.encode(), body, hashlib.sha256).hexdigest()
+        try:
+            answer = requests.post(url, data=body, timeout=5, headers={"Content-Type": "application/json",
+                                                                       "X-Hub-Signature-256": signature}).status_code
+        except requests.RequestException:
+            answer = 0  # Meta retries a webhook that fails; the stand-in records it and moves on
+        with self.lock:
+            self.webhook_answers.append(answer)
 
 
 def _unavailable(status: int) -> Reply:

@@ -1,9 +1,10 @@
 """The three provider stand-ins together, as a staging world uses them: started on free loopback ports, each with
 a first credential issued, and the .env settings that point the app (and the rotation) at them.
 
-Staging-only pieces of the provider rotations live here too: the fast retry policy, the stand-ins' handset and
-mailbox as delivery witnesses, and the trouble the "API calls fail" scenario needs (a token rotated behind the app's
-back)."""
+Staging-only pieces of the provider rotations live here too: the fast retry policy and delivery wait, the SMTP
+stand-in's mailbox as a delivery witness, the wiring of Meta's webhook to the app stand-in (so that the app's own
+records prove WhatsApp delivery, as they can live), and the trouble the "API calls fail" scenario needs (a token
+rotated behind the app's back)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from rotation.core import envfile
 from rotation.core.deployment import Deployment
 from rotation.core.keys import generate_key
 from rotation.core.proof import Evidence
-from rotation.providers.base import Delivery, DeliveryWitness, Provider, RetryPolicy
+from rotation.providers.base import Delivery, DeliveryReport, DeliveryWait, DeliveryWitness, Provider, RetryPolicy
+from staging.app_webhook import PATH as WEBHOOK_PATH
 from staging.graph_standin import GraphStandIn, graph_standin
 from staging.smtp_standin import SmtpStandIn, StandInConsole, smtp_standin
 from staging.twilio_standin import TwilioStandIn, twilio_standin
@@ -31,39 +33,27 @@ FAST = RetryPolicy(attempts=4, first_delay_s=0.01, max_delay_s=0.05, timeout_s=0
 """For the adapter tests: the same shape, in milliseconds."""
 
 
-@dataclass(frozen=True)
-class Handset:
-    """The Twilio stand-in's record of SMS the carrier delivered."""
-
-    twilio: TwilioStandIn
-    source: str = "the Twilio stand-in's carrier record for the admin number (staging)"
-
-    def received(self, delivery: Delivery) -> bool:
-        return any(m["sid"] == delivery.message_id for m in self.twilio.delivered_to(delivery.recipient))
-
-
-@dataclass(frozen=True)
-class WhatsAppHandset:
-    """The Graph stand-in's record of WhatsApp messages that reached the admin's phone."""
-
-    graph: GraphStandIn
-    source: str = "the Graph stand-in's record of messages that reached the admin number (staging)"
-
-    def received(self, delivery: Delivery) -> bool:
-        return any(m["id"] == delivery.message_id for m in self.graph.delivered_to(delivery.recipient))
+STAGING_DELIVERY_WAIT = DeliveryWait(timeout_s=5.0, interval_s=0.05)
+"""The live wait's shape at stand-in speed: the stand-ins' messages reach a final status within a tenth of a second."""
 
 
 @dataclass(frozen=True)
 class Mailbox:
-    """The SMTP stand-in's mailbox."""
+    """The SMTP stand-in's mailbox: staging can see the test e-mail arrive, which no live relay shows."""
 
     smtp: SmtpStandIn
-    source: str = "the SMTP stand-in's mailbox for the admin address (staging)"
+    source: str = "the SMTP stand-in's mailbox for the admin address (staging only)"
 
-    def received(self, delivery: Delivery) -> bool:
+    def report(self, delivery: Delivery) -> DeliveryReport:
         wanted = delivery.message_id.encode()
-        return any(isinstance(data := m.get("data"), bytes) and wanted in data
-                   for m in self.smtp.delivered_to(delivery.recipient))
+        arrived = any(isinstance(data := m.get("data"), bytes) and wanted in data
+                      for m in self.smtp.delivered_to(delivery.recipient))
+        where = f"the stand-in's mailbox for {delivery.recipient}"
+        if arrived:
+            return DeliveryReport("delivered", "in the mailbox", None, f"{where} holds {delivery.message_id}",
+                                  self.source, accepted_by="the relay (250)")
+        return DeliveryReport("failed", "not in the mailbox", None, f"{where} has nothing for {delivery.message_id}",
+                              self.source, accepted_by="the relay (250)")
 
 
 @dataclass(frozen=True)
@@ -79,8 +69,14 @@ class ProviderStandIns:
         return StandInConsole(self.smtp.console_url)
 
     def witnesses(self) -> Mapping[str, DeliveryWitness]:
-        """Who sees a test message arrive, by provider name."""
-        return {"twilio": Handset(self.twilio), "whatsapp": WhatsAppHandset(self.graph), "smtp": Mailbox(self.smtp)}
+        """Who besides the provider's API sees a test message arrive, by provider name (staging only: Twilio's
+        status and the app's WhatsApp records prove delivery the same way live)."""
+        return {"smtp": Mailbox(self.smtp)}
+
+    def connect_webhook(self, deployment: Deployment) -> None:
+        """Meta's webhook to the app stand-in's, as the app's dashboard configures it live."""
+        base = deployment.app.health_url.rsplit("/", 1)[0]
+        self.graph.webhook_url = base + WEBHOOK_PATH
 
     def env(self) -> dict[str, str]:
         """The app's provider settings, as the runbook's .env names them, plus the staging endpoints."""

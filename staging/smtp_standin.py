@@ -1,11 +1,23 @@
 """An SMTP submission stand-in: aiosmtpd on loopback requiring STARTTLS and AUTH, with a runtime-changeable password.
 
 At start-up it makes a self-signed EC P-256 certificate with `cryptography` (CN=localhost, SAN DNS:localhost and
-IP:127.0.0.1) and writes it as the CA file a verifying client trusts. Replies are the real ones: 530 before
-STARTTLS, 538 for AUTH without TLS, 535 5.7.8 for wrong credentials.
+IP:127.0.0.1) and writes it as the CA file a verifying client trusts. The replies it really sends:
+
+    220 greeting; EHLO advertises STARTTLS (before TLS), AUTH LOGIN PLAIN (after TLS) and ENHANCEDSTATUSCODES
+    530 5.7.0  MAIL, RCPT, DATA or AUTH before STARTTLS (aiosmtpd's require_starttls answers AUTH so too, never 538)
+    503 5.5.1  a second STARTTLS inside TLS (RFC 3207: the session goes on)
+    504 5.5.4  AUTH with a mechanism it does not offer (any word: `AUTH attempts` included)
+    535 5.7.8  wrong credentials; 235 2.7.0 accepted
+    250 2.0.0  message queued; 554 5.7.1 when told to refuse messages (`refuse_messages`)
+    421 4.3.2  at greeting, when told to (`faults.refuse_next`)
+
+Every 2xx, 4xx and 5xx reply after the greeting carries an enhanced status code (RFC 2034), since EHLO advertises
+ENHANCEDSTATUSCODES; aiosmtpd's replies without one get the class's generic code (2.0.0, 5.5.1 ...).
 
 Admin (Python): `SmtpStandIn.passwords` (the accepted set: add a new one, remove the old, as a provider console
-does), `.messages` (delivered), `.faults` (`refuse_next(n)`: 421 at greeting; `hang_next(n, s)`: stall the EHLO).
+does), `.messages` (delivered), `.logins` (password fingerprint, accepted), `.faults` (`refuse_next(n)`: 421 at
+greeting; `hang_next(n, s)`: stall the EHLO). No handler attribute may start with `auth_`: aiosmtpd takes every such
+name for an AUTH mechanism.
 Admin (HTTP, for a rotation running in another process): the console at `.console_url`,
 `POST /_admin/passwords {"add": "..."}`,
 `POST /_admin/passwords/revoke {"remove": "..."}`, `GET /_admin/state` (fingerprints and counts only).
@@ -43,6 +55,20 @@ from staging.http_standin import Reply, Request, serve
 from staging.postgres import free_port
 
 TEMPORARY_FAILURE = "421 4.3.2 Service not available, closing transmission channel"
+SECOND_STARTTLS = "503 5.5.1 Bad sequence of commands: TLS already active"
+REFUSED_MESSAGE = "554 5.7.1 Message rejected"
+# RFC 3463 codes for aiosmtpd's replies that carry none: by reply code, else by class
+ENHANCED = {"500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1", "504": "5.5.4", "530": "5.7.0",
+            "554": "5.7.0", "2": "2.0.0", "4": "4.0.0", "5": "5.0.0"}
+
+
+def with_enhanced_code(reply: str) -> str:
+    """`503 Error: need MAIL command` -> `503 5.5.1 Error: need MAIL command`; a reply with a code stays as it is."""
+    code, _, text = reply.partition(" ")
+    first = text.split(" ", 1)[0]
+    if not (len(code) == 3 and code[0] in "245") or (first.count(".") == 2 and first.replace(".", "").isdigit()):
+        return reply
+    return f"{code} {ENHANCED.get(code, ENHANCED[code[0]])} {text}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -132,9 +158,10 @@ class SmtpStandIn:
     username: str = "crm-notifications@eventplanning.example.com"
     passwords: set[str] = field(default_factory=set, repr=False)  # no secret in a test report
     messages: list[dict[str, object]] = field(default_factory=list)
-    auth_attempts: list[tuple[str, bool]] = field(default_factory=list)  # (password fingerprint, accepted)
+    logins: list[tuple[str, bool]] = field(default_factory=list)  # (password fingerprint, accepted)
     faults: SmtpFaults = field(default_factory=SmtpFaults)
     drop_messages: bool = False  # a negative control: 250 queued, but nothing reaches the mailbox
+    refuse_messages: bool = False  # a negative control: DATA answered 554 5.7.1
     host: str = "localhost"
     port: int = 0
     ca_file: Path | None = None
@@ -169,7 +196,7 @@ class SmtpStandIn:
         with self.lock:
             ok = secrets.compare_digest(login, self.username) and any(
                 secrets.compare_digest(password, p) for p in self.passwords)
-            self.auth_attempts.append((fingerprint(password), ok))
+            self.logins.append((fingerprint(password), ok))
         return AuthResult(success=ok, handled=False)  # failure: aiosmtpd answers 535 5.7.8
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,  # noqa: N802
@@ -178,12 +205,14 @@ class SmtpStandIn:
         if stall:
             await asyncio.sleep(stall)
         session.host_name = hostname
-        return responses
+        return [*responses[:-1], "250-ENHANCEDSTATUSCODES", responses[-1]]
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
         parsed = message_from_bytes(content)
         with self.lock:
+            if self.refuse_messages:
+                return REFUSED_MESSAGE
             if self.drop_messages:
                 return "250 2.0.0 OK: queued"
             self.messages.append({"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
@@ -233,22 +262,40 @@ class StandInConsole:
 
 
 class _FaultySMTP(SMTP):
-    """aiosmtpd's SMTP, refusing a connection with 421 at greeting when the stand-in is told to."""
+    """aiosmtpd's SMTP with what a submission server does beyond it: 503 for a second STARTTLS, enhanced status codes
+    on every reply after the greeting (EHLO's lines excepted), and a 421 at greeting when the stand-in is told to."""
 
     def __init__(self, *args: object, standin: SmtpStandIn, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self._standin = standin
         self._greeted = False
+        self._in_ehlo = False
 
-    async def push(self, status: str) -> None:
+    async def push(self, status: str | bytes) -> None:
         if not self._greeted:
             self._greeted = True
-            if status.startswith("220 ") and self._standin.faults.take_refusal():
+            if isinstance(status, str) and status.startswith("220 ") and self._standin.faults.take_refusal():
                 await super().push(TEMPORARY_FAILURE)
                 if self.transport is not None:
                     self.transport.close()
                 return
-        await super().push(status)
+            await super().push(status)
+            return
+        plain = self._in_ehlo or not isinstance(status, str)  # bytes: an AUTH challenge (334 ...)
+        await super().push(status if plain else with_enhanced_code(status))
+
+    async def smtp_EHLO(self, hostname: str) -> None:  # noqa: N802  (aiosmtpd's naming)
+        self._in_ehlo = True  # RFC 2034: EHLO's reply keeps its plain form
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._in_ehlo = False
+
+    async def smtp_STARTTLS(self, arg: str) -> None:  # noqa: N802
+        if self._tls_protocol is not None:  # aiosmtpd would start a second handshake and drop the session
+            await self.push(SECOND_STARTTLS)
+            return
+        await super().smtp_STARTTLS(arg)
 
 
 class _Controller(Controller):

@@ -1,17 +1,30 @@
-"""A Twilio REST stand-in: the endpoints the rotation uses, with Twilio's auth rules and error bodies.
+"""A Twilio REST stand-in: the endpoints the rotation uses, with Twilio's auth rules, date formats and error bodies.
 
     POST   /v1/AuthTokens/Secondary                  201 {account_sid, secondary_auth_token, date_created, url, ...}
-    DELETE /v1/AuthTokens/Secondary                  204
-    POST   /v1/AuthTokens/Promote                    200 {account_sid, auth_token, date_created, date_updated, url}
+    DELETE /v1/AuthTokens/Secondary                  204; 404/20404 when there is none
+    POST   /v1/AuthTokens/Promote                    200 {account_sid, auth_token, date_created, date_updated, url};
+                                                     404/20404 when there is no secondary token
     GET    /2010-04-01/Accounts/{Sid}.json           200 {sid, friendly_name, status, type, owner_account_sid, uri}
-    POST   /2010-04-01/Accounts/{Sid}/Messages.json  201 {sid, status, to, from, body, ...}
+    POST   /2010-04-01/Accounts/{Sid}/Messages.json  201 {sid, status: queued, to, from, body, ...}
+    GET    /2010-04-01/Accounts/{Sid}/Messages/{MessageSid}.json   200 the message with its current status
 
-HTTP Basic (account SID, auth token) is checked on every call; the primary and the secondary token both authenticate.
-Promotion makes the secondary the primary and the old primary answers 401/20003 from then on. The optional
-`suppress_email_notification` (form field on POST, query on DELETE) is accepted and ignored.
+Dates follow Twilio's API descriptions: ISO 8601 in the accounts v1 resources ("2015-07-31T04:00:00Z"), RFC 2822 in
+the 2010-04-01 API ("Fri, 24 May 2019 17:18:27 +0000"). HTTP Basic (account SID, auth token) is checked on every
+call; the primary and the secondary token both authenticate. Promotion makes the secondary the primary and the old
+primary answers 401/20003 from then on. The optional `SuppressEmailNotification` (form field on POST, query on
+DELETE) is accepted and ignored.
 
-Admin (Python): `TwilioStandIn.primary`, `.secondary`, `.messages`, `.requests`, `.faults`, `.keep_old_tokens_valid`
-(a negative control: promotion no longer kills the old primary), `.add_valid_token()`.
+Twilio keeps one secondary token and documents neither a read of it nor what creating one answers while one exists:
+the stand-in answers such a create with the existing token, unchanged, its original date_created showing (see
+docs/provider-rotation.md, "What the stand-ins assume").
+
+A message goes through its `Lifecycle` (queued, sending, sent, then delivered or a failure with an error code, each
+after a configurable delay since it was created); the create answer always says queued.
+
+Admin (Python): `TwilioStandIn.primary`, `.secondary`, `.plant_secondary(created)` (a secondary someone else left),
+`.lifecycle` (how the next messages end: `Lifecycle.delivered()`, `Lifecycle.ending("undelivered", 30003)`,
+`Lifecycle.stuck("queued")` ...), `.messages`, `.requests`, `.exchanges` (every request and answer, for the contract
+tests), `.faults`, `.keep_old_tokens_valid` (a negative control: promotion no longer kills the old primary).
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ import datetime as dt
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -44,8 +58,54 @@ def new_sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
+def iso_date(when: dt.datetime | None = None) -> str:
+    """The accounts v1 API's dates: ISO 8601 in UTC, to the second."""
+    return (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc2822_date(when: dt.datetime | None = None) -> str:
+    """The 2010-04-01 API's dates: RFC 2822 in GMT."""
+    return (when or dt.datetime.now(dt.UTC)).strftime("%a, %d %b %Y %H:%M:%S +0000")
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """How a message's status moves: (seconds after creation, status, error code) steps, in order."""
+
+    steps: tuple[tuple[float, str, int | None], ...]
+
+    @classmethod
+    def delivered(cls, step_s: float = 0.02) -> Lifecycle:
+        return cls(((0.0, "queued", None), (step_s, "sending", None), (2 * step_s, "sent", None),
+                    (3 * step_s, "delivered", None)))
+
+    @classmethod
+    def ending(cls, status: str, error_code: int | None, step_s: float = 0.02) -> Lifecycle:
+        """queued, sending, sent, then `status` with `error_code` (undelivered 30003, failed 30008, sent 30007)."""
+        return cls(((0.0, "queued", None), (step_s, "sending", None), (2 * step_s, "sent", None),
+                    (3 * step_s, status, error_code)))
+
+    @classmethod
+    def stuck(cls, status: str = "queued") -> Lifecycle:
+        return cls(((0.0, "queued", None), (0.0, status, None)))
+
+    def at(self, elapsed: float) -> tuple[str, int | None]:
+        reached = [(status, code) for after, status, code in self.steps if after <= elapsed]
+        return reached[-1] if reached else (self.steps[0][1], self.steps[0][2])
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request to the stand-in and its answer, as the contract tests validate them."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    form: dict[str, str]
+    content_type: str
+    status: int
+    body: dict[str, object] | None
+    json: dict[str, object] | None = None
 
 
 def _error(status: int, code: int, message: str) -> Reply:
@@ -59,11 +119,13 @@ class TwilioStandIn:
     primary: str = field(default_factory=new_token, repr=False)  # no secret in a test report
     friendly_name: str = "CRM Communication Engine (staging)"
     secondary: str | None = field(default=None, repr=False)
+    secondary_created: dt.datetime | None = None
     keep_old_tokens_valid: bool = False
-    drop_messages: bool = False  # a negative control: accepted (201 queued) but never delivered
+    lifecycle: Lifecycle = field(default_factory=Lifecycle.delivered)
     retired: list[str] = field(default_factory=list, repr=False)
     messages: list[dict[str, object]] = field(default_factory=list)
     requests: list[tuple[str, str, int]] = field(default_factory=list)
+    exchanges: list[Exchange] = field(default_factory=list, repr=False)
     faults: Faults = field(default_factory=Faults)
     base_url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -74,15 +136,24 @@ class TwilioStandIn:
             zombies = set(self.retired) if self.keep_old_tokens_valid else set()
             return {self.primary} | ({self.secondary} if self.secondary else set()) | zombies
 
+    def plant_secondary(self, created: dt.datetime) -> str:
+        """A secondary token someone else created at `created` (a half-done rotation of theirs)."""
+        with self.lock:
+            self.secondary, self.secondary_created = new_token(), created
+            return self.secondary
+
     def delivered_to(self, number: str) -> list[dict[str, object]]:
         with self.lock:
-            return [m for m in self.messages if m["to"] == number and m["status"] == "delivered"]
+            now = [self._current(m) for m in self.messages if m["to"] == number]
+        return [m for m in now if m["status"] == "delivered"]
 
     # --- HTTP --------------------------------------------------------------------------------------------------
     def route(self, request: Request) -> Reply:
         reply = self._route(request)
         with self.lock:
             self.requests.append((request.method, request.path, reply.status))
+            self.exchanges.append(Exchange(request.method, request.path, dict(request.query), dict(request.form),
+                                           request.headers.get("content-type", ""), reply.status, reply.body))
         return reply
 
     def _route(self, request: Request) -> Reply:
@@ -115,48 +186,55 @@ class TwilioStandIn:
             secrets.compare_digest(password, t) for t in self.valid_tokens())
 
     def _create_secondary(self) -> Reply:
+        """A new secondary token; while one exists, that one, unchanged (Twilio keeps one secondary token)."""
         with self.lock:
-            self.secondary = new_token()
-            token = self.secondary
-        return Reply(201, {"account_sid": self.account_sid, "date_created": _now(), "date_updated": _now(),
-                           "secondary_auth_token": token, "url": f"{self.base_url}/v1/AuthTokens/Secondary"})
+            if self.secondary is None:
+                self.secondary, self.secondary_created = new_token(), dt.datetime.now(dt.UTC)
+            token, created = self.secondary, self.secondary_created
+        return Reply(201, {"account_sid": self.account_sid, "date_created": iso_date(created),
+                           "date_updated": iso_date(created), "secondary_auth_token": token,
+                           "url": "https://accounts.twilio.com/v1/AuthTokens/Secondary"})
 
     def _delete_secondary(self) -> Reply:
         with self.lock:
             if self.secondary is None:
                 return _error(404, 20404, "The requested resource /AuthTokens/Secondary was not found")
             self.retired.append(self.secondary)
-            self.secondary = None
+            self.secondary, self.secondary_created = None, None
         return Reply(204)
 
     def _promote(self) -> Reply:
         with self.lock:
-            if self.secondary is None:
-                return _error(400, 20001, "A secondary Auth Token must exist before it can be promoted")
+            if self.secondary is None:  # Twilio's IAM API reference: 404 with code 20404
+                return _error(404, 20404, "The requested resource /AuthTokens/Promote was not found")
             self.retired.append(self.primary)
-            self.primary, self.secondary = self.secondary, None
+            created = self.secondary_created
+            self.primary, self.secondary, self.secondary_created = self.secondary, None, None
             token = self.primary
-        return Reply(200, {"account_sid": self.account_sid, "auth_token": token, "date_created": _now(),
-                           "date_updated": _now(), "url": f"{self.base_url}/v1/AuthTokens/Promote"})
+        return Reply(200, {"account_sid": self.account_sid, "auth_token": token, "date_created": iso_date(created),
+                           "date_updated": iso_date(), "url": "https://accounts.twilio.com/v1/AuthTokens/Promote"})
 
     def _account(self, sid: str) -> Reply:
         if sid != self.account_sid:
             return _error(404, 20404, f"The requested resource /2010-04-01/Accounts/{sid}.json was not found")
         return Reply(200, {"sid": sid, "friendly_name": self.friendly_name, "status": "active", "type": "Full",
-                           "owner_account_sid": sid, "date_created": _now(), "date_updated": _now(),
+                           "owner_account_sid": sid, "date_created": rfc2822_date(), "date_updated": rfc2822_date(),
                            "uri": f"/2010-04-01/Accounts/{sid}.json"})
 
     def _message(self, sid: str, request: Request) -> Reply:
         to, from_, body = (request.form.get(k, "") for k in ("To", "From", "Body"))
         if not to or not (from_ or request.form.get("MessagingServiceSid")):
             return _error(400, 21604 if not to else 21603, "A 'To' and a 'From' phone number are required")
-        msg_sid = new_sid("SM")
-        message = {"sid": msg_sid, "account_sid": sid, "status": "queued", "to": to, "from": from_,
-                   "body": body, "date_created": _now(), "direction": "outbound-api", "num_segments": "1",
-                   "error_code": None, "uri": f"/2010-04-01/Accounts/{sid}/Messages/{msg_sid}.json"}
-        with self.lock:  # the carrier's verdict, as a later status fetch reports it
-            outcome = {"status": "undelivered", "error_code": 30005} if self.drop_messages else {"status": "delivered"}
-            self.messages.append({**message, **outcome})
+        msg_sid, now = new_sid("SM"), rfc2822_date()
+        message: dict[str, object] = {
+            "sid": msg_sid, "account_sid": sid, "api_version": "2010-04-01", "status": "queued", "to": to,
+            "from": from_, "body": body, "date_created": now, "date_updated": now, "date_sent": None,
+            "direction": "outbound-api", "num_segments": "1", "num_media": "0", "error_code": None,
+            "error_message": None, "messaging_service_sid": None, "price": None, "price_unit": "USD",
+            "uri": f"/2010-04-01/Accounts/{sid}/Messages/{msg_sid}.json",
+            "subresource_uris": {"media": f"/2010-04-01/Accounts/{sid}/Messages/{msg_sid}/Media.json"}}
+        with self.lock:  # its lifecycle from here on, as later fetches report it
+            self.messages.append({**message, "_created": time.monotonic(), "_lifecycle": self.lifecycle})
         return Reply(201, message)
 
     def _message_status(self, msg_sid: str) -> Reply:
@@ -164,7 +242,18 @@ class TwilioStandIn:
             found = [m for m in self.messages if m["sid"] == msg_sid]
         if not found:
             return _error(404, 20404, f"The requested resource Messages/{msg_sid}.json was not found")
-        return Reply(200, found[-1])
+        return Reply(200, self._current(found[-1]))
+
+    @staticmethod
+    def _current(message: dict[str, object]) -> dict[str, object]:
+        """The message as a fetch now shows it: its lifecycle's status and error code for the time since creation."""
+        lifecycle, created = message["_lifecycle"], message["_created"]
+        assert isinstance(lifecycle, Lifecycle) and isinstance(created, float)
+        status, code = lifecycle.at(time.monotonic() - created)
+        shown = {k: v for k, v in message.items() if not k.startswith("_")}
+        sent = status not in ("queued", "sending", "accepted", "scheduled")
+        return shown | {"status": status, "error_code": code, "date_updated": rfc2822_date(),
+                        "date_sent": shown["date_created"] if sent else None}
 
 
 def _unavailable(status: int) -> Reply:

@@ -77,9 +77,15 @@ def test_message_sent(provider_rotation: ProviderRotation, evidence: Evidence) -
     provider_rotation.send_test_message(evidence)
 
 
-@then(step("the test {message} is accepted for the admin {recipient} and no delivery failure is reported"))
-def test_message_not_failed(provider_rotation: ProviderRotation, evidence: Evidence) -> None:
-    provider_rotation.check_test_message(evidence)
+@then(step("the test {message} is delivered to the admin {recipient}"))
+def test_message_delivered(provider_rotation: ProviderRotation, evidence: Evidence) -> None:
+    provider_rotation.check_test_message(evidence, delivered=True)
+
+
+@then(step("the test {message} is accepted by {provider} for the admin {recipient} and no delivery failure is "
+           "reported"))
+def test_message_accepted(provider_rotation: ProviderRotation, evidence: Evidence) -> None:
+    provider_rotation.check_test_message(evidence, delivered=False)
 
 
 @when(step("the new {label:Label} is promoted to primary"))

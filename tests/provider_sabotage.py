@@ -2,9 +2,12 @@
 
 Each breaks, through the real stand-ins, app process or database, exactly what one step of the scenario checks:
 the provider refuses the credential it just issued, .env is left world-readable, the provider keeps the old
-credential valid, the test message is accepted but never delivered, the app is not really reloaded and keeps
-the old credential, the rotation log row disappears. Each acts only in its own provider's scenario, so one run can
-break each of the three scenarios differently. The step a sabotage follows is named by the feature's own text.
+credential valid, the test message is accepted but never delivered (Twilio: undelivered 30003; Meta: the app's
+webhook records it failed; SMTP: 250, but the mailbox stays empty), the test message is refused where the live check
+sees it (Twilio: sent with 30007; Meta: held for quality assessment; the relay: 554), the app is not really reloaded
+and keeps the old credential, the rotation log row disappears. Each acts only in its own provider's scenario, so
+one run can break each of the three scenarios differently. The step a sabotage follows is named by the feature's
+own text.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import pytest
 
 from rotation.core.config import default_config
 from rotation.providers.procedure import ProviderRotation
+from staging.graph_standin import UNDELIVERABLE
 from staging.provider_standins import ProviderStandIns
+from staging.twilio_standin import Lifecycle
 
 Action = Callable[[pytest.FixtureRequest], None]
 PROVIDERS = tuple(c.provider for c in default_config().credentials if c.provider != "database")
@@ -62,7 +67,23 @@ def keep_old_valid(request: pytest.FixtureRequest) -> None:
 def drop_messages(request: pytest.FixtureRequest) -> None:
     """The provider accepts the test message, but it never arrives."""
     s = _standins(request)
-    {"twilio": s.twilio, "whatsapp": s.graph, "smtp": s.smtp}[_rotation(request).provider.name].drop_messages = True
+    actions: dict[str, Callable[[], None]] = {
+        "twilio": lambda: setattr(s.twilio, "lifecycle", Lifecycle.ending("undelivered", 30003)),
+        "whatsapp": lambda: setattr(s.graph, "outcome", UNDELIVERABLE),
+        "smtp": lambda: setattr(s.smtp, "drop_messages", True),
+    }
+    actions[_rotation(request).provider.name]()
+
+
+def refuse_messages(request: pytest.FixtureRequest) -> None:
+    """The provider's own answer says no, where a live run sees it without any witness."""
+    s = _standins(request)
+    actions: dict[str, Callable[[], None]] = {
+        "twilio": lambda: setattr(s.twilio, "lifecycle", Lifecycle.ending("sent", 30007)),
+        "whatsapp": lambda: setattr(s.graph, "message_status", "held_for_quality_assessment"),
+        "smtp": lambda: setattr(s.smtp, "refuse_messages", True),
+    }
+    actions[_rotation(request).provider.name]()
 
 
 def refuse_new(request: pytest.FixtureRequest) -> None:
@@ -93,6 +114,7 @@ def provider_sabotages(app_keeps_old: Action, delete_log: Action,
         table[f"{p}:env-0644"] = (ENV_STEP.format(label=named), only_in(p, env_readable))
         table[f"{p}:old-credential-kept-valid"] = (RETIRE_STEPS[p].format(label=named), only_in(p, keep_old_valid))
         table[f"{p}:test-message-not-delivered"] = (RELOAD_STEP, only_in(p, drop_messages))
+        table[f"{p}:test-message-refused"] = (RELOAD_STEP, only_in(p, refuse_messages))
         table[f"{p}:app-not-reloaded"] = (RELOAD_STEP, only_in(p, app_keeps_old))
         table[f"{p}:rotation-log-missing"] = (LOG_STEP.format(label=named), only_in(p, delete_log))
     return table

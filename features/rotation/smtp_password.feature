@@ -3,8 +3,8 @@ Feature: SMTP Password Rotation
   Runbook section 4. The CRM sends e-mail through an SMTP submission server with a username and password kept in
   .env, always over STARTTLS with a verified certificate. SMTP has no rotation API: the operator generates the new
   password at the email provider (for Gmail a new App Password) and hands it over without it ever appearing on a
-  command line. The connection is tested before the application is reloaded, and the old password is revoked at the
-  provider and proven dead.
+  command line. The connection is tested before the application is reloaded, a test email must be accepted by the
+  email provider (SMTP tells no more), and the old password is revoked at the provider and proven dead.
 
   Background:
     Given the application is running with the current SMTP password
@@ -21,7 +21,7 @@ Feature: SMTP Password Rotation
     Then the system is healthy after the rotation
     And the application uses the new SMTP password
     When a test email is sent to the admin address with the new SMTP password
-    Then the test email is accepted for the admin address and no delivery failure is reported
+    Then the test email is accepted by the email provider for the admin address and no delivery failure is reported
     When the old SMTP password is revoked at the email provider
     Then the old SMTP password is rejected by the email provider
     And the new SMTP password still works and the application is still healthy

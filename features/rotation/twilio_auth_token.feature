@@ -3,7 +3,8 @@ Feature: Twilio Auth Token Rotation
   Runbook section 3. The CRM sends SMS through Twilio with its account SID and auth token, kept in .env.
   Twilio rotates an auth token in two moves: a secondary auth token is created next to the primary, deployed and
   tested, then promoted to primary, and the old primary stops working at promotion. The new token is tested before
-  full deployment, a test SMS goes to the admin number, and the old token is proven dead afterwards.
+  full deployment, a test SMS goes to the admin number and must be delivered, and the old token is proven dead
+  afterwards.
 
   Background:
     Given the application is running with the current Twilio auth token
@@ -20,7 +21,7 @@ Feature: Twilio Auth Token Rotation
     Then the system is healthy after the rotation
     And the application uses the new Twilio auth token
     When a test SMS is sent to the admin number with the new Twilio auth token
-    Then the test SMS is accepted for the admin number and no delivery failure is reported
+    Then the test SMS is delivered to the admin number
     When the new Twilio auth token is promoted to primary
     Then the old Twilio auth token is rejected by Twilio
     And the new Twilio auth token still works and the application is still healthy

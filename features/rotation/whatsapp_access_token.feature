@@ -2,8 +2,9 @@
 Feature: WhatsApp Access Token Rotation
   Runbook section 2. The CRM sends WhatsApp messages through Meta's WhatsApp Cloud API with a system-user access
   token kept in .env. A new token is generated for the system user, tested, written to .env, the application
-  reloaded without downtime and the connection verified with a test message; then the previous token is revoked
-  and proven dead.
+  reloaded without downtime and the connection verified with a test message, which Meta must accept (whether it was
+  delivered only the application hears, and its own records prove it where configured); then the previous token is
+  revoked and proven dead.
 
   Background:
     Given the application is running with the current WhatsApp access token
@@ -20,7 +21,7 @@ Feature: WhatsApp Access Token Rotation
     Then the system is healthy after the rotation
     And the application uses the new WhatsApp access token
     When a test WhatsApp message is sent to the admin number with the new WhatsApp access token
-    Then the test WhatsApp message is accepted for the admin number and no delivery failure is reported
+    Then the test WhatsApp message is accepted by Meta for the admin number and no delivery failure is reported
     When the old WhatsApp access token is revoked
     Then the old WhatsApp access token is rejected by Meta
     And the new WhatsApp access token still works and the application is still healthy

@@ -7,8 +7,16 @@ folder under reports/. `resume` is the same command: run again after a crash or 
 rotation's state and skips or finishes its work.
 
 The SMTP password has no rotation API: create the new password at the provider, put it in $SMTP_NEW_PASSWORD (or
-type it at the prompt; it is never a command-line argument), and revoke the old one there when asked. Any other
-arguments go to pytest as they are.
+type it at the prompt; it is never a command-line argument), and revoke the old one there when asked.
+
+Twilio: a secondary auth token that Twilio already holds and this rotation did not create stops the rotation before
+anything changes; --replace-secondary deletes it and creates a new one (the evidence says so). The test SMS must
+reach `delivered` within --delivery-wait seconds. A Twilio Service or Function (Classic) that embeds the token gets
+403 for about a minute after the promotion: wait that minute before relying on them (docs/provider-rotation.md).
+
+WhatsApp and SMTP: the test message's check reads "accepted by Meta" / "accepted by the relay (250)"; with
+--prove-delivery-from-app, WhatsApp delivery is proven from the app's own records within --delivery-wait.
+Any other arguments go to pytest as they are.
 """
 
 from __future__ import annotations
@@ -29,7 +37,20 @@ def register(sub: SubParsers) -> None:
     p.add_argument("provider", metavar="PROVIDER",
                    help="twilio, whatsapp or smtp (any provider, credential type or label of the configuration)")
     add_live_options(p)
+    p.add_argument("--replace-secondary", action="store_true",
+                   help="Twilio: delete a secondary auth token this rotation did not create, then create a new one")
+    p.add_argument("--delivery-wait", type=float, default=None, metavar="SECONDS",
+                   help="how long to wait for the test message's final word (default 120)")
+    p.add_argument("--prove-delivery-from-app", action="store_true",
+                   help="WhatsApp: prove delivery from the app's own delivery records")
     p.set_defaults(func=run, passes_unknown_args=True)
+
+
+def provider_options(args: argparse.Namespace) -> list[str]:
+    """This command's own options, as the suite's pytest options."""
+    flags = [f for f, on in (("--replace-secondary", args.replace_secondary),
+                             ("--prove-delivery-from-app", args.prove_delivery_from_app)) if on]
+    return flags + ([f"--delivery-wait={args.delivery_wait}"] if args.delivery_wait is not None else [])
 
 
 def selection(args: argparse.Namespace) -> str:
@@ -46,4 +67,4 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"rotation provider: {exc}")
         return 2
-    return run_live(chosen, args)
+    return run_live(chosen, args, *provider_options(args))

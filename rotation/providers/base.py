@@ -4,8 +4,10 @@
     issue(current)                 a new credential from the provider (or from the operator where there is no API)
     discard_pending(current, new)  undo `issue` for a rotation that is abandoned before .env holds the new credential
     retire_old(old, new)           make the old credential die at the provider (promote / revoke / the operator)
-    send_test_message(cred, text)  SMS / WhatsApp text / e-mail to the admin recipient
-    delivery_report(cred, sent)    what the provider itself says became of a test message
+    send_test_message(cred, text)  SMS / WhatsApp text / e-mail to the admin recipient; the provider's answer, refusals
+                                   included, is kept in the Delivery for the check to judge
+    delivery_report(cred, sent)    what the provider itself says became of a test message (Twilio: polled until a final
+                                   status, within a bounded wait)
     expect_rejected(credential)    the provider's refusal of a retired credential, or CredentialStillAccepted
     source(operation)              the wire call behind an operation, for the evidence
 
@@ -43,6 +45,16 @@ class ProviderUnavailable(ProviderError):
 
 class CredentialStillAccepted(ProviderError):
     """A credential that should be dead still works at the provider."""
+
+
+class ExistingCredential(ProviderError):
+    """The provider already holds a pending credential that this rotation did not create (Twilio: a secondary auth
+    token someone else left). Nothing was changed; `existing` is that credential as the provider's answer showed it
+    (None when the answer did not show it), for discarding it when the operator chose to."""
+
+    def __init__(self, message: str, *, found: str, existing: Secret | None) -> None:
+        super().__init__(message)
+        self.found, self.existing = found, existing
 
 
 class Transient(Exception):
@@ -104,17 +116,27 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class DeliveryWait:
+    """How long the check of a test message waits for a final word on it, polling every `interval_s`."""
+
+    timeout_s: float = 120.0
+    interval_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class Delivery:
-    """A test message the provider accepted: its id, recipient and the provider's first answer."""
+    """A test message handed to the provider: its id, recipient, the provider's answer (Twilio's first status,
+    Meta's message_status, the relay's reply to DATA) and when it was sent (epoch seconds)."""
 
     provider: str
     message_id: str
     recipient: str
     status: str
+    sent_at: float = 0.0
 
     def as_evidence(self) -> dict[str, object]:
         return {"provider": self.provider, "message": self.message_id, "recipient": self.recipient,
-                "accepted with status": self.status}
+                "provider's answer": self.status}
 
 
 Verdict = Literal["delivered", "accepted", "failed"]
@@ -122,28 +144,40 @@ Verdict = Literal["delivered", "accepted", "failed"]
 
 @dataclass(frozen=True)
 class DeliveryReport:
-    """What became of a test message, as far as anyone can tell: `delivered` only when delivery is proven (the
-    provider's final status, or a witness that saw it arrive), `accepted` when the provider took it and nothing says
-    otherwise, `failed` when the provider or a witness says it did not arrive."""
+    """What became of a test message, as far as anyone can tell: `delivered` only when delivery is proven (Twilio's
+    final status, the app's own delivery record, a staging mailbox), `accepted` when the provider took it and nothing
+    proves more (`accepted_by` says who: "Meta", "the relay (250)"), `failed` when anyone says it did not arrive or a
+    required proof did not come within its wait. `history` is what was seen on the way, in order."""
 
     verdict: Verdict
     status: str                # the provider's own word for it: Twilio's message status, the relay's reply ...
     error_code: int | str | None
     detail: str
     source: str
+    accepted_by: str = "the provider"
+    history: tuple[dict[str, object], ...] = ()
+
+    @property
+    def reading(self) -> str:
+        """The verdict in words: never "delivered" unless delivery is proven."""
+        if self.verdict == "accepted":
+            return f"accepted by {self.accepted_by}; delivery not proven"
+        return self.verdict
 
     def as_evidence(self) -> dict[str, object]:
-        return {"verdict": self.verdict, "provider status": self.status, "error code": self.error_code,
-                "detail": self.detail}
+        shown: dict[str, object] = {"verdict": self.reading, "provider status": self.status,
+                                    "error code": self.error_code, "detail": self.detail}
+        return shown | ({"status history": list(self.history)} if self.history else {})
 
 
 class DeliveryWitness(Protocol):
-    """Someone who can tell whether a test message arrived: staging, the stand-in's handset or mailbox."""
+    """Someone besides the sending API who can tell what became of a test message: the app's own delivery records
+    (live and staging), a stand-in's mailbox (staging)."""
 
     @property
     def source(self) -> str: ...
 
-    def received(self, delivery: Delivery) -> bool: ...
+    def report(self, delivery: Delivery) -> DeliveryReport: ...
 
 
 Operation = Literal["check", "issue", "discard", "retire", "send", "report"]

@@ -12,7 +12,9 @@ runs, through these methods.
     reload_application        the runbook's reload (restart where reload is not supported)
     check_app_uses_new        the app runs on the new credential
     send_test_message         SMS / WhatsApp text / e-mail to the admin recipient with the new credential
-    check_test_message        nobody reports the message undelivered (delivered where that is proven)
+    check_test_message        Twilio: delivered (polled to a final status within a bounded wait); WhatsApp / SMTP:
+                              accepted by Meta / by the relay (250), delivered only where the app's records or a
+                              staging mailbox prove it; failed wherever anyone says so
     retire_old                test: Twilio promotes the new token, Meta revokes the old one, the operator revokes the
                               password (only once this run's test message passed)
     check_old_rejected        the provider refuses the old credential
@@ -42,7 +44,7 @@ from rotation.core.keys import WeakSecretError, check_strength
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
 from rotation.core.secret import Secret
-from rotation.providers.base import Delivery, DeliveryWitness, Provider
+from rotation.providers.base import Delivery, DeliveryReport, DeliveryWitness, ExistingCredential, Provider
 
 TEST_MESSAGE = "Credential rotation test ({label}): if you received this, the new credential works."
 LOG_SOURCE = ("INSERT INTO security_credential_rotations (credential_type, rotated_by, previous_key_hash, "
@@ -81,12 +83,14 @@ class ProviderRotation:
     """One credential's rotation at its provider, step by step (see the module docstring)."""
 
     def __init__(self, deployment: Deployment, credential: Credential, provider: Provider, *, reason: str | None = None,
-                 abandon_pending: bool = False, witness: DeliveryWitness | None = None) -> None:
+                 abandon_pending: bool = False, witness: DeliveryWitness | None = None,
+                 replace_secondary: bool = False) -> None:
         if provider.credential_type != credential.type:
             raise ValueError(f"the {provider.name} adapter rotates {provider.credential_type}, not {credential.type}")
         self.deployment, self.credential, self.provider = deployment, credential, provider
         self.reason = reason or scheduled_reason(credential)
         self.abandon_pending, self.witness = abandon_pending, witness
+        self.replace_secondary = replace_secondary  # discard a pending credential at the provider this run did not make
         self._old: Secret | None = None
         self._new: Secret | None = None
         self._rotation_id = ""
@@ -173,7 +177,7 @@ class ProviderRotation:
         found = self._from_backups(old.fingerprint)
         require(found is not None, f"no backup of {self.env_file.name} holds the current {self.label} "
                                    f"{old.fingerprint}: back up the configuration first")
-        new = self.provider.issue(old)
+        new = self._issue(old, evidence)
         evidence.register_secret(new)
         self._refuse_weak(old, new)
         state.write_pending(self.env_file, self.credential.type, new)  # before the state names it: never unfindable
@@ -187,6 +191,28 @@ class ProviderRotation:
             "strength policy": "passed", "state": "PENDING (step create)",
             "kept until .env holds it in": f"{pending.name} (mode {oct(envfile.file_mode(pending))})"}),
             source=self.provider.source("issue"))
+
+    def _issue(self, old: Secret, evidence: Evidence) -> Secret:
+        """The provider's new credential. One the provider already held, which this rotation's state did not create
+        (Twilio's secondary token from someone else's rotation), is refused, nothing changed; with
+        replace_secondary it is discarded first, and the evidence says so."""
+        try:
+            return self.provider.issue(old)
+        except ExistingCredential as exc:
+            existing, found = exc.existing, exc.found
+            if existing is not None:
+                evidence.register_secret(existing)
+            if not self.replace_secondary or existing is None:
+                raise CheckFailed(
+                    f"{exc}. Nothing was changed. If another rotation is using it, finish or discard that one first; "
+                    "if it is left over from an interrupted run whose state is gone, rerun with --replace-secondary "
+                    "to delete it and create a new one") from None
+        self.provider.discard_pending(old, existing)
+        evidence.record(f"existing pending {self.label} discarded at the provider", {
+            "found": found, "credential": existing.fingerprint, "created by": "not this rotation",
+            "discarded because": "the operator chose to replace it (--replace-secondary)"},
+            source=self.provider.source("discard"))
+        return self.provider.issue(old)
 
     def _values_in_use(self, old: Secret) -> list[Secret]:
         """Every other credential in .env, and every earlier value of this one in the backups."""
@@ -308,23 +334,33 @@ class ProviderRotation:
         evidence.record("test message accepted by the provider", self._tag(self._delivery.as_evidence()),
                         source=self.provider.source("send"))
 
-    def check_test_message(self, evidence: Evidence) -> None:
-        """No failure reported by the provider or by a witness; `delivered` only where that is proven."""
+    def check_test_message(self, evidence: Evidence, *, delivered: bool = False) -> None:
+        """The provider's word on the test message (Twilio: polled to a final status; Meta: its acceptance; the
+        relay: its reply), and a witness's where there is one (the app's delivery records, a staging mailbox).
+        Fails when either says it failed, or when the step claims delivery (`delivered`) and nobody proved it;
+        reads `delivered` only when one of them proves it."""
         delivery = self._delivery
         if delivery is None:
             raise CheckFailed("no test message was sent in this run")
         report = self.provider.delivery_report(self.new, delivery)
-        seen = self.witness.received(delivery) if self.witness is not None else None
-        verdict = "delivered" if report.verdict == "delivered" or seen else report.verdict
-        evidence.record("test message", self._tag({**report.as_evidence(), "verdict": verdict,
-                                                   "witness saw it arrive": seen}),
-                        source=report.source + (f"; {self.witness.source}" if self.witness is not None else ""))
+        witnessed = self.witness.report(delivery) if self.witness is not None and report.verdict != "failed" else None
+        proven = [r for r in (report, witnessed) if r is not None and r.verdict == "delivered"]
+        reading = f"delivered ({proven[0].detail})" if proven else report.reading
+        evidence.record("test message", self._tag({
+            **report.as_evidence(), "verdict": reading,
+            "witness": witnessed.as_evidence() if witnessed is not None else "none configured"}),
+            source=report.source + (f"; {self.witness.source}" if self.witness is not None else ""))
         require(report.verdict != "failed", f"the test message {delivery.message_id} was not delivered: "
                                             f"{report.detail}")
-        witness = self.witness.source if self.witness is not None else "the witness"
-        require(seen is not False, f"the test message {delivery.message_id} was not delivered: {witness} has "
-                                   f"nothing for {delivery.recipient}")
+        self._require_witnessed(delivery, witnessed)
+        require(bool(proven) or not delivered, f"the test message {delivery.message_id} is not proven delivered: "
+                                         f"{report.reading}")
         self._tested = True
+
+    @staticmethod
+    def _require_witnessed(delivery: Delivery, witnessed: DeliveryReport | None) -> None:
+        require(witnessed is None or witnessed.verdict != "failed",
+                f"the test message {delivery.message_id} was not delivered: {witnessed.detail if witnessed else ''}")
 
     # --- retire the old credential --------------------------------------------------------------------------------
     def retire_old(self, evidence: Evidence) -> None:

@@ -13,8 +13,10 @@ import os
 import smtplib
 import ssl
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email import policy
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Protocol, TypeVar
@@ -45,7 +47,8 @@ SOURCES: dict[Operation, str] = {
     "discard": "the provider's console (live: the operator revokes the abandoned password)",
     "retire": "the provider's console (live: the operator revokes the old password)",
     "send": "smtplib: STARTTLS, AUTH, MAIL FROM / RCPT TO / DATA",
-    "report": "the relay's reply to DATA (250: accepted for delivery); SMTP reports no delivery",
+    "report": "the relay's replies to MAIL FROM, RCPT TO and DATA (250: accepted for delivery); SMTP reports no "
+              "delivery",
 }
 
 
@@ -207,17 +210,36 @@ class SmtpProvider:
         message["Message-ID"] = make_msgid(domain=s.sender.rpartition("@")[2] or "localhost")
         message.set_content(text)
         try:
-            self._session(credential, lambda smtp: smtp.send_message(message), "test e-mail")
+            reply = self._session(credential, lambda smtp: self._transaction(smtp, message), "test e-mail")
         except smtplib.SMTPAuthenticationError as exc:
             raise ProviderError(f"{NAME} test e-mail: AUTH refused ({exc.smtp_code}) for {credential.fingerprint}",
                                 status=exc.smtp_code, code=_enhanced_code(exc.smtp_error)) from None
-        return Delivery(NAME, str(message["Message-ID"]), s.admin_email, "250 queued")
+        return Delivery(NAME, str(message["Message-ID"]), s.admin_email, reply, time.time())
+
+    def _transaction(self, smtp: smtplib.SMTP, message: EmailMessage) -> str:
+        """MAIL FROM, RCPT TO, DATA: the relay's reply that decides, as `<code> <text>` (a refusal is kept, not
+        raised, so that the check of the test message judges it)."""
+        steps: list[Callable[[], tuple[int, bytes]]] = [
+            lambda: smtp.mail(self.settings.sender), lambda: smtp.rcpt(self.settings.admin_email),
+            lambda: smtp.data(message.as_bytes(policy=policy.SMTP))]
+        code, text = 0, b""
+        for step in steps:
+            code, text = step()
+            if code not in (250, 251):
+                break
+        return f"{code} {_text(text)}"
 
     def delivery_report(self, credential: Secret, delivery: Delivery) -> DeliveryReport:
-        """SMTP says no more than that the relay accepted the message (250) for delivery."""
+        """SMTP says no more than that the relay accepted the message (250) for delivery; any other reply to MAIL,
+        RCPT or DATA is a refusal."""
+        code = delivery.status.split(" ", 1)[0]
+        if code != "250":
+            return DeliveryReport("failed", delivery.status, _enhanced_code(delivery.status.split(" ", 1)[-1]),
+                                  f"the relay refused the test e-mail {delivery.message_id} for {delivery.recipient}: "
+                                  f"{delivery.status}", self.source("report"), accepted_by="the relay (250)")
         return DeliveryReport("accepted", delivery.status, None,
-                              f"the relay accepted {delivery.message_id} for {delivery.recipient}; SMTP does not "
-                              "report delivery", self.source("report"))
+                              f"the relay accepted {delivery.message_id} for {delivery.recipient} ({delivery.status});"
+                              " SMTP does not report delivery", self.source("report"), accepted_by="the relay (250)")
 
     def expect_rejected(self, credential: Secret) -> CheckResult:
         return require_rejected(self.check(credential))

@@ -4,10 +4,17 @@ Rotation at Twilio: create a secondary token (`accounts.v1.secondary_auth_token(
 then promote it (`accounts.v1.auth_token_promotion().update()`); the old primary answers 401/20003 from then on.
 Staging points the SDK at the stand-in with `LoopbackHttpClient`, which rewrites scheme and host of every URL
 (api.twilio.com and accounts.twilio.com alike); live uses the SDK's default endpoints.
+
+Twilio offers no read of the secondary token. A secondary that exists before this rotation creates one shows in the
+create answer's `date_created` (ISO 8601), which then precedes the request: `issue` refuses it (ExistingCredential)
+rather than take over or destroy someone else's pending token. A test SMS counts as delivered only once Twilio says
+`delivered`: its status is polled until a final one, within a bounded wait (`DeliveryWait`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -25,11 +32,12 @@ from rotation.providers.base import (
     CheckResult,
     Delivery,
     DeliveryReport,
+    DeliveryWait,
+    ExistingCredential,
     Operation,
     ProviderError,
     RetryPolicy,
     Transient,
-    Verdict,
     registered,
     require_rejected,
     scrub,
@@ -39,15 +47,42 @@ from rotation.providers.base import (
 T = TypeVar("T")
 NAME = "twilio"
 AUTHENTICATE = 20003
+NOT_FOUND = 20404  # Twilio's answer to a promote with no secondary token (404)
+CLOCK_SKEW = dt.timedelta(seconds=60)  # a secondary created this long before the request predates this rotation
 SOURCES: dict[Operation, str] = {
     "check": "GET /2010-04-01/Accounts/{Sid}.json (twilio SDK, HTTP Basic with the token)",
     "issue": "POST /v1/AuthTokens/Secondary (client.accounts.v1.secondary_auth_token().create())",
     "discard": "DELETE /v1/AuthTokens/Secondary (client.accounts.v1.secondary_auth_token().delete())",
     "retire": "POST /v1/AuthTokens/Promote (client.accounts.v1.auth_token_promotion().update())",
     "send": "POST /2010-04-01/Accounts/{Sid}/Messages.json (client.messages.create)",
-    "report": "GET /2010-04-01/Accounts/{Sid}/Messages/{MessageSid}.json (status, error_code)",
+    "report": "GET /2010-04-01/Accounts/{Sid}/Messages/{MessageSid}.json polled until a final status (status, "
+              "error_code): only delivered proves delivery",
 }
+DELIVERED = ("delivered", "read")  # read: a WhatsApp message sent through Twilio, which implies delivered
 FINAL_FAILURES = ("failed", "undelivered", "canceled")
+# Twilio's meaning of the error codes a message most often ends with (twilio.com/docs/api/errors/<code>)
+ERROR_MEANINGS: Mapping[int, str] = {
+    21610: "the recipient has unsubscribed (replied STOP)",
+    21614: "the 'To' number is not a valid mobile number",
+    30001: "queue overflow",
+    30002: "account suspended",
+    30003: "unreachable destination handset",
+    30004: "message blocked",
+    30005: "unknown destination handset",
+    30006: "landline or unreachable carrier",
+    30007: "message filtered by the carrier",
+    30008: "unknown error",
+    30032: "toll-free number not verified",
+    30034: "message from an unregistered number (US A2P 10DLC)",
+}
+
+
+def error_meaning(code: int | None) -> str:
+    """`30007 (message filtered by the carrier)`, or the bare code when Twilio's meaning is not listed here."""
+    if code is None:
+        return "no error code"
+    meaning = ERROR_MEANINGS.get(code, f"see twilio.com/docs/api/errors/{code}")
+    return f"{code} ({meaning})"
 
 
 class LoopbackHttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK ships no types
@@ -75,11 +110,13 @@ class TwilioSettings:
     admin_number: str
     api_base: str | None = None  # staging: the stand-in's base URL; None: Twilio's endpoints
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    delivery: DeliveryWait = field(default_factory=DeliveryWait)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], policy: RetryPolicy | None = None) -> TwilioSettings:
+    def from_env(cls, env: Mapping[str, str], policy: RetryPolicy | None = None,
+                 delivery: DeliveryWait | None = None) -> TwilioSettings:
         return cls(env["TWILIO_ACCOUNT_SID"], env.get("TWILIO_PHONE_NUMBER", ""), env.get("ADMIN_PHONE_NUMBER", ""),
-                   env.get("TWILIO_API_BASE") or None, policy or RetryPolicy())
+                   env.get("TWILIO_API_BASE") or None, policy or RetryPolicy(), delivery or DeliveryWait())
 
 
 @dataclass(frozen=True)
@@ -138,7 +175,9 @@ class TwilioProvider:
         return CheckResult(NAME, True, 200, None, detail, credential.fingerprint)
 
     def issue(self, current: Secret) -> Secret:
-        """POST /v1/AuthTokens/Secondary: a new secondary token (it replaces any earlier secondary)."""
+        """POST /v1/AuthTokens/Secondary: a new secondary token. A secondary that already existed (the answer's
+        date_created precedes the request) is refused with ExistingCredential, nothing changed."""
+        asked = dt.datetime.now(dt.UTC)
         try:
             created = self._call("secondary token create", current,
                                  lambda c: c.accounts.v1.secondary_auth_token().create())
@@ -147,6 +186,15 @@ class TwilioProvider:
         token = created.secondary_auth_token
         if not token:
             raise ProviderError(f"{NAME} secondary token create: the answer holds no token")
+        made = created.date_created  # the SDK parses ISO 8601; anything else stays a string
+        if not isinstance(made, dt.datetime):
+            raise ProviderError(f"{NAME} secondary token create: the answer's date_created {made!r} is not ISO 8601, "
+                                "so it cannot tell whether this rotation created the token")
+        if made < asked - CLOCK_SKEW:
+            raise ExistingCredential(
+                f"{NAME}: a secondary auth token created {made.isoformat()} already exists; this rotation did not "
+                "create it (Twilio keeps one secondary token and answered with that one)",
+                found=f"secondary auth token created {made.isoformat()}", existing=Secret(token))
         return Secret(token)
 
     def discard_pending(self, current: Secret, pending: Secret | None = None) -> None:
@@ -168,7 +216,7 @@ class TwilioProvider:
         try:
             promoted = self._call("promote", new, lambda c: c.accounts.v1.auth_token_promotion().update())
         except TwilioRestException as exc:
-            if exc.status == 400 and self.check(new).accepted and not self.check(old).accepted:
+            if (exc.status, exc.code) == (404, NOT_FOUND) and self.check(new).accepted and not self.check(old).accepted:
                 return  # an earlier attempt promoted it and its answer was lost: the end state is already right
             raise self._failed("promote", exc, old, new) from None
         promoted_token = Secret(promoted.auth_token or "")
@@ -189,7 +237,7 @@ class TwilioProvider:
         return Delivery(NAME, str(message.sid), str(message.to), str(message.status))
 
     def message_status(self, credential: Secret, message_sid: str) -> tuple[str, int | None]:
-        """GET .../Messages/{sid}.json: the carrier's verdict (delivered, undelivered, failed ...) and error code."""
+        """GET .../Messages/{sid}.json: the message's status (queued, sending, sent, delivered ...) and error code."""
         try:
             message = self._call("message fetch", credential, lambda c: c.messages(message_sid).fetch())
         except TwilioRestException as exc:
@@ -197,13 +245,40 @@ class TwilioProvider:
         return str(message.status), message.error_code
 
     def delivery_report(self, credential: Secret, delivery: Delivery) -> DeliveryReport:
-        """The message's status at Twilio: `delivered` is proven delivery; failed / undelivered / canceled (or any
-        error code) is a failure; anything else (queued, sending, sent) is only accepted so far."""
-        status, error = self.message_status(credential, delivery.message_id)
-        verdict: Verdict = ("failed" if status in FINAL_FAILURES or error else
-                   "delivered" if status == "delivered" else "accepted")
-        detail = f"message {delivery.message_id} is {status}" + (f" with error {error}" if error else "")
-        return DeliveryReport(verdict, status, error, detail, self.source("report"))
+        """Poll the message until a final status or the wait ends. Only `delivered` is delivery; `undelivered`,
+        `failed`, `canceled` or any error code (`sent` with 30007 ...) fail with the code and its meaning; a message
+        still queued, sending or sent (no delivery receipt) when the wait ends fails too."""
+        wait = self.settings.delivery
+        started = time.monotonic()
+        history: list[dict[str, object]] = []
+        polls = 0
+        while True:
+            status, error = self.message_status(credential, delivery.message_id)
+            polls += 1
+            elapsed = time.monotonic() - started
+            if not history or (history[-1]["status"], history[-1]["error code"]) != (status, error):
+                history.append({"status": status, "error code": error, "after s": round(elapsed, 2)})
+            if status in DELIVERED or status in FINAL_FAILURES or error or elapsed >= wait.timeout_s:
+                break
+            time.sleep(max(0.0, min(wait.interval_s, wait.timeout_s - elapsed)))
+        return self._judge(delivery.message_id, status, error, polls, tuple(history))
+
+    def _judge(self, sid: str, status: str, error: int | None, polls: int,
+               history: tuple[dict[str, object], ...]) -> DeliveryReport:
+        wait = self.settings.delivery
+        seen = f"after {polls} poll{'s' if polls != 1 else ''}"
+        if status in DELIVERED and not error:
+            return DeliveryReport("delivered", status, None, f"Twilio reports message {sid} {status} {seen}",
+                                  self.source("report"), history=history)
+        if status in FINAL_FAILURES or error:
+            return DeliveryReport("failed", status, error, f"Twilio reports message {sid} {status} with error "
+                                  f"{error_meaning(error)} {seen}", self.source("report"), history=history)
+        queued = status in ("queued", "accepted", "scheduled")
+        hint = ("handed to the carrier, but no delivery receipt came" if status == "sent"
+                else "it never left Twilio's queue" if queued else "no final status")
+        return DeliveryReport("failed", status, None, f"message {sid} is still {status} after the {wait.timeout_s:g} s "
+                              f"wait ({polls} polls): {hint}; only delivered proves delivery",
+                              self.source("report"), history=history)
 
     def expect_rejected(self, credential: Secret) -> CheckResult:
         return require_rejected(self.check(credential))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -40,8 +41,10 @@ SOURCES: dict[Operation, str] = {
     "discard": "POST /{v}/oauth/revoke (revoke_token=pending, access_token=current)",
     "retire": "POST /{v}/oauth/revoke (revoke_token=old, access_token=new)",
     "send": "POST /{v}/{phone-number-id}/messages {messaging_product: whatsapp, type: text}",
-    "report": "the Cloud API's answer to the send (a wamid); delivery is reported only to the app's webhook",
+    "report": "the Cloud API's answer to the send (a wamid, message_status); delivery is reported only to the "
+              "app's webhook",
 }
+ACCEPTED = "accepted"
 
 
 @dataclass(frozen=True)
@@ -196,15 +199,23 @@ class WhatsAppProvider:
         answer = self._request("test message", "POST", f"{self.settings.phone_number_id}/messages",
                                headers=self._bearer(credential), json=payload)
         messages = answer.body.get("messages")
-        if answer.status != 200 or not isinstance(messages, list) or not messages:
+        first = messages[0] if isinstance(messages, list) and messages and isinstance(messages[0], dict) else None
+        if answer.status != 200 or first is None or not first.get("id"):
             raise self._failed("test message", answer, credential)
-        return Delivery(NAME, str(messages[0].get("id")), to, "accepted")
+        # message_status is in the answer since Graph v17; an answer without it is a plain acceptance
+        return Delivery(NAME, str(first["id"]), to, str(first.get("message_status") or ACCEPTED), time.time())
 
     def delivery_report(self, credential: Secret, delivery: Delivery) -> DeliveryReport:
-        """The Cloud API reports delivery only to the app's webhook: the send's answer proves acceptance, no more."""
+        """What the send's answer proves: Meta accepted the message (message_status `accepted`), no more; statuses
+        after that (sent, delivered, read, failed) reach only the app's webhook. Any other message_status (held for
+        quality assessment, paused) is no acceptance."""
+        if delivery.status != ACCEPTED:
+            return DeliveryReport("failed", delivery.status, None, f"Meta did not accept message "
+                                  f"{delivery.message_id} for delivery: its message_status is {delivery.status!r}",
+                                  self.source("report"), accepted_by="Meta")
         return DeliveryReport("accepted", delivery.status, None,
-                              f"Meta accepted message {delivery.message_id} for {delivery.recipient}; delivery is "
-                              "not reported to this tool", self.source("report"))
+                              f"Meta accepted message {delivery.message_id} for {delivery.recipient}; whether it was "
+                              "delivered reaches only the app's webhook", self.source("report"), accepted_by="Meta")
 
     def expect_rejected(self, credential: Secret) -> CheckResult:
         return require_rejected(self.check(credential))

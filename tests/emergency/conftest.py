@@ -26,7 +26,8 @@ def crm_dsn(pg: StagingServer) -> Iterator[str]:
 @pytest.fixture
 def crm(crm_dsn: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(crm_dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE crm_data_access_log, crm_communications, security_credential_rotations")
+        conn.execute("TRUNCATE crm_data_access_log, crm_delivery_logs, crm_communications, "
+                     "security_credential_rotations")
         yield conn
 
 

@@ -27,7 +27,13 @@ from rotation.providers.twilio import TwilioProvider, TwilioSettings
 from rotation.providers.whatsapp import GraphSettings, WhatsAppProvider
 from staging.graph_standin import GraphStandIn, graph_standin
 from staging.postgres import StagingServer
-from staging.provider_standins import FAST, STAGING_POLICY, ProviderStandIns, provider_standins
+from staging.provider_standins import (
+    FAST,
+    STAGING_DELIVERY_WAIT,
+    STAGING_POLICY,
+    ProviderStandIns,
+    provider_standins,
+)
 from staging.smtp_standin import SmtpStandIn, StandInConsole, smtp_standin
 from staging.twilio_standin import TwilioStandIn, twilio_standin
 from staging.world import staging_world
@@ -52,7 +58,8 @@ def twilio_api() -> Iterator[TwilioStandIn]:
 
 @pytest.fixture
 def twilio(twilio_api: TwilioStandIn) -> TwilioProvider:
-    return TwilioProvider(TwilioSettings(twilio_api.account_sid, FROM_NUMBER, ADMIN_NUMBER, twilio_api.base_url, FAST))
+    return TwilioProvider(TwilioSettings(twilio_api.account_sid, FROM_NUMBER, ADMIN_NUMBER, twilio_api.base_url, FAST,
+                                         STAGING_DELIVERY_WAIT))
 
 
 @pytest.fixture
@@ -98,14 +105,19 @@ class ProviderWorld:
     def env_file(self) -> Path:
         return self.deployment.env_file
 
-    def provider(self, name: str, policy: RetryPolicy = STAGING_POLICY) -> Provider:
-        return ProviderOptions(policy, self.standins.smtp_console).provider(credential_of(name),
-                                                                            envfile.read_env(self.env_file))
+    def options(self, policy: RetryPolicy = STAGING_POLICY, **chosen: object) -> ProviderOptions:
+        """The options as the scenario's steps build them on staging (the stand-ins' console and mailbox, the app's
+        records proving WhatsApp delivery, the staging delivery wait)."""
+        defaults: dict[str, object] = {"delivery_wait": STAGING_DELIVERY_WAIT, "prove_from_app": True}
+        return ProviderOptions(policy, self.standins.smtp_console, self.standins.witnesses(),
+                               **(defaults | chosen))  # type: ignore[arg-type]
 
-    def rotation(self, name: str, policy: RetryPolicy = STAGING_POLICY) -> ProviderRotation:
-        """The procedure as the scenario's steps build it on staging (the stand-ins' console and witnesses)."""
-        options = ProviderOptions(policy, self.standins.smtp_console, self.standins.witnesses())
-        return rotation_for(self.deployment, credential_of(name), options)
+    def provider(self, name: str, policy: RetryPolicy = STAGING_POLICY) -> Provider:
+        return self.options(policy).provider(credential_of(name), envfile.read_env(self.env_file))
+
+    def rotation(self, name: str, policy: RetryPolicy = STAGING_POLICY, **chosen: object) -> ProviderRotation:
+        """The procedure as the scenario's steps build it on staging."""
+        return rotation_for(self.deployment, credential_of(name), self.options(policy, **chosen))
 
     def in_env(self, name: str) -> Secret:
         return envfile.get_secret(self.env_file, credential_of(name).env)
@@ -139,6 +151,7 @@ def provider_world(pg: StagingServer, tmp_path: Path) -> Iterator[ProviderWorld]
     with provider_standins(tmp_path / "providers") as standins, \
             staging_world(pg.admin_dsn, tmp_path / "app", CONFIG, rows=20, operator="crash-test",
                           extra_env=standins.env()) as deployment:
+        standins.connect_webhook(deployment)
         originals = {"twilio": Secret(standins.twilio.primary), "whatsapp": Secret(standins.meta_token),
                      "smtp": Secret(standins.relay_password)}
         yield ProviderWorld(deployment, standins, originals, tmp_path / "reports")

@@ -25,9 +25,7 @@ NOTHING = NoEvidence()
 
 
 def started(pw: ProviderWorld, name: str, **options: object) -> ProviderRotation:
-    rotation = rotation_for(pw.deployment, credential_of(name),
-                            ProviderOptions(STAGING_POLICY, pw.standins.smtp_console, pw.standins.witnesses(),
-                                            **options))  # type: ignore[arg-type]
+    rotation = pw.rotation(name, STAGING_POLICY, **options)
     envfile.backup(pw.env_file)
     rotation.running_with_current(rotation.label, NOTHING)
     return rotation

@@ -5,6 +5,7 @@ rotation (the old credential rejected, the new one in .env and working, one rota
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from rotation.core.database import connect
 from rotation.core.keys import generate_key
 from rotation.core.secret import Secret
 from rotation.providers.procedure import app_credential
+from staging.graph_standin import UNDELIVERABLE
 from tests.harness import PROJECT, SuiteRun, read_evidence
 from tests.providers.conftest import ProviderWorld, credential_of, leaked
 
@@ -164,3 +166,73 @@ def test_the_command_refuses_what_is_not_a_provider_credential(capsys: pytest.Ca
     assert "rotation db-key rotate" in capsys.readouterr().out
     assert main(["provider", "rotate", "fax", "--dry-run"]) == 2
     assert "unknown credential 'fax'" in capsys.readouterr().out
+
+
+PROMOTE_STEP = "the new Twilio auth token is promoted to primary"
+
+
+def test_a_lost_promote_answer_is_reconciled_on_twilios_404_then_a_kill_and_the_rerun_finish(
+        provider_world: ProviderWorld) -> None:
+    """Twilio carries out the promotion but its answer never arrives (past the live 10 s client timeout): the retry
+    gets 404/20404 (nothing left to promote), the new token works and the old one is refused, so the step passes.
+    The command is then killed right after that step, and the same command finishes the rotation."""
+    twilio, old = provider_world.standins.twilio, provider_world.in_env("twilio")
+    twilio.faults.lose_answer_next(1, 11.0, match="/AuthTokens/Promote")
+    killed = provider_world.cli("rotate", "twilio", kill_after=PROMOTE_STEP)
+    assert killed.returncode == -signal.SIGKILL, killed.output[-3000:]
+    promotes = [status for method, path, status in twilio.requests if path == "/v1/AuthTokens/Promote"]
+    assert promotes == [200, 404], twilio.requests
+    rerun = provider_world.cli("rotate", "twilio")
+    assert rerun.returncode == 0, rerun.output[-3000:]
+    retired = [e["value"] for e in read_evidence(rerun.run_folder) if e.get("name") == "old Twilio auth token retired"]
+    assert retired and retired[0]["retired by"] == "earlier (the provider already refused it)", retired
+    assert_rotated(provider_world, "twilio", old, rows=1)
+
+
+def test_a_secondary_someone_else_left_is_refused_and_replace_secondary_discards_it(
+        provider_world: ProviderWorld) -> None:
+    twilio, old = provider_world.standins.twilio, provider_world.in_env("twilio")
+    theirs = twilio.plant_secondary(dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
+    before = provider_world.env_file.read_bytes()
+    refused = provider_world.cli("rotate", "twilio")
+    failed = refused.failed_step()
+    assert failed.text == "a new Twilio auth token is created as the secondary auth token", failed.step
+    assert "already exists; this rotation did not create it" in (failed.error or "")
+    assert "--replace-secondary" in (failed.error or "") and not leaked(refused.output, theirs)
+    assert twilio.secondary == theirs and provider_world.env_file.read_bytes() == before  # nothing changed
+    assert state.load(provider_world.env_file, credential_of("twilio").type) is None
+    replaced = provider_world.cli("rotate", "twilio", "--replace-secondary")
+    assert replaced.returncode == 0, replaced.output[-3000:]
+    assert replaced.run_folder is not None
+    [discarded] = [e["value"] for e in read_evidence(replaced.run_folder)
+                   if e.get("name") == "existing pending Twilio auth token discarded at the provider"]
+    assert discarded["credential"] == Secret(theirs).fingerprint and "--replace-secondary" in discarded[
+        "discarded because"]
+    assert not provider_world.provider("twilio").check(Secret(theirs)).accepted
+    assert_rotated(provider_world, "twilio", old, rows=1)
+
+
+def verdicts(run: SuiteRun) -> list[str]:
+    assert run.run_folder is not None, run.output[-3000:]
+    return [str(e["value"]["verdict"]) for e in read_evidence(run.run_folder) if e.get("name") == "test message"]
+
+
+def test_live_whatsapp_and_smtp_checks_read_accepted_and_the_apps_failed_record_fails_the_step(
+        provider_world: ProviderWorld) -> None:
+    """Live, nothing proves a WhatsApp or SMTP delivery unless the operator asks for the app's records: the check
+    reads "accepted by Meta" / "accepted by the relay (250)", never "delivered". With the app's records asked for,
+    the record saying failed fails the step."""
+    whatsapp = provider_world.cli("rotate", "whatsapp")
+    assert whatsapp.returncode == 0, whatsapp.output[-3000:]
+    new_password = {"SMTP_NEW_PASSWORD": generate_key().reveal()}
+    provider_world.standins.smtp.add_password(new_password["SMTP_NEW_PASSWORD"])  # the operator's, at the provider
+    smtp = provider_world.cli("rotate", "smtp", environ=new_password)  # stops where the old one must be revoked
+    assert smtp.failed_step().text.startswith("the old SMTP password is rejected"), smtp.output[-3000:]
+    assert verdicts(whatsapp) == ["accepted by Meta; delivery not proven"]
+    assert verdicts(smtp) == ["accepted by the relay (250); delivery not proven"]
+    provider_world.standins.graph.outcome = UNDELIVERABLE
+    proven = provider_world.cli("rotate", "whatsapp", "--prove-delivery-from-app", "--delivery-wait=10")
+    failed = proven.failed_step()
+    assert failed.text.startswith("the test WhatsApp message is accepted by Meta"), failed.step
+    assert "was not delivered: the app recorded message wamid." in (failed.error or "")
+    assert "failed: 131026 Message undeliverable" in (failed.error or "")

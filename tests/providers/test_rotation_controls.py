@@ -22,7 +22,8 @@ FAILING_CHECKS = {
     "new-credential-refused": ("is tested before full deployment", "is refused by the provider"),
     "env-0644": ("keeps mode 0600 and every other setting", "has mode 0o644, not 0600"),
     "old-credential-kept-valid": ("is rejected by", "is still accepted by the provider"),
-    "test-message-not-delivered": ("no delivery failure is reported", "was not delivered"),
+    "test-message-not-delivered": ("the test ", "was not delivered"),
+    "test-message-refused": ("the test ", "was not delivered"),
     "app-not-reloaded": ("the application uses the new", "it was not reloaded"),
     "rotation-log-missing": ("the rotation log records", "security_credential_rotations holds no"),
 }
@@ -31,7 +32,17 @@ RUNS = [
     {"twilio": "old-credential-kept-valid", "whatsapp": "test-message-not-delivered", "smtp": "new-credential-refused"},
     {"twilio": "test-message-not-delivered", "whatsapp": "new-credential-refused", "smtp": "old-credential-kept-valid"},
     {"twilio": "env-0644", "whatsapp": "app-not-reloaded", "smtp": "rotation-log-missing"},
+    {"twilio": "test-message-refused", "whatsapp": "test-message-refused", "smtp": "test-message-refused"},
 ]
+# what each provider's test-message failure must say (the code and its meaning, Meta's error, the relay's reply)
+MESSAGE_ERRORS = {
+    ("twilio", "test-message-not-delivered"): "undelivered with error 30003 (unreachable destination handset)",
+    ("twilio", "test-message-refused"): "sent with error 30007 (message filtered by the carrier)",
+    ("whatsapp", "test-message-not-delivered"): "the app recorded message wamid.",
+    ("whatsapp", "test-message-refused"): "message_status is 'held_for_quality_assessment'",
+    ("smtp", "test-message-not-delivered"): "the stand-in's mailbox for admin@",
+    ("smtp", "test-message-refused"): "refused the test e-mail",
+}
 
 
 def failed_steps(run: SuiteRun, scenario: str) -> list[StepResult]:
@@ -40,7 +51,8 @@ def failed_steps(run: SuiteRun, scenario: str) -> list[StepResult]:
 
 def test_every_kind_of_breakage_is_covered() -> None:
     broken = {(p, kind) for run in RUNS for p, kind in run.items()}
-    provider_specific = {"new-credential-refused", "old-credential-kept-valid", "test-message-not-delivered"}
+    provider_specific = {"new-credential-refused", "old-credential-kept-valid", "test-message-not-delivered",
+                         "test-message-refused"}
     assert {(p, k) for p in SCENARIOS for k in provider_specific} <= broken
     assert {k for _, k in broken} == set(FAILING_CHECKS)
 
@@ -55,3 +67,5 @@ def test_each_scenario_fails_at_the_step_whose_check_is_broken(suite: SuiteRunne
         assert len(failed) == 1, f"{provider}:{kind}: failed steps {failed}\n{run.output[-3000:]}"
         assert step_part in failed[0].text, f"{provider}:{kind}: the step that failed is {failed[0].step!r}"
         assert error_part in (failed[0].error or ""), f"{provider}:{kind}: {failed[0].error}"
+        said = MESSAGE_ERRORS.get((provider, kind), "")
+        assert said in (failed[0].error or ""), f"{provider}:{kind}: {failed[0].error}"

@@ -37,10 +37,31 @@ def test_wrong_password_gets_535_5_7_8(smtp: SmtpProvider, current: Secret) -> N
 def test_the_server_demands_starttls_before_auth(smtp_server: SmtpStandIn, current: Secret) -> None:
     with smtplib.SMTP("127.0.0.1", smtp_server.port, timeout=5) as client:
         client.ehlo()
-        code, _ = client.docmd("AUTH", "PLAIN AGN1cnJlbnQ=")
-        assert code in (530, 538)
-        code, _ = client.docmd("MAIL", "FROM:<a@example.com>")
-        assert code == 530
+        assert client.docmd("AUTH", "PLAIN AGN1cnJlbnQ=") == (530, b"5.7.0 Must issue a STARTTLS command first")
+        assert client.docmd("MAIL", "FROM:<a@example.com>")[0] == 530
+
+
+def test_the_protocol_as_rfc_3207_and_2034_want_it(smtp_server: SmtpStandIn, current: Secret) -> None:
+    """With smtplib over the wire: ENHANCEDSTATUSCODES advertised (and every later reply carries one), a second
+    STARTTLS inside TLS gets 503 and the session goes on, and any AUTH word is answered, `AUTH attempts` included
+    (a handler attribute named auth_* used to be taken for a mechanism and crash the session)."""
+    context = ssl.create_default_context(cafile=str(smtp_server.ca_file))
+    with smtplib.SMTP("127.0.0.1", smtp_server.port, timeout=5) as client:
+        client.ehlo()
+        assert client.has_extn("enhancedstatuscodes") and client.has_extn("starttls")
+        client.starttls(context=context)
+        client.ehlo()
+        assert client.has_extn("enhancedstatuscodes") and not client.has_extn("starttls")
+        assert client.esmtp_features["auth"].split() == ["LOGIN", "PLAIN"]  # no ATTEMPTS mechanism
+        assert client.docmd("STARTTLS") == (503, b"5.5.1 Bad sequence of commands: TLS already active")
+        for word in ("attempts", "ATTEMPTS", "CRAM-MD5", "XOAUTH2", "logins"):
+            assert client.docmd("AUTH", word) == (504, b"5.5.4 Unrecognized authentication type"), word
+        assert client.docmd("AUTH", "PLAIN !!!") == (501, b"5.5.2 Can't decode base64")
+        assert client.noop() == (250, b"2.0.0 OK")
+        client.login(smtp_server.username, current.reveal())  # the session survived all of it
+        assert client.docmd("AUTH", "attempts") == (503, b"5.5.1 Already authenticated")
+        assert client.docmd("RCPT", "TO:<admin@example.com>") == (503, b"5.5.1 Error: need MAIL command")
+    assert smtp_server.logins == [(current.fingerprint, True)]
 
 
 def test_an_unverifiable_certificate_is_refused(smtp: SmtpProvider, current: Secret) -> None:

@@ -1,15 +1,26 @@
-"""The Twilio adapter with the real twilio SDK over loopback against the Twilio stand-in."""
+"""The Twilio adapter with the real twilio SDK over loopback against the Twilio stand-in: Twilio's answers where the
+rotation's recovery depends on them (promote without a secondary: 404/20404; a secondary someone else left), and a
+test SMS judged by its final status, polled within a bounded wait."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import logging
 
 import pytest
+import requests
 
 from rotation.core.secret import Secret
-from rotation.providers.base import CredentialStillAccepted, ProviderError, ProviderUnavailable
+from rotation.providers.base import (
+    CredentialStillAccepted,
+    DeliveryWait,
+    ExistingCredential,
+    ProviderError,
+    ProviderUnavailable,
+)
 from rotation.providers.twilio import TwilioProvider
-from staging.twilio_standin import AUTHENTICATE, TwilioStandIn, new_token
+from staging.twilio_standin import AUTHENTICATE, Lifecycle, TwilioStandIn, new_token
 from tests.providers.conftest import ADMIN_NUMBER, leaked
 
 
@@ -55,14 +66,40 @@ def test_negative_control_old_token_kept_valid_is_caught(twilio: TwilioProvider,
     assert not leaked(str(caught.value), old, new)
 
 
+def test_promote_without_a_secondary_gets_twilios_404_20404(twilio: TwilioProvider, twilio_api: TwilioStandIn) -> None:
+    response = requests.post(f"{twilio_api.base_url}/v1/AuthTokens/Promote", timeout=5,
+                             auth=(twilio_api.account_sid, twilio_api.primary))
+    assert response.status_code == 404 and response.json() == {
+        "code": 20404, "message": "The requested resource /AuthTokens/Promote was not found",
+        "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404}
+    old = Secret(twilio_api.primary)  # nothing was promoted: the reconciliation must not call that a lost answer
+    with pytest.raises(ProviderError) as caught:
+        twilio.retire_old(old, old)
+    assert (caught.value.status, caught.value.code) == (404, 20404) and twilio.check(old).accepted
+
+
 def test_promote_whose_answer_was_lost_is_recognised_on_retry(twilio: TwilioProvider,
                                                                twilio_api: TwilioStandIn) -> None:
     old = Secret(twilio_api.primary)
     new = twilio.issue(old)
     twilio_api.faults.lose_answer_next(1, 1.0, match="Promote")  # promoted at Twilio, the client times out
     twilio.retire_old(old, new)
-    assert ("POST", "/v1/AuthTokens/Promote", 400) in twilio_api.requests  # the retry found nothing to promote
+    promotes = [r for r in twilio_api.requests if r[1] == "/v1/AuthTokens/Promote"]
+    assert promotes == [("POST", "/v1/AuthTokens/Promote", 200), ("POST", "/v1/AuthTokens/Promote", 404)]
     assert Secret(twilio_api.primary) == new and not twilio.check(old).accepted
+
+
+def test_a_secondary_someone_else_left_is_refused_and_kept(twilio: TwilioProvider, twilio_api: TwilioStandIn) -> None:
+    """Twilio keeps one secondary token; one created before this rotation shows in the create answer's date."""
+    current = Secret(twilio_api.primary)
+    theirs = twilio_api.plant_secondary(dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
+    with pytest.raises(ExistingCredential) as caught:
+        twilio.issue(current)
+    assert caught.value.existing == Secret(theirs) and "created" in caught.value.found
+    assert twilio_api.secondary == theirs and not leaked(str(caught.value), theirs)  # nothing changed
+    assert twilio.delete_secondary(current)  # what --replace-secondary does before creating its own
+    mine = twilio.issue(current)
+    assert mine != Secret(theirs) and not twilio.check(Secret(theirs)).accepted
 
 
 def test_discarding_a_pending_secondary(twilio: TwilioProvider, twilio_api: TwilioStandIn) -> None:
@@ -81,20 +118,41 @@ def test_suppress_email_notification_is_accepted_and_ignored(twilio: TwilioProvi
     assert client.accounts.v1.secondary_auth_token().delete(suppress_email_notification=True)
 
 
-def test_test_sms_reaches_the_admin_number(twilio: TwilioProvider, twilio_api: TwilioStandIn) -> None:
+def test_delivered_after_three_polls_passes_with_the_status_history(twilio: TwilioProvider,
+                                                                    twilio_api: TwilioStandIn) -> None:
+    twilio_api.lifecycle = Lifecycle.delivered(step_s=0.3)  # queued, sending at 0.3 s, sent at 0.6, delivered at 0.9
+    paced = dataclasses.replace(twilio, settings=dataclasses.replace(twilio.settings,
+                                                                     delivery=DeliveryWait(5.0, 0.2)))
     token = Secret(twilio_api.primary)
-    delivery = twilio.send_test_message(token, "rotation test")
-    assert delivery.recipient == ADMIN_NUMBER and delivery.message_id.startswith("SM")
-    assert [m["sid"] for m in twilio_api.delivered_to(ADMIN_NUMBER)] == [delivery.message_id]
-    report = twilio.delivery_report(token, delivery)
+    delivery = paced.send_test_message(token, "rotation test")
+    assert delivery.recipient == ADMIN_NUMBER and delivery.message_id.startswith("SM") and delivery.status == "queued"
+    report = paced.delivery_report(token, delivery)
     assert (report.verdict, report.status, report.error_code) == ("delivered", "delivered", None)
+    seen = [h["status"] for h in report.history]
+    assert seen[0] == "queued" and seen[-1] == "delivered" and len(seen) >= 3, report.history
+    assert seen == [s for s in ("queued", "sending", "sent", "delivered") if s in seen]  # in lifecycle order
+    polls = int(report.detail.split("after ")[1].split(" poll")[0])
+    assert polls >= 4 and report.as_evidence()["status history"] == list(report.history)
+    assert [m["sid"] for m in twilio_api.delivered_to(ADMIN_NUMBER)] == [delivery.message_id]
 
 
-def test_an_undelivered_sms_is_reported_as_failed(twilio: TwilioProvider, twilio_api: TwilioStandIn) -> None:
-    twilio_api.drop_messages = True
+@pytest.mark.parametrize(("lifecycle", "status", "code", "says"), [
+    (Lifecycle.stuck("queued"), "queued", None, "still queued after the 0.3 s wait"),
+    (Lifecycle.ending("sent", 30007), "sent", 30007, "30007 (message filtered by the carrier)"),
+    (Lifecycle.ending("undelivered", 30003), "undelivered", 30003, "30003 (unreachable destination handset)"),
+    (Lifecycle.ending("failed", 30008), "failed", 30008, "30008 (unknown error)"),
+    (Lifecycle.stuck("sent"), "sent", None, "no delivery receipt came"),
+], ids=["queued-past-the-wait", "sent-with-30007", "undelivered-30003", "failed-30008", "sent-without-receipt"])
+def test_anything_but_delivered_fails_with_the_code_and_its_meaning(
+        twilio: TwilioProvider, twilio_api: TwilioStandIn, lifecycle: Lifecycle, status: str, code: int | None,
+        says: str) -> None:
+    twilio_api.lifecycle = lifecycle
+    short = dataclasses.replace(twilio, settings=dataclasses.replace(twilio.settings,
+                                                                     delivery=DeliveryWait(0.3, 0.05)))
     token = Secret(twilio_api.primary)
-    report = twilio.delivery_report(token, twilio.send_test_message(token, "rotation test"))
-    assert (report.verdict, report.status, report.error_code) == ("failed", "undelivered", 30005)
+    report = short.delivery_report(token, short.send_test_message(token, "rotation test"))
+    assert (report.verdict, report.status, report.error_code) == ("failed", status, code), report.detail
+    assert says in report.detail and report.history[-1]["status"] == status
 
 
 def test_sms_with_a_dead_token_fails_with_the_provider_code(twilio: TwilioProvider) -> None:
