@@ -12,7 +12,6 @@ import pytest
 from rotation.core.config import ConfigError, default_config, load_config, parse_config
 
 
-
 def edited(change: Any) -> dict[str, Any]:
     data = tomllib.loads(resources.files("rotation.core").joinpath("rotation.toml").read_text())
     change(data)
