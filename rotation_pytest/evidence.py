@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from rotation.core.proof import NotApplicable
 from rotation.evidence.controls import Catalog, load_catalog
 from rotation.evidence.journal import Journal, JournalingRecorder, journal_path, seal_dead_journals
 from rotation.evidence.metadata import RunMetadata, git_state, package_versions
@@ -62,8 +63,8 @@ STATE = pytest.StashKey[RunState]()
 
 
 # Accounts, not people: a live run's evidence must name who performed the change.
-SHARED_ACCOUNTS = frozenset({"root", "toor", "admin", "administrator", "system", "nobody", "ubuntu", "debian", "ec2-user",
-                             "postgres", "eventuser", "runner", "ci", "jenkins", "gitlab-runner"})
+SHARED_ACCOUNTS = frozenset({"root", "toor", "admin", "administrator", "system", "nobody", "ubuntu", "debian",
+                             "ec2-user", "postgres", "eventuser", "runner", "ci", "jenkins", "gitlab-runner"})
 
 
 def live_refusals(target: str, *, approver: str | None, change_id: str | None, operator: str,
@@ -229,7 +230,10 @@ def pytest_bdd_after_step(request: pytest.FixtureRequest, feature: object, scena
 
 def pytest_bdd_step_error(request: pytest.FixtureRequest, feature: object, scenario: object, step: object,
                           step_func: object, step_func_args: dict[str, object], exception: BaseException) -> None:
-    state_of(request.config).recorder.end_step("failed", _exception_text(exception))
+    if isinstance(exception, NotApplicable):
+        state_of(request.config).recorder.end_step("skipped", f"not applicable: {exception}")
+    else:
+        state_of(request.config).recorder.end_step("failed", _exception_text(exception))
 
 
 def pytest_bdd_step_func_lookup_error(request: pytest.FixtureRequest, feature: object, scenario: object,
@@ -256,6 +260,10 @@ def _reason(report: pytest.TestReport) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
     report: pytest.TestReport = yield
+    if report.when == "call" and call.excinfo is not None and call.excinfo.errisinstance(NotApplicable):
+        # A check that does not apply here: skipped with its reason, so the verdict counts it as not run.
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"not applicable: {call.excinfo.value}")
     state = state_of(item.config)
     scenario = state.recorder.current_scenario
     if scenario is None or scenario.nodeid != item.nodeid:

@@ -14,6 +14,7 @@ COMMANDS = (
     "verify-evidence",
     "provider",
     "emergency",
+    "audit-trail",
 )
 
 

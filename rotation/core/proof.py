@@ -63,6 +63,12 @@ class CheckFailed(Exception):
     """A check of the procedure did not hold. The message never contains a secret."""
 
 
+class NotApplicable(Exception):
+    """The check does not apply to this deployment (no git repository, no server-log access). The pytest plugin
+    records the scenario as skipped with this reason, so the verdict counts it as not run: never a pass, never an
+    error."""
+
+
 def require(condition: bool, message: str) -> None:
     """Raise CheckFailed(message) unless the condition holds."""
     if not condition:
