@@ -9,6 +9,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree  # noqa: S405  (only our own pytest's junit.xml is parsed)
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -58,7 +59,37 @@ def point_latest(folder: Path) -> None:
     os.replace(tmp, link)
 
 
+def junit_properties(meta: RunMetadata, summary: Summary) -> list[tuple[str, str]]:
+    """The verdict as JUnit properties, so CI dashboards read what the report says (INCOMPLETE names each scenario
+    that did not run, with its reason)."""
+    props = [("rotation.verdict", summary.verdict), ("rotation.target", meta.target),
+             ("rotation.signing-key-fingerprint", meta.public_key_fingerprint)]
+    props += [("rotation.verdict-reason", reason) for reason in summary.verdict_reasons()]
+    props += [(f"rotation.{s.status.replace(' ', '-')}", f"{s.name}: {s.reason or 'no reason recorded'}")
+              for s in summary.incomplete]
+    return props
+
+
+def _mark_junit(path: Path, props: list[tuple[str, str]]) -> None:
+    """Add the properties to every testsuite of the run folder's junit.xml (replacing ours from an earlier pass)."""
+    if not path.is_file():
+        return
+    tree = ElementTree.parse(path)  # noqa: S314  (the file our own pytest wrote)
+    root = tree.getroot()
+    for suite in [root] if root.tag == "testsuite" else root.iter("testsuite"):
+        holder = suite.find("properties")
+        if holder is None:
+            holder = ElementTree.Element("properties")
+            suite.insert(0, holder)
+        for old in [p for p in holder if str(p.get("name", "")).startswith("rotation.")]:
+            holder.remove(old)
+        for name, value in props:
+            ElementTree.SubElement(holder, "property", name=name, value=value)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
 def _render_all(folder: Path, meta: RunMetadata, summary: Summary, recorder: Recorder, pem: str) -> tuple[str, int]:
+    _mark_junit(folder / JUNIT, junit_properties(meta, summary))
     entries, seq_of = build_entries(meta, summary, recorder.run_items)
     head, lines = write_chain(folder / CHAIN, entries)
     document = oscal.assessment_results(meta, summary, seq_of)
