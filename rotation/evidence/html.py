@@ -12,7 +12,7 @@ import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -27,6 +27,11 @@ TEMP_ROOTS = sorted({tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"}, key
 TEMP_PATH = re.compile("(?:" + "|".join(re.escape(r) for r in TEMP_ROOTS) + r")(?:/[^\s\"'<>,;)\]}|]*)?")
 
 
+def scrub(text: str) -> str:
+    """Free text in the page (reasons, errors, closing lines): no temporary path, times in ISO 8601 UTC."""
+    return utc_stamps(scrub_paths(text))
+
+
 def scrub_paths(text: str) -> str:
     """A temporary path (a staging world, pytest's tmp_path) as `<tmp>/…/<last two parts>`: what it names, not
     where a throwaway directory happened to be."""
@@ -36,9 +41,29 @@ def scrub_paths(text: str) -> str:
     return TEMP_PATH.sub(short, text)
 
 
+STAMP = re.compile(r"\b\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?")
+
+
+EPOCH = re.compile(r"(?<![\d.])1[5-9]\d{8}\.\d+(?![\d.])")  # a Unix time with a fraction (an app's env_loaded_at)
+
+
+def utc_stamps(text: str) -> str:
+    """Every date-time in a value (a log row's `2026-03-01 10:00:00.123456+00:00`, an offset time, a Unix time with
+    a fraction) as ISO 8601 UTC.
+    A time without an offset is taken as UTC: the suite's sessions and the rotation log use UTC."""
+    def utc(match: re.Match[str]) -> str:
+        try:
+            moment = datetime.fromisoformat(match.group(0).replace("Z", "+00:00"))
+        except ValueError:
+            return match.group(0)
+        return iso_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return EPOCH.sub(lambda m: iso_time(datetime.fromtimestamp(float(m.group(0)), UTC)), STAMP.sub(utc, text))
+
+
 def iso_time(moment: datetime | None) -> str:
     """ISO 8601 in UTC, to the millisecond: 2026-03-01T10:00:00.123Z."""
-    return "not run" if moment is None else moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return "not run" if moment is None else moment.astimezone(UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
 
 
 def clock(moment: datetime | None) -> str:
@@ -64,7 +89,9 @@ def _cut(text: str, limit: int, line: int | None) -> str:
     if len(text) <= limit:
         return text
     where = f"evidence.jsonl line {line}" if line else "evidence.jsonl"
-    return text[:limit] + f" … ({len(text) - limit:,} more characters in {where})"
+    cut = text.rfind(" ", limit // 2, limit)  # at a space: never halfway through a time or a path
+    cut = cut if cut > 0 else limit
+    return text[:cut] + f" … ({len(text) - cut:,} more characters in {where})"
 
 
 def show_value(value: object, line: int | None = None) -> str:
@@ -73,11 +100,11 @@ def show_value(value: object, line: int | None = None) -> str:
         text = "\n".join(f"{k}: {_compact(v)}" for k, v in value.items()) or "{}"
     else:
         text = _compact(value)
-    return _cut(scrub_paths(text), MAX_VALUE_CHARS, line)
+    return _cut(utc_stamps(scrub_paths(text)), MAX_VALUE_CHARS, line)
 
 
 def show_source(source: str | None, line: int | None = None) -> str:
-    return _cut(scrub_paths(" ".join((source or "").split())), MAX_SOURCE_CHARS, line)
+    return _cut(utc_stamps(scrub_paths(" ".join((source or "").split()))), MAX_SOURCE_CHARS, line)
 
 
 def anchor(nodeid: str) -> str:
@@ -171,7 +198,7 @@ def render(meta: RunMetadata, summary: Summary, *, run_name: str, seq_of: dict[i
     env = Environment(loader=PackageLoader("rotation.evidence", "templates"), autoescape=select_autoescape(["j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(iso_time=iso_time, clock=clock, fmt_duration=fmt_duration, show_value=show_value,
-                       show_source=show_source, item_id=id, scrub=scrub_paths, feature_groups=feature_groups)
+                       show_source=show_source, item_id=id, scrub=scrub, feature_groups=feature_groups)
     duration = (meta.finished - meta.started).total_seconds() if meta.finished else None
     live = meta.target == "live"
     closings = [i for i in run_items if i.name.startswith(CLOSING_PREFIX)]
