@@ -42,7 +42,7 @@ def test_a_db_key_rehearsal_prints_in_at_most_12_pages(suite: SuiteRunner, tmp_p
     assert 0 < pages <= MAX_PAGES, f"{pages} A4 pages"
     assert text.count("Feature: Database Encryption Key Rotation") == 1  # the feature's text once
     assert text.count("CRITICAL: this is the most sensitive rotation") == 1
-    assert "/tmp/" not in text and str(tmp_path) not in text and tempfile.gettempdir() + "/" not in text
+    assert "/tmp/" not in text and str(tmp_path) not in text and tempfile.gettempdir() + "/" not in text  # noqa: S108
     stamps = re.findall(r"\b\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?", text)
     assert stamps and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", s) for s in stamps), \
         sorted({s for s in stamps if not s.endswith("Z")})[:5]

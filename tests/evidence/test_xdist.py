@@ -28,6 +28,10 @@ def content(folder: Path) -> tuple[object, ...]:
             run["selected"], run["deselected"])
 
 
+def run_folders(reports: Path) -> list[Path]:
+    return [p for p in reports.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")]
+
+
 def test_xdist_writes_the_same_single_folder_as_a_serial_run(pytester: pytest.Pytester,
                                                              project: Callable[..., Path],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,8 +44,8 @@ def test_xdist_writes_the_same_single_folder_as_a_serial_run(pytester: pytest.Py
     parallel.assert_outcomes(passed=4, skipped=1)
     parallel.stdout.fnmatch_lines(["verdict: INCOMPLETE"])
 
-    [one] = [p for p in (root / "serial").iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")]
-    folders = [p for p in (root / "parallel").iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")]
+    [one] = run_folders(root / "serial")
+    folders = run_folders(root / "parallel")
     assert len(folders) == 1, folders  # one aggregated folder, not one per worker
     assert content(folders[0]) == content(one)
     assert verify_folder(one).passed and verify_folder(folders[0]).passed
