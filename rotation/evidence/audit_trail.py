@@ -97,12 +97,13 @@ class AuditTrail:
     def as_json(self) -> dict[str, Any]:
         def plain(value: object) -> object:
             return value.isoformat().replace("+00:00", "Z") if isinstance(value, dt.datetime) else value
-        return json.loads(json.dumps({
+        data: dict[str, Any] = json.loads(json.dumps({
             "period": {"from": plain(self.start), "to": plain(self.end)}, "signer_pin": self.pin,
             "findings": self.findings,
             "intervals": [{**asdict(i), "days": i.days, "gap": i.gap} for i in self.intervals],
             "rotations": [asdict(r) for r in self.rotations], "run_folders": [asdict(f) for f in self.folders],
         }, default=plain))
+        return data
 
 
 def run_folders(roots: Iterable[Path]) -> list[Path]:
