@@ -38,7 +38,6 @@ pytest_plugins = ["rotation_pytest.evidence_selection", "rotation_pytest.evidenc
 
 BUILTIN_MARKS = frozenset({"parametrize", "usefixtures", "filterwarnings", "skip", "skipif", "xfail"})
 MAX_REASON_CHARS = 4000
-NOTHING_RAN = frozenset({pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR})
 
 
 @dataclass
@@ -306,8 +305,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         ship(config, state)
         return
     _quiet_scratch_writers(config, state)
-    if not state.recorder.scenarios and (not (state.planned or state.left_out) or exitstatus in NOTHING_RAN):
-        return  # unit-test sessions (no scenario selected), refused or broken ones leave no report behind
+    if not state.recorder.scenarios:
+        return  # no scenario started (unit tests, a dry run, a refusal): nothing to evidence
     state.recorder.scenarios[:] = add_unrun(state.recorder.scenarios, state.planned, state.left_out, exitstatus)
     order = {s.nodeid: n for n, s in enumerate(state.recorder.scenarios)}  # xdist: workers' figures in run order
     state.recorder.populations.sort(key=lambda p: order.get(p.scenario or "", -1))
