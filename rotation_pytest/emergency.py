@@ -48,6 +48,7 @@ from staging.world import staging_config, staging_world
 
 INCIDENT = pytest.StashKey[IncidentRecord]()
 INCIDENT_WINDOW_TAG = "incident_window"
+INCIDENT_GROUP = "incident"  # under pytest-xdist every emergency scenario runs on one worker, in order
 
 # Staging: provider calls to the loopback stand-ins retry in milliseconds, not seconds.
 STAGING_NARRATIVE = Narrative(
@@ -93,6 +94,7 @@ def _credential_of(item: pytest.Item, config: pytest.Config) -> str | None:
     return next((c.type for c in config_of(config).credentials if item.get_closest_marker(c.type)), None)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     chosen = set(compromised_of(config))
     keep, drop = [], []
@@ -103,6 +105,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
     items[:] = in_emergency_order(keep, config)
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            if item.get_closest_marker("emergency"):
+                item.add_marker(pytest.mark.xdist_group(INCIDENT_GROUP))
     if target_of(config) == "live" and not config.getoption("incident_start"):
         skip = pytest.mark.skip(reason="post-incident audit: pass --incident-start and --incident-end (within 24 hours "
                                        "of the incident) to run it")

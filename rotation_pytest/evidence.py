@@ -181,11 +181,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 # --- the recorder, driven by pytest and pytest-bdd ------------------------------------------------------------------
+def plain_nodeid(item: pytest.Item) -> str:
+    """The item's node id as a serial run has it: xdist's loadgroup mode appends `@<group>` on its workers."""
+    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                     for m in item.iter_markers("xdist_group")})
+    suffix = "@" + "_".join(groups)
+    return item.nodeid.removesuffix(suffix) if groups else item.nodeid
+
+
 def scenario_record(item: pytest.Item, template: object) -> ScenarioRecord:
     example = getattr(getattr(item, "callspec", None), "params", {}).get("_pytest_bdd_example", {})
     scenario = template.render(example)  # type: ignore[attr-defined]
     feature = scenario.feature
-    record = ScenarioRecord(nodeid=item.nodeid, name=scenario.name, feature=feature.name,
+    record = ScenarioRecord(nodeid=plain_nodeid(item), name=scenario.name, feature=feature.name,
                             feature_file=feature.rel_filename, line=scenario.line_number, tags=item_tags(item),
                             description=scenario.description or "", feature_description=feature.description or "",
                             keyword=scenario.keyword or "Scenario")
@@ -265,7 +273,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = (str(item.path), item.location[1] or 0, f"not applicable: {call.excinfo.value}")
     state = state_of(item.config)
     scenario = state.recorder.current_scenario
-    if scenario is None or scenario.nodeid != item.nodeid:
+    if scenario is None or scenario.nodeid != plain_nodeid(item):
         return report
     _apply_report(state.recorder, scenario, report)
     if report.when == "teardown":

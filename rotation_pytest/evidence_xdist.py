@@ -20,6 +20,23 @@ from rotation.evidence.journal import replay_events, scenario_event, scenario_fr
 from rotation_pytest.evidence import RunState, state_of
 
 KEY = "rotation_evidence"
+GROUPS = "rotation_loadgroup"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """`pytest -n N` honours xdist_group marks (the emergency procedure is one incident: one worker runs all of it,
+    in order): plain load balancing becomes loadgroup on the controller, and each worker is told so (a worker parses
+    the command line again and would not know)."""
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"
+    if getattr(config, "workerinput", {}).get(GROUPS):
+        config.option.loadgroup = True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    if node.config.getvalue("dist") == "loadgroup":
+        node.workerinput[GROUPS] = True
 
 
 def ship(config: pytest.Config, state: RunState) -> None:
