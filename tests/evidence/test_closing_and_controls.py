@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from rotation.core.config import default_config
+from rotation.core.proof import NoEvidence, NotApplicable
 from rotation.emergency.incident import IncidentRecord
 from rotation.evidence.controls import load_catalog
 from rotation.evidence.recorder import ScenarioRecord
 from rotation.evidence.summary import ControlResult, RunContext
+from rotation.hygiene import practices
+from rotation.hygiene.checks import AppFiles
 from rotation_pytest.emergency import closing_lines
 from tests.evidence.project import run, run_folder
 
@@ -63,3 +67,12 @@ def test_change_management_is_satisfied_only_by_an_approved_live_run() -> None:
     assert status("SOC2-CC8.1", RunContext("live", "bob", "CHG-1")) == "satisfied"
     assert status("PCI-3.7.5", RunContext("staging")) == "rehearsed"
     assert status("PCI-3.7.5", RunContext("live", "bob", "CHG-1")) == "satisfied"
+
+
+def test_the_git_checks_do_not_apply_without_a_git_repository(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("X=1\n")
+    files = AppFiles(tmp_path, tmp_path / ".env", "nobody")
+    with pytest.raises(NotApplicable, match="is not a git repository"):
+        practices.require_ignored(files, NoEvidence())
+    with pytest.raises(NotApplicable, match="is not a git repository"):
+        practices.require_not_in_history(files, default_config(), NoEvidence())
