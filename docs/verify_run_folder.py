@@ -33,9 +33,15 @@ def chain_problems(data: bytes, head: str) -> list[str]:
     problems, prev_hash, prev_seq = [], GENESIS, 0
     lines = data[:-1].split(b"\n")
     for number, line in enumerate(lines, start=1):  # line numbers count from 1, as seq does
-        entry = json.loads(line)
-        seq = entry.get("seq")
-        if seq != prev_seq + 1:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = {}
+        seq = entry.get("seq") if isinstance(entry, dict) else None
+        if seq is None:
+            problems.append(f"evidence.jsonl line {number}: not a chain line (no seq)")
+            seq = prev_seq + 1
+        elif seq != prev_seq + 1:
             problems.append(f"evidence.jsonl line {number}: seq {seq} follows seq {prev_seq} (lines removed, "
                             "inserted or moved)")
         elif entry.get("prev") != prev_hash:
