@@ -33,3 +33,14 @@ def unregister_cucumber_writer(config: pytest.Config) -> None:
     if writer is not None:
         config.pluginmanager.unregister(writer)
         del config._bddcucumberjson  # type: ignore[attr-defined]
+
+
+def kept_by_mark_and_keyword(item: pytest.Item, config: pytest.Config) -> bool:
+    """Whether the operator's -m and -k expressions keep this item, evaluated with pytest's own matchers (the ones
+    its mark plugin deselects with), without deselecting anything."""
+    from _pytest.mark import KeywordMatcher, MarkMatcher, _parse_expression
+
+    markexpr, keywordexpr = config.option.markexpr, (config.option.keyword or "").lstrip()
+    if markexpr and not _parse_expression(markexpr, "-m").evaluate(MarkMatcher.from_markers(item.iter_markers())):
+        return False
+    return not keywordexpr or bool(_parse_expression(keywordexpr, "-k").evaluate(KeywordMatcher.from_item(item)))

@@ -48,6 +48,7 @@ from staging.world import staging_config, staging_world
 
 INCIDENT = pytest.StashKey[IncidentRecord]()
 INCIDENT_WINDOW_TAG = "incident_window"
+INCIDENT_GROUP = "incident"  # under pytest-xdist every emergency scenario runs on one worker, in order
 
 # Staging: provider calls to the loopback stand-ins retry in milliseconds, not seconds.
 STAGING_NARRATIVE = Narrative(
@@ -93,6 +94,7 @@ def _credential_of(item: pytest.Item, config: pytest.Config) -> str | None:
     return next((c.type for c in config_of(config).credentials if item.get_closest_marker(c.type)), None)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     chosen = set(compromised_of(config))
     keep, drop = [], []
@@ -103,6 +105,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
     items[:] = in_emergency_order(keep, config)
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            if item.get_closest_marker("emergency"):
+                item.add_marker(pytest.mark.xdist_group(INCIDENT_GROUP))
     if target_of(config) == "live" and not config.getoption("incident_start"):
         skip = pytest.mark.skip(reason="post-incident audit: pass --incident-start and --incident-end (within 24 hours "
                                        "of the incident) to run it")
@@ -123,24 +129,31 @@ def in_emergency_order(items: list[pytest.Item], config: pytest.Config) -> list[
     return ordered
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
-    """The incident's figures, also in the signed evidence (the steps record them)."""
-    record = config.stash.get(INCIDENT, None)
+def closing_lines(record: IncidentRecord) -> list[str]:
+    """The incident's figures as the run prints them at its end (and as its signed evidence holds them)."""
+    lines = [f"{o.credential_type:<18} time-to-revoke {hms(o.time_to_revoke):>8}   "
+             f"time-to-restore {hms(o.time_to_restore):>8}   "
+             f"old credential: {o.rejection or 'NOT PROVEN REJECTED'}" + ("   (resumed)" if o.resumed else "")
+             for o in record.outcomes.values()]
+    if record.review:
+        lines.append(f"access review: {record.review.summary()}")
+    notified = ", ".join(record.notification.recipients) if record.notification else "NO"
+    lines.append(f"stakeholders notified: {notified}"
+                 + (f" ({record.notification_error})" if record.notification_error else ""))
+    if record.report_document is not None:
+        lines.append(f"incident report: {record.report_document} in the run folder")
+    return lines
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The incident's figures go into the signed evidence, which the terminal then shows (rotation_pytest.evidence)."""
+    from rotation_pytest.evidence import closing_summary  # here, not above: the evidence plugin is loaded after this
+
+    record = session.config.stash.get(INCIDENT, None)
     if record is None or not (record.outcomes or record.review or record.notification or record.notification_error):
         return
-    terminalreporter.section("emergency rotation: time to revoke and restore")
-    for o in record.outcomes.values():
-        terminalreporter.write_line(f"{o.credential_type:<18} time-to-revoke {hms(o.time_to_revoke):>8}   "
-                                    f"time-to-restore {hms(o.time_to_restore):>8}   "
-                                    f"old credential: {o.rejection or 'NOT PROVEN REJECTED'}"
-                                    + ("   (resumed)" if o.resumed else ""))
-    if record.review:
-        terminalreporter.write_line(f"access review: {record.review.summary()}")
-    notified = ", ".join(record.notification.recipients) if record.notification else "NO"
-    terminalreporter.write_line(f"stakeholders notified: {notified}")
-    if record.report_document is not None:
-        terminalreporter.write_line(f"incident report: {record.report_document} in the run folder (see 'evidence' "
-                                    "below)")
+    closing_summary(session.config, "emergency rotation: time to revoke and restore", closing_lines(record),
+                    source="the incident record (the clock at each step, UTC); printed at the end of the run")
 
 
 # --- one incident per session ----------------------------------------------------------------------------------------

@@ -2,28 +2,40 @@
 collection, and the run folder written at the end of a session that ran at least one scenario.
 
 Load it from the root conftest (`pytest_plugins = ["rotation_pytest.evidence", ...]`). One Recorder per session,
-kept with the rest of the run's state in `config.stash`; nothing lives in module globals."""
+kept with the rest of the run's state in `config.stash`; nothing lives in module globals. It brings two helpers of its
+own: evidence_selection (the scenarios planned, left out and never run) and evidence_xdist (under pytest-xdist the
+workers ship their records and the controller writes one run folder)."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from rotation.core.proof import NotApplicable
 from rotation.evidence.controls import Catalog, load_catalog
 from rotation.evidence.journal import Journal, JournalingRecorder, journal_path, seal_dead_journals
 from rotation.evidence.metadata import RunMetadata, git_state, package_versions
-from rotation.evidence.recorder import Recorder, ScenarioRecord, StepRecord, strip_url_passwords, utc_now
+from rotation.evidence.recorder import (
+    CLOSING_PREFIX,
+    Recorder,
+    ScenarioRecord,
+    StepRecord,
+    strip_url_passwords,
+    utc_now,
+)
 from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, write_run
 from rotation.evidence.signing import SigningKeyError, load_private_key
 from rotation_pytest.bdd import scenario_template, unregister_cucumber_writer, unregister_junit_writer
 from rotation_pytest.fixtures import operator_of, target_of
 
 # pytest's own marks are not Gherkin tags; everything else on a scenario item came from a tag.
+pytest_plugins = ["rotation_pytest.evidence_selection", "rotation_pytest.evidence_xdist"]
+
 BUILTIN_MARKS = frozenset({"parametrize", "usefixtures", "filterwarnings", "skip", "skipif", "xfail"})
 MAX_REASON_CHARS = 4000
 
@@ -41,24 +53,47 @@ class RunState:
     deselected: int = 0
     sealed: tuple[RunOutput, ...] = ()  # run folders written from the journals of sessions that died
     sealing_error: str | None = None
+    collected: list[pytest.Item] = field(default_factory=list)  # every scenario item, before any deselection
+    planned: list[ScenarioRecord] = field(default_factory=list)  # the selected scenarios, in order
+    left_out: list[ScenarioRecord] = field(default_factory=list)  # deselected although the selection keeps them
 
 
 STATE = pytest.StashKey[RunState]()
 
 
-def _check_live(target: str, approver: str | None, change_id: str | None) -> None:
+# Accounts, not people: a live run's evidence must name who performed the change.
+SHARED_ACCOUNTS = frozenset({"root", "toor", "admin", "administrator", "system", "nobody", "ubuntu", "debian",
+                             "ec2-user", "postgres", "eventuser", "runner", "ci", "jenkins", "gitlab-runner"})
+
+
+def live_refusals(target: str, *, approver: str | None, change_id: str | None, operator: str,
+                  signing_key: str | None) -> list[str]:
+    """Why a live run's evidence could not be relied on, as sentences; empty when it can (or on staging)."""
+    if target != "live":
+        return []
     missing = [name for name, value in (("--approver", approver), ("--change-id", change_id)) if not value]
-    if target == "live" and missing:
-        raise pytest.UsageError(f"--target live needs {' and '.join(missing)}: a live rotation is a change and its "
-                                "evidence must name who approved it under which change id (SOC 2 CC8.1)")
+    problems = []
+    if missing:
+        problems.append(f"--target live needs {' and '.join(missing)}: a live rotation is a change and its evidence "
+                        "must name who approved it under which change id (SOC 2 CC8.1)")
+    if operator.strip().lower() in SHARED_ACCOUNTS or operator.startswith("uid-") or not operator.strip():
+        problems.append(f"--target live needs --operator naming the person who performs the change (or "
+                        f"ROTATION_OPERATOR): '{operator}' is an account, not a person")
+    if not signing_key:
+        problems.append("--target live needs --signing-key (or ROTATION_SIGNING_KEY): a per-run key proves the folder "
+                        "is unchanged since signing, not who signed it, so an auditor cannot pin it")
+    return problems
 
 
 @pytest.hookimpl(tryfirst=True)  # before junitxml and pytest-bdd read their output paths
 def pytest_configure(config: pytest.Config) -> None:
     target = target_of(config)
     approver, change_id = config.getoption("approver"), config.getoption("change_id")
-    _check_live(target, approver, change_id)
     key_option = config.getoption("signing_key")
+    refusals = live_refusals(target, approver=approver, change_id=change_id, operator=operator_of(config),
+                             signing_key=key_option)
+    if refusals:
+        raise pytest.UsageError("\n".join(refusals))
     scratch = Path(tempfile.mkdtemp(prefix="rotation-evidence-"))
     commit, dirty = git_state(config.rootpath)
     meta = RunMetadata(run_id=str(uuid.uuid4()), target=target, operator=operator_of(config), approver=approver,
@@ -146,11 +181,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 # --- the recorder, driven by pytest and pytest-bdd ------------------------------------------------------------------
+def plain_nodeid(item: pytest.Item) -> str:
+    """The item's node id as a serial run has it: xdist's loadgroup mode appends `@<group>` on its workers."""
+    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                     for m in item.iter_markers("xdist_group")})
+    suffix = "@" + "_".join(groups)
+    return item.nodeid.removesuffix(suffix) if groups else item.nodeid
+
+
 def scenario_record(item: pytest.Item, template: object) -> ScenarioRecord:
     example = getattr(getattr(item, "callspec", None), "params", {}).get("_pytest_bdd_example", {})
     scenario = template.render(example)  # type: ignore[attr-defined]
     feature = scenario.feature
-    record = ScenarioRecord(nodeid=item.nodeid, name=scenario.name, feature=feature.name,
+    record = ScenarioRecord(nodeid=plain_nodeid(item), name=scenario.name, feature=feature.name,
                             feature_file=feature.rel_filename, line=scenario.line_number, tags=item_tags(item),
                             description=scenario.description or "", feature_description=feature.description or "",
                             keyword=scenario.keyword or "Scenario")
@@ -194,7 +237,10 @@ def pytest_bdd_after_step(request: pytest.FixtureRequest, feature: object, scena
 
 def pytest_bdd_step_error(request: pytest.FixtureRequest, feature: object, scenario: object, step: object,
                           step_func: object, step_func_args: dict[str, object], exception: BaseException) -> None:
-    state_of(request.config).recorder.end_step("failed", _exception_text(exception))
+    if isinstance(exception, NotApplicable):
+        state_of(request.config).recorder.end_step("skipped", f"not applicable: {exception}")
+    else:
+        state_of(request.config).recorder.end_step("failed", _exception_text(exception))
 
 
 def pytest_bdd_step_func_lookup_error(request: pytest.FixtureRequest, feature: object, scenario: object,
@@ -221,9 +267,13 @@ def _reason(report: pytest.TestReport) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
     report: pytest.TestReport = yield
+    if report.when == "call" and call.excinfo is not None and call.excinfo.errisinstance(NotApplicable):
+        # A check that does not apply here: skipped with its reason, so the verdict counts it as not run.
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"not applicable: {call.excinfo.value}")
     state = state_of(item.config)
     scenario = state.recorder.current_scenario
-    if scenario is None or scenario.nodeid != item.nodeid:
+    if scenario is None or scenario.nodeid != plain_nodeid(item):
         return report
     _apply_report(state.recorder, scenario, report)
     if report.when == "teardown":
@@ -254,13 +304,21 @@ def reports_dir(config: pytest.Config) -> Path:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     state = config.stash.get(STATE, None)
-    if state is None or hasattr(config, "workerinput"):
+    if state is None:
+        return
+    _close_interrupted(state.recorder, exitstatus)
+    if hasattr(config, "workerinput"):
+        from rotation_pytest.evidence_xdist import ship  # here: that module imports this one
+
+        ship(config, state)
         return
     _quiet_scratch_writers(config, state)
     if not state.recorder.scenarios:
-        return  # unit-test sessions (no scenario ran) leave no report behind
+        return  # no scenario started (unit tests, a dry run, a refusal): nothing to evidence
+    state.recorder.scenarios[:] = add_unrun(state.recorder.scenarios, state.planned, state.left_out, exitstatus)
+    order = {s.nodeid: n for n, s in enumerate(state.recorder.scenarios)}  # xdist: workers' figures in run order
+    state.recorder.populations.sort(key=lambda p: order.get(p.scenario or "", -1))
     state.meta.finished = utc_now()
-    _close_interrupted(state.recorder, exitstatus)
     try:
         key = load_private_key(state.signing_key_path) if state.signing_key_path else None
         state.output = write_run(reports_dir(config), state.meta, state.recorder, state.catalog, signing_key=key,
@@ -273,6 +331,29 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state.error or (state.output and (state.output.leaks or state.output.verdict == "FAILED")):
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def add_unrun(recorder_scenarios: list[ScenarioRecord], planned: list[ScenarioRecord],
+              left_out: list[ScenarioRecord], exitstatus: int) -> list[ScenarioRecord]:
+    """The scenarios in the order they were planned, each planned one that never started as "not run", then every
+    left-out one."""
+    started = {s.nodeid: s for s in recorder_scenarios}
+    order = {s.nodeid: n for n, s in enumerate(planned)}
+    out = list(recorder_scenarios)
+    for record in planned:
+        if record.nodeid not in started:
+            record.reason = f"the session ended (exit status {int(exitstatus)}) before this scenario ran"
+            out.append(record)
+    out.sort(key=lambda s: order.get(s.nodeid, len(order)))
+    return out + [s for s in left_out if s.nodeid not in started]
+
+
+def closing_summary(config: pytest.Config, title: str, lines: list[str], *, source: str) -> None:
+    """What a plugin prints at the end of the run goes through here: into the signed evidence (and the report) first,
+    and the terminal shows it from there, so the two cannot differ. Call it from pytest_sessionfinish."""
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        state.recorder.closing(title, lines, source=source)
 
 
 def _quiet_scratch_writers(config: pytest.Config, state: RunState) -> None:
@@ -314,14 +395,17 @@ def _extra_scan(config: pytest.Config) -> list[Path]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
+    tr = terminalreporter
     for sealed in state.sealed if state else ():
-        terminalreporter.write_line(f"sealed the journal of a session that died: {sealed.folder} ({sealed.verdict})")
+        tr.write_line(f"sealed the journal of a session that died: {sealed.folder} ({sealed.verdict})")
     if state and state.sealing_error:
-        terminalreporter.write_line(f"the journal of a session that died could not be sealed: {state.sealing_error}",
-                                    red=True)
+        tr.write_line(f"the journal of a session that died could not be sealed: {state.sealing_error}", red=True)
     if state is None or (state.output is None and state.error is None):
         return
-    tr = terminalreporter
+    for item in state.recorder.closing_items():  # exactly what the signed evidence holds
+        tr.section(item.name.removeprefix(CLOSING_PREFIX))
+        for line in item.value if isinstance(item.value, list) else [str(item.value)]:
+            tr.write_line(str(line))
     tr.section("evidence", sep="=")
     if state.error:
         tr.write_line(f"evidence could not be written: {state.error}", red=True)
@@ -329,10 +413,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     out = state.output
     assert out is not None
     tr.write_line(f"run folder: {out.folder}")
-    tr.write_line(f"verdict: {out.verdict}", green=out.verdict == "PASSED", red=out.verdict == "FAILED")
+    tr.write_line(f"verdict: {out.verdict}", green=out.verdict == "PASSED", red=out.verdict != "PASSED")
     for reason in out.reasons:
         tr.write_line(f"  {reason}", red=True)
     for leak in out.leaks:
         tr.write_line(f"SECRET LEAK: {leak.message()}; the run fails", red=True)
-    tr.write_line(f"signing key: {state.meta.signing_key}; public key {out.public_key_fingerprint}")
-    tr.write_line(f"verify with: rotation verify-evidence {out.folder}")
+    tr.write_line(f"signed by: {out.public_key_fingerprint} ({state.meta.signing_key})")
+    if state.signing_key_path is None:
+        tr.write_line("  a per-run key: keep this fingerprint (CI log, change ticket) to pin it; it proves the folder "
+                      "unchanged since signing, not who signed")
+    tr.write_line(f"verify with: rotation verify-evidence {out.folder} --fingerprint {out.public_key_fingerprint}")

@@ -26,8 +26,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "own scratch database. Live: the CRM database itself")
     group.addoption("--env-file", default=None,
                     help="the app's .env file. Staging default: a generated one in a temp dir")
-    group.addoption("--operator", default=None,
-                    help="who performs the rotation, written to rotated_by and the evidence (default: the OS user)")
+    group.addoption("--operator", default=os.environ.get("ROTATION_OPERATOR"),
+                    help="the person who performs the rotation, written to rotated_by and the evidence (or "
+                         "ROTATION_OPERATOR; default: the OS user). A live run refuses a shared account such as root")
     group.addoption("--reason", default=None,
                     help="the rotation reason for the rotation log (default: 'Scheduled 90-day rotation'; "
                          "'emergency' for the emergency procedure)")

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import psycopg
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 
 from rotation.core.deployment import Deployment
@@ -43,8 +45,18 @@ class InterruptedDbKeyRotation:
                 f"--app-start={app.start}", f"--app-stop={app.stop}", f"--app-restart={app.restart}",
                 f"--app-reload={app.reload}", f"--health-url={app.health_url}", "--workers=2",
                 "--operator=staging-killed-run", "--change-id=STAGING-TROUBLE", "--approver=staging",
-                f"--reports-dir={d.env_file.parent / 'killed-run-reports'}", "--allow-staging-endpoints",
-                "--confirm-live"]
+                f"--reports-dir={d.env_file.parent / 'killed-run-reports'}", f"--signing-key={self.signing_key()}",
+                "--allow-staging-endpoints", "--confirm-live"]
+
+    def signing_key(self) -> Path:
+        """A live run signs with a configured key: the staging world's own, generated once beside its .env."""
+        path = self.deployment.env_file.parent / "killed-run-signing-key.pem"
+        if not path.exists():
+            key = Ed25519PrivateKey.generate()
+            path.touch(mode=0o600)
+            path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return path
 
     def run(self, evidence: Evidence, timeout_s: float = 90) -> None:
         """Given: the operator's command died part-way through re-encrypting the data."""

@@ -15,6 +15,7 @@ COMMANDS = (
     "provider",
     "emergency",
     "config",
+    "audit-trail",
 )
 
 

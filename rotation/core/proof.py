@@ -7,15 +7,35 @@ expected and what was found, by fingerprint and count, never a secret. Steps nev
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from rotation.core.secret import Secret
 
 
+@dataclass(frozen=True)
+class PopulationQuery:
+    """How an auditor gets a population figure again: one read-only SELECT for psql that returns the columns
+    `verified` and `total`. Keys and other values are psql variables (`:'new_key'`), never inlined; `variables` says
+    what to set each to (a fingerprint, never a secret). `census` holds counts that need no key (rows, columns,
+    non_null, nulls), taken when the figure was recorded, so the report can reconcile rows x columns = non-NULL +
+    NULL. `reads` phrases the figure for the summary ("opens with the new key: {verified:,} of {total:,}";
+    `{missing}` is total - verified). `note` says what psql cannot count (values the app encrypts itself)."""
+
+    subject: str
+    sql: str
+    variables: Mapping[str, str] = field(default_factory=dict)
+    census: Mapping[str, int] = field(default_factory=dict)
+    reads: str = "{verified:,} of {total:,}"
+    note: str | None = None
+
+
 class Evidence(Protocol):
     def record(self, name: str, value: object, *, source: str | None = None) -> None: ...
 
-    def population(self, label: str, verified: int, total: int, *, source: str | None = None) -> None: ...
+    def population(self, label: str, verified: int, total: int, *, source: str | None = None,
+                   query: PopulationQuery | None = None) -> None: ...
 
     def register_secret(self, secret: Secret | str) -> None: ...
 
@@ -28,7 +48,8 @@ class NoEvidence:
     def record(self, name: str, value: object, *, source: str | None = None) -> None:
         return None
 
-    def population(self, label: str, verified: int, total: int, *, source: str | None = None) -> None:
+    def population(self, label: str, verified: int, total: int, *, source: str | None = None,
+                   query: PopulationQuery | None = None) -> None:
         return None
 
     def register_secret(self, secret: Secret | str) -> None:
@@ -40,6 +61,12 @@ class NoEvidence:
 
 class CheckFailed(Exception):
     """A check of the procedure did not hold. The message never contains a secret."""
+
+
+class NotApplicable(Exception):
+    """The check does not apply to this deployment (no git repository, no server-log access). The pytest plugin
+    records the scenario as skipped with this reason, so the verdict counts it as not run: never a pass, never an
+    error."""
 
 
 def require(condition: bool, message: str) -> None:

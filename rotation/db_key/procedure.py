@@ -29,6 +29,7 @@ from rotation.core.keys import WeakSecretError, check_strength, generate_key
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
 from rotation.core.secret import Secret
+from rotation.db_key import populations
 from rotation.db_key.reencrypt import (
     DEFAULT_CIPHER_OPTIONS,
     TableSpec,
@@ -284,7 +285,8 @@ class DbKeyRotation:
                 source=VERIFY_SQL.format(table=spec.table, pk=spec.pk))
             if check.values_total:
                 evidence.population(f"values in {spec.table} verified under the new key", check.values_verified,
-                                    check.values_total, source=VERIFY_SQL.format(table=spec.table, pk=spec.pk))
+                                    check.values_total, source=VERIFY_SQL.format(table=spec.table, pk=spec.pk),
+                                    query=populations.new_key(self.deployment.dsn, spec, keys.new))
         for check in checks:
             nulls_kept = all(c.nulls_kept == c.nulls_before for c in check.columns)
             require(check.values_verified == check.values_total and check.rows_before == check.rows_after
@@ -306,7 +308,8 @@ class DbKeyRotation:
             if reach.total:
                 evidence.population(f"values in {spec.table} the old key no longer opens",
                                     reach.total - reach.total_opened, reach.total,
-                                    source=OLD_KEY_SQL.format(table=spec.table))
+                                    source=OLD_KEY_SQL.format(table=spec.table),
+                                    query=populations.old_key(self.deployment.dsn, spec, keys.old))
         require(not opened, f"values still decrypt with the old key {keys.old.fingerprint}: {'; '.join(opened)}")
 
     # --- finish ---------------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from psycopg import sql
 
 from rotation.core.database import connect
 from rotation.core.proof import Evidence, require
+from rotation.emergency import populations
 
 DEFAULT_WINDOW = dt.timedelta(hours=24)
 SENT_STATUSES = ("sent", "delivered", "opened", "clicked", "bounced")
@@ -517,9 +518,9 @@ class AccessReview:
         source = "; ".join(q.as_string(None) for q in (Queries.of(self.tables).access_total,
                                                         Queries.of(self.tables).comms_total))
         evidence.population(f"{result.access_table} rows reviewed in the window", result.access_rows_reviewed,
-                            access, source=source)
+                            access, source=source, query=populations.in_window(Queries.of(self.tables).access_total.as_string(None), result.window.start, result.window.end, subject=result.access_table))  # noqa: E501
         evidence.population(f"sent {result.communications_table} rows reviewed in the window",
-                            result.communications_reviewed, sent, source=source)
+                            result.communications_reviewed, sent, source=source, query=populations.in_window(Queries.of(self.tables).comms_total.as_string(None), result.window.start, result.window.end, subject=result.communications_table, statuses=SENT_STATUSES))  # noqa: E501
         evidence.record("review summary", result.summary(), source="independent count(*) over the same window")
         require((result.access_rows_reviewed, result.communications_reviewed) == (access, sent),
                 f"the review covered {result.access_rows_reviewed} of {access} access rows and "

@@ -22,6 +22,7 @@ from psycopg import sql
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence, require
+from rotation.emergency import populations
 from rotation.emergency.access_review import AccessLogTable, identifier
 from rotation.emergency.incident import IncidentRecord, hms, iso, utc_now
 
@@ -244,7 +245,7 @@ class PostIncident:
         result = self._audit()
         with connect(self.deployment.dsn) as conn:
             total, query = count_in_window(conn, self.access_log, result.start, result.end)
-        evidence.population("access log rows in the incident audit", len(result.rows), total, source=query)
+        evidence.population("access log rows in the incident audit", len(result.rows), total, source=query, query=populations.in_window(query, result.start, result.end, subject=self.access_log.table))  # noqa: E501
         require(len(result.rows) == total, f"the audit lists {len(result.rows)} of {total} accesses in the window")
 
     # When the incident report is written to the run's report folder

@@ -21,6 +21,7 @@ class Control:
     evidenced_by: str
     applicable: bool
     applicability: str
+    approved_change: bool = False  # satisfied only by a live run that names its approver and change id
 
     @property
     def label(self) -> str:
@@ -59,6 +60,7 @@ def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
         controls[cid] = Control(id=cid, framework=c["framework"], ref=str(c["ref"]), title=c["title"],
                                 meaning=" ".join(c["meaning"].split()), evidenced_by=c.get("evidenced_by", ""),
                                 applicable=applicable,
-                                applicability=" ".join(c.get("applicability", "Applicable.").split()))
+                                applicability=" ".join(c.get("applicability", "Applicable.").split()),
+                                approved_change=bool(c.get("satisfied_only_by_an_approved_live_change", False)))
     return Catalog(controls=controls, prefixes=tuple(p.upper() for p in data.get("framework_prefixes", [])),
                    procedures=dict(data.get("procedures", {})))

@@ -1,10 +1,11 @@
 """The lines of evidence.jsonl: the run, then each scenario with its steps and items, then the verdict. Each item
-gets a sequence number the HTML and OSCAL cite (`evidence.jsonl#12`), so every figure traces to a chained line."""
+gets its line number (from 1, the same as its `seq`), which the HTML and OSCAL cite (`evidence.jsonl#12`), so every
+figure traces to a chained line."""
 
 from __future__ import annotations
 
 from rotation.evidence.metadata import RunMetadata
-from rotation.evidence.recorder import EvidenceItem, ScenarioRecord, StepRecord, iso
+from rotation.evidence.recorder import EvidenceItem, ScenarioRecord, StepRecord, iso, query_dict
 from rotation.evidence.summary import Summary
 
 
@@ -28,12 +29,12 @@ def step_entry(s: ScenarioRecord, step: StepRecord) -> dict[str, object]:
 
 def build_entries(meta: RunMetadata, summary: Summary,
                   run_items: list[EvidenceItem]) -> tuple[list[dict[str, object]], dict[int, int]]:
-    """The chain's entries and, for each evidence item (by id()), its sequence number."""
+    """The chain's entries and, for each evidence item (by id()), its line number in evidence.jsonl (from 1)."""
     entries: list[dict[str, object]] = [{"type": "run", **meta.as_dict()}]
     seq_of: dict[int, int] = {}
 
     def add_item(item: EvidenceItem, scenario: ScenarioRecord | None, step: StepRecord | None) -> None:
-        seq_of[id(item)] = len(entries)
+        seq_of[id(item)] = len(entries) + 1
         entries.append(item_entry(item, scenario, step))
 
     for item in run_items:
@@ -48,9 +49,12 @@ def build_entries(meta: RunMetadata, summary: Summary,
                 add_item(item, scenario, step)
     for pop in summary.populations:
         entries.append({"type": "population", "label": pop.label, "verified": pop.verified, "total": pop.total,
-                        "sentence": pop.sentence(), "source": pop.source, "scenario": pop.scenario,
-                        "collected": iso(pop.collected)})
+                        "sentence": pop.sentence(), "reads": pop.reads(), "reconciliation": pop.reconciliation(),
+                        "source": pop.source, "scenario": pop.scenario, "collected": iso(pop.collected),
+                        "query": query_dict(pop.query)})
     entries.append({"type": "verdict", "verdict": summary.verdict, "reasons": summary.verdict_reasons(),
                     "counts": dict(summary.counts),
+                    "incomplete": [{"scenario": s.nodeid, "name": s.name, "status": s.status, "reason": s.reason}
+                                   for s in summary.incomplete],
                     "controls": {c.control.id: c.status for c in summary.controls()}})
     return entries, seq_of

@@ -20,10 +20,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from rotation.core.proof import PopulationQuery
 from rotation.evidence.controls import Catalog
 from rotation.evidence.metadata import RunMetadata
 from rotation.evidence.recorder import (
@@ -33,6 +34,8 @@ from rotation.evidence.recorder import (
     ScenarioRecord,
     StepRecord,
     iso,
+    query_dict,
+    query_of,
     to_jsonable,
     utc_now,
 )
@@ -52,11 +55,13 @@ class Journal:
     def __init__(self, path: Path, meta: RunMetadata) -> None:
         self.path, self.meta = path, meta
         self._fd: int | None = None
+        self.events: list[dict[str, object]] = []  # kept in memory too: an xdist worker ships them to the controller
 
     def write(self, event: dict[str, object]) -> None:
         if self._fd is None:
             self._open()
         self._append(event)
+        self.events.append(cast(dict[str, object], to_jsonable(event)))
 
     def close(self, *, remove: bool) -> None:
         """End of session: remove the journal once its run folder is written (keep it otherwise, to be sealed)."""
@@ -89,9 +94,7 @@ class JournalingRecorder(Recorder):
 
     def begin_scenario(self, scenario: ScenarioRecord) -> None:
         super().begin_scenario(scenario)
-        fields = {k: v for k, v in asdict(scenario).items() if k not in ("steps", "items", "populations")}
-        self.journal.write({"e": "scenario", **fields, "start": iso(scenario.start),
-                            "steps": [_step_shape(s) for s in scenario.steps]})
+        self.journal.write(scenario_event(scenario))
 
     def end_scenario(self) -> None:
         scenario = self.current_scenario
@@ -117,15 +120,37 @@ class JournalingRecorder(Recorder):
         self.journal.write({"e": "item", "name": item.name, "value": item.value, "source": item.source,
                             "collected": iso(item.collected), "step": item.step, "redacted": item.redacted})
 
-    def population(self, label: str, verified: int, total: int, *, source: str | None = None) -> None:
-        super().population(label, verified, total, source=source)
+    def population(self, label: str, verified: int, total: int, *, source: str | None = None,
+                   query: PopulationQuery | None = None) -> None:
+        super().population(label, verified, total, source=source, query=query)
         pop = self.populations[-1]
         self.journal.write({"e": "population", "label": pop.label, "verified": pop.verified, "total": pop.total,
-                            "source": pop.source, "collected": iso(pop.collected), "scenario": pop.scenario})
+                            "source": pop.source, "collected": iso(pop.collected), "scenario": pop.scenario,
+                            "query": query_dict(pop.query)})
+
+    def closing(self, title: str, lines: list[str], *, source: str) -> None:
+        super().closing(title, lines, source=source)
+        item = self.run_items[-1]
+        self.journal.write({"e": "item", "name": item.name, "value": item.value, "source": item.source,
+                            "collected": iso(item.collected), "step": None, "redacted": item.redacted})
 
     def attach(self, name: str, text: str) -> None:
         super().attach(name, text)
         self.journal.write({"e": "attach", "name": name, "text": self.attachments[name]})
+
+
+def scenario_event(scenario: ScenarioRecord) -> dict[str, object]:
+    """A scenario's shape (name, feature, tags, steps; no outcomes) as a journal event."""
+    fields = {k: v for k, v in asdict(scenario).items() if k not in ("steps", "items", "populations")}
+    return {"e": "scenario", **fields, "start": iso(scenario.start), "end": iso(scenario.end),
+            "steps": [_step_shape(s) for s in scenario.steps]}
+
+
+def scenario_from_event(e: dict[str, Any]) -> ScenarioRecord:
+    steps = [StepRecord(s["keyword"], s["text"], s["line"], s["background"], s.get("argument")) for s in e["steps"]]
+    known = {f.name for f in fields(ScenarioRecord)} - {"steps", "start", "end"}
+    return ScenarioRecord(**{k: v for k, v in e.items() if k in known}, steps=steps, start=_time(e.get("start")),
+                          end=_time(e.get("end")))
 
 
 def _step_shape(step: StepRecord) -> dict[str, object]:
@@ -197,6 +222,14 @@ def _dead(path: Path) -> Iterator[bool]:
         os.close(fd)
 
 
+def replay_events(events: list[dict[str, Any]], recorder: Recorder | None = None) -> Recorder:
+    """A recorder rebuilt from journal events (an xdist worker's, shipped to the controller)."""
+    replayer = _Replayer(recorder)
+    for event in events:
+        replayer.apply(event)
+    return replayer.recorder
+
+
 def replay(path: Path) -> Replayed:
     """Rebuild the run's metadata and recorder from its journal. A torn last line (a kill mid-write) is dropped."""
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -232,8 +265,8 @@ def _time(value: object) -> datetime | None:
 
 
 class _Replayer:
-    def __init__(self) -> None:
-        self.recorder = Recorder()
+    def __init__(self, recorder: Recorder | None = None) -> None:
+        self.recorder = recorder or Recorder()
         self.scenario: ScenarioRecord | None = None
         self.step: StepRecord | None = None
 
@@ -241,11 +274,7 @@ class _Replayer:
         getattr(self, f"_{e['e']}")(e)
 
     def _scenario(self, e: dict[str, Any]) -> None:
-        steps = [StepRecord(s["keyword"], s["text"], s["line"], s["background"], s.get("argument"))
-                 for s in e["steps"]]
-        known = {f.name for f in fields(ScenarioRecord)} - {"steps", "start"}
-        self.scenario = ScenarioRecord(**{k: v for k, v in e.items() if k in known}, steps=steps,
-                                       start=_time(e["start"]))
+        self.scenario = scenario_from_event(e)
         self.recorder.scenarios.append(self.scenario)
         self.step = None
 
@@ -282,7 +311,7 @@ class _Replayer:
 
     def _population(self, e: dict[str, Any]) -> None:
         pop = Population(e["label"], e["verified"], e["total"], e["source"], _time(e["collected"]) or utc_now(),
-                         e["scenario"])
+                         e["scenario"], query_of(e.get("query")))
         self.recorder.populations.append(pop)
         if self.scenario is not None:
             self.scenario.populations.append(pop)

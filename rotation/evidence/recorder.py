@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rotation.core.proof import PopulationQuery
 from rotation.core.secret import Secret, fingerprint, reveal
 
 # user:password@ in a URL or DSN (postgresql://app:pw@db/crm): evidence shows the user, never the password, even
@@ -22,6 +23,9 @@ URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\
 # The run folder's own files: an attachment may not replace one of them.
 RESERVED_NAMES = frozenset({"index.html", "evidence.jsonl", "junit.xml", "cucumber.json",
                             "oscal-assessment-results.json", "manifest.json", "manifest.sig", "signing-key.pub.pem"})
+
+
+CLOSING_PREFIX = "printed at the end: "
 
 
 def strip_url_passwords(text: str) -> str:
@@ -54,6 +58,7 @@ class Population:
     source: str | None
     collected: datetime
     scenario: str | None = None
+    query: PopulationQuery | None = None
 
     @property
     def complete(self) -> bool:
@@ -61,6 +66,31 @@ class Population:
 
     def sentence(self) -> str:
         return f"{self.verified:,} of {self.total:,} {self.label}"
+
+    def reads(self) -> str:
+        """The figure as the summary phrases it ("opens with the old key: 0")."""
+        phrase = self.query.reads if self.query else "{verified:,} of {total:,}"
+        return phrase.format(verified=self.verified, total=self.total, missing=self.total - self.verified)
+
+    def reconciliation(self) -> str | None:
+        """rows x columns = cells = non-NULL + NULL, and whether the non-NULL count is the figure's total; None when
+        the query took no census. The sentence says where it does not add up."""
+        census = self.query.census if self.query else {}
+        if not {"rows", "columns", "non_null", "nulls"} <= set(census):
+            return None
+        rows, columns, non_null, nulls = (census[k] for k in ("rows", "columns", "non_null", "nulls"))
+        cells = rows * columns
+        text = f"{rows:,} rows × {columns} columns = {cells:,} = {non_null:,} non-NULL + {nulls:,} NULL"
+        if cells != non_null + nulls:
+            text += f" (DOES NOT ADD UP: {non_null + nulls:,})"
+        if non_null != self.total:
+            text += f" (the figure counts {self.total:,} values, not {non_null:,})"
+        return text
+
+    @property
+    def reconciles(self) -> bool:
+        text = self.reconciliation()
+        return text is None or "(" not in text
 
 
 @dataclass
@@ -107,6 +137,22 @@ class ScenarioRecord:
 
     def step_at(self, line: int, text: str) -> StepRecord | None:
         return next((s for s in self.steps if s.line == line and s.text == text), None)
+
+
+def query_dict(query: PopulationQuery | None) -> dict[str, object] | None:
+    """A population's query as JSON (evidence.jsonl, the journal, the xdist workers' records)."""
+    if query is None:
+        return None
+    return {"subject": query.subject, "sql": query.sql, "variables": dict(query.variables),
+            "census": dict(query.census), "reads": query.reads, "note": query.note}
+
+
+def query_of(data: object) -> PopulationQuery | None:
+    if not isinstance(data, dict):
+        return None
+    return PopulationQuery(subject=str(data["subject"]), sql=str(data["sql"]), variables=dict(data["variables"]),
+                           census={str(k): int(v) for k, v in dict(data["census"]).items()},
+                           reads=str(data["reads"]), note=data.get("note"))
 
 
 def to_jsonable(value: object) -> object:
@@ -164,19 +210,40 @@ class Recorder:
         if Path(path) not in self.artifacts:
             self.artifacts.append(Path(path))
 
-    def population(self, label: str, verified: int, total: int, *, source: str | None = None) -> None:
-        """A completeness figure, e.g. 20,000 of 20,000 values verified under the new key."""
+    def population(self, label: str, verified: int, total: int, *, source: str | None = None,
+                   query: PopulationQuery | None = None) -> None:
+        """A completeness figure, e.g. 20,000 of 20,000 values verified under the new key, with the read-only SQL an
+        auditor re-runs in psql to get it again (`query`)."""
         if source is None and self._step is not None and self._step.items:
             # The count usually comes from the item the step just recorded: name it rather than show no source.
             last = self._step.items[-1]
             source = f"as for '{last.name}': {last.source}" if last.source else None
         source_text = self.redact_text(source) if source is not None else None
         pop = Population(label=label, verified=int(verified), total=int(total), source=source_text,
-                         collected=utc_now(), scenario=self._scenario.nodeid if self._scenario else None)
+                         collected=utc_now(), scenario=self._scenario.nodeid if self._scenario else None,
+                         query=self._redacted_query(query))
         self.populations.append(pop)
         if self._scenario is not None:
             self._scenario.populations.append(pop)
         self.record(f"population: {label}", {"verified": pop.verified, "total": pop.total}, source=source)
+
+    def closing(self, title: str, lines: list[str], *, source: str) -> None:
+        """What the run prints at its end (time to revoke and restore, notification results, review findings): kept
+        as a run item, so the signed evidence and the report hold exactly what the terminal shows."""
+        item = EvidenceItem(name=f"{CLOSING_PREFIX}{title}", value=self._redact(list(lines))[0], source=source,
+                            collected=utc_now())
+        self.run_items.append(item)
+
+    def closing_items(self) -> list[EvidenceItem]:
+        return [i for i in self.run_items if i.name.startswith(CLOSING_PREFIX)]
+
+    def _redacted_query(self, query: PopulationQuery | None) -> PopulationQuery | None:
+        if query is None:
+            return None
+        return PopulationQuery(subject=query.subject, sql=self.redact_text(query.sql),
+                               variables={k: self.redact_text(v) for k, v in query.variables.items()},
+                               census=dict(query.census), reads=query.reads,
+                               note=self.redact_text(query.note) if query.note else None)
 
     def attach(self, name: str, text: str) -> None:
         """A document the run produced (e.g. incident-report.md), written into the run folder under `name` so the

@@ -9,6 +9,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree  # noqa: S405  (only our own pytest's junit.xml is parsed)
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -20,7 +21,7 @@ from rotation.evidence.leaks import Leak, redact_file, redact_text, scan_file, s
 from rotation.evidence.metadata import RunMetadata
 from rotation.evidence.recorder import Recorder
 from rotation.evidence.signing import PUBLIC_KEY, public_fingerprint, public_pem, write_signed_manifest
-from rotation.evidence.summary import Summary
+from rotation.evidence.summary import RunContext, Summary
 
 INDEX, CHAIN, OSCAL, JUNIT, CUCUMBER = ("index.html", "evidence.jsonl", "oscal-assessment-results.json",
                                         "junit.xml", "cucumber.json")
@@ -58,16 +59,46 @@ def point_latest(folder: Path) -> None:
     os.replace(tmp, link)
 
 
-def _render_all(folder: Path, meta: RunMetadata, summary: Summary, recorder: Recorder, pem: str) -> str:
+def junit_properties(meta: RunMetadata, summary: Summary) -> list[tuple[str, str]]:
+    """The verdict as JUnit properties, so CI dashboards read what the report says (INCOMPLETE names each scenario
+    that did not run, with its reason)."""
+    props = [("rotation.verdict", summary.verdict), ("rotation.target", meta.target),
+             ("rotation.signing-key-fingerprint", meta.public_key_fingerprint)]
+    props += [("rotation.verdict-reason", reason) for reason in summary.verdict_reasons()]
+    props += [(f"rotation.{s.status.replace(' ', '-')}", f"{s.name}: {s.reason or 'no reason recorded'}")
+              for s in summary.incomplete]
+    return props
+
+
+def _mark_junit(path: Path, props: list[tuple[str, str]]) -> None:
+    """Add the properties to every testsuite of the run folder's junit.xml (replacing ours from an earlier pass)."""
+    if not path.is_file():
+        return
+    tree = ElementTree.parse(path)  # noqa: S314  (the file our own pytest wrote)
+    root = tree.getroot()
+    for suite in [root] if root.tag == "testsuite" else root.iter("testsuite"):
+        holder = suite.find("properties")
+        if holder is None:
+            holder = ElementTree.Element("properties")
+            suite.insert(0, holder)
+        for old in [p for p in holder if str(p.get("name", "")).startswith("rotation.")]:
+            holder.remove(old)
+        for name, value in props:
+            ElementTree.SubElement(holder, "property", name=name, value=value)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _render_all(folder: Path, meta: RunMetadata, summary: Summary, recorder: Recorder, pem: str) -> tuple[str, int]:
+    _mark_junit(folder / JUNIT, junit_properties(meta, summary))
     entries, seq_of = build_entries(meta, summary, recorder.run_items)
-    head = write_chain(folder / CHAIN, entries)
+    head, lines = write_chain(folder / CHAIN, entries)
     document = oscal.assessment_results(meta, summary, seq_of)
     (folder / OSCAL).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     files = {p.name for p in folder.iterdir() if p.is_file()} | {INDEX, "manifest.json", "manifest.sig"}
     page = html.render(meta, summary, run_name=folder.name, seq_of=seq_of, public_key_pem=pem,
                        run_items=recorder.run_items, files=files, secret_count=len(recorder.secrets))
     (folder / INDEX).write_text(page, encoding="utf-8")
-    return head
+    return head, lines
 
 
 def _scan(folder: Path, secrets: tuple[str, ...], extra_scan: list[Path]) -> list[Leak]:
@@ -94,8 +125,8 @@ def write_run(reports_dir: Path, meta: RunMetadata, recorder: Recorder, catalog:
     for name, text in recorder.attachments.items():
         (folder / name).write_text(text, encoding="utf-8")
 
-    summary = Summary.of(recorder, catalog)
-    head = _render_all(folder, meta, summary, recorder, pem)
+    summary = Summary.of(recorder, catalog, RunContext(meta.target, meta.approver, meta.change_id))
+    head, lines = _render_all(folder, meta, summary, recorder, pem)
     leaks = _scan(folder, recorder.secrets, extra_scan or [])
     if leaks:
         # Overwrite the leaked secret in our folder, then re-render so the report itself states the failure.
@@ -104,12 +135,12 @@ def write_run(reports_dir: Path, meta: RunMetadata, recorder: Recorder, catalog:
         for leak in leaks:
             if (folder / leak.file).is_file():
                 redact_file(folder / leak.file, recorder.secrets)
-        head = _render_all(folder, meta, summary, recorder, pem)
+        head, lines = _render_all(folder, meta, summary, recorder, pem)
         if scan_tree(folder, recorder.secrets):  # cannot happen unless redaction is broken: say so, loudly
             summary.problems.append("a registered secret is still present after redaction")
     write_signed_manifest(folder, key, {
         "run_id": meta.run_id, "run": folder.name, "target": meta.target, "verdict": summary.verdict,
-        "evidence_chain_head": head, "public_key_fingerprint": meta.public_key_fingerprint,
+        "evidence_chain_head": head, "evidence_lines": lines, "public_key_fingerprint": meta.public_key_fingerprint,
     })
     point_latest(folder)
     return RunOutput(folder, summary.verdict, meta.public_key_fingerprint, leaks, summary.verdict_reasons())

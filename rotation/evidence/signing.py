@@ -35,9 +35,23 @@ def public_pem(key: Ed25519PublicKey) -> str:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
+FINGERPRINT_PREFIX = "ed25519:sha256:"
+
+
 def public_fingerprint(key: Ed25519PublicKey) -> str:
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return "ed25519:sha256:" + hashlib.sha256(raw).hexdigest()[:32]
+    """SHA-256 of the key's DER SubjectPublicKeyInfo (the 44 bytes inside the PEM), in full, so an auditor gets the
+    same hex from `openssl pkey -pubin -in signing-key.pub.pem -outform DER | openssl dgst -sha256`."""
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return FINGERPRINT_PREFIX + hashlib.sha256(der).hexdigest()
+
+
+def normalise_fingerprint(text: str) -> str:
+    """A pin as the operator may paste it: with or without the prefix, openssl's `SHA2-256(stdin)= ...`, colons."""
+    value = text.strip().lower()
+    if "=" in value:
+        value = value.rsplit("=", 1)[1].strip()
+    value = value.removeprefix(FINGERPRINT_PREFIX).removeprefix("sha256:").replace(":", "")
+    return FINGERPRINT_PREFIX + value
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:

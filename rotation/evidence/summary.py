@@ -1,5 +1,10 @@
-"""What the run showed, computed once and used by the HTML, the OSCAL document and the hash chain alike, so the
-three can never disagree about a verdict."""
+"""What the run showed, computed once and used by the HTML, the OSCAL document, the JUnit properties and the hash
+chain alike, so they can never disagree about a verdict.
+
+The verdict is honest about what did not run: FAILED when anything failed (a scenario, a population, the leak scan);
+INCOMPLETE when any selected scenario was skipped, left out or not run (each named with its reason); PASSED only when
+every selected scenario passed. A control passes as "satisfied" only on a live run (and change management only when
+that run names its approver and change id); a staging run "rehearsed" it."""
 
 from __future__ import annotations
 
@@ -11,12 +16,31 @@ from rotation.evidence.leaks import Leak
 from rotation.evidence.recorder import Population, Recorder, ScenarioRecord
 
 FAILING = frozenset({"failed", "error"})
+INCOMPLETE = frozenset({"skipped", "not run"})
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run can claim: a live run with an approver and a change id can satisfy controls; staging rehearses."""
+
+    target: str = "staging"
+    approver: str | None = None
+    change_id: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.target == "live"
+
+    @property
+    def approved_change(self) -> bool:
+        return self.live and bool(self.approver) and bool(self.change_id)
 
 
 @dataclass(frozen=True)
 class ControlResult:
     control: Control
     scenarios: list[ScenarioRecord]
+    context: RunContext = RunContext()
 
     @property
     def status(self) -> str:
@@ -25,9 +49,23 @@ class ControlResult:
         statuses = {s.status for s in self.scenarios}
         if statuses & FAILING:
             return "not satisfied"
-        if "passed" in statuses:
-            return "satisfied"
-        return "not assessed"
+        if "passed" not in statuses:
+            return "not assessed"
+        if not self.context.live:
+            return "rehearsed"
+        if self.control.approved_change and not self.context.approved_change:
+            return "not assessed"
+        return "satisfied"
+
+    @property
+    def why(self) -> str:
+        """One sentence on how the status was reached."""
+        if self.status == "rehearsed":
+            return ("rehearsed against staging stand-ins: the procedure works, but a rehearsal does not show the "
+                    "production control operating")
+        if self.status == "not assessed" and "passed" in {s.status for s in self.scenarios}:
+            return "a change is satisfied only by a live run that names its approver and change id"
+        return ""
 
     @property
     def passed(self) -> int:
@@ -50,16 +88,23 @@ class Summary:
     catalog: Catalog
     scenarios: list[ScenarioRecord]
     populations: list[Population]
+    context: RunContext = field(default_factory=RunContext)
     leaks: list[Leak] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # report-level failures other than leaks
 
     @classmethod
-    def of(cls, recorder: Recorder, catalog: Catalog) -> Summary:
-        return cls(catalog=catalog, scenarios=list(recorder.scenarios), populations=list(recorder.populations))
+    def of(cls, recorder: Recorder, catalog: Catalog, context: RunContext | None = None) -> Summary:
+        return cls(catalog=catalog, scenarios=list(recorder.scenarios), populations=list(recorder.populations),
+                   context=context or RunContext())
 
     @property
     def counts(self) -> Counter[str]:
         return Counter(s.status for s in self.scenarios)
+
+    @property
+    def incomplete(self) -> list[ScenarioRecord]:
+        """Selected scenarios that did not run to the end: skipped, left out or not run."""
+        return [s for s in self.scenarios if s.status in INCOMPLETE]
 
     @property
     def verdict(self) -> str:
@@ -67,8 +112,10 @@ class Summary:
             return "FAILED"
         if any(s.status in FAILING for s in self.scenarios):
             return "FAILED"
-        if any(not p.complete for p in self.populations):
+        if any(not p.complete or not p.reconciles for p in self.populations):
             return "FAILED"
+        if self.incomplete:
+            return "INCOMPLETE"
         if not any(s.status == "passed" for s in self.scenarios):
             return "NOT ASSESSED"
         return "PASSED"
@@ -80,10 +127,13 @@ class Summary:
             reasons.append(f"{len(failed)} of {len(self.scenarios)} scenarios failed: "
                            + "; ".join(s.name for s in failed))
         reasons += [f"incomplete population: {p.sentence()}" for p in self.populations if not p.complete]
+        reasons += [f"population does not reconcile: {p.label}: {p.reconciliation()}" for p in self.populations
+                    if not p.reconciles]
+        reasons += [f"{s.status}: {s.name}: {s.reason or 'no reason recorded'}" for s in self.incomplete]
         return reasons
 
     def controls(self) -> list[ControlResult]:
-        return [ControlResult(c, [s for s in self.scenarios if cid in s.tags])
+        return [ControlResult(c, [s for s in self.scenarios if cid in s.tags], self.context)
                 for cid, c in self.catalog.controls.items()]
 
     def procedures(self) -> list[ProcedureCount]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rotation.core.config import Config
-from rotation.core.proof import Evidence, require
+from rotation.core.proof import Evidence, NotApplicable, require
 from rotation.core.secret import Secret
 from rotation.hygiene import checks
 from rotation.hygiene.checks import AppFiles
@@ -16,19 +16,30 @@ def describe(files: AppFiles, config: Config, evidence: Evidence) -> None:
     """Record the repository and .env the checks look at; register every credential in .env with the leak scan."""
     for value in checks.credential_values(files.env_file, config).values():
         evidence.register_secret(value)
-    head = checks.git(files.repo, "rev-parse", "HEAD").stdout.decode().strip()
+    found = checks.git(files.repo, "rev-parse", "HEAD", check=False)
+    head = found.stdout.decode().strip() if found.returncode == 0 else "not a git repository"
     evidence.record("app repository", {"path": str(files.repo), "HEAD": head, ".env": str(files.env_file),
                                        "configured owner": files.owner}, source="git rev-parse HEAD")
 
 
+def require_git(files: AppFiles) -> None:
+    """The git checks apply only where the app's source is a git work tree."""
+    inside = checks.git(files.repo, "rev-parse", "--is-inside-work-tree", check=False)
+    if inside.returncode or inside.stdout.strip() != b"true":
+        raise NotApplicable(f"{files.repo} is not a git repository: there is no .gitignore, index or history to "
+                            "check (name the app's checkout with --app-repo)")
+
+
 def require_ignored(files: AppFiles, evidence: Evidence) -> None:
     """Runbook: verify .env is in .gitignore (the repository's own, not a personal exclude file)."""
+    require_git(files)
     verdict = checks.gitignore_verdict(files.repo, files.env_file)
     evidence.record(".env and git", verdict.__dict__, source=f"git check-ignore --no-index -v {verdict.path}")
     require(verdict.ignored and verdict.source_in_repo, verdict.problem() or "")
 
 
 def require_untracked(files: AppFiles, evidence: Evidence) -> None:
+    require_git(files)
     verdict = checks.gitignore_verdict(files.repo, files.env_file)
     evidence.record(".env tracked by git", verdict.tracked, source=f"git ls-files --error-unmatch {verdict.path}")
     require(not verdict.tracked, verdict.problem() or "")
@@ -78,6 +89,7 @@ def _by_env(files: AppFiles, config: Config) -> dict[str, Secret]:
 
 
 def require_not_in_tracked_files(files: AppFiles, config: Config, evidence: Evidence) -> None:
+    require_git(files)
     leaks = checks.leaks_in_tracked_files(files.repo, _by_env(files, config))
     evidence.record("credentials in tracked files", [leak.line() for leak in leaks],
                     source="git ls-files; every tracked file read from disk and searched for each credential")
@@ -85,6 +97,7 @@ def require_not_in_tracked_files(files: AppFiles, config: Config, evidence: Evid
 
 
 def require_not_in_history(files: AppFiles, config: Config, evidence: Evidence) -> None:
+    require_git(files)
     leaks = checks.leaks_in_history(files.repo, _by_env(files, config))
     evidence.record("credentials in git history", [leak.line() for leak in leaks],
                     source="git cat-file --batch-all-objects --batch: every commit, tree, blob and tag searched")

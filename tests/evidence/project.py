@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from pytest_bdd import given, parsers, scenarios, then, when
 
+from rotation.core.proof import NotApplicable
 from rotation.core.secret import fingerprint
 
 scenarios("features")
@@ -64,6 +65,11 @@ def state_file(evidence):
 @when("the operator presses Ctrl-C")
 def interrupt():
     raise KeyboardInterrupt
+
+
+@then("the check does not apply here")
+def not_applicable():
+    raise NotApplicable("no git repository at the app's path: there is nothing to check")
 
 
 @then("the step logs the key")
@@ -115,6 +121,19 @@ Feature: Interrupted rotation
     Given a key ring holding client values
     When the operator presses Ctrl-C
     Then 3 of 3 values verify under the new key
+'''
+
+
+NOT_APPLICABLE = '''@rotation @SOC2-CC8.1 @PCI-3.7.5
+Feature: Checks that may not apply
+
+  Scenario: A check that applies
+    Given a key ring holding client values
+    Then 2 of 2 values verify under the new key
+
+  Scenario: A check that does not apply here
+    Given a key ring holding client values
+    Then the check does not apply here
 '''
 
 

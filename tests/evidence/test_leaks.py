@@ -30,7 +30,7 @@ def test_a_planted_secret_fails_the_run_without_showing_it(pytester: pytest.Pyte
     assert "Verdict: FAILED" in (folder / "index.html").read_text()
     for path in folder.iterdir():
         assert scan_file(path, [secret]) == [], f"{path.name} still holds the secret"
-    assert rotation_main(["verify-evidence", str(folder)]) == 0  # redacted before signing
+    assert rotation_main(["verify-evidence", str(folder)]) == 3  # redacted before signing: intact (signer unpinned)
 
 
 def test_a_raw_secret_in_the_log_file_fails_the_run(pytester: pytest.Pytester, project: Callable[..., Path],

@@ -54,7 +54,8 @@ def folder(pytester: pytest.Pytester, project: Callable[..., Path], tmp_path: Pa
 
 
 def test_an_untouched_folder_verifies(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = verify(capsys, str(folder))
+    fingerprint = json.loads((folder / "manifest.json").read_text())["public_key_fingerprint"]
+    code, out = verify(capsys, str(folder), "--fingerprint", fingerprint)
     assert code == 0, out
     assert "hash chain intact" in out and "valid Ed25519 signature" in out
 
@@ -109,7 +110,7 @@ def test_a_configured_key_signs_and_the_chain_is_checked_on_its_own(
     assert code == 1
     problems = [line for line in out.splitlines() if line.startswith("MISMATCH")]
     assert problems and all("evidence.jsonl" in line for line in problems), out
-    assert "line 4: previous-line hash does not match" in out
+    assert "line 4: previous-line hash does not match (line 3 was changed)" in out
 
 
 def test_a_folder_re_signed_with_another_key_fails_against_the_auditors_key(
@@ -128,6 +129,6 @@ def test_a_folder_re_signed_with_another_key_fails_against_the_auditors_key(
     (folder / "manifest.sig").write_bytes(forger.sign(data))
 
     code, out = verify(capsys, str(folder))
-    assert code == 0 and "pass --public-key" in out  # a complete forgery is self-consistent ...
+    assert code == 3 and "signer not verified" in out  # a complete forgery is self-consistent ...
     code, out = verify(capsys, str(folder), "--public-key", str(original))
     assert code == 1 and "does not verify" in out  # ... and only the auditor's own copy of the key exposes it

@@ -14,12 +14,15 @@ VERSIONS = f"pytest {version('pytest')}, pytest-bdd {version('pytest-bdd')}"
 def test_the_private_names_still_exist() -> None:
     try:
         from _pytest.junitxml import LogXML, xml_key
+        from _pytest.mark import KeywordMatcher, MarkMatcher, _parse_expression
         from pytest_bdd.scenario import scenario_wrapper_template_registry
     except ImportError as exc:  # pragma: no cover - only on an incompatible upgrade
         pytest.fail(f"{VERSIONS}: a private name rotation_pytest/bdd.py imports is gone: {exc}")
     assert isinstance(xml_key, pytest.StashKey), f"{VERSIONS}: _pytest.junitxml.xml_key is no longer a StashKey"
     assert hasattr(scenario_wrapper_template_registry, "get"), f"{VERSIONS}: the scenario registry changed shape"
     assert LogXML is not None
+    assert _parse_expression("a and not b", "-m").evaluate(MarkMatcher.from_markers([pytest.mark.a.mark]))
+    assert callable(KeywordMatcher.from_item), f"{VERSIONS}: KeywordMatcher changed shape"
 
 
 FEATURE = """Feature: Internals

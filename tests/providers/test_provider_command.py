@@ -6,6 +6,7 @@ rotation (the old credential rejected, the new one in .env and working, one rota
 from __future__ import annotations
 
 import datetime as dt
+import json
 import signal
 import subprocess
 import sys
@@ -72,8 +73,9 @@ def test_rotate_twilio_leaves_a_signed_run_folder_listing_the_feature_steps(prov
     assert [s.step for s in run.steps()] == scheduled_steps("twilio")
     assert {s.status for s in run.steps()} == {"passed"}
     assert len(rotation_ids(run)) == 1
-    verified = subprocess.run([sys.executable, "-m", "rotation", "verify-evidence", str(run.run_folder)],
-                              cwd=PROJECT, capture_output=True, text=True, check=False)
+    signer = json.loads((run.run_folder / "manifest.json").read_text())["public_key_fingerprint"]
+    verified = subprocess.run([sys.executable, "-m", "rotation", "verify-evidence", str(run.run_folder),
+                               "--fingerprint", signer], cwd=PROJECT, capture_output=True, text=True, check=False)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert old.reveal() not in run.output
     assert_rotated(provider_world, "twilio", old, rows=1)
