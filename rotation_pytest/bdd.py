@@ -3,7 +3,8 @@ with the installed versions named when any of them changes shape."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import pytest
 from _pytest.junitxml import xml_key as junit_xml_key
@@ -33,3 +34,14 @@ def unregister_cucumber_writer(config: pytest.Config) -> None:
     if writer is not None:
         config.pluginmanager.unregister(writer)
         del config._bddcucumberjson  # type: ignore[attr-defined]
+
+
+def wrap_terminal_file(config: pytest.Config, wrap: Callable[[TextIO], TextIO]) -> bool:
+    """Put a stream in front of the file pytest's terminal writer prints to (its private `_tw._file`). Returns False
+    when there is no terminal reporter (e.g. -p no:terminal)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    writer = getattr(reporter, "_tw", None)
+    if writer is None or not hasattr(writer, "_file"):
+        return False
+    writer._file = wrap(writer._file)
+    return True

@@ -9,6 +9,13 @@ import psycopg
 CRM_SCHEMA = "V001__crm_schema.sql"
 
 
+def migrations() -> list[str]:
+    """Every V*.sql migration of this package, in version order (V001, V002, ...)."""
+    found = [f for f in resources.files("staging.crm").iterdir() if f.name.startswith("V") and f.name.endswith(".sql")]
+    return [f.read_text() for f in sorted(found, key=lambda f: f.name)]
+
+
 def apply_crm_schema(conn: psycopg.Connection) -> None:
-    """Create the CRM's tables, functions, triggers and view as the app's migrations define them."""
-    conn.execute(resources.files("staging.crm").joinpath(CRM_SCHEMA).read_text())
+    """Create the CRM's tables, functions, triggers and view as the app's migrations define them, in order."""
+    for migration in migrations():
+        conn.execute(migration)
