@@ -115,6 +115,8 @@ def app_database(admin_dsn: str) -> Iterator[str]:
             yield _dsn_for(params, role, password)
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            # grants on shared objects (e.g. SET ON PARAMETER, given by a test) go with DROP OWNED
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
@@ -135,6 +137,8 @@ def reconfigure(admin_dsn: str, settings: dict[str, str]) -> None:
     suite owns the server. An empty mapping puts the server back to its start-up settings."""
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute("ALTER SYSTEM RESET ALL")
+        for library in sorted({name.split(".")[0] for name in settings if "." in name}):
+            conn.execute(sql.SQL("LOAD {}").format(sql.Literal(library)))  # defines the module's settings here
         for name, value in settings.items():
             conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(*name.split(".")),
                                                                    sql.Literal(value)))

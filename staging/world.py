@@ -103,11 +103,14 @@ def api_credentials(config: Config, env: Mapping[str, str | Secret]) -> dict[str
 
 
 KEY_FILES = (".env", ".rotation-pending.")
+KEEP_KEY_FILES = "ROTATION_KEEP_KEY_FILES"  # =1: leave them (leak tests read the keys back afterwards; never live)
 
 
 def remove_key_files(workdir: Path) -> None:
     """Every file under the world's directory that holds a key by design (.env, its backups and stale copies, the
     pending key), deleted at the end of the world."""
+    if os.environ.get(KEEP_KEY_FILES) == "1":
+        return
     for path in workdir.rglob("*"):
         if path.is_file() and path.name.startswith(KEY_FILES):
             path.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 
 from rotation.core import app_control, envfile
-from rotation.core.database import connect
+from rotation.core.database import connect, key_ref
 from rotation.core.deployment import Deployment
 from rotation.core.keys import generate_key
 from tests.provider_sabotage import provider_sabotages
@@ -55,6 +55,21 @@ def one_value_under_another_key(request: pytest.FixtureRequest) -> None:
         conn.execute("UPDATE crm_client_preferences SET phone_number_encrypted = pgp_sym_encrypt('+15550000000', "
                      "%(k)s) WHERE client_id = (SELECT min(client_id) FROM crm_client_preferences "
                      "WHERE phone_number_encrypted IS NOT NULL)", {"k": generate_key().reveal()})
+
+
+def touch_a_row(request: pytest.FixtureRequest) -> None:
+    """Something else than ciphertext changed: one client's row is updated (the app's triggers set updated_at)."""
+    with psycopg.connect(_world(request).dsn) as conn:
+        conn.execute("UPDATE crm_client_preferences SET timezone = timezone "
+                     "WHERE client_id = (SELECT min(client_id) FROM crm_client_preferences)")
+
+
+def old_key_value_outside_the_inventory(request: pytest.FixtureRequest) -> None:
+    """A table the inventory does not list holds a value under the old key (a PGP message in a bytea column)."""
+    with connect(_world(request).dsn, keys={"old": request.getfixturevalue("db_key_rotation").old_key}) as conn:
+        conn.execute("CREATE TABLE crm_attachments (attachment_id int PRIMARY KEY, blob bytea)")
+        conn.execute(f"INSERT INTO crm_attachments VALUES (1, pgp_sym_encrypt('a note', {key_ref('old')}))")
+        conn.commit()
 
 
 def delete_rotation_log(request: pytest.FixtureRequest) -> None:
@@ -111,11 +126,10 @@ def compromised_key_still_opens_a_value(request: pytest.FixtureRequest) -> None:
     deployment = request.getfixturevalue("incident_deployment")
     place = next(e for e in deployment.config.encrypted_data if e.kind == "pgcrypto")
     table, key, column = (sql.Identifier(n) for n in (place.table, place.key, place.columns[0]))
-    with connect(deployment.dsn) as conn:
-        conn.execute(sql.SQL("UPDATE {t} SET {c} = pgp_sym_encrypt(pgp_sym_decrypt({c}, %(new)s), %(old)s) "
-                             "WHERE {k} = (SELECT min({k}) FROM {t} WHERE {c} IS NOT NULL)").format(
-                                 t=table, c=column, k=key),
-                     {"new": emergency.rotation.new_key, "old": emergency.rotation.old_key})
+    with connect(deployment.dsn, keys={"new": emergency.rotation.new_key, "old": emergency.rotation.old_key}) as conn:
+        conn.execute(sql.SQL("UPDATE {t} SET {c} = pgp_sym_encrypt(pgp_sym_decrypt({c}, " + key_ref("new") + "), "
+                             + key_ref("old") + ") WHERE {k} = (SELECT min({k}) FROM {t} WHERE {c} IS NOT NULL)"
+                             ).format(t=table, c=column, k=key))
         conn.commit()
 
 
@@ -124,6 +138,9 @@ SABOTAGES: dict[str, Sabotage] = {
                                         leave_one_value_under_old_key),
     "db-key:plaintext-changed": ("all sensitive data is re-encrypted under the new key", change_one_plaintext),
     "db-key:rotation-log-missing": ("the rotation is logged", delete_rotation_log),
+    "db-key:other-column-changed": ("all sensitive data is re-encrypted under the new key", touch_a_row),
+    "db-key:old-key-value-outside-the-inventory": ("all sensitive data is re-encrypted under the new key",
+                                                   old_key_value_outside_the_inventory),
     "db-key:env-0644": ("the .env file is updated with the new key", env_world_readable),
     "db-key:app-keeps-old-key": ("the application services are started", app_keeps_old_key),
     "db-key:refused-attempt-wrote": ("the re-encryption is started with an old key that does not open the data",

@@ -112,6 +112,14 @@ END $$;
 RUNBOOK_SCHEMA = "V100__rotation_runbook.sql"
 
 
+# The newest object of V100: when it exists, the schema is up to date and nothing is executed (a role that may use
+# the schema but not CREATE in the database can still rotate).
+RUNBOOK_SCHEMA_CURRENT = "SELECT to_regprocedure('rotation_runbook.try_dearmor(text)') IS NOT NULL"
+
+
 def apply_runbook_schema(conn: psycopg.Connection) -> None:
     """Our own objects in schema rotation_runbook (jobs, checkpoints, digests): idempotent, safe on live."""
+    current = conn.execute(RUNBOOK_SCHEMA_CURRENT).fetchone()
+    if current and current[0]:
+        return
     conn.execute(resources.files("rotation.core").joinpath(RUNBOOK_SCHEMA).read_text())

@@ -278,6 +278,7 @@ class _Job:
     todo: tuple[int, ...]
     snapshot_taken: bool
     resumed: bool
+    digests_removed: bool  # a finished rotation checked again: no snapshot left to anchor stragglers to
 
 
 def _open_job(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_key: Secret, *, ranges: int,
@@ -285,7 +286,8 @@ def _open_job(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_ke
     job_id, resumed = start_or_resume_job(conn, spec, old_key, new_key, ranges=ranges,
                                           cipher_options=cipher_options, policy=policy)
     row = conn.execute(
-        "SELECT j.total_rows, COALESCE(sum(r.rows_done), 0), j.cipher_options, j.snapshot_taken "
+        "SELECT j.total_rows, COALESCE(sum(r.rows_done), 0), j.cipher_options, j.snapshot_taken, "
+        "j.digests_removed_at IS NOT NULL "
         "FROM rotation_runbook.reencrypt_job j JOIN rotation_runbook.reencrypt_range r USING (job_id) "
         "WHERE job_id = %s GROUP BY j.job_id", (job_id,)).fetchone()
     if row is None:
@@ -294,7 +296,7 @@ def _open_job(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_ke
         "SELECT range_no FROM rotation_runbook.reencrypt_range WHERE job_id = %s AND NOT done ORDER BY range_no",
         (job_id,)))
     conn.commit()
-    return _Job(job_id, int(row[0]), int(row[1]), str(row[2]), todo, bool(row[3]), resumed)
+    return _Job(job_id, int(row[0]), int(row[1]), str(row[2]), todo, bool(row[3]), resumed, bool(row[4]))
 
 
 def _guard(conn: psycopg.Connection, spec: TableSpec, job_id: int) -> TriggerGuard:
@@ -354,7 +356,7 @@ def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: T
         reporter.join()
     with connect(dsn, keys=keys) as conn:
         stragglers = (_take_up_stragglers(conn, spec, job, guard, key_type, full=job.resumed)
-                      if job.snapshot_taken else ())
+                      if job.snapshot_taken and not job.digests_removed else ())
         conn.execute("UPDATE rotation_runbook.reencrypt_job SET status = 'done', finished_at = now() "
                      "WHERE job_id = %s AND status = 'running'", (job.job_id,))
         conn.commit()
@@ -398,7 +400,7 @@ def _drain_range(conn: psycopg.Connection, statements: dict[tuple[bool, bool], s
         except psycopg.errors.ExternalRoutineInvocationException as exc:  # pgcrypto: "Wrong key or corrupt data"
             raise ReencryptionError(_describe_unreadable(conn, spec, params)) from _without_params(exc)
         except psycopg.Error as exc:
-            raise ReencryptionError(_describe_failed_batch(conn, spec, params, exc)) from _without_params(exc)
+            raise ReencryptionError(_describe_failed_batch(conn, spec, params, exc, guard)) from _without_params(exc)
         counter.add(count)
         if done:
             return
@@ -434,24 +436,45 @@ def _describe_unreadable(conn: psycopg.Connection, spec: TableSpec, params: dict
 
 
 def _describe_failed_batch(conn: psycopg.Connection, spec: TableSpec, params: dict[str, object],
-                           exc: psycopg.Error) -> str:
-    """A database error other than pgcrypto's: name the table, its columns and the first row of the failed batch."""
+                           exc: psycopg.Error, guard: TriggerGuard) -> str:
+    """A database error other than pgcrypto's: name the table, the column and the row, found by re-running the failed
+    batch value by value (each attempt rolled back)."""
     what = f"{exc.sqlstate or type(exc).__name__}: {exc.diag.message_primary or type(exc).__name__}"
-    where = "the failed batch"
+    where = "in the failed batch"
     try:
         conn.rollback()
-        after, hi = _range_bounds_of(conn, params)
-        first = conn.execute(sql.SQL(
-            "SELECT {pk}::text FROM {t} WHERE (%(after)s::text IS NULL OR {pk} > CAST(%(after)s::text AS {kt})) "
-            "ORDER BY {pk} LIMIT 1").format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
-                                            kt=sql.SQL(pk_type(conn, spec))), {"after": after}).fetchone()
-        conn.rollback()
-        where = f"the batch starting at row {spec.pk}={first[0] if first else '?'}" + (
-            f" (range up to {spec.pk}={hi})" if hi is not None else "")
+        failing = _failing_value(conn, spec, params, guard)
+        if failing is not None:
+            where = f"at {spec.table}.{failing[1]} {spec.pk}={failing[0]}"
     except psycopg.Error:  # the connection itself is gone: the error above is all there is to say
         pass
-    return (f"re-encryption of {spec.table} ({', '.join(spec.columns)}) stopped at {where}: {what}. Nothing of the "
-            "failed batch was written; the job resumes after the last committed batch.")
+    return (f"re-encryption of {spec.table} stopped {where}: {what}. Nothing of the failed batch was written; the "
+            "job resumes after the last committed batch.")
+
+
+def _failing_value(conn: psycopg.Connection, spec: TableSpec, params: dict[str, object],
+                   guard: TriggerGuard) -> tuple[str, str] | None:
+    """The first (row id, column) of the failed batch whose re-encryption fails on its own."""
+    after, hi = _range_bounds_of(conn, params)
+    kt = sql.SQL(pk_type(conn, spec))
+    ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": kt}
+    rows = [str(r[0]) for r in conn.execute(sql.SQL(
+        "SELECT {pk}::text FROM {t} WHERE (%(after)s::text IS NULL OR {pk} > CAST(%(after)s::text AS {kt})) "
+        "AND (%(hi)s::text IS NULL OR {pk} <= CAST(%(hi)s::text AS {kt})) ORDER BY {pk} LIMIT %(n)s").format(**ids),
+        {"after": after, "hi": hi, "n": params["n"]})]
+    conn.rollback()
+    for row in rows:
+        for column in spec.columns:
+            try:
+                with conn.transaction(force_rollback=True):
+                    guard.begin(conn)
+                    conn.execute(sql.SQL(
+                        "UPDATE {t} SET {c} = pgp_sym_encrypt(pgp_sym_decrypt({c}, " + OLD + "), " + NEW + ", "
+                        "%(opts)s) WHERE {pk} = CAST(%(row)s AS {kt}) AND {c} IS NOT NULL").format(
+                            c=sql.Identifier(column), **ids), {"opts": params["opts"], "row": row})
+            except psycopg.Error:
+                return row, column
+    return None
 
 
 def _without_params(exc: Exception) -> Exception:

@@ -7,8 +7,8 @@ own (rotation_runbook) is scanned once per table:
     PGP symmetric messages  bytea starting with a symmetric-key session key packet (0xC3 new format, 0x8C-0x8F old)
                             or text armored as "-----BEGIN PGP MESSAGE-----": tried with pgp_sym_decrypt_bytea and the
                             old key, in the database
-    Fernet tokens           "gAAAAA" followed by base64url, 100 characters or more: tried in this process with the
-                            old key as the app derives its Fernet key
+    Fernet tokens           "gAAAAA" followed by base64url, 100 characters or more (the shortest token): tried with the
+                            old key in this process, as the app derives its Fernet key
 
 A hit anywhere fails the check, naming table, column, count and the first row ids. Tables this role may not read are
 named, and fail the check too: the sweep cannot vouch for them.
@@ -43,7 +43,7 @@ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 
 ORDER BY n.nspname, c.relname, a.attnum
 """
 PGP_FIRST_BYTES = (b"\xc3", b"\x8c", b"\x8d", b"\x8e", b"\x8f")
-FERNET_PATTERN = "^gAAAAA[A-Za-z0-9_-]{94,}=*$"
+FERNET_PATTERN = "^gAAAAA[A-Za-z0-9_-]{90,}={0,2}$"  # the shortest token is 100 characters
 OLD = key_ref("old")
 
 

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from rotation.core.database import key_ref, load_keys
 from rotation.core.secret import Secret
-from rotation.db_key.reencrypt import DIGEST_SETTINGS, TableSpec, other_columns_digest
+from rotation.db_key.reencrypt import DIGEST_SETTINGS, ReencryptionError, TableSpec, other_columns_digest
 
 OLD, NEW = key_ref("old"), key_ref("new")
 
@@ -174,10 +174,29 @@ def snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Se
             for setting in DIGEST_SETTINGS:
                 conn.execute(setting)
             for column in spec.columns:
-                conn.execute(_fmt(SNAPSHOT, spec, column), {"job": job_id})
+                try:
+                    with conn.transaction():
+                        conn.execute(_fmt(SNAPSHOT, spec, column), {"job": job_id})
+                except psycopg.errors.ExternalRoutineInvocationException:  # pgcrypto: a value the old key cannot open
+                    raise ReencryptionError(_unreadable(conn, spec, column)) from None
             conn.execute(_fmt(SNAPSHOT_ROWS, spec), {"job": job_id})
             conn.execute("UPDATE rotation_runbook.reencrypt_job SET snapshot_taken = true WHERE job_id = %s", (job_id,))
     return snapshot_size(conn, job_id)
+
+
+UNREADABLE = """
+SELECT count(*), (array_agg(x.{pk}::text ORDER BY x.{pk}))[1:10] FROM {t} x
+WHERE x.{c} IS NOT NULL AND rotation_runbook.try_decrypt(x.{c}, """ + OLD + """) IS NULL
+"""
+
+
+def _unreadable(conn: psycopg.Connection, spec: TableSpec, column: str) -> str:
+    """Name the values of the column the old key cannot open (the snapshot stopped on the first of them)."""
+    row = conn.execute(_fmt(UNREADABLE, spec, column)).fetchone() or (0, [])
+    ids = ", ".join(str(i) for i in row[1] or ())
+    return (f"the digest snapshot of {spec.table} stopped: {spec.table}.{column}: {int(row[0]):,} value"
+            f"{'s' if row[0] != 1 else ''} the old key cannot decrypt ({spec.pk}={ids}). Nothing was re-encrypted; "
+            "find the key those values are under before running the rotation again")
 
 
 def snapshot_size(conn: psycopg.Connection, job_id: int) -> int:
