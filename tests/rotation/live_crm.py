@@ -84,12 +84,12 @@ class LiveCrm:
                 "--change-id=CHG-0009", "--approver=test-approver", f"--reports-dir={self.reports}",
                 "--allow-staging-endpoints", "--confirm-live"]
 
-    def rotate(self, action: str = "rotate", *, kill_after: str | None = None,
-               timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
+    def rotate(self, action: str = "rotate", *, kill_after: str | None = None, addopts: str = "",
+               environ: dict[str, str] | None = None, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATION_TEST_", "PYTEST_ADDOPTS"))}
-        env["PYTHONPATH"] = str(PROJECT)
+        env |= {"PYTHONPATH": str(PROJECT), "PYTEST_ADDOPTS": addopts, **(environ or {})}
         if kill_after is not None:
-            env |= {"PYTEST_ADDOPTS": "-p tests.faults", "ROTATION_TEST_KILL_AFTER": kill_after}
+            env |= {"PYTEST_ADDOPTS": f"{addopts} -p tests.faults", "ROTATION_TEST_KILL_AFTER": kill_after}
         return subprocess.run(self.command(action), cwd=PROJECT, env=env, capture_output=True, text=True,
                               timeout=timeout_s, check=False)
 
