@@ -12,7 +12,8 @@ app does (shared notes crm-schema.md, "What the production app does"):
   binds DB_ENCRYPTION_KEY as a statement parameter; the stand-in sends it through a session key table instead
   (rotation.core.database), so that the staging server's log, which the suite searches for keys, stays clean;
 - staging only: GET /staging/clients/{id}/email makes it read one client's encrypted e-mail address with the key
-  it loaded (the probe a live deployment configures against its own endpoint, see rotation.toml).
+  it loaded (the probe a live deployment configures against its own endpoint, see rotation.toml); GET
+  /staging/loaded gives the fingerprints of what it loaded, for the project's tests (no procedure uses it).
 
     python -m staging.app serve|start|stop|reload|restart --env-file F --port P --pidfile F [--log F]
 """
@@ -45,6 +46,7 @@ from rotation.providers.base import Provider, ProviderError, RetryPolicy
 Check = Callable[[dict[str, str]], dict[str, object]]
 MIN_KEY_LENGTH = 32  # the app refuses a DB_ENCRYPTION_KEY shorter than this
 PROBE_PREFIX, PROBE_SUFFIX = "/staging/clients/", "/email"
+LOADED_PATH = "/staging/loaded"  # tests only: what the process loaded at start, by fingerprint
 
 
 def check_database(env: dict[str, str]) -> dict[str, object]:
@@ -131,6 +133,11 @@ class App:
             "overall_status": overall, "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "checks": checks}
 
+    def loaded(self) -> dict[str, object]:
+        """Staging only: the fingerprint of every value the app loaded, for the project's own tests. No procedure
+        uses it (a live app has nothing like it): they prove the app's key with rotation.core.app_proof."""
+        return {name: Secret(value).fingerprint for name, value in self.env.items() if value}
+
     def answer(self, path: str) -> tuple[int, dict[str, object]]:
         if path in ("/health", "/healthz"):
             return self.health()
@@ -140,6 +147,8 @@ class App:
             status, body = self.health()
             return status, {"status": "ready" if status == 200 else "not_ready",
                             "overall_status": body["overall_status"]}
+        if path == LOADED_PATH:
+            return 200, self.loaded()
         if path.startswith(PROBE_PREFIX) and path.endswith(PROBE_SUFFIX):
             return read_email(self.env, unquote(path[len(PROBE_PREFIX):-len(PROBE_SUFFIX)]))
         return 404, {"error": "not found"}
@@ -226,6 +235,12 @@ def reload(args: argparse.Namespace) -> int:
     os.kill(pid, signal.SIGHUP)
     time.sleep(0.1)  # the handler runs between requests; give it a moment, as systemctl reload would
     return 0
+
+
+def loaded_fingerprints(health_url: str) -> dict[str, str]:
+    """Tests only: the fingerprints of the .env values the running stand-in loaded (GET /staging/loaded)."""
+    answer = requests.get(health_url.rsplit("/health", 1)[0] + LOADED_PATH, timeout=5).json()
+    return {str(k): str(v) for k, v in answer.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -90,6 +91,14 @@ def app_keeps_old_key(request: pytest.FixtureRequest) -> None:
     app_control.run(world.app.start.replace(str(world.env_file), str(stale)))
 
 
+def app_not_reloaded(request: pytest.FixtureRequest) -> None:
+    """.env changed after the app's process loaded it (the app reads .env only at start): the running app does not
+    run on what .env holds now."""
+    env_file = _world(request).env_file
+    later = time.time() + 2  # clearly after the process start, whatever the clock resolution
+    os.utime(env_file, (later, later))
+
+
 def _incident_dsn(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("incident_deployment").dsn
 
@@ -157,7 +166,7 @@ SABOTAGES: dict[str, Sabotage] = {
 
 SABOTAGES |= PRACTICES_SABOTAGES  # Best Practices and Troubleshooting: tests/sabotage_practices.py
 # Twilio, WhatsApp and SMTP rotations: tests/provider_sabotage.py
-SABOTAGES |= provider_sabotages(app_keeps_old_key, delete_rotation_log, env_world_readable)
+SABOTAGES |= provider_sabotages(app_not_reloaded, delete_rotation_log, env_world_readable)
 
 
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args) -> None:

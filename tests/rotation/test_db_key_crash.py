@@ -30,8 +30,11 @@ def crm(pg: StagingServer, tmp_path: Path) -> Iterator[LiveCrm]:
         yield world
 
 
+WATCHER = "rotation-runbook (test: watches the rotation it is about to kill)"  # not a session of the app
+
+
 def progress(dsn: str) -> int:
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(dsn, application_name=WATCHER) as conn:
         row = conn.execute(PROGRESS).fetchone()
         return int(row[0]) if row else -1
 
