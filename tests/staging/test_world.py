@@ -73,6 +73,7 @@ def test_the_staging_crm_meets_the_production_facts(world: Deployment) -> None:
     assert [(t, by, h, why) for t, by, h, why, _ in logged] == [
         (services[0][0], role[0], hashlib.sha256(old_token).hexdigest(), "Credential updated")]
     assert logged[0][4].days == 90
+    assert CONFIG.log_type(logged[0][0]) == CONFIG.credential(services[0][0]).type  # monitoring reads it via aliases
 
 
 def test_every_migration_is_applied_in_version_order() -> None:
