@@ -41,6 +41,7 @@ from rotation.db_key import fernet, stopped, sweep
 from rotation.db_key.reencrypt import (
     DEFAULT_CIPHER_OPTIONS,
     JobResult,
+    ReencryptionError,
     TableSpec,
     abandon_job,
     find_job,
@@ -288,6 +289,20 @@ class DbKeyRotation:
         written while a session of the app's role is connected."""
         keys = self._current_keys()
         self._require_app_stopped(evidence)
+        in_env = envfile.get_secret(self.env_file, self.credential.env)
+        require(in_env == keys.new, f"{self.env_file.name} holds {in_env.fingerprint}, not the new key "
+                                    f"{keys.new.fingerprint}: .env gets the new key before any value is re-encrypted")
+        try:
+            self._reencrypt_all(keys, evidence)
+        except ReencryptionError as exc:
+            if self._nothing_moved(keys):
+                self._put_old_key_back(keys, evidence)
+                raise ReencryptionError(f"{exc} {self.env_file.name} holds the old key {keys.old.fingerprint} again "
+                                        f"(no value was under the new one); rotation {keys.rotation_id} is pending: "
+                                        "run it again once the cause is fixed, or abandon it") from None
+            raise
+
+    def _reencrypt_all(self, keys: RotationKeys, evidence: Evidence) -> None:
         for spec in self.specs:
             with connect(self.deployment.dsn) as conn:
                 job_id, resumed = start_or_resume_job(conn, spec, keys.old, keys.new, ranges=self.workers * 4,
@@ -305,6 +320,24 @@ class DbKeyRotation:
                                              policy=self.credential.strength)
             self._record_job(evidence, spec, result, {"resumed": result.resumed, "cipher": fernet.FERNET_CIPHER},
                              FERNET_SQL.format(table=spec.table, pk=spec.pk))
+
+    def _nothing_moved(self, keys: RotationKeys) -> bool:
+        """No value is under the new key yet: every write is journaled with its job's checkpoint."""
+        with connect(self.deployment.dsn) as conn:
+            return not [j for j in jobs_towards(conn, keys.new.fingerprint) if j.rows_done or j.status == "done"]
+
+    def _put_old_key_back(self, keys: RotationKeys, evidence: Evidence) -> None:
+        """The re-encryption failed before any value moved: .env must not be left with a key that opens no value.
+        The new key goes back to the PENDING file, .env gets the old one, the state is at `create` again."""
+        state.write_pending(self.env_file, self.credential.type, keys.new)
+        envfile.set_value(self.env_file, self.credential.env, keys.old)
+        state.rewind(self.env_file, self.credential.type, "create")
+        evidence.record(".env put back to the old key", {
+            "rotation": keys.rotation_id, self.credential.env: keys.old.fingerprint,
+            "pending": keys.new.fingerprint, "why": "the re-encryption stopped before any value was under the new key"},
+            source=f"{self.env_file.name} rewritten (temp file, fsync, rename); "
+                   f"{state.pending_path(self.env_file, self.credential.type).name} (0600); "
+                   f"{state.state_path(self.env_file).name}: step create")
 
     def _record_job(self, evidence: Evidence, spec: TableSpec, result: JobResult, extra: dict[str, object],
                     source: str) -> None:

@@ -32,6 +32,7 @@ from rotation.core import envfile, prerequisites, state
 from rotation.core.config import default_config
 from rotation.core.database import connect, key_ref
 from rotation.core.deployment import Deployment
+from rotation.core.keys import generate_key
 from rotation.core.proof import CheckFailed, NoEvidence
 from rotation.core.secret import Secret
 from rotation.db_key.fernet import app_fernet, opens
@@ -303,3 +304,26 @@ def test_a_role_that_cannot_keep_triggers_quiet_is_refused_naming_the_grant(pg: 
         with psycopg.connect(make_conninfo(pg.admin_dsn, dbname=params["dbname"]), autocommit=True) as admin:
             admin.execute(sql.SQL("DROP OWNED BY {r}").format(r=sql.Identifier(ops)))
             admin.execute(sql.SQL("DROP ROLE {r}").format(r=sql.Identifier(ops)))
+
+
+def test_a_reencryption_that_fails_before_any_value_moved_puts_env_back(world: Deployment) -> None:
+    """No path ends with .env holding a key that opens no value."""
+    r = rotation(world)
+    r.generate_key(EVIDENCE)
+    prerequisites.stop_app(world, EVIDENCE)
+    r.write_env(EVIDENCE)
+    third = generate_key()
+    with connect(world.dsn, keys={"third": third}) as conn:
+        conn.execute(f"UPDATE {CLIENTS} SET email_encrypted = pgp_sym_encrypt('x', {key_ref('third')}) "
+                     "WHERE client_id = 'client-00000004'")
+        conn.commit()
+    with pytest.raises(ReencryptionError) as failed:
+        r.reencrypt(EVIDENCE)
+    assert "client_id=client-00000004" in str(failed.value) and "holds the old key" in str(failed.value)
+    assert envfile.get_secret(world.env_file, ENV) == r.old_key
+    current = state.load(world.env_file, CREDENTIAL)
+    assert current is not None and current.step == "create" and current.rotation_id == r.rotation_id
+    assert state.read_pending(world.env_file, CREDENTIAL) == r.new_key
+    abandoned = rotation(world, abandon=True)  # nothing reached the pending key: starting over is allowed
+    abandoned.generate_key(EVIDENCE)
+    assert abandoned.rotation_id != r.rotation_id
