@@ -8,22 +8,32 @@ Seeds N clients with the app's own encrypt_sensitive_data (pgcrypto defaults), t
 (a) the runbook's rotate_encryption_key.sql (one UPDATE over the table, keys from a temp table),
 (b) our engine on the data (a) wrote (the first rotation away from the app's defaults), and
 (c) our engine again on the data (b) wrote (steady state: every later rotation).
-Prints rows/s, the ratios, and the peak RSS of this process. Keys stay in memory and travel as bound parameters.
+Prints rows/s, the ratios, and the peak RSS of this process. Keys reach the server only through the session's key
+table (COPY FROM STDIN), as everywhere in the suite.
+
+    python bench/reencrypt.py --baseline 4df037d   # the same benchmark of another commit, side by side, alternating
+
+With --baseline, the benchmark of that commit (extracted with `git archive`) and this one run in turn, twice each, on
+fresh databases of the same cluster type, and a table of their rows/s closes the output.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rotation.core.config import default_config  # noqa: E402
-from rotation.core.database import apply_runbook_schema, connect  # noqa: E402
+from rotation.core.database import apply_runbook_schema, connect, key_ref  # noqa: E402
 from rotation.core.keys import generate_key  # noqa: E402
 from rotation.core.secret import Secret  # noqa: E402
 from rotation.db_key.reencrypt import pgcrypto_specs, reencrypt  # noqa: E402
@@ -56,21 +66,23 @@ SPEC = pgcrypto_specs(default_config())[0]  # the CRM's client PII, from the enc
 
 
 def runbook_rotation(dsn: str, old: Secret, new: Secret) -> float:
-    """The runbook's script, except that the keys go into the temp table as bound parameters, not literals."""
+    """The runbook's script, except that the keys reach its temp table through the session's key table (COPY), not
+    as literals."""
     started = time.monotonic()
-    with connect(dsn) as conn:
+    with connect(dsn, keys={"old": old, "new": new}) as conn:
         conn.execute("CREATE TEMP TABLE temp_encryption_keys (old_key TEXT, new_key TEXT)")
-        conn.execute("INSERT INTO temp_encryption_keys VALUES (%s, %s)", (old, new))
+        conn.execute(f"INSERT INTO temp_encryption_keys VALUES ({key_ref('old')}, {key_ref('new')})")
         conn.execute(RUNBOOK_SQL)
         conn.execute("DROP TABLE temp_encryption_keys")
         conn.commit()
     return time.monotonic() - started
 
 
-CRYPTO_ONLY = """
-SELECT count(pgp_sym_encrypt(pgp_sym_decrypt(email_encrypted, %(k)s), %(n)s, 'cipher-algo=aes256, s2k-mode=1')),
-       count(pgp_sym_encrypt(pgp_sym_decrypt(phone_number_encrypted, %(k)s), %(n)s, 'cipher-algo=aes256, s2k-mode=1')),
-       count(pgp_sym_encrypt(pgp_sym_decrypt(full_name_encrypted, %(k)s), %(n)s, 'cipher-algo=aes256, s2k-mode=1'))
+K, N = key_ref("k"), key_ref("n")
+CRYPTO_ONLY = f"""
+SELECT count(pgp_sym_encrypt(pgp_sym_decrypt(email_encrypted, {K}), {N}, 'cipher-algo=aes256, s2k-mode=1')),
+       count(pgp_sym_encrypt(pgp_sym_decrypt(phone_number_encrypted, {K}), {N}, 'cipher-algo=aes256, s2k-mode=1')),
+       count(pgp_sym_encrypt(pgp_sym_decrypt(full_name_encrypted, {K}), {N}, 'cipher-algo=aes256, s2k-mode=1'))
 FROM crm_client_preferences
 """
 
@@ -78,13 +90,13 @@ FROM crm_client_preferences
 def crypto_floor(dsn: str, key: Secret) -> float:
     """Rows/s of pgcrypto alone (decrypt + encrypt of every value, nothing written) on one core: the ceiling for
     any in-database re-encryption of values already written with s2k-mode=1."""
-    with connect(dsn) as conn:
+    with connect(dsn, keys={"k": key, "n": generate_key()}) as conn:
         conn.execute("SET max_parallel_workers_per_gather = 0")  # one core: a parallel scan would hide the ceiling
         rows = conn.execute("SELECT count(*) FROM crm_client_preferences").fetchone()[0]
         best = float("inf")
         for _ in range(3):  # best of three: this figure is a ceiling, and a shared VM only ever makes it lower
             started = time.monotonic()
-            conn.execute(CRYPTO_ONLY, {"k": key, "n": generate_key()})
+            conn.execute(CRYPTO_ONLY)
             best = min(best, time.monotonic() - started)
         return rows / best
 
@@ -100,7 +112,11 @@ def main() -> int:
     parser.add_argument("--dsn", default=os.environ.get("ROTATION_DSN"),
                         help="a server to create the scratch database on (default: a private cluster)")
     parser.add_argument("--skip-runbook-sql", action="store_true", help="skip (a); (b) then starts from seeded data")
+    parser.add_argument("--baseline", metavar="REV", help="also run the benchmark of git revision REV, alternating")
+    parser.add_argument("--rounds", type=int, default=2, help="with --baseline: runs of each (default 2)")
     args = parser.parse_args()
+    if args.baseline:
+        return side_by_side(args)
 
     keys = [generate_key() for _ in range(4)]
     with staging_database(args.dsn) as db:
@@ -133,6 +149,39 @@ def main() -> int:
               "rows/s is the ceiling for (c)"
               + (f" ({floor * cores / baseline:.1f}x the runbook's SQL)" if baseline else ""))
         print(f"peak RSS of this process: {peak_rss_mb():.0f} MB")
+    return 0
+
+
+FIGURE = re.compile(r"^\((?P<case>[abc])\) .*?(?P<rate>[\d,]+) rows/s", re.M)
+
+
+def side_by_side(args: argparse.Namespace) -> int:
+    """This benchmark and the one of git revision `args.baseline`, in turn, on the same machine, same arguments."""
+    root = Path(__file__).resolve().parents[1]
+    forwarded = [f"--rows={args.rows}", f"--workers={args.workers}", *(["--skip-runbook-sql"]
+                                                                        if args.skip_runbook_sql else [])]
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
+        archive = Path(tmp) / "baseline.tar"
+        subprocess.run(["git", "-C", str(root), "archive", "--format=tar", "-o", str(archive), args.baseline],
+                       check=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(Path(tmp) / "tree", filter="data")
+        trees = {f"baseline {args.baseline}": Path(tmp) / "tree", "this tree": root}
+        figures: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        for round_no in range(args.rounds):
+            for name, tree in trees.items():
+                print(f"--- round {round_no + 1}: {name} ---", flush=True)
+                env = {**os.environ, "PYTHONPATH": str(tree)}
+                done = subprocess.run([sys.executable, str(tree / "bench" / "reencrypt.py"), *forwarded], cwd=tree,
+                                      env=env, capture_output=True, text=True, check=False)
+                print(done.stdout + done.stderr, flush=True)
+                figures[name].append({m["case"]: float(m["rate"].replace(",", ""))
+                                      for m in FIGURE.finditer(done.stdout)})
+    print(f"rows/s, {args.rows:,} rows, {args.rounds} rounds each (best of the rounds):")
+    print(f"{'':28}" + "".join(f"{c:>14}" for c in ("(a) runbook", "(b) first", "(c) steady")))
+    for name, runs in figures.items():
+        best = {c: max((r.get(c, 0.0) for r in runs), default=0.0) for c in "abc"}
+        print(f"{name:28}" + "".join(f"{best[c]:>14,.0f}" for c in "abc"))
     return 0
 
 

@@ -3,7 +3,8 @@ with the installed versions named when any of them changes shape."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import pytest
 from _pytest.junitxml import xml_key as junit_xml_key
@@ -44,3 +45,14 @@ def kept_by_mark_and_keyword(item: pytest.Item, config: pytest.Config) -> bool:
     if markexpr and not _parse_expression(markexpr, "-m").evaluate(MarkMatcher.from_markers(item.iter_markers())):
         return False
     return not keywordexpr or bool(_parse_expression(keywordexpr, "-k").evaluate(KeywordMatcher.from_item(item)))
+
+
+def wrap_terminal_file(config: pytest.Config, wrap: Callable[[TextIO], TextIO]) -> bool:
+    """Put a stream in front of the file pytest's terminal writer prints to (its private `_tw._file`). Returns False
+    when there is no terminal reporter (e.g. -p no:terminal)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    writer = getattr(reporter, "_tw", None)
+    if writer is None or not hasattr(writer, "_file"):
+        return False
+    writer._file = wrap(writer._file)
+    return True

@@ -30,6 +30,7 @@ from rotation.evidence.recorder import (
 )
 from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, write_run
 from rotation.evidence.signing import SigningKeyError, load_private_key
+from rotation_pytest import terminal
 from rotation_pytest.bdd import scenario_template, unregister_cucumber_writer, unregister_junit_writer
 from rotation_pytest.fixtures import operator_of, target_of
 
@@ -122,6 +123,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None or hasattr(session.config, "workerinput"):
         return
+    terminal.guard(session, lambda: state.recorder.secrets)  # the terminal output is scanned too
     try:
         key = load_private_key(state.signing_key_path) if state.signing_key_path else None
         state.sealed = tuple(seal_dead_journals(reports_dir(session.config), state.catalog,
@@ -131,6 +133,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    terminal.report(config)
     state = config.stash.get(STATE, None)
     if state is not None:
         shutil.rmtree(state.scratch, ignore_errors=True)

@@ -3,6 +3,7 @@ stand-ins, or the live systems behind the live guard)."""
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 from collections.abc import Iterator
@@ -114,7 +115,12 @@ def live_app(config: pytest.Config, rotation_config: Config) -> AppCommands:
     chosen = {field: config.getoption(option) for field, option in (
         ("start", "app_start"), ("stop", "app_stop"), ("restart", "app_restart"), ("reload", "app_reload"),
         ("health_url", "health_url"), ("health_timeout_s", "health_timeout"))}
-    return AppCommands(**{field: base.__dict__[field] if value is None else value for field, value in chosen.items()})
+    given = {field: value for field, value in chosen.items() if value is not None}
+    if given and rotation_config.source == "built-in default":
+        # The default's proof of the app's key (its systemd unit) describes its own commands; an app given on the
+        # command line is proven by the process serving its health endpoint (rotation.core.app_proof).
+        base = dataclasses.replace(base, systemd_unit=None, pidfile=None, probe_url=None, probe_command=None)
+    return dataclasses.replace(base, **given)
 
 
 def live_deployment(config: pytest.Config) -> Deployment:

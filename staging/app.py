@@ -1,9 +1,19 @@
-"""The app stand-in: a small real process that plays `event-planning-api` in staging.
+"""The app stand-in: a small real process that plays `event-planning-api` in staging, faithful to what the production
+app does (shared notes crm-schema.md, "What the production app does"):
 
-It loads .env like the app, serves GET /health (200 only when every configured check passes; the database check
-decrypts sample rows with its DB_ENCRYPTION_KEY; each configured provider is called with the credential the app
-loaded: Twilio account fetch, Graph phone-number GET, SMTP STARTTLS + AUTH), re-reads .env on SIGHUP, and stops on
-SIGTERM.
+- it reads .env once, at start (python-dotenv): a restart is what makes it use a new value. SIGHUP (what a
+  `reload` sends) changes nothing, as for the app;
+- `/health` and `/healthz` answer the app's system-health JSON: `overall_status` (`healthy` or `warning` -> 200,
+  otherwise 503) and its checks, and nothing that says which key or token it loaded; `/health/live` answers
+  `{"status": "alive"}`, `/health/ready` `{"status": "ready"|"not_ready", "overall_status": ...}`. The database
+  check connects and reads, as a health check does; each configured provider is called with the credential the app
+  loaded (Twilio account fetch, Graph phone-number GET, SMTP STARTTLS + AUTH);
+- it connects as the app's ordinary role (DATABASE_URL) and decrypts PII with decrypt_sensitive_data. The real app
+  binds DB_ENCRYPTION_KEY as a statement parameter; the stand-in sends it through a session key table instead
+  (rotation.core.database), so that the staging server's log, which the suite searches for keys, stays clean;
+- staging only: GET /staging/clients/{id}/email makes it read one client's encrypted e-mail address with the key
+  it loaded (the probe a live deployment configures against its own endpoint, see rotation.toml); GET
+  /staging/loaded gives the fingerprints of what it loaded, for the project's tests (no procedure uses it).
 
     python -m staging.app serve|start|stop|reload|restart --env-file F --port P --pidfile F [--log F]
 """
@@ -11,6 +21,7 @@ SIGTERM.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import signal
@@ -22,36 +33,48 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 import psycopg
 import requests
 from dotenv import dotenv_values
 
-from rotation.core.secret import Secret, fingerprint
+from rotation.core.database import connect, key_ref
+from rotation.core.secret import Secret
 from rotation.providers.base import Provider, ProviderError, RetryPolicy
 
 Check = Callable[[dict[str, str]], dict[str, object]]
-
-SAMPLE = """
-SELECT count(decrypt_sensitive_data(email_encrypted, %(k)s))
-       + count(decrypt_sensitive_data(phone_number_encrypted, %(k)s))
-       + count(decrypt_sensitive_data(full_name_encrypted, %(k)s))
-FROM (SELECT * FROM crm_client_preferences ORDER BY random() LIMIT 5) s
-"""
+MIN_KEY_LENGTH = 32  # the app refuses a DB_ENCRYPTION_KEY shorter than this
+PROBE_PREFIX, PROBE_SUFFIX = "/staging/clients/", "/email"
+LOADED_PATH = "/staging/loaded"  # tests only: what the process loaded at start, by fingerprint
 
 
 def check_database(env: dict[str, str]) -> dict[str, object]:
-    """Decrypt a random sample of client rows with the loaded key, as the app does on every read."""
-    key = env.get("DB_ENCRYPTION_KEY", "")
-    if len(key) < 32:
-        return {"ok": False, "error": "DB_ENCRYPTION_KEY missing or shorter than 32 characters"}
+    """The database is reachable as the app's role and the CRM's tables answer (no key is involved)."""
+    if len(env.get("DB_ENCRYPTION_KEY", "")) < MIN_KEY_LENGTH:
+        return {"ok": False, "status": "unhealthy",
+                "error": f"DB_ENCRYPTION_KEY missing or shorter than {MIN_KEY_LENGTH} characters"}
+    started = time.monotonic()
     try:
-        with psycopg.connect(env["DATABASE_URL"], connect_timeout=3) as conn:
-            conn.execute("SET log_parameter_max_length = 0")
-            values = conn.execute(SAMPLE, {"k": key}).fetchone()[0]
+        with psycopg.connect(env["DATABASE_URL"], connect_timeout=3, application_name="event-planning-api") as conn:
+            conn.execute("SELECT count(*) FROM crm_client_preferences").fetchone()
     except psycopg.Error as exc:
-        return {"ok": False, "error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:120]}
-    return {"ok": True, "values_decrypted": values, "key_fingerprint": fingerprint(key), "key_length": len(key)}
+        return {"ok": False, "status": "unhealthy", "error": type(exc).__name__}
+    return {"ok": True, "status": "healthy", "response_time_ms": round(1000 * (time.monotonic() - started), 1)}
+
+
+def read_email(env: dict[str, str], client_id: str) -> tuple[int, dict[str, object]]:
+    """One client's e-mail address, decrypted by the app's decrypt_sensitive_data with the key the app loaded."""
+    try:
+        with connect(env["DATABASE_URL"], application_name="event-planning-api",
+                     keys={"app": Secret(env.get("DB_ENCRYPTION_KEY", ""))}) as conn:
+            row = conn.execute("SELECT decrypt_sensitive_data(email_encrypted, " + key_ref("app") + ") "
+                               "FROM crm_client_preferences WHERE client_id = %s", (client_id,)).fetchone()
+    except psycopg.Error as exc:
+        return 500, {"error": f"could not read the client: {type(exc).__name__}"}
+    if row is None:
+        return 404, {"error": "no such client"}
+    return 200, {"client_id": client_id, "email": row[0]}
 
 
 HEALTH_POLICY = RetryPolicy(attempts=2, first_delay_s=0.05, max_delay_s=0.05, timeout_s=2.0)
@@ -59,15 +82,13 @@ HEALTH_POLICY = RetryPolicy(attempts=2, first_delay_s=0.05, max_delay_s=0.05, ti
 
 def check_provider(provider: Provider, credential: Secret) -> dict[str, object]:
     """The provider's read-only call with the credential the app loaded (Twilio account fetch, Graph phone-number
-    GET, SMTP STARTTLS + AUTH)."""
+    GET, SMTP STARTTLS + AUTH). The answer says whether it worked, never which credential was used."""
     try:
         result = provider.check(credential)
     except (ProviderError, KeyError, ValueError) as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "credential_fingerprint": credential.fingerprint}
-    return {"ok": result.accepted, "status": result.status, "code": result.code, "detail": result.detail,
-            "credential_fingerprint": result.credential_fp}
-
-
+        return {"ok": False, "status": "unhealthy", "error": type(exc).__name__}
+    return {"ok": result.accepted, "status": "healthy" if result.accepted else "unhealthy",
+            "provider_status": result.status, "code": result.code}
 def check_twilio(env: dict[str, str]) -> dict[str, object]:
     from rotation.providers.twilio import TwilioProvider, TwilioSettings  # lazy: start/stop/reload stay quick
 
@@ -99,36 +120,44 @@ CHECKS: dict[str, tuple[str, Check]] = {
 
 class App:
     def __init__(self, env_file: Path) -> None:
-        self.env_file = env_file
-        self.lock = threading.Lock()
-        self.env: dict[str, str] = {}
-        self.loaded_at = 0.0
-        self.reload()
-
-    def reload(self) -> None:
-        env = {k: v or "" for k, v in dotenv_values(self.env_file).items()}
-        with self.lock:
-            self.env, self.loaded_at = env, time.time()
+        # Read once, at start, as the app does: nothing reads .env again while the process lives.
+        self.env: dict[str, str] = {k: v or "" for k, v in dotenv_values(env_file).items()}
 
     def health(self) -> tuple[int, dict[str, object]]:
-        with self.lock:
-            env = dict(self.env)
-        enabled = {name: check for name, (var, check) in CHECKS.items() if env.get(var)}
+        enabled = {name: check for name, (var, check) in CHECKS.items() if self.env.get(var)}
         with ThreadPoolExecutor(max_workers=max(1, len(enabled))) as pool:  # provider calls in parallel
-            futures = {name: pool.submit(check, env) for name, check in enabled.items()}
+            futures = {name: pool.submit(check, dict(self.env)) for name, check in enabled.items()}
             checks = {name: future.result() for name, future in futures.items()}
-        ok = bool(checks) and all(c["ok"] for c in checks.values())
-        return (200 if ok else 503), {"status": "healthy" if ok else "unhealthy", "checks": checks,
-                                      "env_loaded_at": self.loaded_at, "pid": os.getpid()}
+        overall = "healthy" if checks and all(c["ok"] for c in checks.values()) else "unhealthy"
+        return (200 if overall in ("healthy", "warning") else 503), {
+            "overall_status": overall, "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "checks": checks}
+
+    def loaded(self) -> dict[str, object]:
+        """Staging only: the fingerprint of every value the app loaded, for the project's own tests. No procedure
+        uses it (a live app has nothing like it): they prove the app's key with rotation.core.app_proof."""
+        return {name: Secret(value).fingerprint for name, value in self.env.items() if value}
+
+    def answer(self, path: str) -> tuple[int, dict[str, object]]:
+        if path in ("/health", "/healthz"):
+            return self.health()
+        if path == "/health/live":
+            return 200, {"status": "alive"}
+        if path == "/health/ready":
+            status, body = self.health()
+            return status, {"status": "ready" if status == 200 else "not_ready",
+                            "overall_status": body["overall_status"]}
+        if path == LOADED_PATH:
+            return 200, self.loaded()
+        if path.startswith(PROBE_PREFIX) and path.endswith(PROBE_SUFFIX):
+            return read_email(self.env, unquote(path[len(PROBE_PREFIX):-len(PROBE_SUFFIX)]))
+        return 404, {"error": "not found"}
 
 
 def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
-            if self.path != "/health":
-                self._send(404, {"error": "not found"})
-                return
-            self._send(*app.health())
+            self._send(*app.answer(self.path))
 
         def _send(self, status: int, body: dict[str, object]) -> None:
             data = json.dumps(body).encode()
@@ -142,9 +171,7 @@ def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
             from staging.app_webhook import handle
 
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            with app.lock:
-                env = dict(app.env)
-            self._send(*handle(self.path, body, self.headers.get("X-Hub-Signature-256", ""), env))
+            self._send(*handle(self.path, body, self.headers.get("X-Hub-Signature-256", ""), dict(app.env)))
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass  # quiet: request lines would only clutter the stand-in's log
@@ -155,7 +182,7 @@ def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
 def serve(env_file: Path, port: int, pidfile: Path) -> None:
     app = App(env_file)
     server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(app))
-    signal.signal(signal.SIGHUP, lambda *_: app.reload())
+    signal.signal(signal.SIGHUP, lambda *_: None)  # a reload does not re-read .env: only a restart does
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     pidfile.write_text(str(os.getpid()))
     try:
@@ -214,6 +241,12 @@ def reload(args: argparse.Namespace) -> int:
     os.kill(pid, signal.SIGHUP)
     time.sleep(0.1)  # the handler runs between requests; give it a moment, as systemctl reload would
     return 0
+
+
+def loaded_fingerprints(health_url: str) -> dict[str, str]:
+    """Tests only: the fingerprints of the .env values the running stand-in loaded (GET /staging/loaded)."""
+    answer = requests.get(health_url.rsplit("/health", 1)[0] + LOADED_PATH, timeout=5).json()
+    return {str(k): str(v) for k, v in answer.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 
+from rotation.core.database import connect, key_ref
 from rotation.core.deployment import Deployment
 from rotation.core.keys import generate_key
 from rotation.core.proof import Evidence, require
@@ -26,6 +27,10 @@ from rotation.db_key.reencrypt import TableSpec, pgcrypto_specs
 
 PROJECT = Path(__file__).resolve().parents[1]
 APPLICATION_NAME = "rotation-runbook"  # rotation.core.database.connect's default: the rotation's sessions
+# The session holding the row lock plays a part of the rotation (its stalled batch), not the app: it is named as the
+# rotation's, so the rotation's check that no session of the app's role is connected does not count it.
+LOCK_SESSION = f"{APPLICATION_NAME} (staging: holds one row so that the rotation can be killed part-way)"
+WATCH_SESSION = f"{APPLICATION_NAME} (staging: watches the rotation it is about to kill)"
 TEST_VARIABLES = ("PYTEST_ADDOPTS", "ROTATION_SABOTAGE", "ROTATION_TEST_KILL_AFTER", "ROTATION_TEST_KILL_BEFORE")
 RUNNING_RANGES = ("SELECT count(*) FILTER (WHERE done), count(*), COALESCE(sum(rows_done), 0) "
                   "FROM rotation_runbook.reencrypt_range r JOIN rotation_runbook.reencrypt_job j USING (job_id) "
@@ -62,7 +67,7 @@ class InterruptedDbKeyRotation:
         """Given: the operator's command died part-way through re-encrypting the data."""
         dsn = self.deployment.dsn
         first = sql.Identifier(self.spec.columns[0])
-        with psycopg.connect(dsn) as lock:
+        with psycopg.connect(dsn, application_name=LOCK_SESSION) as lock:
             row = lock.execute(sql.SQL("SELECT max({pk}) FROM {t} WHERE {c} IS NOT NULL").format(
                 pk=sql.Identifier(self.spec.pk), t=sql.Identifier(self.spec.table), c=first)).fetchone()
             self.victim = str(row[0]) if row else None
@@ -76,12 +81,12 @@ class InterruptedDbKeyRotation:
             finally:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
-            with psycopg.connect(dsn, autocommit=True) as admin:
+            with psycopg.connect(dsn, autocommit=True, application_name=WATCH_SESSION) as admin:
                 admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
                               "current_database() AND application_name = %s AND pid <> pg_backend_pid()",
-                              (APPLICATION_NAME,))
+                              (APPLICATION_NAME,))  # the killed command's own sessions, not the lock's
             lock.rollback()
-        with psycopg.connect(dsn) as conn:
+        with psycopg.connect(dsn, application_name=WATCH_SESSION) as conn:
             done, ranges, rows = (int(n) for n in conn.execute(RUNNING_RANGES).fetchone() or (0, 0, 0))
         evidence.record("interrupted re-encryption", {"ranges done": done, "ranges": ranges, "rows re-encrypted": rows,
                                                       "row held locked": f"{self.spec.pk}={self.victim}"},
@@ -92,10 +97,13 @@ class InterruptedDbKeyRotation:
     def break_unreached_value(self, evidence: Evidence) -> None:
         """Given: the value the rotation had not reached yet is under neither key (encrypted with a third one)."""
         column = self.spec.columns[0]
-        with psycopg.connect(self.deployment.dsn) as conn:
-            conn.execute(sql.SQL("UPDATE {t} SET {c} = pgp_sym_encrypt(%s, %s) WHERE {pk} = %s").format(
-                t=sql.Identifier(self.spec.table), c=sql.Identifier(column), pk=sql.Identifier(self.spec.pk)),
-                ("unrecoverable@example.com", generate_key().reveal(), self.victim))
+        third = generate_key()
+        evidence.register_secret(third)
+        with connect(self.deployment.dsn, application_name=WATCH_SESSION, keys={"third": third}) as conn:
+            conn.execute(sql.SQL("UPDATE {t} SET {c} = pgp_sym_encrypt(%s, " + key_ref("third") + ") WHERE {pk} = %s"
+                                 ).format(t=sql.Identifier(self.spec.table), c=sql.Identifier(column),
+                                          pk=sql.Identifier(self.spec.pk)), ("unrecoverable@example.com", self.victim))
+            conn.commit()
         self.broken = [(self.spec.table, str(self.victim), column)]
         evidence.record("value under neither key", {"table": self.spec.table, self.spec.pk: self.victim,
                                                     "column": column},
@@ -105,7 +113,7 @@ class InterruptedDbKeyRotation:
 def _wait_until_blocked(dsn: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     """Until the only unfinished range is the one waiting on the lock."""
     deadline = time.monotonic() + timeout_s
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(dsn, autocommit=True, application_name=WATCH_SESSION) as conn:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 tail = proc.stderr.read().decode(errors="replace")[-800:] if proc.stderr else ""

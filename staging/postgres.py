@@ -96,6 +96,55 @@ def scratch_database(admin_dsn: str) -> Iterator[str]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@contextlib.contextmanager
+def app_database(admin_dsn: str) -> Iterator[str]:
+    """A scratch database as the CRM app has it: owned by its own ordinary role (LOGIN, not a superuser, no
+    CREATEROLE or CREATEDB; like the app's `eventuser`), which then creates the app's objects and owns them. Yields a
+    DSN connecting as that role. The role is dropped with the database."""
+    role = f"crm_app_{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(18)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)))
+    try:
+        with scratch_database(admin_dsn) as admin_scratch:
+            params = conninfo_to_dict(admin_scratch)
+            with psycopg.connect(admin_dsn, autocommit=True) as conn:
+                conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    sql.Identifier(str(params["dbname"])), sql.Identifier(role)))
+            yield _dsn_for(params, role, password)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            # grants on shared objects (e.g. SET ON PARAMETER, given by a test) go with DROP OWNED
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def _dsn_for(params: dict[str, object], role: str, password: str) -> str:
+    """The role's DSN: without a password where the server trusts the connection (the private cluster), so that
+    no password travels in commands and evidence; with it elsewhere."""
+    trusted = {**params, "user": role}
+    trusted.pop("password", None)
+    try:
+        psycopg.connect(make_conninfo(**trusted), connect_timeout=5).close()  # type: ignore[arg-type]
+        return make_conninfo(**trusted)  # type: ignore[arg-type]
+    except psycopg.OperationalError:
+        return make_conninfo(**{**trusted, "password": password})  # type: ignore[arg-type]
+
+
+def reconfigure(admin_dsn: str, settings: dict[str, str]) -> None:
+    """ALTER SYSTEM SET each setting (RESET ALL first) and reload: new sessions run with them. Staging only: the
+    suite owns the server. An empty mapping puts the server back to its start-up settings."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM RESET ALL")
+        for library in sorted({name.split(".")[0] for name in settings if "." in name}):
+            conn.execute(sql.SQL("LOAD {}").format(sql.Literal(library)))  # defines the module's settings here
+        for name, value in settings.items():
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(*name.split(".")),
+                                                                   sql.Literal(value)))
+        conn.execute("SELECT pg_reload_conf()")
+
+
 def _docker_server(stack: contextlib.ExitStack) -> tuple[str, str, None] | None:
     try:
         from docker.errors import DockerException

@@ -42,4 +42,4 @@ def healthy_after(deployment: Deployment, evidence: Evidence) -> None:
 
 @then("the system is healthy again")
 def healthy_again(deployment: Deployment, evidence: Evidence) -> None:
-    prerequisites.healthy(deployment, evidence, when="again")
+    prerequisites.healthy(deployment, evidence, when="again", reads_data=True)

@@ -17,6 +17,7 @@ from rotation.hygiene.checks import AppFiles
 from rotation.hygiene.server_log import KeyRotation, LogWatch
 from rotation.monitoring import check
 from rotation.monitoring.status import utc_now
+from staging.postgres import StagingServer
 from staging.server_log import log_every_statement
 
 
@@ -81,8 +82,8 @@ def rotated_in_time(deployment: Deployment, evidence: Evidence) -> None:
 
 
 @given("the PostgreSQL server logs every statement of the CRM database", target_fixture="log_watch")
-def log_everything(deployment: Deployment, server_log: Path, evidence: Evidence) -> LogWatch:
-    log_every_statement(deployment, evidence)
+def log_everything(deployment: Deployment, server_log: Path, pg_server: StagingServer, evidence: Evidence) -> LogWatch:
+    log_every_statement(deployment, pg_server.admin_dsn, evidence)
     return server_log_checks.watch(server_log, evidence)
 
 

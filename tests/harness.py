@@ -17,16 +17,17 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 @contextlib.contextmanager
 def seeded_crm(admin_dsn: str, rows: int) -> Iterator[tuple[str, str]]:
-    """A scratch CRM database with both schemas and `rows` seeded clients: yields (dsn, the key they are under)."""
+    """A scratch CRM database with both schemas and `rows` seeded clients, reached as the app's role (owner, not a
+    superuser): yields (dsn, the key they are under)."""
     import psycopg
 
     from rotation.core.database import apply_runbook_schema
     from rotation.core.keys import generate_key
     from staging.crm import apply_crm_schema
-    from staging.postgres import scratch_database
+    from staging.postgres import app_database
     from staging.seed import seed_clients
 
-    with scratch_database(admin_dsn) as dsn:
+    with app_database(admin_dsn) as dsn:  # as the app's own non-superuser role, owner of its tables
         key = generate_key()
         with psycopg.connect(dsn) as conn:
             apply_crm_schema(conn)
@@ -107,6 +108,8 @@ class SuiteRunner:
         env = {**os.environ, "PYTHONPATH": str(PROJECT)}
         if sabotage:
             env["ROTATION_SABOTAGE"] = sabotage
+        if "--basetemp" in args:  # the test reads the worlds' .env files back afterwards (tests/leakcheck.py)
+            env["ROTATION_KEEP_KEY_FILES"] = "1"
         command = [sys.executable, "-m", "pytest", "-p", "tests.sabotage",
                    "--dsn", self.admin_dsn, "--rows", str(rows), "--junitxml", str(junit), "-o", "junit_family=xunit2",
                    "--reports-dir", str(self.workdir / "reports"), *args]

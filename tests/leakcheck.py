@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from rotation.core import envfile
-from rotation.evidence.leaks import forms_of
+from rotation.evidence.leaks import forms_of, scan_bytes
 
 MEANT_TO_HOLD_SECRETS = (".env", ".env.backup.", ".rotation-pending.", "smtp-key.pem")
 CREDENTIALS = ("DB_ENCRYPTION_KEY", "TWILIO_AUTH_TOKEN", "WHATSAPP_ACCESS_TOKEN", "WHATSAPP_APP_SECRET",
@@ -42,3 +42,11 @@ def assert_no_secret(places: dict[str, bytes], secrets: Iterable[str]) -> None:
         for form, encoding in forms_of(secret).items():
             for name, content in places.items():
                 assert form not in content, f"a credential appears in {name} ({encoding})"
+
+
+def assert_no_fragment(places: dict[str, bytes], secrets: Iterable[str]) -> None:
+    """No secret, whole or as a fragment of 12 or more characters, in any encoding, anywhere: fail naming the place
+    and the encoding, never the secret."""
+    secrets = list(secrets)
+    found = [leak.message() for name, content in places.items() for leak in scan_bytes(content, secrets, label=name)]
+    assert not found, "secrets found: " + "; ".join(found)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -15,7 +16,7 @@ import pytest
 from psycopg import sql
 
 from rotation.core import app_control, envfile
-from rotation.core.database import connect
+from rotation.core.database import connect, key_ref
 from rotation.core.deployment import Deployment
 from rotation.core.keys import generate_key
 from tests.provider_sabotage import provider_sabotages
@@ -57,6 +58,21 @@ def one_value_under_another_key(request: pytest.FixtureRequest) -> None:
                      "WHERE phone_number_encrypted IS NOT NULL)", {"k": generate_key().reveal()})
 
 
+def touch_a_row(request: pytest.FixtureRequest) -> None:
+    """Something else than ciphertext changed: one client's row is updated (the app's triggers set updated_at)."""
+    with psycopg.connect(_world(request).dsn) as conn:
+        conn.execute("UPDATE crm_client_preferences SET timezone = timezone "
+                     "WHERE client_id = (SELECT min(client_id) FROM crm_client_preferences)")
+
+
+def old_key_value_outside_the_inventory(request: pytest.FixtureRequest) -> None:
+    """A table the inventory does not list holds a value under the old key (a PGP message in a bytea column)."""
+    with connect(_world(request).dsn, keys={"old": request.getfixturevalue("db_key_rotation").old_key}) as conn:
+        conn.execute("CREATE TABLE crm_attachments (attachment_id int PRIMARY KEY, blob bytea)")
+        conn.execute(f"INSERT INTO crm_attachments VALUES (1, pgp_sym_encrypt('a note', {key_ref('old')}))")
+        conn.commit()
+
+
 def delete_rotation_log(request: pytest.FixtureRequest) -> None:
     with psycopg.connect(_world(request).dsn) as conn:
         conn.execute("DELETE FROM security_credential_rotations")
@@ -73,6 +89,14 @@ def app_keeps_old_key(request: pytest.FixtureRequest) -> None:
     stale = world.env_file.with_name(".env.stale")
     shutil.copyfile(envfile.backups(world.env_file)[-1], stale)
     app_control.run(world.app.start.replace(str(world.env_file), str(stale)))
+
+
+def app_not_reloaded(request: pytest.FixtureRequest) -> None:
+    """.env changed after the app's process loaded it (the app reads .env only at start): the running app does not
+    run on what .env holds now."""
+    env_file = _world(request).env_file
+    later = time.time() + 2  # clearly after the process start, whatever the clock resolution
+    os.utime(env_file, (later, later))
 
 
 def _incident_dsn(request: pytest.FixtureRequest) -> str:
@@ -111,11 +135,10 @@ def compromised_key_still_opens_a_value(request: pytest.FixtureRequest) -> None:
     deployment = request.getfixturevalue("incident_deployment")
     place = next(e for e in deployment.config.encrypted_data if e.kind == "pgcrypto")
     table, key, column = (sql.Identifier(n) for n in (place.table, place.key, place.columns[0]))
-    with connect(deployment.dsn) as conn:
-        conn.execute(sql.SQL("UPDATE {t} SET {c} = pgp_sym_encrypt(pgp_sym_decrypt({c}, %(new)s), %(old)s) "
-                             "WHERE {k} = (SELECT min({k}) FROM {t} WHERE {c} IS NOT NULL)").format(
-                                 t=table, c=column, k=key),
-                     {"new": emergency.rotation.new_key, "old": emergency.rotation.old_key})
+    with connect(deployment.dsn, keys={"new": emergency.rotation.new_key, "old": emergency.rotation.old_key}) as conn:
+        conn.execute(sql.SQL("UPDATE {t} SET {c} = pgp_sym_encrypt(pgp_sym_decrypt({c}, " + key_ref("new") + "), "
+                             + key_ref("old") + ") WHERE {k} = (SELECT min({k}) FROM {t} WHERE {c} IS NOT NULL)"
+                             ).format(t=table, c=column, k=key))
         conn.commit()
 
 
@@ -124,6 +147,9 @@ SABOTAGES: dict[str, Sabotage] = {
                                         leave_one_value_under_old_key),
     "db-key:plaintext-changed": ("all sensitive data is re-encrypted under the new key", change_one_plaintext),
     "db-key:rotation-log-missing": ("the rotation is logged", delete_rotation_log),
+    "db-key:other-column-changed": ("all sensitive data is re-encrypted under the new key", touch_a_row),
+    "db-key:old-key-value-outside-the-inventory": ("all sensitive data is re-encrypted under the new key",
+                                                   old_key_value_outside_the_inventory),
     "db-key:env-0644": ("the .env file is updated with the new key", env_world_readable),
     "db-key:app-keeps-old-key": ("the application services are started", app_keeps_old_key),
     "db-key:refused-attempt-wrote": ("the re-encryption is started with an old key that does not open the data",
@@ -140,7 +166,7 @@ SABOTAGES: dict[str, Sabotage] = {
 
 SABOTAGES |= PRACTICES_SABOTAGES  # Best Practices and Troubleshooting: tests/sabotage_practices.py
 # Twilio, WhatsApp and SMTP rotations: tests/provider_sabotage.py
-SABOTAGES |= provider_sabotages(app_keeps_old_key, delete_rotation_log, env_world_readable)
+SABOTAGES |= provider_sabotages(app_not_reloaded, delete_rotation_log, env_world_readable)
 
 
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature, scenario, step, step_func, step_func_args) -> None:

@@ -1,11 +1,14 @@
 @rotation @db_encryption_key @SOC2-CC6.1 @PCI-3.7.4 @PCI-3.7.5 @PCI-3.6.1 @GDPR-32
 Feature: Database Encryption Key Rotation
   CRITICAL: this is the most sensitive rotation. Existing encrypted data must be re-encrypted.
-  The clients' email addresses, phone numbers and full names are encrypted in the database under the database
-  encryption key. Rotating the key re-encrypts every value; afterwards every value must read back unchanged under the
-  new key and no value may still open with the old one. The application is stopped before its configuration gets the
-  new key, so nothing is written under the old key while the data moves to the new one. Run again after an
-  interruption at any point, the rotation takes up where it stopped.
+  The clients' email addresses, phone numbers and full names, and the provider credentials the application keeps in
+  the database, are encrypted under the database encryption key. Rotating the key re-encrypts every value and changes
+  nothing else: no business timestamp moves and no provider rotation is logged that never happened. Afterwards every
+  value must read back unchanged under the new key, and no value anywhere in the application's data may still open
+  with the old one. The application is proven stopped before its configuration gets the new key, so nothing is
+  written under the old key while the data moves to the new one, and proven to run on the new key afterwards. No key
+  ever reaches the database server's log. Run again after an interruption at any point, the rotation takes up where
+  it stopped, including any value written under the old key meanwhile.
 
   Background:
     Given the CRM database holds client PII encrypted under the current database encryption key

@@ -18,6 +18,20 @@ CREATE TABLE IF NOT EXISTS rotation_runbook.reencrypt_job (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     finished_at TIMESTAMPTZ
 );
+-- Added since the first release (idempotent for databases that have the table already):
+--   kind            'pgcrypto' (re-encrypted in SQL) or 'fernet' (re-encrypted by the suite, see the inventory)
+--   triggers        how the table's own triggers were kept from firing ('none', 'replica', 'owner')
+--   verified_values how many values verification proved under the new key, and when (kept after the digests go)
+--   digests_removed_at  when the per-value digests of this job were deleted (after the rotation was verified)
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'rotation_runbook'
+                   AND table_name = 'reencrypt_job' AND column_name = 'digests_removed_at') THEN
+        ALTER TABLE rotation_runbook.reencrypt_job ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'pgcrypto',
+            ADD COLUMN IF NOT EXISTS triggers TEXT, ADD COLUMN IF NOT EXISTS verified_values BIGINT,
+            ADD COLUMN IF NOT EXISTS verified_at TIMESTAMPTZ, ADD COLUMN IF NOT EXISTS digests_removed_at TIMESTAMPTZ;
+    END IF;
+END $$;
 CREATE UNIQUE INDEX IF NOT EXISTS reencrypt_job_one_running
     ON rotation_runbook.reencrypt_job (table_name) WHERE status = 'running';
 
@@ -34,7 +48,9 @@ CREATE TABLE IF NOT EXISTS rotation_runbook.reencrypt_range (
 );
 
 -- Keyed digests (HMAC-SHA-256 under the new key) of every plaintext value before re-encryption, per row and column,
--- so verification proves each value decrypts to what it was. NULL digest = the value was NULL.
+-- so verification proves each value decrypts to what it was. NULL digest = the value was NULL. The row with
+-- column_name '' holds the SHA-256 of the row's other columns (everything but the encrypted ones), so verification
+-- proves that nothing but ciphertext changed. Deleted once the rotation is verified (reencrypt_job keeps the counts).
 CREATE TABLE IF NOT EXISTS rotation_runbook.plaintext_digest (
     job_id BIGINT NOT NULL REFERENCES rotation_runbook.reencrypt_job (job_id) ON DELETE CASCADE,
     pk TEXT NOT NULL,
@@ -47,6 +63,24 @@ CREATE TABLE IF NOT EXISTS rotation_runbook.plaintext_digest (
 CREATE OR REPLACE FUNCTION rotation_runbook.try_decrypt(value BYTEA, key TEXT) RETURNS TEXT AS $$
 BEGIN
     RETURN pgp_sym_decrypt(value, key);
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql IMMUTABLE STRICT;
+
+-- The same for any PGP symmetric message (text or binary literal data): what the completeness sweep tries.
+CREATE OR REPLACE FUNCTION rotation_runbook.try_decrypt_bytea(value BYTEA, key TEXT) RETURNS BYTEA AS $$
+BEGIN
+    RETURN pgp_sym_decrypt_bytea(value, key);
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql IMMUTABLE STRICT;
+
+-- An armored PGP message as bytea, or NULL when the text is not valid armor (the sweep reads any text column).
+CREATE OR REPLACE FUNCTION rotation_runbook.try_dearmor(value TEXT) RETURNS BYTEA AS $$
+BEGIN
+    RETURN dearmor(value);
 EXCEPTION WHEN OTHERS THEN
     RETURN NULL;
 END;

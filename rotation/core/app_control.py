@@ -5,10 +5,13 @@ Staging drives the app stand-in; live runs what the operator configures (e.g. `s
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
 
 import requests
 
@@ -25,6 +28,13 @@ class AppCommands:
     reload: str | None
     health_url: str
     health_timeout_s: float = 60.0  # how long a step waits for the app to come up (or go down) before failing
+    # How a run proves which configuration the running app uses (rotation.core.app_proof; rotation.toml's [app]).
+    probe_url: str | None = None
+    probe_command: str | None = None
+    probe_field: str | None = None
+    probe_column: str | None = None
+    systemd_unit: str | None = None
+    pidfile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,12 +78,132 @@ def wait_for_health(url: str, *, healthy: bool = True, timeout_s: float = 30, in
 
 
 def reload_or_restart(commands: AppCommands) -> str:
-    """The runbook's `systemctl reload` (graceful, no downtime), or restart where reload is not supported."""
+    """The runbook's `systemctl reload` (graceful, no downtime), or restart where reload is not supported. The CRM
+    app reads .env only at start (see the CRM notes): when a reload leaves the process that was running before it
+    (same start time), the app is restarted as well, so that it reads the new .env."""
     if commands.reload:
+        before = process_started_at(commands)
         try:
             run(commands.reload)
-            return "reload"
+            after = process_started_at(commands)
+            if before is None or after is None or after.identity != before.identity:
+                return "reload"
         except AppControlError:
             pass
     run(commands.restart)
     return "restart"
+
+
+@dataclass(frozen=True)
+class ProcessStart:
+    epoch_s: float  # when the app's process (systemd: the unit) became active, in seconds since the epoch
+    source: str     # how it was found, for the evidence
+    identity: str   # the raw reading (pid and start ticks, or the monotonic timestamp): equal for the same process
+
+
+def process_started_at(commands: AppCommands) -> ProcessStart | None:
+    """When the running app's process started: systemd's ActiveEnterTimestamp of the configured unit, else the start
+    time of the process the configured pidfile names, else (health endpoint on this host) of the oldest process
+    listening on its port. None when there is no such process."""
+    if commands.systemd_unit:
+        return _systemd_start(commands.systemd_unit)
+    if commands.pidfile:
+        return _pidfile_start(Path(commands.pidfile))
+    return _listener_start(commands.health_url)
+
+
+def start_source(commands: AppCommands) -> str:
+    """Where process_started_at looks, in words (for the evidence and the plan)."""
+    if commands.systemd_unit:
+        return f"systemd unit {commands.systemd_unit} (ActiveEnterTimestamp)"
+    if commands.pidfile:
+        return f"the process in {commands.pidfile}"
+    return f"the process listening on the port of {commands.health_url}"
+
+
+def _systemd_start(unit: str) -> ProcessStart | None:
+    """ActiveEnterTimestampMonotonic (microseconds of CLOCK_MONOTONIC), turned into wall-clock time here."""
+    try:
+        done = subprocess.run(["systemctl", "show", "--property=ActiveEnterTimestampMonotonic", "--value", unit],
+                              capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return None
+    value = done.stdout.strip()
+    if done.returncode or not value.isdigit() or int(value) == 0:
+        return None
+    since = time.clock_gettime(time.CLOCK_MONOTONIC) - int(value) / 1e6
+    return ProcessStart(time.time() - since, f"systemctl show --property=ActiveEnterTimestampMonotonic {unit}",
+                        f"{unit}@{value}")
+
+
+def _pidfile_start(pidfile: Path) -> ProcessStart | None:
+    """The start of the process the pidfile names."""
+    try:
+        pid = int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return _proc_start(pid, f"{pidfile}: pid {pid}")
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")  # noqa: S104  (names, not a bind)
+
+
+def _listener_start(health_url: str) -> ProcessStart | None:
+    """The oldest process holding a listening socket on the health URL's port, when the URL is on this host: what
+    serves /health is the app (Linux /proc only)."""
+    parsed = urlparse(health_url)
+    if parsed.hostname not in LOCAL_HOSTS:
+        return None
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    inodes = _listening_inodes(port)
+    starts = [start for pid in _pids_holding(inodes)
+              if (start := _proc_start(pid, f"pid {pid}, listening on port {port}")) is not None]
+    return min(starts, key=lambda s: s.epoch_s) if starts else None
+
+
+def _listening_inodes(port: int) -> set[str]:
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.add(fields[9])
+    return found
+
+
+def _pids_holding(inodes: set[str]) -> list[int]:
+    if not inodes:
+        return []
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    return [int(proc.name) for proc in Path("/proc").iterdir()
+            if proc.name.isdigit() and wanted & set(_links(proc / "fd"))]
+
+
+def _links(fd_dir: Path) -> list[str]:
+    """Where a process's file descriptors point (those it lets us read; fds come and go while we look)."""
+    try:
+        fds = list(fd_dir.iterdir())
+    except OSError:
+        return []
+    links = []
+    for fd in fds:
+        try:
+            links.append(os.readlink(fd))
+        except OSError:
+            continue
+    return links
+
+
+def _proc_start(pid: int, what: str) -> ProcessStart | None:
+    """A process's start: /proc/<pid>/stat field 22 (clock ticks after boot), as wall-clock time."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    ticks = int(fields[19])  # field 22 of the whole line; fields here start at field 3
+    since = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    return ProcessStart(time.time() - since, f"{what}, start time from /proc/{pid}/stat", f"{pid}@{ticks}")

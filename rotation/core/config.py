@@ -69,6 +69,13 @@ class AppSettings:
     reload: str | None
     health_url: str
     health_timeout_s: float
+    # How a run proves which key the running app uses (rotation.core.app_proof); see rotation.toml.
+    probe_url: str | None = None
+    probe_command: str | None = None
+    probe_field: str | None = None
+    probe_column: str | None = None
+    systemd_unit: str | None = None
+    pidfile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -218,11 +225,20 @@ def _encrypted(t: _Table) -> EncryptedColumns:
                             kind=kind)  # type: ignore[arg-type]  # checked above
 
 
+PROBE_KEYS = ("probe_url", "probe_command", "probe_field", "probe_column", "systemd_unit", "pidfile")
+
+
 def _app(t: _Table) -> AppSettings:
-    t.only("start", "stop", "restart", "reload", "health_url", "health_timeout_s")
+    t.only("start", "stop", "restart", "reload", "health_url", "health_timeout_s", *PROBE_KEYS)
+    probe = {key: t.optional_string(key) for key in PROBE_KEYS}
+    for key in ("probe_url", "probe_command"):
+        if probe[key] is not None and "{id}" not in str(probe[key]):
+            raise ConfigError(f"{t.source}: {t.where(key)} must contain {{id}}, where the row id goes")
+    if probe["probe_column"] is not None and "." not in str(probe["probe_column"]):
+        raise ConfigError(f"{t.source}: {t.where('probe_column')} must be <table>.<column> of the inventory")
     return AppSettings(start=t.string("start"), stop=t.string("stop"), restart=t.string("restart"),
                        reload=t.optional_string("reload"), health_url=t.string("health_url"),
-                       health_timeout_s=float(t.number("health_timeout_s", 60)))
+                       health_timeout_s=float(t.number("health_timeout_s", 60)), **probe)
 
 
 def _columns(t: _Table) -> Mapping[str, str]:

@@ -1,7 +1,17 @@
-"""Connections for work that handles keys: keys travel only as bound parameters; the server is told not to log them."""
+"""Connections for work that handles keys. A key never travels as a statement parameter or in SQL text.
+
+Keys reach the server through `COPY pg_temp.rotation_key FROM STDIN` into a session temp table, and statements name
+them with `key_ref("old")`, a subquery on that table. PostgreSQL's statement log (`log_statement`,
+`log_min_duration_statement`, `log_min_duration_sample`, `log_min_error_statement`, auto_explain) records a COPY's
+command text but never its rows, and parameter logging (`log_parameter_max_length[_on_error]`) has no key to show.
+Temp tables are private to the session, not WAL-logged, and gone when it ends. A `Secret` given as a bound parameter
+is refused before anything is sent, so no code path can fall back to parameters by accident.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from importlib import resources
 
 import psycopg
@@ -11,26 +21,35 @@ from psycopg.pq import Format
 
 from rotation.core.secret import Secret
 
+KEY_TABLE = "pg_temp.rotation_key"
+APPLICATION_NAME = "rotation-runbook"
+_KEY_NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
+
+
+class KeyAsParameterError(TypeError):
+    """A Secret was given as a statement parameter: it would be logged by servers that log parameters."""
+
 
 class SecretDumper(Dumper):
-    """Sends a Secret as a text parameter: the value reaches the server only as a bound parameter."""
+    """Refuses to send a Secret as a bound parameter (servers log parameters under common settings)."""
 
     format = Format.TEXT
 
     def dump(self, obj: Secret) -> bytes:
-        return obj.reveal().encode()
+        raise KeyAsParameterError(
+            f"{obj!r} given as a statement parameter: keys travel only through the session's key table "
+            "(rotation.core.database.connect(..., keys=...) and key_ref(name)), never as parameters")
 
 
-class SecretLoggingRiskError(RuntimeError):
-    """The server would log bound parameters (and so keys) and this role may not switch that off."""
-
-
-def connect(dsn: str, *, autocommit: bool = False, application_name: str = "rotation-runbook") -> psycopg.Connection:
-    """Open a connection with parameter logging off where the role may set it; refuse when keys would be logged."""
+def connect(dsn: str, *, autocommit: bool = False, application_name: str = APPLICATION_NAME,
+            keys: Mapping[str, Secret] | None = None) -> psycopg.Connection:
+    """Open a connection, switch parameter logging off where the role may, and load `keys` into its key table."""
     conn = psycopg.connect(dsn, autocommit=autocommit, application_name=application_name)
     conn.adapters.register_dumper(Secret, SecretDumper)
     try:
         protect_parameters(conn)
+        if keys:
+            load_keys(conn, keys)
     except BaseException:
         conn.close()
         raise
@@ -38,34 +57,69 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "rota
 
 
 def protect_parameters(conn: psycopg.Connection) -> bool:
-    """SET log_parameter_max_length = 0 for the session (PG 13+, needs the privilege). Returns whether it was set.
-
-    Without the privilege we go on only when the server does not log statements anyway; otherwise a
-    `log_statement=all` server would write `parameters: $1 = '<key>'` into its log.
-    """
+    """Defence in depth: `log_parameter_max_length[_on_error] = 0` for the session where the role may set them (the
+    first is superuser-only unless granted). Returns whether both were set. No key depends on it: keys are never
+    parameters."""
     conn.execute("SET log_parameter_max_length_on_error = 0")
     try:
         with conn.transaction():
             conn.execute("SET log_parameter_max_length = 0")
+        protected = True
     except (errors.InsufficientPrivilege, errors.CantChangeRuntimeParam):
-        logged = conn.execute("SHOW log_statement").fetchone()
-        if logged and logged[0] in ("all", "mod"):
-            raise SecretLoggingRiskError(
-                f"this server logs statements (log_statement={logged[0]}) with their parameters and this role may "
-                "not SET log_parameter_max_length = 0; ask a DBA to `GRANT SET ON PARAMETER log_parameter_max_length "
-                "TO <role>` or to set log_statement = 'ddl' before rotating"
-            ) from None
-        if not conn.autocommit:
-            conn.commit()
-        return False
+        protected = False
     if not conn.autocommit:
         conn.commit()
-    return True
+    return protected
 
+
+def key_ref(name: str) -> str:
+    """SQL text naming a key loaded with load_keys: a scalar subquery, evaluated once per statement, that fails
+    ("key ... is not loaded") rather than yield NULL, which pgcrypto's STRICT functions would turn into "opens
+    nothing"."""
+    if not _KEY_NAME.fullmatch(name):
+        raise ValueError(f"not a key name: {name!r}")
+    return f"(SELECT pg_temp.rotation_key('{name}'))"
+
+
+def load_keys(conn: psycopg.Connection, keys: Mapping[str, Secret]) -> None:
+    """Put the keys into the session's temp table with COPY FROM STDIN (binary: an error context names no value).
+    Loading a name again replaces its key. Commits, unless the connection is in autocommit mode."""
+    for name in keys:
+        key_ref(name)  # validates the name before anything is sent
+    conn.execute(KEY_TABLE_DDL)
+    conn.execute(f"DELETE FROM {KEY_TABLE} WHERE name = ANY(%s)", (list(keys),))
+    with conn.cursor().copy(f"COPY {KEY_TABLE} (name, value) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["text", "text"])
+        for name, key in keys.items():
+            copy.write_row((name, key.reveal()))
+    if not conn.autocommit:
+        conn.commit()
+
+
+KEY_TABLE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS rotation_key (name text PRIMARY KEY, value text NOT NULL);
+CREATE OR REPLACE FUNCTION pg_temp.rotation_key(key_name text) RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE found text;
+BEGIN
+    SELECT value INTO found FROM pg_temp.rotation_key WHERE name = key_name;
+    IF found IS NULL THEN
+        RAISE EXCEPTION 'key % is not loaded in this session', key_name;
+    END IF;
+    RETURN found;
+END $$;
+"""
 
 RUNBOOK_SCHEMA = "V100__rotation_runbook.sql"
 
 
+# The newest object of V100: when it exists, the schema is up to date and nothing is executed (a role that may use
+# the schema but not CREATE in the database can still rotate).
+RUNBOOK_SCHEMA_CURRENT = "SELECT to_regprocedure('rotation_runbook.try_dearmor(text)') IS NOT NULL"
+
+
 def apply_runbook_schema(conn: psycopg.Connection) -> None:
     """Our own objects in schema rotation_runbook (jobs, checkpoints, digests): idempotent, safe on live."""
+    current = conn.execute(RUNBOOK_SCHEMA_CURRENT).fetchone()
+    if current and current[0]:
+        return
     conn.execute(resources.files("rotation.core").joinpath(RUNBOOK_SCHEMA).read_text())

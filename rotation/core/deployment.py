@@ -30,4 +30,7 @@ class Deployment:
 
 def app_commands(settings: AppSettings) -> AppCommands:
     return AppCommands(start=settings.start, stop=settings.stop, restart=settings.restart, reload=settings.reload,
-                       health_url=settings.health_url, health_timeout_s=settings.health_timeout_s)
+                       health_url=settings.health_url, health_timeout_s=settings.health_timeout_s,
+                       probe_url=settings.probe_url, probe_command=settings.probe_command,
+                       probe_field=settings.probe_field, probe_column=settings.probe_column,
+                       systemd_unit=settings.systemd_unit, pidfile=settings.pidfile)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rotation.core import app_control, envfile, state
+from rotation.core import app_control, app_proof, envfile, state
 from rotation.core.config import Credential
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence, require
@@ -62,9 +62,20 @@ def restart_app(deployment: Deployment, evidence: Evidence) -> None:
     evidence.record("application restarted", {"command": deployment.app.restart}, source=deployment.app.restart)
 
 
-def healthy(deployment: Deployment, evidence: Evidence, *, when: str) -> None:
-    """Wait for the app to answer healthy (up to the configured timeout)."""
+def healthy(deployment: Deployment, evidence: Evidence, *, when: str, reads_data: bool = False) -> None:
+    """Wait for the app to answer healthy (up to the configured timeout). With `reads_data` (after a repair), also
+    that the app reads its encrypted data with the key .env holds, where a probe is configured: the app's /health
+    does not decrypt anything, so a key that opens nothing still answers healthy (see the CRM notes)."""
     result = app_control.wait_for_health(deployment.app.health_url, timeout_s=deployment.app.health_timeout_s)
     evidence.record(f"health {when}", {"status": result.status_code, "body": result.body},
                     source=f"GET {deployment.app.health_url}")
     require(result.healthy, f"the app is not healthy {when}: HTTP {result.status_code}")
+    if reads_data and app_proof.proof_method(deployment.app) in ("probe (URL)", "probe (command)"):
+        database = next(c for c in deployment.config.credentials if c.provider == "database")
+        key = envfile.get_secret(deployment.env_file, database.env)
+        proof = app_proof.probe_key(deployment.app, deployment.config, deployment.dsn, key)
+        evidence.record(f"the app reads its data {when}", proof.detail,
+                        source=f"{deployment.app.probe_url or deployment.app.probe_command}, compared with the value "
+                               f"under {database.env} in {deployment.env_file.name}")
+        require(proof.proven, f"the app is not healthy {when}: it cannot read its data with the key in "
+                              f"{deployment.env_file.name}: {proof.why}")

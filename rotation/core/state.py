@@ -95,6 +95,19 @@ def advance(env_file: Path, credential: str, step: Step) -> RotationState:
     return state
 
 
+def rewind(env_file: Path, credential: str, step: Step) -> RotationState:
+    """Back to an earlier step, once what the later ones did has been undone (a DB key rotation whose re-encryption
+    failed before any value moved puts the old key back into .env: the rotation is PENDING at `create` again)."""
+    state = load(env_file, credential)
+    if state is None or not state.in_progress:
+        raise StaleRotationError(f"no rotation of {credential} is in progress")
+    if STEPS.index(step) >= STEPS.index(state.step):
+        return state
+    state = replace(state, step=step, updated_at=_now())
+    _save(env_file, state)
+    return state
+
+
 def record_revoked(env_file: Path, credential: str, at: dt.datetime) -> RotationState:
     """Emergency: CURRENT is dead at the provider, before PENDING reaches .env. A resumed run reads this and does not
     revoke a second time."""

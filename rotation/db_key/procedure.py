@@ -2,12 +2,18 @@
 
     create   generate_key         a new key from the CSPRNG, judged by the registry's strength policy, kept as the
                                   PENDING credential (.rotation-pending.db_encryption_key, 0600) until .env holds it
-    set      write_env            .env holds the new key (refused while the app still answers healthy)
-             reencrypt            every value of the inventory's pgcrypto columns re-encrypted (a killed job resumes)
-    test     verify_new_key       every value decrypts with the new key to its plaintext before the rotation, and
-                                  none with the old key (per value of the snapshot)
-             verify_old_key_dead  no value of the whole table decrypts with the old key (rows added since included)
-    finish   log, check_app_key   the rotation log row (once), and the app proven on the new key: PENDING -> CURRENT
+    set      write_env            .env holds the new key: refused while the app answers healthy or any session of its
+                                  database role is connected
+             reencrypt            every value of the inventory re-encrypted, pgcrypto columns in SQL, the app's Fernet
+                                  values with MultiFernet.rotate; no trigger fires; a killed job resumes, and values
+                                  written during the run are taken up by the next run
+    test     verify_new_key       every value of every inventory table decrypts with the new key to its plaintext
+                                  before the rotation, none with the old, and nothing but ciphertext changed
+             verify_old_key_dead  the completeness sweep: no value of any bytea or text column of any table of the app's
+                                  schemas opens with the old key
+    finish   log, check_app_key   the rotation log row (once), and the app proven on the new key (probe, or its
+                                  process started after .env changed): PENDING -> CURRENT; the per-value digests
+                                  are then deleted (the job summary stays)
 
 Each step may run again after a kill at any point: it reads the state and either finishes its work or records that it
 was done. A resumed run finds its keys where nothing else keeps them: the new key in the PENDING file or .env, the old
@@ -22,16 +28,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from rotation.core import app_control, envfile, state
+import psycopg
+
+from rotation.core import app_control, app_proof, envfile, state
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
 from rotation.core.keys import WeakSecretError, check_strength, generate_key
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
 from rotation.core.secret import Secret
-from rotation.db_key import populations
+from rotation.db_key import fernet, populations, stopped, sweep
 from rotation.db_key.reencrypt import (
     DEFAULT_CIPHER_OPTIONS,
+    JobResult,
+    ReencryptionError,
     TableSpec,
     abandon_job,
     find_job,
@@ -40,20 +50,44 @@ from rotation.db_key.reencrypt import (
     start_or_resume_job,
 )
 from rotation.db_key.reencrypt import reencrypt as reencrypt_table
-from rotation.db_key.verify import PopulationCheck, key_reach, sample_opens, snapshot, verify
+from rotation.db_key.verify import (
+    CleanedJob,
+    PopulationCheck,
+    cleaned_job,
+    forget_digests,
+    key_reach,
+    sample_opens,
+    snapshot,
+    verify,
+)
 
 CREDENTIAL = "db_encryption_key"
 T = TypeVar("T")
 
-REENCRYPT_SQL = ("UPDATE {table} SET <column> = pgp_sym_encrypt(pgp_sym_decrypt(<column>, $old), $new, '{options}') "
-                 "for each of {columns}, in keyset pages of 2,000 rows per primary-key range ({pk}), each page "
-                 "committed with its range's checkpoint in rotation_runbook.reencrypt_range; keys as bound parameters")
+KEYS = ("keys: loaded into the session temp table pg_temp.rotation_key with COPY FROM STDIN and read as "
+        "(SELECT pg_temp.rotation_key('old'|'new')); never a statement parameter")
+REENCRYPT_SQL = ("UPDATE {table} SET <column> = pgp_sym_encrypt(pgp_sym_decrypt(<column>, <old>), <new>, "
+                 "'{options}') for each of {columns}, in keyset pages of 2,000 rows per primary-key range ({pk}), each "
+                 "page committed with its range's checkpoint in rotation_runbook.reencrypt_range, triggers kept quiet "
+                 "(SET LOCAL session_replication_role = replica, or ALTER TABLE ... DISABLE TRIGGER and back, in the "
+                 "same transaction); then rows the snapshot does not know (and, when the job is taken up again, every "
+                 "row with a value under the old key) digested and re-encrypted; " + KEYS)
+FERNET_SQL = ("SELECT {pk}, <column> FROM {table} in keyset pages of 200; each value not yet under the new key: "
+              "MultiFernet([Fernet(new), Fernet(old)]).rotate(token) with the app's derivation "
+              "urlsafe_b64encode(sha256(key)); UPDATE {table} SET <column> = <token> WHERE {pk} = <id>, one "
+              "transaction per page with its checkpoint, triggers kept quiet as above")
 SNAPSHOT_SQL = ("INSERT INTO rotation_runbook.plaintext_digest SELECT {pk}, <column>, "
-                "hmac(pgp_sym_decrypt(<column>, $old), $new, 'sha256') FROM {table} (once per job, atomically)")
+                "hmac(pgp_sym_decrypt(<column>, <old>), <new>, 'sha256') FROM {table}, and per row "
+                "sha256((to_jsonb(row) - <encrypted columns>)::text) (once per job, atomically)")
 VERIFY_SQL = ("rotation_runbook.plaintext_digest joined to {table} on {pk}, per column: "
-              "hmac(rotation_runbook.try_decrypt(<column>, $new), $new, 'sha256') = the digest taken before; "
-              "rotation_runbook.try_decrypt(<column>, $old) IS NULL; NULLs kept; rows counted before and after")
-OLD_KEY_SQL = "SELECT count(<column>), count(rotation_runbook.try_decrypt(<column>, $old)) FROM {table}, per column"
+              "hmac(rotation_runbook.try_decrypt(<column>, <new>), <new>, 'sha256') = the digest taken before; "
+              "rotation_runbook.try_decrypt(<column>, <old>) IS NULL; NULLs kept; every row of the table known to "
+              "the snapshot; sha256((to_jsonb(row) - <encrypted columns>)::text) = the row's digest before; " + KEYS)
+FERNET_VERIFY = ("every row of {table}: Fernet(new).decrypt(<column>) digested with HMAC-SHA-256 under the new key = "
+                 "the digest taken before; Fernet(old) opens none; every row known to the snapshot, its other "
+                 "columns' digest unchanged")
+RECHECK_SQL = ("SELECT count(<column>), count(rotation_runbook.try_decrypt(<column>, <new>)) FROM {table}, per column "
+               "(the per-value digests were deleted after this rotation was verified); " + KEYS)
 LOG_SQL = ("INSERT INTO security_credential_rotations (credential_type, rotated_by, previous_key_hash, "
            "rotation_reason, rotated_at, next_rotation_due) VALUES ($type, $operator, sha256(old key), $reason, now(), "
            "now() + interval), unless a row with this credential_type and previous_key_hash exists")
@@ -66,13 +100,6 @@ class RotationKeys:
     old: Secret
     new: Secret
     rotation_id: str
-
-
-@dataclass(frozen=True)
-class AppKeyProof:
-    proven: bool
-    why: str  # what was found, when not proven
-    detail: dict[str, object]
 
 
 def need(value: T | None, message: str) -> T:
@@ -99,6 +126,7 @@ class DbKeyRotation:
         self.abandon_pending = abandon_pending
         self.scheduled = scheduled
         self.specs: tuple[TableSpec, ...] = pgcrypto_specs(deployment.config)
+        self.fernet_specs: tuple[TableSpec, ...] = fernet.fernet_specs(deployment.config)
         self._keys: RotationKeys | None = None
 
     # --- what the rotation works on ---------------------------------------------------------------------------------
@@ -131,15 +159,20 @@ class DbKeyRotation:
                 "old key": in_progress.current_fp, "new key": in_progress.pending_fp},
                 source=f"{state.state_path(self.env_file).name}: the data was checked by the run that started it")
             return
+        self._require_app_proof()
         found: dict[str, tuple[int, bool | None]] = {}
         with connect(self.deployment.dsn) as conn:
             for spec in self.specs:
                 found |= {f"{spec.table}.{c}": v for c, v in sample_opens(conn, spec, current).items()}
+            for spec in self.fernet_specs:
+                found |= {f"{spec.table}.{c}": v for c, v in fernet.sample_opens(conn, spec, current).items()}
         evidence.record("encrypted data under the current key", {
             "key": current.fingerprint, "length": len(current),
-            "columns": {name: {"values": n, "first value opens": opens} for name, (n, opens) in found.items()}},
-            source=f"{self.env_file.name}: {self.credential.env}; per inventory column: count(<column>) and "
-                   "rotation_runbook.try_decrypt(<first non-NULL value>, $key)")
+            "columns": {name: {"values": n, "first value opens": opens} for name, (n, opens) in found.items()},
+            "proof the app will run on the new key": app_proof.proof_method(self.deployment.app)},
+            source=f"{self.env_file.name}: {self.credential.env}; per inventory column: count(<column>) and the "
+                   "first non-NULL value tried with the key (pgcrypto: rotation_runbook.try_decrypt; Fernet: the "
+                   f"app's derivation); {KEYS}")
         unreadable = [name for name, (_, opens) in found.items() if opens is False]
         require(not unreadable, f"the current key {current.fingerprint} in {self.env_file.name} does not open "
                                 f"{', '.join(unreadable)}: the data is not under the key the app is configured with")
@@ -207,12 +240,14 @@ class DbKeyRotation:
 
     # --- set ------------------------------------------------------------------------------------------------------
     def write_env(self, evidence: Evidence) -> None:
-        """set (1/2): .env holds the new key. Refused while the app still answers healthy: it must be stopped first,
-        or it would write new values under the old key while the data moves to the new one."""
+        """set (1/2): .env holds the new key. Refused while the app still answers healthy or any session of its
+        database role is connected: it must be stopped first, or it would write new values under the old key while
+        the data moves to the new one."""
         keys = self._current_keys()
         url = self.deployment.app.health_url
         health = app_control.health(url)
         require(not health.healthy, f"the app still answers healthy at {url}: stop it before .env gets the new key")
+        sessions = self._require_app_stopped(evidence)
         before = envfile.get_secret(self.env_file, self.credential.env)
         if before != keys.new:
             require(before == keys.old, f"{self.env_file.name} holds {self.credential.env} {before.fingerprint}, "
@@ -223,9 +258,9 @@ class DbKeyRotation:
         state.discard_pending(self.env_file, self.credential.type)  # .env holds it now
         evidence.record(".env updated" if before != keys.new else ".env already holds the new key", {
             "rotation": keys.rotation_id, self.credential.env: keys.new.fingerprint, "replaces": keys.old.fingerprint,
-            "app": f"stopped (health: {health.status_code or 'no answer'})"},
+            "app": f"stopped (health: {health.status_code or 'no answer'}; sessions of its role: {sessions})"},
             source=f"{self.env_file.name}: {self.credential.env}='<new key>' written to a temp file, fsync, rename "
-                   f"(mode 0600), read back with python-dotenv; GET {url} before the write")
+                   f"(mode 0600), read back with python-dotenv; GET {url} and pg_stat_activity before the write")
 
     def check_env(self, evidence: Evidence) -> None:
         """Then: .env has mode 0600, every other setting as in the backup that holds the old key, and the new key."""
@@ -249,9 +284,25 @@ class DbKeyRotation:
                                     f"new key {keys.new.fingerprint}")
 
     def reencrypt(self, evidence: Evidence) -> None:
-        """set (2/2): every value of every pgcrypto column in the inventory re-encrypted; a killed job resumes after
-        its last committed page."""
+        """set (2/2): every value of the inventory re-encrypted (pgcrypto columns in the database, the app's Fernet
+        values here); a killed job resumes after its last committed page; no trigger of the app fires. Nothing is
+        written while a session of the app's role is connected."""
         keys = self._current_keys()
+        self._require_app_stopped(evidence)
+        in_env = envfile.get_secret(self.env_file, self.credential.env)
+        require(in_env == keys.new, f"{self.env_file.name} holds {in_env.fingerprint}, not the new key "
+                                    f"{keys.new.fingerprint}: .env gets the new key before any value is re-encrypted")
+        try:
+            self._reencrypt_all(keys, evidence)
+        except ReencryptionError as exc:
+            if self._nothing_moved(keys):
+                self._put_old_key_back(keys, evidence)
+                raise ReencryptionError(f"{exc} {self.env_file.name} holds the old key {keys.old.fingerprint} again "
+                                        f"(no value was under the new one); rotation {keys.rotation_id} is pending: "
+                                        "run it again once the cause is fixed, or abandon it") from None
+            raise
+
+    def _reencrypt_all(self, keys: RotationKeys, evidence: Evidence) -> None:
         for spec in self.specs:
             with connect(self.deployment.dsn) as conn:
                 job_id, resumed = start_or_resume_job(conn, spec, keys.old, keys.new, ranges=self.workers * 4,
@@ -259,58 +310,137 @@ class DbKeyRotation:
                 digests = snapshot(conn, spec, job_id, keys.old, keys.new)
             result = reencrypt_table(self.deployment.dsn, keys.old, keys.new, spec=spec, workers=self.workers,
                                      policy=self.credential.strength)
-            evidence.record(f"re-encryption of {spec.table}", {
-                "rotation": keys.rotation_id, "job": result.job_id, "resumed": resumed, "rows": result.rows_total,
-                "rows re-encrypted by this run": result.rows_done, "plaintext digests": digests,
-                "seconds": round(result.seconds, 3), "cipher options": DEFAULT_CIPHER_OPTIONS},
-                source=SNAPSHOT_SQL.format(table=spec.table, pk=spec.pk) + "; then " + REENCRYPT_SQL.format(
-                    table=spec.table, pk=spec.pk, columns=", ".join(spec.columns), options=DEFAULT_CIPHER_OPTIONS))
+            self._record_job(evidence, spec, result, {"plaintext digests": digests, "resumed": resumed,
+                                                      "cipher options": DEFAULT_CIPHER_OPTIONS},
+                             SNAPSHOT_SQL.format(table=spec.table, pk=spec.pk) + "; then " + REENCRYPT_SQL.format(
+                                 table=spec.table, pk=spec.pk, columns=", ".join(spec.columns),
+                                 options=DEFAULT_CIPHER_OPTIONS))
+        for spec in self.fernet_specs:
+            result = fernet.reencrypt_fernet(self.deployment.dsn, keys.old, keys.new, spec=spec,
+                                             policy=self.credential.strength)
+            self._record_job(evidence, spec, result, {"resumed": result.resumed, "cipher": fernet.FERNET_CIPHER},
+                             FERNET_SQL.format(table=spec.table, pk=spec.pk))
+
+    def _nothing_moved(self, keys: RotationKeys) -> bool:
+        """No value is under the new key yet: every write is journaled with its job's checkpoint."""
+        with connect(self.deployment.dsn) as conn:
+            return not [j for j in jobs_towards(conn, keys.new.fingerprint) if j.rows_done or j.status == "done"]
+
+    def _put_old_key_back(self, keys: RotationKeys, evidence: Evidence) -> None:
+        """The re-encryption failed before any value moved: .env must not be left with a key that opens no value.
+        The new key goes back to the PENDING file, .env gets the old one, the state is at `create` again."""
+        state.write_pending(self.env_file, self.credential.type, keys.new)
+        envfile.set_value(self.env_file, self.credential.env, keys.old)
+        state.rewind(self.env_file, self.credential.type, "create")
+        evidence.record(".env put back to the old key", {
+            "rotation": keys.rotation_id, self.credential.env: keys.old.fingerprint,
+            "pending": keys.new.fingerprint, "why": "the re-encryption stopped before any value was under the new key"},
+            source=f"{self.env_file.name} rewritten (temp file, fsync, rename); "
+                   f"{state.pending_path(self.env_file, self.credential.type).name} (0600); "
+                   f"{state.state_path(self.env_file).name}: step create")
+
+    def _record_job(self, evidence: Evidence, spec: TableSpec, result: JobResult, extra: dict[str, object],
+                    source: str) -> None:
+        keys = self._current_keys()
+        evidence.record(f"re-encryption of {spec.table}", {
+            "rotation": keys.rotation_id, "job": result.job_id, "rows": result.rows_total,
+            "rows re-encrypted by this run": result.rows_done, "seconds": round(result.seconds, 3),
+            "triggers": result.triggers, "workers": result.workers,
+            "rows written during the rotation, taken up": {"count": len(result.stragglers),
+                                                           spec.pk: list(result.stragglers[:20])}, **extra},
+            source=source)
+
+    def _require_app_stopped(self, evidence: Evidence) -> str:
+        """No session of the app's database role is connected (pg_stat_activity); refuse naming each one."""
+        with connect(self.deployment.dsn) as conn:
+            roles = stopped.app_roles(conn, self.deployment.config, self.env_file)
+            found = stopped.app_sessions(conn, roles)
+        evidence.record("sessions of the app's database role", {"roles": list(roles),
+                                                                "connected": [s.line() for s in found]},
+                        source=stopped.SOURCE)
+        require(not found, f"the app is not stopped: {len(found)} session{'s' if len(found) != 1 else ''} of its "
+                           f"database role {'are' if len(found) != 1 else 'is'} connected: "
+                           + "; ".join(s.line() for s in found) + ". Nothing was written: stop every instance of "
+                           "the app (and anything else using its role), then run the rotation again")
+        return "none"
 
     # --- test -----------------------------------------------------------------------------------------------------
     def verify_new_key(self, evidence: Evidence) -> None:
-        """Then: every value decrypts with the new key to the plaintext it had before; NULLs stay NULL; no row is
-        gained or lost."""
+        """Then: every value decrypts with the new key to the plaintext it had before; NULLs stay NULL; every row of
+        the table is known to the snapshot; nothing but ciphertext changed."""
         keys = self._current_keys()
-        checks: list[PopulationCheck] = []
-        for spec in self.specs:
+        problems: list[str] = []
+        for spec, kind in [*((s, "pgcrypto") for s in self.specs), *((s, "fernet") for s in self.fernet_specs)]:
             with connect(self.deployment.dsn) as conn:
                 job = need(find_job(conn, spec, keys.old, keys.new),
                            f"no re-encryption of {spec.table} from {keys.old.fingerprint} to {keys.new.fingerprint} "
                            "was started: there is nothing to verify")
-                check = verify(conn, spec, job[0], keys.old, keys.new)
-            checks.append(check)
-            evidence.record(f"population check of {spec.table}", {
-                "rotation": keys.rotation_id, "job": job[0], "summary": check.summary(),
-                "columns": [c.__dict__ for c in check.columns], "failures": check.failure_lines()},
-                source=VERIFY_SQL.format(table=spec.table, pk=spec.pk))
-            if check.values_total:
-                evidence.population(f"values in {spec.table} verified under the new key", check.values_verified,
-                                    check.values_total, source=VERIFY_SQL.format(table=spec.table, pk=spec.pk),
-                                    query=populations.new_key(self.deployment.dsn, spec, keys.new))
-        for check in checks:
-            nulls_kept = all(c.nulls_kept == c.nulls_before for c in check.columns)
-            require(check.values_verified == check.values_total and check.rows_before == check.rows_after
-                    and nulls_kept and not check.failures,
-                    check.summary() + ("; " + "; ".join(check.failure_lines()) if check.failures else ""))
+                cleaned = cleaned_job(conn, job[0])
+                if cleaned is not None:
+                    problems += self._recheck(conn, spec, kind, cleaned, evidence)
+                    continue
+                check = (verify(conn, spec, job[0], keys.old, keys.new) if kind == "pgcrypto"
+                         else fernet.verify_fernet(conn, spec, job[0], keys.old, keys.new))
+            problems += self._record_check(evidence, spec, kind, job[0], check,
+                                           (VERIFY_SQL if kind == "pgcrypto" else FERNET_VERIFY).format(
+                                               table=spec.table, pk=spec.pk))
+        require(not problems, "; ".join(problems))
         state.advance(self.env_file, self.credential.type, "test")  # every value proven (none opens with the old key)
 
-    def verify_old_key_dead(self, evidence: Evidence) -> None:
-        """Then: the old key opens no value of the inventory's pgcrypto columns (each is tried with it)."""
+    def _record_check(self, evidence: Evidence, spec: TableSpec, kind: str, job_id: int, check: PopulationCheck,
+                      source: str) -> list[str]:
         keys = self._current_keys()
-        opened: list[str] = []
-        for spec in self.specs:
-            with connect(self.deployment.dsn) as conn:
-                reach = key_reach(conn, spec, keys.old)
-            opened += reach.opened_lines()
-            evidence.record(f"values of {spec.table} the old key opens", {
-                "rotation": keys.rotation_id, "old key": keys.old.fingerprint, "columns": reach.as_evidence()},
-                source=OLD_KEY_SQL.format(table=spec.table))
-            if reach.total:
-                evidence.population(f"values in {spec.table} the old key no longer opens",
-                                    reach.total - reach.total_opened, reach.total,
-                                    source=OLD_KEY_SQL.format(table=spec.table),
-                                    query=populations.old_key(self.deployment.dsn, spec, keys.old))
-        require(not opened, f"values still decrypt with the old key {keys.old.fingerprint}: {'; '.join(opened)}")
+        evidence.record(f"population check of {spec.table}", {
+            "rotation": keys.rotation_id, "job": job_id, "summary": check.summary(),
+            "columns": [c.__dict__ for c in check.columns], "failures": check.failure_lines()}, source=source)
+        if check.values_total:
+            query = populations.new_key(self.deployment.dsn, spec, keys.new) if kind == "pgcrypto" else None
+            evidence.population(f"values in {spec.table} verified under the new key", check.values_verified,
+                                check.values_total, source=source, query=query)
+        if check.ok and check.values_verified == check.values_total:
+            return []
+        return [check.summary() + ("; " + "; ".join(check.failure_lines()) if check.failures else "")]
+
+    def _recheck(self, conn: psycopg.Connection, spec: TableSpec, kind: str, cleaned: CleanedJob,
+                 evidence: Evidence) -> list[str]:
+        """A finished rotation checked again: its digests are gone (deleted once it was verified), so this proves
+        what can still be proven: every value opens with the new key and none with the old."""
+        keys = self._current_keys()
+        if kind == "pgcrypto":
+            new, old = key_reach(conn, spec, keys.new), key_reach(conn, spec, keys.old)
+            total, opened, stale = new.total, new.total_opened, old.total_opened
+        else:
+            total, opened, stale = fernet.reach(conn, spec, keys.new, keys.old)
+        evidence.record(f"population check of {spec.table}", {
+            "rotation": keys.rotation_id, "job": cleaned.job_id,
+            "proven when the rotation was verified": {"values": cleaned.verified_values, "at": cleaned.verified_at},
+            "per-value digests deleted": cleaned.digests_removed_at,
+            "now": f"{opened:,} of {total:,} values open with the new key, {stale:,} with the old"},
+            source=RECHECK_SQL.format(table=spec.table))
+        if total:
+            evidence.population(f"values in {spec.table} opening with the new key (re-check)", opened, total,
+                                source=RECHECK_SQL.format(table=spec.table))
+        return [] if opened == total and not stale else [
+            f"{spec.table}: {total - opened:,} of {total:,} values do not open with the new key, {stale:,} open with "
+            "the old (checked again after the rotation finished)"]
+
+    def verify_old_key_dead(self, evidence: Evidence) -> None:
+        """Then: the completeness sweep: the old key opens no value of any bytea or text column of any table of the
+        app's schemas (the inventory's and every other)."""
+        keys = self._current_keys()
+        with connect(self.deployment.dsn) as conn:
+            result = sweep.sweep(conn, keys.old)
+        evidence.record("values the old key opens, anywhere in the app's schemas", {
+            "rotation": keys.rotation_id, "old key": keys.old.fingerprint, **result.as_evidence(),
+            "found": [h.line() for h in result.opened]}, source=sweep.QUERY_SOURCE)
+        if result.candidates:
+            evidence.population("encrypted-looking values the old key no longer opens",
+                                result.candidates - sum(h.opened for h in result.opened), result.candidates,
+                                source=sweep.QUERY_SOURCE)
+        require(not result.unreadable, "the sweep cannot read " + ", ".join(result.unreadable) + ": grant SELECT on "
+                                       "them to this role, or no claim can be made that the old key opens nothing")
+        require(not result.opened, f"values still decrypt with the old key {keys.old.fingerprint}: "
+                                   + "; ".join(h.line() for h in result.opened))
 
     # --- finish ---------------------------------------------------------------------------------------------------
     def log(self, evidence: Evidence) -> None:
@@ -348,13 +478,22 @@ class DbKeyRotation:
                 f"the next rotation is due {interval} after this one, not {self.credential.interval.days} days")
 
     def check_app_key(self, evidence: Evidence) -> None:
-        """Then: the app runs on the new key. Once it does and the rotation is logged, the rotation is finished."""
+        """Then: the app runs on the new key (the configured proof: a probe that makes it read one value, or its
+        process started after .env changed). Once it does and the rotation is logged, the rotation is finished."""
         keys = self._current_keys()
         proof = self._app_proof(keys)
         evidence.record("key loaded by the app", {"rotation": keys.rotation_id, **proof.detail},
-                        source=f"GET {self.deployment.app.health_url}: checks.database.key_fingerprint and key_length")
+                        source=self._proof_source(proof))
         require(proof.proven, proof.why)
         self._finish_when_done(keys, evidence)
+
+    def _proof_source(self, proof: app_proof.AppProof) -> str:
+        app = self.deployment.app
+        if proof.method.startswith("probe"):
+            return (f"{app.probe_url or app.probe_command} ({app.probe_field or 'whole answer'}); its SHA-256 "
+                    "compared with digest(pgp_sym_decrypt(<value>, <new key>), 'sha256') of the same row; " + KEYS)
+        return (f"{proof.method}: {app_control.start_source(app)}, against the modification time of "
+                f"{self.env_file.name} (the app reads .env only at start)")
 
     def _finish_when_done(self, keys: RotationKeys, evidence: Evidence) -> None:
         """PENDING becomes CURRENT once the rotation is logged and the app runs on the new key (in either order)."""
@@ -369,29 +508,35 @@ class DbKeyRotation:
             evidence.record("rotation finished", {"rotation": keys.rotation_id, "current key": keys.new.fingerprint,
                                                   "previous key": keys.old.fingerprint},
                             source=f"{state.state_path(self.env_file).name}: step finish (PENDING -> CURRENT)")
+            self._forget_digests(keys, evidence)
 
-    def _app_proof(self, keys: RotationKeys) -> AppKeyProof:
-        url = self.deployment.app.health_url
-        health = app_control.health(url)
-        checks = health.body.get("checks")
-        database = checks.get("database") if isinstance(checks, dict) else None
-        database = database if isinstance(database, dict) else {}
-        loaded, length = database.get("key_fingerprint"), database.get("key_length")
-        detail: dict[str, object] = {"health": health.status_code, "key loaded": loaded, "key length": length,
-                                     "new key": keys.new.fingerprint}
+    def _forget_digests(self, keys: RotationKeys, evidence: Evidence) -> None:
+        """The rotation is verified and finished: its per-value digests leave the app's database; each job keeps
+        its summary (rows, counts, when it was verified)."""
+        with connect(self.deployment.dsn) as conn:
+            jobs = [j for j in jobs_towards(conn, keys.new.fingerprint)]
+            removed = forget_digests(conn, [j.job_id for j in jobs])
+        evidence.record("per-value digests removed", {"rotation": keys.rotation_id, "jobs": [j.job_id for j in jobs],
+                                                      "digests deleted": removed},
+                        source="UPDATE rotation_runbook.reencrypt_job SET verified_values = <digests>, verified_at, "
+                               "digests_removed_at = now(); DELETE FROM rotation_runbook.plaintext_digest WHERE "
+                               "job_id = ANY(<this rotation's jobs>)")
+
+    def _app_proof(self, keys: RotationKeys) -> app_proof.AppProof:
+        health = app_control.health(self.deployment.app.health_url)
         if not health.healthy:
-            return AppKeyProof(False, f"the app is not healthy at {url}: HTTP {health.status_code}", detail)
-        if loaded is None:
-            return AppKeyProof(False, f"the app's health answer at {url} does not say which key it loaded", detail)
-        if loaded != keys.new.fingerprint:
-            which = "the old key" if loaded == keys.old.fingerprint else "another key"
-            return AppKeyProof(False, f"the app runs on {which} {loaded}, not the new key {keys.new.fingerprint}",
-                               detail)
-        minimum = self.credential.strength.min_length
-        if not isinstance(length, int) or length < minimum:
-            return AppKeyProof(False, f"the app loaded a key of {length} characters; at least {minimum} are required",
-                               detail)
-        return AppKeyProof(True, "", detail)
+            return app_proof.AppProof(app_proof.proof_method(self.deployment.app) or "none", False,
+                                      f"the app is not healthy at {self.deployment.app.health_url}: HTTP "
+                                      f"{health.status_code}", {"health": health.status_code})
+        proof = app_proof.prove_key(self.deployment.app, self.deployment.config, self.deployment.dsn, self.env_file,
+                                    keys.new)
+        return app_proof.AppProof(proof.method, proof.proven, proof.why, {"health": health.status_code,
+                                                                           "new key": keys.new.fingerprint,
+                                                                           **proof.detail})
+
+    def _require_app_proof(self) -> None:
+        """Before anything changes: the configuration says how the app will be proven on the new key."""
+        require(app_proof.proof_method(self.deployment.app) is not None, app_proof.NO_PROOF)
 
     # --- keys of a rotation in progress, or just finished ---------------------------------------------------------
     def _current_keys(self) -> RotationKeys:

@@ -1,9 +1,14 @@
 """Re-encrypt pgcrypto columns from an old key to a new one, inside PostgreSQL.
 
-Plaintext never leaves the server; keys are bound parameters only. Work is split into disjoint primary-key ranges,
-processed by parallel workers in keyset batches; each batch is committed in one statement together with its range's
-checkpoint, so a SIGKILL at any moment loses at most the uncommitted batch and a rerun resumes exactly after the last
-committed one: no value skipped, none encrypted twice.
+Plaintext never leaves the server. Keys reach it only through the session's key table (rotation.core.database: COPY
+FROM STDIN, never a statement parameter or SQL text). Work is split into disjoint primary-key ranges, processed by
+parallel workers in keyset batches; each batch is committed in one transaction together with its range's checkpoint,
+so a SIGKILL at any moment loses at most the uncommitted batch and a rerun resumes exactly after the last committed
+one: no value skipped, none encrypted twice. No trigger of the app fires (rotation.db_key.triggers).
+
+After the ranged pass, values the ranges could not have seen are taken up: rows written after the digest snapshot,
+and, when a job is taken up again, every value that still opens with the old key (a writer that was not stopped).
+Each is digested (plaintext and other columns) just before it is re-encrypted, so verification covers it too.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ import psycopg
 from psycopg import sql
 
 from rotation.core.config import Config, StrengthPolicy
-from rotation.core.database import apply_runbook_schema, connect
+from rotation.core.database import apply_runbook_schema, connect, key_ref, load_keys
 from rotation.core.keys import MIN_KEY_LENGTH, check_strength
 from rotation.core.secret import Secret, fingerprint, secret
+from rotation.db_key.triggers import TriggerGuard, TriggerRefusal, guard_for
 
 # A random 256-bit key gains nothing from S2K stretching (mode 3 iterates the hash ~65k-250k times to slow down
 # guessing of low-entropy passphrases); stretching is ~97% of pgcrypto's per-value cost. pgp_sym_decrypt reads the
@@ -80,6 +86,9 @@ class JobResult:
     rows_done: int
     resumed: bool
     seconds: float
+    stragglers: tuple[str, ...] = ()  # row ids taken up after the ranged pass (see the module's docstring)
+    triggers: str = ""                # how the table's triggers were kept from firing
+    workers: int = 1
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -87,7 +96,8 @@ ProgressCallback = Callable[[Progress], None]
 
 def preflight(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_key: Secret,
               policy: StrengthPolicy = APP_MINIMUM) -> None:
-    """Everything that can be known to be wrong before a single value is written: raise with an actionable message."""
+    """Everything that can be known to be wrong before a single value is written: raise with an actionable message.
+    The connection's key table must hold old_key as 'old'."""
     check_strength(new_key, policy, name="the new database encryption key", current=old_key)
     found = {r[0] for r in conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = %s",
@@ -107,10 +117,11 @@ def preflight(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_ke
 
 def _sample_unreadable(conn: psycopg.Connection, spec: TableSpec, column: str, old_key: Secret) -> bool:
     """Does the old key fail on the first non-NULL value of this column? One value is enough to catch a wrong key."""
+    load_keys(conn, {"old": old_key})
     row = conn.execute(sql.SQL(
-        "SELECT rotation_runbook.try_decrypt({c}, %(old)s) IS NULL FROM {t} WHERE {c} IS NOT NULL ORDER BY {pk} LIMIT 1"
-    ).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column)),
-        {"old": old_key}).fetchone()
+        "SELECT rotation_runbook.try_decrypt({c}, " + key_ref("old") + ") IS NULL FROM {t} WHERE {c} IS NOT NULL "
+        "ORDER BY {pk} LIMIT 1"
+    ).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column))).fetchone()
     return bool(row and row[0])
 
 
@@ -167,7 +178,7 @@ def abandon_job(conn: psycopg.Connection, job_id: int) -> None:
 
 def start_or_resume_job(conn: psycopg.Connection, spec: TableSpec, old_key: Secret | str, new_key: Secret | str, *,
                         ranges: int, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
-                        policy: StrengthPolicy = APP_MINIMUM) -> tuple[int, bool]:
+                        policy: StrengthPolicy = APP_MINIMUM, kind: str = "pgcrypto") -> tuple[int, bool]:
     """Return (job_id, resumed). A running job for other keys is refused: finishing it is the operator's call."""
     old_key, new_key = secret(old_key), secret(new_key)
     apply_runbook_schema(conn)
@@ -180,14 +191,17 @@ def start_or_resume_job(conn: psycopg.Connection, spec: TableSpec, old_key: Secr
     same = find_job(conn, spec, old_key, new_key)
     if same:  # resuming, or re-running a finished job: its checkpoints say what is left (possibly nothing)
         return same[0], True
-    preflight(conn, spec, old_key, new_key, policy)
+    if kind == "pgcrypto":
+        preflight(conn, spec, old_key, new_key, policy)
+    else:  # the Fernet module checks its own values (rotation.db_key.fernet)
+        check_strength(new_key, policy, name="the new database encryption key", current=old_key)
     with conn.transaction():
         total = _one(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table))))
         job_id = _one(conn.execute(
             "INSERT INTO rotation_runbook.reencrypt_job (table_name, pk_column, columns, old_key_fp, new_key_fp, "
-            "cipher_options, total_rows) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING job_id",
+            "cipher_options, total_rows, kind) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING job_id",
             (spec.table, spec.pk, list(spec.columns), fingerprint(old_key), fingerprint(new_key), cipher_options,
-             total)))
+             total, kind)))
         bounds = _range_bounds(conn, spec, ranges)
         conn.cursor().executemany(
             "INSERT INTO rotation_runbook.reencrypt_range (job_id, range_no, lo_excl, hi_incl) VALUES (%s, %s, %s, %s)",
@@ -205,10 +219,13 @@ def _one(cursor: psycopg.Cursor[Any]) -> Any:
 
 def _range_bounds(conn: psycopg.Connection, spec: TableSpec, ranges: int) -> list[tuple[str | None, str | None]]:
     """Split the key space into up to `ranges` disjoint (lo, hi] slices of about equal row counts."""
+    if ranges <= 1:
+        return [(None, None)]
+    # array_agg, not max(): not every key type has max() (uuid before PostgreSQL 16)
     his = [r[0] for r in conn.execute(sql.SQL(
-        "SELECT max(pk) FROM (SELECT {pk}::text AS pk, {pk} AS k, ntile(%s) OVER (ORDER BY {pk}) AS b FROM {t}) s "
-        "GROUP BY b ORDER BY max(k)").format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table)),
-        (max(1, ranges),))]
+        "SELECT ((array_agg(k ORDER BY k DESC))[1])::text FROM (SELECT {pk} AS k, ntile(%s) OVER (ORDER BY {pk}) "
+        "AS b FROM {t}) s GROUP BY b ORDER BY b").format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table)),
+        (ranges,))]
     if not his:
         return [(None, None)]
     los: list[str | None] = [None, *his[:-1]]
@@ -225,13 +242,17 @@ def pk_type(conn: psycopg.Connection, spec: TableSpec) -> str:
     return str(row[0])
 
 
+OLD, NEW = key_ref("old"), key_ref("new")
+
+
 def _batch_statement(spec: TableSpec, key_type: str, *, lower: bool, upper: bool) -> sql.Composed:
     """Re-encrypt the next keyset page of a range: plain index range bounds (no OR), so each page costs the same
-    wherever it lies in the table."""
+    wherever it lies in the table. Keys come from the session's key table."""
     ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": sql.SQL(key_type)}
     sets = sql.SQL(", ").join(
         sql.SQL("{c} = CASE WHEN t.{c} IS NULL THEN NULL ELSE "
-                "pgp_sym_encrypt(pgp_sym_decrypt(t.{c}, %(old)s), %(new)s, %(opts)s) END").format(c=sql.Identifier(c))
+                "pgp_sym_encrypt(pgp_sym_decrypt(t.{c}, " + OLD + "), " + NEW + ", %(opts)s) END"
+                ).format(c=sql.Identifier(c))
         for c in spec.columns)
     bounds = [sql.SQL("t.{pk} > CAST(%(after)s AS {kt})").format(**ids)] if lower else []
     bounds += [sql.SQL("t.{pk} <= CAST(%(hi)s AS {kt})").format(**ids)] if upper else []
@@ -248,66 +269,102 @@ SELECT count(*), max(k)::text FROM upd
 """).format(where=where, sets=sets, **ids)
 
 
+@dataclass(frozen=True)
+class _Job:
+    job_id: int
+    total: int
+    done_before: int
+    cipher_options: str
+    todo: tuple[int, ...]
+    snapshot_taken: bool
+    resumed: bool
+    digests_removed: bool  # a finished rotation checked again: no snapshot left to anchor stragglers to
+
+
+def _open_job(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_key: Secret, *, ranges: int,
+              cipher_options: str, policy: StrengthPolicy) -> _Job:
+    job_id, resumed = start_or_resume_job(conn, spec, old_key, new_key, ranges=ranges,
+                                          cipher_options=cipher_options, policy=policy)
+    row = conn.execute(
+        "SELECT j.total_rows, COALESCE(sum(r.rows_done), 0), j.cipher_options, j.snapshot_taken, "
+        "j.digests_removed_at IS NOT NULL "
+        "FROM rotation_runbook.reencrypt_job j JOIN rotation_runbook.reencrypt_range r USING (job_id) "
+        "WHERE job_id = %s GROUP BY j.job_id", (job_id,)).fetchone()
+    if row is None:
+        raise ReencryptionError(f"re-encryption job {job_id} of {spec.table} has no ranges")
+    todo = tuple(r[0] for r in conn.execute(
+        "SELECT range_no FROM rotation_runbook.reencrypt_range WHERE job_id = %s AND NOT done ORDER BY range_no",
+        (job_id,)))
+    conn.commit()
+    return _Job(job_id, int(row[0]), int(row[1]), str(row[2]), todo, bool(row[3]), resumed, bool(row[4]))
+
+
+def _guard(conn: psycopg.Connection, spec: TableSpec, job_id: int) -> TriggerGuard:
+    try:
+        guard = guard_for(conn, spec.table)
+    except TriggerRefusal as exc:
+        raise ReencryptionError(str(exc)) from None
+    conn.execute("UPDATE rotation_runbook.reencrypt_job SET triggers = %s WHERE job_id = %s", (guard.mode, job_id))
+    conn.commit()
+    return guard
+
+
 def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: TableSpec,
               workers: int | None = None, batch_size: int = 2000, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
               policy: StrengthPolicy = APP_MINIMUM, on_progress: ProgressCallback | None = None,
               progress_every_s: float = 0.5) -> JobResult:
     """Re-encrypt all of spec's columns from old_key to new_key, resuming an interrupted job on the same keys."""
     old_key, new_key = secret(old_key), secret(new_key)
+    keys = {"old": old_key, "new": new_key}
     workers = workers or os.cpu_count() or 2
     started = time.monotonic()
-    with connect(dsn) as conn:
-        job_id, _ = start_or_resume_job(conn, spec, old_key, new_key, ranges=workers * 4,
-                                        cipher_options=cipher_options, policy=policy)
+    with connect(dsn, keys=keys) as conn:
+        job = _open_job(conn, spec, old_key, new_key, ranges=workers * 4, cipher_options=cipher_options,
+                        policy=policy)
+        guard = _guard(conn, spec, job.job_id)
         key_type = pk_type(conn, spec)
-        row = conn.execute(
-            "SELECT j.total_rows, COALESCE(sum(r.rows_done), 0), j.cipher_options "
-            "FROM rotation_runbook.reencrypt_job j JOIN rotation_runbook.reencrypt_range r USING (job_id) "
-            "WHERE job_id = %s GROUP BY j.job_id",
-            (job_id,)).fetchone()
-        if row is None:
-            raise ReencryptionError(f"re-encryption job {job_id} of {spec.table} has no ranges")
-        total, done_before, cipher_options = row
-        todo = [r[0] for r in conn.execute(
-            "SELECT range_no FROM rotation_runbook.reencrypt_range WHERE job_id = %s AND NOT done ORDER BY range_no",
-            (job_id,))]
         conn.commit()
-    counter = _Counter(int(done_before))
+    workers = 1 if guard.serial else workers  # the owner way locks the table for each write transaction
+    counter = _Counter(job.done_before)
     work: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for r in todo:
+    for r in job.todo:
         work.put(r)
-    params = {"job": job_id, "old": old_key, "new": new_key, "opts": cipher_options, "n": batch_size}
+    params = {"job": job.job_id, "opts": job.cipher_options, "n": batch_size}
     statements = {(lo, hi): _batch_statement(spec, key_type, lower=lo, upper=hi)
                   for lo in (False, True) for hi in (False, True)}
 
     def worker() -> None:
-        with connect(dsn) as conn:
+        with connect(dsn, keys=keys) as conn:
             while True:
                 try:
                     range_no = work.get_nowait()
                 except queue.Empty:
                     return
-                _drain_range(conn, statements, {**params, "range": range_no}, counter, spec)
+                _drain_range(conn, statements, {**params, "range": range_no}, counter, spec, guard)
 
     stop = threading.Event()
     reporter = threading.Thread(target=_report, daemon=True,
-                                args=(counter, int(total), started, on_progress, progress_every_s, stop))
+                                args=(counter, job.total, started, on_progress, progress_every_s, stop))
     reporter.start()
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo) or 1))) as pool:
-            for f in [pool.submit(worker) for _ in range(max(1, min(workers, len(todo) or 1)))]:
+        threads = max(1, min(workers, len(job.todo) or 1))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for f in [pool.submit(worker) for _ in range(threads)]:
                 f.result()
     finally:
         stop.set()
         reporter.join()
-    with connect(dsn) as conn:
+    with connect(dsn, keys=keys) as conn:
+        stragglers = (_take_up_stragglers(conn, spec, job, guard, key_type, full=job.resumed)
+                      if job.snapshot_taken and not job.digests_removed else ())
         conn.execute("UPDATE rotation_runbook.reencrypt_job SET status = 'done', finished_at = now() "
-                     "WHERE job_id = %s AND status = 'running'", (job_id,))
+                     "WHERE job_id = %s AND status = 'running'", (job.job_id,))
         conn.commit()
     elapsed = time.monotonic() - started
     if on_progress:
-        on_progress(Progress(counter.value, int(total), elapsed))
-    return JobResult(job_id, int(total), counter.value - int(done_before), int(done_before) > 0, elapsed)
+        on_progress(Progress(counter.value, job.total, elapsed))
+    return JobResult(job.job_id, job.total, counter.value - job.done_before, job.resumed, elapsed, stragglers,
+                     guard.describe(), workers)
 
 
 CLAIM = """
@@ -322,12 +379,14 @@ WHERE job_id = %(job)s AND range_no = %(range)s
 
 
 def _drain_range(conn: psycopg.Connection, statements: dict[tuple[bool, bool], sql.Composed],
-                 params: dict[str, object], counter: _Counter, spec: TableSpec) -> None:
-    """Batches until the range is done. Each transaction locks the range's checkpoint row (so two runs never work
-    one range at once), re-encrypts one page and advances the checkpoint: all of it commits, or none."""
+                 params: dict[str, object], counter: _Counter, spec: TableSpec, guard: TriggerGuard) -> None:
+    """Batches until the range is done. Each transaction keeps the table's triggers quiet, locks the range's
+    checkpoint row (so two runs never work one range at once), re-encrypts one page and advances the checkpoint:
+    all of it commits, or none."""
     while True:
         try:
             with conn.transaction():
+                guard.begin(conn)
                 claimed = conn.execute(CLAIM, params).fetchone()
                 if claimed is None:  # finished, by this run or an earlier one
                     return
@@ -337,29 +396,37 @@ def _drain_range(conn: psycopg.Connection, statements: dict[tuple[bool, bool], s
                 count, last = page if page else (0, None)
                 done = count < int(str(params["n"]))
                 conn.execute(CHECKPOINT, {**params, "cursor": last, "count": count, "done": done})
+                guard.end(conn)
         except psycopg.errors.ExternalRoutineInvocationException as exc:  # pgcrypto: "Wrong key or corrupt data"
             raise ReencryptionError(_describe_unreadable(conn, spec, params)) from _without_params(exc)
+        except psycopg.Error as exc:
+            raise ReencryptionError(_describe_failed_batch(conn, spec, params, exc, guard)) from _without_params(exc)
         counter.add(count)
         if done:
             return
 
 
+def _range_bounds_of(conn: psycopg.Connection, params: dict[str, object]) -> tuple[str | None, str | None]:
+    row = conn.execute("SELECT COALESCE(cursor, lo_excl), hi_incl FROM rotation_runbook.reencrypt_range "
+                       "WHERE job_id = %(job)s AND range_no = %(range)s", params).fetchone()
+    return (row[0], row[1]) if row else (None, None)
+
+
 def _describe_unreadable(conn: psycopg.Connection, spec: TableSpec, params: dict[str, object]) -> str:
     """Name the rows and columns the old key cannot open in the failed range (from its checkpoint on; values under
     neither key first): the operator's next step depends on it. Ranges already done hold new-key values legitimately."""
-    bounds = conn.execute("SELECT COALESCE(cursor, lo_excl), hi_incl FROM rotation_runbook.reencrypt_range "
-                          "WHERE job_id = %(job)s AND range_no = %(range)s", params).fetchone() or (None, None)
+    bounds = _range_bounds_of(conn, params)
     bad: list[str] = []
     for column in spec.columns:
         rows = conn.execute(sql.SQL(
-            "SELECT x.{pk}::text, rotation_runbook.try_decrypt(x.{c}, %(new)s) IS NOT NULL AS new_ok FROM {t} x "
-            "WHERE x.{c} IS NOT NULL AND rotation_runbook.try_decrypt(x.{c}, %(old)s) IS NULL "
+            "SELECT x.{pk}::text, rotation_runbook.try_decrypt(x.{c}, " + NEW + ") IS NOT NULL AS new_ok FROM {t} x "
+            "WHERE x.{c} IS NOT NULL AND rotation_runbook.try_decrypt(x.{c}, " + OLD + ") IS NULL "
             "AND (%(after)s::text IS NULL OR x.{pk} > CAST(%(after)s::text AS {kt})) "
             "AND (%(hi)s::text IS NULL OR x.{pk} <= CAST(%(hi)s::text AS {kt})) "
             "ORDER BY new_ok, x.{pk} LIMIT 5"
         ).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column),
                  kt=sql.SQL(pk_type(conn, spec))),
-            {"old": params["old"], "new": params["new"], "after": bounds[0], "hi": bounds[1]}).fetchall()
+            {"after": bounds[0], "hi": bounds[1]}).fetchall()
         bad += [f"{spec.pk}={pk} {column} ({'already under the new key' if new_ok else 'under neither key'})"
                 for pk, new_ok in rows]
     conn.rollback()
@@ -368,9 +435,156 @@ def _describe_unreadable(conn: psycopg.Connection, spec: TableSpec, params: dict
             + ". Nothing of the failed batch was written; the job resumes after the last committed batch.")
 
 
+def _describe_failed_batch(conn: psycopg.Connection, spec: TableSpec, params: dict[str, object],
+                           exc: psycopg.Error, guard: TriggerGuard) -> str:
+    """A database error other than pgcrypto's: name the table, the column and the row, found by re-running the failed
+    batch value by value (each attempt rolled back)."""
+    what = f"{exc.sqlstate or type(exc).__name__}: {exc.diag.message_primary or type(exc).__name__}"
+    where = "in the failed batch"
+    try:
+        conn.rollback()
+        failing = _failing_value(conn, spec, params, guard)
+        if failing is not None:
+            where = f"at {spec.table}.{failing[1]} {spec.pk}={failing[0]}"
+    except psycopg.Error:  # the connection itself is gone: the error above is all there is to say
+        pass
+    return (f"re-encryption of {spec.table} stopped {where}: {what}. Nothing of the failed batch was written; the "
+            "job resumes after the last committed batch.")
+
+
+def _failing_value(conn: psycopg.Connection, spec: TableSpec, params: dict[str, object],
+                   guard: TriggerGuard) -> tuple[str, str] | None:
+    """The first (row id, column) of the failed batch whose re-encryption fails on its own."""
+    after, hi = _range_bounds_of(conn, params)
+    kt = sql.SQL(pk_type(conn, spec))
+    ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": kt}
+    rows = [str(r[0]) for r in conn.execute(sql.SQL(
+        "SELECT {pk}::text FROM {t} WHERE (%(after)s::text IS NULL OR {pk} > CAST(%(after)s::text AS {kt})) "
+        "AND (%(hi)s::text IS NULL OR {pk} <= CAST(%(hi)s::text AS {kt})) ORDER BY {pk} LIMIT %(n)s").format(**ids),
+        {"after": after, "hi": hi, "n": params["n"]})]
+    conn.rollback()
+    for row in rows:
+        for column in spec.columns:
+            try:
+                with conn.transaction(force_rollback=True):
+                    guard.begin(conn)
+                    conn.execute(sql.SQL(
+                        "UPDATE {t} SET {c} = pgp_sym_encrypt(pgp_sym_decrypt({c}, " + OLD + "), " + NEW + ", "
+                        "%(opts)s) WHERE {pk} = CAST(%(row)s AS {kt}) AND {c} IS NOT NULL").format(
+                            c=sql.Identifier(column), **ids), {"opts": params["opts"], "row": row})
+            except psycopg.Error:
+                return row, column
+    return None
+
+
 def _without_params(exc: Exception) -> Exception:
     """pgcrypto's error text carries no parameters, but keep only its first line to be sure nothing else rides along."""
     return ReencryptionError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+# --- values the ranged pass could not have seen -----------------------------------------------------------------------
+
+def _opens_with_old(spec: TableSpec) -> sql.Composable:
+    return sql.SQL(" OR ").join(
+        sql.SQL("rotation_runbook.try_decrypt(t.{c}, " + OLD + ") IS NOT NULL").format(c=sql.Identifier(c))
+        for c in spec.columns)
+
+
+def straggler_query(spec: TableSpec, *, full: bool) -> sql.Composed:
+    """Row ids to take up: rows the digest snapshot does not know; with `full`, also every row with a value that still
+    opens with the old key."""
+    ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table)}
+    unknown = sql.SQL("SELECT t.{pk}::text FROM {t} t WHERE NOT EXISTS (SELECT 1 FROM "
+                      "rotation_runbook.plaintext_digest d WHERE d.job_id = %(job)s AND d.column_name = '' "
+                      "AND d.pk = t.{pk}::text)").format(**ids)
+    if not full:
+        return unknown
+    return sql.SQL("{} UNION SELECT t.{pk}::text FROM {t} t WHERE {opens}").format(
+        unknown, opens=_opens_with_old(spec), **ids)
+
+
+def _take_up_stragglers(conn: psycopg.Connection, spec: TableSpec, job: _Job, guard: TriggerGuard, key_type: str,
+                        *, full: bool, batch: int = 500) -> tuple[str, ...]:
+    rows = tuple(sorted(str(r[0]) for r in conn.execute(straggler_query(spec, full=full), {"job": job.job_id})))
+    conn.commit()
+    for start in range(0, len(rows), batch):
+        chunk = list(rows[start:start + batch])
+        try:
+            with conn.transaction():
+                guard.begin(conn)
+                _require_readable(conn, spec, chunk, key_type)
+                _digest_rows(conn, spec, job.job_id, chunk, key_type)
+                conn.execute(_straggler_update(spec, key_type), {"ids": chunk, "opts": job.cipher_options})
+                guard.end(conn)
+        except psycopg.Error as exc:
+            raise ReencryptionError(
+                f"re-encryption of {spec.table} ({', '.join(spec.columns)}) stopped while taking up rows written "
+                f"during the rotation ({spec.pk}={', '.join(chunk[:5])}{', ...' if len(chunk) > 5 else ''}): "
+                f"{exc.sqlstate}: {exc.diag.message_primary}. Nothing of that batch was written.") from None
+    return rows
+
+
+def _ids_match(spec: TableSpec, key_type: str) -> sql.Composed:
+    return sql.SQL("t.{pk} = ANY(CAST(%(ids)s AS {kt}[]))").format(pk=sql.Identifier(spec.pk),
+                                                                     kt=sql.SQL(key_type))
+
+
+def _require_readable(conn: psycopg.Connection, spec: TableSpec, ids: list[str], key_type: str) -> None:
+    """Every value of these rows opens with the old or the new key; otherwise name the ones that open with neither."""
+    bad: list[str] = []
+    for column in spec.columns:
+        found = conn.execute(sql.SQL(
+            "SELECT t.{pk}::text FROM {t} t WHERE {match} AND t.{c} IS NOT NULL "
+            "AND rotation_runbook.try_decrypt(t.{c}, " + OLD + ") IS NULL "
+            "AND rotation_runbook.try_decrypt(t.{c}, " + NEW + ") IS NULL ORDER BY 1 LIMIT 10").format(
+                pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column),
+                match=_ids_match(spec, key_type)), {"ids": ids}).fetchall()
+        bad += [f"{spec.table}.{column} {spec.pk}={r[0]} (under neither key)" for r in found]
+    if bad:
+        raise ReencryptionError(f"re-encryption of {spec.table} stopped: values written during the rotation open with "
+                                f"neither key: {'; '.join(bad)}")
+
+
+def other_columns_digest(spec: TableSpec, alias: str = "x") -> sql.Composed:
+    """SHA-256 of a row's columns other than the encrypted ones, as JSON text (session settings fixed by the caller)."""
+    return sql.SQL("sha256(convert_to((to_jsonb({a}) - CAST({cols} AS text[]))::text, 'UTF8'))").format(
+        a=sql.Identifier(alias), cols=sql.Literal(list(spec.columns)))
+
+
+# Fixed so that the JSON text of a row (timestamps, intervals, floats) is the same whenever it is digested.
+DIGEST_SETTINGS = ("SET LOCAL TimeZone = 'UTC'", "SET LOCAL IntervalStyle = 'postgres'",
+                   "SET LOCAL extra_float_digits = 1")
+
+
+def _digest_rows(conn: psycopg.Connection, spec: TableSpec, job_id: int, ids: list[str], key_type: str) -> None:
+    """Digests of these rows as they are now (each value under whichever key opens it), replacing earlier ones."""
+    for setting in DIGEST_SETTINGS:
+        conn.execute(setting)
+    match = _ids_match(spec, key_type)
+    for column in spec.columns:
+        conn.execute(sql.SQL(
+            "INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest) "
+            "SELECT %(job)s, t.{pk}::text, {name}, hmac(COALESCE(rotation_runbook.try_decrypt(t.{c}, " + OLD + "), "
+            "rotation_runbook.try_decrypt(t.{c}, " + NEW + ")), " + NEW + ", 'sha256') FROM {t} t WHERE {match} "
+            "ON CONFLICT (job_id, pk, column_name) DO UPDATE SET digest = EXCLUDED.digest").format(
+                pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column),
+                name=sql.Literal(column), match=match), {"job": job_id, "ids": ids})
+    conn.execute(sql.SQL(
+        "INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest) "
+        "SELECT %(job)s, t.{pk}::text, '', {digest} FROM {t} t WHERE {match} "
+        "ON CONFLICT (job_id, pk, column_name) DO UPDATE SET digest = EXCLUDED.digest").format(
+            pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), digest=other_columns_digest(spec, "t"),
+            match=match), {"job": job_id, "ids": ids})
+
+
+def _straggler_update(spec: TableSpec, key_type: str) -> sql.Composed:
+    sets = sql.SQL(", ").join(
+        sql.SQL("{c} = CASE WHEN rotation_runbook.try_decrypt(t.{c}, " + OLD + ") IS NOT NULL THEN "
+                "pgp_sym_encrypt(pgp_sym_decrypt(t.{c}, " + OLD + "), " + NEW + ", %(opts)s) ELSE t.{c} END"
+                ).format(c=sql.Identifier(c))
+        for c in spec.columns)
+    return sql.SQL("UPDATE {t} t SET {sets} WHERE {match} AND ({opens})").format(
+        t=sql.Identifier(spec.table), sets=sets, match=_ids_match(spec, key_type), opens=_opens_with_old(spec))
 
 
 class _Counter:

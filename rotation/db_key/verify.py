@@ -1,8 +1,12 @@
 """Verification that proves the population, not a count.
 
 Before re-encryption every value's plaintext is digested in the database (HMAC-SHA-256 keyed with the new key, so the
-digests reveal nothing to whoever lacks the key). Afterwards every row and column is checked: non-NULL values decrypt
-with the new key to the same digest, none decrypts with the old key, NULLs stay NULL, no row appears or disappears.
+digests reveal nothing to whoever lacks the key), and so is every row's set of other columns (SHA-256 of the row as
+JSON without its encrypted columns). Afterwards every row of the whole table is checked: non-NULL values decrypt with
+the new key to the same digest, none decrypts with the old key, NULLs stay NULL, no row appears or disappears unseen,
+and nothing but ciphertext changed. Every failure is named by table, column, count and row ids.
+
+Keys come from the session's key table (rotation.core.database), loaded here as 'old' and 'new'.
 """
 
 from __future__ import annotations
@@ -12,12 +16,21 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from rotation.core.database import key_ref, load_keys
 from rotation.core.secret import Secret
-from rotation.db_key.reencrypt import TableSpec
+from rotation.db_key.reencrypt import DIGEST_SETTINGS, ReencryptionError, TableSpec, other_columns_digest
+
+OLD, NEW = key_ref("old"), key_ref("new")
 
 SNAPSHOT = """
 INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest)
-SELECT %(job)s, x.{pk}::text, {name}, hmac(pgp_sym_decrypt(x.{c}, %(old)s), %(new)s, 'sha256')
+SELECT %(job)s, x.{pk}::text, {name}, hmac(pgp_sym_decrypt(x.{c}, """ + OLD + "), " + NEW + """, 'sha256')
+FROM {t} x
+ON CONFLICT DO NOTHING
+"""
+SNAPSHOT_ROWS = """
+INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest)
+SELECT %(job)s, x.{pk}::text, '', {digest}
 FROM {t} x
 ON CONFLICT DO NOTHING
 """
@@ -28,8 +41,9 @@ SELECT
     count(*) FILTER (WHERE d.digest IS NULL) AS nulls_before,
     count(*) FILTER (WHERE d.digest IS NULL AND t.{pk} IS NOT NULL AND t.{c} IS NULL) AS nulls_kept,
     count(*) FILTER (WHERE d.digest IS NOT NULL
-        AND hmac(rotation_runbook.try_decrypt(t.{c}, %(new)s), %(new)s, 'sha256') = d.digest) AS verified_new,
-    count(*) FILTER (WHERE t.{c} IS NOT NULL AND rotation_runbook.try_decrypt(t.{c}, %(old)s) IS NOT NULL)
+        AND hmac(rotation_runbook.try_decrypt(t.{c}, """ + NEW + "), " + NEW + """, 'sha256') = d.digest)
+        AS verified_new,
+    count(*) FILTER (WHERE t.{c} IS NOT NULL AND rotation_runbook.try_decrypt(t.{c}, """ + OLD + """) IS NOT NULL)
         AS readable_old
 FROM rotation_runbook.plaintext_digest d
 LEFT JOIN {t} t ON t.{pk}::text = d.pk
@@ -37,22 +51,37 @@ WHERE d.job_id = %(job)s AND d.column_name = {name}
 """
 
 FAILURES = """
-SELECT d.pk, {name},
-    CASE WHEN t.{pk} IS NULL THEN 'row missing'
-         WHEN d.digest IS NULL AND t.{c} IS NOT NULL THEN 'was NULL, now has a value'
-         WHEN d.digest IS NOT NULL AND t.{c} IS NULL THEN 'value became NULL'
-         WHEN rotation_runbook.try_decrypt(t.{c}, %(old)s) IS NOT NULL THEN 'still under the old key'
-         WHEN rotation_runbook.try_decrypt(t.{c}, %(new)s) IS NULL THEN 'under neither key'
-         ELSE 'plaintext changed' END
-FROM rotation_runbook.plaintext_digest d
-LEFT JOIN {t} t ON t.{pk}::text = d.pk
-WHERE d.job_id = %(job)s AND d.column_name = {name}
-  AND NOT (
-    (t.{pk} IS NOT NULL AND d.digest IS NULL AND t.{c} IS NULL)
-    OR (t.{pk} IS NOT NULL AND d.digest IS NOT NULL
-        AND hmac(rotation_runbook.try_decrypt(t.{c}, %(new)s), %(new)s, 'sha256') = d.digest
-        AND rotation_runbook.try_decrypt(t.{c}, %(old)s) IS NULL))
-ORDER BY d.pk LIMIT %(limit)s
+SELECT why, count(*), (array_agg(pk ORDER BY pk))[1:%(limit)s]
+FROM (
+    SELECT d.pk,
+        CASE WHEN t.{pk} IS NULL THEN 'row missing'
+             WHEN d.digest IS NULL AND t.{c} IS NOT NULL THEN 'was NULL, now has a value'
+             WHEN d.digest IS NOT NULL AND t.{c} IS NULL THEN 'value became NULL'
+             WHEN rotation_runbook.try_decrypt(t.{c}, """ + OLD + """) IS NOT NULL THEN 'still under the old key'
+             WHEN rotation_runbook.try_decrypt(t.{c}, """ + NEW + """) IS NULL THEN 'under neither key'
+             ELSE 'plaintext changed' END AS why
+    FROM rotation_runbook.plaintext_digest d
+    LEFT JOIN {t} t ON t.{pk}::text = d.pk
+    WHERE d.job_id = %(job)s AND d.column_name = {name}
+      AND NOT (
+        (t.{pk} IS NOT NULL AND d.digest IS NULL AND t.{c} IS NULL)
+        OR (t.{pk} IS NOT NULL AND d.digest IS NOT NULL
+            AND hmac(rotation_runbook.try_decrypt(t.{c}, """ + NEW + "), " + NEW + """, 'sha256') = d.digest
+            AND rotation_runbook.try_decrypt(t.{c}, """ + OLD + """) IS NULL))
+) f
+GROUP BY why ORDER BY why
+"""
+
+# Rows of the table the snapshot does not know (written after it), and rows whose other columns changed.
+ROWS_UNKNOWN = """
+SELECT count(*), (array_agg(x.{pk}::text ORDER BY x.{pk}))[1:%(limit)s] FROM {t} x
+WHERE NOT EXISTS (SELECT 1 FROM rotation_runbook.plaintext_digest d
+                  WHERE d.job_id = %(job)s AND d.column_name = '' AND d.pk = x.{pk}::text)
+"""
+ROWS_CHANGED = """
+SELECT count(*), (array_agg(d.pk ORDER BY d.pk))[1:%(limit)s]
+FROM rotation_runbook.plaintext_digest d JOIN {t} x ON x.{pk}::text = d.pk
+WHERE d.job_id = %(job)s AND d.column_name = '' AND d.digest IS DISTINCT FROM {digest}
 """
 
 
@@ -72,12 +101,31 @@ class ColumnCheck:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """`count` values (or rows) of `table.column` failed for the same reason; `ids` are the first of them."""
+
+    table: str
+    pk: str
+    column: str | None  # None: the row as a whole
+    why: str
+    count: int
+    ids: tuple[str, ...]
+
+    def line(self) -> str:
+        where = f"{self.table}.{self.column}" if self.column else self.table
+        more = ", ..." if self.count > len(self.ids) else ""
+        noun = "value" if self.column else "row"
+        return (f"{where}: {self.count:,} {noun}{'s' if self.count != 1 else ''} {self.why} "
+                f"({self.pk}={', '.join(self.ids)}{more})")
+
+
+@dataclass(frozen=True)
 class PopulationCheck:
     table: str
     rows_before: int
     rows_after: int
     columns: tuple[ColumnCheck, ...]
-    failures: tuple[tuple[str, str, str], ...] = field(default=())
+    findings: tuple[Finding, ...] = field(default=())
 
     @property
     def values_total(self) -> int:
@@ -92,57 +140,99 @@ class PopulationCheck:
         return sum(c.readable_old for c in self.columns)
 
     @property
+    def failures(self) -> tuple[Finding, ...]:
+        return self.findings
+
+    @property
     def ok(self) -> bool:
-        return self.rows_before == self.rows_after and all(c.ok for c in self.columns) and not self.failures
+        return all(c.ok for c in self.columns) and not self.findings
 
     def summary(self) -> str:
         return (f"{self.values_verified:,} of {self.values_total:,} values in {self.table} decrypt with the new key to "
                 f"their original plaintext; {self.readable_old:,} decrypt with the old key; "
                 f"{sum(c.nulls_kept for c in self.columns):,} of {sum(c.nulls_before for c in self.columns):,} NULLs "
-                f"kept; rows {self.rows_before:,} before, {self.rows_after:,} after")
+                f"kept; rows {self.rows_before:,} in the snapshot, {self.rows_after:,} in the table")
 
     def failure_lines(self) -> list[str]:
-        return [f"{pk} {column}: {why}" for pk, column, why in self.failures]
+        return [f.line() for f in self.findings]
 
 
-def _fmt(statement: str, spec: TableSpec, column: str) -> sql.Composed:
+def _fmt(statement: str, spec: TableSpec, column: str = "") -> sql.Composed:
     return sql.SQL(statement).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
-                                     c=sql.Identifier(column), name=sql.Literal(column))
+                                     c=sql.Identifier(column or spec.pk), name=sql.Literal(column),
+                                     digest=other_columns_digest(spec, "x"))
 
 
 def snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secret, new_key: Secret) -> int:
-    """Record the keyed digest of every value (NULL for NULL) before re-encryption, once per job and atomically:
-    a resumed job keeps the snapshot taken before its first batch."""
-    params = {"job": job_id, "old": old_key, "new": new_key}
+    """Record the keyed digest of every value (NULL for NULL) and of every row's other columns before re-encryption,
+    once per job and atomically: a resumed job keeps the snapshot taken before its first batch."""
+    load_keys(conn, {"old": old_key, "new": new_key})
     with conn.transaction():
         taken = conn.execute("SELECT snapshot_taken FROM rotation_runbook.reencrypt_job WHERE job_id = %s FOR UPDATE",
                              (job_id,)).fetchone()
         if taken and not taken[0]:
+            for setting in DIGEST_SETTINGS:
+                conn.execute(setting)
             for column in spec.columns:
-                conn.execute(_fmt(SNAPSHOT, spec, column), params)
+                try:
+                    with conn.transaction():
+                        conn.execute(_fmt(SNAPSHOT, spec, column), {"job": job_id})
+                except psycopg.errors.ExternalRoutineInvocationException:  # pgcrypto: a value the old key cannot open
+                    raise ReencryptionError(_unreadable(conn, spec, column)) from None
+            conn.execute(_fmt(SNAPSHOT_ROWS, spec), {"job": job_id})
             conn.execute("UPDATE rotation_runbook.reencrypt_job SET snapshot_taken = true WHERE job_id = %s", (job_id,))
     return snapshot_size(conn, job_id)
 
 
+UNREADABLE = """
+SELECT count(*), (array_agg(x.{pk}::text ORDER BY x.{pk}))[1:10] FROM {t} x
+WHERE x.{c} IS NOT NULL AND rotation_runbook.try_decrypt(x.{c}, """ + OLD + """) IS NULL
+"""
+
+
+def _unreadable(conn: psycopg.Connection, spec: TableSpec, column: str) -> str:
+    """Name the values of the column the old key cannot open (the snapshot stopped on the first of them)."""
+    row = conn.execute(_fmt(UNREADABLE, spec, column)).fetchone() or (0, [])
+    ids = ", ".join(str(i) for i in row[1] or ())
+    return (f"the digest snapshot of {spec.table} stopped: {spec.table}.{column}: {int(row[0]):,} value"
+            f"{'s' if row[0] != 1 else ''} the old key cannot decrypt ({spec.pk}={ids}). Nothing was re-encrypted; "
+            "find the key those values are under before running the rotation again")
+
+
 def snapshot_size(conn: psycopg.Connection, job_id: int) -> int:
-    row = conn.execute("SELECT count(*) FROM rotation_runbook.plaintext_digest WHERE job_id = %s", (job_id,)).fetchone()
+    """How many value digests the job's snapshot holds (row digests not counted)."""
+    row = conn.execute("SELECT count(*) FROM rotation_runbook.plaintext_digest WHERE job_id = %s AND column_name <> ''",
+                       (job_id,)).fetchone()
     return int(row[0]) if row else 0
 
 
 def verify(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secret, new_key: Secret,
-           *, failure_limit: int = 20) -> PopulationCheck:
-    params = {"job": job_id, "old": old_key, "new": new_key, "limit": failure_limit}
-    columns, failures = [], []
-    for column in spec.columns:
-        counts = conn.execute(_fmt(CHECK_COLUMN, spec, column), params).fetchone() or (0, 0, 0, 0, 0)
-        columns.append(ColumnCheck(column, *(int(n) for n in counts)))
-        failures += [(str(pk), str(col), str(why)) for pk, col, why in
-                     conn.execute(_fmt(FAILURES, spec, column), params).fetchall()]
-    rows_before = _count(conn, "SELECT count(DISTINCT pk) FROM rotation_runbook.plaintext_digest WHERE job_id = %s",
-                         (job_id,))
-    rows_after = _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table)))
+           *, failure_limit: int = 10) -> PopulationCheck:
+    """Every value and row of the whole table against the job's snapshot (read only)."""
+    load_keys(conn, {"old": old_key, "new": new_key})
+    params = {"job": job_id, "limit": failure_limit}
+    columns: list[ColumnCheck] = []
+    findings: list[Finding] = []
+    with conn.transaction():
+        for setting in DIGEST_SETTINGS:
+            conn.execute(setting)
+        for column in spec.columns:
+            counts = conn.execute(_fmt(CHECK_COLUMN, spec, column), params).fetchone() or (0, 0, 0, 0, 0)
+            columns.append(ColumnCheck(column, *(int(n) for n in counts)))
+            findings += [Finding(spec.table, spec.pk, column, str(why), int(n), tuple(str(i) for i in ids or ()))
+                         for why, n, ids in conn.execute(_fmt(FAILURES, spec, column), params).fetchall()]
+        for query, why in ((ROWS_UNKNOWN, "written after the digest snapshot, not re-encrypted by this rotation: run "
+                                          "the rotation again to take them up"),
+                           (ROWS_CHANGED, "changed in columns other than the encrypted ones")):
+            row = conn.execute(_fmt(query, spec), params).fetchone()
+            if row and row[0]:
+                findings.append(Finding(spec.table, spec.pk, None, why, int(row[0]),
+                                        tuple(str(i) for i in row[1] or ())))
+        rows_before = _count(conn, "SELECT count(*) FROM rotation_runbook.plaintext_digest WHERE job_id = %s "
+                                   "AND column_name = ''", (job_id,))
+        rows_after = _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table)))
     conn.commit()
-    return PopulationCheck(spec.table, rows_before, rows_after, tuple(columns), tuple(failures))
+    return PopulationCheck(spec.table, rows_before, rows_after, tuple(columns), tuple(findings))
 
 
 def _count(conn: psycopg.Connection, query: str | sql.Composed, params: tuple[object, ...] = ()) -> int:
@@ -150,15 +240,46 @@ def _count(conn: psycopg.Connection, query: str | sql.Composed, params: tuple[ob
     return int(row[0]) if row else 0
 
 
+# --- after the digests are gone: what a re-check can still prove ------------------------------------------------------
+
+def forget_digests(conn: psycopg.Connection, job_ids: list[int]) -> int:
+    """After a verified rotation: keep each job's count of proven values, delete its per-value digests."""
+    with conn.transaction():
+        conn.execute("UPDATE rotation_runbook.reencrypt_job j SET verified_values = (SELECT count(*) FROM "
+                     "rotation_runbook.plaintext_digest d WHERE d.job_id = j.job_id AND d.column_name <> '' AND "
+                     "d.digest IS NOT NULL), verified_at = now(), digests_removed_at = now() "
+                     "WHERE job_id = ANY(%s) AND digests_removed_at IS NULL", (job_ids,))
+        gone = conn.execute("DELETE FROM rotation_runbook.plaintext_digest WHERE job_id = ANY(%s)", (job_ids,))
+    return gone.rowcount
+
+
+@dataclass(frozen=True)
+class CleanedJob:
+    job_id: int
+    verified_values: int
+    verified_at: str
+    digests_removed_at: str
+
+
+def cleaned_job(conn: psycopg.Connection, job_id: int) -> CleanedJob | None:
+    """The job's record of its verification, when its digests were removed after a verified rotation."""
+    row = conn.execute("SELECT verified_values, verified_at::text, digests_removed_at::text FROM "
+                       "rotation_runbook.reencrypt_job WHERE job_id = %s AND digests_removed_at IS NOT NULL",
+                       (job_id,)).fetchone()
+    conn.commit()
+    return CleanedJob(job_id, int(row[0] or 0), str(row[1]), str(row[2])) if row else None
+
+
 # --- values a key opens: the old key after a rotation, the current key before one ------------------------------------
 
 READABLE = """
-SELECT count({c}), count(rotation_runbook.try_decrypt({c}, %(k)s)),
-       (array_agg({pk}::text ORDER BY {pk}) FILTER (WHERE rotation_runbook.try_decrypt({c}, %(k)s) IS NOT NULL))[1:5]
+SELECT count({c}), count(rotation_runbook.try_decrypt({c}, """ + key_ref("k") + """)),
+       (array_agg({pk}::text ORDER BY {pk})
+            FILTER (WHERE rotation_runbook.try_decrypt({c}, """ + key_ref("k") + """) IS NOT NULL))[1:5]
 FROM {t}
 """
 SAMPLE = """
-SELECT count({c}), (SELECT rotation_runbook.try_decrypt({c}, %(k)s) IS NOT NULL FROM {t}
+SELECT count({c}), (SELECT rotation_runbook.try_decrypt({c}, """ + key_ref("k") + """) IS NOT NULL FROM {t}
                      WHERE {c} IS NOT NULL ORDER BY {pk} LIMIT 1)
 FROM {t}
 """
@@ -194,9 +315,10 @@ class KeyReach:
 
 def key_reach(conn: psycopg.Connection, spec: TableSpec, key: Secret) -> KeyReach:
     """Try the key on every non-NULL value of the spec's columns (one pass per column)."""
+    load_keys(conn, {"k": key})
     values, opened, examples = {}, {}, {}
     for column in spec.columns:
-        row = conn.execute(_fmt(READABLE, spec, column), {"k": key}).fetchone() or (0, 0, None)
+        row = conn.execute(_fmt(READABLE, spec, column)).fetchone() or (0, 0, None)
         values[column], opened[column], examples[column] = int(row[0]), int(row[1]), tuple(row[2] or ())
     conn.commit()
     return KeyReach(spec.table, spec.pk, values, opened, examples)
@@ -205,9 +327,10 @@ def key_reach(conn: psycopg.Connection, spec: TableSpec, key: Secret) -> KeyReac
 def sample_opens(conn: psycopg.Connection, spec: TableSpec, key: Secret) -> dict[str, tuple[int, bool | None]]:
     """Per column: (non-NULL values, whether the key opens the first of them; None for an empty column). Cheap: one
     decryption per column, enough to tell the right key from a wrong one."""
+    load_keys(conn, {"k": key})
     found = {}
     for column in spec.columns:
-        row = conn.execute(_fmt(SAMPLE, spec, column), {"k": key}).fetchone() or (0, None)
+        row = conn.execute(_fmt(SAMPLE, spec, column)).fetchone() or (0, None)
         found[column] = (int(row[0]), None if row[1] is None else bool(row[1]))
     conn.commit()
     return found

@@ -14,7 +14,7 @@ kill at any point finishes the rotation:
     check_rejected      Then: the provider refuses the compromised credential
     write_env           set: .env holds the replacement (only once the compromised credential is dead)
     restart             the app restarted immediately
-    check_healthy       test: the app is healthy and reports the replacement's fingerprint
+    check_healthy       test: the app is healthy and proven on the replacement (rotation.core.app_proof)
     log                 finish: the rotation log row with reason "emergency" (once), PENDING becomes CURRENT
     check_logged        Then: the row, found by the compromised credential's hash
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from rotation.core import app_control, envfile, prerequisites, state
+from rotation.core import app_control, app_proof, envfile, prerequisites, state
 from rotation.core.config import Credential
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
@@ -65,16 +65,6 @@ def resumable(deployment: Deployment, credential: Credential) -> state.RotationS
     """The unfinished emergency rotation of this credential an interrupted run left, if any."""
     current = state.load(deployment.env_file, credential.type)
     return current if current is not None and current.in_progress and current.reason == REASON else None
-
-
-def loaded_fingerprint(health: app_control.Health, credential: Credential) -> str | None:
-    """The fingerprint of the credential the app reports it loaded, in its /health check for this provider."""
-    checks = health.body.get("checks")
-    check = checks.get(credential.provider) if isinstance(checks, dict) else None
-    if not isinstance(check, dict):
-        return None
-    found = check.get("credential_fingerprint") or check.get("key_fingerprint")
-    return str(found) if found else None
 
 
 def _require_label(credential: Credential, label: str) -> None:
@@ -316,13 +306,16 @@ def _other_settings_changed(env_file: Path, backup: Path, name: str) -> list[str
 
 def _check_healthy_on(deployment: Deployment, credential: Credential, new: Secret, incident: IncidentRecord,
                       evidence: Evidence) -> None:
+    """Healthy, and proven on the new credential with the app's real endpoints (rotation.core.app_proof): the DB key
+    by the configured probe (or the process start), a provider credential by the process start after .env changed."""
     result = app_control.wait_for_health(deployment.app.health_url, timeout_s=deployment.app.health_timeout_s)
-    loaded = loaded_fingerprint(result, credential)
+    proof = (app_proof.prove_key(deployment.app, deployment.config, deployment.dsn, deployment.env_file, new)
+             if credential.provider == "database" else app_proof.started_after(deployment.app, deployment.env_file))
     evidence.record("health after the emergency rotation", {"status": result.status_code, "body": result.body,
-                                                            "loaded": loaded, "expected": new.fingerprint},
-                    source=f"GET {deployment.app.health_url}")
+                                                            "expected": new.fingerprint, **proof.detail},
+                    source=f"GET {deployment.app.health_url}; {proof.method}")
     require(result.healthy, f"the app is not healthy after the emergency rotation: HTTP {result.status_code}")
-    require(loaded == new.fingerprint, f"the app holds {credential.type} {loaded}, not the new {new.fingerprint}")
+    require(proof.proven, f"the app is not proven on the new {credential.type} {new.fingerprint}: {proof.why}")
     incident.restored(credential.type, "application healthy on the new credential")
     outcome = incident.outcomes[credential.type]
     evidence.record("time to revoke and restore", outcome.as_evidence(), source="the clock at each step (UTC)")

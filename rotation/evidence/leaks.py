@@ -1,6 +1,8 @@
 """Secret-leak self-scan: every registered secret is looked for in every artifact, in the encodings a secret
-commonly takes on its way into a file (raw, base64 at any byte alignment, hex, URL, JSON and HTML escaping).
-Findings name the file and the encoding, never the secret."""
+commonly takes on its way into a file (raw, base64 at any byte alignment, hex, URL, JSON and HTML escaping), whole
+and as any fragment of MIN_FRAGMENT (12) characters or more: a truncated repr in an assertion message or a
+traceback shows 40 of a key's 43 characters, which is a leak too. Findings name the file and the encoding, never the
+secret."""
 
 from __future__ import annotations
 
@@ -18,14 +20,19 @@ from rotation.core.secret import fingerprint
 REDACTION = b"[REDACTED]"
 
 
+MIN_FRAGMENT = 12  # characters of the secret; shorter runs of a random secret match by chance too often
+
+
 @dataclass(frozen=True)
 class Leak:
     file: str
     form: str
     secret_fingerprint: str
+    fragment: bool = False  # only part of the secret (MIN_FRAGMENT characters or more), e.g. a truncated repr
 
     def message(self) -> str:
-        return f"{self.file} contains a registered secret ({self.form} form, {self.secret_fingerprint})"
+        part = f", a fragment of {MIN_FRAGMENT} or more characters" if self.fragment else ""
+        return f"{self.file} contains a registered secret ({self.form} form{part}, {self.secret_fingerprint})"
 
 
 def _base64_forms(raw: bytes) -> list[bytes]:
@@ -61,15 +68,82 @@ def forms_of(secret: str) -> dict[bytes, str]:
     return forms
 
 
-def scan_file(path: Path, secrets: Iterable[str], *, label: str | None = None) -> list[Leak]:
-    data = path.read_bytes()
-    leaks = []
-    for secret in secrets:
-        for pattern, form in forms_of(secret).items():
-            if pattern in data:
-                leaks.append(Leak(label or path.name, form, fingerprint(secret)))
-                break  # one finding per secret and file is enough to fail the run
+# --- fragments ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Encoded:
+    """One encoded form of one secret, and how long a fragment of it is (the encoding of MIN_FRAGMENT characters)."""
+
+    secret: int  # index into the secrets scanned
+    form: str
+    text: bytes
+    length: int
+
+    def windows(self) -> list[bytes]:
+        if len(self.text) <= self.length:
+            return [self.text]
+        return [self.text[i:i + self.length] for i in range(len(self.text) - self.length + 1)]
+
+
+def _encodings(index: int, secret: str) -> list[_Encoded]:
+    raw = secret.encode("utf-8")
+    found = [_Encoded(index, "raw", raw, MIN_FRAGMENT)]
+    found += [_Encoded(index, "hex", t, 2 * MIN_FRAGMENT) for t in (raw.hex().encode(), raw.hex().upper().encode())]
+    found += [_Encoded(index, name, t, MIN_FRAGMENT) for t, name in (
+        (quote(secret, safe="").encode(), "URL-encoded"), (quote_plus(secret).encode(), "URL-encoded"),
+        (json.dumps(secret)[1:-1].encode(), "JSON-escaped"), (html.escape(secret).encode(), "HTML-escaped"))
+        if t != raw]
+    # base64 of MIN_FRAGMENT bytes leaves at least 15 characters determined by those bytes alone, at any alignment
+    found += [_Encoded(index, "base64", t, 14) for t in _base64_forms(raw)]
+    return [e for e in found if len(e.text) >= 4]
+
+
+class _FragmentIndex:
+    """Every encoded form of every secret, indexed by its n-grams (n = half a fragment), so that one pass over a file
+    finds any fragment: a run of `length` characters always covers an n-gram starting at a multiple of n."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.grams: dict[int, dict[bytes, list[_Encoded]]] = {}
+        for index, secret in enumerate(secrets):
+            for encoded in _encodings(index, secret):
+                n = max(2, min(encoded.length, len(encoded.text)) // 2)
+                table = self.grams.setdefault(n, {})
+                for i in range(len(encoded.text) - n + 1):
+                    table.setdefault(encoded.text[i:i + n], []).append(encoded)
+
+    def found(self, data: bytes) -> dict[int, str]:
+        """Secret index -> the encoding of the first fragment of it found in data."""
+        hits: dict[int, str] = {}
+        for n, table in self.grams.items():
+            for i in range(0, len(data) - n + 1, n):
+                for encoded in table.get(data[i:i + n], ()):
+                    if encoded.secret in hits:
+                        continue
+                    around = data[max(0, i - encoded.length):i + n + encoded.length]
+                    if any(window in around for window in encoded.windows()):
+                        hits[encoded.secret] = encoded.form
+        return hits
+
+
+def scan_bytes(data: bytes, secrets: Iterable[str], *, label: str) -> list[Leak]:
+    """Whole forms first (named by their encoding), then fragments of MIN_FRAGMENT characters or more."""
+    secrets = list(secrets)
+    leaks: list[Leak] = []
+    missing: list[int] = []
+    for index, secret in enumerate(secrets):
+        whole = next((form for pattern, form in forms_of(secret).items() if pattern in data), None)
+        if whole:
+            leaks.append(Leak(label, whole, fingerprint(secret)))
+        else:
+            missing.append(index)
+    if missing:
+        fragments = _FragmentIndex([secrets[i] for i in missing]).found(data)
+        leaks += [Leak(label, form, fingerprint(secrets[missing[i]]), fragment=True) for i, form in fragments.items()]
     return leaks
+
+
+def scan_file(path: Path, secrets: Iterable[str], *, label: str | None = None) -> list[Leak]:
+    return scan_bytes(path.read_bytes(), secrets, label=label or path.name)
 
 
 def scan_tree(root: Path, secrets: Iterable[str]) -> list[Leak]:
@@ -81,9 +155,14 @@ def scan_tree(root: Path, secrets: Iterable[str]) -> list[Leak]:
 
 
 def redact_bytes(data: bytes, secrets: Iterable[str]) -> bytes:
-    for secret in secrets:
+    """Every whole form, then every fragment window, of every secret replaced (what remains of a secret is shorter
+    than MIN_FRAGMENT characters)."""
+    for index, secret in enumerate(secrets):
         for pattern in sorted(forms_of(secret), key=len, reverse=True):
             data = data.replace(pattern, REDACTION)
+        for encoded in _encodings(index, secret):
+            for window in encoded.windows():
+                data = data.replace(window, REDACTION)
     return data
 
 
@@ -94,3 +173,24 @@ def redact_text(text: str, secrets: Iterable[str]) -> str:
 def redact_file(path: Path, secrets: Iterable[str]) -> None:
     """Overwrite every form of every secret in place, so a leak found at the end does not stay on disk."""
     path.write_bytes(redact_bytes(path.read_bytes(), secrets))
+
+
+class SecretScanner:
+    """Scan and redact many small texts for the same secrets (the terminal output, line by line): the fragment index
+    is built once per set of secrets."""
+
+    def __init__(self) -> None:
+        self._secrets: tuple[str, ...] = ()
+        self._index: _FragmentIndex | None = None
+
+    def redact(self, text: str, secrets: tuple[str, ...]) -> tuple[str, list[Leak]]:
+        """The text with every whole form and fragment of the secrets replaced, and what was found."""
+        if not secrets or not text:
+            return text, []
+        if secrets != self._secrets:
+            self._secrets, self._index = secrets, _FragmentIndex(list(secrets))
+        data = text.encode("utf-8", errors="replace")
+        # every whole form contains a fragment window (a secret shorter than a fragment is its own window)
+        found = scan_bytes(data, secrets, label="the terminal output") if self._index and self._index.found(data) \
+            else []
+        return (redact_text(text, secrets) if found else text), found

@@ -42,11 +42,21 @@ def new_run_folder(reports_dir: Path, meta: RunMetadata) -> Path:
     for n in range(1, 100):  # two runs in one second must not share a folder
         folder = reports_dir / (f"{stamp}-{meta.target}" if n == 1 else f"{stamp}-{meta.target}-{n}")
         try:
-            folder.mkdir()
+            folder.mkdir(mode=0o700)  # private from the start; restrict() makes sure at the end
             return folder
         except FileExistsError:
             continue
     raise FileExistsError(f"no free run folder name under {reports_dir} for {stamp}")
+
+
+def restrict(folder: Path) -> None:
+    """The run folder 0700 and every file in it 0600: evidence names people, hosts and fingerprints."""
+    os.chmod(folder, 0o700)
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o600)
+        elif path.is_dir():
+            os.chmod(path, 0o700)
 
 
 def point_latest(folder: Path) -> None:
@@ -135,6 +145,9 @@ def write_run(reports_dir: Path, meta: RunMetadata, recorder: Recorder, catalog:
         for leak in leaks:
             if (folder / leak.file).is_file():
                 redact_file(folder / leak.file, recorder.secrets)
+        for path in extra_scan or []:  # the operator's own JUnit / cucumber / log files: no secret stays there either
+            if any(leak.file == str(path) for leak in leaks):
+                redact_file(path, recorder.secrets)
         head, lines = _render_all(folder, meta, summary, recorder, pem)
         if scan_tree(folder, recorder.secrets):  # cannot happen unless redaction is broken: say so, loudly
             summary.problems.append("a registered secret is still present after redaction")
@@ -142,6 +155,7 @@ def write_run(reports_dir: Path, meta: RunMetadata, recorder: Recorder, catalog:
         "run_id": meta.run_id, "run": folder.name, "target": meta.target, "verdict": summary.verdict,
         "evidence_chain_head": head, "evidence_lines": lines, "public_key_fingerprint": meta.public_key_fingerprint,
     })
+    restrict(folder)
     point_latest(folder)
     return RunOutput(folder, summary.verdict, meta.public_key_fingerprint, leaks, summary.verdict_reasons())
 

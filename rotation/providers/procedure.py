@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rotation.core import app_control, envfile, state
+from rotation.core import app_control, app_proof, envfile, state
 from rotation.core.app_control import Health
 from rotation.core.config import Credential
 from rotation.core.database import connect
@@ -317,15 +317,21 @@ class ProviderRotation:
 
     # --- deploy and verify ----------------------------------------------------------------------------------------
     def check_app_uses_new(self, evidence: Evidence) -> None:
+        """The app runs on the new credential: healthy, its own check of the provider passing, and its process started
+        after .env changed (the app reads .env only at start; its /health names no credential)."""
         health = app_control.wait_for_health(self.deployment.app.health_url,
                                              timeout_s=self.deployment.app.health_timeout_s)
-        check, in_app = app_check(health, self.provider.name), app_credential(health, self.provider.name)
+        check = app_check(health, self.provider.name)
+        proof = app_proof.started_after(self.deployment.app, self.env_file)
         evidence.record(f"{self.label} loaded by the application", self._tag({
-            "app reports": in_app or "no credential: the health endpoint does not say; the old credential's "
-                                     "retirement below shows whether the app still depends on it",
-            "app's own check": check or None}), source=f"GET {self.deployment.app.health_url}")
-        require(in_app in (None, self.new.fingerprint), f"the application uses {in_app}, not the new {self.label} "
-                                                        f"{self.new.fingerprint}: it was not reloaded")
+            "health": health.status_code, "app's own check": check or None, "new": self.new.fingerprint,
+            **proof.detail}),
+            source=f"GET {self.deployment.app.health_url}; {proof.method} "
+                   f"({app_control.start_source(self.deployment.app)}) against the modification "
+                   f"time of {self.env_file.name}")
+        require(health.healthy, f"the application is not healthy with the new {self.label}: HTTP "
+                                f"{health.status_code}")
+        require(proof.proven, proof.why)
         require(check.get("ok") is not False, f"the application's {self.provider.name} check fails with the new "
                                               f"{self.label}: {check.get('error') or check.get('detail')}")
 

@@ -3,7 +3,8 @@
     verify the new token is valid             the provider's read-only call with the token in .env
     test the API connection manually          the same call, recorded with the provider's answer
     check for typos in .env                   .env parses, and the token has the form the registry expects
-    ensure the application reloaded           the app loaded .env after its last change, and uses the token in it
+    ensure the application reloaded           the app's process started after .env last changed (it reads .env
+                                              only at start), and its own calls to the provider work
 
 Findings name lines, fingerprints and counts, never a token. The provider adapter is anything with a read-only
 `check` (rotation.providers' adapters are), so this module needs no provider code of its own.
@@ -18,7 +19,7 @@ from typing import Literal, Protocol
 
 from dotenv.parser import parse_stream
 
-from rotation.core import app_control, envfile
+from rotation.core import app_control, app_proof, envfile
 from rotation.core.app_control import Health
 from rotation.core.config import Credential
 from rotation.core.deployment import Deployment
@@ -74,15 +75,6 @@ def loaded_before_last_change(env_loaded_at: object, env_file: Path) -> bool:
 
 def modified_at(path: Path) -> str:
     return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).isoformat(timespec="seconds")
-
-
-def reported_credential(health: Health, name: str) -> str | None:
-    """The fingerprint of the credential the app says it uses for this provider (the staging app's /health reports
-    it under checks.<provider>.credential_fingerprint), or None."""
-    checks = health.body.get("checks")
-    check = checks.get(name) if isinstance(checks, dict) else None
-    reported = check.get("credential_fingerprint") if isinstance(check, dict) else None
-    return str(reported) if reported else None
 
 
 class ApiCallDiagnosis:
@@ -141,23 +133,43 @@ class ApiCallDiagnosis:
         require(not problems, "; ".join(problems))
 
     def app_config_stale(self, evidence: Evidence) -> None:
-        """The app never reloaded: it loaded .env before its last change and uses another credential than .env's."""
+        """The app never reloaded: its process started before .env last changed (it reads .env only at start), and
+        its own calls fail while the provider accepts the token .env holds, so it uses another one."""
         health = app_control.health(self.deployment.app.health_url)
-        loaded_at, in_app = health.body.get("env_loaded_at"), reported_credential(health, self.checker.name)
-        in_env = self._in_env().fingerprint
+        proof = app_proof.started_after(self.deployment.app, self.env_file)
+        check = _app_check(health, self.checker.name)
+        in_env_accepted = self._result.accepted if self._result is not None else None
         evidence.record("application configuration against .env", {
-            "app loaded .env at": loaded_at, ".env modified": modified_at(self.env_file), "app uses": in_app,
-            ".env holds": in_env},
-            source=f"{self._health_source()} (env_loaded_at, checks.{self.checker.name}.credential_fingerprint); "
-                   f"stat {self.env_file.name}")
-        require(loaded_before_last_change(loaded_at, self.env_file),
-                f"the application loaded {self.env_file.name} after its last change")
-        require(in_app != in_env, f"the application already uses the {self.credential.label} in .env ({in_env})")
+            **proof.detail, f"the app's own {self.checker.name} check": check,
+            ".env holds": self._in_env().fingerprint,
+            f"{self.checker.name} accepts the token in .env": in_env_accepted},
+            source=f"{self._health_source()}; {proof.method} "
+                   f"({app_control.start_source(self.deployment.app)}) against stat "
+                   f"{self.env_file.name}")
+        require(proof.method != "none", app_proof.NO_PROOF)
+        require(not proof.proven, f"the application's process started after {self.env_file.name} last changed: it "
+                                  f"runs on the configuration .env holds")
+        require(check.get("ok") is False and in_env_accepted is True,
+                f"the application's {self.checker.name} calls do not fail with another {self.credential.label} "
+                f"than the one in .env (its check: {check}; the provider accepts .env's: {in_env_accepted})")
 
     def app_uses_env_credential(self, evidence: Evidence) -> None:
+        """The app runs on the token in .env: healthy, its own provider check passing, its process started after
+        .env last changed."""
         health = app_control.wait_for_health(self.deployment.app.health_url,
                                              timeout_s=self.deployment.app.health_timeout_s)
-        in_app, in_env = reported_credential(health, self.checker.name), self._in_env().fingerprint
-        evidence.record(f"the {self.credential.label} the application uses", {"app uses": in_app, ".env holds": in_env},
-                        source=self._health_source())
-        require(in_app == in_env, f"the application uses {in_app}, .env holds {in_env}")
+        proof = app_proof.started_after(self.deployment.app, self.env_file)
+        check = _app_check(health, self.checker.name)
+        evidence.record(f"the {self.credential.label} the application uses", {
+            "health": health.status_code, f"the app's own {self.checker.name} check": check, **proof.detail},
+            source=f"{self._health_source()}; {proof.method} against stat {self.env_file.name}")
+        require(health.healthy and check.get("ok") is not False,
+                f"the application is not healthy on the {self.credential.label} in .env: HTTP "
+                f"{health.status_code}")
+        require(proof.proven, proof.why)
+
+
+def _app_check(health: Health, name: str) -> dict[str, object]:
+    checks = health.body.get("checks")
+    check = checks.get(name) if isinstance(checks, dict) else None
+    return check if isinstance(check, dict) else {}

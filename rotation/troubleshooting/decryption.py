@@ -18,7 +18,7 @@ from psycopg import sql
 
 from rotation.core import envfile, state
 from rotation.core.config import Credential
-from rotation.core.database import connect
+from rotation.core.database import connect, key_ref, load_keys
 from rotation.core.deployment import Deployment
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.secret import Secret
@@ -40,15 +40,16 @@ SELECT col, under, count(*), array_agg(pk ORDER BY pk) FILTER (WHERE under = 'ne
 FROM (
     SELECT x.{pk}::text AS pk, c.col,
            CASE WHEN c.v IS NULL THEN 'null'
-                WHEN rotation_runbook.try_decrypt(c.v, %(new)s) IS NOT NULL THEN 'new'
-                WHEN rotation_runbook.try_decrypt(c.v, %(old)s) IS NOT NULL THEN 'old'
+                WHEN rotation_runbook.try_decrypt(c.v, """ + key_ref("new") + """) IS NOT NULL THEN 'new'
+                WHEN rotation_runbook.try_decrypt(c.v, """ + key_ref("old") + """) IS NOT NULL THEN 'old'
                 ELSE 'neither' END AS under
     FROM {t} x, LATERAL (VALUES {values}) AS c(col, v)
 ) s
 GROUP BY col, under
 """
-CENSUS_SOURCE = ("every value of {table} tried with rotation_runbook.try_decrypt(<value>, $new), then "
-                 "(<value>, $old), one pass: {columns}")
+CENSUS_SOURCE = ("every value of {table} tried with rotation_runbook.try_decrypt(<value>, <new>), then "
+                 "(<value>, <old>), one pass: {columns}; keys loaded into the session temp table pg_temp.rotation_key "
+                 "with COPY FROM STDIN, never statement parameters")
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ def key_census(conn: psycopg.Connection, new_key: Secret, old_key: Secret, spec:
     query = sql.SQL(CENSUS).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), values=values)
     counts: dict[str, dict[str, int]] = {c: {"new": 0, "old": 0, "neither": 0, "null": 0} for c in spec.columns}
     neither: list[tuple[str, str]] = []
-    for column, under, n, pks in conn.execute(query, {"new": new_key, "old": old_key}).fetchall():
+    load_keys(conn, {"new": new_key, "old": old_key})
+    for column, under, n, pks in conn.execute(query).fetchall():
         counts[str(column)][str(under)] = int(n)
         neither += [(str(pk), str(column)) for pk in pks or ()]
     conn.commit()

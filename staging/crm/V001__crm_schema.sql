@@ -56,10 +56,25 @@ CREATE TABLE IF NOT EXISTS crm_client_preferences (
     opt_out_user_agent TEXT
 );
 
+-- The app's migrations define two BEFORE UPDATE triggers on this table (crm-schema.md, "What the production app
+-- does"): each sets updated_at = now() on every UPDATE, whatever changed.
 DROP TRIGGER IF EXISTS update_crm_client_preferences_updated_at ON crm_client_preferences;
 CREATE TRIGGER update_crm_client_preferences_updated_at
     BEFORE UPDATE ON crm_client_preferences
     FOR EACH ROW EXECUTE FUNCTION update_updated_at_column();
+
+CREATE OR REPLACE FUNCTION update_crm_client_preferences_timestamp()
+RETURNS TRIGGER AS $$
+BEGIN
+    NEW.updated_at = NOW();
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+
+DROP TRIGGER IF EXISTS trigger_update_crm_client_preferences_timestamp ON crm_client_preferences;
+CREATE TRIGGER trigger_update_crm_client_preferences_timestamp
+    BEFORE UPDATE ON crm_client_preferences
+    FOR EACH ROW EXECUTE FUNCTION update_crm_client_preferences_timestamp();
 
 CREATE TABLE IF NOT EXISTS crm_communications (
     communication_id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -130,15 +145,18 @@ CREATE TABLE IF NOT EXISTS security_api_credentials (
     rotation_interval_days INTEGER DEFAULT 90
 );
 
-CREATE OR REPLACE FUNCTION log_credential_rotation()
+-- credential_key_encrypted is encrypted by the app in Python with Fernet, keyed by
+-- urlsafe_b64encode(sha256(DB_ENCRYPTION_KEY)) (encrypt_api_credential). Whenever it changes, the app's trigger logs
+-- a rotation under the row's service_name ('whatsapp', 'twilio', 'smtp'), as current_user, with the SHA-256 of the
+-- old ciphertext (crm-schema.md, "What the production app does").
+CREATE OR REPLACE FUNCTION track_credential_rotation()
 RETURNS TRIGGER AS $$
 BEGIN
     IF OLD.credential_key_encrypted IS DISTINCT FROM NEW.credential_key_encrypted THEN
         INSERT INTO security_credential_rotations (credential_type, rotated_by, previous_key_hash, rotation_reason,
                                                    next_rotation_due)
         VALUES (
-            CASE NEW.service_name WHEN 'whatsapp' THEN 'whatsapp_token' WHEN 'twilio' THEN 'twilio_token'
-                                  ELSE 'smtp_password' END,
+            NEW.service_name,
             current_user,
             encode(digest(OLD.credential_key_encrypted, 'sha256'), 'hex'),
             'Credential updated',
@@ -149,10 +167,10 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
-DROP TRIGGER IF EXISTS trigger_log_credential_rotation ON security_api_credentials;
-CREATE TRIGGER trigger_log_credential_rotation
+DROP TRIGGER IF EXISTS trigger_track_credential_rotation ON security_api_credentials;
+CREATE TRIGGER trigger_track_credential_rotation
     AFTER UPDATE ON security_api_credentials
-    FOR EACH ROW EXECUTE FUNCTION log_credential_rotation();
+    FOR EACH ROW EXECUTE FUNCTION track_credential_rotation();
 
 CREATE OR REPLACE VIEW security_credential_status AS
 SELECT

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from rotation.core import app_control, envfile
 from rotation.core.config import default_config
-from rotation.core.database import connect
+from rotation.core.database import connect, key_ref
 from rotation.core.secret import Secret
 from rotation.db_key.procedure import CREDENTIAL
 from rotation.db_key.reencrypt import TableSpec, pgcrypto_specs
 from staging.postgres import free_port
-from staging.world import stand_in_commands, write_env
+from staging.world import remove_key_files, stand_in_commands, write_env
 from tests.harness import PROJECT, StepResult, read_evidence, seeded_crm, step_results
 
 FEATURE = "rotation/db_encryption_key.feature"
@@ -38,9 +38,9 @@ def scheduled_steps() -> list[str]:
 
 def plaintexts(dsn: str, key: Secret) -> list[tuple[object, ...]]:
     """Every row's decrypted values under `key` (a value the key does not open reads as None)."""
-    columns = ", ".join(f"rotation_runbook.try_decrypt({c}, %(k)s)" for c in SPEC.columns)
-    with connect(dsn) as conn:
-        return conn.execute(f"SELECT {SPEC.pk}, {columns} FROM {SPEC.table} ORDER BY {SPEC.pk}", {"k": key}).fetchall()
+    columns = ", ".join(f"rotation_runbook.try_decrypt({c}, {key_ref('k')})" for c in SPEC.columns)
+    with connect(dsn, keys={"k": key}) as conn:
+        return conn.execute(f"SELECT {SPEC.pk}, {columns} FROM {SPEC.table} ORDER BY {SPEC.pk}").fetchall()
 
 
 @dataclass
@@ -73,20 +73,23 @@ class LiveCrm:
     reports: Path
     before: list[tuple[object, ...]]
 
+    config: Path | None = None  # a deployment configuration for the command (e.g. the app's probe), else built-in
+
     def command(self, action: str = "rotate") -> list[str]:
-        return [sys.executable, "-m", "rotation", "db-key", action, f"--dsn={self.dsn}",
+        config = [f"--config={self.config}"] if self.config else []
+        return [sys.executable, "-m", "rotation", "db-key", action, *config, f"--dsn={self.dsn}",
                 f"--env-file={self.env_file}", f"--app-start={self.app.start}", f"--app-stop={self.app.stop}",
                 f"--app-restart={self.app.restart}", f"--app-reload={self.app.reload}",
                 f"--health-url={self.app.health_url}", "--workers=2", "--operator=test-operator",
                 "--change-id=CHG-0009", "--approver=test-approver", f"--reports-dir={self.reports}",
                 "--allow-staging-endpoints", "--confirm-live"]
 
-    def rotate(self, action: str = "rotate", *, kill_after: str | None = None,
-               timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
+    def rotate(self, action: str = "rotate", *, kill_after: str | None = None, addopts: str = "",
+               environ: dict[str, str] | None = None, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATION_TEST_", "PYTEST_ADDOPTS"))}
-        env["PYTHONPATH"] = str(PROJECT)
+        env |= {"PYTHONPATH": str(PROJECT), "PYTEST_ADDOPTS": addopts, **(environ or {})}
         if kill_after is not None:
-            env |= {"PYTEST_ADDOPTS": "-p tests.faults", "ROTATION_TEST_KILL_AFTER": kill_after}
+            env |= {"PYTEST_ADDOPTS": f"{addopts} -p tests.faults", "ROTATION_TEST_KILL_AFTER": kill_after}
         return subprocess.run(self.command(action), cwd=PROJECT, env=env, capture_output=True, text=True,
                               timeout=timeout_s, check=False)
 
@@ -129,3 +132,13 @@ def live_crm(admin_dsn: str, workdir: Path, rows: int) -> Iterator[LiveCrm]:
         finally:
             with contextlib.suppress(Exception):
                 app_control.run(app.stop)
+            remove_key_files(app_dir)
+
+
+def probe_config(path: Path, app: app_control.AppCommands) -> Path:
+    """The built-in configuration with the stand-in's probe in [app] (its commands come from the command line)."""
+    text = (PROJECT / "rotation" / "core" / "rotation.toml").read_text()
+    probe = (f'probe_url = "{app.probe_url}"\nprobe_field = "{app.probe_field}"\n'
+             f'probe_column = "{app.probe_column}"\n')
+    path.write_text(text.replace('systemd_unit = "event-planning-api"\n', probe))
+    return path

@@ -15,7 +15,8 @@ import pytest
 
 from rotation.evidence.verify import verify_folder
 from staging.postgres import StagingServer
-from tests.rotation.live_crm import LiveCrm, live_crm, scheduled_steps
+from tests.leakcheck import assert_no_fragment
+from tests.rotation.live_crm import LiveCrm, live_crm, probe_config, scheduled_steps
 
 ROWS = 30
 STEPS = scheduled_steps()
@@ -29,7 +30,10 @@ def crm(pg: StagingServer, tmp_path: Path) -> Iterator[LiveCrm]:
         yield world
 
 
-def test_rotate_leaves_signed_evidence_listing_the_features_steps(crm: LiveCrm) -> None:
+def test_rotate_leaves_signed_evidence_listing_the_features_steps(crm: LiveCrm, tmp_path: Path) -> None:
+    """Against an app whose /health has only the real body: the key is proven by the configured probe, and the
+    evidence names that proof."""
+    crm.config = probe_config(tmp_path / "rotation.toml", crm.app)
     done = crm.rotate()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     crm.assert_rotated()
@@ -40,8 +44,32 @@ def test_rotate_leaves_signed_evidence_listing_the_features_steps(crm: LiveCrm) 
     assert all(s.status == "passed" for s in run.steps())
     assert run.scenario()["status"] == "passed" and "scheduled" in run.scenario()["tags"]  # type: ignore[operator]
     assert len(run.rotation_ids()) == 1
-    assert crm.old_key.reveal() not in done.stdout + done.stderr
-    assert crm.key_in_env().reveal() not in done.stdout + done.stderr
+    [proof] = [e["value"] for e in run.entries() if e["type"] == "evidence" and e["name"] == "key loaded by the app"]
+    assert isinstance(proof, dict) and proof["proof"] == "probe (URL)" and proof["matches the value under the key"]
+    assert_no_fragment({"output": (done.stdout + done.stderr).encode()}, [crm.old_key.reveal(),
+                                                                         crm.key_in_env().reveal()])
+
+
+def test_a_failing_live_run_leaves_no_key_fragment_anywhere(crm: LiveCrm, tmp_path: Path) -> None:
+    """The app comes back on the old key (its probe cannot read the data): the run fails at the proof, and no
+    fragment of 12 or more characters of either key is in reports/, the terminal output, JUnit or cucumber files."""
+    crm.config = probe_config(tmp_path / "rotation.toml", crm.app)
+    junit, cucumber = tmp_path / "out" / "junit.xml", tmp_path / "out" / "cucumber.json"
+    junit.parent.mkdir()
+    done = crm.rotate(addopts=f"-p tests.sabotage --junitxml={junit} --cucumberjson={cucumber}",
+                      environ={"ROTATION_SABOTAGE": "db-key:app-keeps-old-key"})
+    assert done.returncode != 0, done.stdout[-3000:]
+    [run] = crm.folders()
+    [failed] = [s for s in run.steps() if s.status == "failed"]
+    assert failed.step == "And the encryption key loaded by the application is the new key", failed
+    assert "the app could not read" in str(failed.error)
+    places = {"terminal output": (done.stdout + done.stderr).encode(), "junit": junit.read_bytes(),
+              "cucumber": cucumber.read_bytes()}
+    places |= {str(p): p.read_bytes() for p in crm.reports.rglob("*") if p.is_file()}
+    assert len(places) > 5, "the run wrote less than expected: the search would prove little"
+    assert_no_fragment(places, [crm.old_key.reveal(), crm.key_in_env().reveal()])
+    assert (run.path.stat().st_mode & 0o777) == 0o700
+    assert all((p.stat().st_mode & 0o777) == 0o600 for p in run.path.iterdir() if p.is_file())
 
 
 def _kill_then_rerun(crm: LiveCrm, step: str) -> None:

@@ -22,7 +22,8 @@ def test_app_wont_start_passes_untouched(suite: SuiteRunner) -> None:
 
 
 @pytest.mark.parametrize(("sabotage", "scenario", "failing_step", "why"), [
-    ("troubleshooting:bad-backup", RESTORE, "the system is healthy again", "the app is not healthy again: HTTP 503"),
+    ("troubleshooting:bad-backup", RESTORE, "the system is healthy again",
+     "the app is not healthy again: it cannot read its data with the key in .env"),
     ("troubleshooting:second-bad-line", SYNTAX, "the check names that line, and no other",
      "do not parse; expected exactly line"),
 ])

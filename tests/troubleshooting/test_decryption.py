@@ -22,6 +22,7 @@ from rotation.troubleshooting.decryption import key_census, keys_for_repair
 from staging.postgres import StagingServer
 from staging.world import write_env
 from tests.harness import seeded_crm
+from tests.leakcheck import assert_no_fragment
 
 PII = pgcrypto_specs(default_config())[0]
 KEY = default_config().credential(CREDENTIAL)
@@ -54,7 +55,7 @@ def test_key_census_names_every_value_under_neither_key(crm: tuple[str, Secret])
     assert census.total("neither") == 2 and census.total("null") == row[0]
     assert census.non_null + census.total("null") == 60 * 3
     assert not census.complete
-    assert new.reveal() not in census.summary() and old.reveal() not in census.summary()
+    assert_no_fragment({"summary": census.summary().encode()}, [new.reveal(), old.reveal()])
     assert census.neither_lines() == ["crm_client_preferences client_id=client-00000005 full_name_encrypted",
                                       "crm_client_preferences client_id=client-00000050 full_name_encrypted"]
 
@@ -91,4 +92,4 @@ def test_keys_for_repair_without_a_backup_fail_naming_no_key(tmp_path: Path) -> 
     _env_with(env, key)
     with pytest.raises(CheckFailed, match="no backup of .env holds") as raised:
         keys_for_repair(env, KEY)
-    assert key.reveal() not in str(raised.value)
+    assert_no_fragment({"the refusal": str(raised.value).encode()}, [key.reveal()])
