@@ -211,6 +211,7 @@ class PrivateCluster:
         self.settings = settings
         self.user = _cluster_user()
         self.root = Path(tempfile.mkdtemp(prefix=CLUSTER_PREFIX))
+        (self.root / "owner.pid").write_text(str(os.getpid()))  # at once: a concurrent session's reaper checks it
         self.data = self.root / "data"
         self.sockets = self.root / "sockets"
         self.log = self.root / "server.log"
@@ -223,7 +224,6 @@ class PrivateCluster:
                               check=False, cwd=self.root, **kwargs)
 
     def start(self) -> None:
-        (self.root / "owner.pid").write_text(str(os.getpid()))
         self.sockets.mkdir()
         if self.user:
             for p in (self.root, self.sockets):
@@ -265,8 +265,19 @@ def reap_orphan_clusters() -> None:
             os.kill(pid, 0)
             continue  # owner alive
         except (OSError, ValueError):
-            pass
+            if _younger_than(root, ORPHAN_AFTER_S) and not pid_file.exists():
+                continue  # another session is creating it: its owner.pid follows mkdtemp within moments
         _remove_cluster(root, bindir)
+
+
+ORPHAN_AFTER_S = 60.0
+
+
+def _younger_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < seconds
+    except OSError:
+        return False
 
 
 def _remove_cluster(root: Path, bindir: Path | None) -> None:

@@ -44,6 +44,7 @@ from rotation.db_key.reencrypt import (
     ReencryptionError,
     TableSpec,
     abandon_job,
+    current_schema,
     find_job,
     jobs_towards,
     pgcrypto_specs,
@@ -430,6 +431,7 @@ class DbKeyRotation:
         keys = self._current_keys()
         with connect(self.deployment.dsn) as conn:
             result = sweep.sweep(conn, keys.old)
+            schema = current_schema(conn)
         evidence.record("values the old key opens, anywhere in the app's schemas", {
             "rotation": keys.rotation_id, "old key": keys.old.fingerprint, **result.as_evidence(),
             "found": [h.line() for h in result.opened]}, source=sweep.QUERY_SOURCE)
@@ -437,10 +439,24 @@ class DbKeyRotation:
             evidence.population("encrypted-looking values the old key no longer opens",
                                 result.candidates - sum(h.opened for h in result.opened), result.candidates,
                                 source=sweep.QUERY_SOURCE)
+        self._record_old_key_populations(evidence, result, schema)
         require(not result.unreadable, "the sweep cannot read " + ", ".join(result.unreadable) + ": grant SELECT on "
                                        "them to this role, or no claim can be made that the old key opens nothing")
         require(not result.opened, f"values still decrypt with the old key {keys.old.fingerprint}: "
                                    + "; ".join(h.line() for h in result.opened))
+
+    def _record_old_key_populations(self, evidence: Evidence, result: sweep.SweepResult, schema: str) -> None:
+        """Per pgcrypto table of the inventory, the sweep's figure for its columns, with the psql query an auditor
+        re-runs it with (every non-NULL value there is a PGP message, so the two count the same values)."""
+        keys = self._current_keys()
+        for spec in self.specs:
+            hits = [h for h in result.hits
+                    if h.table == f"{schema}.{spec.table}" and h.kind == "PGP" and h.column in spec.columns]
+            total = sum(h.candidates for h in hits)
+            if total:
+                evidence.population(f"values in {spec.table} the old key no longer opens",
+                                    total - sum(h.opened for h in hits), total, source=sweep.QUERY_SOURCE,
+                                    query=populations.old_key(self.deployment.dsn, spec, keys.old))
 
     # --- finish ---------------------------------------------------------------------------------------------------
     def log(self, evidence: Evidence) -> None:

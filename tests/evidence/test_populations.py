@@ -45,7 +45,14 @@ def test_every_reported_population_query_returns_its_figure_in_psql(rotated: Liv
     keys = {"new_key": rotated.key_in_env().reveal(), "old_key": rotated.old_key.reveal()}
     assert {p["label"] for p in populations} >= {"values in crm_client_preferences verified under the new key",
                                                   "values in crm_client_preferences the old key no longer opens"}
-    for population in populations:
+    # psql cannot count these: the sweep spans every table of the app's schemas and tries Fernet tokens too, and
+    # Fernet values need the app's key derivation (rotation.db_key.populations.FERNET_NOTE); per inventory table
+    # the pgcrypto figures above re-run in psql
+    not_in_psql = {"encrypted-looking values the old key no longer opens",
+                   "values in security_api_credentials verified under the new key"}
+    without = {p["label"] for p in populations if p["query"] is None}
+    assert "encrypted-looking values the old key no longer opens" in without and without <= not_in_psql
+    for population in (p for p in populations if p["label"] not in not_in_psql):
         query = population["query"]
         assert isinstance(query, dict), f"{population['label']}: no psql query"
         for name in query["variables"]:

@@ -13,7 +13,7 @@ import pytest
 from rotation.core import app_control, envfile, state
 from rotation.core.secret import Secret
 from rotation.providers.base import ProviderError, ProviderUnavailable, RetryPolicy
-from rotation.providers.procedure import app_credential
+from staging.app import loaded_fingerprints
 from staging.provider_standins import ProviderStandIns
 from tests.providers.conftest import ProviderWorld, credential_of, leaked, run_all_steps
 
@@ -73,7 +73,7 @@ def assert_clean_failure(pw: ProviderWorld, name: str, credential_in_env: Secret
     assert in_env == credential_in_env
     health = app_control.wait_for_health(pw.deployment.app.health_url, timeout_s=10)
     assert health.healthy, health.body
-    assert app_credential(health, name) == in_env.fingerprint
+    assert loaded_fingerprints(pw.deployment.app.health_url)[provider.env_name] == in_env.fingerprint
     assert provider.check(in_env).accepted
     backups = envfile.backups(pw.env_file)
     assert backups and Secret(envfile.read_env(backups[-1])[provider.env_name]) == pw.originals[name]
@@ -86,7 +86,8 @@ def assert_rotated(pw: ProviderWorld, name: str) -> None:
     assert new != pw.originals[name] and recorded is not None and recorded.step == "finish"
     assert provider.check(new).accepted and not provider.check(pw.originals[name]).accepted
     health = app_control.wait_for_health(pw.deployment.app.health_url, timeout_s=10)
-    assert health.healthy and app_credential(health, name) == new.fingerprint
+    assert health.healthy, health.body
+    assert loaded_fingerprints(pw.deployment.app.health_url)[provider.env_name] == new.fingerprint
 
 
 def clear_faults(pw: ProviderWorld) -> None:
