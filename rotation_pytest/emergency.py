@@ -37,7 +37,7 @@ from rotation.emergency.access_review import (
 from rotation.emergency.incident import IncidentRecord, hms
 from rotation.emergency.notify import MailboxCheck, StakeholderNotification, env_secrets, split_addresses, unfolded
 from rotation.emergency.post_incident import IncidentOptions, Narrative, PostIncident, load_narrative
-from rotation.emergency.procedure import REASON, DbKeyEmergency, DbKeyProcedure, EmergencyProcedure, ProviderEmergency
+from rotation.emergency.procedure import REASON, DbKeyEmergency, EmergencyProcedure, ProviderEmergency
 from rotation.providers.factory import provider_for
 from rotation.providers.smtp import OperatorConsole
 from rotation_pytest.fixtures import config_of, live_deployment, target_of
@@ -238,7 +238,7 @@ def provider_emergency(deployment: Deployment, credential: Credential, incident:
     return ProviderEmergency(deployment, credential, provider, incident)
 
 
-def db_key_rotation(deployment: Deployment, config: pytest.Config) -> DbKeyProcedure:
+def db_key_rotation(deployment: Deployment, config: pytest.Config) -> DbKeyRotation:
     """The DB-key procedure (runbook section 1) with reason "emergency"."""
     return DbKeyRotation(deployment, reason=REASON, workers=config.getoption("workers"),
                          abandon_pending=config.getoption("abandon_pending"))

@@ -38,6 +38,7 @@ from rotation.core.keys import WeakSecretError, check_strength
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import find_rotation, log_rotation
 from rotation.core.secret import Secret
+from rotation.db_key.procedure import DbKeyRotation
 from rotation.emergency.incident import IncidentRecord, iso, parse_iso, utc_now
 from rotation.emergency.revoke import ProviderAction, issue_replacement, revoke_compromised
 from rotation.providers.base import Provider
@@ -338,37 +339,6 @@ def _check_logged(deployment: Deployment, credential: Credential, old: Secret, r
 
 # --- the database encryption key ------------------------------------------------------------------------------------
 
-class DbKeyProcedure(Protocol):
-    """rotation.db_key.procedure.DbKeyRotation, as this procedure uses it (see its docstrings)."""
-
-    @property
-    def old_key(self) -> Secret: ...
-
-    @property
-    def new_key(self) -> Secret: ...
-
-    @property
-    def rotation_id(self) -> str: ...
-
-    def generate_key(self, evidence: Evidence) -> None: ...
-
-    def write_env(self, evidence: Evidence) -> None: ...
-
-    def check_env(self, evidence: Evidence) -> None: ...
-
-    def reencrypt(self, evidence: Evidence) -> None: ...
-
-    def verify_new_key(self, evidence: Evidence) -> None: ...
-
-    def verify_old_key_dead(self, evidence: Evidence) -> None: ...
-
-    def log(self, evidence: Evidence) -> None: ...
-
-    def check_logged(self, evidence: Evidence) -> None: ...
-
-    def check_app_key(self, evidence: Evidence) -> None: ...
-
-
 @dataclass
 class DbKeyEmergency:
     """A compromised database encryption key: the app is stopped first so that nothing reads with it, then the
@@ -376,7 +346,7 @@ class DbKeyEmergency:
 
     deployment: Deployment
     credential: Credential
-    rotation: DbKeyProcedure
+    rotation: DbKeyRotation
     incident: IncidentRecord
 
     # Given the database encryption key is reported compromised

@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import ClassVar, Literal, Protocol, TypeVar
 
 from rotation.core.config import Credential, default_config
 from rotation.core.secret import Secret
@@ -181,6 +181,25 @@ class DeliveryWitness(Protocol):
 
 
 Operation = Literal["check", "issue", "discard", "retire", "send", "report"]
+
+
+class RegisteredCredential:
+    """What every adapter derives from the credential the registry holds for it, and the provider API call each
+    operation makes (for the evidence's `source`). Adapters are frozen dataclasses with a `credential` field."""
+
+    credential: Credential
+    sources: ClassVar[dict[Operation, str]]
+
+    @property
+    def credential_type(self) -> str:
+        return self.credential.type
+
+    @property
+    def env_name(self) -> str:
+        return self.credential.env
+
+    def source(self, operation: Operation) -> str:
+        return self.sources[operation]
 
 
 class Provider(Protocol):

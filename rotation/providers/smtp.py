@@ -30,6 +30,7 @@ from rotation.providers.base import (
     DeliveryReport,
     Operation,
     ProviderError,
+    RegisteredCredential,
     RetryPolicy,
     Transient,
     registered,
@@ -112,22 +113,12 @@ def _enhanced_code(reply: bytes | str) -> str | None:
 
 
 @dataclass(frozen=True)
-class SmtpProvider:
+class SmtpProvider(RegisteredCredential):
+    sources = SOURCES
     settings: SmtpSettings
     console: PasswordConsole
     credential: Credential = field(default_factory=lambda: registered(NAME))
     name: str = NAME
-
-    @property
-    def credential_type(self) -> str:
-        return self.credential.type
-
-    @property
-    def env_name(self) -> str:
-        return self.credential.env
-
-    def source(self, operation: Operation) -> str:
-        return SOURCES[operation]
 
     def tls_context(self) -> ssl.SSLContext:
         """Verifying: certificate chain and host name, TLS 1.2 at least."""

@@ -36,6 +36,7 @@ from rotation.providers.base import (
     ExistingCredential,
     Operation,
     ProviderError,
+    RegisteredCredential,
     RetryPolicy,
     Transient,
     registered,
@@ -120,21 +121,11 @@ class TwilioSettings:
 
 
 @dataclass(frozen=True)
-class TwilioProvider:
+class TwilioProvider(RegisteredCredential):
+    sources = SOURCES
     settings: TwilioSettings
     credential: Credential = field(default_factory=lambda: registered(NAME))
     name: str = NAME
-
-    @property
-    def credential_type(self) -> str:
-        return self.credential.type
-
-    @property
-    def env_name(self) -> str:
-        return self.credential.env
-
-    def source(self, operation: Operation) -> str:
-        return SOURCES[operation]
 
     def client(self, token: Secret) -> Client:
         """A Client is bound to one (SID, token) pair: build a new one for each credential."""

@@ -24,6 +24,7 @@ from rotation.providers.base import (
     DeliveryReport,
     Operation,
     ProviderError,
+    RegisteredCredential,
     RetryPolicy,
     Transient,
     registered,
@@ -84,21 +85,11 @@ def appsecret_proof(app_secret: Secret, token: Secret) -> str:
 
 
 @dataclass(frozen=True)
-class WhatsAppProvider:
+class WhatsAppProvider(RegisteredCredential):
+    sources = SOURCES
     settings: GraphSettings
     credential: Credential = field(default_factory=lambda: registered(NAME))
     name: str = NAME
-
-    @property
-    def credential_type(self) -> str:
-        return self.credential.type
-
-    @property
-    def env_name(self) -> str:
-        return self.credential.env
-
-    def source(self, operation: Operation) -> str:
-        return SOURCES[operation]
 
     def _url(self, node: str) -> str:
         return f"{self.settings.api_base.rstrip('/')}/{self.settings.version}/{node}"
