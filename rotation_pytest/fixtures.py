@@ -13,7 +13,7 @@ import pytest
 
 from rotation.core.app_control import AppCommands
 from rotation.core.config import Config, ConfigError, Credential, load_config
-from rotation.core.deployment import Deployment, Target, app_commands
+from rotation.core.deployment import Deployment, Target
 from staging.postgres import StagingServer, staging_server
 from staging.provider_standins import ProviderStandIns, provider_standins
 from staging.world import staging_world
@@ -111,7 +111,7 @@ def scenario_world(request: pytest.FixtureRequest) -> Iterator[Deployment]:
 
 def live_app(config: pytest.Config, rotation_config: Config) -> AppCommands:
     """The configuration's [app], with any --app-* option given on the command line taking precedence."""
-    base = app_commands(rotation_config.app)
+    base = rotation_config.app
     chosen = {field: config.getoption(option) for field, option in (
         ("start", "app_start"), ("stop", "app_stop"), ("restart", "app_restart"), ("reload", "app_reload"),
         ("health_url", "health_url"), ("health_timeout_s", "health_timeout"))}

@@ -34,8 +34,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from staging.http_standin import Faults, Reply, Request, serve
-from staging.twilio_standin import Exchange
+from staging.http_standin import Exchange, Faults, Reply, Request, serve
 
 DEFAULT_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 # (seconds after the send, status, Meta's error or None) as the webhook reports them

@@ -19,7 +19,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -44,6 +44,20 @@ class Request:
     def param(self, name: str) -> str:
         """A parameter from the query string or the form body (Graph accepts either)."""
         return self.query.get(name) or self.form.get(name) or ""
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request to a stand-in and its answer, as the contract tests (staging.contracts) validate them."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    form: Mapping[str, str]
+    content_type: str
+    status: int
+    body: Mapping[str, object] | None
+    json: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True)

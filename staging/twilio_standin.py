@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from staging.http_standin import Faults, Reply, Request, serve
+from staging.http_standin import Exchange, Faults, Reply, Request, serve
 
 AUTHENTICATE = {"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003",
                 "status": 401}
@@ -92,20 +92,6 @@ class Lifecycle:
     def at(self, elapsed: float) -> tuple[str, int | None]:
         reached = [(status, code) for after, status, code in self.steps if after <= elapsed]
         return reached[-1] if reached else (self.steps[0][1], self.steps[0][2])
-
-
-@dataclass(frozen=True)
-class Exchange:
-    """One request to the stand-in and its answer, as the contract tests validate them."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    form: dict[str, str]
-    content_type: str
-    status: int
-    body: dict[str, object] | None
-    json: dict[str, object] | None = None
 
 
 def _error(status: int, code: int, message: str) -> Reply:

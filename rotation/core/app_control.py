@@ -15,26 +15,14 @@ from urllib.parse import urlparse
 
 import requests
 
+from rotation.core.config import AppSettings
+
 
 class AppControlError(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
-class AppCommands:
-    start: str
-    stop: str
-    restart: str
-    reload: str | None
-    health_url: str
-    health_timeout_s: float = 60.0  # how long a step waits for the app to come up (or go down) before failing
-    # How a run proves which configuration the running app uses (rotation.core.app_proof; rotation.toml's [app]).
-    probe_url: str | None = None
-    probe_command: str | None = None
-    probe_field: str | None = None
-    probe_column: str | None = None
-    systemd_unit: str | None = None
-    pidfile: str | None = None
+AppCommands = AppSettings  # the configuration's [app] (with any --app-* option applied) is what is run
 
 
 @dataclass(frozen=True)

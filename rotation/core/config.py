@@ -68,7 +68,7 @@ class AppSettings:
     restart: str
     reload: str | None
     health_url: str
-    health_timeout_s: float
+    health_timeout_s: float = 60.0  # how long a step waits for the app to come up (or go down) before failing
     # How a run proves which key the running app uses (rotation.core.app_proof); see rotation.toml.
     probe_url: str | None = None
     probe_command: str | None = None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from rotation.core.app_control import AppCommands
-from rotation.core.config import AppSettings, Config
+from rotation.core.config import Config
 
 Target = Literal["staging", "live"]
 
@@ -26,11 +26,3 @@ class Deployment:
     @property
     def live(self) -> bool:
         return self.target == "live"
-
-
-def app_commands(settings: AppSettings) -> AppCommands:
-    return AppCommands(start=settings.start, stop=settings.stop, restart=settings.restart, reload=settings.reload,
-                       health_url=settings.health_url, health_timeout_s=settings.health_timeout_s,
-                       probe_url=settings.probe_url, probe_command=settings.probe_command,
-                       probe_field=settings.probe_field, probe_column=settings.probe_column,
-                       systemd_unit=settings.systemd_unit, pidfile=settings.pidfile)

@@ -29,26 +29,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from staging.http_standin import Exchange
+
 HERE = Path(__file__).resolve().parent
 NPM_TIMEOUT_S = 180
 
 
 class ContractSourceUnavailable(RuntimeError):
     """The provider's API description could not be obtained or did not match its recorded sha256."""
-
-
-@dataclass(frozen=True)
-class Exchange:
-    """One request and its answer, as a stand-in saw them (staging.twilio_standin.Exchange has these fields)."""
-
-    method: str
-    path: str
-    query: Mapping[str, str]
-    form: Mapping[str, str]
-    content_type: str
-    status: int
-    body: Mapping[str, object] | None
-    json: Mapping[str, object] | None = None
 
 
 def sources() -> dict[str, Any]:
