@@ -21,8 +21,8 @@ from rotation.evidence.metadata import RunMetadata
 from rotation.evidence.recorder import CLOSING_PREFIX, EvidenceItem, Population, ScenarioRecord, StepRecord
 from rotation.evidence.summary import Summary
 
-MAX_VALUE_CHARS = 380  # longer values are cut in the page; evidence.jsonl keeps them whole
-MAX_SOURCE_CHARS = 200
+MAX_VALUE_CHARS = 240  # longer values are cut in the page; evidence.jsonl keeps them whole
+MAX_SOURCE_CHARS = 140
 TEMP_ROOTS = sorted({tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"}, key=len, reverse=True)  # noqa: S108
 TEMP_PATH = re.compile("(?:" + "|".join(re.escape(r) for r in TEMP_ROOTS) + r")(?:/[^\s\"'<>,;)\]}|]*)?")
 
