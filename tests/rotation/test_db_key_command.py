@@ -22,6 +22,13 @@ ROWS = 30
 STEPS = scheduled_steps()
 TEXTS = [s.split(" ", 1)[1] for s in STEPS]
 GENERATED = TEXTS.index("a new database encryption key is generated")
+# Then steps that only read (no state, .env or database write in DbKeyRotation): a kill after one leaves exactly what
+# a kill after the step before it leaves, so the crash test kills after every other step (CI time).
+READ_ONLY = ("the .env file keeps its restrictive permissions and every other setting",
+             "no encrypted value decrypts with the old key",
+             "the rotation log records it with the previous key hash and the next rotation due date",
+             "the system is healthy after the rotation")
+KILLS = [t for t in TEXTS if t not in READ_ONLY]
 
 
 @pytest.fixture
@@ -99,7 +106,8 @@ def _one_kill(admin_dsn: str, workdir: Path, step: str) -> str | None:
 
 
 def test_killed_after_any_step_the_same_command_finishes_the_same_rotation(pg: StagingServer, tmp_path: Path) -> None:
+    assert set(READ_ONLY) <= set(TEXTS) and len(KILLS) == len(TEXTS) - len(READ_ONLY), TEXTS
     with ThreadPoolExecutor(max_workers=2) as pool:
-        problems = [p for p in pool.map(lambda n: _one_kill(pg.admin_dsn, tmp_path / f"kill-{n}", TEXTS[n]),
-                                        range(len(TEXTS))) if p]
+        problems = [p for p in pool.map(lambda n: _one_kill(pg.admin_dsn, tmp_path / f"kill-{n}", KILLS[n]),
+                                        range(len(KILLS))) if p]
     assert not problems, "\n\n".join(problems)
