@@ -461,11 +461,16 @@ class DbKeyRotation:
                 if cleaned is not None:
                     problems += self._recheck(conn, spec, kind, cleaned, evidence)
                     continue
-                check = (verify(conn, spec, job[0], keys.old, keys.new) if kind == "pgcrypto"
-                         else fernet.verify_fernet(conn, spec, job[0], keys.old, keys.new))
+                swapped = staged.find_staged(conn, spec, keys.old, keys.new) if kind == "pgcrypto" else None
+                if swapped is not None and swapped.phase == "swapped" and swapped.job_id == job[0]:
+                    check = staged.verify_staged(conn, spec, swapped, job[0], keys.old, keys.new)
+                    source = staged.VERIFY_SOURCE
+                else:
+                    check = (verify(conn, spec, job[0], keys.old, keys.new) if kind == "pgcrypto"
+                             else fernet.verify_fernet(conn, spec, job[0], keys.old, keys.new))
+                    source = VERIFY_SQL if kind == "pgcrypto" else FERNET_VERIFY
             problems += self._record_check(evidence, spec, kind, job[0], check,
-                                           (VERIFY_SQL if kind == "pgcrypto" else FERNET_VERIFY).format(
-                                               table=spec.table, pk=spec.pk))
+                                           source.format(table=spec.table, pk=spec.pk))
         require(not problems, "; ".join(problems))
         state.advance(self.env_file, self.credential.type, "test")  # every value proven (none opens with the old key)
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from rotation.core.database import apply_runbook_schema, connect, key_ref
+from rotation.core.database import apply_runbook_schema, connect, key_ref, load_keys
 from rotation.core.secret import Secret, fingerprint
 from rotation.db_key.reencrypt import (
     DEFAULT_CIPHER_OPTIONS,
@@ -45,6 +45,7 @@ from rotation.db_key.reencrypt import (
     start_or_resume_job,
 )
 from rotation.db_key.triggers import TriggerGuard, TriggerRefusal, guard_for
+from rotation.db_key.verify import ColumnCheck, Finding, PopulationCheck, row_findings
 
 OLD, NEW = key_ref("old"), key_ref("new")
 
@@ -331,9 +332,6 @@ def _swap_statement(spec: TableSpec, job: StagedJob, key_type: str) -> sql.Compo
                               for i, c in enumerate(spec.columns))
     staged = sql.SQL(", ").join(sql.SQL("s.{n}, s.{d}").format(n=sql.Identifier(f"n{i}"), d=sql.Identifier(f"d{i}"))
                                 for i in n)
-    digests = sql.SQL(", ").join([sql.SQL("('', p.other)"), *(
-        sql.SQL("({name}, p.{d})").format(name=sql.Literal(c), d=sql.Identifier(f"d{i}"))
-        for i, c in enumerate(spec.columns))])
     return sql.SQL("""
 WITH page AS (
     SELECT s.pk, t.{pk} AS k, s.src, {staged}, {other} AS other, {cur} AS cur
@@ -345,13 +343,12 @@ WITH page AS (
     RETURNING t.{pk} AS k
 ), digests AS (
     INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest)
-    SELECT %(job)s, p.k::text, d.name, d.digest FROM page p JOIN upd u ON u.k = p.k
-    CROSS JOIN LATERAL (VALUES {digests}) AS d(name, digest)
+    SELECT %(job)s, p.k::text, '', p.other FROM page p JOIN upd u ON u.k = p.k
     ON CONFLICT (job_id, pk, column_name) DO NOTHING
 )
 SELECT (SELECT count(*) FROM page), (SELECT max(pk) FROM page), (SELECT count(*) FROM upd)
 """).format(staged=staged, other=other_columns_digest(spec, "t"), cur=_src(spec), side=job.side_table, sets=sets,
-            digests=digests, **ids)
+            **ids)
 
 
 def cutover(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, batch_size: int = 2000,
@@ -394,9 +391,11 @@ def cutover(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, batc
         t0 = time.monotonic()
         rows, equal, at_cut, not_equal = prove(conn, spec, job)
         seconds["proof"] = time.monotonic() - t0
-        if equal == rows:
+        if equal == rows:  # the cutover's job is done too: the next rotation of this table may start
             conn.execute("UPDATE rotation_runbook.staged_job SET phase = 'swapped', swapped_at = now() "
                          "WHERE stage_id = %s AND phase = 'cutover'", (job.stage_id,))
+            conn.execute("UPDATE rotation_runbook.reencrypt_job SET status = 'done', finished_at = now() "
+                         "WHERE job_id = %s AND status = 'running'", (job_id,))
             conn.commit()
         final = _row(conn, "stage_id = %s", (job.stage_id,)) or job
     return CutoverResult(final, job_id, tuple(inserted), tuple(changed), removed, swapped, rows, equal, at_cut,
@@ -484,8 +483,83 @@ def finish(conn: psycopg.Connection, new_key_fp: str, *, abandoned: bool = False
     dropped = []
     for job in staged_towards(conn, new_key_fp):
         with conn.transaction():
+            if not abandoned and job.job_id is not None:  # the job's summary keeps how many values were proven
+                nonnull = sql.SQL(" + ").join(sql.SQL("count({})").format(sql.Identifier(f"d{i}"))
+                                              for i in range(_column_count(conn, job)))
+                conn.execute(sql.SQL("UPDATE rotation_runbook.reencrypt_job SET verified_values = (SELECT {} FROM "
+                                     "{}) WHERE job_id = %s").format(nonnull, job.side_table), (job.job_id,))
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(job.side_table))
             conn.execute("UPDATE rotation_runbook.staged_job SET phase = %s, finished_at = now() WHERE stage_id = %s",
                          ("abandoned" if abandoned else "done", job.stage_id))
         dropped.append(job.stage_id)
     return dropped
+
+
+# --- verification of a swapped staged job -----------------------------------------------------------------------------
+
+STAGED_CHECK = """
+SELECT
+    count(*) FILTER (WHERE s.{d} IS NOT NULL) AS values_before,
+    count(*) FILTER (WHERE s.pk IS NOT NULL AND s.{d} IS NULL) AS nulls_before,
+    count(*) FILTER (WHERE s.pk IS NOT NULL AND s.{d} IS NULL AND t.{c} IS NULL) AS nulls_kept,
+    count(*) FILTER (WHERE s.{d} IS NOT NULL AND s.verified AND t.{c} = s.{n}) AS verified_new,
+    0 AS readable_old
+FROM {t} t LEFT JOIN {side} s ON s.pk = t.{pk}::text
+"""
+# Only the rows that fail are decrypted, to say why.
+STAGED_FAILURES = """
+SELECT why, count(*), (array_agg(k ORDER BY k))[1:10] FROM (
+    SELECT t.{pk}::text AS k,
+        CASE WHEN s.pk IS NULL THEN 'not staged'
+             WHEN t.{c} IS NULL AND s.{d} IS NOT NULL THEN 'value became NULL'
+             WHEN t.{c} IS NOT NULL AND s.{d} IS NULL THEN 'was NULL, now has a value'
+             WHEN rotation_runbook.try_decrypt(t.{c}, """ + OLD + """) IS NOT NULL THEN 'still under the old key'
+             WHEN t.{c} IS NOT NULL AND rotation_runbook.try_decrypt(t.{c}, """ + NEW + """) IS NULL
+                 THEN 'under neither key'
+             WHEN hmac(rotation_runbook.try_decrypt(t.{c}, """ + NEW + "), " + NEW + """, 'sha256')
+                 IS DISTINCT FROM s.{d} THEN 'plaintext changed'
+             WHEN NOT s.verified THEN 'staged value not verified'
+             ELSE 'does not hold its verified staged ciphertext' END AS why
+    FROM {t} t LEFT JOIN {side} s ON s.pk = t.{pk}::text
+    WHERE s.pk IS NULL OR NOT s.verified OR t.{c} IS DISTINCT FROM s.{n}
+) f GROUP BY why ORDER BY why
+"""
+VERIFY_SOURCE = ("per column of {table}: every value equals the new ciphertext staged for its row in "
+                 "rotation_runbook.staged_<id>, whose decryption with the new key gave the value's keyed plaintext "
+                 "digest when it was staged (verified = hmac(pgp_sym_decrypt(n<i>, <new>), <new>, 'sha256') = d<i>; "
+                 "rows changed since staging were staged again at the cutover); NULLs kept; every row known to the "
+                 "cutover's digests and its other columns' digest (taken in the swap statement) unchanged; values the "
+                 "old key opens: the completeness sweep, once the app is back")
+
+
+def verify_staged(conn: psycopg.Connection, spec: TableSpec, job: StagedJob, job_id: int, old_key: Secret,
+                  new_key: Secret) -> PopulationCheck:
+    """After the swap: each value is its verified staged ciphertext (the decryption that proved it ran at staging; a
+    ciphertext identical byte for byte decrypts identically), no decryption needed while the app is down. Rows and
+    other columns as rotation.db_key.verify checks them."""
+    columns: list[ColumnCheck] = []
+    findings: list[Finding] = []
+    ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "side": job.side_table}
+    load_keys(conn, {"old": old_key, "new": new_key})
+    with conn.transaction():
+        for setting in DIGEST_SETTINGS:
+            conn.execute(setting)
+        for i, column in enumerate(spec.columns):
+            names = {"c": sql.Identifier(column), "n": sql.Identifier(f"n{i}"), "d": sql.Identifier(f"d{i}"), **ids}
+            counts = conn.execute(sql.SQL(STAGED_CHECK).format(**names)).fetchone() or (0, 0, 0, 0, 0)
+            columns.append(ColumnCheck(column, *(int(n) for n in counts)))
+            if not columns[-1].ok:
+                findings += [Finding(spec.table, spec.pk, column, str(why), int(n), tuple(str(x) for x in pks or ()))
+                             for why, n, pks in conn.execute(sql.SQL(STAGED_FAILURES).format(**names)).fetchall()]
+        findings += row_findings(conn, spec, job_id)
+        rows_after = _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table)))
+        rows_before = _count(conn, "SELECT count(*) FROM rotation_runbook.plaintext_digest WHERE job_id = %s "
+                                   "AND column_name = ''", (job_id,))
+    conn.commit()
+    return PopulationCheck(spec.table, rows_before, rows_after, tuple(columns), tuple(findings))
+
+
+def _column_count(conn: psycopg.Connection, job: StagedJob) -> int:
+    """How many encrypted columns the side table holds (n0/d0, n1/d1, ...)."""
+    return _count(conn, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'rotation_runbook' "
+                        "AND table_name = %s AND column_name ~ '^d[0-9]+$'", (f"staged_{job.stage_id}",))

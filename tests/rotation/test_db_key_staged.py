@@ -80,13 +80,19 @@ def test_a_writer_during_staging_is_caught_by_the_cutover_and_proven_by_digest(w
     assert result.proven and result.at_cutover == len(updates) + len(inserts) and result.rows == ROWS + 2
     r.reencrypt(EVIDENCE)  # the procedure's own cutover finds everything done, and the Fernet values follow
     r.verify_new_key(EVIDENCE)
+    with connect(world.dsn) as conn:
+        check = staged.verify_staged(conn, PII, result.job, result.job_id, r.old_key, r.new_key)
+    assert check.ok and check.values_verified == check.values_total > ROWS
+    with connect(world.dsn) as conn:  # finished: the next rotation of the table may start
+        status = conn.execute("SELECT status FROM rotation_runbook.reencrypt_job WHERE job_id = %s",
+                              (result.job_id,)).fetchone()
+    assert status == ("done",)
     assert plaintexts(world.dsn, r.new_key) == before
-    with connect(world.dsn, keys={"new": r.new_key}) as conn:  # the digests are of what the writer wrote
-        rows = conn.execute(f"SELECT d.pk, d.digest = hmac(%s::text, {key_ref('new')}, 'sha256') FROM "
-                            "rotation_runbook.plaintext_digest d WHERE d.job_id = %s AND d.column_name = "
-                            "'email_encrypted' AND d.pk = ANY(%s) ORDER BY 1",
-                            ("changed-client-00000003@example.com", result.job_id, updates[:1])).fetchall()
-    assert rows == [("client-00000003", True)]
+    with connect(world.dsn, keys={"new": r.new_key}) as conn:  # the digest proven is of what the writer wrote
+        rows = conn.execute(f"SELECT s.pk, s.d0 = hmac(%s::text, {key_ref('new')}, 'sha256'), s.at_cutover FROM "
+                            f"{job.side_name} s WHERE s.pk = %s",
+                            ("changed-client-00000003@example.com", updates[0])).fetchall()
+    assert rows == [("client-00000003", True, True)]
 
 
 def test_the_cutover_proof_names_the_rows_a_broken_straggler_pass_skipped(world: Deployment) -> None:
