@@ -46,6 +46,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "Staging always does")
     group.addoption("--workers", type=int, default=None,
                     help="parallel re-encryption workers (default: the number of CPUs)")
+    group.addoption("--stop-the-world", action="store_true", default=False,
+                    help="DB key, scheduled: re-encrypt every value while the app is stopped instead of staging the "
+                         "new values while it runs (the emergency rotation always does)")
+    group.addoption("--max-rate", type=float, default=None, metavar="ROWS_PER_S",
+                    help="DB key, staged: at most this many rows per second while the app runs (default: no limit)")
     group.addoption("--rows", type=int, default=2000,
                     help="staging only: how many synthetic clients to seed (default 2,000)")
     group.addoption("--confirm-live", action="store_true", default=False,

@@ -51,7 +51,8 @@ class InterruptedDbKeyRotation:
                 f"--app-reload={app.reload}", f"--health-url={app.health_url}", "--workers=2",
                 "--operator=staging-killed-run", "--change-id=STAGING-TROUBLE", "--approver=staging",
                 f"--reports-dir={d.env_file.parent / 'killed-run-reports'}", f"--signing-key={self.signing_key()}",
-                "--allow-staging-endpoints", "--confirm-live"]
+                "--allow-staging-endpoints", "--confirm-live",
+                "--stop-the-world"]  # the runbook's way: interrupted while it re-encrypts the table in place
 
     def signing_key(self) -> Path:
         """A live run signs with a configured key: the staging world's own, generated once beside its .env."""

@@ -17,7 +17,9 @@ REASON = "Scheduled 90-day rotation"
 def db_key_rotation(deployment: Deployment, pytestconfig: pytest.Config) -> DbKeyRotation:
     return DbKeyRotation(deployment, reason=pytestconfig.getoption("reason") or REASON, scheduled=True,
                          workers=pytestconfig.getoption("workers"),
-                         abandon_pending=pytestconfig.getoption("abandon_pending"))
+                         abandon_pending=pytestconfig.getoption("abandon_pending"),
+                         staged=not pytestconfig.getoption("stop_the_world"),
+                         max_rate=pytestconfig.getoption("max_rate"))
 
 
 @pytest.fixture
@@ -33,6 +35,11 @@ def data_under_current_key(db_key_rotation: DbKeyRotation, evidence: Evidence) -
 @when("a new database encryption key is generated")
 def new_key(db_key_rotation: DbKeyRotation, evidence: Evidence) -> None:
     db_key_rotation.generate_key(evidence)
+
+
+@when("all sensitive data is prepared under the new key while the application still runs")
+def staged(db_key_rotation: DbKeyRotation, evidence: Evidence) -> None:
+    db_key_rotation.stage(evidence)
 
 
 @when("the .env file is updated with the new key")

@@ -142,7 +142,19 @@ def compromised_key_still_opens_a_value(request: pytest.FixtureRequest) -> None:
         conn.commit()
 
 
+def staged_row_unverified(request: pytest.FixtureRequest) -> None:
+    """Between staging and cutover, the side table marks one staged row as not verified: the cutover must not swap it
+    in, and its proof must then name the row that does not hold a verified staged ciphertext."""
+    with psycopg.connect(_world(request).dsn) as conn:
+        row = conn.execute("SELECT max(stage_id) FROM rotation_runbook.staged_job").fetchone()
+        assert row and row[0], "nothing was staged"
+        conn.execute(sql.SQL("UPDATE {} SET verified = false WHERE pk = 'client-00000001'").format(
+            sql.Identifier("rotation_runbook", f"staged_{row[0]}")))
+
+
 SABOTAGES: dict[str, Sabotage] = {
+    "db-key:staged-row-unverified": ("all sensitive data is prepared under the new key while the application still "
+                                     "runs", staged_row_unverified),
     "db-key:value-left-under-old-key": ("all sensitive data is re-encrypted under the new key",
                                         leave_one_value_under_old_key),
     "db-key:plaintext-changed": ("all sensitive data is re-encrypted under the new key", change_one_plaintext),

@@ -8,7 +8,9 @@ Feature: Database Encryption Key Rotation
   with the old one. The application is proven stopped before its configuration gets the new key, so nothing is
   written under the old key while the data moves to the new one, and proven to run on the new key afterwards. No key
   ever reaches the database server's log. Run again after an interruption at any point, the rotation takes up where
-  it stopped, including any value written under the old key meanwhile.
+  it stopped, including any value written under the old key meanwhile. The new values are prepared while the
+  application still runs, so that it is stopped only while they are put in place; whatever changed meanwhile is
+  re-encrypted then. The search for values the old key still opens runs once the application is back.
 
   Background:
     Given the CRM database holds client PII encrypted under the current database encryption key
@@ -18,17 +20,18 @@ Feature: Database Encryption Key Rotation
     Given the current configuration is backed up
     And the system is healthy before the rotation
     When a new database encryption key is generated
+    And all sensitive data is prepared under the new key while the application still runs
     And the application services are stopped
     And the .env file is updated with the new key
     Then the .env file keeps its restrictive permissions and every other setting
     When all sensitive data is re-encrypted under the new key
     Then every encrypted value decrypts with the new key to its original plaintext
-    And no encrypted value decrypts with the old key
-    When the rotation is logged
-    Then the rotation log records it with the previous key hash and the next rotation due date
     When the application services are started
     Then the system is healthy after the rotation
     And the encryption key loaded by the application is the new key
+    And no encrypted value decrypts with the old key
+    When the rotation is logged
+    Then the rotation log records it with the previous key hash and the next rotation due date
 
   Scenario: A wrong old key is refused before anything is written
     Given the current configuration is backed up

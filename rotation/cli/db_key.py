@@ -22,8 +22,15 @@ def register(sub: SubParsers) -> None:
     p.add_argument("action", choices=("rotate", "resume"),
                    help="rotate: start a rotation, or take up the one in progress; resume: the same")
     add_live_options(p)
+    p.add_argument("--stop-the-world", action="store_true",
+                   help="re-encrypt every value while the app is stopped (default: stage the new values while it "
+                        "runs, stop it only for the cutover)")
+    p.add_argument("--max-rate", type=float, default=None, metavar="ROWS_PER_S",
+                   help="staging: at most this many rows per second while the app runs (default: no limit)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_live(SELECTION, args)
+    extra = (["--stop-the-world"] if args.stop_the_world else []) + (
+        [f"--max-rate={args.max_rate}"] if args.max_rate else [])
+    return run_live(SELECTION, args, *extra)

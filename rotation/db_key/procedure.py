@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -37,10 +39,11 @@ from rotation.core.keys import WeakSecretError, check_strength, generate_key
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
 from rotation.core.secret import Secret
-from rotation.db_key import fernet, populations, stopped, sweep
+from rotation.db_key import fernet, populations, staged, stopped, sweep
 from rotation.db_key.reencrypt import (
     DEFAULT_CIPHER_OPTIONS,
     JobResult,
+    Progress,
     ReencryptionError,
     TableSpec,
     abandon_job,
@@ -58,7 +61,7 @@ from rotation.db_key.verify import (
     forget_digests,
     key_reach,
     sample_opens,
-    snapshot,
+    snapshot_size,
     verify,
 )
 
@@ -67,19 +70,20 @@ T = TypeVar("T")
 
 KEYS = ("keys: loaded into the session temp table pg_temp.rotation_key with COPY FROM STDIN and read as "
         "(SELECT pg_temp.rotation_key('old'|'new')); never a statement parameter")
-REENCRYPT_SQL = ("UPDATE {table} SET <column> = pgp_sym_encrypt(pgp_sym_decrypt(<column>, <old>), <new>, "
-                 "'{options}') for each of {columns}, in keyset pages of 2,000 rows per primary-key range ({pk}), each "
-                 "page committed with its range's checkpoint in rotation_runbook.reencrypt_range, triggers kept quiet "
+REENCRYPT_SQL = ("one statement per keyset page of 2,000 rows per primary-key range ({pk}): WITH page AS (SELECT {pk}, "
+                 "sha256((to_jsonb(row) - <encrypted columns>)::text), pgp_sym_decrypt(<column>, <old>) for each of "
+                 "{columns} FROM {table} ... FOR UPDATE), UPDATE {table} SET <column> = pgp_sym_encrypt(<plaintext>, "
+                 "<new>, '{options}') FROM page, INSERT INTO rotation_runbook.plaintext_digest the rows' digests and "
+                 "hmac(<plaintext>, <new>, 'sha256') per value: each old value decrypted once, its digest and new "
+                 "ciphertext committed together with the range's checkpoint in rotation_runbook.reencrypt_range, "
+                 "triggers kept quiet "
                  "(SET LOCAL session_replication_role = replica, or ALTER TABLE ... DISABLE TRIGGER and back, in the "
-                 "same transaction); then rows the snapshot does not know (and, when the job is taken up again, every "
-                 "row with a value under the old key) digested and re-encrypted; " + KEYS)
+                 "same transaction); then rows the pass wrote no digest for (and, when the job is taken up again, "
+                 "every row with a value under the old key) digested and re-encrypted; " + KEYS)
 FERNET_SQL = ("SELECT {pk}, <column> FROM {table} in keyset pages of 200; each value not yet under the new key: "
               "MultiFernet([Fernet(new), Fernet(old)]).rotate(token) with the app's derivation "
               "urlsafe_b64encode(sha256(key)); UPDATE {table} SET <column> = <token> WHERE {pk} = <id>, one "
               "transaction per page with its checkpoint, triggers kept quiet as above")
-SNAPSHOT_SQL = ("INSERT INTO rotation_runbook.plaintext_digest SELECT {pk}, <column>, "
-                "hmac(pgp_sym_decrypt(<column>, <old>), <new>, 'sha256') FROM {table}, and per row "
-                "sha256((to_jsonb(row) - <encrypted columns>)::text) (once per job, atomically)")
 VERIFY_SQL = ("rotation_runbook.plaintext_digest joined to {table} on {pk}, per column: "
               "hmac(rotation_runbook.try_decrypt(<column>, <new>), <new>, 'sha256') = the digest taken before; "
               "rotation_runbook.try_decrypt(<column>, <old>) IS NULL; NULLs kept; every row of the table known to "
@@ -119,7 +123,8 @@ class DbKeyRotation:
     """
 
     def __init__(self, deployment: Deployment, *, reason: str, workers: int | None = None,
-                 abandon_pending: bool = False, scheduled: bool = False) -> None:
+                 abandon_pending: bool = False, scheduled: bool = False, staged: bool = False,
+                 max_rate: float | None = None) -> None:
         self.deployment = deployment
         self.credential = deployment.config.credential(CREDENTIAL)
         self.reason = reason
@@ -129,6 +134,9 @@ class DbKeyRotation:
         self.specs: tuple[TableSpec, ...] = pgcrypto_specs(deployment.config)
         self.fernet_specs: tuple[TableSpec, ...] = fernet.fernet_specs(deployment.config)
         self._keys: RotationKeys | None = None
+        self.staged = staged  # stage the new ciphertexts while the app runs; the app is stopped only for the cutover
+        self.max_rate = max_rate
+        self._stopped_at: float | None = None  # when this run proved the app stopped (the downtime window's start)
 
     # --- what the rotation works on ---------------------------------------------------------------------------------
     @property
@@ -233,11 +241,52 @@ class DbKeyRotation:
                     + f"); resume rotation {existing.rotation_id} instead")
             for job in jobs:
                 abandon_job(conn, job.job_id)
+            dropped = staged.finish(conn, existing.pending_fp or "", abandoned=True)
         state.discard_pending(self.env_file, self.credential.type)
         evidence.record("pending rotation abandoned", {"rotation": existing.rotation_id,
                                                        "pending key": existing.pending_fp,
-                                                       "jobs abandoned": [j.job_id for j in jobs]},
+                                                       "jobs abandoned": [j.job_id for j in jobs],
+                                                       "staged jobs abandoned (side tables dropped)": dropped},
                         source="--abandon-pending: the pending key is in neither .env nor any value")
+
+    # --- create (staged rotations): the expensive work while the app runs ------------------------------------------
+    def stage(self, evidence: Evidence) -> None:
+        """create: every value's new ciphertext computed and verified into a side table while the app still runs
+        (rotation.db_key.staged), throttled, resumable. A stop-the-world rotation stages nothing: it records so."""
+        keys = self._current_keys()
+        current = state.load(self.env_file, self.credential.type)
+        step = current.step if current else "none"
+        if not self.staged or step != "create":
+            evidence.record("nothing staged", {
+                "rotation": keys.rotation_id, "mode": "staged" if self.staged else "stop-the-world",
+                "why": (f"the rotation is at step '{step}': past staging" if self.staged else
+                        "every value is re-encrypted while the app is stopped")},
+                source=f"{state.state_path(self.env_file).name}; --stop-the-world")
+            return
+        kept = state.read_pending(self.env_file, self.credential.type)
+        require(kept == keys.new, f"the new key {keys.new.fingerprint} is not kept in "
+                                  f"{state.pending_path(self.env_file, self.credential.type).name}: nothing is staged "
+                                  "under a key that could be lost")
+        for spec in self.specs:
+            result = staged.stage(self.deployment.dsn, spec, keys.old, keys.new, max_rate=self.max_rate,
+                                  on_progress=_progress_line(f"staging {spec.table}"))
+            with connect(self.deployment.dsn) as conn:
+                verified = _count_side(conn, result.job, "verified")
+                total = _count_side(conn, result.job, "true")
+            evidence.record(f"staging of {spec.table}", {
+                "rotation": keys.rotation_id, "staged job": result.job.stage_id, "side table": result.job.side_name,
+                "phase": result.job.phase, "rows staged": result.job.rows_staged,
+                "rows staged by this run": result.rows_this_run, "resumed": result.resumed,
+                "seconds": round(result.seconds, 3), "max rate (rows/s)": self.max_rate,
+                "app": "running (the app's table is only read)", "key kept in":
+                    state.pending_path(self.env_file, self.credential.type).name},
+                source=staged.STAGE_SOURCE.format(table=spec.table, pk=spec.pk, options=result.job.cipher_options))
+            evidence.population(f"rows of {spec.table} staged and verified under the new key", verified, total,
+                                source=staged.STAGE_SOURCE.format(table=spec.table, pk=spec.pk,
+                                                                  options=result.job.cipher_options))
+            require(result.job.phase != "staging", f"the staging of {spec.table} did not finish")
+            require(verified == total, f"{total - verified:,} of {total:,} staged rows of {spec.table} do not decrypt "
+                                       "with the new key to their plaintext digest")
 
     # --- set ------------------------------------------------------------------------------------------------------
     def write_env(self, evidence: Evidence) -> None:
@@ -249,6 +298,7 @@ class DbKeyRotation:
         health = app_control.health(url)
         require(not health.healthy, f"the app still answers healthy at {url}: stop it before .env gets the new key")
         sessions = self._require_app_stopped(evidence)
+        self._stopped_at = time.time()
         before = envfile.get_secret(self.env_file, self.credential.env)
         if before != keys.new:
             require(before == keys.old, f"{self.env_file.name} holds {self.credential.env} {before.fingerprint}, "
@@ -306,14 +356,21 @@ class DbKeyRotation:
     def _reencrypt_all(self, keys: RotationKeys, evidence: Evidence) -> None:
         for spec in self.specs:
             with connect(self.deployment.dsn) as conn:
-                job_id, resumed = start_or_resume_job(conn, spec, keys.old, keys.new, ranges=self.workers * 4,
-                                                      policy=self.credential.strength)
-                digests = snapshot(conn, spec, job_id, keys.old, keys.new)
+                staged_job = staged.find_staged(conn, spec, keys.old, keys.new) if self.staged else None
+            if staged_job is not None and staged_job.phase != "done":  # done: a finished rotation checked again
+                self._cutover(spec, keys, evidence)
+                continue
+            with connect(self.deployment.dsn) as conn:
+                _, resumed = start_or_resume_job(conn, spec, keys.old, keys.new, ranges=self.workers * 4,
+                                                 policy=self.credential.strength)
             result = reencrypt_table(self.deployment.dsn, keys.old, keys.new, spec=spec, workers=self.workers,
                                      policy=self.credential.strength)
+            with connect(self.deployment.dsn) as conn:
+                digests = snapshot_size(conn, result.job_id)
             self._record_job(evidence, spec, result, {"plaintext digests": digests, "resumed": resumed,
-                                                      "cipher options": DEFAULT_CIPHER_OPTIONS},
-                             SNAPSHOT_SQL.format(table=spec.table, pk=spec.pk) + "; then " + REENCRYPT_SQL.format(
+                                                      "cipher options": DEFAULT_CIPHER_OPTIONS,
+                                                      "old-key decryptions per value": 1},
+                             REENCRYPT_SQL.format(
                                  table=spec.table, pk=spec.pk, columns=", ".join(spec.columns),
                                  options=DEFAULT_CIPHER_OPTIONS))
         for spec in self.fernet_specs:
@@ -321,6 +378,31 @@ class DbKeyRotation:
                                              policy=self.credential.strength)
             self._record_job(evidence, spec, result, {"resumed": result.resumed, "cipher": fernet.FERNET_CIPHER},
                              FERNET_SQL.format(table=spec.table, pk=spec.pk))
+
+    def _cutover(self, spec: TableSpec, keys: RotationKeys, evidence: Evidence) -> None:
+        """The staged rotation's cutover (the app is stopped): stragglers, the swap, the population proof."""
+        result = staged.cutover(self.deployment.dsn, spec, keys.old, keys.new)
+        source = staged.CUTOVER_SOURCE.format(table=spec.table, pk=spec.pk)
+        evidence.record(f"cutover of {spec.table}", {
+            "rotation": keys.rotation_id, "staged job": result.job.stage_id, "job": result.job_id,
+            "phase": result.job.phase, "triggers": result.triggers,
+            "rows inserted since staging": {"count": len(result.stragglers_inserted),
+                                            spec.pk: list(result.stragglers_inserted[:20])},
+            "rows changed since staging": {"count": len(result.stragglers_changed),
+                                           spec.pk: list(result.stragglers_changed[:20])},
+            "staged rows whose row is gone": result.removed, "rows swapped by this run": result.swapped,
+            "seconds": {k: round(v, 3) for k, v in result.seconds.items()}}, source=source)
+        proof = staged.PROOF_SOURCE.format(table=spec.table, pk=spec.pk)
+        evidence.record(f"values of {spec.table} after the swap", {
+            "rotation": keys.rotation_id, "rows": result.rows,
+            "holding their verified staged ciphertext": result.equal,
+            "of which re-encrypted and verified at the cutover": result.at_cutover,
+            "rows that do not": list(result.not_equal)}, source=proof)
+        evidence.population(f"rows of {spec.table} holding their verified staged ciphertext", result.equal,
+                            result.rows, source=proof)
+        require(result.proven, f"{spec.table}: {result.rows - result.equal:,} of {result.rows:,} rows do not hold "
+                               f"their verified staged ciphertext after the swap ({spec.pk}="
+                               f"{', '.join(result.not_equal)}): the cutover missed them; run the rotation again")
 
     def _nothing_moved(self, keys: RotationKeys) -> bool:
         """No value is under the new key yet: every write is journaled with its job's checkpoint."""
@@ -380,11 +462,16 @@ class DbKeyRotation:
                 if cleaned is not None:
                     problems += self._recheck(conn, spec, kind, cleaned, evidence)
                     continue
-                check = (verify(conn, spec, job[0], keys.old, keys.new) if kind == "pgcrypto"
-                         else fernet.verify_fernet(conn, spec, job[0], keys.old, keys.new))
+                swapped = staged.find_staged(conn, spec, keys.old, keys.new) if kind == "pgcrypto" else None
+                if swapped is not None and swapped.phase == "swapped" and swapped.job_id == job[0]:
+                    check = staged.verify_staged(conn, spec, swapped, job[0], keys.old, keys.new)
+                    source = staged.VERIFY_SOURCE
+                else:
+                    check = (verify(conn, spec, job[0], keys.old, keys.new) if kind == "pgcrypto"
+                             else fernet.verify_fernet(conn, spec, job[0], keys.old, keys.new))
+                    source = VERIFY_SQL if kind == "pgcrypto" else FERNET_VERIFY
             problems += self._record_check(evidence, spec, kind, job[0], check,
-                                           (VERIFY_SQL if kind == "pgcrypto" else FERNET_VERIFY).format(
-                                               table=spec.table, pk=spec.pk))
+                                           source.format(table=spec.table, pk=spec.pk))
         require(not problems, "; ".join(problems))
         state.advance(self.env_file, self.credential.type, "test")  # every value proven (none opens with the old key)
 
@@ -500,6 +587,14 @@ class DbKeyRotation:
         proof = self._app_proof(keys)
         evidence.record("key loaded by the app", {"rotation": keys.rotation_id, **proof.detail},
                         source=self._proof_source(proof))
+        if self._stopped_at is not None and proof.proven:
+            evidence.record("downtime window", {
+                "rotation": keys.rotation_id, "mode": "staged" if self.staged else "stop-the-world",
+                "app proven stopped": dt.datetime.fromtimestamp(self._stopped_at, dt.UTC).isoformat(),
+                "app proven on the new key": dt.datetime.now(dt.UTC).isoformat(),
+                "seconds (at most)": round(time.time() - self._stopped_at, 3)},
+                source="from the check that no session of the app's role is connected (before .env changed) to "
+                       "the proof that the app runs on the new key")
         require(proof.proven, proof.why)
         self._finish_when_done(keys, evidence)
 
@@ -532,8 +627,10 @@ class DbKeyRotation:
         with connect(self.deployment.dsn) as conn:
             jobs = [j for j in jobs_towards(conn, keys.new.fingerprint)]
             removed = forget_digests(conn, [j.job_id for j in jobs])
+            dropped = staged.finish(conn, keys.new.fingerprint)
         evidence.record("per-value digests removed", {"rotation": keys.rotation_id, "jobs": [j.job_id for j in jobs],
-                                                      "digests deleted": removed},
+                                                      "digests deleted": removed,
+                                                      "staged jobs finished (side tables dropped)": dropped},
                         source="UPDATE rotation_runbook.reencrypt_job SET verified_values = <digests>, verified_at, "
                                "digests_removed_at = now(); DELETE FROM rotation_runbook.plaintext_digest WHERE "
                                "job_id = ANY(<this rotation's jobs>)")
@@ -609,3 +706,20 @@ class DbKeyRotation:
                         source=f"{state.state_path(self.env_file).name} (four-step state); "
                                f"{state.pending_path(self.env_file, self.credential.type).name} (PENDING key, 0600); "
                                f".env backups searched by fingerprint for the old key")
+
+
+def _count_side(conn: psycopg.Connection, job: staged.StagedJob, condition: str) -> int:
+    """Rows of a staged job's side table meeting `condition` (a fixed SQL text from this module)."""
+    from psycopg import sql
+
+    row = conn.execute(sql.SQL("SELECT count(*) FILTER (WHERE {}) FROM {}").format(sql.SQL(condition),
+                                                                                 job.side_table)).fetchone()
+    conn.commit()
+    return int(row[0]) if row else 0
+
+
+def _progress_line(what: str) -> staged.ProgressCallback:
+    """Progress and ETA on the operator's terminal (past pytest's capture): the staging may take a while."""
+    def show(progress: Progress) -> None:
+        print(f"{what}: {progress.line().replace('re-encrypted', 'staged')}", file=sys.__stderr__, flush=True)
+    return show

@@ -6,13 +6,19 @@ parallel workers in keyset batches; each batch is committed in one transaction t
 so a SIGKILL at any moment loses at most the uncommitted batch and a rerun resumes exactly after the last committed
 one: no value skipped, none encrypted twice. No trigger of the app fires (rotation.db_key.triggers).
 
-After the ranged pass, values the ranges could not have seen are taken up: rows written after the digest snapshot,
-and, when a job is taken up again, every value that still opens with the old key (a writer that was not stopped).
-Each is digested (plaintext and other columns) just before it is re-encrypted, so verification covers it too.
+One expensive pass: each old value is decrypted once. The statement that re-encrypts a page also writes its values'
+keyed plaintext digests and its rows' other-columns digests (rotation_runbook.plaintext_digest), in the same transaction
+as the new ciphertext and the checkpoint; verification compares the new values' decryption with those digests.
+
+After the ranged pass, values the ranges could not have seen are taken up: rows the pass wrote no digest for (written
+behind its cursor), and, when a job is taken up again, every value that still opens with the old key (a writer that
+was not stopped). Each is digested (plaintext and other columns) just before it is re-encrypted, so verification covers
+it too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
@@ -245,19 +251,26 @@ def pk_type(conn: psycopg.Connection, spec: TableSpec) -> str:
 OLD, NEW = key_ref("old"), key_ref("new")
 
 
-def _batch_statement(spec: TableSpec, key_type: str, *, lower: bool, upper: bool) -> sql.Composed:
+def _batch_statement(spec: TableSpec, key_type: str, *, lower: bool, upper: bool,
+                     digests: bool = True) -> sql.Composed:
     """Re-encrypt the next keyset page of a range: plain index range bounds (no OR), so each page costs the same
-    wherever it lies in the table. Keys come from the session's key table."""
+    wherever it lies in the table. Keys come from the session's key table.
+
+    With `digests`, one statement decrypts each old value once: the page (locked) yields its plaintexts, the UPDATE
+    encrypts them under the new key, and the same statement writes each value's keyed plaintext digest and the row's
+    other-columns digest, taken from the row as it was before the write. Digests and new ciphertext therefore commit
+    together (with the range's checkpoint): a kill leaves both or neither."""
     ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": sql.SQL(key_type)}
-    sets = sql.SQL(", ").join(
-        sql.SQL("{c} = CASE WHEN t.{c} IS NULL THEN NULL ELSE "
-                "pgp_sym_encrypt(pgp_sym_decrypt(t.{c}, " + OLD + "), " + NEW + ", %(opts)s) END"
-                ).format(c=sql.Identifier(c))
-        for c in spec.columns)
     bounds = [sql.SQL("t.{pk} > CAST(%(after)s AS {kt})").format(**ids)] if lower else []
     bounds += [sql.SQL("t.{pk} <= CAST(%(hi)s AS {kt})").format(**ids)] if upper else []
     where = sql.SQL(" AND ").join(bounds) if bounds else sql.SQL("true")
-    return sql.SQL("""
+    if not digests:
+        sets = sql.SQL(", ").join(
+            sql.SQL("{c} = CASE WHEN t.{c} IS NULL THEN NULL ELSE "
+                    "pgp_sym_encrypt(pgp_sym_decrypt(t.{c}, " + OLD + "), " + NEW + ", %(opts)s) END"
+                    ).format(c=sql.Identifier(c))
+            for c in spec.columns)
+        return sql.SQL("""
 WITH page AS (
     SELECT t.{pk} FROM {t} t WHERE {where} ORDER BY t.{pk} LIMIT %(n)s
 ), upd AS (
@@ -267,6 +280,91 @@ WITH page AS (
 )
 SELECT count(*), max(k)::text FROM upd
 """).format(where=where, sets=sets, **ids)
+    plain = sql.SQL(", ").join(
+        sql.SQL("pgp_sym_decrypt(t.{c}, " + OLD + ") AS {p}").format(c=sql.Identifier(c), p=sql.Identifier(f"p{i}"))
+        for i, c in enumerate(spec.columns))
+    # pgp_sym_decrypt and pgp_sym_encrypt are strict: a NULL stays NULL, and so does its digest
+    sets = sql.SQL(", ").join(
+        sql.SQL("{c} = pgp_sym_encrypt(p.{p}, " + NEW + ", %(opts)s)").format(
+            c=sql.Identifier(c), p=sql.Identifier(f"p{i}"))
+        for i, c in enumerate(spec.columns))
+    rows = sql.SQL(", ").join([sql.SQL("('', p.other)"), *(
+        sql.SQL("({name}, hmac(p.{p}, " + NEW + ", 'sha256'))").format(name=sql.Literal(c), p=sql.Identifier(f"p{i}"))
+        for i, c in enumerate(spec.columns))])
+    return sql.SQL("""
+WITH page AS (
+    SELECT t.{pk} AS k, {other} AS other, {plain}
+    FROM {t} t WHERE {where} ORDER BY t.{pk} LIMIT %(n)s FOR UPDATE
+), upd AS (
+    UPDATE {t} t SET {sets} FROM page p WHERE t.{pk} = p.k
+    RETURNING t.{pk} AS k
+), digests AS (
+    INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest)
+    SELECT %(job)s, p.k::text, d.name, d.digest FROM page p CROSS JOIN LATERAL (VALUES {rows}) AS d(name, digest)
+    ON CONFLICT (job_id, pk, column_name) DO NOTHING
+)
+SELECT count(*), max(k)::text FROM upd
+""").format(where=where, sets=sets, plain=plain, rows=rows, other=other_columns_digest(spec, "t"), **ids)
+
+
+PAGE_TABLE = "pg_temp.rotation_page"
+
+
+def page_table_ddl(spec: TableSpec) -> sql.Composed:
+    """The session's page table: a page's new ciphertexts and digests between its two statements (never a
+    plaintext); emptied at each commit."""
+    cols = sql.SQL(", ").join(sql.SQL("{} bytea, {} bytea").format(sql.Identifier(f"n{i}"), sql.Identifier(f"d{i}"))
+                              for i in range(len(spec.columns)))
+    return sql.SQL("CREATE TEMP TABLE IF NOT EXISTS rotation_page (k text PRIMARY KEY, other bytea, {}) "
+                   "ON COMMIT DELETE ROWS").format(cols)
+
+
+def _prepare_statement(spec: TableSpec, key_type: str, *, lower: bool, upper: bool) -> sql.Composed:
+    """The owner way, first half of a page: lock the page's rows, decrypt each old value once, and keep its new
+    ciphertext, its keyed plaintext digest and the row's other-columns digest in the session's page table."""
+    ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": sql.SQL(key_type)}
+    bounds = [sql.SQL("t.{pk} > CAST(%(after)s AS {kt})").format(**ids)] if lower else []
+    bounds += [sql.SQL("t.{pk} <= CAST(%(hi)s AS {kt})").format(**ids)] if upper else []
+    where = sql.SQL(" AND ").join(bounds) if bounds else sql.SQL("true")
+    n = range(len(spec.columns))
+    plain = sql.SQL(", ").join(
+        sql.SQL("pgp_sym_decrypt(t.{c}, " + OLD + ") AS {p}").format(c=sql.Identifier(c), p=sql.Identifier(f"p{i}"))
+        for i, c in enumerate(spec.columns))
+    cols = sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Identifier(f"n{i}"), sql.Identifier(f"d{i}")) for i in n)
+    values = sql.SQL(", ").join(
+        sql.SQL("pgp_sym_encrypt(p.{p}, " + NEW + ", %(opts)s), hmac(p.{p}, " + NEW + ", 'sha256')").format(
+            p=sql.Identifier(f"p{i}")) for i in n)
+    return sql.SQL("""
+WITH page AS (
+    SELECT t.{pk} AS k, {other} AS other, {plain}
+    FROM {t} t WHERE {where} ORDER BY t.{pk} LIMIT %(n)s FOR UPDATE
+), kept AS (
+    INSERT INTO """ + PAGE_TABLE + """ (k, other, {cols}) SELECT p.k::text, p.other, {values} FROM page p
+)
+SELECT count(*), max(k)::text FROM page
+""").format(where=where, plain=plain, cols=cols, values=values, other=other_columns_digest(spec, "t"), **ids)
+
+
+def _apply_statement(spec: TableSpec, key_type: str) -> sql.Composed:
+    """The owner way, second half of a page (under the table lock): the new ciphertexts in, the digests recorded."""
+    ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": sql.SQL(key_type)}
+    sets = sql.SQL(", ").join(sql.SQL("{c} = p.{n}").format(c=sql.Identifier(c), n=sql.Identifier(f"n{i}"))
+                              for i, c in enumerate(spec.columns))
+    rows = sql.SQL(", ").join([sql.SQL("('', p.other)"), *(
+        sql.SQL("({name}, p.{d})").format(name=sql.Literal(c), d=sql.Identifier(f"d{i}"))
+        for i, c in enumerate(spec.columns))])
+    return sql.SQL("""
+WITH upd AS (
+    UPDATE {t} t SET {sets} FROM """ + PAGE_TABLE + """ p WHERE t.{pk} = CAST(p.k AS {kt})
+    RETURNING t.{pk} AS k
+), digests AS (
+    INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest)
+    SELECT %(job)s, p.k, d.name, d.digest FROM """ + PAGE_TABLE + """ p
+    CROSS JOIN LATERAL (VALUES {rows}) AS d(name, digest)
+    ON CONFLICT (job_id, pk, column_name) DO NOTHING
+)
+SELECT count(*) FROM upd
+""").format(sets=sets, rows=rows, **ids)
 
 
 @dataclass(frozen=True)
@@ -312,8 +410,12 @@ def _guard(conn: psycopg.Connection, spec: TableSpec, job_id: int) -> TriggerGua
 def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: TableSpec,
               workers: int | None = None, batch_size: int = 2000, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
               policy: StrengthPolicy = APP_MINIMUM, on_progress: ProgressCallback | None = None,
-              progress_every_s: float = 0.5) -> JobResult:
-    """Re-encrypt all of spec's columns from old_key to new_key, resuming an interrupted job on the same keys."""
+              progress_every_s: float = 0.5, digests: bool = True) -> JobResult:
+    """Re-encrypt all of spec's columns from old_key to new_key, resuming an interrupted job on the same keys.
+
+    With `digests` (what a rotation needs), each page also records its values' plaintext digests and its rows'
+    other-columns digests in the same statement (see _batch_statement), and rows the pass could not have seen are
+    taken up after it. Without, the pass re-encrypts only (the bare engine, as benchmarked)."""
     old_key, new_key = secret(old_key), secret(new_key)
     keys = {"old": old_key, "new": new_key}
     workers = workers or os.cpu_count() or 2
@@ -323,15 +425,22 @@ def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: T
                         policy=policy)
         guard = _guard(conn, spec, job.job_id)
         key_type = pk_type(conn, spec)
+        if digests and not job.snapshot_taken:  # the pass writes the digests: rows it has not seen are stragglers
+            conn.execute("UPDATE rotation_runbook.reencrypt_job SET snapshot_taken = true WHERE job_id = %s",
+                         (job.job_id,))
+            job = dataclasses.replace(job, snapshot_taken=True)
         conn.commit()
-    workers = 1 if guard.serial else workers  # the owner way locks the table for each write transaction
+    split = guard.serial and digests  # the owner way locks the table: only the cheap write is taken under it
+    workers = 1 if guard.serial and not split else workers
     counter = _Counter(job.done_before)
     work: queue.SimpleQueue[int] = queue.SimpleQueue()
     for r in job.todo:
         work.put(r)
     params = {"job": job.job_id, "opts": job.cipher_options, "n": batch_size}
-    statements = {(lo, hi): _batch_statement(spec, key_type, lower=lo, upper=hi)
+    statements = {(lo, hi): (_prepare_statement(spec, key_type, lower=lo, upper=hi) if split else
+                             _batch_statement(spec, key_type, lower=lo, upper=hi, digests=digests))
                   for lo in (False, True) for hi in (False, True)}
+    apply = _apply_statement(spec, key_type) if split else None
 
     def worker() -> None:
         with connect(dsn, keys=keys) as conn:
@@ -340,7 +449,7 @@ def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: T
                     range_no = work.get_nowait()
                 except queue.Empty:
                     return
-                _drain_range(conn, statements, {**params, "range": range_no}, counter, spec, guard)
+                _drain_range(conn, statements, {**params, "range": range_no}, counter, spec, guard, apply)
 
     stop = threading.Event()
     reporter = threading.Thread(target=_report, daemon=True,
@@ -379,21 +488,33 @@ WHERE job_id = %(job)s AND range_no = %(range)s
 
 
 def _drain_range(conn: psycopg.Connection, statements: dict[tuple[bool, bool], sql.Composed],
-                 params: dict[str, object], counter: _Counter, spec: TableSpec, guard: TriggerGuard) -> None:
-    """Batches until the range is done. Each transaction keeps the table's triggers quiet, locks the range's
-    checkpoint row (so two runs never work one range at once), re-encrypts one page and advances the checkpoint:
-    all of it commits, or none."""
+                 params: dict[str, object], counter: _Counter, spec: TableSpec, guard: TriggerGuard,
+                 apply: sql.Composed | None = None) -> None:
+    """Batches until the range is done. Each transaction locks the range's checkpoint row (so two runs never work one
+    range at once), keeps the table's triggers quiet, re-encrypts one page and advances the checkpoint: all of it
+    commits, or none. With `apply` (the owner way), the page's expensive part (decrypt, encrypt, digests) runs
+    before the table lock is taken, into the session's page table, so workers overlap; `apply` then writes it."""
+    split = apply is not None
+    if split:
+        conn.execute(page_table_ddl(spec))
+        conn.commit()
     while True:
         try:
             with conn.transaction():
-                guard.begin(conn)
+                for setting in DIGEST_SETTINGS:  # the other-columns digests' JSON text must not depend on the session
+                    conn.execute(setting)
                 claimed = conn.execute(CLAIM, params).fetchone()
                 if claimed is None:  # finished, by this run or an earlier one
                     return
                 after, hi = claimed
                 statement = statements[(after is not None, hi is not None)]
+                if not split:
+                    guard.begin(conn)
                 page = conn.execute(statement, {**params, "after": after, "hi": hi}).fetchone()
                 count, last = page if page else (0, None)
+                if split and apply is not None:  # only the cheap write holds the table lock the owner way takes
+                    guard.begin(conn)
+                    conn.execute(apply, params)
                 done = count < int(str(params["n"]))
                 conn.execute(CHECKPOINT, {**params, "cursor": last, "count": count, "done": done})
                 guard.end(conn)

@@ -219,20 +219,30 @@ def verify(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secr
         for column in spec.columns:
             counts = conn.execute(_fmt(CHECK_COLUMN, spec, column), params).fetchone() or (0, 0, 0, 0, 0)
             columns.append(ColumnCheck(column, *(int(n) for n in counts)))
+            if columns[-1].ok:  # every value accounted for: naming failures would decrypt everything again
+                continue
             findings += [Finding(spec.table, spec.pk, column, str(why), int(n), tuple(str(i) for i in ids or ()))
                          for why, n, ids in conn.execute(_fmt(FAILURES, spec, column), params).fetchall()]
-        for query, why in ((ROWS_UNKNOWN, "written after the digest snapshot, not re-encrypted by this rotation: run "
-                                          "the rotation again to take them up"),
-                           (ROWS_CHANGED, "changed in columns other than the encrypted ones")):
-            row = conn.execute(_fmt(query, spec), params).fetchone()
-            if row and row[0]:
-                findings.append(Finding(spec.table, spec.pk, None, why, int(row[0]),
-                                        tuple(str(i) for i in row[1] or ())))
+        findings += row_findings(conn, spec, job_id, failure_limit)
         rows_before = _count(conn, "SELECT count(*) FROM rotation_runbook.plaintext_digest WHERE job_id = %s "
                                    "AND column_name = ''", (job_id,))
         rows_after = _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table)))
     conn.commit()
     return PopulationCheck(spec.table, rows_before, rows_after, tuple(columns), tuple(findings))
+
+
+def row_findings(conn: psycopg.Connection, spec: TableSpec, job_id: int, failure_limit: int = 10) -> list[Finding]:
+    """Rows the job's digests do not know, and rows whose other columns changed (inside the caller's transaction,
+    DIGEST_SETTINGS applied)."""
+    params = {"job": job_id, "limit": failure_limit}
+    findings = []
+    for query, why in ((ROWS_UNKNOWN, "written after the digest snapshot, not re-encrypted by this rotation: run "
+                                      "the rotation again to take them up"),
+                       (ROWS_CHANGED, "changed in columns other than the encrypted ones")):
+        row = conn.execute(_fmt(query, spec), params).fetchone()
+        if row and row[0]:
+            findings.append(Finding(spec.table, spec.pk, None, why, int(row[0]), tuple(str(i) for i in row[1] or ())))
+    return findings
 
 
 def _count(conn: psycopg.Connection, query: str | sql.Composed, params: tuple[object, ...] = ()) -> int:

@@ -31,7 +31,7 @@ from rotation.db_key.reencrypt import (
     start_or_resume_job,
 )
 from rotation.db_key.reencrypt import reencrypt as reencrypt_table
-from rotation.db_key.verify import snapshot, verify
+from rotation.db_key.verify import verify
 
 REPAIR_REASON = "Finish an interrupted re-encryption"
 
@@ -229,7 +229,6 @@ class DecryptionTroubleshooting:
         for spec in self.specs:
             with connect(self.deployment.dsn) as conn:
                 job_id, _ = start_or_resume_job(conn, spec, old, new, ranges=4, policy=self.credential.strength)
-                snapshot(conn, spec, job_id, old, new)
             reencrypt_table(self.deployment.dsn, old, new, spec=spec, workers=self.workers,
                             policy=self.credential.strength)
             with connect(self.deployment.dsn) as conn:

@@ -74,6 +74,7 @@ class LiveCrm:
     before: list[tuple[object, ...]]
 
     config: Path | None = None  # a deployment configuration for the command (e.g. the app's probe), else built-in
+    extra: tuple[str, ...] = ()  # more options for the command (e.g. --stop-the-world)
 
     def command(self, action: str = "rotate") -> list[str]:
         config = [f"--config={self.config}"] if self.config else []
@@ -82,7 +83,7 @@ class LiveCrm:
                 f"--app-restart={self.app.restart}", f"--app-reload={self.app.reload}",
                 f"--health-url={self.app.health_url}", "--workers=2", "--operator=test-operator",
                 "--change-id=CHG-0009", "--approver=test-approver", f"--reports-dir={self.reports}",
-                "--allow-staging-endpoints", "--confirm-live"]
+                "--allow-staging-endpoints", "--confirm-live", *self.extra]
 
     def rotate(self, action: str = "rotate", *, kill_after: str | None = None, addopts: str = "",
                environ: dict[str, str] | None = None, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:

@@ -31,6 +31,8 @@ def test_db_key_scenarios_pass_untouched(suite: SuiteRunner) -> None:
     ("db-key:app-keeps-old-key", SCHEDULED,
      "And the encryption key loaded by the application is the new key",
      "the app could not read crm_client_preferences.email_encrypted client_id=client-00000001: HTTP 500"),
+    ("db-key:staged-row-unverified", SCHEDULED, "When all sensitive data is re-encrypted under the new key",
+     "rows do not hold their verified staged ciphertext after the swap (client_id=client-00000001)"),
     ("db-key:other-column-changed", SCHEDULED,
      "Then every encrypted value decrypts with the new key to its original plaintext",
      "crm_client_preferences: 1 row changed in columns other than the encrypted ones (client_id=client-00000001)"),

@@ -1,5 +1,6 @@
-"""Crash safety inside the re-encryption step: SIGKILL the operator's `rotation db-key rotate` while it takes the
-plaintext digests, or half-way through re-encrypting, then run the same command again: every value reads back under
+"""Crash safety inside the re-encryption step (stop-the-world): SIGKILL the operator's `rotation db-key rotate
+--stop-the-world` before its first page commits, or half-way through re-encrypting (each page writes its plaintext
+digests in the statement that re-encrypts it), then run the same command again: every value reads back under
 the new key equal to its plaintext before, none under the old, and both runs' evidence names the same rotation."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ REENCRYPT_STEP = "When all sensitive data is re-encrypted under the new key"
 @pytest.fixture
 def crm(pg: StagingServer, tmp_path: Path) -> Iterator[LiveCrm]:
     with live_crm(pg.admin_dsn, tmp_path, ROWS) as world:
+        world.extra = ("--stop-the-world",)  # the one pass re-encrypting in place (the staged way: test_db_key_staged)
         yield world
 
 
@@ -53,9 +55,9 @@ def kill_when(dsn: str, proc: subprocess.Popen[str], ready: Callable[[int], bool
     raise AssertionError("the moment to kill never came")
 
 
-@pytest.mark.parametrize("moment", ["during the digest snapshot", "mid re-encryption"])
+@pytest.mark.parametrize("moment", ["before the first page commits", "mid re-encryption"])
 def test_killed_inside_the_reencryption_the_same_command_finishes(crm: LiveCrm, moment: str) -> None:
-    ready = (lambda n: n == 0) if moment == "during the digest snapshot" else (lambda n: 0 < n < ROWS // 2)
+    ready = (lambda n: n == 0) if moment == "before the first page commits" else (lambda n: 0 < n < ROWS // 2)
     done_at_kill = kill_when(crm.dsn, crm.popen(), ready)
     assert done_at_kill < ROWS
 
