@@ -274,16 +274,12 @@ class DbKeyRotation:
                 verified = _count_side(conn, result.job, "verified")
                 total = _count_side(conn, result.job, "true")
             evidence.record(f"staging of {spec.table}", {
-                "rotation": keys.rotation_id, "staged job": result.job.stage_id, "side table": result.job.side_name,
-                "phase": result.job.phase, "rows staged": result.job.rows_staged,
-                "rows staged by this run": result.rows_this_run, "resumed": result.resumed,
-                "seconds": round(result.seconds, 3), "max rate (rows/s)": self.max_rate,
-                "app": "running (the app's table is only read)", "key kept in":
-                    state.pending_path(self.env_file, self.credential.type).name},
-                source=staged.STAGE_SOURCE.format(table=spec.table, pk=spec.pk, options=result.job.cipher_options))
-            evidence.population(f"rows of {spec.table} staged and verified under the new key", verified, total,
-                                source=staged.STAGE_SOURCE.format(table=spec.table, pk=spec.pk,
-                                                                  options=result.job.cipher_options))
+                "rotation": keys.rotation_id, "side table": result.job.side_name, "phase": result.job.phase,
+                "rows staged and verified under the new key": f"{verified:,} of {total:,}",
+                "by this run": result.rows_this_run, "seconds": round(result.seconds, 1),
+                "max rows/s": self.max_rate or "no limit"},
+                source=staged.STAGE_SOURCE.format(table=spec.table, pk=spec.pk, options=result.job.cipher_options)
+                + f"; the app running; the key kept in {state.pending_path(self.env_file, self.credential.type).name}")
             require(result.job.phase != "staging", f"the staging of {spec.table} did not finish")
             require(verified == total, f"{total - verified:,} of {total:,} staged rows of {spec.table} do not decrypt "
                                        "with the new key to their plaintext digest")
@@ -384,22 +380,15 @@ class DbKeyRotation:
         result = staged.cutover(self.deployment.dsn, spec, keys.old, keys.new)
         source = staged.CUTOVER_SOURCE.format(table=spec.table, pk=spec.pk)
         evidence.record(f"cutover of {spec.table}", {
-            "rotation": keys.rotation_id, "staged job": result.job.stage_id, "job": result.job_id,
-            "phase": result.job.phase, "triggers": result.triggers,
-            "rows inserted since staging": {"count": len(result.stragglers_inserted),
-                                            spec.pk: list(result.stragglers_inserted[:20])},
-            "rows changed since staging": {"count": len(result.stragglers_changed),
-                                           spec.pk: list(result.stragglers_changed[:20])},
-            "staged rows whose row is gone": result.removed, "rows swapped by this run": result.swapped,
-            "seconds": {k: round(v, 3) for k, v in result.seconds.items()}}, source=source)
-        proof = staged.PROOF_SOURCE.format(table=spec.table, pk=spec.pk)
-        evidence.record(f"values of {spec.table} after the swap", {
-            "rotation": keys.rotation_id, "rows": result.rows,
-            "holding their verified staged ciphertext": result.equal,
-            "of which re-encrypted and verified at the cutover": result.at_cutover,
-            "rows that do not": list(result.not_equal)}, source=proof)
-        evidence.population(f"rows of {spec.table} holding their verified staged ciphertext", result.equal,
-                            result.rows, source=proof)
+            "rotation": keys.rotation_id, "job": result.job_id, "phase": result.job.phase,
+            "staged again, inserted since staging": list(result.stragglers_inserted[:20]) or 0,
+            "staged again, changed since staging": list(result.stragglers_changed[:20]) or 0,
+            "swapped by this run": result.swapped,
+            "rows holding their verified staged ciphertext": f"{result.equal:,} of {result.rows:,} "
+                                                             f"({result.at_cutover:,} staged at the cutover)",
+            "rows that do not": list(result.not_equal) or 0,
+            "seconds": {k: round(v, 2) for k, v in result.seconds.items()}},
+            source=source + "; proof: " + staged.PROOF_SOURCE.format(table=spec.table, pk=spec.pk))
         require(result.proven, f"{spec.table}: {result.rows - result.equal:,} of {result.rows:,} rows do not hold "
                                f"their verified staged ciphertext after the swap ({spec.pk}="
                                f"{', '.join(result.not_equal)}): the cutover missed them; run the rotation again")
@@ -585,16 +574,14 @@ class DbKeyRotation:
         process started after .env changed). Once it does and the rotation is logged, the rotation is finished."""
         keys = self._current_keys()
         proof = self._app_proof(keys)
-        evidence.record("key loaded by the app", {"rotation": keys.rotation_id, **proof.detail},
+        window = ({"downtime window": {
+            "mode": "staged" if self.staged else "stop-the-world",
+            "from (app proven stopped)": _utc(dt.datetime.fromtimestamp(self._stopped_at, dt.UTC)),
+            "to (app proven on the new key)": _utc(dt.datetime.now(dt.UTC)),
+            "seconds (at most)": round(time.time() - self._stopped_at, 3)}}
+            if self._stopped_at is not None and proof.proven else {})
+        evidence.record("key loaded by the app", {"rotation": keys.rotation_id, **proof.detail, **window},
                         source=self._proof_source(proof))
-        if self._stopped_at is not None and proof.proven:
-            evidence.record("downtime window", {
-                "rotation": keys.rotation_id, "mode": "staged" if self.staged else "stop-the-world",
-                "app proven stopped": dt.datetime.fromtimestamp(self._stopped_at, dt.UTC).isoformat(),
-                "app proven on the new key": dt.datetime.now(dt.UTC).isoformat(),
-                "seconds (at most)": round(time.time() - self._stopped_at, 3)},
-                source="from the check that no session of the app's role is connected (before .env changed) to "
-                       "the proof that the app runs on the new key")
         require(proof.proven, proof.why)
         self._finish_when_done(keys, evidence)
 
@@ -723,3 +710,7 @@ def _progress_line(what: str) -> staged.ProgressCallback:
     def show(progress: Progress) -> None:
         print(f"{what}: {progress.line().replace('re-encrypted', 'staged')}", file=sys.__stderr__, flush=True)
     return show
+
+
+def _utc(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -69,23 +69,16 @@ CREATE TABLE IF NOT EXISTS rotation_runbook.staged_job (
     finished_at TIMESTAMPTZ
 )
 """
-STAGE_SOURCE = ("WITH page AS (SELECT {pk}, sha256(ROW(<encrypted columns>)::text) AS src, pgp_sym_decrypt(<column>, "
-                "<old>) ... FROM {table} ORDER BY {pk} LIMIT <page> after the cursor), INSERT INTO "
-                "rotation_runbook.staged_<id> (pk, src, n<i> = pgp_sym_encrypt(<plaintext>, <new>, '{options}'), "
-                "d<i> = hmac(<plaintext>, <new>, 'sha256'), verified = hmac(pgp_sym_decrypt(n<i>, <new>), <new>, "
-                "'sha256') = d<i> for every column); cursor and counts in rotation_runbook.staged_job, committed with "
-                "the page; throttled to --max-rate rows/s; the app's table is only read")
-CUTOVER_SOURCE = (
-    "stragglers: SELECT {pk} FROM {table} t LEFT JOIN rotation_runbook.staged_<id> s ON s.pk = t.{pk}::text WHERE "
-    "s.pk IS NULL OR (s.src <> sha256(ROW(<encrypted columns>)::text) AND ROW(<encrypted columns>) IS DISTINCT FROM "
-    "ROW(s.n<i>...)), staged again (at_cutover); swap: WITH page AS (SELECT ... FROM rotation_runbook.staged_<id> s "
-    "JOIN {table} t ... WHERE s.verified ... FOR UPDATE OF t), UPDATE {table} SET <column> = s.n<i> WHERE the row "
-    "still holds what was staged from, INSERT INTO rotation_runbook.plaintext_digest the staged digests and "
-    "sha256((to_jsonb(row) - <encrypted columns>)::text); triggers kept quiet; one transaction per page with the "
-    "checkpoint")
-PROOF_SOURCE = ("SELECT count(*), count(*) FILTER (WHERE s.verified AND ROW(t.<encrypted columns>) IS NOT "
-                "DISTINCT FROM ROW(s.n<i>...)), ... FROM {table} t LEFT JOIN rotation_runbook.staged_<id> s "
-                "ON s.pk = t.{pk}::text")
+STAGE_SOURCE = ("per page after the cursor: pgp_sym_decrypt(<column>, <old>) once, INSERT INTO "
+                "rotation_runbook.staged_<id> the new ciphertext pgp_sym_encrypt(..., <new>, '{options}'), "
+                "hmac(<plaintext>, <new>, 'sha256') and verified = (the new ciphertext decrypts with <new> to that "
+                "digest), with the cursor; --max-rate throttles; the app's table is only read")
+CUTOVER_SOURCE = ("rows of {table} inserted or whose ciphertexts changed since staging (sha256 of ROW(<encrypted "
+                  "columns>)) staged again; then per page: UPDATE {table} SET <column> = <verified staged "
+                  "ciphertext> where the row still holds what was staged from, triggers kept quiet, the row's "
+                  "other-columns digest recorded, with the checkpoint")
+PROOF_SOURCE = ("{table} LEFT JOIN rotation_runbook.staged_<id> ON {pk}: rows whose every encrypted column IS NOT "
+                "DISTINCT FROM its verified staged ciphertext")
 
 
 class StagedRotationError(ReencryptionError):
@@ -524,12 +517,9 @@ SELECT why, count(*), (array_agg(k ORDER BY k))[1:10] FROM (
     WHERE s.pk IS NULL OR NOT s.verified OR t.{c} IS DISTINCT FROM s.{n}
 ) f GROUP BY why ORDER BY why
 """
-VERIFY_SOURCE = ("per column of {table}: every value equals the new ciphertext staged for its row in "
-                 "rotation_runbook.staged_<id>, whose decryption with the new key gave the value's keyed plaintext "
-                 "digest when it was staged (verified = hmac(pgp_sym_decrypt(n<i>, <new>), <new>, 'sha256') = d<i>; "
-                 "rows changed since staging were staged again at the cutover); NULLs kept; every row known to the "
-                 "cutover's digests and its other columns' digest (taken in the swap statement) unchanged; values the "
-                 "old key opens: the completeness sweep, once the app is back")
+VERIFY_SOURCE = ("per column of {table}: each value equals its verified staged ciphertext (decrypted with the new "
+                 "key to its plaintext digest when staged); NULLs kept; every row known to the cutover and its "
+                 "other-columns digest unchanged; the old key: the sweep, once the app is back")
 
 
 def verify_staged(conn: psycopg.Connection, spec: TableSpec, job: StagedJob, job_id: int, old_key: Secret,
