@@ -120,13 +120,31 @@ def acting_steps(provider: str) -> list[str]:
 @pytest.mark.parametrize("provider", ["twilio"])
 def test_killed_after_each_step_the_same_command_finishes_the_rotation(provider_world: ProviderWorld,
                                                                        provider: str) -> None:
-    """One rotation per acting step of the scheduled scenario, one after the other in the same world: the command
-    is killed right after the step, then run again, and the rotation is finished."""
+    """The command is killed right after the first acting step of the scheduled scenario; run again, it is killed
+    right after the second; and so on. Each run takes up the state the kill before it left and gets past every step
+    up to its own kill (a failing step would end it with an exit code, not the kill); every kill leaves the app
+    healthy and one rotation in progress; the last run finishes that rotation."""
     steps = acting_steps(provider)
     assert len(steps) >= 9 and steps[0].startswith("the application is running"), steps
-    rows = 0
-    for step in steps:
-        rows = kill_then_rerun(provider_world, provider, step, rows)
+    old, in_progress = provider_world.in_env(provider), set()
+    for n, step in enumerate(steps):
+        killed = provider_world.cli("rotate", provider, kill_after=step)
+        assert killed.returncode == -signal.SIGKILL, (
+            f"killed after {steps[n - 1] if n else 'nothing'!r}, the same command did not get past {step!r}: "
+            f"{killed.output[-3000:]}")
+        assert app_control.health(provider_world.deployment.app.health_url).healthy, f"the app broke at {step!r}"
+        assert old.reveal() not in killed.output, f"{step}: a credential leaked"
+        recorded = state.load(provider_world.env_file, credential_of(provider).type)
+        in_progress |= {recorded.rotation_id} if recorded is not None and recorded.in_progress else set()
+    assert len(in_progress) == 1, f"the kills were taken up as more than one rotation: {in_progress}"
+    recorded = state.load(provider_world.env_file, credential_of(provider).type)
+    finished = recorded is not None and recorded.step == "finish"  # killed right after the log: that one is done
+    before_final = provider_world.in_env(provider) if finished else old
+    final = provider_world.cli("rotate", provider)
+    assert final.returncode == 0, final.output[-4000:]
+    assert finished or rotation_ids(final) == in_progress, (rotation_ids(final), in_progress)
+    assert_rotated(provider_world, provider, before_final, 2 if finished else 1)
+    assert before_final.reveal() not in final.output and provider_world.in_env(provider).reveal() not in final.output
 
 
 def test_whatsapp_killed_after_issuing_and_after_revoking_the_same_command_finishes(

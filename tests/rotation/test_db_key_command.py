@@ -2,13 +2,13 @@
 its evidence is the feature's scheduled scenario step by step, signed; killed with SIGKILL after any step, the same
 command again finishes the same rotation, and the evidence of both runs names it.
 
-The kill after each step gets a world of its own (scratch database, .env, app stand-in); two kills run at a time, as
-the subprocesses leave a core idle otherwise (CI time)."""
+The kills follow one another in one world (scratch database, .env, app stand-in): each run is killed after the next
+step that writes, so every kill's state is taken up by a run of the same command (CI time: one run per step, not
+two)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ READ_ONLY = ("the .env file keeps its restrictive permissions and every other se
              "the rotation log records it with the previous key hash and the next rotation due date",
              "the system is healthy after the rotation")
 KILLS = [t for t in TEXTS if t not in READ_ONLY]
+GENERATED_KILL = KILLS.index("a new database encryption key is generated")  # runs killed before it name no rotation
 
 
 @pytest.fixture
@@ -79,35 +80,27 @@ def test_a_failing_live_run_leaves_no_key_fragment_anywhere(crm: LiveCrm, tmp_pa
     assert all((p.stat().st_mode & 0o777) == 0o600 for p in run.path.iterdir() if p.is_file())
 
 
-def _kill_then_rerun(crm: LiveCrm, step: str) -> None:
-    killed = crm.rotate(kill_after=step)
-    assert killed.returncode == -9, f"not killed after '{step}': exit {killed.returncode}\n{killed.stdout[-2000:]}"
-    again = crm.rotate("resume" if TEXTS.index(step) % 2 else "rotate")  # the two are the same command
-    assert again.returncode == 0, f"after a kill after '{step}':\n{again.stdout[-3000:]}{again.stderr[-2000:]}"
-    crm.assert_rotated()
-    first, second = crm.folders()
-    assert verify_folder(first.path).passed and verify_folder(second.path).passed
-    cut = first.scenario()
-    assert cut["status"] == "error" and f"after step '{STEPS[TEXTS.index(step)]}'" in str(cut["reason"]), cut
-    assert [s.step for s in second.steps()] == STEPS and all(s.status == "passed" for s in second.steps())
-    ids = second.rotation_ids()
-    assert len(ids) == 1, ids
-    assert first.rotation_ids() == (ids if TEXTS.index(step) >= GENERATED else set()), step
-
-
-def _one_kill(admin_dsn: str, workdir: Path, step: str) -> str | None:
-    """None when a kill after `step` and the same command again finished the same rotation; else what went wrong."""
-    try:
-        with live_crm(admin_dsn, workdir, ROWS) as world:
-            _kill_then_rerun(world, step)
-    except AssertionError as exc:
-        return f"killed after '{step}': {exc}"
-    return None
-
-
-def test_killed_after_any_step_the_same_command_finishes_the_same_rotation(pg: StagingServer, tmp_path: Path) -> None:
+def test_killed_after_any_step_the_same_command_finishes_the_same_rotation(crm: LiveCrm) -> None:
+    """Killed right after the first step that writes; the same command again, killed right after the next; and so on
+    (rotate and resume alternate: they are the same command). Each run takes up what the kill before it left and
+    passes every step up to its own kill (a failing step would end it with an exit code, not the kill); the last run
+    finishes: every value reads back under the new key, none under the old, and the evidence of every run (each
+    killed run's journal sealed by the next) names the one rotation."""
     assert set(READ_ONLY) <= set(TEXTS) and len(KILLS) == len(TEXTS) - len(READ_ONLY), TEXTS
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        problems = [p for p in pool.map(lambda n: _one_kill(pg.admin_dsn, tmp_path / f"kill-{n}", KILLS[n]),
-                                        range(len(KILLS))) if p]
-    assert not problems, "\n\n".join(problems)
+    for n, step in enumerate(KILLS):
+        killed = crm.rotate("resume" if n % 2 else "rotate", kill_after=step)
+        assert killed.returncode == -9, (f"killed after {KILLS[n - 1] if n else 'nothing'!r}, the same command did "
+                                         f"not get past {step!r}: exit {killed.returncode}\n{killed.stdout[-3000:]}")
+    final = crm.rotate()
+    assert final.returncode == 0, f"after the last kill:\n{final.stdout[-3000:]}{final.stderr[-2000:]}"
+    crm.assert_rotated()
+    runs = crm.folders()
+    assert len(runs) == len(KILLS) + 1, [r.path.name for r in runs]
+    for run, step in zip(runs, KILLS, strict=False):
+        assert verify_folder(run.path).passed, run.path.name
+        cut = run.scenario()
+        assert cut["status"] == "error" and f"after step '{STEPS[TEXTS.index(step)]}'" in str(cut["reason"]), cut
+    assert [s.step for s in runs[-1].steps()] == STEPS and all(s.status == "passed" for s in runs[-1].steps())
+    assert not any(run.rotation_ids() for run in runs[:GENERATED_KILL]), "a rotation id before the key was generated"
+    ids = set().union(*(run.rotation_ids() for run in runs))
+    assert len(ids) == 1 and runs[-1].rotation_ids() == ids, ids
