@@ -48,6 +48,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from reencrypt import RUNBOOK_SQL  # noqa: E402  (bench/ is on sys.path when a benchmark runs as a script)
+
 from rotation.core import app_control, envfile  # noqa: E402
 from rotation.core.config import default_config  # noqa: E402
 from rotation.core.database import apply_runbook_schema, connect, key_ref  # noqa: E402
@@ -64,25 +66,7 @@ CONFIG = default_config()
 SPEC = pgcrypto_specs(CONFIG)[0]
 ENV_NAME = CONFIG.credential("db_encryption_key").env
 
-RUNBOOK_UPDATE = """
-UPDATE crm_client_preferences
-SET
-    email_encrypted = encrypt_sensitive_data(
-        decrypt_sensitive_data(email_encrypted, (SELECT old_key FROM temp_encryption_keys)),
-        (SELECT new_key FROM temp_encryption_keys)
-    ),
-    phone_number_encrypted = encrypt_sensitive_data(
-        decrypt_sensitive_data(phone_number_encrypted, (SELECT old_key FROM temp_encryption_keys)),
-        (SELECT new_key FROM temp_encryption_keys)
-    ),
-    full_name_encrypted = encrypt_sensitive_data(
-        decrypt_sensitive_data(full_name_encrypted, (SELECT old_key FROM temp_encryption_keys)),
-        (SELECT new_key FROM temp_encryption_keys)
-    )
-WHERE email_encrypted IS NOT NULL
-   OR phone_number_encrypted IS NOT NULL
-   OR full_name_encrypted IS NOT NULL
-"""
+RUNBOOK_UPDATE = RUNBOOK_SQL  # rotate_encryption_key.sql's UPDATE, as bench/reencrypt.py times it
 RUNBOOK_VERIFY = "SELECT COUNT(*) FROM crm_client_preferences WHERE email_encrypted IS NOT NULL"
 
 
