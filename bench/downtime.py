@@ -59,7 +59,7 @@ from rotation.db_key.reencrypt import pgcrypto_specs  # noqa: E402
 from staging.crm import apply_crm_schema  # noqa: E402
 from staging.postgres import free_port, staging_server  # noqa: E402
 from staging.seed import seed_api_credentials, seed_clients  # noqa: E402
-from staging.world import api_credentials, remove_key_files, stand_in_commands, write_env  # noqa: E402
+from staging.world import api_credentials, probe_config, remove_key_files, stand_in_commands, write_env  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 CONFIG = default_config()
@@ -323,15 +323,6 @@ def command_case(extra: list[str], workers: int, reports: Path) -> Callable[[Wor
         return proc.returncode == 0, f"exit {proc.returncode} (log: {log.name})", int(usage.ru_maxrss)
 
     return run
-
-
-def probe_config(path: Path, app: app_control.AppCommands) -> Path:
-    """The built-in configuration with the stand-in's probe in [app] (its commands come from the command line)."""
-    text = (PROJECT / "rotation" / "core" / "rotation.toml").read_text()
-    probe = (f'probe_url = "{app.probe_url}"\nprobe_field = "{app.probe_field}"\n'
-             f'probe_column = "{app.probe_column}"\n')
-    path.write_text(text.replace('systemd_unit = "event-planning-api"\n', probe))
-    return path
 
 
 def has_staged() -> bool:

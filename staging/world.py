@@ -13,6 +13,7 @@ import dataclasses
 import os
 import sys
 from collections.abc import Iterator, Mapping
+from importlib import resources
 from pathlib import Path
 
 from rotation.core.app_control import AppCommands, run, wait_for_health
@@ -114,3 +115,12 @@ def remove_key_files(workdir: Path) -> None:
     for path in workdir.rglob("*"):
         if path.is_file() and path.name.startswith(KEY_FILES):
             path.unlink(missing_ok=True)
+
+
+def probe_config(path: Path, app: AppCommands) -> Path:
+    """The built-in configuration with the stand-in's probe in [app] (its commands come from the command line)."""
+    text = resources.files("rotation.core").joinpath("rotation.toml").read_text()
+    probe = (f'probe_url = "{app.probe_url}"\nprobe_field = "{app.probe_field}"\n'
+             f'probe_column = "{app.probe_column}"\n')
+    path.write_text(text.replace('systemd_unit = "event-planning-api"\n', probe))
+    return path

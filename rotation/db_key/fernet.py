@@ -30,10 +30,11 @@ from rotation.db_key.reencrypt import (
     JobResult,
     ReencryptionError,
     TableSpec,
+    job_guard,
     other_columns_digest,
     start_or_resume_job,
 )
-from rotation.db_key.triggers import TriggerGuard, TriggerRefusal, guard_for
+from rotation.db_key.triggers import TriggerGuard
 from rotation.db_key.verify import ROWS_CHANGED, ROWS_UNKNOWN, ColumnCheck, Finding, PopulationCheck
 
 PAGE = 200
@@ -150,12 +151,7 @@ def reencrypt_fernet(dsn: str, old_key: Secret, new_key: Secret, *, spec: TableS
     with connect(dsn) as conn:
         job_id, resumed = start_or_resume_job(conn, spec, old_key, new_key, ranges=1, policy=policy, kind="fernet")
         _snapshot(conn, spec, job_id, old_key, new_key)
-        try:
-            guard = guard_for(conn, spec.table)
-        except TriggerRefusal as exc:
-            raise ReencryptionError(str(exc)) from None
-        conn.execute("UPDATE rotation_runbook.reencrypt_job SET triggers = %s WHERE job_id = %s", (guard.mode, job_id))
-        conn.commit()
+        guard = job_guard(conn, spec, job_id)
         total = done = 0
         for page in list(_pages(conn, spec)):
             total += len(page)

@@ -397,7 +397,8 @@ def _open_job(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_ke
     return _Job(job_id, int(row[0]), int(row[1]), str(row[2]), todo, bool(row[3]), resumed, bool(row[4]))
 
 
-def _guard(conn: psycopg.Connection, spec: TableSpec, job_id: int) -> TriggerGuard:
+def job_guard(conn: psycopg.Connection, spec: TableSpec, job_id: int) -> TriggerGuard:
+    """How this job keeps the table's triggers quiet (refused with the grant it needs), recorded on the job."""
     try:
         guard = guard_for(conn, spec.table)
     except TriggerRefusal as exc:
@@ -423,7 +424,7 @@ def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: T
     with connect(dsn, keys=keys) as conn:
         job = _open_job(conn, spec, old_key, new_key, ranges=workers * 4, cipher_options=cipher_options,
                         policy=policy)
-        guard = _guard(conn, spec, job.job_id)
+        guard = job_guard(conn, spec, job.job_id)
         key_type = pk_type(conn, spec)
         if digests and not job.snapshot_taken:  # the pass writes the digests: rows it has not seen are stragglers
             conn.execute("UPDATE rotation_runbook.reencrypt_job SET snapshot_taken = true WHERE job_id = %s",

@@ -134,12 +134,3 @@ def live_crm(admin_dsn: str, workdir: Path, rows: int) -> Iterator[LiveCrm]:
             with contextlib.suppress(Exception):
                 app_control.run(app.stop)
             remove_key_files(app_dir)
-
-
-def probe_config(path: Path, app: app_control.AppCommands) -> Path:
-    """The built-in configuration with the stand-in's probe in [app] (its commands come from the command line)."""
-    text = (PROJECT / "rotation" / "core" / "rotation.toml").read_text()
-    probe = (f'probe_url = "{app.probe_url}"\nprobe_field = "{app.probe_field}"\n'
-             f'probe_column = "{app.probe_column}"\n')
-    path.write_text(text.replace('systemd_unit = "event-planning-api"\n', probe))
-    return path

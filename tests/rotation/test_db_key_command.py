@@ -15,8 +15,9 @@ import pytest
 
 from rotation.evidence.verify import verify_folder
 from staging.postgres import StagingServer
+from staging.world import probe_config
 from tests.leakcheck import assert_no_fragment
-from tests.rotation.live_crm import LiveCrm, live_crm, probe_config, scheduled_steps
+from tests.rotation.live_crm import LiveCrm, live_crm, scheduled_steps
 
 ROWS = 30
 STEPS = scheduled_steps()
