@@ -33,6 +33,7 @@ from rotation.db_key.reencrypt import (
     job_guard,
     other_columns_digest,
     start_or_resume_job,
+    with_others,
 )
 from rotation.db_key.triggers import TriggerGuard
 from rotation.db_key.verify import ROWS_CHANGED, ROWS_UNKNOWN, ColumnCheck, Finding, PopulationCheck
@@ -99,6 +100,7 @@ def _snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: S
                              (job_id,)).fetchone()
         if not taken or taken[0]:
             return
+        spec = with_others(conn, spec)
         for setting in DIGEST_SETTINGS:
             conn.execute(setting)
         digests = [(job_id, str(row[0]), column, None if value is None else
@@ -175,6 +177,7 @@ def verify_fernet(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_ke
     """Every value of the whole table opens with the new key to its digested plaintext and not with the old; every
     row known to the snapshot and unchanged in its other columns."""
     with conn.transaction():
+        spec = with_others(conn, spec)
         for setting in DIGEST_SETTINGS:
             conn.execute(setting)
         digests = {(str(pk), str(c)): d for pk, c, d in conn.execute(

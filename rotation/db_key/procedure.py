@@ -71,7 +71,7 @@ T = TypeVar("T")
 KEYS = ("keys: loaded into the session temp table pg_temp.rotation_key with COPY FROM STDIN and read as "
         "(SELECT pg_temp.rotation_key('old'|'new')); never a statement parameter")
 REENCRYPT_SQL = ("one statement per keyset page of 2,000 rows per primary-key range ({pk}): WITH page AS (SELECT {pk}, "
-                 "sha256((to_jsonb(row) - <encrypted columns>)::text), pgp_sym_decrypt(<column>, <old>) for each of "
+                 "sha256(ROW(<other columns>)::text), pgp_sym_decrypt(<column>, <old>) for each of "
                  "{columns} FROM {table} ... FOR UPDATE), UPDATE {table} SET <column> = pgp_sym_encrypt(<plaintext>, "
                  "<new>, '{options}') FROM page, INSERT INTO rotation_runbook.plaintext_digest the rows' digests and "
                  "hmac(<plaintext>, <new>, 'sha256') per value: each old value decrypted once, its digest and new "
@@ -87,7 +87,7 @@ FERNET_SQL = ("SELECT {pk}, <column> FROM {table} in keyset pages of 200; each v
 VERIFY_SQL = ("rotation_runbook.plaintext_digest joined to {table} on {pk}, per column: "
               "hmac(rotation_runbook.try_decrypt(<column>, <new>), <new>, 'sha256') = the digest taken before; "
               "rotation_runbook.try_decrypt(<column>, <old>) IS NULL; NULLs kept; every row of the table known to "
-              "the snapshot; sha256((to_jsonb(row) - <encrypted columns>)::text) = the row's digest before; " + KEYS)
+              "the snapshot; sha256(ROW(<other columns>)::text) = the row's digest before; " + KEYS)
 FERNET_VERIFY = ("every row of {table}: Fernet(new).decrypt(<column>) digested with HMAC-SHA-256 under the new key = "
                  "the digest taken before; Fernet(old) opens none; every row known to the snapshot, its other "
                  "columns' digest unchanged")

@@ -48,6 +48,7 @@ class TableSpec:
     table: str
     pk: str
     columns: tuple[str, ...]
+    others: tuple[str, ...] = ()  # the table's other columns, in table order: with_others() reads them from the catalog
 
 
 # What a key must at least be when no policy is given: what the app itself accepts.
@@ -426,6 +427,7 @@ def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: T
                         policy=policy)
         guard = job_guard(conn, spec, job.job_id)
         key_type = pk_type(conn, spec)
+        spec = with_others(conn, spec)
         if digests and not job.snapshot_taken:  # the pass writes the digests: rows it has not seen are stragglers
             conn.execute("UPDATE rotation_runbook.reencrypt_job SET snapshot_taken = true WHERE job_id = %s",
                          (job.job_id,))
@@ -667,19 +669,36 @@ def _require_readable(conn: psycopg.Connection, spec: TableSpec, ids: list[str],
                                 f"neither key: {'; '.join(bad)}")
 
 
+def with_others(conn: psycopg.Connection, spec: TableSpec) -> TableSpec:
+    """The spec with its table's columns other than the encrypted ones, in table order, as the catalog has them."""
+    if spec.others:
+        return spec
+    names = [str(r[0]) for r in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped "
+        "ORDER BY attnum", (spec.table,))]
+    if not names:
+        raise ReencryptionError(f"table {spec.table} does not exist in schema {current_schema(conn)}")
+    return dataclasses.replace(spec, others=tuple(n for n in names if n not in spec.columns))
+
+
 def other_columns_digest(spec: TableSpec, alias: str = "x") -> sql.Composed:
-    """SHA-256 of a row's columns other than the encrypted ones, as JSON text (session settings fixed by the caller)."""
-    return sql.SQL("sha256(convert_to((to_jsonb({a}) - CAST({cols} AS text[]))::text, 'UTF8'))").format(
-        a=sql.Identifier(alias), cols=sql.Literal(list(spec.columns)))
+    """SHA-256 of the text of a row's columns other than the encrypted ones (session settings fixed by the caller:
+    DIGEST_SETTINGS). The row's text, not its JSON: a third of the cost, and it is paid while the app is down."""
+    if not spec.others:
+        raise ReencryptionError(f"the other columns of {spec.table} were not read from the catalog (with_others)")
+    return sql.SQL("sha256(convert_to(ROW({cols})::text, 'UTF8'))").format(cols=sql.SQL(", ").join(
+        sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c)) for c in spec.others))
 
 
-# Fixed so that the JSON text of a row (timestamps, intervals, floats) is the same whenever it is digested.
+# Fixed so that the text of a row (dates, timestamps, intervals, floats, bytea) is the same whenever it is digested.
 DIGEST_SETTINGS = ("SET LOCAL TimeZone = 'UTC'", "SET LOCAL IntervalStyle = 'postgres'",
-                   "SET LOCAL extra_float_digits = 1")
+                   "SET LOCAL extra_float_digits = 1", "SET LOCAL DateStyle = 'ISO, YMD'",
+                   "SET LOCAL bytea_output = 'hex'")
 
 
 def _digest_rows(conn: psycopg.Connection, spec: TableSpec, job_id: int, ids: list[str], key_type: str) -> None:
     """Digests of these rows as they are now (each value under whichever key opens it), replacing earlier ones."""
+    spec = with_others(conn, spec)
     for setting in DIGEST_SETTINGS:
         conn.execute(setting)
     match = _ids_match(spec, key_type)

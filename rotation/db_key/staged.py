@@ -2,23 +2,26 @@
 
     staging   (app running; rotation state `create`, the new key already kept in the PENDING file) every row's values
               are decrypted under the old key once and their new ciphertext is written to a side table,
-              rotation_runbook.staged_<id>, keyed by primary key, with a digest of the row's current ciphertexts
-              (`src`), each value's keyed plaintext digest (HMAC-SHA-256 under the new key) and `verified`: the new
-              ciphertext decrypted with the new key gives that digest. Nothing of the app's table is written or locked
-              (plain SELECTs). Pages are throttled (`max_rate` rows/s); each commits with its cursor, so a kill loses
-              at most one page and a rerun goes on after it.
+              rotation_runbook.staged_<id>, keyed by primary key, with the row version it was staged from (its ctid
+              and xmin: PostgreSQL writes a new row version for every UPDATE, so an unchanged pair is an unchanged
+              row), a digest of the row's ciphertexts (`src`) and of its other columns (`other`), each value's keyed
+              plaintext digest (HMAC-SHA-256 under the new key) and `verified`: the new ciphertext decrypted with the
+              new key gives that digest. Nothing of the app's table is written or locked (plain SELECTs). Pages are
+              throttled (`max_rate` rows/s); each commits with its cursor, so a kill loses at most one page and a
+              rerun goes on after it.
     cutover   (app stopped, .env holding the new key; state `set`)
-              1. stragglers: rows inserted since staging, and rows whose ciphertext changed since it (their `src`
-                 differs, and they do not hold their staged ciphertext already), are staged again now, flagged
-                 `at_cutover`; staged rows whose row is gone are dropped;
-              2. swap: one UPDATE per page sets each value to its verified staged ciphertext where the row still holds
-                 what was staged from; no trigger fires (rotation.db_key.triggers); the same statement writes the
-                 values' plaintext digests and the row's other-columns digest into rotation_runbook.plaintext_digest
-                 for the cutover's re-encryption job, committed with the job's checkpoint;
+              1. stragglers: rows inserted since staging, and rows whose ciphertext changed since it, are staged again
+                 now, flagged `at_cutover`; rows changed only in other columns get their new version and digest;
+                 staged rows whose row is gone are dropped. Only rows whose version changed are read beyond their
+                 version: the work grows with what the app wrote, not with the table;
+              2. swap: one UPDATE, in one transaction with the job's checkpoint, sets each value to its verified staged
+                 ciphertext where the row is still the version staged from; no trigger fires
+                 (rotation.db_key.triggers). A kill leaves every row as it was; the rerun swaps again;
               3. proof: every row of the table holds exactly its verified staged ciphertexts (a population: rows
                  equal / rows in the table), counting those staged at cutover.
-    after     the usual verification (rotation.db_key.verify against the digests) and, once the app is back, the
-              completeness sweep; the side table is dropped when the rotation finishes or is abandoned.
+    after     the usual verification (verify_staged: every value its verified staged ciphertext, every row's other
+              columns as staged, in one pass) and, once the app is back, the completeness sweep; the side table is
+              dropped when the rotation finishes or is abandoned.
 
 Keys reach the server only through the session's key table (COPY FROM STDIN), never in SQL text or parameters.
 """
@@ -43,9 +46,10 @@ from rotation.db_key.reencrypt import (
     other_columns_digest,
     pk_type,
     start_or_resume_job,
+    with_others,
 )
 from rotation.db_key.triggers import TriggerGuard, TriggerRefusal, guard_for
-from rotation.db_key.verify import ColumnCheck, Finding, PopulationCheck, row_findings
+from rotation.db_key.verify import ColumnCheck, Finding, PopulationCheck
 
 OLD, NEW = key_ref("old"), key_ref("new")
 
@@ -69,14 +73,22 @@ CREATE TABLE IF NOT EXISTS rotation_runbook.staged_job (
     finished_at TIMESTAMPTZ
 )
 """
+# The cutover's joins (the table with its side table) hash a million rows in a few batches, not dozens, while the app is
+# down; with PostgreSQL 15's hash_mem_multiplier a hash may take twice this.
+CUTOVER_WORK_MEM = "SET LOCAL work_mem = '64MB'"
+# The row version a value was staged from, and the digest of the row's other columns at that version.
+VERSION_COLUMNS = sql.SQL("src_tid tid, src_xmin xid, other bytea")
+
+
 STAGE_SOURCE = ("per page after the cursor: pgp_sym_decrypt(<column>, <old>) once, INSERT INTO "
                 "rotation_runbook.staged_<id> the new ciphertext pgp_sym_encrypt(..., <new>, '{options}'), "
                 "hmac(<plaintext>, <new>, 'sha256') and verified = (the new ciphertext decrypts with <new> to that "
                 "digest), with the cursor; --max-rate throttles; the app's table is only read")
-CUTOVER_SOURCE = ("rows of {table} inserted or whose ciphertexts changed since staging (sha256 of ROW(<encrypted "
-                  "columns>)) staged again; then per page: UPDATE {table} SET <column> = <verified staged "
-                  "ciphertext> where the row still holds what was staged from, triggers kept quiet, the row's "
-                  "other-columns digest recorded, with the checkpoint")
+CUTOVER_SOURCE = ("rows of {table} whose version (ctid, xmin) is not the one staged: inserted, or with changed "
+                  "ciphertexts (sha256 of ROW(<encrypted columns>)), staged again; changed in other columns only, "
+                  "their version and other-columns digest taken again; then one UPDATE {table} SET <column> = "
+                  "<verified staged ciphertext> where the row is the version staged from, triggers kept quiet, in "
+                  "one transaction with the checkpoint")
 PROOF_SOURCE = ("{table} LEFT JOIN rotation_runbook.staged_<id> ON {pk}: rows whose every encrypted column IS NOT "
                 "DISTINCT FROM its verified staged ciphertext")
 
@@ -175,6 +187,10 @@ def _open(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_key: S
     """The staged job for these keys, created with its side table when there is none: (job, resumed)."""
     existing = find_staged(conn, spec, old_key, new_key)
     if existing is not None:
+        if existing.phase not in ("done", "abandoned"):  # staged by a version without them: the cutover fills them
+            conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS src_tid tid, ADD COLUMN IF NOT EXISTS "
+                                 "src_xmin xid, ADD COLUMN IF NOT EXISTS other bytea").format(existing.side_table))
+            conn.commit()
         return existing, True
     other = conn.execute("SELECT stage_id, old_key_fp, new_key_fp FROM rotation_runbook.staged_job WHERE "
                          "table_name = %s AND phase NOT IN ('done', 'abandoned')", (spec.table,)).fetchone()
@@ -192,8 +208,8 @@ def _open(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_key: S
             sql.SQL("{n} bytea, {d} bytea").format(n=sql.Identifier(f"n{i}"), d=sql.Identifier(f"d{i}"))
             for i in range(len(spec.columns)))
         conn.execute(sql.SQL("CREATE TABLE {} (pk text PRIMARY KEY, src bytea NOT NULL, {}, verified boolean NOT "
-                             "NULL, at_cutover boolean NOT NULL DEFAULT false)").format(
-            sql.Identifier("rotation_runbook", f"staged_{stage_id}"), columns))
+                             "NULL, at_cutover boolean NOT NULL DEFAULT false, {})").format(
+            sql.Identifier("rotation_runbook", f"staged_{stage_id}"), columns, VERSION_COLUMNS))
     job = _row(conn, "stage_id = %s", (stage_id,))
     if job is None:
         raise StagedRotationError(f"staged job {stage_id} of {spec.table} vanished")
@@ -229,24 +245,26 @@ def _stage_statement(spec: TableSpec, job: StagedJob, key_type: str, *, by_ids: 
                                           + ", 'sha256') IS NOT DISTINCT FROM e.{d}").format(
         n=sql.Identifier(f"n{i}"), d=sql.Identifier(f"d{i}")) for i in n)
     updates = sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
-                                 for c in ["src", *(f"{x}{i}" for i in n for x in "nd"), "verified", "at_cutover"])
+                                 for c in ["src", *(f"{x}{i}" for i in n for x in "nd"), "verified", "at_cutover",
+                                           "src_tid", "src_xmin", "other"])
     where = (sql.SQL("t.{pk} = ANY(CAST(%(ids)s AS {kt}[]))").format(**ids) if by_ids else
              sql.SQL("(%(after)s::text IS NULL OR t.{pk} > CAST(%(after)s::text AS {kt}))").format(**ids))
     return sql.SQL("""
 WITH page AS (
-    SELECT t.{pk} AS k, {src} AS src, {plain} FROM {t} t WHERE {where} ORDER BY t.{pk} LIMIT %(n)s
+    SELECT t.{pk} AS k, t.ctid AS src_tid, t.xmin AS src_xmin, {other} AS other, {src} AS src, {plain}
+    FROM {t} t WHERE {where} ORDER BY t.{pk} LIMIT %(n)s
 ), e AS (
-    SELECT p.k, p.src, {enc} FROM page p
+    SELECT p.k, p.src_tid, p.src_xmin, p.other, p.src, {enc} FROM page p
 ), ins AS (
-    INSERT INTO {side} (pk, src, {cols}, verified, at_cutover)
-    SELECT e.k::text, e.src, {cols}, {check}, %(cutover)s FROM e
+    INSERT INTO {side} (pk, src, {cols}, verified, at_cutover, src_tid, src_xmin, other)
+    SELECT e.k::text, e.src, {cols}, {check}, %(cutover)s, e.src_tid, e.src_xmin, e.other FROM e
     ON CONFLICT (pk) DO UPDATE SET {updates}
     RETURNING verified
 )
 SELECT (SELECT count(*) FROM page), (SELECT max(k)::text FROM page),
        (SELECT count(*) FILTER (WHERE NOT verified) FROM ins)
-""").format(src=_src(spec), plain=plain, where=where, enc=enc, side=job.side_table, cols=cols, check=check,
-            updates=updates, **ids)
+""").format(src=_src(spec), other=other_columns_digest(spec, "t"), plain=plain, where=where, enc=enc,
+            side=job.side_table, cols=cols, check=check, updates=updates, **ids)
 
 
 def stage(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, max_rate: float | None = None,
@@ -261,6 +279,7 @@ def stage(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, max_ra
         if job.phase != "staging":
             return StageResult(job, 0, time.monotonic() - started, resumed)
         key_type = pk_type(conn, spec)
+        spec = with_others(conn, spec)
         conn.commit()  # each page must be a transaction of its own, not a savepoint in one long transaction
         statement = _stage_statement(spec, job, key_type, by_ids=False)
         done_before, done, last_report = job.rows_staged, 0, started
@@ -269,7 +288,8 @@ def stage(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, max_ra
         while True:
             page_started = time.monotonic()
             with conn.transaction():
-                conn.execute("SET LOCAL bytea_output = 'hex'")
+                for setting in DIGEST_SETTINGS:  # the digests' text of a row must not depend on the session
+                    conn.execute(setting)
                 cursor = conn.execute("SELECT cursor FROM rotation_runbook.staged_job WHERE stage_id = %s "
                                       "FOR UPDATE", (job.stage_id,)).fetchone()
                 try:
@@ -304,48 +324,45 @@ def stage(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, max_ra
 
 # --- cutover (the app is stopped) -------------------------------------------------------------------------------------
 
-def _stragglers(conn: psycopg.Connection, spec: TableSpec, job: StagedJob) -> tuple[list[str], list[str]]:
-    """(inserted since staging, changed since staging) row ids, read with the app stopped."""
+def _stragglers(conn: psycopg.Connection, spec: TableSpec, job: StagedJob, key_type: str
+                ) -> tuple[list[str], list[str]]:
+    """(inserted since staging, ciphertext changed since staging) row ids, read with the app stopped. Only rows that
+    are no longer the version staged from, and do not hold their staged ciphertexts already (swapped by an earlier
+    run), are looked at beyond their version. Those changed in other columns only keep their staged values: their
+    version and other-columns digest are taken again here."""
     enc = sql.SQL(", ").join(sql.SQL("t.{c}").format(c=sql.Identifier(c)) for c in spec.columns)
     staged = sql.SQL(", ").join(sql.SQL("s.{n}").format(n=sql.Identifier(f"n{i}")) for i in range(len(spec.columns)))
-    conn.execute("SET bytea_output = 'hex'")
-    rows = conn.execute(sql.SQL(
-        "SELECT t.{pk}::text, s.pk IS NULL FROM {t} t LEFT JOIN {side} s ON s.pk = t.{pk}::text "
-        "WHERE s.pk IS NULL OR (s.src <> {src} AND ROW({enc}) IS DISTINCT FROM ROW({staged})) ORDER BY t.{pk}").format(
-            pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), side=job.side_table, src=_src(spec),
-            enc=enc, staged=staged)).fetchall()
-    conn.commit()
-    return [str(r[0]) for r in rows if r[1]], [str(r[0]) for r in rows if not r[1]]
+    names = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "side": job.side_table,
+             "src": _src(spec), "other": other_columns_digest(spec, "t"), "kt": sql.SQL(key_type)}
+    with conn.transaction():
+        for setting in (*DIGEST_SETTINGS, CUTOVER_WORK_MEM):
+            conn.execute(setting)
+        rows = conn.execute(sql.SQL(
+            "SELECT t.{pk}::text, s.pk IS NULL, s.src IS DISTINCT FROM {src} FROM {t} t "
+            "LEFT JOIN {side} s ON s.pk = t.{pk}::text WHERE s.pk IS NULL OR ((t.ctid IS DISTINCT FROM s.src_tid OR "
+            "t.xmin IS DISTINCT FROM s.src_xmin) AND ROW({enc}) IS DISTINCT FROM ROW({staged})) ORDER BY t.{pk}"
+        ).format(enc=enc, staged=staged, **names)).fetchall()
+        other_only = [str(r[0]) for r in rows if not r[1] and not r[2]]
+        if other_only:
+            conn.execute(sql.SQL("UPDATE {side} s SET src_tid = t.ctid, src_xmin = t.xmin, other = {other} FROM {t} t "
+                                 "WHERE s.pk = ANY(%s) AND t.{pk} = CAST(s.pk AS {kt})").format(**names),
+                         (other_only,))
+    return [str(r[0]) for r in rows if r[1]], [str(r[0]) for r in rows if not r[1] and r[2]]
 
 
 def _swap_statement(spec: TableSpec, job: StagedJob, key_type: str) -> sql.Composed:
-    n = range(len(spec.columns))
-    ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": sql.SQL(key_type)}
-    sets = sql.SQL(", ").join(sql.SQL("{c} = p.{n}").format(c=sql.Identifier(c), n=sql.Identifier(f"n{i}"))
+    """Every verified staged value in, where the row is still the version it was staged from."""
+    sets = sql.SQL(", ").join(sql.SQL("{c} = s.{n}").format(c=sql.Identifier(c), n=sql.Identifier(f"n{i}"))
                               for i, c in enumerate(spec.columns))
-    staged = sql.SQL(", ").join(sql.SQL("s.{n}, s.{d}").format(n=sql.Identifier(f"n{i}"), d=sql.Identifier(f"d{i}"))
-                                for i in n)
     return sql.SQL("""
-WITH page AS (
-    SELECT s.pk, t.{pk} AS k, s.src, {staged}, {other} AS other, {cur} AS cur
-    FROM {side} s JOIN {t} t ON t.{pk} = CAST(s.pk AS {kt})
-    WHERE (%(after)s::text IS NULL OR s.pk > %(after)s::text) AND s.verified
-    ORDER BY s.pk LIMIT %(n)s FOR UPDATE OF t
-), upd AS (
-    UPDATE {t} t SET {sets} FROM page p WHERE t.{pk} = p.k AND p.cur = p.src
-    RETURNING t.{pk} AS k
-), digests AS (
-    INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest)
-    SELECT %(job)s, p.k::text, '', p.other FROM page p JOIN upd u ON u.k = p.k
-    ON CONFLICT (job_id, pk, column_name) DO NOTHING
-)
-SELECT (SELECT count(*) FROM page), (SELECT max(pk) FROM page), (SELECT count(*) FROM upd)
-""").format(staged=staged, other=other_columns_digest(spec, "t"), cur=_src(spec), side=job.side_table, sets=sets,
-            **ids)
+UPDATE {t} t SET {sets} FROM {side} s
+WHERE t.{pk} = CAST(s.pk AS {kt}) AND s.verified AND t.ctid = s.src_tid AND t.xmin = s.src_xmin
+""").format(sets=sets, side=job.side_table, pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
+            kt=sql.SQL(key_type))
 
 
-def cutover(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, batch_size: int = 2000,
-            skip_changed: bool = False) -> CutoverResult:
+def cutover(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, skip_changed: bool = False
+            ) -> CutoverResult:
     """The app is stopped: stragglers staged again, the staged values swapped in, and the population proven.
     Every part is idempotent: a kill at any point and a rerun finish it. (`skip_changed` exists only so that a test
     can break the cutover and see its proof fail.)"""
@@ -361,11 +378,12 @@ def cutover(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, batc
         except TriggerRefusal as exc:
             raise StagedRotationError(str(exc)) from None
         key_type = pk_type(conn, spec)
+        spec = with_others(conn, spec)
         conn.commit()
         t0 = time.monotonic()
-        inserted, changed = _stragglers(conn, spec, job) if job.phase in ("staged", "cutover") else ([], [])
+        inserted, changed = _stragglers(conn, spec, job, key_type) if job.phase in ("staged", "cutover") else ([], [])
         removed = _restage(conn, spec, job, key_type, inserted + ([] if skip_changed else changed))
-        # (the rows swapped already are skipped by the swap: they no longer hold what was staged from)
+        # (rows swapped by an earlier run are skipped by the swap: they are no longer the version staged from)
         seconds["stragglers"] = time.monotonic() - t0
         job_id, _ = start_or_resume_job(conn, spec, old_key, new_key, ranges=1, cipher_options=job.cipher_options)
         conn.execute("UPDATE rotation_runbook.reencrypt_job SET snapshot_taken = true, triggers = %s WHERE job_id = %s",
@@ -379,7 +397,7 @@ def cutover(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, batc
                      "AND phase IN ('staged', 'cutover')", (job_id, job.stage_id))
         conn.commit()
         t0 = time.monotonic()
-        swapped = _swap(conn, spec, job, key_type, job_id, guard, batch_size)
+        swapped = _swap(conn, spec, job, key_type, job_id, guard)
         seconds["swap"] = time.monotonic() - t0
         t0 = time.monotonic()
         rows, equal, at_cut, not_equal = prove(conn, spec, job)
@@ -408,7 +426,8 @@ def _restage(conn: psycopg.Connection, spec: TableSpec, job: StagedJob, key_type
     for start in range(0, len(ids), batch):
         chunk = ids[start:start + batch]
         with conn.transaction():
-            conn.execute("SET LOCAL bytea_output = 'hex'")
+            for setting in DIGEST_SETTINGS:
+                conn.execute(setting)
             try:
                 row = conn.execute(statement, {"ids": chunk, "n": len(chunk), "opts": job.cipher_options,
                                                "cutover": True}).fetchone()
@@ -428,47 +447,39 @@ def _restage(conn: psycopg.Connection, spec: TableSpec, job: StagedJob, key_type
 
 
 def _swap(conn: psycopg.Connection, spec: TableSpec, job: StagedJob, key_type: str, job_id: int,
-          guard: TriggerGuard, batch_size: int) -> int:
-    """Pages of the side table, each swapped in with the job's checkpoint (reencrypt_range 0) in one transaction."""
-    statement = _swap_statement(spec, job, key_type)
-    swapped = 0
-    while True:
-        with conn.transaction():
-            guard.begin(conn)
-            for setting in (*DIGEST_SETTINGS, "SET LOCAL bytea_output = 'hex'"):
-                conn.execute(setting)
-            claimed = conn.execute("SELECT cursor FROM rotation_runbook.reencrypt_range WHERE job_id = %s AND "
-                                   "range_no = 0 AND NOT done FOR UPDATE", (job_id,)).fetchone()
-            if claimed is None:
-                guard.end(conn)
-                return swapped
-            row = conn.execute(statement, {"after": claimed[0], "n": batch_size, "job": job_id}).fetchone()
-            count, last, updated = (int(row[0]), row[1], int(row[2])) if row else (0, None, 0)
-            conn.execute("UPDATE rotation_runbook.reencrypt_range SET cursor = COALESCE(%s, cursor), rows_done = "
-                         "rows_done + %s, done = %s WHERE job_id = %s AND range_no = 0",
-                         (last, updated, count < batch_size, job_id))
-            guard.end(conn)
-        swapped += updated
-        if count < batch_size:
-            return swapped
+          guard: TriggerGuard) -> int:
+    """The whole side table in one transaction with the job's checkpoint (reencrypt_range 0). The app is stopped, so
+    holding the table for the swap costs nothing, and a kill leaves every row as it was: nothing to take up but the
+    swap itself. One statement, not pages: no per-page trigger switching, one join."""
+    with conn.transaction():
+        conn.execute(CUTOVER_WORK_MEM)
+        guard.begin(conn)
+        claimed = conn.execute("SELECT 1 FROM rotation_runbook.reencrypt_range WHERE job_id = %s AND range_no = 0 "
+                               "AND NOT done FOR UPDATE", (job_id,)).fetchone()
+        swapped = conn.execute(_swap_statement(spec, job, key_type)).rowcount if claimed else 0
+        conn.execute("UPDATE rotation_runbook.reencrypt_range SET rows_done = rows_done + %s, done = true "
+                     "WHERE job_id = %s AND range_no = 0", (swapped, job_id))
+        guard.end(conn)
+    return swapped
 
 
 def prove(conn: psycopg.Connection, spec: TableSpec, job: StagedJob) -> tuple[int, int, int, list[str]]:
     """(rows in the table, rows holding exactly their verified staged ciphertexts, of which staged at cutover, the
-    first rows that do not)."""
+    first rows that do not). Counts first, in a query PostgreSQL may run in parallel; row ids only when one fails."""
     enc = sql.SQL(", ").join(sql.SQL("t.{c}").format(c=sql.Identifier(c)) for c in spec.columns)
     staged = sql.SQL(", ").join(sql.SQL("s.{n}").format(n=sql.Identifier(f"n{i}")) for i in range(len(spec.columns)))
-    row = conn.execute(sql.SQL(
-        "SELECT count(*), count(*) FILTER (WHERE ok), count(*) FILTER (WHERE ok AND cut), "
-        "(array_agg(k ORDER BY k) FILTER (WHERE NOT ok))[1:10] FROM (SELECT t.{pk}::text AS k, "
-        "COALESCE(s.verified AND ROW({enc}) IS NOT DISTINCT FROM ROW({staged}), false) AS ok, s.at_cutover AS cut "
-        "FROM {t} t LEFT JOIN {side} s ON s.pk = t.{pk}::text) x").format(
-            pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), side=job.side_table, enc=enc,
-            staged=staged)).fetchone()
+    names = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "side": job.side_table,
+             "ok": sql.SQL("COALESCE(s.verified AND ROW({enc}) IS NOT DISTINCT FROM ROW({staged}), false)").format(
+                 enc=enc, staged=staged)}
+    join = "FROM {t} t LEFT JOIN {side} s ON s.pk = t.{pk}::text"
+    conn.execute(CUTOVER_WORK_MEM)
+    row = conn.execute(sql.SQL("SELECT count(*), count(*) FILTER (WHERE {ok}), count(*) FILTER (WHERE {ok} AND "
+                               "s.at_cutover) " + join).format(**names)).fetchone()
+    rows, equal, at_cut = (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+    failing = [] if equal == rows else [str(r[0]) for r in conn.execute(sql.SQL(
+        "SELECT t.{pk}::text " + join + " WHERE NOT {ok} ORDER BY t.{pk} LIMIT 10").format(**names))]
     conn.commit()
-    if row is None:
-        return 0, 0, 0, []
-    return int(row[0]), int(row[1]), int(row[2]), [str(k) for k in row[3] or ()]
+    return rows, equal, at_cut, failing
 
 
 def finish(conn: psycopg.Connection, new_key_fp: str, *, abandoned: bool = False) -> list[int]:
@@ -490,15 +501,6 @@ def finish(conn: psycopg.Connection, new_key_fp: str, *, abandoned: bool = False
 
 # --- verification of a swapped staged job -----------------------------------------------------------------------------
 
-STAGED_CHECK = """
-SELECT
-    count(*) FILTER (WHERE s.{d} IS NOT NULL) AS values_before,
-    count(*) FILTER (WHERE s.pk IS NOT NULL AND s.{d} IS NULL) AS nulls_before,
-    count(*) FILTER (WHERE s.pk IS NOT NULL AND s.{d} IS NULL AND t.{c} IS NULL) AS nulls_kept,
-    count(*) FILTER (WHERE s.{d} IS NOT NULL AND s.verified AND t.{c} = s.{n}) AS verified_new,
-    0 AS readable_old
-FROM {t} t LEFT JOIN {side} s ON s.pk = t.{pk}::text
-"""
 # Only the rows that fail are decrypted, to say why.
 STAGED_FAILURES = """
 SELECT why, count(*), (array_agg(k ORDER BY k))[1:10] FROM (
@@ -517,36 +519,76 @@ SELECT why, count(*), (array_agg(k ORDER BY k))[1:10] FROM (
     WHERE s.pk IS NULL OR NOT s.verified OR t.{c} IS DISTINCT FROM s.{n}
 ) f GROUP BY why ORDER BY why
 """
-VERIFY_SOURCE = ("per column of {table}: each value equals its verified staged ciphertext (decrypted with the new "
-                 "key to its plaintext digest when staged); NULLs kept; every row known to the cutover and its "
-                 "other-columns digest unchanged; the old key: the sweep, once the app is back")
+VERIFY_SOURCE = ("one pass over {table} LEFT JOIN rotation_runbook.staged_<id> ON {pk}: per column, each value equals "
+                 "its verified staged ciphertext (decrypted with the new key to its plaintext digest when staged), "
+                 "NULLs kept; every row staged or taken up at the cutover; its other columns' digest "
+                 "(sha256 of ROW(<other columns>)::text) the one taken from the version swapped; the old key: the "
+                 "sweep, once the app is back")
+
+
+def _staged_check(spec: TableSpec, job: StagedJob) -> sql.Composed:
+    """One pass over the table and its side table: four counts per column, the rows unknown to the staging, the rows
+    whose other columns changed. Plain counts, so that PostgreSQL may run it in parallel."""
+    per_column = sql.SQL(", ").join(sql.SQL(
+        "count(*) FILTER (WHERE s.{d} IS NOT NULL), count(*) FILTER (WHERE s.pk IS NOT NULL AND s.{d} IS NULL), "
+        "count(*) FILTER (WHERE s.pk IS NOT NULL AND s.{d} IS NULL AND t.{c} IS NULL), "
+        "count(*) FILTER (WHERE s.{d} IS NOT NULL AND s.verified AND t.{c} = s.{n})").format(
+            c=sql.Identifier(c), n=sql.Identifier(f"n{i}"), d=sql.Identifier(f"d{i}"))
+        for i, c in enumerate(spec.columns))
+    return sql.SQL("""
+SELECT {per_column}, count(*) FILTER (WHERE s.pk IS NULL), count(*) FILTER (WHERE {changed}), count(*),
+       (SELECT count(*) FROM {side})
+FROM {t} t LEFT JOIN {side} s ON s.pk = t.{pk}::text
+""").format(per_column=per_column, changed=_changed(spec), pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
+            side=job.side_table)
+
+
+def _changed(spec: TableSpec) -> sql.Composed:
+    """A staged row whose other columns are not what they were at the version staged (and swapped)."""
+    return sql.SQL("s.pk IS NOT NULL AND s.other IS DISTINCT FROM {}").format(other_columns_digest(spec, "t"))
+
+
+def _first_ids(conn: psycopg.Connection, spec: TableSpec, job: StagedJob, condition: sql.Composable) -> tuple[str, ...]:
+    """The first ten row ids of the table (joined to the side table) meeting the condition: only asked on failure."""
+    return tuple(str(r[0]) for r in conn.execute(sql.SQL(
+        "SELECT t.{pk}::text FROM {t} t LEFT JOIN {side} s ON s.pk = t.{pk}::text WHERE {cond} ORDER BY t.{pk} "
+        "LIMIT 10").format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), side=job.side_table,
+                           cond=condition)))
 
 
 def verify_staged(conn: psycopg.Connection, spec: TableSpec, job: StagedJob, job_id: int, old_key: Secret,
                   new_key: Secret) -> PopulationCheck:
-    """After the swap: each value is its verified staged ciphertext (the decryption that proved it ran at staging; a
-    ciphertext identical byte for byte decrypts identically), no decryption needed while the app is down. Rows and
-    other columns as rotation.db_key.verify checks them."""
-    columns: list[ColumnCheck] = []
-    findings: list[Finding] = []
-    ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "side": job.side_table}
+    """After the swap, in one pass: each value is its verified staged ciphertext (the decryption that proved it ran at
+    staging; a ciphertext identical byte for byte decrypts identically), so nothing is decrypted while the app is
+    down; every row was staged or taken up at the cutover; no row's other columns changed. `job_id` is the cutover's
+    re-encryption job (its evidence names it)."""
     load_keys(conn, {"old": old_key, "new": new_key})
     with conn.transaction():
-        for setting in DIGEST_SETTINGS:
+        spec = with_others(conn, spec)
+        for setting in (*DIGEST_SETTINGS, CUTOVER_WORK_MEM):
             conn.execute(setting)
-        for i, column in enumerate(spec.columns):
-            names = {"c": sql.Identifier(column), "n": sql.Identifier(f"n{i}"), "d": sql.Identifier(f"d{i}"), **ids}
-            counts = conn.execute(sql.SQL(STAGED_CHECK).format(**names)).fetchone() or (0, 0, 0, 0, 0)
-            columns.append(ColumnCheck(column, *(int(n) for n in counts)))
-            if not columns[-1].ok:
+        row = conn.execute(_staged_check(spec, job)).fetchone()
+        if row is None:
+            raise StagedRotationError(f"the check of {spec.table} returned nothing")
+        columns = [ColumnCheck(c, int(row[4 * i]), int(row[4 * i + 1]), int(row[4 * i + 2]), int(row[4 * i + 3]),
+                               readable_old=0) for i, c in enumerate(spec.columns)]  # the old key: the sweep
+        unknown, changed, rows_after, rows_before = row[4 * len(spec.columns):]
+        findings: list[Finding] = []
+        for i, (column, check) in enumerate(zip(spec.columns, columns, strict=True)):
+            if not check.ok:  # only now is anything decrypted: to say why
+                names = {"c": sql.Identifier(column), "n": sql.Identifier(f"n{i}"), "d": sql.Identifier(f"d{i}"),
+                         "pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "side": job.side_table}
                 findings += [Finding(spec.table, spec.pk, column, str(why), int(n), tuple(str(x) for x in pks or ()))
                              for why, n, pks in conn.execute(sql.SQL(STAGED_FAILURES).format(**names)).fetchall()]
-        findings += row_findings(conn, spec, job_id)
-        rows_after = _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table)))
-        rows_before = _count(conn, "SELECT count(*) FROM rotation_runbook.plaintext_digest WHERE job_id = %s "
-                                   "AND column_name = ''", (job_id,))
+        if unknown:
+            findings.append(Finding(spec.table, spec.pk, None, "neither staged nor taken up at the cutover: run the "
+                                    "rotation again to take them up", int(unknown),
+                                    _first_ids(conn, spec, job, sql.SQL("s.pk IS NULL"))))
+        if changed:
+            findings.append(Finding(spec.table, spec.pk, None, "changed in columns other than the encrypted ones",
+                                    int(changed), _first_ids(conn, spec, job, _changed(spec))))
     conn.commit()
-    return PopulationCheck(spec.table, rows_before, rows_after, tuple(columns), tuple(findings))
+    return PopulationCheck(spec.table, int(rows_before), int(rows_after), tuple(columns), tuple(findings))
 
 
 def _column_count(conn: psycopg.Connection, job: StagedJob) -> int:

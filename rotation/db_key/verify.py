@@ -18,7 +18,13 @@ from psycopg import sql
 
 from rotation.core.database import key_ref, load_keys
 from rotation.core.secret import Secret
-from rotation.db_key.reencrypt import DIGEST_SETTINGS, ReencryptionError, TableSpec, other_columns_digest
+from rotation.db_key.reencrypt import (
+    DIGEST_SETTINGS,
+    ReencryptionError,
+    TableSpec,
+    other_columns_digest,
+    with_others,
+)
 
 OLD, NEW = key_ref("old"), key_ref("new")
 
@@ -158,9 +164,9 @@ class PopulationCheck:
 
 
 def _fmt(statement: str, spec: TableSpec, column: str = "") -> sql.Composed:
+    digest = other_columns_digest(spec, "x") if "{digest}" in statement else sql.SQL("")
     return sql.SQL(statement).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
-                                     c=sql.Identifier(column or spec.pk), name=sql.Literal(column),
-                                     digest=other_columns_digest(spec, "x"))
+                                     c=sql.Identifier(column or spec.pk), name=sql.Literal(column), digest=digest)
 
 
 def snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secret, new_key: Secret) -> int:
@@ -171,6 +177,7 @@ def snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Se
         taken = conn.execute("SELECT snapshot_taken FROM rotation_runbook.reencrypt_job WHERE job_id = %s FOR UPDATE",
                              (job_id,)).fetchone()
         if taken and not taken[0]:
+            spec = with_others(conn, spec)
             for setting in DIGEST_SETTINGS:
                 conn.execute(setting)
             for column in spec.columns:
@@ -235,6 +242,7 @@ def row_findings(conn: psycopg.Connection, spec: TableSpec, job_id: int, failure
     """Rows the job's digests do not know, and rows whose other columns changed (inside the caller's transaction,
     DIGEST_SETTINGS applied)."""
     params = {"job": job_id, "limit": failure_limit}
+    spec = with_others(conn, spec)
     findings = []
     for query, why in ((ROWS_UNKNOWN, "written after the digest snapshot, not re-encrypted by this rotation: run "
                                       "the rotation again to take them up"),
