@@ -11,8 +11,10 @@ is refused before anything is sent, so no code path can fall back to parameters 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
+from typing import TypeVar
 
 import psycopg
 from psycopg import errors
@@ -20,6 +22,9 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from rotation.core.secret import Secret
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 KEY_TABLE = "pg_temp.rotation_key"
 APPLICATION_NAME = "rotation-runbook"
@@ -54,6 +59,30 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = APPLI
         conn.close()
         raise
     return conn
+
+
+def on_connections(dsn: str, keys: Mapping[str, Secret], workers: int, tasks: Sequence[T],
+                   run: Callable[[psycopg.Connection, T], R]) -> list[R]:
+    """Run each task on one of `workers` connections of its own (keys loaded), in parallel; results in task order.
+    For read-only checks PostgreSQL will not parallelise itself: pgcrypto's errors can only be caught in a function
+    with an exception block, and such a function is parallel unsafe."""
+    results: dict[int, R] = {}
+    pending = list(enumerate(tasks))
+
+    def worker() -> None:
+        with connect(dsn, keys=keys) as conn:
+            while pending:
+                try:
+                    i, task = pending.pop(0)
+                except IndexError:
+                    return
+                results[i] = run(conn, task)
+                conn.rollback()
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tasks)))) as pool:
+        for future in [pool.submit(worker) for _ in range(max(1, min(workers, len(tasks))))]:
+            future.result()
+    return [results[i] for i in range(len(tasks))]
 
 
 def protect_parameters(conn: psycopg.Connection) -> bool:

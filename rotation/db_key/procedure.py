@@ -456,7 +456,8 @@ class DbKeyRotation:
                     check = staged.verify_staged(conn, spec, swapped, job[0], keys.old, keys.new)
                     source = staged.VERIFY_SOURCE
                 else:
-                    check = (verify(conn, spec, job[0], keys.old, keys.new) if kind == "pgcrypto"
+                    check = (verify(conn, spec, job[0], keys.old, keys.new, dsn=self.deployment.dsn,
+                                    workers=self.workers) if kind == "pgcrypto"
                              else fernet.verify_fernet(conn, spec, job[0], keys.old, keys.new))
                     source = VERIFY_SQL if kind == "pgcrypto" else FERNET_VERIFY
             problems += self._record_check(evidence, spec, kind, job[0], check,
@@ -506,7 +507,7 @@ class DbKeyRotation:
         app's schemas (the inventory's and every other)."""
         keys = self._current_keys()
         with connect(self.deployment.dsn) as conn:
-            result = sweep.sweep(conn, keys.old)
+            result = sweep.sweep(conn, keys.old, dsn=self.deployment.dsn, workers=self.workers)
             schema = current_schema(conn)
         evidence.record("values the old key opens, anywhere in the app's schemas", {
             "rotation": keys.rotation_id, "old key": keys.old.fingerprint, **result.as_evidence(),

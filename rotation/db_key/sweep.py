@@ -17,11 +17,12 @@ named, and fail the check too: the sweep cannot vouch for them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from rotation.core.database import key_ref, load_keys
+from rotation.core.database import key_ref, load_keys, on_connections
 from rotation.core.secret import Secret
 from rotation.db_key.fernet import opens
 
@@ -147,9 +148,9 @@ def _fernet(column: str, kind: str) -> sql.Composable:
     return sql.SQL("{text} ~ {pattern}").format(text=text, pattern=sql.Literal(FERNET_PATTERN))
 
 
-def table_query(table: SweptTable, limit: int = 5) -> sql.Composed:
-    """One scan of the table: per column, PGP candidates, those the old key opens (with their first ids), Fernet
-    candidates."""
+def table_query(table: SweptTable, limit: int = 5, slices: int = 1) -> sql.Composed:
+    """One scan of the table (or of one of `slices` disjoint slices of its rows, by a hash of the row id): per column,
+    PGP candidates, those the old key opens (with their first ids), Fernet candidates."""
     parts: list[sql.Composable] = []
     for column, kind in table.columns:
         is_pgp, message = _pgp(column, kind)
@@ -160,7 +161,9 @@ def table_query(table: SweptTable, limit: int = 5) -> sql.Composed:
                   sql.SQL("(array_agg({rid} ORDER BY {rid}) FILTER (WHERE {o}))[1:{n}]").format(
                       rid=table.row_id(), o=opens_old, n=sql.Literal(limit)),
                   sql.SQL("count(*) FILTER (WHERE {})").format(_fernet(column, kind))]
-    return sql.SQL("SELECT {} FROM {} x").format(sql.SQL(", ").join(parts), table.ident())
+    where = (sql.SQL(" WHERE mod(hashtext({rid})::bigint + 2147483648, {n}) = %(part)s").format(
+        rid=table.row_id(), n=sql.Literal(slices)) if slices > 1 else sql.SQL(""))
+    return sql.SQL("SELECT {} FROM {} x").format(sql.SQL(", ").join(parts), table.ident()) + where
 
 
 def fernet_query(table: SweptTable, column: str, kind: str) -> sql.Composed:
@@ -179,13 +182,36 @@ QUERY_SOURCE = ("per table of the scope, one scan: per bytea / text-like column,
                 "table, loaded with COPY FROM STDIN.")
 
 
-def sweep(conn: psycopg.Connection, old_key: Secret, *, limit: int = 5) -> SweepResult:
-    """Try the old key on every encrypted-looking value of every bytea / text-like column of the app's schemas."""
+def _scan(dsn: str | None, conn: psycopg.Connection, old_key: Secret, tables: list[SweptTable], limit: int,
+          workers: int) -> list[tuple[Any, ...]]:
+    """Each table's row of table_query: on this connection, or, given the DSN, in `workers` slices per table on as
+    many connections, the slices merged."""
+    if not dsn or workers <= 1:
+        return [tuple(conn.execute(table_query(t, limit)).fetchone() or ()) for t in tables]
+    tasks = [(t, part) for t in tables for part in range(workers)]
+
+    def scan(c: psycopg.Connection, task: tuple[SweptTable, int]) -> tuple[Any, ...]:
+        return tuple(c.execute(table_query(task[0], limit, workers), {"part": task[1]}).fetchone() or ())
+
+    slices = on_connections(dsn, {"old": old_key}, workers, tasks, scan)
+    return [_merge(slices[n * workers:(n + 1) * workers], limit) for n in range(len(tables))]
+
+
+def _merge(slices: list[tuple[Any, ...]], limit: int) -> tuple[Any, ...]:
+    """table_query's columns come in fours: counts are added; the third of each four (first ids) merged in order."""
+    return tuple(sorted(x for s in slices for x in s[i] or ())[:limit] if i % 4 == 2 else sum(s[i] or 0 for s in slices)
+                 for i in range(len(slices[0])))
+
+
+def sweep(conn: psycopg.Connection, old_key: Secret, *, limit: int = 5, dsn: str | None = None,
+          workers: int = 1) -> SweepResult:
+    """Try the old key on every encrypted-looking value of every bytea / text-like column of the app's schemas
+    (given the DSN, each table in `workers` slices on parallel connections)."""
     load_keys(conn, {"old": old_key})
     tables = scope(conn)
     hits: list[Hit] = []
-    for table in (t for t in tables if t.readable):
-        row = conn.execute(table_query(table, limit)).fetchone() or ()
+    readable = [t for t in tables if t.readable]
+    for table, row in zip(readable, _scan(dsn, conn, old_key, readable, limit, workers), strict=True):
         for i, (column, kind) in enumerate(table.columns):
             pgp, pgp_old, ids, fernet = row[4 * i:4 * i + 4]
             if pgp:

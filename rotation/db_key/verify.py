@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from rotation.core.database import key_ref, load_keys
+from rotation.core.database import key_ref, load_keys, on_connections
 from rotation.core.secret import Secret
 from rotation.db_key.reencrypt import (
     DIGEST_SETTINGS,
@@ -213,18 +213,41 @@ def snapshot_size(conn: psycopg.Connection, job_id: int) -> int:
     return int(row[0]) if row else 0
 
 
+# One of `parts` disjoint slices of a column's digests, so that the slices can be checked on parallel connections.
+PART = sql.SQL(" AND mod(hashtext(d.pk)::bigint + 2147483648, %(parts)s) = %(part)s")
+
+
+def column_counts(dsn: str, spec: TableSpec, job_id: int, keys: dict[str, Secret], workers: int
+                  ) -> dict[str, tuple[int, ...]]:
+    """CHECK_COLUMN's five counts per column, each column in `workers` slices on as many connections."""
+    tasks = [(column, part) for column in spec.columns for part in range(workers)]
+
+    def count(conn: psycopg.Connection, task: tuple[str, int]) -> tuple[int, ...]:
+        query = sql.Composed([_fmt(CHECK_COLUMN, spec, task[0]), PART])
+        row = conn.execute(query, {"job": job_id, "parts": workers, "part": task[1]}).fetchone()
+        return tuple(int(n) for n in row or (0, 0, 0, 0, 0))
+
+    totals: dict[str, tuple[int, ...]] = {c: (0, 0, 0, 0, 0) for c in spec.columns}
+    for (column, _), counts in zip(tasks, on_connections(dsn, keys, workers, tasks, count), strict=True):
+        totals[column] = tuple(a + b for a, b in zip(totals[column], counts, strict=True))
+    return totals
+
+
 def verify(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secret, new_key: Secret,
-           *, failure_limit: int = 10) -> PopulationCheck:
-    """Every value and row of the whole table against the job's snapshot (read only)."""
+           *, failure_limit: int = 10, dsn: str | None = None, workers: int = 1) -> PopulationCheck:
+    """Every value and row of the whole table against the job's snapshot (read only). Given the DSN, the per-value
+    checks run on `workers` connections."""
     load_keys(conn, {"old": old_key, "new": new_key})
     params = {"job": job_id, "limit": failure_limit}
     columns: list[ColumnCheck] = []
     findings: list[Finding] = []
+    parallel = column_counts(dsn, spec, job_id, {"old": old_key, "new": new_key}, workers) if dsn else {}
     with conn.transaction():
         for setting in DIGEST_SETTINGS:
             conn.execute(setting)
         for column in spec.columns:
-            counts = conn.execute(_fmt(CHECK_COLUMN, spec, column), params).fetchone() or (0, 0, 0, 0, 0)
+            counts = parallel.get(column) or conn.execute(_fmt(CHECK_COLUMN, spec, column), params).fetchone() or (
+                0, 0, 0, 0, 0)
             columns.append(ColumnCheck(column, *(int(n) for n in counts)))
             if columns[-1].ok:  # every value accounted for: naming failures would decrypt everything again
                 continue
