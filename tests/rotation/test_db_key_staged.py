@@ -3,8 +3,9 @@
 - A writer updates and inserts rows while (and after) the values are staged: the cutover re-encrypts exactly the rows
   whose ciphertext changed or that are new, and the digests it writes are those of the writer's plaintexts.
 - The cutover's proof fails, naming the rows, when its straggler pass skips the changed rows.
-- The operator's command killed with SIGKILL during staging, during the cutover's straggler pass, during the swap and
-  before the post-start sweep: the same command again finishes, every value under the new key, none under the old.
+- The operator's command killed with SIGKILL during staging, during the cutover's straggler pass, during the swap,
+  before the post-start sweep and during it: the same command again finishes, every value under the new key, none
+  under the old.
 """
 
 from __future__ import annotations
@@ -212,4 +213,19 @@ def test_killed_during_the_swap(pg: StagingServer, crm: LiveCrm) -> None:
 def test_killed_before_the_post_start_sweep(crm: LiveCrm) -> None:
     killed = crm.rotate(kill_after="the encryption key loaded by the application is the new key")
     assert killed.returncode == -9, killed.stdout[-2000:]
+    finish_and_check(crm, crm.before)
+
+
+SWEEPING = ("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = "
+            "'Lock' AND query LIKE '%try_decrypt_bytea%' AND application_name <> '" + WATCHER + "')")
+
+
+def test_killed_during_the_post_start_sweep(pg: StagingServer, crm: LiveCrm) -> None:
+    with psycopg.connect(crm.dsn) as app:  # a table of the app's own that only the sweep reads (it reads them all)
+        app.execute("CREATE TABLE client_archive (archive_id int PRIMARY KEY, note text)")
+        app.commit()
+    with psycopg.connect(admin_dsn(pg, crm.dsn)) as lock:  # the sweep will wait on this lock
+        lock.execute("LOCK TABLE client_archive IN ACCESS EXCLUSIVE MODE")
+        kill_when(popen(crm), admin_dsn(pg, crm.dsn), SWEEPING)
+        lock.rollback()
     finish_and_check(crm, crm.before)
