@@ -17,13 +17,14 @@ database (CREATE DATABASE ... TEMPLATE) with the app stand-in running on it:
 (c) the staged rotation, `rotation db-key rotate` (staged is the default for scheduled rotations), when this tree has
     it: the same command, staging while the app runs, the app stopped only for the cutover.
 
-Downtime is measured from outside, the way a user sees it: a poller asks the app's /health every 20 ms; downtime is from
-the last healthy answer before the app stops to the first healthy answer after it starts on the new key (the app is
-then proven on the new key: its probe's answer decrypts under the new key). Peak RSS: the largest of this process and
-the rotation command (getrusage of the waited-for children), and, separately, the peak of the PostgreSQL server's
-private memory (the sum of RssAnon over the postmaster and its backends, sampled every 100 ms; shared buffers not
-counted). pgcrypto's own ceiling closes the output: rows/s of a pure decrypt + encrypt SELECT on one core, for the
-values as seeded (the first rotation) and for values under s2k-mode=1 (every later one).
+Downtime is measured from outside, the way a user sees it: a poller asks the app's /health every 20 ms (0.5 s timeout);
+downtime is the longest window from a last healthy answer to the next healthy one, the window the app's stop opens and
+its start on the new key closes (the app is then proven on the new key: its probe's answer decrypts under the new key).
+Any other unhealthy window (a slow answer while staging loads the machine) is counted beside it, not merged into it.
+Peak RSS: the largest of this process and the rotation command (getrusage of the waited-for children), and, separately,
+the peak of the PostgreSQL server's private memory (the sum of RssAnon over the postmaster and its backends, sampled
+every 100 ms; shared buffers not counted). pgcrypto's own ceiling closes the output: rows/s of a pure decrypt + encrypt
+SELECT on one core, for the values as seeded (the first rotation) and for values under s2k-mode=1 (every later one).
 """
 
 from __future__ import annotations
@@ -162,32 +163,35 @@ def copy_world(seeded: Seeded, workdir: Path) -> Iterator[World]:
 # --- measuring --------------------------------------------------------------------------------------------------------
 
 class HealthWatch:
-    """Polls /health every 20 ms: the last healthy answer before the first unhealthy one, and the first healthy answer
-    after the last unhealthy one, bound the downtime."""
+    """Polls /health every 20 ms and keeps every window of unhealthy answers (from the last healthy answer before it
+    to the first healthy one after it). The downtime is the longest window, the one the app's stop opens; any other
+    window (an answer slower than the 0.5 s timeout while staging loads the machine, say) is reported beside it, not
+    merged into it."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.last_healthy_before: float | None = None
-        self.first_down: float | None = None
-        self.first_healthy_after: float | None = None
+        self.windows: list[tuple[float, float]] = []
+        self._open: float | None = None  # the last healthy answer before the current unhealthy run
+        self._last_ok: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         session = requests.Session()
         while not self._stop.is_set():
-            now = time.monotonic()
+            asked = time.monotonic()
             try:
                 ok = session.get(self.url, timeout=0.5).status_code == 200
             except requests.RequestException:
                 ok = False
-            if ok and self.first_down is None:
-                self.last_healthy_before = now
-            elif not ok:
-                self.first_down = self.first_down or now
-                self.first_healthy_after = None
-            elif self.first_healthy_after is None:
-                self.first_healthy_after = now
+            now = time.monotonic()
+            if ok:
+                if self._open is not None:
+                    self.windows.append((self._open, now))
+                    self._open = None
+                self._last_ok = now
+            elif self._open is None:
+                self._open = self._last_ok if self._last_ok is not None else asked
             self._stop.wait(0.02)
 
     def __enter__(self) -> HealthWatch:
@@ -199,10 +203,17 @@ class HealthWatch:
         self._thread.join()
 
     @property
+    def recovered(self) -> bool:
+        return bool(self.windows) and self._open is None
+
+    @property
     def downtime_s(self) -> float | None:
-        if self.first_down is None or self.last_healthy_before is None or self.first_healthy_after is None:
-            return None
-        return self.first_healthy_after - self.last_healthy_before
+        return max((end - start for start, end in self.windows), default=None)
+
+    def other_windows(self) -> str:
+        """The unhealthy windows besides the downtime: how many, and the longest."""
+        rest = sorted((end - start for start, end in self.windows), reverse=True)[1:]
+        return f"; {len(rest)} other unhealthy window(s), longest {rest[0]:.1f}s" if rest else ""
 
 
 class ServerMemory:
@@ -263,10 +274,11 @@ def measured(case: str, world: World, server: ServerMemory, body: Callable[[Worl
         time.sleep(0.1)  # the watch has seen the app healthy before anything stops it
         ok, note, child_kb = body(world)
         deadline = time.monotonic() + 30
-        while watch.first_healthy_after is None and time.monotonic() < deadline:
+        while not watch.recovered and time.monotonic() < deadline:
             time.sleep(0.02)
     total = time.monotonic() - started - 0.1
     proven = app_on_key(world)
+    note += watch.other_windows()
     return Outcome(case, watch.downtime_s, total, max(self_rss_mb(), child_kb / 1024), server.peak_kb / 1024,
                    ok and proven, note if proven else (note + "; the app is not proven on the new key").strip("; "))
 
