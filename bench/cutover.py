@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from downtime import dsn_of  # noqa: E402  (bench/ is on sys.path when a benchmark runs as a script)
+from downtime import app_database  # noqa: E402  (bench/ is on sys.path when a benchmark runs as a script)
 
 from rotation.core.config import default_config  # noqa: E402
 from rotation.core.database import apply_runbook_schema, connect  # noqa: E402
@@ -50,12 +49,7 @@ STAGE = ("INSERT INTO {side} SELECT t.client_id, {src}, gen_random_bytes(100), g
 
 
 def run(admin_dsn: str, rows: int, changed: int) -> dict[str, float]:
-    role, name = f"crm_app_{secrets.token_hex(4)}", f"rotation_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role)))
-    try:
-        dsn = dsn_of(admin_dsn, name, role)
+    with app_database(admin_dsn) as (_, _, dsn):
         old, new = generate_key(), generate_key()
         with connect(dsn) as conn:
             apply_crm_schema(conn)
@@ -77,11 +71,7 @@ def run(admin_dsn: str, rows: int, changed: int) -> dict[str, float]:
             verify_s = time.monotonic() - started
         if not (result.proven and check.ok and result.swapped == rows):
             raise SystemExit(f"the cutover did not hold: {result} {check.summary()} {check.failure_lines()}")
-        return {"cutover": cutover_s, "verify": verify_s, **{k: v for k, v in result.seconds.items()}}
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        return {"cutover": cutover_s, "verify": verify_s, **result.seconds}
 
 
 def stage(conn: psycopg.Connection, rows: int, old: Secret, new: Secret) -> staged.StagedJob:

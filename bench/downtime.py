@@ -94,14 +94,25 @@ class Seeded:
 
 
 @contextlib.contextmanager
-def seeded_template(admin_dsn: str, rows: int, workers: int) -> Iterator[Seeded]:
-    """The app's role and a database it owns, seeded once: the template every case copies."""
+def app_database(admin_dsn: str) -> Iterator[tuple[str, str, str]]:
+    """A role like the app's (not a superuser) and a database it owns: (role, database, its DSN); dropped afterwards."""
     role, name = f"crm_app_{secrets.token_hex(4)}", f"rotation_bench_{secrets.token_hex(4)}"
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE").format(sql.Identifier(role)))
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role)))
     try:
-        dsn = dsn_of(admin_dsn, name, role)
+        yield role, name, dsn_of(admin_dsn, name, role)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@contextlib.contextmanager
+def seeded_template(admin_dsn: str, rows: int, workers: int) -> Iterator[Seeded]:
+    """The app's role and a database it owns, seeded once: the template every case copies."""
+    with app_database(admin_dsn) as (role, name, dsn):
         key = generate_key()
         with connect(dsn) as conn:
             apply_crm_schema(conn)
@@ -115,11 +126,6 @@ def seeded_template(admin_dsn: str, rows: int, workers: int) -> Iterator[Seeded]
         print(f"seeded {rows:,} rows with encrypt_sensitive_data in {time.monotonic() - started:.1f}s "
               f"({os.cpu_count()} CPUs)", flush=True)
         yield Seeded(admin_dsn, role, name, key)
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def dsn_of(admin_dsn: str, dbname: str, role: str) -> str:
