@@ -86,7 +86,9 @@ FERNET_SQL = ("SELECT {pk}, <column> FROM {table} in keyset pages of 200; each v
               "transaction per page with its checkpoint, triggers kept quiet as above")
 VERIFY_SQL = ("rotation_runbook.plaintext_digest joined to {table} on {pk}, per column: "
               "hmac(rotation_runbook.try_decrypt(<column>, <new>), <new>, 'sha256') = the digest taken before; "
-              "rotation_runbook.try_decrypt(<column>, <old>) IS NULL; NULLs kept; every row of the table known to "
+              "rotation_runbook.try_decrypt(<column>, <old>) IS NULL for any value not so verified (one that is "
+              "cannot open under another key; the sweep tries the old key on every value); NULLs kept; every row of "
+              "the table known to "
               "the snapshot; sha256(ROW(<other columns>)::text) = the row's digest before; " + KEYS)
 FERNET_VERIFY = ("every row of {table}: Fernet(new).decrypt(<column>) digested with HMAC-SHA-256 under the new key = "
                  "the digest taken before; Fernet(old) opens none; every row known to the snapshot, its other "

@@ -1,10 +1,10 @@
 """Verification that proves the population, not a count.
 
 Before re-encryption every value's plaintext is digested in the database (HMAC-SHA-256 keyed with the new key, so the
-digests reveal nothing to whoever lacks the key), and so is every row's set of other columns (SHA-256 of the row as
-JSON without its encrypted columns). Afterwards every row of the whole table is checked: non-NULL values decrypt with
-the new key to the same digest, none decrypts with the old key, NULLs stay NULL, no row appears or disappears unseen,
-and nothing but ciphertext changed. Every failure is named by table, column, count and row ids.
+digests reveal nothing to whoever lacks the key), and so is every row's set of other columns (SHA-256 of their
+text). Afterwards every row of the whole table is checked: non-NULL values decrypt with the new key
+to the same digest, none of the others decrypts with the old key, NULLs stay NULL, no row appears or disappears
+unseen, and nothing but ciphertext changed. Every failure is named by table, column, count and row ids.
 
 Keys come from the session's key table (rotation.core.database), loaded here as 'old' and 'new'.
 """
@@ -41,19 +41,28 @@ FROM {t} x
 ON CONFLICT DO NOTHING
 """
 
+# The old key is tried only on values the new key does not verify: a PGP symmetric message opens only under the
+# passphrase its S2K key was derived from (a wrong one fails pgcrypto's check bytes, then the MDC), so a value that
+# decrypts under the new key to its digest cannot open under the old one. The completeness sweep, after the start,
+# still tries the old key on every value. OFFSET 0 keeps each row's decryption from being computed once per count.
 CHECK_COLUMN = """
 SELECT
-    count(*) FILTER (WHERE d.digest IS NOT NULL) AS values_before,
-    count(*) FILTER (WHERE d.digest IS NULL) AS nulls_before,
-    count(*) FILTER (WHERE d.digest IS NULL AND t.{pk} IS NOT NULL AND t.{c} IS NULL) AS nulls_kept,
-    count(*) FILTER (WHERE d.digest IS NOT NULL
-        AND hmac(rotation_runbook.try_decrypt(t.{c}, """ + NEW + "), " + NEW + """, 'sha256') = d.digest)
-        AS verified_new,
-    count(*) FILTER (WHERE t.{c} IS NOT NULL AND rotation_runbook.try_decrypt(t.{c}, """ + OLD + """) IS NOT NULL)
-        AS readable_old
-FROM rotation_runbook.plaintext_digest d
-LEFT JOIN {t} t ON t.{pk}::text = d.pk
-WHERE d.job_id = %(job)s AND d.column_name = {name}
+    count(*) FILTER (WHERE digest IS NOT NULL) AS values_before,
+    count(*) FILTER (WHERE digest IS NULL) AS nulls_before,
+    count(*) FILTER (WHERE digest IS NULL AND row_found AND value IS NULL) AS nulls_kept,
+    count(*) FILTER (WHERE verified) AS verified_new,
+    count(*) FILTER (WHERE value IS NOT NULL AND NOT verified
+                     AND rotation_runbook.try_decrypt(value, """ + OLD + """) IS NOT NULL) AS readable_old
+FROM (
+    SELECT d.digest, t.{pk} IS NOT NULL AS row_found, t.{c} AS value,
+           COALESCE(d.digest IS NOT NULL
+                    AND hmac(rotation_runbook.try_decrypt(t.{c}, """ + NEW + "), " + NEW + """, 'sha256') = d.digest,
+                    false) AS verified
+    FROM rotation_runbook.plaintext_digest d
+    LEFT JOIN {t} t ON t.{pk}::text = d.pk
+    WHERE d.job_id = %(job)s AND d.column_name = {name} {part}
+    OFFSET 0
+) v
 """
 
 FAILURES = """
@@ -163,10 +172,14 @@ class PopulationCheck:
         return [f.line() for f in self.findings]
 
 
-def _fmt(statement: str, spec: TableSpec, column: str = "") -> sql.Composed:
+NO_PART = sql.SQL("")  # the whole column: CHECK_COLUMN's {part} left empty
+
+
+def _fmt(statement: str, spec: TableSpec, column: str = "", part: sql.Composable = NO_PART) -> sql.Composed:
     digest = other_columns_digest(spec, "x") if "{digest}" in statement else sql.SQL("")
     return sql.SQL(statement).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
-                                     c=sql.Identifier(column or spec.pk), name=sql.Literal(column), digest=digest)
+                                     c=sql.Identifier(column or spec.pk), name=sql.Literal(column), digest=digest,
+                                     part=part)
 
 
 def snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secret, new_key: Secret) -> int:
@@ -223,7 +236,7 @@ def column_counts(dsn: str, spec: TableSpec, job_id: int, keys: dict[str, Secret
     tasks = [(column, part) for column in spec.columns for part in range(workers)]
 
     def count(conn: psycopg.Connection, task: tuple[str, int]) -> tuple[int, ...]:
-        query = sql.Composed([_fmt(CHECK_COLUMN, spec, task[0]), PART])
+        query = _fmt(CHECK_COLUMN, spec, task[0], PART)
         row = conn.execute(query, {"job": job_id, "parts": workers, "part": task[1]}).fetchone()
         return tuple(int(n) for n in row or (0, 0, 0, 0, 0))
 
