@@ -10,6 +10,7 @@ is refused before anything is sent, so no code path can fall back to parameters 
 
 from __future__ import annotations
 
+import queue
 import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -67,20 +68,23 @@ def on_connections(dsn: str, keys: Mapping[str, Secret], workers: int, tasks: Se
     For read-only checks PostgreSQL will not parallelise itself: pgcrypto's errors can only be caught in a function
     with an exception block, and such a function is parallel unsafe."""
     results: dict[int, R] = {}
-    pending = list(enumerate(tasks))
+    pending: queue.SimpleQueue[tuple[int, T]] = queue.SimpleQueue()
+    for item in enumerate(tasks):
+        pending.put(item)
 
     def worker() -> None:
         with connect(dsn, keys=keys) as conn:
-            while pending:
+            while True:
                 try:
-                    i, task = pending.pop(0)
-                except IndexError:
+                    i, task = pending.get_nowait()
+                except queue.Empty:
                     return
                 results[i] = run(conn, task)
                 conn.rollback()
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tasks)))) as pool:
-        for future in [pool.submit(worker) for _ in range(max(1, min(workers, len(tasks))))]:
+    connections = max(1, min(workers, len(tasks)))
+    with ThreadPoolExecutor(max_workers=connections) as pool:
+        for future in [pool.submit(worker) for _ in range(connections)]:
             future.result()
     return [results[i] for i in range(len(tasks))]
 
