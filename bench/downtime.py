@@ -452,7 +452,8 @@ def report(args: argparse.Namespace, outcomes: list[Outcome], first: float, stea
     print(f"{'case':32}{'downtime s':>12}{'total s':>10}{'client RSS MB':>15}{'server MB':>11}  result")
     runbook = next((o for o in outcomes if o.case.startswith("(a)") and o.total_s), None)
     for o in outcomes:
-        vs = (f"  downtime {runbook.downtime_s / o.downtime_s:.1f}x below (a)"
+        vs = (f"  downtime {runbook.downtime_s / o.downtime_s:.1f}x below (a), total "
+              f"{(runbook.total_s or 0) / (o.total_s or 1):.2f}x"
               if runbook and runbook.downtime_s and o.downtime_s and o is not runbook else "")
         result = ("ok" if o.ok else "FAILED") if o.total_s is not None else ""
         print(f"{o.case:32}{fmt(o.downtime_s, '12.1f')}{fmt(o.total_s, '10.1f')}{fmt(o.client_rss_mb, '15.0f')}"
