@@ -143,27 +143,37 @@ def _pgp(column: str, kind: str) -> tuple[sql.Composable, sql.Composable]:
 
 
 def _fernet(column: str, kind: str) -> sql.Composable:
+    """Is the value a Fernet token? The prefix is compared first: the regular expression then runs on tokens only."""
     c = sql.SQL("x.{}").format(sql.Identifier(column))
-    text = sql.SQL("encode({c}, 'escape')").format(c=c) if kind == "bytea" else sql.SQL("{c}::text").format(c=c)
-    return sql.SQL("{text} ~ {pattern}").format(text=text, pattern=sql.Literal(FERNET_PATTERN))
+    if kind == "bytea":
+        return sql.SQL("substr({c}, 1, 6) = {prefix} AND encode({c}, 'escape') ~ {pattern}").format(
+            c=c, prefix=sql.Literal(FERNET_PATTERN[1:7].encode()), pattern=sql.Literal(FERNET_PATTERN))
+    return sql.SQL("left({c}::text, 6) = {prefix} AND {c}::text ~ {pattern}").format(
+        c=c, prefix=sql.Literal(FERNET_PATTERN[1:7]), pattern=sql.Literal(FERNET_PATTERN))
 
 
 def table_query(table: SweptTable, limit: int = 5, slices: int = 1) -> sql.Composed:
     """One scan of the table (or of one of `slices` disjoint slices of its rows, by a hash of the row id): per column,
-    PGP candidates, those the old key opens (with their first ids), Fernet candidates."""
+    PGP candidates, those the old key opens (with their first ids), Fernet candidates. Each value is classified and
+    tried once, in a subquery (OFFSET 0 keeps PostgreSQL from repeating the attempt in each aggregate reading it)."""
+    tests: list[sql.Composable] = [sql.SQL("{} AS rid").format(table.row_id())]
     parts: list[sql.Composable] = []
-    for column, kind in table.columns:
+    for i, (column, kind) in enumerate(table.columns):
         is_pgp, message = _pgp(column, kind)
-        opens_old = sql.SQL("{is_pgp} AND rotation_runbook.try_decrypt_bytea({m}, " + OLD + ") IS NOT NULL").format(
-            is_pgp=is_pgp, m=message)
-        parts += [sql.SQL("count(*) FILTER (WHERE {})").format(is_pgp),
-                  sql.SQL("count(*) FILTER (WHERE {})").format(opens_old),
-                  sql.SQL("(array_agg({rid} ORDER BY {rid}) FILTER (WHERE {o}))[1:{n}]").format(
-                      rid=table.row_id(), o=opens_old, n=sql.Literal(limit)),
-                  sql.SQL("count(*) FILTER (WHERE {})").format(_fernet(column, kind))]
+        pgp, old, fernet = (sql.Identifier(f"{x}{i}") for x in ("pgp", "old", "fernet"))
+        tests += [sql.SQL("{} AS {}").format(is_pgp, pgp),
+                  sql.SQL("{is_pgp} AND rotation_runbook.try_decrypt_bytea({m}, " + OLD + ") IS NOT NULL AS {o}"
+                          ).format(is_pgp=is_pgp, m=message, o=old),
+                  sql.SQL("{} AS {}").format(_fernet(column, kind), fernet)]
+        parts += [sql.SQL("count(*) FILTER (WHERE {})").format(pgp),
+                  sql.SQL("count(*) FILTER (WHERE {})").format(old),
+                  sql.SQL("(array_agg(rid ORDER BY rid) FILTER (WHERE {o}))[1:{n}]").format(o=old,
+                                                                                          n=sql.Literal(limit)),
+                  sql.SQL("count(*) FILTER (WHERE {})").format(fernet)]
     where = (sql.SQL(" WHERE mod(hashtext({rid})::bigint + 2147483648, {n}) = %(part)s").format(
         rid=table.row_id(), n=sql.Literal(slices)) if slices > 1 else sql.SQL(""))
-    return sql.SQL("SELECT {} FROM {} x").format(sql.SQL(", ").join(parts), table.ident()) + where
+    return sql.SQL("SELECT {} FROM (SELECT {} FROM {} x{} OFFSET 0) v").format(
+        sql.SQL(", ").join(parts), sql.SQL(", ").join(tests), table.ident(), where)
 
 
 def fernet_query(table: SweptTable, column: str, kind: str) -> sql.Composed:

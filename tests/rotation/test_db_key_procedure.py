@@ -155,13 +155,14 @@ def test_the_sweep_finds_old_key_values_outside_the_inventory(world: Deployment)
     with connect(world.dsn, keys={"old": r.old_key}) as conn:
         conn.execute("CREATE TABLE crm_attachments (attachment_id int PRIMARY KEY, blob bytea, note text)")
         conn.execute(f"INSERT INTO crm_attachments VALUES (1, pgp_sym_encrypt('secret note', {key_ref('old')}), "
-                     "NULL), (2, NULL, %s), (3, 'plain'::bytea, 'plain')",
-                     (app_fernet(r.old_key).encrypt(b"api token").decode(),))
+                     "NULL), (2, NULL, %s), (3, 'plain'::bytea, 'plain'), (4, %s, NULL)",
+                     (app_fernet(r.old_key).encrypt(b"api token").decode(), app_fernet(r.old_key).encrypt(b"key")))
         conn.commit()
     with pytest.raises(CheckFailed) as failed:
         r.verify_old_key_dead(EVIDENCE)
     assert "public.crm_attachments.blob: 1 PGP value open with the old key (attachment_id=1)" in str(failed.value)
     assert "public.crm_attachments.note: 1 Fernet value open with the old key (attachment_id=2)" in str(failed.value)
+    assert "public.crm_attachments.blob: 1 Fernet value open with the old key (attachment_id=4)" in str(failed.value)
     assert r.old_key.fingerprint in str(failed.value)
 
 
