@@ -172,12 +172,15 @@ class HealthWatch:
     """Polls /health every 20 ms and keeps every window of unhealthy answers (from the last healthy answer before it
     to the first healthy one after it). The downtime is the longest window, the one the app's stop opens; any other
     window (an answer slower than the 0.5 s timeout while staging loads the machine, say) is reported beside it, not
-    merged into it."""
+    merged into it. Within each window it also keeps when the app refused or failed (connection refused, not 200)
+    and when it was only slow (no answer within the timeout: the app answered later, to a poller that had hung up),
+    so that a window can be read as down, or as slow around a stop."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.windows: list[tuple[float, float]] = []
+        self.windows: list[tuple[float, float, float | None, float | None]] = []  # start, end, first/last refusal
         self._open: float | None = None  # the last healthy answer before the current unhealthy run
+        self._refused: list[float] = []
         self._last_ok: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -187,17 +190,23 @@ class HealthWatch:
         while not self._stop.is_set():
             asked = time.monotonic()
             try:
-                ok = session.get(self.url, timeout=0.5).status_code == 200
+                ok, slow = session.get(self.url, timeout=0.5).status_code == 200, False
+            except requests.Timeout:
+                ok, slow = False, True
             except requests.RequestException:
-                ok = False
+                ok, slow = False, False
             now = time.monotonic()
             if ok:
                 if self._open is not None:
-                    self.windows.append((self._open, now))
-                    self._open = None
+                    first, last = (self._refused[0], self._refused[-1]) if self._refused else (None, None)
+                    self.windows.append((self._open, now, first, last))
+                    self._open, self._refused = None, []
                 self._last_ok = now
-            elif self._open is None:
-                self._open = self._last_ok if self._last_ok is not None else asked
+            else:
+                if self._open is None:
+                    self._open = self._last_ok if self._last_ok is not None else asked
+                if not slow:
+                    self._refused.append(asked)
             self._stop.wait(0.02)
 
     def __enter__(self) -> HealthWatch:
@@ -214,12 +223,18 @@ class HealthWatch:
 
     @property
     def downtime_s(self) -> float | None:
-        return max((end - start for start, end in self.windows), default=None)
+        return max((end - start for start, end, _, _ in self.windows), default=None)
 
     def other_windows(self) -> str:
-        """The unhealthy windows besides the downtime: how many, and the longest."""
-        rest = sorted((end - start for start, end in self.windows), reverse=True)[1:]
-        return f"; {len(rest)} other unhealthy window(s), longest {rest[0]:.1f}s" if rest else ""
+        """How the downtime window reads (refused or failing, and slow before and after), and the unhealthy windows
+        besides it: how many, and the longest."""
+        if not self.windows:
+            return ""
+        start, end, first, last = max(self.windows, key=lambda w: w[1] - w[0])
+        shape = (f"; of the downtime: slow {first - start:.1f}s, refused/failing {last - first:.1f}s, slow "
+                 f"{end - last:.1f}s" if first is not None and last is not None else "; no refusal, only slow answers")
+        rest = sorted((e - s for s, e, _, _ in self.windows), reverse=True)[1:]
+        return shape + (f"; {len(rest)} other unhealthy window(s), longest {rest[0]:.1f}s" if rest else "")
 
 
 class ServerMemory:
