@@ -42,8 +42,11 @@ def seed_clients(dsn: str, key: str | Secret, count: int = 2000, *, workers: int
         with connect(dsn, keys={"app": secret(key)}) as conn:
             conn.execute(SEED_CLIENTS, {"names": list(NAMES), "first": bounds[0], "last": bounds[1]})
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         list(pool.map(insert, chunks))
+    finally:  # on Ctrl-C, only the chunks already running finish: the rest are dropped, not seeded first
+        pool.shutdown(wait=True, cancel_futures=True)
     return count
 
 
