@@ -142,6 +142,12 @@ class DbKeyRotation:
 
     # --- what the rotation works on ---------------------------------------------------------------------------------
     @property
+    def sweep_workers(self) -> int:
+        """Connections for the completeness sweep. It runs once the app is back: with every core taken by the sweep,
+        the app answered /health slower than 0.5 s for 25 s after a 1M-row cutover (docs/performance.md)."""
+        return max(1, self.workers - 1)
+
+    @property
     def env_file(self) -> Path:
         return self.deployment.env_file
 
@@ -509,10 +515,12 @@ class DbKeyRotation:
         app's schemas (the inventory's and every other)."""
         keys = self._current_keys()
         with connect(self.deployment.dsn) as conn:
-            result = sweep.sweep(conn, keys.old, dsn=self.deployment.dsn, workers=self.workers)
+            result = sweep.sweep(conn, keys.old, dsn=self.deployment.dsn, workers=self.sweep_workers)
             schema = current_schema(conn)
         evidence.record("values the old key opens, anywhere in the app's schemas", {
             "rotation": keys.rotation_id, "old key": keys.old.fingerprint, **result.as_evidence(),
+            "connections": f"{self.sweep_workers} of --workers {self.workers}: the app is running again and keeps "
+                           "a core for its requests",
             "found": [h.line() for h in result.opened]}, source=sweep.QUERY_SOURCE)
         if result.candidates:
             evidence.population("encrypted-looking values the old key no longer opens",

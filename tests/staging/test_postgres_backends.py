@@ -54,7 +54,7 @@ def wait_for(condition, timeout_s: float = 60) -> None:
 
 
 def start_suite() -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ROTATION_DSN"}
+    env = {k: v for k, v in os.environ.items() if k != "ROTATION_DSN"} | {"PYTHONFAULTHANDLER": "1"}
     reports = tempfile.mkdtemp(prefix="rotation-reports-")
     return subprocess.Popen([sys.executable, "-m", "pytest", "steps/test_rotation.py", "-k", "scheduled_90day",
                              "--rows", "20000", f"--reports-dir={reports}"],
@@ -67,7 +67,12 @@ def test_private_cluster_is_removed_after_ctrl_c() -> None:
     cluster = owned_clusters(proc.pid)[0]
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    try:
+        proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # say where the suite hangs: faulthandler dumps every thread on SIGABRT
+        proc.send_signal(signal.SIGABRT)
+        output, _ = proc.communicate(timeout=30)
+        pytest.fail(f"the suite did not exit within 60 s of Ctrl-C; its threads:\n{output[-6000:]}")
     assert not cluster.exists(), "the private cluster outlived Ctrl-C"
 
 
