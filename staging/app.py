@@ -50,14 +50,16 @@ LOADED_PATH = "/staging/loaded"  # tests only: what the process loaded at start,
 
 
 def check_database(env: dict[str, str]) -> dict[str, object]:
-    """The database is reachable as the app's role and the CRM's tables answer (no key is involved)."""
+    """The database is reachable as the app's role and the CRM's tables answer (no key is involved). One row, as a
+    health check reads: it used to count every client, which at 1,000,000 rows, right after a rotation rewrote them
+    all and while autovacuum cleaned up, took 0.35-0.6 s, so the stand-in looked down when the app would not."""
     if len(env.get("DB_ENCRYPTION_KEY", "")) < MIN_KEY_LENGTH:
         return {"ok": False, "status": "unhealthy",
                 "error": f"DB_ENCRYPTION_KEY missing or shorter than {MIN_KEY_LENGTH} characters"}
     started = time.monotonic()
     try:
         with psycopg.connect(env["DATABASE_URL"], connect_timeout=3, application_name="event-planning-api") as conn:
-            conn.execute("SELECT count(*) FROM crm_client_preferences").fetchone()
+            conn.execute("SELECT 1 FROM crm_client_preferences LIMIT 1").fetchone()
     except psycopg.Error as exc:
         return {"ok": False, "status": "unhealthy", "error": type(exc).__name__}
     return {"ok": True, "status": "healthy", "response_time_ms": round(1000 * (time.monotonic() - started), 1)}

@@ -143,8 +143,8 @@ class DbKeyRotation:
     # --- what the rotation works on ---------------------------------------------------------------------------------
     @property
     def sweep_workers(self) -> int:
-        """Connections for the completeness sweep. It runs once the app is back: with every core taken by the sweep,
-        the app answered /health slower than 0.5 s for 25 s after a 1M-row cutover (docs/performance.md)."""
+        """Connections for the completeness sweep. It runs once the app is back, beside the app's own queries, so it
+        leaves them a core of the server."""
         return max(1, self.workers - 1)
 
     @property
@@ -520,7 +520,7 @@ class DbKeyRotation:
         evidence.record("values the old key opens, anywhere in the app's schemas", {
             "rotation": keys.rotation_id, "old key": keys.old.fingerprint, **result.as_evidence(),
             "connections": f"{self.sweep_workers} of --workers {self.workers}: the app is running again and keeps "
-                           "a core for its requests",
+                           "a core for its queries",
             "found": [h.line() for h in result.opened]}, source=sweep.QUERY_SOURCE)
         if result.candidates:
             evidence.population("encrypted-looking values the old key no longer opens",

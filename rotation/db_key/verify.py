@@ -326,11 +326,13 @@ def cleaned_job(conn: psycopg.Connection, job_id: int) -> CleanedJob | None:
 
 # --- values a key opens: the old key after a rotation, the current key before one ------------------------------------
 
+# Each value is tried once: PostgreSQL does not share an expression between two aggregates, and OFFSET 0 keeps the
+# subquery from being flattened into them.
 READABLE = """
-SELECT count({c}), count(rotation_runbook.try_decrypt({c}, """ + key_ref("k") + """)),
-       (array_agg({pk}::text ORDER BY {pk})
-            FILTER (WHERE rotation_runbook.try_decrypt({c}, """ + key_ref("k") + """) IS NOT NULL))[1:5]
-FROM {t}
+SELECT count(value), count(*) FILTER (WHERE opens), (array_agg(id ORDER BY rid) FILTER (WHERE opens))[1:5]
+FROM (SELECT {c} AS value, {pk} AS rid, {pk}::text AS id,
+             rotation_runbook.try_decrypt({c}, """ + key_ref("k") + """) IS NOT NULL AS opens
+      FROM {t} OFFSET 0) v
 """
 SAMPLE = """
 SELECT count({c}), (SELECT rotation_runbook.try_decrypt({c}, """ + key_ref("k") + """) IS NOT NULL FROM {t}
