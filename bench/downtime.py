@@ -180,7 +180,7 @@ class HealthWatch:
         self.url = url
         self.windows: list[tuple[float, float, float | None, float | None]] = []  # start, end, first/last refusal
         self._open: float | None = None  # the last healthy answer before the current unhealthy run
-        self._refused: list[float] = []
+        self._refused: tuple[float, float] | None = None  # first and last refusal of the current unhealthy run
         self._last_ok: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -198,15 +198,15 @@ class HealthWatch:
             now = time.monotonic()
             if ok:
                 if self._open is not None:
-                    first, last = (self._refused[0], self._refused[-1]) if self._refused else (None, None)
+                    first, last = self._refused or (None, None)
                     self.windows.append((self._open, now, first, last))
-                    self._open, self._refused = None, []
+                    self._open, self._refused = None, None
                 self._last_ok = now
             else:
                 if self._open is None:
                     self._open = self._last_ok if self._last_ok is not None else asked
                 if not slow:
-                    self._refused.append(asked)
+                    self._refused = (self._refused[0] if self._refused else asked, asked)
             self._stop.wait(0.02)
 
     def __enter__(self) -> HealthWatch:

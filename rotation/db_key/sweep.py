@@ -44,7 +44,8 @@ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 
 ORDER BY n.nspname, c.relname, a.attnum
 """
 PGP_FIRST_BYTES = (b"\xc3", b"\x8c", b"\x8d", b"\x8e", b"\x8f")
-FERNET_PATTERN = "^gAAAAA[A-Za-z0-9_-]{90,}={0,2}$"  # the shortest token is 100 characters
+FERNET_PREFIX = "gAAAAA"  # version byte 0x80 and the timestamp's high bytes, base64url
+FERNET_PATTERN = f"^{FERNET_PREFIX}[A-Za-z0-9_-]{{90,}}={{0,2}}$"  # the shortest token is 100 characters
 OLD = key_ref("old")
 
 
@@ -147,9 +148,9 @@ def _fernet(column: str, kind: str) -> sql.Composable:
     c = sql.SQL("x.{}").format(sql.Identifier(column))
     if kind == "bytea":
         return sql.SQL("substr({c}, 1, 6) = {prefix} AND encode({c}, 'escape') ~ {pattern}").format(
-            c=c, prefix=sql.Literal(FERNET_PATTERN[1:7].encode()), pattern=sql.Literal(FERNET_PATTERN))
+            c=c, prefix=sql.Literal(FERNET_PREFIX.encode()), pattern=sql.Literal(FERNET_PATTERN))
     return sql.SQL("left({c}::text, 6) = {prefix} AND {c}::text ~ {pattern}").format(
-        c=c, prefix=sql.Literal(FERNET_PATTERN[1:7]), pattern=sql.Literal(FERNET_PATTERN))
+        c=c, prefix=sql.Literal(FERNET_PREFIX), pattern=sql.Literal(FERNET_PATTERN))
 
 
 def table_query(table: SweptTable, limit: int = 5, slices: int = 1) -> sql.Composed:

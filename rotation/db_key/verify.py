@@ -329,8 +329,8 @@ def cleaned_job(conn: psycopg.Connection, job_id: int) -> CleanedJob | None:
 # Each value is tried once: PostgreSQL does not share an expression between two aggregates, and OFFSET 0 keeps the
 # subquery from being flattened into them.
 READABLE = """
-SELECT count(value), count(*) FILTER (WHERE opens), (array_agg(id ORDER BY rid) FILTER (WHERE opens))[1:5]
-FROM (SELECT {c} AS value, {pk} AS rid, {pk}::text AS id,
+SELECT count(value), count(*) FILTER (WHERE opens), (array_agg(rid::text ORDER BY rid) FILTER (WHERE opens))[1:5]
+FROM (SELECT {c} AS value, {pk} AS rid,
              rotation_runbook.try_decrypt({c}, """ + key_ref("k") + """) IS NOT NULL AS opens
       FROM {t} OFFSET 0) v
 """
