@@ -47,17 +47,37 @@ CREATE TABLE IF NOT EXISTS rotation_runbook.reencrypt_range (
     PRIMARY KEY (job_id, range_no)
 );
 
--- Keyed digests (HMAC-SHA-256 under the new key) of every plaintext value before re-encryption, per row and column,
--- so verification proves each value decrypts to what it was. NULL digest = the value was NULL. The row with
--- column_name '' holds the SHA-256 of the row's other columns (everything but the encrypted ones), so verification
--- proves that nothing but ciphertext changed. Deleted once the rotation is verified (reencrypt_job keeps the counts).
-CREATE TABLE IF NOT EXISTS rotation_runbook.plaintext_digest (
+-- Keyed digests (HMAC-SHA-256 under the new key) of every plaintext value before re-encryption, one row per table
+-- row: `digests` holds one per column, in the order of the job's `columns` (NULL = the value was NULL), so
+-- verification proves each value decrypts to what it was; `other` is the SHA-256 of the row's other columns
+-- (everything but the encrypted ones), so verification proves that nothing but ciphertext changed. One row per table
+-- row, not one per value: each index entry costs about as much as a value's encryption. Deleted once the rotation is
+-- verified (reencrypt_job keeps the counts).
+CREATE TABLE IF NOT EXISTS rotation_runbook.row_digest (
     job_id BIGINT NOT NULL REFERENCES rotation_runbook.reencrypt_job (job_id) ON DELETE CASCADE,
     pk TEXT NOT NULL,
-    column_name TEXT NOT NULL,
-    digest BYTEA,
-    PRIMARY KEY (job_id, pk, column_name)
+    other BYTEA,
+    digests BYTEA[] NOT NULL,
+    PRIMARY KEY (job_id, pk)
 );
+-- Before row_digest, digests were kept one row per value (plaintext_digest, column_name '' for the other columns).
+-- A job interrupted under that release keeps its proof: its digests move here, then the old table goes.
+DO $$
+BEGIN
+    IF to_regclass('rotation_runbook.plaintext_digest') IS NOT NULL THEN
+        INSERT INTO rotation_runbook.row_digest (job_id, pk, other, digests)
+        SELECT d.job_id, d.pk,
+               (array_agg(d.digest) FILTER (WHERE d.column_name = ''))[1],
+               ARRAY(SELECT x.digest FROM unnest(j.columns) WITH ORDINALITY AS c(name, i)
+                     LEFT JOIN rotation_runbook.plaintext_digest x
+                            ON x.job_id = d.job_id AND x.pk = d.pk AND x.column_name = c.name
+                     ORDER BY c.i)
+        FROM rotation_runbook.plaintext_digest d JOIN rotation_runbook.reencrypt_job j USING (job_id)
+        GROUP BY d.job_id, d.pk, j.columns
+        ON CONFLICT DO NOTHING;
+        DROP TABLE rotation_runbook.plaintext_digest;
+    END IF;
+END $$;
 
 -- NULL instead of an error when a key does not open a value: lets verification count values per key.
 CREATE OR REPLACE FUNCTION rotation_runbook.try_decrypt(value BYTEA, key TEXT) RETURNS TEXT AS $$

@@ -145,9 +145,12 @@ END $$;
 RUNBOOK_SCHEMA = "V100__rotation_runbook.sql"
 
 
-# The newest object of V100: when it exists, the schema is up to date and nothing is executed (a role that may use
-# the schema but not CREATE in the database can still rotate).
-RUNBOOK_SCHEMA_CURRENT = "SELECT to_regprocedure('rotation_runbook.try_dearmor(text)') IS NOT NULL"
+# The newest objects of V100 (and the absence of the one it replaces): when they are as V100 leaves them, the schema
+# is up to date and nothing is executed (a role that may use the schema but not CREATE in the database can still
+# rotate).
+RUNBOOK_SCHEMA_CURRENT = ("SELECT to_regprocedure('rotation_runbook.try_dearmor(text)') IS NOT NULL "
+                          "AND to_regclass('rotation_runbook.row_digest') IS NOT NULL "
+                          "AND to_regclass('rotation_runbook.plaintext_digest') IS NULL")
 
 
 def apply_runbook_schema(conn: psycopg.Connection) -> None:

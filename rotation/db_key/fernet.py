@@ -103,14 +103,14 @@ def _snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: S
         spec = with_others(conn, spec)
         for setting in DIGEST_SETTINGS:
             conn.execute(setting)
-        digests = [(job_id, str(row[0]), column, None if value is None else
-                    _digest(new_key, _plaintext(spec, column, row[0], value, old_key, new_key)))
-                   for page in _pages(conn, spec) for row in page
-                   for column, value in zip(spec.columns, row[1:], strict=True)]
-        conn.cursor().executemany("INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest) "
-                                  "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", digests)
-        conn.execute(sql.SQL("INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest) "
-                             "SELECT %s, x.{pk}::text, '', {digest} FROM {t} x ON CONFLICT DO NOTHING").format(
+        digests = [(job_id, str(row[0]), [None if value is None else
+                                          _digest(new_key, _plaintext(spec, column, row[0], value, old_key, new_key))
+                                          for column, value in zip(spec.columns, row[1:], strict=True)])
+                   for page in _pages(conn, spec) for row in page]
+        conn.cursor().executemany("INSERT INTO rotation_runbook.row_digest (job_id, pk, digests) "
+                                  "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", digests)
+        conn.execute(sql.SQL("UPDATE rotation_runbook.row_digest d SET other = {digest} FROM {t} x "
+                             "WHERE d.job_id = %s AND d.pk = x.{pk}::text").format(
                                  pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
                                  digest=other_columns_digest(spec, "x")), (job_id,))
         conn.execute("UPDATE rotation_runbook.reencrypt_job SET snapshot_taken = true WHERE job_id = %s", (job_id,))
@@ -180,9 +180,9 @@ def verify_fernet(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_ke
         spec = with_others(conn, spec)
         for setting in DIGEST_SETTINGS:
             conn.execute(setting)
-        digests = {(str(pk), str(c)): d for pk, c, d in conn.execute(
-            "SELECT pk, column_name, digest FROM rotation_runbook.plaintext_digest WHERE job_id = %s "
-            "AND column_name <> ''", (job_id,))}
+        digests = {(str(pk), column): d for pk, ds in conn.execute(
+            "SELECT pk, digests FROM rotation_runbook.row_digest WHERE job_id = %s", (job_id,))
+            for column, d in zip(spec.columns, ds, strict=True)}
         tallies = {c: _Tally() for c in spec.columns}
         problems: dict[tuple[str, str], list[str]] = {}
         rows_after = 0
@@ -204,8 +204,8 @@ def verify_fernet(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_ke
             if found and found[0]:
                 findings.append(Finding(spec.table, spec.pk, None, why, int(found[0]),
                                         tuple(str(i) for i in found[1] or ())))
-        counted = conn.execute("SELECT count(*) FROM rotation_runbook.plaintext_digest WHERE job_id = %s "
-                               "AND column_name = ''", (job_id,)).fetchone()
+        counted = conn.execute("SELECT count(*) FROM rotation_runbook.row_digest WHERE job_id = %s",
+                               (job_id,)).fetchone()
     conn.commit()
     before = {c: [d for (_, column), d in digests.items() if column == c] for c in spec.columns}
     columns = tuple(ColumnCheck(c, sum(d is not None for d in before[c]), sum(d is None for d in before[c]),

@@ -73,10 +73,10 @@ KEYS = ("keys: loaded into the session temp table pg_temp.rotation_key with COPY
 REENCRYPT_SQL = ("one statement per keyset page of 2,000 rows per primary-key range ({pk}): WITH page AS (SELECT {pk}, "
                  "sha256(ROW(<other columns>)::text), pgp_sym_decrypt(<column>, <old>) for each of "
                  "{columns} FROM {table} ... FOR UPDATE), UPDATE {table} SET <column> = pgp_sym_encrypt(<plaintext>, "
-                 "<new>, '{options}') FROM page, INSERT INTO rotation_runbook.plaintext_digest the rows' digests and "
-                 "hmac(<plaintext>, <new>, 'sha256') per value: each old value decrypted once, its digest and new "
-                 "ciphertext committed together with the range's checkpoint in rotation_runbook.reencrypt_range, "
-                 "triggers kept quiet "
+                 "<new>, '{options}') FROM page, INSERT INTO rotation_runbook.row_digest one row per table row: its "
+                 "other columns' digest and hmac(<plaintext>, <new>, 'sha256') per value: each old value decrypted "
+                 "once, its digest and new ciphertext committed together with the range's checkpoint in "
+                 "rotation_runbook.reencrypt_range, triggers kept quiet "
                  "(SET LOCAL session_replication_role = replica, or ALTER TABLE ... DISABLE TRIGGER and back, in the "
                  "same transaction); then rows the pass wrote no digest for (and, when the job is taken up again, "
                  "every row with a value under the old key) digested and re-encrypted; " + KEYS)
@@ -84,7 +84,7 @@ FERNET_SQL = ("SELECT {pk}, <column> FROM {table} in keyset pages of 200; each v
               "MultiFernet([Fernet(new), Fernet(old)]).rotate(token) with the app's derivation "
               "urlsafe_b64encode(sha256(key)); UPDATE {table} SET <column> = <token> WHERE {pk} = <id>, one "
               "transaction per page with its checkpoint, triggers kept quiet as above")
-VERIFY_SQL = ("rotation_runbook.plaintext_digest joined to {table} on {pk}, per column: "
+VERIFY_SQL = ("rotation_runbook.row_digest joined to {table} on {pk}, per column: "
               "hmac(rotation_runbook.try_decrypt(<column>, <new>), <new>, 'sha256') = the digest taken before; "
               "rotation_runbook.try_decrypt(<column>, <old>) IS NULL for any value not so verified (one that is "
               "cannot open under another key; the sweep tries the old key on every value); NULLs kept; every row of "
@@ -627,10 +627,10 @@ class DbKeyRotation:
             removed = forget_digests(conn, [j.job_id for j in jobs])
             dropped = staged.finish(conn, keys.new.fingerprint)
         evidence.record("per-value digests removed", {"rotation": keys.rotation_id, "jobs": [j.job_id for j in jobs],
-                                                      "digests deleted": removed,
+                                                      "digest rows deleted (one per table row)": removed,
                                                       "staged jobs finished (side tables dropped)": dropped},
                         source="UPDATE rotation_runbook.reencrypt_job SET verified_values = <digests>, verified_at, "
-                               "digests_removed_at = now(); DELETE FROM rotation_runbook.plaintext_digest WHERE "
+                               "digests_removed_at = now(); DELETE FROM rotation_runbook.row_digest WHERE "
                                "job_id = ANY(<this rotation's jobs>)")
 
     def _app_proof(self, keys: RotationKeys) -> app_proof.AppProof:

@@ -7,7 +7,7 @@ so a SIGKILL at any moment loses at most the uncommitted batch and a rerun resum
 one: no value skipped, none encrypted twice. No trigger of the app fires (rotation.db_key.triggers).
 
 One expensive pass: each old value is decrypted once. The statement that re-encrypts a page also writes its values'
-keyed plaintext digests and its rows' other-columns digests (rotation_runbook.plaintext_digest), in the same transaction
+keyed plaintext digests and its rows' other-columns digests (rotation_runbook.row_digest), in the same transaction
 as the new ciphertext and the checkpoint; verification compares the new values' decryption with those digests.
 
 After the ranged pass, values the ranges could not have seen are taken up: rows the pass wrote no digest for (written
@@ -289,9 +289,8 @@ SELECT count(*), max(k)::text FROM upd
         sql.SQL("{c} = pgp_sym_encrypt(p.{p}, " + NEW + ", %(opts)s)").format(
             c=sql.Identifier(c), p=sql.Identifier(f"p{i}"))
         for i, c in enumerate(spec.columns))
-    rows = sql.SQL(", ").join([sql.SQL("('', p.other)"), *(
-        sql.SQL("({name}, hmac(p.{p}, " + NEW + ", 'sha256'))").format(name=sql.Literal(c), p=sql.Identifier(f"p{i}"))
-        for i, c in enumerate(spec.columns))])
+    digest_array = sql.SQL(", ").join(sql.SQL("hmac(p.{p}, " + NEW + ", 'sha256')").format(p=sql.Identifier(f"p{i}"))
+                                      for i in range(len(spec.columns)))
     return sql.SQL("""
 WITH page AS (
     SELECT t.{pk} AS k, {other} AS other, {plain}
@@ -300,12 +299,12 @@ WITH page AS (
     UPDATE {t} t SET {sets} FROM page p WHERE t.{pk} = p.k
     RETURNING t.{pk} AS k
 ), digests AS (
-    INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest)
-    SELECT %(job)s, p.k::text, d.name, d.digest FROM page p CROSS JOIN LATERAL (VALUES {rows}) AS d(name, digest)
-    ON CONFLICT (job_id, pk, column_name) DO NOTHING
+    INSERT INTO rotation_runbook.row_digest (job_id, pk, other, digests)
+    SELECT %(job)s, p.k::text, p.other, ARRAY[{digests}]::bytea[] FROM page p
+    ON CONFLICT (job_id, pk) DO NOTHING
 )
 SELECT count(*), max(k)::text FROM upd
-""").format(where=where, sets=sets, plain=plain, rows=rows, other=other_columns_digest(spec, "t"), **ids)
+""").format(where=where, sets=sets, plain=plain, digests=digest_array, other=other_columns_digest(spec, "t"), **ids)
 
 
 PAGE_TABLE = "pg_temp.rotation_page"
@@ -351,21 +350,18 @@ def _apply_statement(spec: TableSpec, key_type: str) -> sql.Composed:
     ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": sql.SQL(key_type)}
     sets = sql.SQL(", ").join(sql.SQL("{c} = p.{n}").format(c=sql.Identifier(c), n=sql.Identifier(f"n{i}"))
                               for i, c in enumerate(spec.columns))
-    rows = sql.SQL(", ").join([sql.SQL("('', p.other)"), *(
-        sql.SQL("({name}, p.{d})").format(name=sql.Literal(c), d=sql.Identifier(f"d{i}"))
-        for i, c in enumerate(spec.columns))])
+    digests = sql.SQL(", ").join(sql.SQL("p.{}").format(sql.Identifier(f"d{i}")) for i in range(len(spec.columns)))
     return sql.SQL("""
 WITH upd AS (
     UPDATE {t} t SET {sets} FROM """ + PAGE_TABLE + """ p WHERE t.{pk} = CAST(p.k AS {kt})
     RETURNING t.{pk} AS k
 ), digests AS (
-    INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest)
-    SELECT %(job)s, p.k, d.name, d.digest FROM """ + PAGE_TABLE + """ p
-    CROSS JOIN LATERAL (VALUES {rows}) AS d(name, digest)
-    ON CONFLICT (job_id, pk, column_name) DO NOTHING
+    INSERT INTO rotation_runbook.row_digest (job_id, pk, other, digests)
+    SELECT %(job)s, p.k, p.other, ARRAY[{digests}]::bytea[] FROM """ + PAGE_TABLE + """ p
+    ON CONFLICT (job_id, pk) DO NOTHING
 )
 SELECT count(*) FROM upd
-""").format(sets=sets, rows=rows, **ids)
+""").format(sets=sets, digests=digests, **ids)
 
 
 @dataclass(frozen=True)
@@ -619,8 +615,7 @@ def straggler_query(spec: TableSpec, *, full: bool) -> sql.Composed:
     opens with the old key."""
     ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table)}
     unknown = sql.SQL("SELECT t.{pk}::text FROM {t} t WHERE NOT EXISTS (SELECT 1 FROM "
-                      "rotation_runbook.plaintext_digest d WHERE d.job_id = %(job)s AND d.column_name = '' "
-                      "AND d.pk = t.{pk}::text)").format(**ids)
+                      "rotation_runbook.row_digest d WHERE d.job_id = %(job)s AND d.pk = t.{pk}::text)").format(**ids)
     if not full:
         return unknown
     return sql.SQL("{} UNION SELECT t.{pk}::text FROM {t} t WHERE {opens}").format(
@@ -701,21 +696,15 @@ def _digest_rows(conn: psycopg.Connection, spec: TableSpec, job_id: int, ids: li
     spec = with_others(conn, spec)
     for setting in DIGEST_SETTINGS:
         conn.execute(setting)
-    match = _ids_match(spec, key_type)
-    for column in spec.columns:
-        conn.execute(sql.SQL(
-            "INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest) "
-            "SELECT %(job)s, t.{pk}::text, {name}, hmac(COALESCE(rotation_runbook.try_decrypt(t.{c}, " + OLD + "), "
-            "rotation_runbook.try_decrypt(t.{c}, " + NEW + ")), " + NEW + ", 'sha256') FROM {t} t WHERE {match} "
-            "ON CONFLICT (job_id, pk, column_name) DO UPDATE SET digest = EXCLUDED.digest").format(
-                pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column),
-                name=sql.Literal(column), match=match), {"job": job_id, "ids": ids})
+    values = sql.SQL(", ").join(
+        sql.SQL("hmac(COALESCE(rotation_runbook.try_decrypt(t.{c}, " + OLD + "), rotation_runbook.try_decrypt(t.{c}, "
+                + NEW + ")), " + NEW + ", 'sha256')").format(c=sql.Identifier(c)) for c in spec.columns)
     conn.execute(sql.SQL(
-        "INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest) "
-        "SELECT %(job)s, t.{pk}::text, '', {digest} FROM {t} t WHERE {match} "
-        "ON CONFLICT (job_id, pk, column_name) DO UPDATE SET digest = EXCLUDED.digest").format(
-            pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), digest=other_columns_digest(spec, "t"),
-            match=match), {"job": job_id, "ids": ids})
+        "INSERT INTO rotation_runbook.row_digest (job_id, pk, other, digests) "
+        "SELECT %(job)s, t.{pk}::text, {other}, ARRAY[{values}]::bytea[] FROM {t} t WHERE {match} "
+        "ON CONFLICT (job_id, pk) DO UPDATE SET other = EXCLUDED.other, digests = EXCLUDED.digests").format(
+            pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), other=other_columns_digest(spec, "t"),
+            values=values, match=_ids_match(spec, key_type)), {"job": job_id, "ids": ids})
 
 
 def _straggler_update(spec: TableSpec, key_type: str) -> sql.Composed:

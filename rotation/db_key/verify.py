@@ -29,14 +29,8 @@ from rotation.db_key.reencrypt import (
 OLD, NEW = key_ref("old"), key_ref("new")
 
 SNAPSHOT = """
-INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest)
-SELECT %(job)s, x.{pk}::text, {name}, hmac(pgp_sym_decrypt(x.{c}, """ + OLD + "), " + NEW + """, 'sha256')
-FROM {t} x
-ON CONFLICT DO NOTHING
-"""
-SNAPSHOT_ROWS = """
-INSERT INTO rotation_runbook.plaintext_digest (job_id, pk, column_name, digest)
-SELECT %(job)s, x.{pk}::text, '', {digest}
+INSERT INTO rotation_runbook.row_digest (job_id, pk, other, digests)
+SELECT %(job)s, x.{pk}::text, {digest}, ARRAY[{values}]::bytea[]
 FROM {t} x
 ON CONFLICT DO NOTHING
 """
@@ -58,9 +52,9 @@ FROM (
            COALESCE(d.digest IS NOT NULL
                     AND hmac(rotation_runbook.try_decrypt(t.{c}, """ + NEW + "), " + NEW + """, 'sha256') = d.digest,
                     false) AS verified
-    FROM rotation_runbook.plaintext_digest d
+    FROM (SELECT pk, digests[{i}] AS digest FROM rotation_runbook.row_digest WHERE job_id = %(job)s) d
     LEFT JOIN {t} t ON t.{pk}::text = d.pk
-    WHERE d.job_id = %(job)s AND d.column_name = {name} {part}
+    WHERE true {part}
     OFFSET 0
 ) v
 """
@@ -75,10 +69,9 @@ FROM (
              WHEN rotation_runbook.try_decrypt(t.{c}, """ + OLD + """) IS NOT NULL THEN 'still under the old key'
              WHEN rotation_runbook.try_decrypt(t.{c}, """ + NEW + """) IS NULL THEN 'under neither key'
              ELSE 'plaintext changed' END AS why
-    FROM rotation_runbook.plaintext_digest d
+    FROM (SELECT pk, digests[{i}] AS digest FROM rotation_runbook.row_digest WHERE job_id = %(job)s) d
     LEFT JOIN {t} t ON t.{pk}::text = d.pk
-    WHERE d.job_id = %(job)s AND d.column_name = {name}
-      AND NOT (
+    WHERE NOT (
         (t.{pk} IS NOT NULL AND d.digest IS NULL AND t.{c} IS NULL)
         OR (t.{pk} IS NOT NULL AND d.digest IS NOT NULL
             AND hmac(rotation_runbook.try_decrypt(t.{c}, """ + NEW + "), " + NEW + """, 'sha256') = d.digest
@@ -90,13 +83,12 @@ GROUP BY why ORDER BY why
 # Rows of the table the snapshot does not know (written after it), and rows whose other columns changed.
 ROWS_UNKNOWN = """
 SELECT count(*), (array_agg(x.{pk}::text ORDER BY x.{pk}))[1:%(limit)s] FROM {t} x
-WHERE NOT EXISTS (SELECT 1 FROM rotation_runbook.plaintext_digest d
-                  WHERE d.job_id = %(job)s AND d.column_name = '' AND d.pk = x.{pk}::text)
+WHERE NOT EXISTS (SELECT 1 FROM rotation_runbook.row_digest d WHERE d.job_id = %(job)s AND d.pk = x.{pk}::text)
 """
 ROWS_CHANGED = """
 SELECT count(*), (array_agg(d.pk ORDER BY d.pk))[1:%(limit)s]
-FROM rotation_runbook.plaintext_digest d JOIN {t} x ON x.{pk}::text = d.pk
-WHERE d.job_id = %(job)s AND d.column_name = '' AND d.digest IS DISTINCT FROM {digest}
+FROM rotation_runbook.row_digest d JOIN {t} x ON x.{pk}::text = d.pk
+WHERE d.job_id = %(job)s AND d.other IS DISTINCT FROM {digest}
 """
 
 
@@ -176,10 +168,19 @@ NO_PART = sql.SQL("")  # the whole column: CHECK_COLUMN's {part} left empty
 
 
 def _fmt(statement: str, spec: TableSpec, column: str = "", part: sql.Composable = NO_PART) -> sql.Composed:
+    """The statement for this table (and column: {i} is its place in the digest array, 1-based, as in the job)."""
     digest = other_columns_digest(spec, "x") if "{digest}" in statement else sql.SQL("")
+    values = sql.SQL(", ").join(
+        sql.SQL("hmac(pgp_sym_decrypt(x.{}, " + OLD + "), " + NEW + ", 'sha256')").format(sql.Identifier(c))
+        for c in spec.columns)
     return sql.SQL(statement).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
-                                     c=sql.Identifier(column or spec.pk), name=sql.Literal(column), digest=digest,
-                                     part=part)
+                                     c=sql.Identifier(column or spec.pk), i=sql.Literal(digest_index(spec, column)),
+                                     digest=digest, values=values, part=part)
+
+
+def digest_index(spec: TableSpec, column: str) -> int:
+    """Where a column's digest sits in row_digest.digests: its place in the spec (the job's `columns`), 1-based."""
+    return spec.columns.index(column) + 1 if column else 0
 
 
 def snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secret, new_key: Secret) -> int:
@@ -193,13 +194,11 @@ def snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Se
             spec = with_others(conn, spec)
             for setting in DIGEST_SETTINGS:
                 conn.execute(setting)
-            for column in spec.columns:
-                try:
-                    with conn.transaction():
-                        conn.execute(_fmt(SNAPSHOT, spec, column), {"job": job_id})
-                except psycopg.errors.ExternalRoutineInvocationException:  # pgcrypto: a value the old key cannot open
-                    raise ReencryptionError(_unreadable(conn, spec, column)) from None
-            conn.execute(_fmt(SNAPSHOT_ROWS, spec), {"job": job_id})
+            try:
+                with conn.transaction():
+                    conn.execute(_fmt(SNAPSHOT, spec), {"job": job_id})
+            except psycopg.errors.ExternalRoutineInvocationException:  # pgcrypto: a value the old key cannot open
+                raise ReencryptionError(_unreadable(conn, spec)) from None
             conn.execute("UPDATE rotation_runbook.reencrypt_job SET snapshot_taken = true WHERE job_id = %s", (job_id,))
     return snapshot_size(conn, job_id)
 
@@ -210,19 +209,23 @@ WHERE x.{c} IS NOT NULL AND rotation_runbook.try_decrypt(x.{c}, """ + OLD + """)
 """
 
 
-def _unreadable(conn: psycopg.Connection, spec: TableSpec, column: str) -> str:
-    """Name the values of the column the old key cannot open (the snapshot stopped on the first of them)."""
-    row = conn.execute(_fmt(UNREADABLE, spec, column)).fetchone() or (0, [])
-    ids = ", ".join(str(i) for i in row[1] or ())
-    return (f"the digest snapshot of {spec.table} stopped: {spec.table}.{column}: {int(row[0]):,} value"
-            f"{'s' if row[0] != 1 else ''} the old key cannot decrypt ({spec.pk}={ids}). Nothing was re-encrypted; "
-            "find the key those values are under before running the rotation again")
+def _unreadable(conn: psycopg.Connection, spec: TableSpec) -> str:
+    """Name the values the old key cannot open, column by column (the snapshot stopped on the first of them)."""
+    found = []
+    for column in spec.columns:
+        row = conn.execute(_fmt(UNREADABLE, spec, column)).fetchone() or (0, [])
+        if row[0]:
+            ids = ", ".join(str(i) for i in row[1] or ())
+            found.append(f"{spec.table}.{column}: {int(row[0]):,} value{'s' if row[0] != 1 else ''} the old key "
+                         f"cannot decrypt ({spec.pk}={ids})")
+    return (f"the digest snapshot of {spec.table} stopped: {'; '.join(found)}. Nothing was re-encrypted; find the key "
+            "those values are under before running the rotation again")
 
 
 def snapshot_size(conn: psycopg.Connection, job_id: int) -> int:
     """How many value digests the job's snapshot holds (row digests not counted)."""
-    row = conn.execute("SELECT count(*) FROM rotation_runbook.plaintext_digest WHERE job_id = %s AND column_name <> ''",
-                       (job_id,)).fetchone()
+    row = conn.execute("SELECT COALESCE(sum(cardinality(digests)), 0) FROM rotation_runbook.row_digest "
+                       "WHERE job_id = %s", (job_id,)).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -267,8 +270,7 @@ def verify(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secr
             findings += [Finding(spec.table, spec.pk, column, str(why), int(n), tuple(str(i) for i in ids or ()))
                          for why, n, ids in conn.execute(_fmt(FAILURES, spec, column), params).fetchall()]
         findings += row_findings(conn, spec, job_id, failure_limit)
-        rows_before = _count(conn, "SELECT count(*) FROM rotation_runbook.plaintext_digest WHERE job_id = %s "
-                                   "AND column_name = ''", (job_id,))
+        rows_before = _count(conn, "SELECT count(*) FROM rotation_runbook.row_digest WHERE job_id = %s", (job_id,))
         rows_after = _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table)))
     conn.commit()
     return PopulationCheck(spec.table, rows_before, rows_after, tuple(columns), tuple(findings))
@@ -299,11 +301,11 @@ def _count(conn: psycopg.Connection, query: str | sql.Composed, params: tuple[ob
 def forget_digests(conn: psycopg.Connection, job_ids: list[int]) -> int:
     """After a verified rotation: keep each job's count of proven values, delete its per-value digests."""
     with conn.transaction():
-        conn.execute("UPDATE rotation_runbook.reencrypt_job j SET verified_values = (SELECT count(*) FROM "
-                     "rotation_runbook.plaintext_digest d WHERE d.job_id = j.job_id AND d.column_name <> '' AND "
-                     "d.digest IS NOT NULL), verified_at = now(), digests_removed_at = now() "
+        conn.execute("UPDATE rotation_runbook.reencrypt_job j SET verified_values = (SELECT COALESCE(sum("
+                     "cardinality(array_remove(d.digests, NULL))), 0) FROM rotation_runbook.row_digest d "
+                     "WHERE d.job_id = j.job_id), verified_at = now(), digests_removed_at = now() "
                      "WHERE job_id = ANY(%s) AND digests_removed_at IS NULL", (job_ids,))
-        gone = conn.execute("DELETE FROM rotation_runbook.plaintext_digest WHERE job_id = ANY(%s)", (job_ids,))
+        gone = conn.execute("DELETE FROM rotation_runbook.row_digest WHERE job_id = ANY(%s)", (job_ids,))
     return gone.rowcount
 
 

@@ -135,7 +135,7 @@ def test_only_ciphertext_changes_and_the_leftovers_go(pg: StagingServer, world: 
         "SET LOCAL session_replication_role" if triggers == "replica" else "ALTER TABLE")
     assert job["workers"] == 2  # the owner way too: only each page's cheap write waits for the table lock
 
-    assert count(world.dsn, "SELECT count(*) FROM rotation_runbook.plaintext_digest") == 0, "digests left behind"
+    assert count(world.dsn, "SELECT count(*) FROM rotation_runbook.row_digest") == 0, "digests left behind"
     assert count(world.dsn, "SELECT count(*) FROM rotation_runbook.reencrypt_job WHERE verified_values > 0 "
                             "AND digests_removed_at IS NOT NULL") == 2
     again = rotation(world, scheduled=True)  # the operator's command run again after the rotation finished
