@@ -4,10 +4,12 @@ side by side, each on an identical copy of the same seeded CRM.
     python bench/downtime.py                    # 20,000 rows
     python bench/downtime.py --rows 100000
     python bench/downtime.py --rows 1000000 --cases b,c
+    python bench/downtime.py --rows 1000000 --cases c --steady   # every rotation after the first
 
 The CRM is seeded once as the app seeds it (encrypt_sensitive_data: pgcrypto's default, expensive S2K), with the app's
-Fernet-encrypted provider credentials, as the app's own non-superuser role; each case then runs on a fresh copy of that
-database (CREATE DATABASE ... TEMPLATE) with the app stand-in running on it:
+Fernet-encrypted provider credentials, as the app's own non-superuser role; with --steady, every value is as a rotation
+by this suite leaves it (pgp_sym_encrypt with its cipher options, s2k-mode=1), so the cases time every later rotation.
+Each case then runs on a fresh copy of that database (CREATE DATABASE ... TEMPLATE) with the app stand-in running on it:
 
 (a) the runbook as written: stop the app, its UPDATE (rotate_encryption_key.sql; the keys reach its temp table through
     the session's key table, never as literals), its verification query (SELECT COUNT(*) ... WHERE email_encrypted IS
@@ -56,7 +58,7 @@ from rotation.core.config import default_config  # noqa: E402
 from rotation.core.database import apply_runbook_schema, connect, key_ref  # noqa: E402
 from rotation.core.keys import generate_key  # noqa: E402
 from rotation.core.secret import Secret  # noqa: E402
-from rotation.db_key.reencrypt import pgcrypto_specs  # noqa: E402
+from rotation.db_key.reencrypt import DEFAULT_CIPHER_OPTIONS, pgcrypto_specs  # noqa: E402
 from staging.crm import apply_crm_schema  # noqa: E402
 from staging.postgres import free_port, staging_server  # noqa: E402
 from staging.seed import seed_api_credentials, seed_clients  # noqa: E402
@@ -110,8 +112,9 @@ def app_database(admin_dsn: str) -> Iterator[tuple[str, str, str]]:
 
 
 @contextlib.contextmanager
-def seeded_template(admin_dsn: str, rows: int, workers: int) -> Iterator[Seeded]:
-    """The app's role and a database it owns, seeded once: the template every case copies."""
+def seeded_template(admin_dsn: str, rows: int, workers: int, steady: bool = False) -> Iterator[Seeded]:
+    """The app's role and a database it owns, seeded once: the template every case copies. With `steady`, every value
+    is as a rotation by this suite leaves it (its cipher options), not as the app writes it."""
     with app_database(admin_dsn) as (role, name, dsn):
         key = generate_key()
         with connect(dsn) as conn:
@@ -119,11 +122,13 @@ def seeded_template(admin_dsn: str, rows: int, workers: int) -> Iterator[Seeded]
             apply_runbook_schema(conn)
             conn.commit()
         started = time.monotonic()
-        seed_clients(dsn, key, rows, workers=workers, chunk=5000)
+        seed_clients(dsn, key, rows, workers=workers, chunk=5000,
+                     cipher_options=DEFAULT_CIPHER_OPTIONS if steady else None)
         seed_api_credentials(dsn, key, api_credentials(CONFIG, {}))
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
-        print(f"seeded {rows:,} rows with encrypt_sensitive_data in {time.monotonic() - started:.1f}s "
+        how = f"pgp_sym_encrypt(..., '{DEFAULT_CIPHER_OPTIONS}') (steady state)" if steady else "encrypt_sensitive_data"
+        print(f"seeded {rows:,} rows with {how} in {time.monotonic() - started:.1f}s "
               f"({os.cpu_count()} CPUs)", flush=True)
         yield Seeded(admin_dsn, role, name, key)
 
@@ -411,10 +416,14 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--cases", default="a,b,c", help="which of a, b, c to run (default: all)")
     parser.add_argument("--staged-args", default="", help="what (c) adds to the command (e.g. --max-rate=5000)")
+    parser.add_argument("--steady", action="store_true",
+                        help="seed every value as a rotation by this suite leaves it (the steady state: every rotation "
+                             "after the first), not as the app writes it")
     args = parser.parse_args()
     cases = set(args.cases.split(","))
     load = os.getloadavg()
-    print(f"downtime benchmark, {args.rows:,} rows, {args.workers} workers, load average before "
+    print(f"downtime benchmark, {args.rows:,} rows{', steady state' if args.steady else ''}, {args.workers} workers, "
+          "load average before "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     outcomes: list[Outcome] = []
     with contextlib.ExitStack() as stack:
@@ -422,7 +431,7 @@ def main() -> int:
         workdir = PROJECT / "reports" / "bench-downtime"
         workdir.mkdir(parents=True, exist_ok=True)
         signing_key(workdir)
-        seeded = stack.enter_context(seeded_template(server.admin_dsn, args.rows, args.workers))
+        seeded = stack.enter_context(seeded_template(server.admin_dsn, args.rows, args.workers, args.steady))
         memory = ServerMemory(server.admin_dsn)
         plan: list[tuple[str, Callable[[World], tuple[bool, str, int]] | None]] = [
             ("(a) runbook SQL as written", runbook_case if "a" in cases else None),
@@ -474,9 +483,9 @@ def report(args: argparse.Namespace, outcomes: list[Outcome], first: float, stea
         print(f"{o.case:32}{fmt(o.downtime_s, '12.1f')}{fmt(o.total_s, '10.1f')}{fmt(o.client_rss_mb, '15.0f')}"
               f"{fmt(o.server_rss_mb, '11.0f')}  {result} {o.note}{vs}")
     cores = os.cpu_count() or 1
-    print(f"pgcrypto alone, one core (decrypt + encrypt, nothing written): first rotation (values as the app wrote "
-          f"them) {first:,.0f} rows/s; steady state (s2k-mode=1 values) {steady:,.0f} rows/s, x{cores} cores = "
-          f"{steady * cores:,.0f} rows/s")
+    seeded = "values as seeded, already s2k-mode=1" if args.steady else "first rotation, values as the app wrote them"
+    print(f"pgcrypto alone, one core (decrypt + encrypt, nothing written): {seeded} {first:,.0f} rows/s; steady "
+          f"state (s2k-mode=1 values) {steady:,.0f} rows/s, x{cores} cores = {steady * cores:,.0f} rows/s")
 
 
 if __name__ == "__main__":

@@ -33,14 +33,27 @@ FROM generate_series(%(first)s::int, %(last)s::int) AS i, (SELECT """ + KEY + ""
 """
 
 
+def as_rotated(statement: str) -> str:
+    """The seeding statement writing each value as a rotation by this suite writes it (pgp_sym_encrypt with the
+    rotation's cipher options, %(opts)s) instead of the app's encrypt_sensitive_data (pgcrypto's defaults)."""
+    rotated = statement.replace("encrypt_sensitive_data(", "pgp_sym_encrypt(").replace(", k.key)", ", k.key, %(opts)s)")
+    if rotated.count("%(opts)s") != statement.count("encrypt_sensitive_data("):
+        raise ValueError("every encrypt_sensitive_data(<value>, k.key) of the statement must be rewritten")
+    return rotated
+
+
 def seed_clients(dsn: str, key: str | Secret, count: int = 2000, *, workers: int = 2, chunk: int = 2000,
-                 first: int = 1) -> int:
-    """Insert clients first..first+count-1 (some NULL columns, non-ASCII names) in parallel chunks; returns count."""
+                 first: int = 1, cipher_options: str | None = None) -> int:
+    """Insert clients first..first+count-1 (some NULL columns, non-ASCII names) in parallel chunks; returns count.
+    With `cipher_options`, the values are as a rotation by this suite leaves them (see as_rotated), not as the app
+    writes them: the steady state, every rotation after the first."""
     chunks = [(lo, min(lo + chunk - 1, first + count - 1)) for lo in range(first, first + count, chunk)]
+    statement = SEED_CLIENTS if cipher_options is None else as_rotated(SEED_CLIENTS)
 
     def insert(bounds: tuple[int, int]) -> None:
         with connect(dsn, keys={"app": secret(key)}) as conn:
-            conn.execute(SEED_CLIENTS, {"names": list(NAMES), "first": bounds[0], "last": bounds[1]})
+            conn.execute(statement, {"names": list(NAMES), "first": bounds[0], "last": bounds[1],
+                                     "opts": cipher_options})
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
