@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -289,8 +289,6 @@ SELECT count(*), max(k)::text FROM upd
         sql.SQL("{c} = pgp_sym_encrypt(p.{p}, " + NEW + ", %(opts)s)").format(
             c=sql.Identifier(c), p=sql.Identifier(f"p{i}"))
         for i, c in enumerate(spec.columns))
-    digest_array = sql.SQL(", ").join(sql.SQL("hmac(p.{p}, " + NEW + ", 'sha256')").format(p=sql.Identifier(f"p{i}"))
-                                      for i in range(len(spec.columns)))
     return sql.SQL("""
 WITH page AS (
     SELECT t.{pk} AS k, {other} AS other, {plain}
@@ -300,11 +298,20 @@ WITH page AS (
     RETURNING t.{pk} AS k
 ), digests AS (
     INSERT INTO rotation_runbook.row_digest (job_id, pk, other, digests)
-    SELECT %(job)s, p.k::text, p.other, ARRAY[{digests}]::bytea[] FROM page p
+    SELECT %(job)s, p.k::text, p.other, {digests} FROM page p
     ON CONFLICT (job_id, pk) DO NOTHING
 )
 SELECT count(*), max(k)::text FROM upd
-""").format(where=where, sets=sets, plain=plain, digests=digest_array, other=other_columns_digest(spec, "t"), **ids)
+""").format(where=where, sets=sets, plain=plain, other=other_columns_digest(spec, "t"),
+            digests=digest_array(sql.SQL("p.{}").format(sql.Identifier(f"p{i}")) for i in range(len(spec.columns))),
+            **ids)
+
+
+def digest_array(plaintexts: Iterable[sql.Composable]) -> sql.Composed:
+    """A row's value digests for row_digest.digests, one per plaintext in the spec's column order: keyed with the new
+    key, so they reveal nothing to whoever lacks it (hmac is strict: a NULL value's digest is NULL)."""
+    return sql.SQL("ARRAY[{}]::bytea[]").format(sql.SQL(", ").join(
+        sql.SQL("hmac({}, " + NEW + ", 'sha256')").format(p) for p in plaintexts))
 
 
 PAGE_TABLE = "pg_temp.rotation_page"
@@ -696,12 +703,12 @@ def _digest_rows(conn: psycopg.Connection, spec: TableSpec, job_id: int, ids: li
     spec = with_others(conn, spec)
     for setting in DIGEST_SETTINGS:
         conn.execute(setting)
-    values = sql.SQL(", ").join(
-        sql.SQL("hmac(COALESCE(rotation_runbook.try_decrypt(t.{c}, " + OLD + "), rotation_runbook.try_decrypt(t.{c}, "
-                + NEW + ")), " + NEW + ", 'sha256')").format(c=sql.Identifier(c)) for c in spec.columns)
+    values = digest_array(
+        sql.SQL("COALESCE(rotation_runbook.try_decrypt(t.{c}, " + OLD + "), rotation_runbook.try_decrypt(t.{c}, "
+                + NEW + "))").format(c=sql.Identifier(c)) for c in spec.columns)
     conn.execute(sql.SQL(
         "INSERT INTO rotation_runbook.row_digest (job_id, pk, other, digests) "
-        "SELECT %(job)s, t.{pk}::text, {other}, ARRAY[{values}]::bytea[] FROM {t} t WHERE {match} "
+        "SELECT %(job)s, t.{pk}::text, {other}, {values} FROM {t} t WHERE {match} "
         "ON CONFLICT (job_id, pk) DO UPDATE SET other = EXCLUDED.other, digests = EXCLUDED.digests").format(
             pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), other=other_columns_digest(spec, "t"),
             values=values, match=_ids_match(spec, key_type)), {"job": job_id, "ids": ids})

@@ -22,6 +22,7 @@ from rotation.db_key.reencrypt import (
     DIGEST_SETTINGS,
     ReencryptionError,
     TableSpec,
+    digest_array,
     other_columns_digest,
     with_others,
 )
@@ -30,7 +31,7 @@ OLD, NEW = key_ref("old"), key_ref("new")
 
 SNAPSHOT = """
 INSERT INTO rotation_runbook.row_digest (job_id, pk, other, digests)
-SELECT %(job)s, x.{pk}::text, {digest}, ARRAY[{values}]::bytea[]
+SELECT %(job)s, x.{pk}::text, {digest}, {values}
 FROM {t} x
 ON CONFLICT DO NOTHING
 """
@@ -170,9 +171,8 @@ NO_PART = sql.SQL("")  # the whole column: CHECK_COLUMN's {part} left empty
 def _fmt(statement: str, spec: TableSpec, column: str = "", part: sql.Composable = NO_PART) -> sql.Composed:
     """The statement for this table (and column: {i} is its place in the digest array, 1-based, as in the job)."""
     digest = other_columns_digest(spec, "x") if "{digest}" in statement else sql.SQL("")
-    values = sql.SQL(", ").join(
-        sql.SQL("hmac(pgp_sym_decrypt(x.{}, " + OLD + "), " + NEW + ", 'sha256')").format(sql.Identifier(c))
-        for c in spec.columns)
+    values = digest_array(sql.SQL("pgp_sym_decrypt(x.{}, " + OLD + ")").format(sql.Identifier(c))
+                          for c in spec.columns) if "{values}" in statement else sql.SQL("")
     return sql.SQL(statement).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
                                      c=sql.Identifier(column or spec.pk), i=sql.Literal(digest_index(spec, column)),
                                      digest=digest, values=values, part=part)
