@@ -1,0 +1,148 @@
+"""Values no key opens: found before the app stops, and, when the operator chooses so, left byte for byte as they are.
+
+A value written under a key nobody has (an old backup restored, a writer configured with another key) opens with
+neither the current key nor the new one. A rotation that meets one half-way has already stopped the app and moved part
+of the data; so every pgcrypto value of the inventory is tried before the app stops, in both modes (the old key with
+rotation_runbook.try_decrypt, which returns NULL rather than raising, so the server log holds no ERROR; the new key
+only on values the old one does not open).
+
+What is found is named (table, column, count, row ids). The operator chooses: refuse (nothing changes), or
+`--leave-unreadable`: each such value is recorded here with the SHA-256 of its bytes, every pass then leaves exactly
+those values as they are (the same bytes, checked again by their digest), verification counts them apart (never as
+verified) and the run's verdict is INCOMPLETE, naming them.
+
+    rotation_runbook.unreadable_value (new_key_fp, table_name, column_name, pk, value_sha256, found_at)
+
+A value recorded here that has changed since is no longer "left": it is checked like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
+
+from rotation.core.database import apply_runbook_schema, key_ref, load_keys
+from rotation.core.secret import Secret, fingerprint
+
+if TYPE_CHECKING:  # reencrypt and staged build their statements with is_left(): no import cycle at run time
+    from rotation.db_key.reencrypt import TableSpec
+
+OLD, NEW = key_ref("old"), key_ref("new")
+TABLE = "rotation_runbook.unreadable_value"
+DDL = """
+CREATE TABLE IF NOT EXISTS rotation_runbook.unreadable_value (
+    new_key_fp TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    column_name TEXT NOT NULL,
+    pk TEXT NOT NULL,
+    value_sha256 BYTEA NOT NULL,
+    found_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (new_key_fp, table_name, column_name, pk)
+)
+"""
+# Each value is tried with the old key once; the new key only where the old one fails (OFFSET 0: not once per use).
+FIND = """
+SELECT k, sha256(v) FROM (
+    SELECT t.{pk}::text AS k, t.{c} AS v, rotation_runbook.try_decrypt(t.{c}, """ + OLD + """) IS NULL AS shut
+    FROM {t} t WHERE t.{c} IS NOT NULL OFFSET 0
+) x WHERE shut AND rotation_runbook.try_decrypt(v, """ + NEW + """) IS NULL
+ORDER BY k
+"""
+SOURCE = ("per pgcrypto column of the inventory, every non-NULL value: rotation_runbook.try_decrypt(<value>, <old>) "
+          "IS NULL AND rotation_runbook.try_decrypt(<value>, <new>) IS NULL (pgp_sym_decrypt returning NULL instead of "
+          "raising: no ERROR in the server log); each found value's sha256 kept in " + TABLE + " when it is left; "
+          "keys read from the session's key table (COPY FROM STDIN)")
+
+
+@dataclass(frozen=True)
+class Unopened:
+    """The values of one column that neither key opens."""
+
+    table: str
+    pk: str
+    column: str
+    ids: tuple[str, ...]
+    digests: tuple[bytes, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    def line(self, limit: int = 20) -> str:
+        more = ", ..." if self.count > limit else ""
+        return (f"{self.table}.{self.column}: {self.count:,} value{'s' if self.count != 1 else ''} no key opens "
+                f"({self.pk}={', '.join(self.ids[:limit])}{more})")
+
+    def as_evidence(self) -> dict[str, object]:
+        return {"table": self.table, "column": self.column, "count": self.count, self.pk: list(self.ids)}
+
+
+def ensure(conn: psycopg.Connection) -> None:
+    apply_runbook_schema(conn)
+    conn.execute(DDL)
+    conn.commit()
+
+
+def find(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_key: Secret) -> list[Unopened]:
+    """Every non-NULL value of the spec's columns that opens with neither key, column by column."""
+    load_keys(conn, {"old": old_key, "new": new_key})
+    found = []
+    for column in spec.columns:
+        rows = conn.execute(sql.SQL(FIND).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
+                                                 c=sql.Identifier(column))).fetchall()
+        if rows:
+            found.append(Unopened(spec.table, spec.pk, column, tuple(str(r[0]) for r in rows),
+                                  tuple(bytes(r[1]) for r in rows)))
+    conn.commit()
+    return found
+
+
+def keep(conn: psycopg.Connection, new_key: Secret, table: str, found: Iterable[Unopened]) -> None:
+    """Record the values of `table` to leave as they are for the rotation to new_key (replacing what was recorded
+    for that table before: the newest finding is what is left)."""
+    ensure(conn)
+    fp = fingerprint(new_key)
+    with conn.transaction():
+        conn.execute("DELETE FROM " + TABLE + " WHERE new_key_fp = %s AND table_name = %s", (fp, table))
+        conn.cursor().executemany(
+            "INSERT INTO " + TABLE + " (new_key_fp, table_name, column_name, pk, value_sha256) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            [(fp, u.table, u.column, pk, digest) for u in found for pk, digest in zip(u.ids, u.digests, strict=True)])
+
+
+def left(conn: psycopg.Connection, new_key: Secret, spec: TableSpec) -> dict[str, tuple[str, ...]]:
+    """column -> row ids recorded as left for this table and rotation (empty when none)."""
+    ensure(conn)
+    rows = conn.execute("SELECT column_name, array_agg(pk ORDER BY pk) FROM " + TABLE + " WHERE new_key_fp = %s AND "
+                        "table_name = %s GROUP BY column_name", (fingerprint(new_key), spec.table)).fetchall()
+    conn.commit()
+    return {str(c): tuple(str(x) for x in ids) for c, ids in rows}
+
+
+def left_lines(conn: psycopg.Connection, new_key: Secret, specs: Iterable[TableSpec]) -> list[str]:
+    """`table.column: n values left as found (pk=...)` for every column with values left by this rotation."""
+    lines = []
+    for spec in specs:
+        for column, ids in sorted(left(conn, new_key, spec).items()):
+            lines.append(Unopened(spec.table, spec.pk, column, ids, ()).line().replace(
+                "no key opens", "no key opens, left byte for byte as found"))
+    return lines
+
+
+def is_left(spec: TableSpec, column: str, new_key_fp: str, alias: str = "t") -> sql.Composed:
+    """SQL: the value of `alias`.column is one recorded as left for this rotation, its bytes unchanged."""
+    return sql.SQL("EXISTS (SELECT 1 FROM rotation_runbook.unreadable_value u WHERE u.new_key_fp = {fp} AND "
+                   "u.table_name = {table} AND u.column_name = {column} AND u.pk = {a}.{pk}::text AND "
+                   "u.value_sha256 = sha256({a}.{c}))").format(
+        fp=sql.Literal(new_key_fp), table=sql.Literal(spec.table), column=sql.Literal(column),
+        a=sql.Identifier(alias), pk=sql.Identifier(spec.pk), c=sql.Identifier(column))
+
+
+def left_fp(conn: psycopg.Connection, new_key: Secret, spec: TableSpec) -> str | None:
+    """The new key's fingerprint when this table has values left by the rotation to it (the statements then leave
+    them), else None (the statements stay as they are without any)."""
+    return fingerprint(new_key) if left(conn, new_key, spec) else None
