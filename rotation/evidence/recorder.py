@@ -85,7 +85,7 @@ class Population:
             text += f" (DOES NOT ADD UP: {non_null + nulls:,})"
         left = census.get("left", 0)  # values no key opens, left as found: named as an exception, never counted
         if left:
-            text += f"; {left:,} of them left as found (no key opens them), not in the figure"
+            text += f"; {left:,} of them left as found: no key opens them, not in the figure"
         if non_null - left != self.total:
             text += f" (the figure counts {self.total:,} values, not {non_null - left:,})"
         return text
