@@ -585,7 +585,8 @@ def _staged_check(spec: TableSpec, job: StagedJob) -> sql.Composed:
     # verified, and only while it still holds those bytes
     per_column = sql.SQL(", ").join(sql.SQL(
         "count(*) FILTER (WHERE s.{d} IS NOT NULL), "
-        "count(*) FILTER (WHERE s.pk IS NOT NULL AND s.{d} IS NULL AND s.{n} IS NULL), "
+        "count(*) FILTER (WHERE s.pk IS NOT NULL AND s.{d} IS NULL AND (s.{n} IS NULL OR t.{c} IS DISTINCT FROM "
+        "s.{n})), "
         "count(*) FILTER (WHERE s.pk IS NOT NULL AND s.{d} IS NULL AND s.{n} IS NULL AND t.{c} IS NULL), "
         "count(*) FILTER (WHERE s.{d} IS NOT NULL AND s.verified AND t.{c} = s.{n}), "
         "count(*) FILTER (WHERE s.{d} IS NULL AND s.{n} IS NOT NULL AND t.{c} = s.{n})").format(
