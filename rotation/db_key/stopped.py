@@ -35,20 +35,21 @@ SOURCE = ("SELECT pid, usename, application_name, client_addr, state FROM pg_sta
 
 # Sessions of any role that may write the inventory's tables (INSERT or UPDATE on one of them; a superuser may write
 # every table): a cron job or a second service under a role the configuration does not name writes under whatever key
-# it holds. A role sees pid, role and application_name of every session (the rest only of its own).
+# it holds. A role sees pid, role and application_name of every session (the rest, backend_type included, only of its
+# own: NULL there).
 WRITERS = """
 SELECT pid, usename::text, COALESCE(application_name, ''), COALESCE(host(client_addr), 'not visible to this role'),
        COALESCE(state, ''), COALESCE(backend_start::text, ''),
        ARRAY(SELECT t FROM unnest(%(tables)s::text[]) t
              WHERE to_regclass(t) IS NOT NULL AND has_table_privilege(a.usesysid, to_regclass(t), 'INSERT,UPDATE'))
 FROM pg_stat_activity a
-WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-  AND usesysid IS NOT NULL AND COALESCE(application_name, '') NOT LIKE %(ours)s
+WHERE datname = current_database() AND COALESCE(backend_type, 'client backend') = 'client backend'
+  AND pid <> pg_backend_pid() AND usesysid IS NOT NULL AND COALESCE(application_name, '') NOT LIKE %(ours)s
 ORDER BY pid
 """
 WRITERS_SOURCE = ("SELECT pid, usename, application_name FROM pg_stat_activity WHERE datname = current_database() AND "
-                  "backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name NOT LIKE "
-                  f"'{APPLICATION_NAME}%', each with has_table_privilege(usesysid, <inventory table>, "
+                  "COALESCE(backend_type, 'client backend') = 'client backend' AND pid <> pg_backend_pid() AND "
+                  f"application_name NOT LIKE '{APPLICATION_NAME}%', each with has_table_privilege(usesysid, <inventory table>, "
                   "'INSERT,UPDATE'): sessions of any role that can write the inventory's tables")
 
 
