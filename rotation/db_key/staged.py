@@ -37,6 +37,7 @@ from psycopg import sql
 
 from rotation.core.database import apply_runbook_schema, connect, key_ref, load_keys
 from rotation.core.secret import Secret, fingerprint
+from rotation.db_key import unopened
 from rotation.db_key.reencrypt import (
     DEFAULT_CIPHER_OPTIONS,
     DIGEST_SETTINGS,
@@ -50,7 +51,6 @@ from rotation.db_key.reencrypt import (
     unreadable_in,
     with_others,
 )
-from rotation.db_key import unopened
 from rotation.db_key.triggers import TriggerGuard, TriggerRefusal, guard_for
 from rotation.db_key.verify import ColumnCheck, Finding, PopulationCheck
 

@@ -49,8 +49,8 @@ ORDER BY pid
 """
 WRITERS_SOURCE = ("SELECT pid, usename, application_name FROM pg_stat_activity WHERE datname = current_database() AND "
                   "COALESCE(backend_type, 'client backend') = 'client backend' AND pid <> pg_backend_pid() AND "
-                  f"application_name NOT LIKE '{APPLICATION_NAME}%', each with has_table_privilege(usesysid, <inventory table>, "
-                  "'INSERT,UPDATE'): sessions of any role that can write the inventory's tables")
+                  f"application_name NOT LIKE '{APPLICATION_NAME}%', each with has_table_privilege(usesysid, "
+                  "<inventory table>, 'INSERT,UPDATE'): sessions of any role that can write the inventory's tables")
 
 
 @dataclass(frozen=True)

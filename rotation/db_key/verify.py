@@ -67,7 +67,8 @@ SELECT why, count(*), (array_agg(pk ORDER BY pk))[1:%(limit)s]
 FROM (
     SELECT d.pk,
         CASE WHEN t.{pk} IS NULL THEN 'row missing'
-             WHEN d.digest IS NULL AND t.{c} IS NOT NULL AND {was_left} THEN 'left as found (no key opened it), since changed'
+             WHEN d.digest IS NULL AND t.{c} IS NOT NULL AND {was_left}
+                 THEN 'left as found (no key opened it), since changed'
              WHEN d.digest IS NULL AND t.{c} IS NOT NULL THEN 'was NULL, now has a value'
              WHEN d.digest IS NOT NULL AND t.{c} IS NULL THEN 'value became NULL'
              WHEN rotation_runbook.try_decrypt(t.{c}, """ + OLD + """) IS NOT NULL THEN 'still under the old key'

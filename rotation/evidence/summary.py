@@ -4,8 +4,8 @@ chain alike, so they can never disagree about a verdict.
 The verdict is honest about what did not run: FAILED when anything failed (a scenario, a population, the leak scan);
 INCOMPLETE when any selected scenario was skipped, left out or not run, or a procedure recorded an exception it went on
 with (values left as they were: rotation.core.proof.record_exception), each named with its reason; PASSED only when
-every selected scenario passed with no exception. A control passes as "satisfied" only on a live run (and change management only when
-that run names its approver and change id); a staging run "rehearsed" it."""
+every selected scenario passed with no exception. A control passes as "satisfied" only on a live run (and change
+management only when that run names its approver and change id); a staging run "rehearsed" it."""
 
 from __future__ import annotations
 

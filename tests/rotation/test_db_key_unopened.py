@@ -92,8 +92,9 @@ def under_unknown_key(crm: LiveCrm) -> tuple[Secret, list[str]]:
     key nobody has, as a restored old backup or a misconfigured writer leaves it."""
     unknown = Secret(generate_key())
     with connect(crm.dsn, keys={"old": crm.old_key, "x": unknown}) as conn:
-        ids = [str(r[0]) for r in conn.execute(sql.SQL("SELECT {pk} FROM {t} WHERE {c} IS NOT NULL ORDER BY {pk}").format(
-            pk=sql.Identifier(SPEC.pk), t=sql.Identifier(SPEC.table), c=sql.Identifier(SPEC.columns[0])))][1::2]
+        query = sql.SQL("SELECT {pk} FROM {t} WHERE {c} IS NOT NULL ORDER BY {pk}").format(
+            pk=sql.Identifier(SPEC.pk), t=sql.Identifier(SPEC.table), c=sql.Identifier(SPEC.columns[0]))
+        ids = [str(r[0]) for r in conn.execute(query)][1::2]
         conn.execute(sql.SQL("UPDATE {t} SET {c} = pgp_sym_encrypt(pgp_sym_decrypt({c}, " + key_ref("old") + "), "
                              + key_ref("x") + ") WHERE {pk} = ANY(%s)").format(
             t=sql.Identifier(SPEC.table), c=sql.Identifier(SPEC.columns[0]), pk=sql.Identifier(SPEC.pk)), (ids,))
