@@ -267,8 +267,9 @@ class DbKeyRotation:
         connected. Values no key opens are refused, or, with --leave-unreadable, recorded to be left byte for byte as
         they are (the verdict then says INCOMPLETE, naming them). Each is named: table, column, count, row ids."""
         keys = self._current_keys()
+        found = {spec.table: unopened.find(self.deployment.dsn, spec, keys.old, keys.new, workers=self.workers)
+                 for spec in self.specs}
         with connect(self.deployment.dsn) as conn:
-            found = {spec.table: unopened.find(conn, spec, keys.old, keys.new) for spec in self.specs}
             writers = stopped.writer_sessions(conn, [spec.table for spec in (*self.specs, *self.fernet_specs)])
             roles = stopped.app_roles(conn, self.deployment.config, self.env_file)
             if self.leave_unreadable:

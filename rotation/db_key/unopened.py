@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from rotation.core.database import apply_runbook_schema, key_ref, load_keys
+from rotation.core.database import apply_runbook_schema, key_ref, on_connections
 from rotation.core.secret import Secret, fingerprint
 
 if TYPE_CHECKING:  # reencrypt and staged build their statements with is_left(): no import cycle at run time
@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS rotation_runbook.unreadable_value (
 FIND = """
 SELECT k, sha256(v) FROM (
     SELECT t.{pk}::text AS k, t.{c} AS v, rotation_runbook.try_decrypt(t.{c}, """ + OLD + """) IS NULL AS shut
-    FROM {t} t WHERE t.{c} IS NOT NULL OFFSET 0
+    FROM {t} t WHERE t.{c} IS NOT NULL{part} OFFSET 0
 ) x WHERE shut AND rotation_runbook.try_decrypt(v, """ + NEW + """) IS NULL
 ORDER BY k
 """
@@ -87,18 +87,28 @@ def ensure(conn: psycopg.Connection) -> None:
     conn.commit()
 
 
-def find(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_key: Secret) -> list[Unopened]:
-    """Every non-NULL value of the spec's columns that opens with neither key, column by column."""
-    load_keys(conn, {"old": old_key, "new": new_key})
-    found = []
-    for column in spec.columns:
-        rows = conn.execute(sql.SQL(FIND).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
-                                                 c=sql.Identifier(column))).fetchall()
-        if rows:
-            found.append(Unopened(spec.table, spec.pk, column, tuple(str(r[0]) for r in rows),
-                                  tuple(bytes(r[1]) for r in rows)))
-    conn.commit()
-    return found
+# One of `parts` disjoint slices of a table's rows (by a hash of the row id), so that slices run on parallel
+# connections: try_decrypt catches pgcrypto's error in an exception block, which PostgreSQL will not run in parallel itself.
+PART = " AND mod(hashtext(t.{pk}::text)::bigint + 2147483648, %(parts)s) = %(part)s"
+
+
+def find(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, workers: int = 1) -> list[Unopened]:
+    """Every non-NULL value of the spec's columns that opens with neither key, column by column (each column in
+    `workers` slices on as many connections)."""
+    tasks = [(column, part) for column in spec.columns for part in range(max(1, workers))]
+
+    def scan(conn: psycopg.Connection, task: tuple[str, int]) -> list[tuple[str, bytes]]:
+        statement = sql.SQL(FIND.replace("{part}", PART if workers > 1 else "")).format(
+            pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(task[0]))
+        params = {"parts": workers, "part": task[1]} if workers > 1 else None
+        return [(str(k), bytes(d)) for k, d in conn.execute(statement, params)]
+
+    rows: dict[str, list[tuple[str, bytes]]] = {c: [] for c in spec.columns}
+    for (column, _), found in zip(tasks, on_connections(dsn, {"old": old_key, "new": new_key}, workers, tasks, scan),
+                                  strict=True):
+        rows[column] += found
+    return [Unopened(spec.table, spec.pk, column, tuple(k for k, _ in ordered), tuple(d for _, d in ordered))
+            for column in spec.columns if (ordered := sorted(rows[column]))]
 
 
 def keep(conn: psycopg.Connection, new_key: Secret, table: str, found: Iterable[Unopened]) -> None:
