@@ -88,7 +88,8 @@ def ensure(conn: psycopg.Connection) -> None:
 
 
 # One of `parts` disjoint slices of a table's rows (by a hash of the row id), so that slices run on parallel
-# connections: try_decrypt catches pgcrypto's error in an exception block, which PostgreSQL will not run in parallel itself.
+# connections: try_decrypt catches pgcrypto's error in an exception block, which PostgreSQL will not run in parallel
+# itself.
 PART = " AND mod(hashtext(t.{pk}::text)::bigint + 2147483648, %(parts)s) = %(part)s"
 
 
