@@ -233,6 +233,15 @@ def test_a_writer_of_another_role_through_the_cutover_is_caught_named_and_the_re
         assert old_rows[i][1] == cron_plaintext(i) and new_rows[i][1] is None
         assert new_rows[i][2:] == next(r for r in crm.before if str(r[0]) == i)[2:]
 
+    # --abandon-pending is refused (values are under the new key), and says what to run instead
+    crm.extra = (*MODES[mode], "--abandon-pending")
+    abandon = crm.rotate()
+    crm.extra = MODES[mode]
+    assert abandon.returncode != 0
+    step, error = failed_step(crm.folders()[-1])
+    assert step == "When a new database encryption key is generated" and "resume" in error, (step, error)
+    assert crm.key_in_env() == new_key
+
     done = crm.rotate("resume")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     expected = [tuple(cron_plaintext(row[0]) if (str(row[0]) in ids and c == 1) else v for c, v in enumerate(row))
