@@ -270,6 +270,7 @@ class DbKeyRotation:
         found = {spec.table: unopened.find(self.deployment.dsn, spec, keys.old, keys.new, workers=self.workers)
                  for spec in self.specs}
         with connect(self.deployment.dsn) as conn:
+            found |= {spec.table: fernet.find_unopened(conn, spec, keys.old, keys.new) for spec in self.fernet_specs}
             writers = stopped.writer_sessions(conn, [spec.table for spec in (*self.specs, *self.fernet_specs)])
             roles = stopped.app_roles(conn, self.deployment.config, self.env_file)
             if self.leave_unreadable:
@@ -286,9 +287,9 @@ class DbKeyRotation:
             "found": [u.as_evidence() for values in found.values() for u in values],
             "count": sum(u.count for values in found.values() for u in values),
             "choice": ("left byte for byte as found (--leave-unreadable)" if self.leave_unreadable
-                       else "refused (without --leave-unreadable)") if lines else "none found",
-            "Fernet values": "tried by the re-encryption itself (the app's derivation, in this process)"},
-            source=unopened.SOURCE)
+                       else "refused (without --leave-unreadable)") if lines else "none found"},
+            source=unopened.SOURCE + "; Fernet values: each token tried with both keys in this process, as the app "
+                                     "derives its Fernet key (urlsafe_b64encode(sha256(key)))")
         require(not strays, "sessions of roles other than the app's that may write the encrypted tables are "
                             "connected: " + "; ".join(w.line() for w in strays) + ". Nothing was changed (the app runs "
                             "on the current key): stop them (or revoke their INSERT/UPDATE on those tables), then run "
@@ -560,12 +561,13 @@ class DbKeyRotation:
         """A finished rotation checked again: its digests are gone (deleted once it was verified), so this proves
         what can still be proven: every value opens with the new key and none with the old."""
         keys = self._current_keys()
+        left = sum(len(ids) for ids in unopened.left(conn, keys.new, spec).values())  # never counted as opened
         if kind == "pgcrypto":
             new, old = key_reach(conn, spec, keys.new), key_reach(conn, spec, keys.old)
-            left = sum(len(ids) for ids in unopened.left(conn, keys.new, spec).values())
             total, opened, stale = new.total - left, new.total_opened, old.total_opened
         else:
             total, opened, stale = fernet.reach(conn, spec, keys.new, keys.old)
+            total -= left
         evidence.record(f"population check of {spec.table}", {
             "rotation": keys.rotation_id, "job": cleaned.job_id,
             "proven when the rotation was verified": {"values": cleaned.verified_values, "at": cleaned.verified_at},
@@ -586,7 +588,7 @@ class DbKeyRotation:
         with connect(self.deployment.dsn) as conn:
             result = sweep.sweep(conn, keys.old, dsn=self.deployment.dsn, workers=self.sweep_workers)
             schema = current_schema(conn)
-            left = unopened.left_lines(conn, keys.new, self.specs)
+            left = unopened.left_lines(conn, keys.new, (*self.specs, *self.fernet_specs))
         evidence.record("values the old key opens, anywhere in the app's schemas", {
             "rotation": keys.rotation_id, "old key": keys.old.fingerprint, **result.as_evidence(),
             "left as found (no key opens them; among those the old key does not open, never verified)": left,

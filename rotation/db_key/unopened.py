@@ -18,7 +18,8 @@ A value recorded here that has changed since is no longer "left": it is checked 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -132,6 +133,32 @@ def left(conn: psycopg.Connection, new_key: Secret, spec: TableSpec) -> dict[str
                         "table_name = %s GROUP BY column_name", (fingerprint(new_key), spec.table)).fetchall()
     conn.commit()
     return {str(c): tuple(str(x) for x in ids) for c, ids in rows}
+
+
+def left_values(conn: psycopg.Connection, new_key: Secret, spec: TableSpec) -> dict[tuple[str, str], bytes]:
+    """(row id, column) -> the SHA-256 of the bytes recorded as left for this table and rotation."""
+    ensure(conn)
+    rows = conn.execute("SELECT pk, column_name, value_sha256 FROM " + TABLE + " WHERE new_key_fp = %s AND "
+                        "table_name = %s", (fingerprint(new_key), spec.table)).fetchall()
+    conn.commit()
+    return {(str(pk), str(c)): bytes(d) for pk, c, d in rows}
+
+
+def still_left(left: dict[tuple[str, str], bytes], pk: object, column: str, value: bytes) -> bool:
+    """This value is one recorded as left, its bytes unchanged (Fernet values, compared in this process)."""
+    recorded = left.get((str(pk), column))
+    return recorded is not None and hashlib.sha256(value).digest() == recorded
+
+
+def find_fernet(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_key: Secret,
+                opens: Callable[[Secret, bytes], bool], tokens: Iterable[tuple[object, str, bytes]]) -> list[Unopened]:
+    """The Fernet values (row id, column, token) that open with neither key, as the app derives its Fernet keys."""
+    found: dict[str, list[tuple[str, bytes]]] = {}
+    for pk, column, token in tokens:
+        if not opens(old_key, token) and not opens(new_key, token):
+            found.setdefault(column, []).append((str(pk), hashlib.sha256(token).digest()))
+    return [Unopened(spec.table, spec.pk, column, tuple(k for k, _ in rows), tuple(d for _, d in rows))
+            for column, rows in found.items()]
 
 
 def left_lines(conn: psycopg.Connection, new_key: Secret, specs: Iterable[TableSpec]) -> list[str]:
