@@ -20,9 +20,11 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from rotation.core import app_control
+from rotation.core.config import default_config
 from rotation.core.database import connect, key_ref
 from rotation.core.keys import generate_key
 from rotation.core.secret import Secret
+from rotation.db_key.fernet import app_fernet, fernet_specs
 from rotation.evidence.verify import verify_folder
 from staging.postgres import StagingServer
 from tests.foreign_writer import APPLICATION, cron_plaintext, write
@@ -102,10 +104,36 @@ def under_unknown_key(crm: LiveCrm) -> tuple[Secret, list[str]]:
     return unknown, ids
 
 
+FERNET = fernet_specs(default_config())[0]
+
+
+def fernet_under_unknown_key(crm: LiveCrm, unknown: Secret) -> tuple[str, str]:
+    """The last provider credential the app encrypts itself (Fernet) under the unknown key: (row id, its token)."""
+    token = app_fernet(unknown).encrypt(b"a credential from an old backup").decode()
+    with connect(crm.dsn) as conn:
+        row = conn.execute(sql.SQL("UPDATE {t} SET {c} = %s WHERE {pk} = (SELECT max({pk}) FROM {t}) "
+                                   "RETURNING {pk}::text").format(t=sql.Identifier(FERNET.table),
+                                                                 c=sql.Identifier(FERNET.columns[0]),
+                                                                 pk=sql.Identifier(FERNET.pk)), (token,)).fetchone()
+        conn.commit()
+    assert row is not None
+    return str(row[0]), token
+
+
+def fernet_value(crm: LiveCrm, row_id: str) -> str:
+    with connect(crm.dsn) as conn:
+        got = conn.execute(sql.SQL("SELECT {c}::text FROM {t} WHERE {pk}::text = %s").format(
+            t=sql.Identifier(FERNET.table), c=sql.Identifier(FERNET.columns[0]), pk=sql.Identifier(FERNET.pk)),
+            (row_id,)).fetchone()
+    assert got is not None
+    return str(got[0])
+
+
 # --- values under a key nobody has -----------------------------------------------------------------------------------
 
 def test_values_no_key_opens_are_refused_before_the_app_stops_then_left_as_found(crm: LiveCrm) -> None:
     unknown, ids = under_unknown_key(crm)
+    fernet_id, token = fernet_under_unknown_key(crm, unknown)
     column = SPEC.columns[0]
     before_bytes, env_before = raw(crm.dsn, column, ids), crm.env_file.read_bytes()
     total = sum(1 for row in crm.before for v in row[1:] if v is not None)
@@ -117,6 +145,7 @@ def test_values_no_key_opens_are_refused_before_the_app_stops_then_left_as_found
     assert step == FIND_STEP, (step, error)
     assert f"{SPEC.table}.{column}: {len(ids)} values no key opens" in error, error
     assert all(i in error for i in ids[:20]), error
+    assert f"{FERNET.table}.{FERNET.columns[0]}: 1 value no key opens ({FERNET.pk}={fernet_id})" in error, error
     assert "rotation db-key resume --leave-unreadable" in error, error
     # the state left: nothing changed, the app runs on the current key
     assert app_running(crm), "the app was stopped by a refused run"
@@ -132,6 +161,7 @@ def test_values_no_key_opens_are_refused_before_the_app_stops_then_left_as_found
     new_key = crm.key_in_env()
     assert new_key != crm.old_key
     assert raw(crm.dsn, column, ids) == before_bytes, "values no key opens were not left byte for byte"
+    assert fernet_value(crm, fernet_id) == token, "the Fernet value no key opens was not left as it was"
     assert keys_of_values(crm.dsn, {"new": new_key, "old": crm.old_key, "unknown": unknown}) == Counter(
         {"new": total - len(ids), "unknown": len(ids)})
     expected = [tuple(None if (str(row[0]) in ids and c == 1) else v for c, v in enumerate(row)) for row in crm.before]
