@@ -107,13 +107,13 @@ def _plaintext(spec: TableSpec, column: str, pk: object, value: object, old_key:
 
 def _snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secret, new_key: Secret) -> None:
     """Digests of every value's plaintext and every row's other columns, once per job, before anything is written."""
+    left = unopened.left_values(conn, new_key, spec)  # values no key opens, left as found: no digest
     with conn.transaction():
         taken = conn.execute("SELECT snapshot_taken FROM rotation_runbook.reencrypt_job WHERE job_id = %s FOR UPDATE",
                              (job_id,)).fetchone()
         if not taken or taken[0]:
             return
         spec = with_others(conn, spec)
-        left = unopened.left_values(conn, new_key, spec)  # values no key opens, left as found: no digest
         for setting in DIGEST_SETTINGS:
             conn.execute(setting)
         digests = [(job_id, str(row[0]), [None if value is None or unopened.still_left(left, row[0], column,
@@ -196,9 +196,9 @@ def verify_fernet(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_ke
                   *, limit: int = 10) -> PopulationCheck:
     """Every value of the whole table opens with the new key to its digested plaintext and not with the old; every
     row known to the snapshot and unchanged in its other columns."""
+    left = unopened.left_values(conn, new_key, spec)
     with conn.transaction():
         spec = with_others(conn, spec)
-        left = unopened.left_values(conn, new_key, spec)
         for setting in DIGEST_SETTINGS:
             conn.execute(setting)
         digests = {(str(pk), column): d for pk, ds in conn.execute(
