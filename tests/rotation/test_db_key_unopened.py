@@ -107,29 +107,28 @@ def under_unknown_key(crm: LiveCrm) -> tuple[Secret, list[str]]:
 FERNET = fernet_specs(default_config())[0]
 
 
-def fernet_under_unknown_key(crm: LiveCrm, unknown: Secret) -> tuple[str, str]:
-    """The last provider credential the app encrypts itself (Fernet) under the unknown key: (row id, its token)."""
-    token = app_fernet(unknown).encrypt(b"a credential from an old backup").decode()
+def fernet_under_unknown_key(crm: LiveCrm, unknown: Secret) -> tuple[str, bytes]:
+    """Two provider credentials the app encrypts itself (Fernet): the first (by id, as the Background tries it) under
+    the current key, the other under the unknown key. (the second's row id, its token)"""
+    rows = (("00000000-0000-4000-8000-000000000001", "twilio", crm.old_key),
+            ("ffffffff-ffff-4fff-8fff-ffffffffffff", "smtp", unknown))
     with connect(crm.dsn) as conn:
-        row = conn.execute(sql.SQL("UPDATE {t} SET {c} = %s WHERE {pk} = (SELECT max({pk}) FROM {t}) "
-                                   "RETURNING {pk}::text").format(t=sql.Identifier(FERNET.table),
-                                                                 c=sql.Identifier(FERNET.columns[0]),
-                                                                 pk=sql.Identifier(FERNET.pk)), (token,)).fetchone()
+        for row_id, service, key in rows:
+            conn.execute(sql.SQL("INSERT INTO {t} ({pk}, service_name, {c}) VALUES (%s, %s, %s)").format(
+                t=sql.Identifier(FERNET.table), c=sql.Identifier(FERNET.columns[0]), pk=sql.Identifier(FERNET.pk)),
+                (row_id, service, app_fernet(key).encrypt(f"{service} credential".encode())))
         conn.commit()
-    assert row is not None
-    return str(row[0]), token
+    return rows[1][0], fernet_value(crm, rows[1][0])
 
 
-def fernet_value(crm: LiveCrm, row_id: str) -> str:
+def fernet_value(crm: LiveCrm, row_id: str) -> bytes:
     with connect(crm.dsn) as conn:
-        got = conn.execute(sql.SQL("SELECT {c}::text FROM {t} WHERE {pk}::text = %s").format(
+        got = conn.execute(sql.SQL("SELECT {c} FROM {t} WHERE {pk}::text = %s").format(
             t=sql.Identifier(FERNET.table), c=sql.Identifier(FERNET.columns[0]), pk=sql.Identifier(FERNET.pk)),
             (row_id,)).fetchone()
     assert got is not None
-    return str(got[0])
+    return bytes(got[0])
 
-
-# --- values under a key nobody has -----------------------------------------------------------------------------------
 
 def test_values_no_key_opens_are_refused_before_the_app_stops_then_left_as_found(crm: LiveCrm) -> None:
     unknown, ids = under_unknown_key(crm)
