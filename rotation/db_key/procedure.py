@@ -262,8 +262,8 @@ class DbKeyRotation:
 
     # --- before the app stops: values no key opens, writers the tool does not know ---------------------------------
     def find_unopened(self, evidence: Evidence) -> None:
-        """Then (before the app stops, in both modes): every pgcrypto value of the inventory opens with the current or
-        the new key, and no session of a role other than the app's that may write the inventory's tables is
+        """Then (before the app stops, in both modes): every value of the inventory (pgcrypto and Fernet) opens with
+        the current or the new key, and no session of a role other than the app's that may write the inventory's tables is
         connected. Values no key opens are refused, or, with --leave-unreadable, recorded to be left byte for byte as
         they are (the verdict then says INCOMPLETE, naming them). Each is named: table, column, count, row ids."""
         keys = self._current_keys()
@@ -271,12 +271,10 @@ class DbKeyRotation:
                  for spec in self.specs}
         with connect(self.deployment.dsn) as conn:
             found |= {spec.table: fernet.find_unopened(conn, spec, keys.old, keys.new) for spec in self.fernet_specs}
-            writers = stopped.writer_sessions(conn, [spec.table for spec in (*self.specs, *self.fernet_specs)])
-            roles = stopped.app_roles(conn, self.deployment.config, self.env_file)
+            roles, writers, strays = self._writers(conn)
             if self.leave_unreadable:
                 for table, values in found.items():
                     unopened.keep(conn, keys.new, table, values)
-        strays = stopped.foreign(writers, roles)
         lines = [u.line() for values in found.values() for u in values]
         evidence.record("sessions that may write the encrypted tables, before the app stops", {
             "rotation": keys.rotation_id, "the app's roles": list(roles),
@@ -481,10 +479,8 @@ class DbKeyRotation:
     def _require_app_stopped(self, evidence: Evidence) -> str:
         """No session of the app's database role is connected (pg_stat_activity); refuse naming each one."""
         with connect(self.deployment.dsn) as conn:
-            roles = stopped.app_roles(conn, self.deployment.config, self.env_file)
+            roles, _, writers = self._writers(conn)
             found = stopped.app_sessions(conn, roles)
-            writers = stopped.foreign(
-                stopped.writer_sessions(conn, [spec.table for spec in (*self.specs, *self.fernet_specs)]), roles)
         evidence.record("sessions of the app's database role", {"roles": list(roles),
                                                                 "connected": [s.line() for s in found],
                                                                 "sessions of other roles that may write the "
@@ -499,13 +495,18 @@ class DbKeyRotation:
                              "them (or revoke their INSERT/UPDATE on those tables), then run `rotation db-key resume`")
         return "none"
 
+    def _writers(self, conn: psycopg.Connection) -> tuple[tuple[str, ...], list[stopped.Writer],
+                                                          list[stopped.Writer]]:
+        """(the app's roles, every connected session that may write the inventory's tables, those of other roles)."""
+        roles = stopped.app_roles(conn, self.deployment.config, self.env_file)
+        writers = stopped.writer_sessions(conn, [spec.table for spec in (*self.specs, *self.fernet_specs)])
+        return roles, writers, stopped.foreign(writers, roles)
+
     def _writers_now(self) -> str:
         """Sessions of roles other than the app's that may write the encrypted tables, connected now: a failed proof
         names them (a writer the tool does not know is the likeliest cause of a value it did not put there)."""
         with connect(self.deployment.dsn) as conn:
-            roles = stopped.app_roles(conn, self.deployment.config, self.env_file)
-            writers = stopped.foreign(
-                stopped.writer_sessions(conn, [spec.table for spec in (*self.specs, *self.fernet_specs)]), roles)
+            _, _, writers = self._writers(conn)
         if not writers:
             return ""
         return (". Connected now, of roles other than the app's, and able to write the encrypted tables: "
