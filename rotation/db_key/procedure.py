@@ -263,9 +263,10 @@ class DbKeyRotation:
     # --- before the app stops: values no key opens, writers the tool does not know ---------------------------------
     def find_unopened(self, evidence: Evidence) -> None:
         """Then (before the app stops, in both modes): every value of the inventory (pgcrypto and Fernet) opens with
-        the current or the new key, and no session of a role other than the app's that may write the inventory's tables is
-        connected. Values no key opens are refused, or, with --leave-unreadable, recorded to be left byte for byte as
-        they are (the verdict then says INCOMPLETE, naming them). Each is named: table, column, count, row ids."""
+        the current or the new key, and no session of a role other than the app's that may write the inventory's
+        tables is connected. Values no key opens are refused, or, with --leave-unreadable, recorded to be left byte
+        for byte as they are (the verdict then says INCOMPLETE, naming them). Each is named: table, column, count,
+        row ids."""
         keys = self._current_keys()
         found = {spec.table: unopened.find(self.deployment.dsn, spec, keys.old, keys.new, workers=self.workers)
                  for spec in self.specs}
