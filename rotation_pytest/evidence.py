@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from rotation.core.duties import People, os_user
 from rotation.core.proof import NotApplicable
 from rotation.evidence.controls import Catalog, load_catalog
 from rotation.evidence.journal import Journal, JournalingRecorder, journal_path, seal_dead_journals
@@ -32,7 +33,7 @@ from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, write_run
 from rotation.evidence.signing import SigningKeyError, load_private_key
 from rotation_pytest import terminal
 from rotation_pytest.bdd import scenario_template, unregister_cucumber_writer, unregister_junit_writer
-from rotation_pytest.fixtures import operator_of, target_of
+from rotation_pytest.fixtures import config_of, operator_of, target_of
 
 # pytest's own marks are not Gherkin tags; everything else on a scenario item came from a tag.
 pytest_plugins = ["rotation_pytest.evidence_selection", "rotation_pytest.evidence_xdist"]
@@ -67,6 +68,13 @@ SHARED_ACCOUNTS = frozenset({"root", "toor", "admin", "administrator", "system",
                              "ec2-user", "postgres", "eventuser", "runner", "ci", "jenkins", "gitlab-runner"})
 
 
+def people_of(config: pytest.Config) -> People:
+    """Who requested, approved and performs this run, and the OS account it runs under."""
+    return People(requester=config.getoption("requester"), approver=config.getoption("approver"),
+                  operator=operator_of(config), operator_declared=bool(config.getoption("operator")),
+                  os_user=os_user(), change_id=config.getoption("change_id"))
+
+
 def live_refusals(target: str, *, approver: str | None, change_id: str | None, operator: str,
                   signing_key: str | None) -> list[str]:
     """Why a live run's evidence could not be relied on, as sentences; empty when it can (or on staging)."""
@@ -91,8 +99,11 @@ def pytest_configure(config: pytest.Config) -> None:
     target = target_of(config)
     approver, change_id = config.getoption("approver"), config.getoption("change_id")
     key_option = config.getoption("signing_key")
+    people, rules = people_of(config), config_of(config)
     refusals = live_refusals(target, approver=approver, change_id=change_id, operator=operator_of(config),
                              signing_key=key_option)
+    if target == "live":
+        refusals += people.refusals(rules.duties, rules.source)  # before anything: pytest_configure runs first
     if refusals:
         raise pytest.UsageError("\n".join(refusals))
     scratch = Path(tempfile.mkdtemp(prefix="rotation-evidence-"))
@@ -103,7 +114,9 @@ def pytest_configure(config: pytest.Config) -> None:
                        invocation=[strip_url_passwords(a) for a in config.invocation_params.args],
                        mark_expression=config.option.markexpr or "",
                        keyword_expression=config.option.keyword or "",
-                       signing_key=f"configured: {Path(key_option).name}" if key_option else "")
+                       signing_key=f"configured: {Path(key_option).name}" if key_option else "",
+                       requester=people.requester, os_user=people.os_user, operator_declared=people.operator_declared,
+                       duty_notes=people.notes(rules.duties, rules.source))
     journal = Journal(journal_path(reports_dir(config), meta.run_id), meta)  # every event on disk as it happens
     config.stash[STATE] = RunState(recorder=JournalingRecorder(journal), catalog=load_catalog(), meta=meta,
                                    scratch=scratch,

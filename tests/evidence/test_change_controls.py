@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pytest_bdd.feature import get_feature
 
+from rotation.core.config import default_config
 from rotation.evidence.controls import load_catalog
 from tests.evidence.project import run, tagged_feature
 from tests.harness import PROJECT
@@ -32,9 +33,8 @@ def test_every_scheduled_procedure_carries_the_change_management_controls() -> N
     catalog = load_catalog()
     assert catalog.change_management == ("SOC2-CC8.1",)
     scheduled = scheduled_scenarios()
-    # the DB key, Twilio, WhatsApp and SMTP rotations: the set must not shrink unnoticed
-    assert {name.split(":")[0] for name in scheduled} >= {"db_encryption_key.feature", "twilio_auth_token.feature",
-                                                          "whatsapp_access_token.feature", "smtp_password.feature"}
+    # every credential of the registry has its scheduled rotation: the set must not shrink unnoticed
+    assert {t for tags in scheduled.values() for t in tags} >= set(default_config().types)
     missing = {name: sorted(set(catalog.change_management) - tags) for name, tags in scheduled.items()
                if not set(catalog.change_management) <= tags}
     assert not missing, f"scheduled procedures without the change-management controls: {missing}"
