@@ -16,10 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from rotation.core.duties import People, os_user
+from rotation.core.duties import People, is_account, os_user
 from rotation.core.proof import NotApplicable
 from rotation.evidence.controls import Catalog, load_catalog
-from rotation.evidence.journal import Journal, JournalingRecorder, journal_path, seal_dead_journals
+from rotation.evidence.journal import (
+    Journal,
+    JournalingRecorder,
+    journal_path,
+    record_seal_failure,
+    seal_dead_journals,
+)
 from rotation.evidence.metadata import RunMetadata, git_state, package_versions
 from rotation.evidence.recorder import (
     CLOSING_PREFIX,
@@ -63,11 +69,6 @@ class RunState:
 STATE = pytest.StashKey[RunState]()
 
 
-# Accounts, not people: a live run's evidence must name who performed the change.
-SHARED_ACCOUNTS = frozenset({"root", "toor", "admin", "administrator", "system", "nobody", "ubuntu", "debian",
-                             "ec2-user", "postgres", "eventuser", "runner", "ci", "jenkins", "gitlab-runner"})
-
-
 def people_of(config: pytest.Config) -> People:
     """Who requested, approved and performs this run, and the OS account it runs under."""
     return People(requester=config.getoption("requester"), approver=config.getoption("approver"),
@@ -85,7 +86,7 @@ def live_refusals(target: str, *, approver: str | None, change_id: str | None, o
     if missing:
         problems.append(f"--target live needs {' and '.join(missing)}: a live rotation is a change and its evidence "
                         "must name who approved it under which change id (SOC 2 CC8.1)")
-    if operator.strip().lower() in SHARED_ACCOUNTS or operator.startswith("uid-") or not operator.strip():
+    if is_account(operator):
         problems.append(f"--target live needs --operator naming the person who performs the change (or "
                         f"ROTATION_OPERATOR): '{operator}' is an account, not a person")
     if not signing_key:
@@ -343,7 +344,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                                  extra_scan=_extra_scan(config))
     except (OSError, SigningKeyError, ValueError) as exc:
         state.error = state.recorder.redact_text(f"{type(exc).__name__}: {exc}")
-    state.recorder.journal.close(remove=state.error is None)  # kept when the folder failed: the next session seals it
+        try:
+            record_seal_failure(state.recorder.journal, state.error)
+        except OSError:
+            pass  # the journal up to here is still on disk; the sealed folder will not know the error's wording
+    state.recorder.journal.close(remove=state.error is None)  # kept when the folder failed: sealed later
     if state.error or (state.output and (state.output.leaks or state.output.verdict == "FAILED")):
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -424,7 +429,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             tr.write_line(str(line))
     tr.section("evidence", sep="=")
     if state.error:
-        tr.write_line(f"evidence could not be written: {state.error}", red=True)
+        tr.write_line(f"evidence could not be written: {state.error}; its journal is kept: once fixed, seal it with "
+                      f"`rotation evidence seal --reports-dir={reports_dir(config)}` (or the next run seals it)",
+                      red=True)
         return
     out = state.output
     assert out is not None

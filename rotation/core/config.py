@@ -8,6 +8,7 @@ error rather than a silent default.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -140,6 +141,17 @@ class Config:
 
     def in_emergency_order(self, types: set[str] | frozenset[str]) -> tuple[str, ...]:
         return tuple(t for t in self.emergency_order if t in types)
+
+
+def app_with_overrides(config: Config, given: Mapping[str, Any]) -> AppSettings:
+    """The configuration's [app] with the command line's --app-*/--health-url values (None: not given) applied. The
+    default configuration's proof of the app's key (its systemd unit) describes its own commands; an app given on the
+    command line is proven by the process serving its health endpoint (rotation.core.app_proof)."""
+    chosen: dict[str, Any] = {field: value for field, value in given.items() if value is not None}
+    base = config.app
+    if chosen and config.source == "built-in default":
+        base = dataclasses.replace(base, systemd_unit=None, pidfile=None, probe_url=None, probe_command=None)
+    return dataclasses.replace(base, **chosen)
 
 
 def config_path(explicit: str | Path | None, environ: Mapping[str, str] = os.environ) -> Path | None:

@@ -15,6 +15,15 @@ from dataclasses import dataclass
 
 from rotation.core.config import Duties
 
+# Accounts, not people: a live change's evidence must name who performed it.
+SHARED_ACCOUNTS = frozenset({"root", "toor", "admin", "administrator", "system", "nobody", "ubuntu", "debian",
+                             "ec2-user", "postgres", "eventuser", "runner", "ci", "jenkins", "gitlab-runner"})
+
+
+def is_account(name: str) -> bool:
+    """A shared or system account rather than a person (or no name at all)."""
+    return name.strip().lower() in SHARED_ACCOUNTS or name.startswith("uid-") or not name.strip()
+
 
 def os_user() -> str:
     """The account this process runs as."""
