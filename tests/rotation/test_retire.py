@@ -1,0 +1,155 @@
+"""Issue 23 item 1: a live rehearsal of the DB key rotation (the operator's command against a scratch CRM and the app
+stand-in), then `rotation db-key retire`: refused inside the quiet period and when shortened without the explicit
+flag, each time destroying nothing; with the quiet period shortened it leaves no file holding the old key (the env
+folder and the reports scanned for the key and every 12-character fragment) and a signed retirement record naming
+each destroyed file with its SHA-256 before. With escrow configured, the sealed key opens with the recovery private
+key and with nothing else."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from rotation.core import escrow
+from rotation.evidence.verify import verify_folder
+from staging.postgres import StagingServer
+from staging.world import probe_config
+from tests.harness import PROJECT
+from tests.leakcheck import assert_no_fragment
+from tests.rotation.live_crm import LiveCrm, RunFolder, live_crm
+
+ROWS = 20
+
+
+@pytest.fixture
+def crm(pg: StagingServer, tmp_path: Path) -> Iterator[LiveCrm]:
+    with live_crm(pg.admin_dsn, tmp_path, ROWS) as world:
+        world.config = probe_config(tmp_path / "rotation.toml", world.app)
+        yield world
+
+
+def retire(crm: LiveCrm, *extra: str, approver: str = "test-approver") -> subprocess.CompletedProcess[str]:
+    """`rotation db-key retire` with the options the rotation used (its command, with `retire` for `rotate`)."""
+    command = [a for a in crm.command("retire") if not a.startswith(("--approver=", "--workers="))]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATION_TEST_", "PYTEST_ADDOPTS"))}
+    env["PYTHONPATH"] = str(PROJECT)
+    return subprocess.run([*command, f"--approver={approver}", *extra], cwd=PROJECT, env=env, capture_output=True,
+                          text=True, timeout=180, check=False)
+
+
+def everything_under(*roots: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for root in roots for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+def rotated(crm: LiveCrm) -> dict[Path, str]:
+    """Rotate; the .env backups that hold the old key, with their SHA-256."""
+    done = crm.rotate()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    crm.assert_rotated()
+    backups = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in crm.env_file.parent.glob(".env.backup.*")}
+    assert any(crm.old_key.reveal().encode() in p.read_bytes() for p in backups), "the rotation made no backup"
+    return backups
+
+
+def record_of(run: RunFolder) -> dict[str, object]:
+    [record] = [e["value"] for e in run.entries() if e["type"] == "evidence" and e["name"] == "retirement record"]
+    assert isinstance(record, dict)
+    return record
+
+
+def test_retire_after_a_live_rotation_leaves_no_copy_of_the_old_key_and_a_signed_record(crm: LiveCrm) -> None:
+    backups = rotated(crm)
+    old = crm.old_key.reveal()
+
+    early = retire(crm)  # the configured 24 h have not passed
+    assert early.returncode == 1, early.stdout[-3000:]
+    [refused] = crm.folders()[1:]
+    failed = [s for s in refused.steps() if s.status == "failed"]
+    assert [s.text for s in failed] == ["the quiet period has passed since the new key went into service"], failed
+    assert "has not passed" in str(failed[0].error)
+    assert all(p.exists() for p in backups), "a failed retirement destroyed a file"
+
+    shortened = subprocess.run(
+        [a for a in retire_command(crm) if a != "--allow-staging-endpoints"] + ["--quiet-period=0s"],
+        cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)}, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert shortened.returncode == 4 and "allowed only with --allow-staging-endpoints" in shortened.stdout
+    assert all(p.exists() for p in backups) and len(crm.folders()) == 2
+
+    done = retire(crm, "--quiet-period=0s")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    run = crm.folders()[-1]
+    assert verify_folder(run.path).passed
+    assert all(s.status == "passed" for s in run.steps()), run.steps()
+    record = record_of(run)
+    destroyed = {Path(str(f["file"])): f["sha256 before"] for f in record["files destroyed"]}  # type: ignore[index,union-attr]
+    assert destroyed == backups, (destroyed, backups)
+    assert record["by"] == "test-operator" and record["retired value"] == crm.old_key.fingerprint
+    [sweep] = [e["value"] for e in run.entries() if e["type"] == "evidence"
+               and e["name"] == "completeness sweep, run again before retirement"]
+    assert sweep["found"] == [] and sweep["encrypted-looking values"] > 0  # type: ignore[index,operator]
+    assert not any(p.exists() for p in backups)
+    places = everything_under(crm.env_file.parent, crm.reports)
+    places["terminal"] = (done.stdout + done.stderr).encode()
+    assert len(places) > 10, sorted(places)
+    assert_no_fragment(places, [old])
+    assert crm.key_in_env() != crm.old_key  # the new key stays, untouched
+
+    again = retire(crm, "--quiet-period=0s")
+    assert again.returncode == 0 and "nothing to retire" in again.stdout, again.stdout[-2000:]
+
+
+def retire_command(crm: LiveCrm) -> list[str]:
+    return [a for a in crm.command("retire") if not a.startswith("--workers=")]
+
+
+def test_an_approver_equal_to_the_operator_is_refused_and_nothing_is_destroyed(crm: LiveCrm) -> None:
+    backups = rotated(crm)
+    done = retire(crm, "--quiet-period=0s", approver="test-operator")
+    assert done.returncode == 4, done.stdout[-2000:]
+    assert "the approver (test-operator) is the operator (test-operator)" in done.stdout
+    assert all(p.exists() for p in backups) and len(crm.folders()) == 1
+
+
+def write_private(path: Path, key: X25519PrivateKey | rsa.RSAPrivateKey) -> bytes:
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    path.write_bytes(pem)
+    return pem
+
+
+def test_with_escrow_the_old_key_opens_with_the_recovery_key_and_nothing_else(crm: LiveCrm, tmp_path: Path) -> None:
+    recovery = X25519PrivateKey.generate()
+    public = tmp_path / "recovery.pub.pem"
+    public.write_bytes(recovery.public_key().public_bytes(serialization.Encoding.PEM,
+                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+    assert crm.config is not None
+    text = crm.config.read_text()
+    crm.config.write_text(text.replace("escrow = []", f'escrow = ["db_encryption_key"]\nescrow_public_key = "{public}"'))
+    rotated(crm)
+    done = retire(crm, "--quiet-period=0s")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    [sealed] = escrow.all_in(crm.env_file.with_name(".rotation-escrow"))
+    assert sealed.fingerprint == crm.old_key.fingerprint and (sealed.path.stat().st_mode & 0o777) == 0o600
+    assert record_of(crm.folders()[-1])["escrow"]["file"] == str(sealed.path)  # type: ignore[index]
+
+    opened = escrow.open_escrow(sealed.path, write_private(tmp_path / "recovery.pem", recovery))
+    assert opened == crm.old_key
+    for other in (X25519PrivateKey.generate(), rsa.generate_private_key(public_exponent=65537, key_size=2048)):
+        with pytest.raises(escrow.EscrowError):
+            escrow.open_escrow(sealed.path, write_private(tmp_path / "other.pem", other))
+    tampered = tmp_path / "tampered.escrow.json"
+    tampered.write_text(sealed.path.read_text().replace(sealed.destroy_after.strftime("%Y-%m-%d"), "2099-01-01"))
+    with pytest.raises(escrow.EscrowError):  # the header is authenticated: a later destruction date breaks it
+        escrow.open_escrow(tampered, (tmp_path / "recovery.pem").read_bytes())
+    places = everything_under(crm.env_file.parent, crm.reports)
+    assert str(sealed.path) in places  # the escrow is there, and holds no part of the key in clear
+    assert_no_fragment(places, [crm.old_key.reveal()])
