@@ -250,6 +250,9 @@ def _run(args: argparse.Namespace, config: Config, credential: Credential, retir
         _say([f"{step.status.upper():<8} {step.keyword} {step.text}" + (f": {step.error}" if step.error else "")])
     _say([f"run folder: {out.folder}", f"verdict: {out.verdict}",
           f"verify with: rotation verify-evidence {out.folder} --fingerprint {out.public_key_fingerprint}"])
+    if out.verdict != "PASSED":
+        _say(["nothing after the failed step was done (no file destroyed after it): fix what it names, then run "
+              "the same command again"])
     return 0 if out.verdict == "PASSED" else EXIT_FAILED
 
 

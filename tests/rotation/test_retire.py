@@ -133,7 +133,8 @@ def test_with_escrow_the_old_key_opens_with_the_recovery_key_and_nothing_else(cr
                                                           serialization.PublicFormat.SubjectPublicKeyInfo))
     assert crm.config is not None
     text = crm.config.read_text()
-    crm.config.write_text(text.replace("escrow = []", f'escrow = ["db_encryption_key"]\nescrow_public_key = "{public}"'))
+    crm.config.write_text(text.replace("escrow = []",
+                                       f'escrow = ["db_encryption_key"]\nescrow_public_key = "{public}"'))
     rotated(crm)
     done = retire(crm, "--quiet-period=0s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
