@@ -302,6 +302,38 @@ class Retirement:
                         source=f"{folder}: escrows of {self.credential.type} not yet due")
 
 
+@dataclass(frozen=True)
+class Awaiting:
+    """An old value a finished rotation left in the suite's files, not yet retired."""
+
+    credential: str
+    old: str  # fingerprint
+    rotation_id: str
+    finished_at: dt.datetime
+    retire_from: dt.datetime
+    files: tuple[str, ...]
+
+    def due(self, now: dt.datetime) -> bool:
+        return now >= self.retire_from
+
+
+def awaiting(env_file: Path, config: Config) -> list[Awaiting]:
+    """Every credential whose finished rotation's old value is still in a file the suite keeps beside .env (found by
+    its fingerprint; no value leaves this function)."""
+    out = []
+    for credential in config.credentials:
+        progress = state.load(env_file, credential.type)
+        if progress is None or progress.in_progress or not progress.previous_fp:
+            continue
+        files = tuple(str(path) for path, _ in suite_files(env_file)
+                      if any(v.fingerprint == progress.previous_fp for v in _values(path, credential.env)))
+        if files:
+            finished = dt.datetime.fromisoformat(progress.updated_at)
+            out.append(Awaiting(credential.type, progress.previous_fp, progress.rotation_id, finished,
+                                finished + config.retirement.quiet_period, files))
+    return out
+
+
 def _values(path: Path, env_name: str) -> list[Secret]:
     """The credential's value in a .env-format file, or the whole content of a pending file."""
     try:

@@ -154,3 +154,57 @@ def test_with_escrow_the_old_key_opens_with_the_recovery_key_and_nothing_else(cr
     places = everything_under(crm.env_file.parent, crm.reports)
     assert str(sealed.path) in places  # the escrow is there, and holds no part of the key in clear
     assert_no_fragment(places, [crm.old_key.reveal()])
+
+
+def test_status_and_audit_trail_show_keys_awaiting_retirement_and_escrows_due(crm: LiveCrm, tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture[str]
+                                                                               ) -> None:
+    import datetime as dt
+    import json
+
+    from rotation.cli import main as rotation_main
+    from rotation.core.config import load_config
+    from rotation.core.database import connect
+    from rotation.evidence.audit_trail import audit, read_folder, retirement_status
+
+    recovery = X25519PrivateKey.generate()
+    public = tmp_path / "recovery.pub.pem"
+    public.write_bytes(recovery.public_key().public_bytes(serialization.Encoding.PEM,
+                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+    assert crm.config is not None
+    crm.config.write_text(crm.config.read_text().replace("quiet_period_hours = 24", "quiet_period_hours = 0").replace(
+        "escrow = []", f'escrow = ["db_encryption_key"]\nescrow_public_key = "{public}"'))
+    config = load_config(crm.config)
+    rotated(crm)
+    today = dt.datetime.now(dt.UTC)
+
+    def status(as_of: dt.datetime) -> list[str]:
+        capsys.readouterr()
+        rotation_main(["status", f"--dsn={crm.dsn}", f"--env-file={crm.env_file}", f"--config={crm.config}",
+                       "--json", f"--as-of={as_of.isoformat()}"])
+        return list(json.loads(capsys.readouterr().out)["retirement"])
+
+    def trail() -> list[str]:
+        with connect(crm.dsn) as conn:
+            found = audit(conn, config, [crm.reports], today - dt.timedelta(days=1), today + dt.timedelta(days=1))
+        return found.awaiting_retirement
+
+    [line] = status(today + dt.timedelta(hours=1))
+    assert line.startswith(f"WARNING: db_encryption_key: old value {crm.old_key.fingerprint}") and "awaits" in line
+    [line] = trail()
+    assert "has no retirement record" in line and crm.old_key.fingerprint.removeprefix("sha256:") in line
+
+    done = retire(crm)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert trail() == []
+    [kept] = status(today + dt.timedelta(hours=1))
+    assert kept.startswith("INFO: db_encryption_key: escrow of") and "kept until" in kept
+    [due] = status(today + dt.timedelta(days=40))
+    assert due.startswith("WARNING: db_encryption_key: escrow of") and "`rotation retire db_encryption_key`" in due
+    folders = [read_folder(f.path, public_key=None, fingerprint=None) for f in crm.folders()]
+    with connect(crm.dsn) as conn:
+        rotations = audit(conn, config, [crm.reports], today - dt.timedelta(days=1),
+                          today + dt.timedelta(days=1)).rotations
+    assert retirement_status(config, rotations, folders, today + dt.timedelta(hours=1))[1] == []
+    [escrow_due] = retirement_status(config, rotations, folders, today + dt.timedelta(days=40))[1]
+    assert "was to be destroyed after" in escrow_due
