@@ -40,7 +40,7 @@ from rotation.core.retirement import NothingToRetire, Retirement
 from rotation.db_key.retire import DbKeyRetirement
 from rotation.db_key.retire import holds as key_holds
 from rotation.evidence.controls import load_catalog
-from rotation.evidence.journal import Journal, JournalingRecorder, journal_path
+from rotation.evidence.journal import Journal, JournalingRecorder, journal_path, seal_dead_journals
 from rotation.evidence.metadata import RunMetadata, git_state, package_versions
 from rotation.evidence.recorder import ScenarioRecord, StepRecord, strip_url_passwords, utc_now
 from rotation.evidence.report import write_run
@@ -200,11 +200,27 @@ def retire(args: argparse.Namespace, name: str) -> int:
     if not args.confirm_live:
         _say(["NOT CONFIRMED: nothing was changed. Check the plan above, then re-run with --confirm-live."])
         return EXIT_REFUSED
+    sealed = _seal_dead(args)
+    if sealed:
+        _say(sealed)
     if not anything_left:
         _say([f"nothing to retire: the last rotation of the {credential.label} is finished and no file the suite "
               "keeps holds its old value (retired already: see its retirement record under reports/)"])
         return 0
     return _run(args, config, credential, retirement, people)
+
+
+def _seal_dead(args: argparse.Namespace) -> list[str]:
+    """A run killed earlier left only its journal: seal it first, as every run does (rotation.evidence.journal)."""
+    reports = Path(_option(args, "reports_dir") or PROJECT_ROOT / "reports")
+    try:
+        key = load_private_key(Path(str(_option(args, "signing_key", "ROTATION_SIGNING_KEY"))))
+        outputs = seal_dead_journals(reports, load_catalog(), sealed_by="rotation retire", signing_key=key,
+                                     sealer={"by command": "rotation retire", "OS account": os_user()})
+    except (OSError, SigningKeyError, ValueError) as exc:
+        return [f"the journal of an earlier run could not be sealed ({type(exc).__name__}); it is kept: "
+                f"`rotation evidence seal --reports-dir={reports}`"]
+    return [f"sealed the journal of a run that died: {out.folder} ({out.verdict})" for out in outputs]
 
 
 def _run(args: argparse.Namespace, config: Config, credential: Credential, retirement: Retirement,
@@ -264,6 +280,9 @@ def run_steps(recorder: JournalingRecorder, steps: list[tuple[str, str, Callable
             method(recorder)
         except (CheckFailed, escrow.EscrowError, EnvFileError, OSError, psycopg.Error) as exc:
             recorder.end_step("failed", f"{type(exc).__name__}: {exc}")
+            return "failed"
+        except Exception as exc:  # noqa: BLE001  (any other error ends the run in the same safe state, recorded)
+            recorder.end_step("failed", f"unexpected {type(exc).__name__}: {exc}")
             return "failed"
         recorder.end_step("passed")
     return "passed"

@@ -256,9 +256,10 @@ class Retirement:
                 raise CheckFailed(f"{copy.path} changed since it was read ({copy.sha256[:16]}...): run again")
             others = [k for k, v in envfile.read_env(copy.path).items() if k != self.credential.env and v] \
                 if copy.kind == ".env backup" else []
+            also = self._other_old_values(copy.path)
             destroy(copy.path)
             destroyed.append({**copy.as_evidence(), "destroyed at": _iso(self.now()),
-                              "also held (older settings of)": others})
+                              "other settings it also held": others, "also retired": also})
         evidence.record("retirement record", {
             "credential": self.credential.type, "retired value": found.old.fingerprint,
             "rotation": found.rotation_id, "files destroyed": destroyed,
@@ -267,6 +268,19 @@ class Retirement:
             "not covered": "copies made outside this suite (filesystem snapshots, host backups) and the blocks of "
                            "an overwritten file on a copy-on-write filesystem"},
             source="each file overwritten with zeros, fsynced, unlinked, its folder fsynced")
+
+    def _other_old_values(self, path: Path) -> list[dict[str, str]]:
+        """Other credentials whose finished rotation's old value this file holds: destroying it retires them too,
+        and the record says so (audit-trail matches them like the retired value itself)."""
+        out = []
+        for other in self.config.credentials:
+            progress = state.load(self.env_file, other.type)
+            if other.type == self.credential.type or progress is None or not progress.previous_fp:
+                continue
+            if any(v.fingerprint == progress.previous_fp for v in _values(path, other.env)):
+                out.append({"credential": other.type, "retired value": progress.previous_fp,
+                            "rotation": progress.rotation_id})
+        return out
 
     def _needed_by_other_rotations(self, paths: list[Path]) -> list[str]:
         wanted = {p.resolve() for p in paths}

@@ -234,8 +234,7 @@ def retirement_status(config: Config, rotations: list[Rotation], folders: list[R
     trusted = [f for f in folders if f.target == "live" and f.intact]
     for r in rotations:
         r.retired_by = [f.path for f in trusted for rec in f.retirements
-                        if r.previous_key_hash and str(rec.get("retired value", "")).startswith("sha256:")
-                        and r.previous_key_hash.startswith(str(rec["retired value"]).removeprefix("sha256:"))]
+                        if any(_names(r.previous_key_hash, fp) for fp in _retired_values(rec))]
     quiet = config.retirement.quiet_period
     awaiting = [f"{r.credential}: the value rotation {r.rotation_id} replaced on {_day(r.rotated_at)} "
                 f"(sha256:{(r.previous_key_hash or '')[:16]}) has no retirement record; retirement was due "
@@ -249,6 +248,19 @@ def retirement_status(config: Config, rotations: list[Rotation], folders: list[R
            and rec["escrow"].get("file") not in destroyed
            and str(rec["escrow"].get("destroy after", "9999")) <= now.isoformat().replace("+00:00", "Z")]
     return awaiting, due
+
+
+def _retired_values(record: dict[str, Any]) -> list[str]:
+    """The fingerprints a retirement record destroyed: its own value and those of other credentials the same files
+    held (`also retired`)."""
+    also = [a.get("retired value") for f in record.get("files destroyed", []) if isinstance(f, dict)
+            for a in f.get("also retired", []) if isinstance(a, dict)]
+    return [str(v) for v in [record.get("retired value"), *also] if v]
+
+
+def _names(full_hash: str | None, fingerprint: str) -> bool:
+    return bool(full_hash) and fingerprint.startswith("sha256:") and \
+        str(full_hash).startswith(fingerprint.removeprefix("sha256:"))
 
 
 def _day(moment: dt.datetime) -> str:

@@ -208,3 +208,36 @@ def test_status_and_audit_trail_show_keys_awaiting_retirement_and_escrows_due(cr
     assert retirement_status(config, rotations, folders, today + dt.timedelta(hours=1))[1] == []
     [escrow_due] = retirement_status(config, rotations, folders, today + dt.timedelta(days=40))[1]
     assert "was to be destroyed after" in escrow_due
+
+
+def test_provider_retire_destroys_the_backups_holding_the_old_token(crm: LiveCrm) -> None:
+    """A provider rotation (its state and .env as the provider procedure leaves them, written with the same library
+    calls) and then `rotation provider retire twilio`: the backup holding the old token is destroyed, the record says
+    the provider was not asked again."""
+    from rotation.core import envfile, state
+    from rotation.core.config import default_config
+    from rotation.core.keys import generate_key
+    from rotation.core.secret import Secret
+
+    twilio = default_config().credential("twilio")
+    old, new = Secret(generate_key()), Secret(generate_key())
+    envfile.set_value(crm.env_file, twilio.env, old)
+    backup = envfile.backup(crm.env_file)
+    state.begin(crm.env_file, twilio.type, current_fp=old.fingerprint, pending_fp=new.fingerprint, reason="test",
+                backup=backup)
+    envfile.set_value(crm.env_file, twilio.env, new)
+    for step in ("set", "test", "finish"):
+        state.advance(crm.env_file, twilio.type, step)  # type: ignore[arg-type]
+    command = [a.replace("db-key", "provider") for a in retire_command(crm)]
+    command.insert(command.index("retire") + 1, "twilio")
+    done = subprocess.run([*command, "--quiet-period=0s"], cwd=PROJECT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT)}, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert not backup.exists()
+    run = crm.folders()[-1]
+    assert verify_folder(run.path).passed
+    assert [s.text for s in run.steps()][3] == "the rotation proved the provider refuses the old value"
+    record = record_of(run)
+    assert record["retired value"] == old.fingerprint and record["credential"] == twilio.type
+    assert_no_fragment(everything_under(crm.env_file.parent, crm.reports), [old.reveal()])
+    assert envfile.get_secret(crm.env_file, twilio.env) == new and crm.key_in_env() == crm.old_key
