@@ -245,7 +245,7 @@ def _run(args: argparse.Namespace, config: Config, credential: Credential, retir
     scenario = ScenarioRecord(
         nodeid=f"rotation retire {credential.type}", name=f"Retirement of the old {credential.label}",
         feature="Retiring an old credential", feature_file="rotation/core/retirement.py", line=1,
-        tags=["rotation", "retirement", credential.type, "SOC2-CC6.1", "PCI-3.7.5"],
+        tags=["rotation", "retirement", credential.type, "SOC2-CC6.1", "SOC2-CC8.1", "PCI-3.7.5"],
         description=f"quiet period {retirement.quiet_period}; "
                     + ("sealed to the recovery key before destruction" if retirement.escrows else "destroyed"),
         steps=[StepRecord(kw, text, n) for n, (kw, text, _) in enumerate(steps, start=2)])
