@@ -225,7 +225,9 @@ class Retirement:
     def check_healthy(self, evidence: Evidence) -> None:
         answer = app_control.health(self.app.health_url)
         evidence.record("application health", {"url": self.app.health_url, "status": answer.status_code,
-                                               "healthy": answer.healthy},
+                                               "healthy": answer.healthy,
+                                               "checked": "now, once: this tool does not watch the app through the "
+                                                          "quiet period (monitoring does)"},
                         source=f"GET {self.app.health_url}")
         require(answer.healthy, f"the app is not healthy ({self.app.health_url} answered {answer.status_code}): "
                                 "an old value is retired only while the app runs well on the new one")
