@@ -437,6 +437,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     assert out is not None
     tr.write_line(f"run folder: {out.folder}")
     tr.write_line(f"verdict: {out.verdict}", green=out.verdict == "PASSED", red=out.verdict != "PASSED")
+    tr.write_line("who: " + "; ".join(f"{k} {v}" for k, v in state.meta.who_did_what().items()))
+    for note in state.meta.duty_notes:
+        tr.write_line(f"  duties: {note}")
     for reason in out.reasons:
         tr.write_line(f"  {reason}", red=True)
     for leak in out.leaks:

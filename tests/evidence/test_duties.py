@@ -56,13 +56,16 @@ def test_an_approver_equal_to_the_operator_is_refused_before_anything_runs(
 def test_a_different_approver_runs_and_the_evidence_names_everyone(
         pytester: pytest.Pytester, project: Callable[..., Path], tmp_path: Path) -> None:
     root = project()
-    run(pytester, *live(tmp_path, approver="bob")).assert_outcomes(passed=3)
+    result = run(pytester, *live(tmp_path, approver="bob"))
+    result.assert_outcomes(passed=3)
     entry = run_entry(root)
     assert (entry["requester"], entry["approver"], entry["operator"], entry["change_id"]) == (
         "carol", "bob", "alice", "CHG-77")
     assert entry["os_user"] == os_user() and entry["operator_declared"] is True
     assert entry["duty_notes"] == []
     page = (run_folder(root) / "index.html").read_text()
+    result.stdout.fnmatch_lines(["who: change record CHG-77; requested by carol; approved by bob; performed by alice; "
+                                 f"OS account {os_user()}"])
     assert "<th>Requester</th><td>carol</td>" in page and f"<th>OS account</th><td>{os_user()}</td>" in page
 
 
