@@ -284,5 +284,9 @@ def run_steps(recorder: JournalingRecorder, steps: list[tuple[str, str, Callable
         except Exception as exc:  # noqa: BLE001  (any other error ends the run in the same safe state, recorded)
             recorder.end_step("failed", f"unexpected {type(exc).__name__}: {exc}")
             return "failed"
+        except KeyboardInterrupt:
+            recorder.end_step("interrupted", "interrupted (Ctrl-C): the files this step names as destroyed are gone, "
+                                             "the others are kept; run the same command again to finish")
+            return "error"
         recorder.end_step("passed")
     return "passed"

@@ -262,6 +262,8 @@ class Retirement:
             destroy(copy.path)
             destroyed.append({**copy.as_evidence(), "destroyed at": _iso(self.now()),
                               "other settings it also held": others, "also retired": also})
+            # journaled at once: a run killed between two files leaves which it destroyed
+            evidence.record("file destroyed", destroyed[-1], source="overwritten with zeros, fsynced, unlinked")
         evidence.record("retirement record", {
             "credential": self.credential.type, "retired value": found.old.fingerprint,
             "rotation": found.rotation_id, "files destroyed": destroyed,
