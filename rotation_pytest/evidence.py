@@ -117,7 +117,7 @@ def pytest_configure(config: pytest.Config) -> None:
                        keyword_expression=config.option.keyword or "",
                        signing_key=f"configured: {Path(key_option).name}" if key_option else "",
                        requester=people.requester, os_user=people.os_user, operator_declared=people.operator_declared,
-                       duty_notes=people.notes(rules.duties, rules.source))
+                       duty_notes=people.notes(rules.duties, rules.source, live=target == "live"))
     journal = Journal(journal_path(reports_dir(config), meta.run_id), meta)  # every event on disk as it happens
     config.stash[STATE] = RunState(recorder=JournalingRecorder(journal), catalog=load_catalog(), meta=meta,
                                    scratch=scratch,

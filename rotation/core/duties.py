@@ -66,7 +66,7 @@ class People:
                     "says so)"]
         return []
 
-    def notes(self, duties: Duties, source: str) -> list[str]:
+    def notes(self, duties: Duties, source: str, *, live: bool = True) -> list[str]:
         """What the evidence must say about these duties: exceptions an auditor would otherwise have to find."""
         out = []
         if self.self_approved and duties.allow_self_approval:
@@ -75,7 +75,7 @@ class People:
         if not self.operator_declared:
             out.append(f"no operator declared (--operator / ROTATION_OPERATOR): '{self.operator}' is the OS account "
                        "the tool ran under, not necessarily a person")
-        if not self.requester:
+        if live and not self.requester:
             out.append("no requester named (--requester)")
         return out
 
