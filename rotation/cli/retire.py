@@ -101,6 +101,14 @@ def run(args: argparse.Namespace) -> int:
     return retire(args, args.credential)
 
 
+KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def masked(arg: str) -> str:
+    """A command-line argument as the evidence records it: no DSN password, in URL or key=value form."""
+    return KEYWORD_PASSWORD.sub(r"\1***", strip_url_passwords(arg))
+
+
 def parse_duration(text: str) -> dt.timedelta:
     match = DURATION.match(text.strip())
     if not match:
@@ -235,7 +243,7 @@ def _run(args: argparse.Namespace, config: Config, credential: Credential, retir
     commit, dirty = git_state(PROJECT_ROOT)
     meta = RunMetadata(run_id=str(uuid.uuid4()), target="live", operator=people.operator, approver=people.approver,
                        change_id=people.change_id, started=utc_now(), git_commit=commit, git_dirty=dirty,
-                       packages=package_versions(), invocation=[strip_url_passwords(a) for a in sys.argv],
+                       packages=package_versions(), invocation=[masked(a) for a in sys.argv],
                        mark_expression=f"retire {credential.type}", signing_key=f"configured: {key_path.name}",
                        requester=people.requester, os_user=people.os_user, operator_declared=people.operator_declared,
                        duty_notes=people.notes(config.duties, config.source), selected=1)
