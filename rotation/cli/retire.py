@@ -36,7 +36,7 @@ from rotation.core.config import CONFIG_ENV, Config, ConfigError, Credential, ap
 from rotation.core.duties import People, is_account, os_user
 from rotation.core.envfile import EnvFileError
 from rotation.core.proof import CheckFailed, Evidence, NoEvidence
-from rotation.core.retirement import NothingToRetire, Retirement
+from rotation.core.retirement import NothingToRetire, Retirement, span
 from rotation.db_key.retire import DbKeyRetirement
 from rotation.db_key.retire import holds as key_holds
 from rotation.evidence.controls import load_catalog
@@ -135,7 +135,7 @@ def refusals(args: argparse.Namespace, config: Config, people: People, quiet: dt
         out.append("--signing-key (or ROTATION_SIGNING_KEY) is required: the retirement record must be signed by a "
                    "key an auditor can pin")
     if quiet < config.retirement.quiet_period and not args.allow_staging_endpoints:
-        out.append(f"--quiet-period {quiet} is shorter than the configured {config.retirement.quiet_period}: "
+        out.append(f"--quiet-period {span(quiet)} is shorter than the configured {span(config.retirement.quiet_period)}: "
                    "allowed only with --allow-staging-endpoints (a rehearsal)")
     return out
 
@@ -172,7 +172,7 @@ def plan(retirement: Retirement, quiet: dt.timedelta) -> tuple[list[str], bool]:
     found = retirement.need_found()
     lines = [f"RETIREMENT PLAN  {label}  old {found.old.fingerprint} (rotation {found.rotation_id}), in service "
              f"{found.new.fingerprint}",
-             f"  1. check: the quiet period ({quiet}) has passed since {found.finished_at.isoformat()}",
+             f"  1. check: the quiet period ({span(quiet)}) has passed since {found.finished_at.isoformat()}",
              f"  2. check: the app is healthy on the new {retirement.noun}; {retirement.dead_text()}"]
     action = "seal to the recovery key, then destroy" if retirement.escrows else "destroy"
     lines += [f"  3. {action}: {c.path} ({c.kind}, sha256 {c.sha256[:16]}...)" for c in found.copies]
@@ -254,7 +254,7 @@ def _run(args: argparse.Namespace, config: Config, credential: Credential, retir
         nodeid=f"rotation retire {credential.type}", name=f"Retirement of the old {credential.label}",
         feature="Retiring an old credential", feature_file="rotation/core/retirement.py", line=1,
         tags=["rotation", "retirement", credential.type, "SOC2-CC6.1", "SOC2-CC8.1", "PCI-3.7.5"],
-        description=f"quiet period {retirement.quiet_period}; "
+        description=f"quiet period {span(retirement.quiet_period)}; "
                     + ("sealed to the recovery key before destruction" if retirement.escrows else "destroyed"),
         steps=[StepRecord(kw, text, n) for n, (kw, text, _) in enumerate(steps, start=2)])
     recorder.begin_scenario(scenario)

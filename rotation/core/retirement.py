@@ -104,6 +104,14 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def span(period: dt.timedelta) -> str:
+    """A quiet period as people write it: "24 h", "90 min", "0 s"."""
+    seconds = period.total_seconds()
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds and seconds % 60 == 0 else f"{seconds:g} s"
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -209,11 +217,11 @@ class Retirement:
         due = found.finished_at + self.quiet_period
         now = self.now()
         evidence.record("quiet period", {"rotation finished": _iso(found.finished_at),
-                                         "quiet period": str(self.quiet_period), "retirement allowed from": _iso(due),
-                                         "now": _iso(now), "configured": str(self.config.retirement.quiet_period)},
+                                         "quiet period": span(self.quiet_period), "retirement allowed from": _iso(due),
+                                         "now": _iso(now), "configured": span(self.config.retirement.quiet_period)},
                         source=f"{state.STATE_FILE} updated_at of the finished rotation; [retirement] "
                                f"quiet_period_hours in {self.config.source}, or --quiet-period")
-        require(now >= due, f"the quiet period ({self.quiet_period}) has not passed: rotation {found.rotation_id} "
+        require(now >= due, f"the quiet period ({span(self.quiet_period)}) has not passed: rotation {found.rotation_id} "
                             f"finished {_iso(found.finished_at)}; retire from {_iso(due)}")
 
     def check_in_service(self, evidence: Evidence) -> None:
