@@ -135,8 +135,8 @@ def refusals(args: argparse.Namespace, config: Config, people: People, quiet: dt
         out.append("--signing-key (or ROTATION_SIGNING_KEY) is required: the retirement record must be signed by a "
                    "key an auditor can pin")
     if quiet < config.retirement.quiet_period and not args.allow_staging_endpoints:
-        out.append(f"--quiet-period {span(quiet)} is shorter than the configured {span(config.retirement.quiet_period)}: "
-                   "allowed only with --allow-staging-endpoints (a rehearsal)")
+        out.append(f"--quiet-period {span(quiet)} is shorter than the configured "
+                   f"{span(config.retirement.quiet_period)}: allowed only with --allow-staging-endpoints (a rehearsal)")
     return out
 
 

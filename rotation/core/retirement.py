@@ -221,8 +221,8 @@ class Retirement:
                                          "now": _iso(now), "configured": span(self.config.retirement.quiet_period)},
                         source=f"{state.STATE_FILE} updated_at of the finished rotation; [retirement] "
                                f"quiet_period_hours in {self.config.source}, or --quiet-period")
-        require(now >= due, f"the quiet period ({span(self.quiet_period)}) has not passed: rotation {found.rotation_id} "
-                            f"finished {_iso(found.finished_at)}; retire from {_iso(due)}")
+        require(now >= due, f"the quiet period ({span(self.quiet_period)}) has not passed: rotation "
+                            f"{found.rotation_id} finished {_iso(found.finished_at)}; retire from {_iso(due)}")
 
     def check_in_service(self, evidence: Evidence) -> None:
         raise NotImplementedError
