@@ -241,3 +241,53 @@ def test_provider_retire_destroys_the_backups_holding_the_old_token(crm: LiveCrm
     assert record["retired value"] == old.fingerprint and record["credential"] == twilio.type
     assert_no_fragment(everything_under(crm.env_file.parent, crm.reports), [old.reveal()])
     assert envfile.get_secret(crm.env_file, twilio.env) == new and crm.key_in_env() == crm.old_key
+
+
+def failed_steps(crm: LiveCrm) -> list[tuple[str, str]]:
+    return [(s.text, str(s.error)) for s in crm.folders()[-1].steps() if s.status == "failed"]
+
+
+def test_each_check_before_destruction_can_fail_and_then_nothing_is_destroyed(crm: LiveCrm) -> None:
+    """The app down, a backup an unfinished rotation of another credential still needs, a value the old key still
+    opens: each stops the retirement at its own step, naming why, with every backup kept."""
+    from rotation.core import app_control, envfile, state
+    from rotation.core.config import default_config
+    from rotation.core.database import connect, key_ref
+    from rotation.core.keys import generate_key
+    from rotation.core.secret import Secret
+    from tests.rotation.live_crm import SPEC
+
+    backups = rotated(crm)
+    app_control.run(crm.app.stop)
+    app_control.wait_for_health(crm.app.health_url, healthy=False, timeout_s=15)
+    assert retire(crm, "--quiet-period=0s").returncode == 1
+    [(step, why)] = failed_steps(crm)
+    assert step == "the application is healthy on the new key" and "is not healthy" in why
+    assert all(p.exists() for p in backups)
+    app_control.run(crm.app.start)
+    app_control.wait_for_health(crm.app.health_url, timeout_s=15)
+
+    twilio = default_config().credential("twilio")
+    [backup] = backups
+    state.begin(crm.env_file, twilio.type, current_fp=Secret(generate_key()).fingerprint,
+                pending_fp=Secret(generate_key()).fingerprint, reason="test", backup=backup)
+    assert retire(crm, "--quiet-period=0s").returncode == 1
+    [(step, why)] = failed_steps(crm)
+    assert step == "every copy of the old key the suite made is destroyed"
+    assert f"a rotation in progress still needs {backup.name}" in why and twilio.type in why
+    assert all(p.exists() for p in backups)
+    for step_name in ("set", "test", "finish"):
+        state.advance(crm.env_file, twilio.type, step_name)  # type: ignore[arg-type]
+
+    # a value written under the old key after the rotation (not the one the app's probe reads: that proof would fail
+    # first, as it should)
+    column = next(c for c in SPEC.columns if not str(crm.app.probe_column).endswith(f".{c}"))
+    with connect(crm.dsn, keys={"old": crm.old_key}) as conn:
+        conn.execute(f"UPDATE {SPEC.table} SET {column} = pgp_sym_encrypt('late', {key_ref('old')}) "
+                     f"WHERE {SPEC.pk} = (SELECT max({SPEC.pk}) FROM {SPEC.table})")
+        conn.commit()
+    assert retire(crm, "--quiet-period=0s").returncode == 1
+    [(step, why)] = failed_steps(crm)
+    assert step == "the completeness sweep, run again now, finds no value that opens with the old key"
+    assert f"{SPEC.table}.{column}: 1 PGP value open with the old key" in why, why
+    assert all(p.exists() for p in backups) and envfile.get_secret(crm.env_file, "DB_ENCRYPTION_KEY") != crm.old_key
