@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from rotation.core import escrow
+from rotation.evidence.signing import load_private_key, public_fingerprint
 from rotation.evidence.verify import verify_folder
 from staging.postgres import StagingServer
 from staging.world import probe_config
@@ -87,7 +88,9 @@ def test_retire_after_a_live_rotation_leaves_no_copy_of_the_old_key_and_a_signed
     done = retire(crm, "--quiet-period=0s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     run = crm.folders()[-1]
-    assert verify_folder(run.path).passed
+    signer = public_fingerprint(load_private_key(Path(os.environ["ROTATION_SIGNING_KEY"])).public_key())
+    verified = verify_folder(run.path, fingerprint=signer)  # pinned to the configured signing key
+    assert verified.passed and verified.signer_verified, verified.problems
     assert all(s.status == "passed" for s in run.steps()), run.steps()
     record = record_of(run)
     destroyed = {Path(str(f["file"])): f["sha256 before"] for f in record["files destroyed"]}  # type: ignore[index,union-attr]
