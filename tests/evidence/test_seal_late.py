@@ -1,6 +1,7 @@
-"""Issue 23 item 8, second half: a run whose session cannot seal its evidence after the change (its signing key is
-gone by the end) keeps its journal and says so with the next command; `rotation evidence seal` then seals it into a
-signed run folder that says it was sealed late, by whom, when, and why."""
+"""Issue 23 item 8, second half: a run whose session cannot seal its evidence after the change (its reports folder is
+gone by the end, replaced by a file: the preflight checked it before the first change) keeps its journal and says so
+with the next command; `rotation evidence seal` then seals it into a signed run folder that says it was sealed late,
+by whom, when, and why."""
 
 from __future__ import annotations
 
@@ -23,20 +24,22 @@ import os as _os
 from pytest_bdd import then as _then
 
 
-@_then("the signing key is lost")
-def _lose_key():
-    with open(_os.environ["LOST_SIGNING_KEY"], "w") as handle:
-        handle.write("gone")
+@_then("the reports folder is lost")
+def _lose_reports():
+    reports = _os.environ["LOST_REPORTS"]
+    _os.rename(reports, reports + ".moved")  # the journal's open file moves with it
+    with open(reports, "w") as handle:
+        handle.write("not a folder")
 '''
 
 LOSING = '''@rotation @SOC2-CC6.1
-Feature: The signing key goes missing during the run
+Feature: The reports folder goes missing during the run
 
-  Scenario: Everything passes, then the key is lost
+  Scenario: Everything passes, then the reports folder is lost
     Given a key ring holding client values
     When 3 values are re-encrypted
     Then 3 of 3 values verify under the new key
-    And the signing key is lost
+    And the reports folder is lost
 '''
 
 
@@ -47,18 +50,21 @@ def test_a_run_that_cannot_seal_is_sealed_later_and_says_so(pytester: pytest.Pyt
     with (root / "conftest.py").open("a") as handle:
         handle.write(LOSE_KEY_STEP)
     key = tmp_path / "signing.pem"
-    pem = (write_key(key), key.read_bytes())[1]
-    monkeypatch.setenv("LOST_SIGNING_KEY", str(key))
+    write_key(key)
+    reports = root / "reports"
+    monkeypatch.setenv("LOST_REPORTS", str(reports))
     result = run(pytester, f"--signing-key={key}", "--operator=alice")
     result.assert_outcomes(passed=1)
     out = result.stdout.str()
-    assert "evidence could not be written: SigningKeyError" in out
-    assert f"rotation evidence seal --reports-dir={root / 'reports'}" in out
-    assert not (root / "reports" / "latest").exists()
-    [journal] = (root / "reports" / JOURNALS).glob("*.jsonl")
+    assert "evidence could not be written: FileExistsError" in out
+    assert f"rotation evidence seal --reports-dir={reports}" in out
+    [journal] = (root / "reports.moved" / JOURNALS).glob("*.jsonl")
     assert '"e": "seal_failed"' in journal.read_text()
 
-    key.write_bytes(pem)  # the key is back: the custodian seals the journal
+    reports.unlink()  # the folder is back: the custodian seals the journal
+    (root / "reports.moved").rename(reports)
+    journal = reports / JOURNALS / journal.name
+    assert journal.exists() and not (reports / "latest").exists()
     capsys.readouterr()
     code = rotation_main(["evidence", "seal", f"--reports-dir={root / 'reports'}", f"--signing-key={key}",
                           "--operator=bob"])
@@ -74,7 +80,7 @@ def test_a_run_that_cannot_seal_is_sealed_later_and_says_so(pytester: pytest.Pyt
     assert late["by command"] == "rotation evidence seal" and late["sealed by (operator)"] == "bob"
     assert late["sealed at"] > str(meta["started"]) and "signing key" in late
     assert str(late["why"]).startswith("the session that wrote this journal could not write its run folder at ")
-    assert "SigningKeyError" in str(late["why"])
+    assert "FileExistsError" in str(late["why"])
     assert meta["operator"] == "alice"  # the run's own operator stays the run's
     [scenario] = [e for e in read_evidence(folder) if e["type"] == "scenario"]
     assert scenario["status"] == "passed"
