@@ -5,6 +5,7 @@ account."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def test_a_different_approver_runs_and_the_evidence_names_everyone(
     page = (run_folder(root) / "index.html").read_text()
     result.stdout.fnmatch_lines(["who: change record CHG-77; requested by carol; approved by bob; performed by alice; "
                                  f"OS account {os_user()}"])
-    assert "<th>Requester</th><td>carol</td>" in page and f"<th>OS account</th><td>{os_user()}</td>" in page
+    text = " ".join(re.sub(r"<[^>]+>", " ", page).split())  # the summary's words, whatever its layout
+    assert "Requester carol" in text and f"OS account {os_user()}" in text
 
 
 def test_self_approval_allowed_by_the_configuration_runs_and_the_evidence_says_so(
