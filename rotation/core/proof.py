@@ -16,12 +16,15 @@ from rotation.core.secret import Secret
 
 @dataclass(frozen=True)
 class PopulationQuery:
-    """How an auditor gets a population figure again: one read-only SELECT for psql that returns the columns
-    `verified` and `total`. Keys and other values are psql variables (`:'new_key'`), never inlined; `variables` says
-    what to set each to (a fingerprint, never a secret). `census` holds counts that need no key (rows, columns,
+    """How an auditor gets a population figure again: a psql script of standard PostgreSQL and pgcrypto that ends in
+    one read-only SELECT. `returns` maps the figure's parts to the SELECT's columns ({"verified": "opened", "total":
+    "total"}); a count-only query returns only {"total": ...} and says so. A key never appears in the text: the
+    script loads it with psql's `\\copy` from a file named after it (`variables` says which key each file must hold,
+    by fingerprint, never the key), so it travels as COPY data, not in a statement the server may log; the script
+    refuses a key whose fingerprint is not the recorded one. `census` holds counts that need no key (rows, columns,
     non_null, nulls), taken when the figure was recorded, so the report can reconcile rows x columns = non-NULL +
     NULL. `reads` phrases the figure for the summary ("opens with the new key: {verified:,} of {total:,}";
-    `{missing}` is total - verified). `note` says what psql cannot count (values the app encrypts itself)."""
+    `{missing}` is total - verified). `note` says what the query cannot re-perform."""
 
     subject: str
     sql: str
@@ -29,6 +32,7 @@ class PopulationQuery:
     census: Mapping[str, int] = field(default_factory=dict)
     reads: str = "{verified:,} of {total:,}"
     note: str | None = None
+    returns: Mapping[str, str] = field(default_factory=lambda: {"verified": "verified", "total": "total"})
 
 
 class Evidence(Protocol):

@@ -64,6 +64,11 @@ class Population:
     def complete(self) -> bool:
         return self.total > 0 and self.verified == self.total
 
+    @property
+    def reperformable(self) -> bool:
+        """An auditor can count it again: a query came with it. A figure without one is never shown as complete."""
+        return self.query is not None
+
     def sentence(self) -> str:
         return f"{self.verified:,} of {self.total:,} {self.label}"
 
@@ -144,7 +149,7 @@ def query_dict(query: PopulationQuery | None) -> dict[str, object] | None:
     if query is None:
         return None
     return {"subject": query.subject, "sql": query.sql, "variables": dict(query.variables),
-            "census": dict(query.census), "reads": query.reads, "note": query.note}
+            "census": dict(query.census), "reads": query.reads, "note": query.note, "returns": dict(query.returns)}
 
 
 def query_of(data: object) -> PopulationQuery | None:
@@ -152,7 +157,9 @@ def query_of(data: object) -> PopulationQuery | None:
         return None
     return PopulationQuery(subject=str(data["subject"]), sql=str(data["sql"]), variables=dict(data["variables"]),
                            census={str(k): int(v) for k, v in dict(data["census"]).items()},
-                           reads=str(data["reads"]), note=data.get("note"))
+                           reads=str(data["reads"]), note=data.get("note"),
+                           returns={str(k): str(v) for k, v in dict(data.get("returns") or PopulationQuery(
+                               "", "").returns).items()})
 
 
 def to_jsonable(value: object) -> object:
@@ -243,7 +250,7 @@ class Recorder:
         return PopulationQuery(subject=query.subject, sql=self.redact_text(query.sql),
                                variables={k: self.redact_text(v) for k, v in query.variables.items()},
                                census=dict(query.census), reads=query.reads,
-                               note=self.redact_text(query.note) if query.note else None)
+                               note=self.redact_text(query.note) if query.note else None, returns=query.returns)
 
     def attach(self, name: str, text: str) -> None:
         """A document the run produced (e.g. incident-report.md), written into the run folder under `name` so the

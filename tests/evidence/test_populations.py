@@ -1,9 +1,11 @@
-"""Population figures an auditor can re-run: after `rotation db-key rotate`, each population query the run folder
-shows, run in psql against the rotated database with the keys as psql variables, returns the reported figure; the
-report reconciles rows x columns = non-NULL + NULL and shows what each key opens."""
+"""Population figures an auditor re-performs: after `rotation db-key rotate`, each population query the run folder
+shows runs in psql (standard PostgreSQL and pgcrypto, the keys loaded from files with \\copy) against the rotated
+database and returns the reported figure; with a wrong key each one visibly fails; a figure without a query is not
+shown as complete; the report reconciles rows x columns = non-NULL + NULL and shows what each key opens."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 import shutil
@@ -13,60 +15,105 @@ from pathlib import Path
 
 import pytest
 
+from rotation.core.keys import generate_key
+from rotation.emergency import populations as emergency_populations
 from staging.postgres import StagingServer
+from staging.seed import seed_api_credentials
 from tests.harness import read_evidence
 from tests.rotation.live_crm import LiveCrm, live_crm
 
 PSQL = shutil.which("psql")
+GUARD = re.compile(r"pg_temp\.recorded_key\(key, '[^']*', '[^']*'\)")
 
 
-@pytest.fixture
-def rotated(pg: StagingServer, tmp_path: Path) -> Iterator[LiveCrm]:
-    with live_crm(pg.admin_dsn, tmp_path, 30) as world:
+@pytest.fixture(scope="module")
+def rotated(pg: StagingServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCrm]:
+    with live_crm(pg.admin_dsn, tmp_path_factory.mktemp("rotated"), 30) as world:
+        seed_api_credentials(world.dsn, world.old_key, {s: generate_key() for s in ("twilio", "smtp")})
         done = world.rotate()
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
         yield world
 
 
-def psql(dsn: str, text: str, variables: dict[str, str]) -> dict[str, int]:
-    """The query as an auditor runs it: psql, variables set with -v, the statement on stdin, one row back."""
+def psql(dsn: str, text: str, keys: dict[str, str], workdir: Path) -> subprocess.CompletedProcess[str]:
+    """The query as an auditor runs it: each key in <name>.txt in the folder psql runs in, the script with -f."""
     assert PSQL is not None
-    args = [PSQL, dsn, "-X", "-q", "-A", "-F", "|", "-P", "footer=off", "-v", "ON_ERROR_STOP=1"]
-    args += [a for name, value in variables.items() for a in ("-v", f"{name}={value}")]
-    done = subprocess.run(args, input=text, capture_output=True, text=True, timeout=60, check=True)
-    header, row = done.stdout.strip().splitlines()[-2:]
-    return {name: int(value) for name, value in zip(header.split("|"), row.split("|"), strict=True)}
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name, value in keys.items():
+        (workdir / f"{name}.txt").write_text(value + "\n")
+    (workdir / "query.sql").write_text(text)
+    args = [PSQL, dsn, "-X", "-q", "-A", "-F", "|", "-P", "footer=off", "-v", "ON_ERROR_STOP=1", "-f", "query.sql"]
+    return subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=60, check=False)
+
+
+def row(done: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    assert done.returncode == 0, done.stderr
+    header, values = done.stdout.strip().splitlines()[-2:]
+    return {name: int(value) for name, value in zip(header.split("|"), values.split("|"), strict=True)}
+
+
+def key_populations(run: Path) -> list[dict]:  # type: ignore[type-arg]
+    return [e for e in read_evidence(run) if e["type"] == "population"]
 
 
 @pytest.mark.skipif(PSQL is None, reason="psql is not installed (.ci/run installs PostgreSQL)")
-def test_every_reported_population_query_returns_its_figure_in_psql(rotated: LiveCrm) -> None:
+def test_every_reported_population_query_returns_its_figure_in_psql_and_fails_with_a_wrong_key(
+        rotated: LiveCrm, tmp_path: Path) -> None:
     [run] = rotated.folders()
-    populations = [e for e in read_evidence(run.path) if e["type"] == "population"]
+    populations = key_populations(run.path)
     keys = {"new_key": rotated.key_in_env().reveal(), "old_key": rotated.old_key.reveal()}
     assert {p["label"] for p in populations} >= {"values in crm_client_preferences verified under the new key",
-                                                  "values in crm_client_preferences the old key no longer opens"}
-    # psql cannot count these: the sweep spans every table of the app's schemas and tries Fernet tokens too, and
-    # Fernet values need the app's key derivation (rotation.db_key.populations.FERNET_NOTE); per inventory table
-    # the pgcrypto figures above re-run in psql
-    # and the staged rotation's figures read its side table, which is dropped once the rotation finishes
-    not_in_psql = {"encrypted-looking values the old key no longer opens",
-                   "values in security_api_credentials verified under the new key",
-                   "rows of crm_client_preferences staged and verified under the new key",
-                   "rows of crm_client_preferences holding their verified staged ciphertext"}
+                                                  "values in crm_client_preferences the old key no longer opens",
+                                                  "values in security_api_credentials verified under the new key"}
+    # the sweep spans every table of the app's schemas: its figure is the suite's own count, and says so
     without = {p["label"] for p in populations if p["query"] is None}
-    assert "encrypted-looking values the old key no longer opens" in without and without <= not_in_psql
-    for population in (p for p in populations if p["label"] not in not_in_psql):
-        query = population["query"]
-        assert isinstance(query, dict), f"{population['label']}: no psql query"
+    assert without <= {"encrypted-looking values the old key no longer opens"}, without
+    for n, population in enumerate(p for p in populations if p["query"] is not None):
+        query, label = population["query"], population["label"]
+        sql = query["sql"]
+        assert "rotation_runbook." not in sql, f"{label}: the suite's own helpers in an auditor's query"
+        assert keys["new_key"] not in sql and keys["old_key"] not in sql
         for name in query["variables"]:
-            assert f":'{name}'" in query["sql"]  # a psql variable, never an inlined key
-        assert keys["new_key"] not in query["sql"] and keys["old_key"] not in query["sql"]
-        got = psql(rotated.dsn, query["sql"], {n: keys[n] for n in query["variables"]})
-        assert got == {"verified": population["verified"], "total": population["total"]}, population["label"]
+            assert f"\\copy {name} FROM '{name}.txt'" in sql  # loaded as COPY data, never in a statement's text
+        right = row(psql(rotated.dsn, sql, {v: keys[v] for v in query["variables"]}, tmp_path / f"{n}-right"))
+        assert right == {query["returns"]["verified"]: population["verified"], "total": population["total"]}, label
+
+        for name in query["variables"]:
+            wrong = {v: keys[v] for v in query["variables"]} | {name: generate_key().reveal()}
+            done = psql(rotated.dsn, sql, wrong, tmp_path / f"{n}-wrong-{name}")
+            assert done.returncode != 0 and f"the key in {name}.txt is sha256:" in done.stderr, (label, done)
+            # without the fingerprint check: pgcrypto's own error, or a count that differs, except for the old key,
+            # which a wrong key does not open either: the reason every query checks the key it was given
+            unguarded = psql(rotated.dsn, GUARD.sub("key", sql), wrong, tmp_path / f"{n}-unguarded-{name}")
+            if name == "old_key":
+                assert row(unguarded) == right, label
+            elif unguarded.returncode != 0:
+                assert "Wrong key or corrupt data" in unguarded.stderr, (label, unguarded.stderr)
+            else:
+                assert row(unguarded)[query["returns"]["verified"]] == 0 != right["total"], label
 
     page = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", (run.path / "index.html").read_text())).split())
-    census = populations[0]["query"]["census"]  # type: ignore[index]
+    census = populations[0]["query"]["census"]
     assert (f"{census['rows']:,} rows × 3 columns = {census['rows'] * 3:,} = {census['non_null']:,} non-NULL + "
             f"{census['nulls']:,} NULL") in page
     total = populations[0]["total"]
     assert f"opens with the new key: {total:,} of {total:,} · opens with the old key: 0" in page
+    assert "verified and total" not in page
+    sweep = next(p for p in populations if p["query"] is None)
+    assert re.search(re.escape(f"{sweep['verified']:,} of {sweep['total']:,} {sweep['label']}") + r".{0,300}? no psql "
+                     r"query recorded.{0,200}? not re-performable", page), "a figure without a query shown as complete"
+
+
+def test_a_window_query_is_half_open_to_the_millisecond_and_count_only() -> None:
+    start = dt.datetime(2026, 3, 1, 10, 0, 0, 123000, tzinfo=dt.UTC)
+    end = dt.datetime(2026, 3, 2, 10, 0, 0, 456000, tzinfo=dt.UTC)
+    statement = "SELECT count(*) FROM access_log WHERE at > %(start)s AND at <= %(end)s"
+    query = emergency_populations.in_window(statement, start, end, subject="access_log")
+    assert query.sql == ("SELECT count(*) AS total FROM access_log WHERE at > '2026-03-01T10:00:00.123Z'::timestamptz "
+                         "AND at <= '2026-03-02T10:00:00.456Z'::timestamptz;")
+    assert dict(query.returns) == {"total": "total"}
+    with pytest.raises(ValueError, match=r"\(start, end\]"):
+        emergency_populations.in_window(statement.replace("> %(start)s AND at <= %(end)s",
+                                                          "BETWEEN %(start)s AND %(end)s"), start, end, subject="x")
+    with pytest.raises(ValueError, match="finer than a millisecond"):
+        emergency_populations.in_window(statement, start.replace(microsecond=123456), end, subject="x")
