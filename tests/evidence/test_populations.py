@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
+from rotation.core.database import connect
 from rotation.core.keys import generate_key
 from rotation.emergency import populations as emergency_populations
 from staging.postgres import StagingServer
@@ -33,6 +36,13 @@ def rotated(pg: StagingServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
         done = world.rotate()
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
         yield world
+
+
+def log_every_statement(admin_dsn: str, dsn: str) -> None:
+    """As a server an auditor may meet: every statement of every new session of the database logged."""
+    name = conninfo_to_dict(dsn)["dbname"]
+    with connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET log_statement = 'all'").format(sql.Identifier(str(name))))
 
 
 def psql(dsn: str, text: str, keys: dict[str, str], workdir: Path) -> subprocess.CompletedProcess[str]:
@@ -58,7 +68,9 @@ def key_populations(run: Path) -> list[dict]:  # type: ignore[type-arg]
 
 @pytest.mark.skipif(PSQL is None, reason="psql is not installed (.ci/run installs PostgreSQL)")
 def test_every_reported_population_query_returns_its_figure_in_psql_and_fails_with_a_wrong_key(
-        rotated: LiveCrm, tmp_path: Path) -> None:
+        rotated: LiveCrm, pg: StagingServer, tmp_path: Path) -> None:
+    log_every_statement(pg.admin_dsn, rotated.dsn)
+    log_start = pg.server_log.stat().st_size if pg.server_log else 0
     [run] = rotated.folders()
     populations = key_populations(run.path)
     keys = {"new_key": rotated.key_in_env().reveal(), "old_key": rotated.old_key.reveal()}
@@ -91,6 +103,11 @@ def test_every_reported_population_query_returns_its_figure_in_psql_and_fails_wi
                 assert "Wrong key or corrupt data" in unguarded.stderr, (label, unguarded.stderr)
             else:
                 assert row(unguarded)[query["returns"]["verified"]] == 0 != right["total"], label
+
+    if pg.server_log:  # the server logged every statement of the auditor's sessions, and no key
+        logged = pg.server_log.read_bytes()[log_start:].decode(errors="replace")
+        assert "COPY  new_key FROM STDIN" in logged and "COPY  old_key FROM STDIN" in logged  # psql's own spacing
+        assert keys["new_key"] not in logged and keys["old_key"] not in logged
 
     page = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", (run.path / "index.html").read_text())).split())
     census = populations[0]["query"]["census"]
