@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rotation.core.database import mask_dsn_passwords
 from rotation.core.proof import PopulationQuery
 from rotation.core.secret import Secret, fingerprint, reveal
 
-# user:password@ in a URL or DSN (postgresql://app:pw@db/crm): evidence shows the user, never the password, even
-# when nobody registered it as a secret.
-URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@")
 
 
 # The run folder's own files: an attachment may not replace one of them.
@@ -29,7 +27,9 @@ CLOSING_PREFIX = "printed at the end: "
 
 
 def strip_url_passwords(text: str) -> str:
-    return URL_PASSWORD.sub(r"\g<head>***@", text)
+    """A database password in any DSN form (URL userinfo, key=value, PGPASSWORD=) shown as ***: evidence shows the
+    user, never the password, even when nobody registered it as a secret."""
+    return mask_dsn_passwords(text)
 
 
 def utc_now() -> datetime:
