@@ -42,7 +42,8 @@ def in_window(statement: str, start: dt.datetime, end: dt.datetime, *, subject: 
     if "BETWEEN" in statement.upper() or "> %(start)s" not in statement or "<= %(end)s" not in statement:
         raise ValueError(f"a population window is written {WINDOW} (> start AND <= end): {statement}")
     text = statement.strip().replace("SELECT count(*)", "SELECT count(*) AS total", 1)
-    values = {"%(start)s": f"{_literal(iso_ms(start))}::timestamptz", "%(end)s": f"{_literal(iso_ms(end))}::timestamptz",
+    values = {"%(start)s": f"{_literal(iso_ms(start))}::timestamptz",
+              "%(end)s": f"{_literal(iso_ms(end))}::timestamptz",
               "%(statuses)s": "ARRAY[" + ", ".join(_literal(s) for s in statuses) + "]"}
     for placeholder in PLACEHOLDERS:
         text = text.replace(placeholder, values[placeholder])

@@ -6,7 +6,6 @@ from pytest-bdd's hooks and the report module turns it into artifacts."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,8 +14,6 @@ from pathlib import Path
 from rotation.core.database import mask_dsn_passwords
 from rotation.core.proof import PopulationQuery
 from rotation.core.secret import Secret, fingerprint, reveal
-
-
 
 # The run folder's own files: an attachment may not replace one of them.
 RESERVED_NAMES = frozenset({"index.html", "evidence.jsonl", "junit.xml", "cucumber.json",

@@ -22,8 +22,8 @@ from rotation.core import envfile
 from rotation.core.database import connect
 from rotation.evidence.leaks import forms_of, scan_bytes, scan_file
 from staging.postgres import StagingServer
-from tests.rotation.live_crm import LiveCrm, live_crm
 from tests.evidence.project import leak_feature, run, run_folder
+from tests.rotation.live_crm import LiveCrm, live_crm
 
 
 @pytest.mark.parametrize("form", ["base64", "hex", "URL-encoded"])
@@ -96,7 +96,7 @@ def test_the_scan_finds_hex_and_url_forms(tmp_path: Path, secret: str) -> None:
 
 
 # --- a live path whose database connection fails: no DSN password, no .env secret, anywhere --------------------------
-ENV_SECRET = "env-side-api-secret-7f3a9c2e41"  # a .env secret the run never rotates
+ENV_SECRET = "env-side-api-secret-" + secrets.token_hex(6)  # a .env secret the run never rotates
 DSN_FORMS = ("key=value, wrong port", "key=value, wrong password", "URL, wrong port", "PGPASSWORD, wrong port")
 
 
