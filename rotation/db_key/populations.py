@@ -36,6 +36,7 @@ from psycopg import sql
 from rotation.core.database import connect
 from rotation.core.proof import PopulationQuery
 from rotation.core.secret import Secret
+from rotation.db_key import sweep
 from rotation.db_key.reencrypt import TableSpec
 
 KEY_FILE = "{var}.txt"
@@ -56,11 +57,20 @@ BEGIN
 END $$;
 """
 
-# Tries one value; only pgcrypto's "Wrong key or corrupt data" (SQLSTATE 39000) means "does not open".
+# Tries one value (a PGP message, or its ASCII armor); only pgcrypto's own errors (SQLSTATE 39000: "Wrong key or
+# corrupt data", "Corrupt ascii-armor") mean "does not open": any other error stops the query.
 OPENS_FUNCTION = r"""CREATE OR REPLACE FUNCTION pg_temp.opens(value bytea, key text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM pgp_sym_decrypt_bytea(value, key);
+  RETURN true;
+EXCEPTION WHEN external_routine_invocation_exception THEN
+  RETURN false;
+END $$;
+CREATE OR REPLACE FUNCTION pg_temp.opens(armored text, key text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pgp_sym_decrypt_bytea(dearmor(armored), key);
   RETURN true;
 EXCEPTION WHEN external_routine_invocation_exception THEN
   RETURN false;
@@ -82,17 +92,19 @@ SELECT count(v) FILTER (WHERE NOT pg_temp.opens(v, k.key)) AS not_opened, count(
 FROM cells CROSS JOIN k;"""
 
 # A Fernet token: 0x80, 8-byte timestamp, 16-byte IV, AES-128-CBC ciphertext, 32-byte HMAC-SHA256 of all before it;
-# the signing key is the first 16 bytes of sha256(DB_ENCRYPTION_KEY), the encryption key the last 16.
-FERNET_OPENS = """fk AS (SELECT digest(key, 'sha256') AS fk FROM k),
-cells AS (
-{cells}
-),
-tokens AS (SELECT decode(translate(convert_from(v, 'UTF8'), '-_', '+/'), 'base64') AS t FROM cells WHERE v IS NOT NULL)
-SELECT count(*) FILTER (WHERE CASE
+# the signing key is the first 16 bytes of sha256(DB_ENCRYPTION_KEY), the encryption key the last 16. `t` is the
+# token's bytes, `fk` the 32-byte key.
+FERNET_CHECK = """CASE
          WHEN get_byte(t, 0) <> 128 OR length(t) < 73 THEN false
          WHEN hmac(substr(t, 1, length(t) - 32), substr(fk, 1, 16), 'sha256') <> substr(t, length(t) - 31) THEN false
          ELSE decrypt_iv(substr(t, 26, length(t) - 57), substr(fk, 17, 16), substr(t, 10, 16), 'aes-cbc') IS NOT NULL
-       END) AS opened,
+       END"""
+FERNET_KEY = "fk AS (SELECT digest(key, 'sha256') AS fk FROM k),\n"
+FERNET_OPENS = FERNET_KEY + """cells AS (
+{cells}
+),
+tokens AS (SELECT decode(translate(convert_from(v, 'UTF8'), '-_', '+/'), 'base64') AS t FROM cells WHERE v IS NOT NULL)
+SELECT count(*) FILTER (WHERE """ + FERNET_CHECK.replace("{", "{{").replace("}", "}}") + """) AS opened,
        count(*) AS total
 FROM tokens CROSS JOIN fk;"""
 
@@ -111,12 +123,12 @@ def _cells(specs: Sequence[TableSpec]) -> str:
         + ", ".join(f"(t.{_name(c)})" for c in s.columns) + ") AS cell(v)" for s in specs)
 
 
-def script(var: str, key: Secret, body: str, specs: Sequence[TableSpec], *, opens_function: bool = False) -> str:
-    """The whole psql script: load and check the key, then the SELECT. Only the key's fingerprint is in the text."""
+def script(var: str, key: Secret, select: str, *, opens_function: bool = False) -> str:
+    """The whole psql script: load and check the key, then the SELECT (the rest of the WITH the key opens). Only the
+    key's fingerprint is in the text."""
     file = KEY_FILE.format(var=var)
     head = LOAD_KEY.format(var=var, file=file) + (OPENS_FUNCTION if opens_function else "")
-    return (head + KEY_CTE.format(file=file, fingerprint=key.fingerprint, var=var)
-            + body.format(cells=_cells(specs)))
+    return head + KEY_CTE.format(file=file, fingerprint=key.fingerprint, var=var) + select
 
 
 def census(dsn: str, spec: TableSpec) -> dict[str, int]:
@@ -142,7 +154,7 @@ def new_key(dsn: str, spec: TableSpec | Sequence[TableSpec], key: Secret) -> Pop
     values (`total`); a wrong key stops the query with pgcrypto's "Wrong key or corrupt data"."""
     specs = (spec,) if isinstance(spec, TableSpec) else tuple(spec)
     return PopulationQuery(
-        subject=_subject(specs), sql=script("new_key", key, PGP_OPENS, specs),
+        subject=_subject(specs), sql=script("new_key", key, PGP_OPENS.format(cells=_cells(specs))),
         variables={"new_key": f"the new DB_ENCRYPTION_KEY ({key.fingerprint})"},
         census=_census(dsn, specs), reads="opens with the new key: {verified:,} of {total:,}", returns=OPENED)
 
@@ -150,7 +162,8 @@ def new_key(dsn: str, spec: TableSpec | Sequence[TableSpec], key: Secret) -> Pop
 def old_key(dsn: str, spec: TableSpec, key: Secret) -> PopulationQuery:
     """Values the old key does not open (`not_opened`) of all non-NULL values (`total`)."""
     return PopulationQuery(
-        subject=spec.table, sql=script("old_key", key, PGP_NOT_OPENED, (spec,), opens_function=True),
+        subject=spec.table,
+        sql=script("old_key", key, PGP_NOT_OPENED.format(cells=_cells((spec,))), opens_function=True),
         variables={"old_key": f"the old DB_ENCRYPTION_KEY ({key.fingerprint}), from its custodian or escrow"},
         census=census(dsn, spec), reads="opens with the old key: {missing:,}",
         returns={"verified": "not_opened", "total": "total"})
@@ -160,7 +173,7 @@ def fernet_new_key(spec: TableSpec, key: Secret) -> PopulationQuery:
     """Fernet values (the app's own encryption) of the spec's columns whose HMAC checks and body opens under the
     Fernet key the app derives from the new key (`opened`) of all non-NULL values (`total`)."""
     return PopulationQuery(
-        subject=spec.table, sql=script("new_key", key, FERNET_OPENS, (spec,)),
+        subject=spec.table, sql=script("new_key", key, FERNET_OPENS.format(cells=_cells((spec,)))),
         variables={"new_key": f"the new DB_ENCRYPTION_KEY ({key.fingerprint})"},
         reads="opens with the new key (Fernet): {verified:,} of {total:,}", returns=OPENED)
 
@@ -168,3 +181,53 @@ def fernet_new_key(spec: TableSpec, key: Secret) -> PopulationQuery:
 def under_new_key(dsn: str, spec: TableSpec, kind: str, key: Secret) -> PopulationQuery:
     """The new-key query for a table of either kind ("pgcrypto" or "fernet")."""
     return new_key(dsn, spec, key) if kind == "pgcrypto" else fernet_new_key(spec, key)
+
+
+# --- the completeness sweep's figure: every column where it found encrypted-looking values -------------------------
+SWEEP_TOTAL = """per_column AS (
+{columns}
+)
+SELECT sum(not_opened)::bigint AS not_opened, sum(total)::bigint AS total FROM per_column;"""
+PGP_COLUMN = ("  SELECT {label} AS value_of, count(*) FILTER (WHERE NOT pg_temp.opens(x.{c}, k.key)) AS not_opened, "
+              "count(*) AS total\n  FROM {table} x CROSS JOIN k WHERE {is_pgp}")
+FERNET_COLUMN = ("  SELECT {label}, count(*) FILTER (WHERE NOT " + FERNET_CHECK.replace("\n", "\n  ") + "), "
+                 "count(*)\n  FROM (SELECT decode(translate({text}, '-_', '+/'), 'base64') AS t FROM {table} x "
+                 "WHERE {is_fernet}) tokens CROSS JOIN fk")
+
+
+def _sweep_column(table: str, column: str, kind: str, bytea: bool) -> str:
+    schema, name = table.split(".", 1)
+    ident, c = f"{_name(schema)}.{_name(name)}", _name(column)
+    label = sql.Literal(f"{table}.{column}").as_string(None)
+    if kind == "PGP":
+        first = ", ".join(sql.Literal(b).as_string(None) for b in sweep.PGP_FIRST_BYTES)
+        is_pgp = (f"substr(x.{c}, 1, 1) IN ({first})" if bytea
+                  else f"left(x.{c}::text, 27) = '-----BEGIN PGP MESSAGE-----'")
+        value = c if bytea else f"{c}::text"
+        return PGP_COLUMN.format(label=label, c=value, table=ident, is_pgp=is_pgp)
+    prefix = sql.Literal(sweep.FERNET_PREFIX).as_string(None)
+    pattern = sql.Literal(sweep.FERNET_PATTERN).as_string(None)
+    if bytea:  # as the sweep tells a token: no conversion of a value that is not one (it may not be UTF-8)
+        is_fernet = (f"substr(x.{c}, 1, 6) = {sql.Literal(sweep.FERNET_PREFIX.encode()).as_string(None)} "
+                     f"AND encode(x.{c}, 'escape') ~ {pattern}")
+        text = f"convert_from(x.{c}, 'UTF8')"
+    else:
+        is_fernet, text = f"left(x.{c}::text, 6) = {prefix} AND x.{c}::text ~ {pattern}", f"x.{c}::text"
+    return FERNET_COLUMN.format(label=label, text=text, table=ident, is_fernet=is_fernet)
+
+
+def swept(result: sweep.SweepResult, key: Secret) -> PopulationQuery:
+    """The sweep's figure: encrypted-looking values (PGP messages, their armor, Fernet tokens) the old key does not
+    open (`not_opened`) of all of them (`total`), over every column where the sweep found any."""
+    types = {(t.name, c): kind for t in result.tables for c, kind in t.columns}
+    columns = [_sweep_column(h.table, h.column, h.kind, types.get((h.table, h.column)) == "bytea")
+               for h in result.hits]
+    body = FERNET_KEY + SWEEP_TOTAL.format(columns="\n  UNION ALL\n".join(columns))
+    return PopulationQuery(
+        subject="every column of the app's schemas holding encrypted-looking values",
+        sql=script("old_key", key, body, opens_function=True),
+        variables={"old_key": f"the old DB_ENCRYPTION_KEY ({key.fingerprint}), from its custodian or escrow"},
+        reads="encrypted-looking values the old key opens: {missing:,}",
+        returns={"verified": "not_opened", "total": "total"},
+        note="the sweep's scope is every bytea and text column of every table of the app's schemas; the query "
+             "covers the columns where it found encrypted-looking values (the evidence lists them)")

@@ -526,7 +526,7 @@ class DbKeyRotation:
         if result.candidates:
             evidence.population("encrypted-looking values the old key no longer opens",
                                 result.candidates - sum(h.opened for h in result.opened), result.candidates,
-                                source=sweep.QUERY_SOURCE)
+                                source=sweep.QUERY_SOURCE, query=populations.swept(result, keys.old))
         self._record_old_key_populations(evidence, result, schema)
         require(not result.unreadable, "the sweep cannot read " + ", ".join(result.unreadable) + ": grant SELECT on "
                                        "them to this role, or no claim can be made that the old key opens nothing")
