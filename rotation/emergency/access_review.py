@@ -282,7 +282,8 @@ class ReviewResult:
         return out
 
     def as_evidence(self) -> dict[str, object]:
-        return {"window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
+        return {"window": {"start": populations.iso_ms(self.window.start), "end": populations.iso_ms(self.window.end),
+                           "interval": populations.WINDOW},
                 "tables": [self.access_table, self.communications_table],
                 "access_rows_reviewed": self.access_rows_reviewed,
                 "communications_reviewed": self.communications_reviewed,
