@@ -30,6 +30,7 @@ MIN_FRAGMENT = 12  # characters of the secret; shorter runs of a random secret m
 # SMTP_PASSWORD, SECRET_KEY); any value that is a URL or DSN with a password (DATABASE_URL) gives its password.
 SECRET_SETTING = re.compile(r"(?:^|_)(?:KEY|SECRET|TOKEN|PASSWORD|PASSWD|PASS|PWD|PASSPHRASE|CREDENTIALS?)$",
                             re.IGNORECASE)
+PUBLIC_SETTING = re.compile(r"PUBLIC|PUBLISHABLE", re.IGNORECASE)  # STRIPE_PUBLISHABLE_KEY, JWT_PUBLIC_KEY
 # A shorter value is masked at its source but not searched for: it would match ordinary words ("changeme" is 8).
 MIN_SCANNED = 8
 
@@ -55,7 +56,8 @@ def env_file_secrets(path: Path | str, names: Iterable[str] = ()) -> list[str]:
         values = read_env(Path(path))
     except (OSError, EnvFileError, ValueError):
         return []
-    found = [v for k, v in values.items() if k in wanted or SECRET_SETTING.search(k)]
+    found = [v for k, v in values.items()
+             if k in wanted or (SECRET_SETTING.search(k) and not PUBLIC_SETTING.search(k))]
     found += [p for v in values.values() if (p := password_in(v))]
     return found
 

@@ -19,8 +19,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from rotation.cli import main as rotation_main
 from rotation.core import envfile
-from rotation.core.database import connect
-from rotation.evidence.leaks import forms_of, scan_bytes, scan_file
+from rotation.core.config import default_config
+from rotation.core.database import Dsn, connect, mask_dsn_passwords
+from rotation.core.deployment import Deployment
+from rotation.evidence.leaks import forms_of, run_secrets, scan_bytes, scan_file
 from staging.postgres import StagingServer
 from tests.evidence.project import leak_feature, run, run_folder
 from tests.rotation.live_crm import LiveCrm, live_crm
@@ -200,3 +202,31 @@ def test_the_leak_test_fails_when_the_masking_is_switched_off(failing_world: Liv
     assert any("evidence.jsonl " in m for m in found) and any("junit.xml " in m for m in found), found
     planted = {"a run folder's file": f"conninfo = 'user=x password={password[:14]}'".encode()}
     assert leaks_in(planted, [password]), "a 14-character fragment of the password must be found too"
+
+
+def test_a_dsn_password_is_masked_in_every_form_it_is_written_in() -> None:
+    pw = "hunter2-" + secrets.token_hex(6)
+    for text in (f"postgresql://app:{pw}@db/crm", f"host=db user=app password={pw} dbname=crm",
+                 f"host=db password='{pw} x' dbname=crm", f"PGPASSWORD={pw} psql", f"{{'password': '{pw}'}}",
+                 f"--dsn=user=app password={pw}"):
+        masked = mask_dsn_passwords(text)
+        assert pw not in masked and "***" in masked, text
+    dsn = Dsn(f"host=db password={pw}")
+    assert pw not in repr(dsn) and str(dsn) == f"host=db password={pw}"  # libpq gets the string itself
+    assert pw not in repr(dataclasses.replace(failing_deployment(), dsn=dsn))
+
+
+def failing_deployment() -> Deployment:
+    config = default_config()
+    return Deployment("live", "host=db", Path(".env"), config.app, config, "alice")
+
+
+def test_every_secret_of_the_env_file_is_known_to_the_scan(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("DATABASE_URL=postgresql://app:db-password-123@db/crm\nSMTP_PASSWORD=smtp-password-456\n"
+                   "PAYMENTS_API_SECRET=payments-secret-789\nSTRIPE_PUBLISHABLE_KEY=pk_live_public_value\n"
+                   "DEBUG=true-but-long-enough\nAPP_KEY=short\nDB_ENCRYPTION_KEY=the-db-key-0123456789\n")
+    found = run_secrets(dsns=["host=db password=kv-password-000"], env_files=[env],
+                        environ={"PGPASSWORD": "pg-env-password-1"})
+    assert set(found) == {"kv-password-000", "pg-env-password-1", "db-password-123", "smtp-password-456",
+                          "payments-secret-789", "the-db-key-0123456789"}
