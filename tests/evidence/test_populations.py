@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 from rotation.core.database import connect
 from rotation.core.keys import generate_key
 from rotation.emergency import populations as emergency_populations
-from staging.postgres import StagingServer
+from staging.postgres import StagingServer, scratch_database
 from staging.seed import seed_api_credentials
 from tests.evidence.project import run, run_folder
 from tests.harness import read_evidence
@@ -143,3 +143,20 @@ def test_a_figure_without_a_query_is_not_shown_complete(pytester: pytest.Pyteste
     row = re.search(r"3 of 3 values verified under the new key \(.*?\) (.*?) (yes|not re-performable|no) ", page)
     assert row is not None, page[:3000]
     assert row[1].startswith("no psql query recorded") and row[2] == "not re-performable"
+
+
+@pytest.mark.skipif(PSQL is None, reason="psql is not installed (.ci/run installs PostgreSQL)")
+def test_a_window_query_counts_in_psql_what_the_window_holds(pg: StagingServer, tmp_path: Path) -> None:
+    """Rows at the start, inside, at the end and half a millisecond past it: psql counts the inside and the end."""
+    start = emergency_populations.to_millisecond(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    end = start + dt.timedelta(minutes=30, microseconds=123000)
+    stamps = [start, start + dt.timedelta(microseconds=500), end - dt.timedelta(minutes=1), end,
+              end + dt.timedelta(microseconds=500)]
+    with scratch_database(pg.admin_dsn) as dsn:
+        with connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE access_log (at timestamptz NOT NULL)")
+            for stamp in stamps:
+                conn.execute("INSERT INTO access_log VALUES (%s)", (stamp,))
+        statement = "SELECT count(*) FROM access_log WHERE at > %(start)s AND at <= %(end)s"
+        query = emergency_populations.in_window(statement, start, end, subject="access_log")
+        assert row(psql(dsn, query.sql, {}, tmp_path)) == {"total": 3}
