@@ -11,20 +11,22 @@ substituted into the statement text before it is sent, so such a server would lo
 superuser-only, so an auditor cannot turn that off for their session.)
 
 A wrong key gives a visibly different answer:
-- every script first compares the loaded key's fingerprint with the recorded one and stops with "the key in
+- every query first compares the loaded key's fingerprint with the recorded one and stops with "the key in
   new_key.txt is sha256:..., not the recorded sha256:..." otherwise: without that, a wrong "old key" would open no
   value either, and "the old key opens none" would pass with any key;
 - pgcrypto values under the new key: `count(pgp_sym_decrypt_bytea(v, key))` over every value, which ends with pgcrypto's
   own "Wrong key or corrupt data" at the first value the key does not open;
-- the old key: each value is tried in `pg_temp.opens`, defined in the script itself, which catches only pgcrypto's
-  "Wrong key or corrupt data" (SQLSTATE 39000) and lets every other error through;
+- the old key: each value is tried in `pg_temp.opens`, defined in the setup the report prints, which catches only
+  pgcrypto's errors (SQLSTATE 39000: "Wrong key or corrupt data", "Corrupt ascii-armor") and lets any other through;
 - Fernet values (the app encrypts them itself, with the Fernet key `urlsafe_b64encode(sha256(DB_ENCRYPTION_KEY))`):
   the token's HMAC-SHA256 is recomputed with `hmac` and its AES-128-CBC body opened with `decrypt_iv`: a wrong key
   opens 0.
 
-Run one as the report shows it: `psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1 -f population.sql`, from the folder
-holding the key files (mode 600; delete them afterwards). The script changes nothing but its session's temporary
-objects.
+Run one as the report shows it: `psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1 -v new_key_fingerprint=sha256:...
+-f setup.sql -f query.sql`, from the folder holding the key files (mode 600; delete them afterwards). The setup
+(functions in the session's temporary schema, shared by the queries) and each query change nothing but the session's
+temporary objects. Neither a key nor its fingerprint is in a query's text: the same figure of several runs (or
+scenarios) is one query, printed once.
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ from rotation.db_key import sweep
 from rotation.db_key.reencrypt import TableSpec
 
 KEY_FILE = "{var}.txt"
+FINGERPRINT_VARIABLE = "{var}_fingerprint"
 
-# The key, loaded without reaching a statement's text, and refused unless it is the recorded one.
-LOAD_KEY = r"""DROP TABLE IF EXISTS pg_temp.{var};
-CREATE TEMP TABLE {var} (key text NOT NULL);
-\copy {var} FROM '{file}'
-CREATE OR REPLACE FUNCTION pg_temp.recorded_key(loaded text, file text, recorded text) RETURNS text
+# Run once per psql session before the queries: the functions they share. `recorded_key` refuses a key whose
+# fingerprint is not the one recorded; `opens` tries one value (a PGP message, or its ASCII armor), where only
+# pgcrypto's own errors (SQLSTATE 39000: "Wrong key or corrupt data", "Corrupt ascii-armor") mean "does not open" and
+# any other error stops the query.
+SETUP = r"""CREATE OR REPLACE FUNCTION pg_temp.recorded_key(loaded text, file text, recorded text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
   found text := 'sha256:' || left(encode(digest(loaded, 'sha256'), 'hex'), 16);
@@ -55,11 +58,7 @@ BEGIN
   END IF;
   RETURN loaded;
 END $$;
-"""
-
-# Tries one value (a PGP message, or its ASCII armor); only pgcrypto's own errors (SQLSTATE 39000: "Wrong key or
-# corrupt data", "Corrupt ascii-armor") mean "does not open": any other error stops the query.
-OPENS_FUNCTION = r"""CREATE OR REPLACE FUNCTION pg_temp.opens(value bytea, key text) RETURNS boolean
+CREATE OR REPLACE FUNCTION pg_temp.opens(value bytea, key text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM pgp_sym_decrypt_bytea(value, key);
@@ -74,10 +73,14 @@ BEGIN
   RETURN true;
 EXCEPTION WHEN external_routine_invocation_exception THEN
   RETURN false;
-END $$;
-"""
+END $$;"""
 
-KEY_CTE = "WITH k AS MATERIALIZED (SELECT pg_temp.recorded_key(key, '{file}', '{fingerprint}') AS key FROM {var}),\n"
+# The key, loaded without reaching a statement's text, and refused unless it is the recorded one.
+LOAD_KEY = r"""DROP TABLE IF EXISTS pg_temp.{var};
+CREATE TEMP TABLE {var} (key text NOT NULL);
+\copy {var} FROM '{file}'
+WITH k AS MATERIALIZED (SELECT pg_temp.recorded_key(key, '{file}', :'{fingerprint}') AS key FROM {var}),
+"""
 
 PGP_OPENS = """cells AS (
 {cells}
@@ -110,6 +113,9 @@ FROM tokens CROSS JOIN fk;"""
 
 CENSUS = "SELECT count(*), {non_null} FROM {table}"
 OPENED = {"verified": "opened", "total": "total"}
+NOT_OPENED = {"verified": "not_opened", "total": "total"}
+NEW_KEY = "the new DB_ENCRYPTION_KEY"
+OLD_KEY = "the old DB_ENCRYPTION_KEY, from its custodian or escrow"
 
 
 def _name(identifier: str) -> str:
@@ -123,12 +129,16 @@ def _cells(specs: Sequence[TableSpec]) -> str:
         + ", ".join(f"(t.{_name(c)})" for c in s.columns) + ") AS cell(v)" for s in specs)
 
 
-def script(var: str, key: Secret, select: str, *, opens_function: bool = False) -> str:
-    """The whole psql script: load and check the key, then the SELECT (the rest of the WITH the key opens). Only the
-    key's fingerprint is in the text."""
-    file = KEY_FILE.format(var=var)
-    head = LOAD_KEY.format(var=var, file=file) + (OPENS_FUNCTION if opens_function else "")
-    return head + KEY_CTE.format(file=file, fingerprint=key.fingerprint, var=var) + select
+def keyed(var: str, key: Secret, what: str, select: str, *, subject: str, reads: str, returns: dict[str, str],
+          census: dict[str, int] | None = None, note: str | None = None) -> PopulationQuery:
+    """The query: load and check the key, then the SELECT (the rest of the WITH the key opens). Neither the key nor
+    its fingerprint is in the text (the fingerprint is a psql variable), so the same figure of several runs reads
+    the same and the report prints it once."""
+    file, fingerprint = KEY_FILE.format(var=var), FINGERPRINT_VARIABLE.format(var=var)
+    return PopulationQuery(
+        subject=subject, sql=LOAD_KEY.format(var=var, file=file, fingerprint=fingerprint) + select, setup=SETUP,
+        key_files={file: f"{what} ({key.fingerprint})"}, variables={fingerprint: key.fingerprint},
+        census=census or {}, reads=reads, returns=returns, note=note)
 
 
 def census(dsn: str, spec: TableSpec) -> dict[str, int]:
@@ -153,29 +163,21 @@ def new_key(dsn: str, spec: TableSpec | Sequence[TableSpec], key: Secret) -> Pop
     """pgcrypto values of the spec's (or specs') columns that open with the new key (`opened`) of all non-NULL
     values (`total`); a wrong key stops the query with pgcrypto's "Wrong key or corrupt data"."""
     specs = (spec,) if isinstance(spec, TableSpec) else tuple(spec)
-    return PopulationQuery(
-        subject=_subject(specs), sql=script("new_key", key, PGP_OPENS.format(cells=_cells(specs))),
-        variables={"new_key": f"the new DB_ENCRYPTION_KEY ({key.fingerprint})"},
-        census=_census(dsn, specs), reads="opens with the new key: {verified:,} of {total:,}", returns=OPENED)
+    return keyed("new_key", key, NEW_KEY, PGP_OPENS.format(cells=_cells(specs)), subject=_subject(specs),
+                 census=_census(dsn, specs), reads="opens with the new key: {verified:,} of {total:,}", returns=OPENED)
 
 
 def old_key(dsn: str, spec: TableSpec, key: Secret) -> PopulationQuery:
     """Values the old key does not open (`not_opened`) of all non-NULL values (`total`)."""
-    return PopulationQuery(
-        subject=spec.table,
-        sql=script("old_key", key, PGP_NOT_OPENED.format(cells=_cells((spec,))), opens_function=True),
-        variables={"old_key": f"the old DB_ENCRYPTION_KEY ({key.fingerprint}), from its custodian or escrow"},
-        census=census(dsn, spec), reads="opens with the old key: {missing:,}",
-        returns={"verified": "not_opened", "total": "total"})
+    return keyed("old_key", key, OLD_KEY, PGP_NOT_OPENED.format(cells=_cells((spec,))), subject=spec.table,
+                 census=census(dsn, spec), reads="opens with the old key: {missing:,}", returns=NOT_OPENED)
 
 
 def fernet_new_key(spec: TableSpec, key: Secret) -> PopulationQuery:
     """Fernet values (the app's own encryption) of the spec's columns whose HMAC checks and body opens under the
     Fernet key the app derives from the new key (`opened`) of all non-NULL values (`total`)."""
-    return PopulationQuery(
-        subject=spec.table, sql=script("new_key", key, FERNET_OPENS.format(cells=_cells((spec,)))),
-        variables={"new_key": f"the new DB_ENCRYPTION_KEY ({key.fingerprint})"},
-        reads="opens with the new key (Fernet): {verified:,} of {total:,}", returns=OPENED)
+    return keyed("new_key", key, NEW_KEY, FERNET_OPENS.format(cells=_cells((spec,))), subject=spec.table,
+                 reads="opens with the new key (Fernet): {verified:,} of {total:,}", returns=OPENED)
 
 
 def under_new_key(dsn: str, spec: TableSpec, kind: str, key: Secret) -> PopulationQuery:
@@ -223,11 +225,8 @@ def swept(result: sweep.SweepResult, key: Secret) -> PopulationQuery:
     columns = [_sweep_column(h.table, h.column, h.kind, types.get((h.table, h.column)) == "bytea")
                for h in result.hits]
     body = FERNET_KEY + SWEEP_TOTAL.format(columns="\n  UNION ALL\n".join(columns))
-    return PopulationQuery(
-        subject="every column of the app's schemas holding encrypted-looking values",
-        sql=script("old_key", key, body, opens_function=True),
-        variables={"old_key": f"the old DB_ENCRYPTION_KEY ({key.fingerprint}), from its custodian or escrow"},
-        reads="encrypted-looking values the old key opens: {missing:,}",
-        returns={"verified": "not_opened", "total": "total"},
+    return keyed(
+        "old_key", key, OLD_KEY, body, subject="every column of the app's schemas holding encrypted-looking values",
+        reads="encrypted-looking values the old key opens: {missing:,}", returns=NOT_OPENED,
         note="the sweep's scope is every bytea and text column of every table of the app's schemas; the query "
              "covers the columns where it found encrypted-looking values (the evidence lists them)")

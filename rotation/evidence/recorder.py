@@ -146,7 +146,8 @@ def query_dict(query: PopulationQuery | None) -> dict[str, object] | None:
     if query is None:
         return None
     return {"subject": query.subject, "sql": query.sql, "variables": dict(query.variables),
-            "census": dict(query.census), "reads": query.reads, "note": query.note, "returns": dict(query.returns)}
+            "census": dict(query.census), "reads": query.reads, "note": query.note, "returns": dict(query.returns),
+            "setup": query.setup, "key_files": dict(query.key_files)}
 
 
 def query_of(data: object) -> PopulationQuery | None:
@@ -156,7 +157,9 @@ def query_of(data: object) -> PopulationQuery | None:
                            census={str(k): int(v) for k, v in dict(data["census"]).items()},
                            reads=str(data["reads"]), note=data.get("note"),
                            returns={str(k): str(v) for k, v in dict(data.get("returns") or PopulationQuery(
-                               "", "").returns).items()})
+                               "", "").returns).items()},
+                           setup=str(data.get("setup") or ""),
+                           key_files={str(k): str(v) for k, v in dict(data.get("key_files") or {}).items()})
 
 
 def to_jsonable(value: object) -> object:
@@ -247,7 +250,9 @@ class Recorder:
         return PopulationQuery(subject=query.subject, sql=self.redact_text(query.sql),
                                variables={k: self.redact_text(v) for k, v in query.variables.items()},
                                census=dict(query.census), reads=query.reads,
-                               note=self.redact_text(query.note) if query.note else None, returns=query.returns)
+                               note=self.redact_text(query.note) if query.note else None, returns=query.returns,
+                               setup=self.redact_text(query.setup),
+                               key_files={k: self.redact_text(v) for k, v in query.key_files.items()})
 
     def attach(self, name: str, text: str) -> None:
         """A document the run produced (e.g. incident-report.md), written into the run folder under `name` so the

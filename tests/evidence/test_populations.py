@@ -27,7 +27,7 @@ from tests.harness import read_evidence
 from tests.rotation.live_crm import LiveCrm, live_crm
 
 PSQL = shutil.which("psql")
-GUARD = re.compile(r"pg_temp\.recorded_key\(key, '[^']*', '[^']*'\)")
+GUARD = re.compile(r"pg_temp\.recorded_key\(key, '[^']*', :'[^']*'\)")
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +46,19 @@ def log_every_statement(admin_dsn: str, dsn: str) -> None:
         conn.execute(sql.SQL("ALTER DATABASE {} SET log_statement = 'all'").format(sql.Identifier(str(name))))
 
 
-def psql(dsn: str, text: str, keys: dict[str, str], workdir: Path) -> subprocess.CompletedProcess[str]:
-    """The query as an auditor runs it: each key in <name>.txt in the folder psql runs in, the script with -f."""
+def psql(dsn: str, text: str, keys: dict[str, str], workdir: Path, *, setup: str = "",
+         variables: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The query as an auditor runs it: each key in its file in the folder psql runs in, the fingerprints as psql
+    variables, the setup then the query with -f, in one session."""
     assert PSQL is not None
     workdir.mkdir(parents=True, exist_ok=True)
-    for name, value in keys.items():
-        (workdir / f"{name}.txt").write_text(value + "\n")
+    for file, value in keys.items():
+        (workdir / file).write_text(value + "\n")
+    (workdir / "setup.sql").write_text(setup)
     (workdir / "query.sql").write_text(text)
-    args = [PSQL, dsn, "-X", "-q", "-A", "-F", "|", "-P", "footer=off", "-v", "ON_ERROR_STOP=1", "-f", "query.sql"]
+    args = [PSQL, dsn, "-X", "-q", "-A", "-F", "|", "-P", "footer=off", "-v", "ON_ERROR_STOP=1"]
+    args += [a for name, value in (variables or {}).items() for a in ("-v", f"{name}={value}")]
+    args += ["-f", "setup.sql", "-f", "query.sql"]
     return subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -82,22 +87,24 @@ def test_every_reported_population_query_returns_its_figure_in_psql_and_fails_wi
     assert "encrypted-looking values the old key no longer opens" in {p["label"] for p in populations}
     for n, population in enumerate(p for p in populations if p["query"] is not None):
         query, label = population["query"], population["label"]
-        sql = query["sql"]
-        assert "rotation_runbook." not in sql, f"{label}: the suite's own helpers in an auditor's query"
-        assert keys["new_key"] not in sql and keys["old_key"] not in sql
-        for name in query["variables"]:
-            assert f"\\copy {name} FROM '{name}.txt'" in sql  # loaded as COPY data, never in a statement's text
-        right = row(psql(rotated.dsn, sql, {v: keys[v] for v in query["variables"]}, tmp_path / f"{n}-right"))
+        sql, setup, variables = query["sql"], query["setup"], query["variables"]
+        assert "rotation_runbook." not in sql + setup, f"{label}: the suite's own helpers in an auditor's query"
+        assert all(k not in sql + setup + str(variables) for k in keys.values())
+        right_keys = {file: keys[file.removesuffix(".txt")] for file in query["key_files"]}
+        for file in right_keys:  # loaded as COPY data, never in a statement's text
+            assert f"\\copy {file.removesuffix('.txt')} FROM '{file}'" in sql
+        right = row(psql(rotated.dsn, sql, right_keys, tmp_path / f"{n}-right", setup=setup, variables=variables))
         assert right == {query["returns"]["verified"]: population["verified"], "total": population["total"]}, label
 
-        for name in query["variables"]:
-            wrong = {v: keys[v] for v in query["variables"]} | {name: generate_key().reveal()}
-            done = psql(rotated.dsn, sql, wrong, tmp_path / f"{n}-wrong-{name}")
-            assert done.returncode != 0 and f"the key in {name}.txt is sha256:" in done.stderr, (label, done)
+        for file in right_keys:
+            wrong = right_keys | {file: generate_key().reveal()}
+            done = psql(rotated.dsn, sql, wrong, tmp_path / f"{n}-wrong-{file}", setup=setup, variables=variables)
+            assert done.returncode != 0 and f"the key in {file} is sha256:" in done.stderr, (label, done)
             # without the fingerprint check: pgcrypto's own error, or a count that differs, except for the old key,
             # which a wrong key does not open either: the reason every query checks the key it was given
-            unguarded = psql(rotated.dsn, GUARD.sub("key", sql), wrong, tmp_path / f"{n}-unguarded-{name}")
-            if name == "old_key":
+            unguarded = psql(rotated.dsn, GUARD.sub("key", sql), wrong, tmp_path / f"{n}-unguarded-{file}",
+                             setup=setup, variables=variables)
+            if file == "old_key.txt":
                 assert row(unguarded) == right, label
             elif unguarded.returncode != 0:
                 assert "Wrong key or corrupt data" in unguarded.stderr, (label, unguarded.stderr)
