@@ -123,6 +123,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                    scratch=scratch,
                                    signing_key_path=Path(key_option) if key_option else None)
     state = config.stash[STATE]
+    terminal.register_run_secrets(config, state.recorder.register_secret, credential_settings(config))
     if not hasattr(config, "workerinput"):
         own = []
         if not getattr(config.option, "xmlpath", None):
@@ -130,6 +131,14 @@ def pytest_configure(config: pytest.Config) -> None:
         if not getattr(config.option, "cucumber_json_path", None):
             config.option.cucumber_json_path, own = str(scratch / CUCUMBER), [*own, CUCUMBER]
         state.own_outputs = tuple(own)
+
+
+def credential_settings(config: pytest.Config) -> list[str]:
+    """The .env settings the configuration rotates (a broken configuration is reported by the fixtures)."""
+    try:
+        return [c.env for c in config_of(config).credentials]
+    except pytest.UsageError:
+        return []
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -193,6 +202,8 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(scenario_template(item) is not None for item in session.items):
+        terminal.quiet_tracebacks(session.config)  # no frame's arguments (a DSN, the .env) in any report
     state = state_of(session.config)
     state.meta.selected, state.meta.deselected = len(session.items), state.deselected
 

@@ -13,6 +13,7 @@ import pytest
 from rotation.core.app_control import AppCommands
 from rotation.core.config import Config, ConfigError, Credential, app_with_overrides, load_config
 from rotation.core.deployment import Deployment, Target
+from rotation.evidence.leaks import run_secrets
 from staging.postgres import StagingServer, staging_server
 from staging.provider_standins import ProviderStandIns, provider_standins
 from staging.world import staging_world
@@ -105,6 +106,10 @@ def scenario_world(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     with staging_world(pg_server.admin_dsn, tmp_path / "app", config_of(request.config),
                        rows=request.config.getoption("rows"), operator=operator_of(request.config),
                        server_log=pg_server.server_log, extra_env=standins.env() if standins else None) as staged:
+        register = request.getfixturevalue("evidence").register_secret
+        for secret in run_secrets(dsns=[staged.dsn], env_files=[staged.env_file],
+                                  names=[c.env for c in config_of(request.config).credentials]):
+            register(secret)  # every secret of the world's .env is known to the scan, not only the rotated one
         yield staged
 
 
