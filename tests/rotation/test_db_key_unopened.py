@@ -130,7 +130,17 @@ def fernet_value(crm: LiveCrm, row_id: str) -> bytes:
     return bytes(got[0])
 
 
-def test_values_no_key_opens_are_refused_before_the_app_stops_then_left_as_found(crm: LiveCrm) -> None:
+def pgcrypto_errors_since(pg: StagingServer, offset: int) -> list[bytes]:
+    """pgcrypto's errors in the server log since `offset` (a wrong key raises "Wrong key or corrupt data")."""
+    assert pg.server_log is not None
+    with pg.server_log.open("rb") as f:
+        f.seek(offset)
+        return [line for line in f.read().splitlines() if b"Wrong key" in line or b"Corrupt data" in line]
+
+
+def test_values_no_key_opens_are_refused_before_the_app_stops_then_left_as_found(crm: LiveCrm,
+                                                                                 pg: StagingServer) -> None:
+    offset = pg.server_log.stat().st_size if pg.server_log else 0
     unknown, ids = under_unknown_key(crm)
     fernet_id, token = fernet_under_unknown_key(crm, unknown)
     column = SPEC.columns[0]
@@ -178,6 +188,8 @@ def test_values_no_key_opens_are_refused_before_the_app_stops_then_left_as_found
     assert checks and f"{len(ids)} values no key opens left as found (not verified)" in str(checks[-1]), checks
     assert_no_fragment({"output": (done.stdout + done.stderr).encode()},
                        [crm.old_key.reveal(), new_key.reveal(), unknown.reveal()])
+    if pg.server_log is not None:  # the private cluster (a server given by --dsn keeps its log to itself)
+        assert not pgcrypto_errors_since(pg, offset), "finding and leaving the values wrote pgcrypto errors to the log"
 
 
 # --- a writer the tool does not know -------------------------------------------------------------------------------
