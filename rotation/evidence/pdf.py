@@ -144,6 +144,8 @@ class _Pipe:
 
 def render_pdf(page: Path, out: Path, running: Running, *, chromium: str | None = None) -> Path:
     """Print `page` (A4, the page's own @page margins, backgrounds) to `out` with the running header and footer."""
+    if not page.is_file():
+        raise PdfError(f"{page} does not exist")
     browser = chromium or find_chromium()
     if browser is None:
         raise PdfError(f"no Chromium found (install chromium, or set ${CHROMIUM_ENV} to its path)")
@@ -159,7 +161,9 @@ def render_pdf(page: Path, out: Path, running: Running, *, chromium: str | None 
                                    deadline=deadline)
             session = str(attached["sessionId"])
             chrome.call("Page.enable", session=session, deadline=deadline)
-            chrome.call("Page.navigate", {"url": page.resolve().as_uri()}, session=session, deadline=deadline)
+            went = chrome.call("Page.navigate", {"url": page.resolve().as_uri()}, session=session, deadline=deadline)
+            if went.get("errorText"):
+                raise PdfError(f"Chromium could not open {page}: {went['errorText']}")
             chrome.wait_event("Page.loadEventFired", deadline)
             printed = chrome.call("Page.printToPDF", {
                 "displayHeaderFooter": True, "headerTemplate": running.header(),
