@@ -30,12 +30,12 @@ def stamp(moment: datetime | str | None) -> str:
     if moment is None:
         return "not recorded"
     if isinstance(moment, str):
+        text = moment
         try:
-            moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            return moment
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
+            return text
+        moment = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:23] + "Z"
 
 

@@ -227,7 +227,8 @@ def render(meta: RunMetadata, summary: Summary, *, run_name: str, seq_of: dict[i
         "change_text": meta.change_id or ("MISSING" if live else "not required (staging rehearsal)"),
         "invocation": scrub_paths(" ".join(meta.invocation)),
         "rotations": sampled_rotations(summary.scenarios, seq_of),
-        "requester_text": getattr(meta, "requester", None) or ("MISSING" if live else "not recorded (staging rehearsal)"),
+        "requester_text": getattr(meta, "requester", None) or ("MISSING" if live else
+                                                               "not recorded (staging rehearsal)"),
         "target_label": "LIVE" if live else f"REHEARSAL ({meta.target.upper()})",
         "signed_files": sorted(set(files) - {"manifest.json", "manifest.sig"}),
     }
