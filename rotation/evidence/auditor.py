@@ -159,7 +159,21 @@ def rotation_facts(scenario: ScenarioRecord, line_of: dict[int, int]) -> Rotatio
             facts.revocations.append(Fact(_revoked(item), line))
         elif item.name == OLD_KEY_SWEEP:
             facts.revocations.append(Fact(_sweep(item), line))
+    if not facts.proofs:  # an emergency restart: the app's health on the new credential is what was shown
+        healthy = next(((i, line_of.get(id(i))) for _, i in items if i.name.startswith("health after")
+                        and _value(i).get("status") == 200), None)
+        if healthy is not None:
+            facts.proofs.append(Fact(_health(healthy[0]), healthy[1]))
     return facts
+
+
+def _health(item: EvidenceItem) -> str:
+    body = _value(item).get("body")
+    checks = body.get("checks") if isinstance(body, dict) else None
+    failing = sorted(k for k, c in (checks or {}).items() if isinstance(c, dict) and c.get("ok") is False)
+    return (f"{item.name}: the app answers healthy (HTTP 200) after loading the new credential; its own checks "
+            + (f"of {', '.join(sorted(checks or {}))} pass" if checks and not failing else
+               f"FAIL for {', '.join(failing)}" if failing else "report nothing"))
 
 
 def sampled_rotations(scenarios: list[ScenarioRecord], line_of: dict[int, int]) -> list[RotationFacts]:

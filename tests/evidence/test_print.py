@@ -30,8 +30,8 @@ MIN_WORD_HEIGHT_PT = 9.0  # pdftotext's word box is the font's ascent + descent:
 
 
 def pages_text(pdf: Path) -> list[str]:
-    """The PDF's text page by page (pdftotext separates pages with a form feed)."""
-    done = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True)
+    """The PDF's text page by page, in the order it was printed (a table cell stays together), pages apart."""
+    done = subprocess.run(["pdftotext", "-raw", str(pdf), "-"], capture_output=True, text=True, check=True)
     return done.stdout.split("\f")[:-1]
 
 
