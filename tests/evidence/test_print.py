@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(find_chromium() is None or shutil.which("pdftote
                                 reason="chromium and pdftotext (poppler-utils) are needed; .ci/run installs both")
 
 DEVELOPER_TERMS = ("@xdist_group", "@staging_only", "ReencryptionError", "ctid, xmin", "more characters")
-MIN_WORD_HEIGHT_PT = 9.0  # pdftotext's word box is the font's ascent + descent: about 1.16 em for DejaVu Sans
+BOX_PER_EM = 1.164  # pdftotext's word box is the font's ascent + descent: 1.164 em for DejaVu Sans (and Sans Mono)
 
 
 def pages_text(pdf: Path) -> list[str]:
@@ -135,7 +135,7 @@ def test_the_auditors_summary_comes_first_in_plain_words(rehearsal: Path) -> Non
 
 def test_body_text_is_9_pt_or_more(rehearsal: Path) -> None:
     heights = word_heights(rehearsal / "report.pdf")
-    small = [(round(h, 1), w) for h, w in heights if h < MIN_WORD_HEIGHT_PT]
+    small = [(round(h / BOX_PER_EM, 1), w) for h, w in heights if h / BOX_PER_EM < 8.95]  # font size in pt
     assert len(heights) > 1000 and small == [], small[:20]
 
 
