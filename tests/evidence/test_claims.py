@@ -39,7 +39,8 @@ def test_rehearsed_provider_deliveries_read_as_rehearsals_and_a_restart_as_downt
     folder = run.run_folder
     assert overclaims(folder) == []
     tests = verdicts(folder)["test message"]
-    assert len(tests) == len(ACCEPTANCE_ONLY) == 2 and all(v.startswith("rehearsal: delivered to the stand-in") for v in tests), tests
+    assert len(tests) == len(ACCEPTANCE_ONLY) == 2, tests
+    assert all(v.startswith("rehearsal: delivered to the stand-in") for v in tests), tests
     restarts = [e for e in read_evidence(folder) if e.get("name") == "application restarted"]
     assert len(restarts) == 2 and all(str(e["value"]["downtime"]).startswith("yes")  # type: ignore[index]
                                       for e in restarts)
