@@ -29,7 +29,7 @@ def overclaims(folder: Path) -> list[str]:
     bad = [f"{name}: {v}" for name, vs in verdicts(folder).items() for v in vs
            if re.search(r"(?<!un)delivered\b", v) and "not proven" not in v and "stand-in" not in v]
     bad += [str(e["name"]) for e in read_evidence(folder)
-            if isinstance(e.get("value"), dict) and e["value"].get("delivered") is True]  # type: ignore[union-attr]
+            if isinstance(e.get("value"), dict) and e["value"].get("delivered") is True]  # type: ignore[attr-defined]
     return bad
 
 
