@@ -171,6 +171,14 @@ def reconciliations(populations: list[Population]) -> list[TableFigures]:
     return [TableFigures(r.subject, r.reconciliation, r.reads, r.complete, n) for r, n in rows.items()]
 
 
+def population_groups(populations: list[Population], names: dict[str, str]) -> list[tuple[str, list[Population]]]:
+    """The figures by scenario, in the order the run recorded them."""
+    groups: dict[str, list[Population]] = {}
+    for p in populations:
+        groups.setdefault(p.scenario or "", []).append(p)
+    return [(names.get(key, "outside any scenario"), pops) for key, pops in groups.items()]
+
+
 def query_key(query: PopulationQuery) -> str:
     return query.sql
 
@@ -227,6 +235,7 @@ def render(meta: RunMetadata, summary: Summary, *, run_name: str, seq_of: dict[i
         "change_text": meta.change_id or ("MISSING" if live else "not required (staging rehearsal)"),
         "invocation": scrub_paths(" ".join(meta.invocation)),
         "rotations": sampled_rotations(summary.scenarios, seq_of),
+        "population_groups": population_groups(summary.populations, {s.nodeid: s.name for s in summary.scenarios}),
         "requester_text": getattr(meta, "requester", None) or ("MISSING" if live else
                                                                "not recorded (staging rehearsal)"),
         "target_label": "LIVE" if live else f"REHEARSAL ({meta.target.upper()})",
