@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -132,6 +134,10 @@ def test_the_audit_trail_is_signed_like_a_run_folder_and_a_changed_byte_fails_it
     assert manifest["format"] == "rotation-runbook audit-trail manifest v1"
     assert set(manifest["files"]) == {"audit-trail.html", "audit-trail.json", "signing-key.pub.pem"}
     assert rotation_main(["verify-evidence", str(out), "--fingerprint", pin]) == 0
+    standalone = [sys.executable, str(Path(__file__).resolve().parents[2] / "docs" / "verify_run_folder.py"), str(out),
+                  "--fingerprint", pin]
+    assert subprocess.run(standalone, capture_output=True, check=False).returncode == 0
     page = out / "audit-trail.html"
     page.write_text(page.read_text().replace("Findings", "Findingz"))
     assert rotation_main(["verify-evidence", str(out), "--fingerprint", pin]) == 1
+    assert subprocess.run(standalone, capture_output=True, check=False).returncode == 1
