@@ -149,3 +149,19 @@ def test_one_time_format_throughout(rehearsal: Path) -> None:
     assert stamps and odd == [], odd[:10]
     assert not re.search(r"\b1[7-9]\d{8}\.\d+\b", text), "a raw epoch time"
     assert "/tmp/" not in text  # noqa: S108
+
+
+def test_no_heading_is_left_at_the_foot_of_a_page(rehearsal: Path) -> None:
+    """Every heading of the report (h2, h3, a scenario's title) is followed on its page by what it heads."""
+    page = (rehearsal / "index.html").read_text(encoding="utf-8")
+    headings = {squeeze(unescape(re.sub(r"<[^>]+>", " ", h))).lower()
+                for h in re.findall(r"<h[23][^>]*>(.*?)</h[23]>", page, re.S)}
+    orphans, tails = [], []
+    for number, text in enumerate(pages_text(rehearsal / "report.pdf"), start=1):
+        body = [line for line in text.splitlines()  # the running header and footer are printed last
+                if line.strip() and not line.startswith(("run id ", "REHEARSAL (STAGING): not a production change"))]
+        tail = squeeze(" ".join(body[-2:])).lower()  # a heading may wrap over two lines
+        tails.append(tail)
+        orphans += [f"page {number}: {h}" for h in headings if h and tail.endswith(h)]
+    assert len(headings) > 10 and orphans == [], orphans
+    assert not any("rehearsal(staging)" in t for t in tails)  # the check reads the page's body, not its header
