@@ -86,4 +86,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"verify with: rotation verify-evidence {out} --fingerprint {signer}")
     for finding in trail.findings:
         print(f"FLAG  {finding}")
+    for line in trail.awaiting_retirement:
+        print(f"AWAITING RETIREMENT  {line}")
+    for line in trail.escrows_due:
+        print(f"ESCROW DUE  {line}")
     return 1 if trail.findings else 0

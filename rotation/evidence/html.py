@@ -236,8 +236,6 @@ def render(meta: RunMetadata, summary: Summary, *, run_name: str, seq_of: dict[i
         "invocation": scrub_paths(" ".join(meta.invocation)),
         "rotations": sampled_rotations(summary.scenarios, seq_of),
         "population_groups": population_groups(summary.populations, {s.nodeid: s.name for s in summary.scenarios}),
-        "requester_text": getattr(meta, "requester", None) or ("MISSING" if live else
-                                                               "not recorded (staging rehearsal)"),
         "target_label": "LIVE" if live else f"REHEARSAL ({meta.target.upper()})",
         "signed_files": sorted(set(files) - {"manifest.json", "manifest.sig"}),
     }
