@@ -18,7 +18,6 @@ from importlib import resources
 from typing import TypeVar
 
 import psycopg
-from psycopg import errors
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
@@ -92,17 +91,31 @@ def on_connections(dsn: str, keys: Mapping[str, Secret], workers: int, tasks: Se
 def protect_parameters(conn: psycopg.Connection) -> bool:
     """Defence in depth: `log_parameter_max_length[_on_error] = 0` for the session where the role may set them (the
     first is superuser-only unless granted). Returns whether both were set. No key depends on it: keys are never
-    parameters."""
+    parameters. The privilege is read from the catalog first: a refused SET writes an ERROR line to the server log,
+    which log monitoring pages on."""
     conn.execute("SET log_parameter_max_length_on_error = 0")
-    try:
-        with conn.transaction():
-            conn.execute("SET log_parameter_max_length = 0")
-        protected = True
-    except (errors.InsufficientPrivilege, errors.CantChangeRuntimeParam):
-        protected = False
+    protected = may_set(conn, "log_parameter_max_length")
+    if protected:
+        conn.execute("SET log_parameter_max_length = 0")
     if not conn.autocommit:
         conn.commit()
     return protected
+
+
+# Whether the session's role may SET a parameter, from the catalog alone: `user` parameters anyone may; `superuser`
+# ones a superuser, or (PostgreSQL 15+) a role granted SET ON PARAMETER; the other contexts cannot be SET at all.
+MAY_SET = ("SELECT s.context = 'user' OR (s.context = 'superuser' AND (r.rolsuper OR {granted})) "
+           "FROM pg_settings s JOIN pg_roles r ON r.rolname = current_user WHERE s.name = %s")
+PARAMETER_PRIVILEGES = 150000  # has_parameter_privilege and GRANT SET ON PARAMETER exist from PostgreSQL 15
+
+
+def may_set(conn: psycopg.Connection, parameter: str) -> bool:
+    """Whether this session may SET `parameter` (pg_settings.context, rolsuper, has_parameter_privilege), learned
+    without trying it."""
+    granted = ("has_parameter_privilege(current_user, s.name, 'SET')"
+               if conn.info.server_version >= PARAMETER_PRIVILEGES else "false")
+    row = conn.execute(MAY_SET.format(granted=granted), (parameter,)).fetchone()
+    return bool(row and row[0])
 
 
 def key_ref(name: str) -> str:
@@ -150,7 +163,9 @@ RUNBOOK_SCHEMA = "V100__rotation_runbook.sql"
 # rotate).
 RUNBOOK_SCHEMA_CURRENT = ("SELECT to_regprocedure('rotation_runbook.try_dearmor(text)') IS NOT NULL "
                           "AND to_regclass('rotation_runbook.row_digest') IS NOT NULL "
-                          "AND to_regclass('rotation_runbook.plaintext_digest') IS NULL")
+                          "AND to_regclass('rotation_runbook.plaintext_digest') IS NULL "
+                          "AND to_regclass('rotation_runbook.run_lock') IS NOT NULL "
+                          "AND to_regclass('rotation_runbook.staged_job') IS NOT NULL")
 
 
 def apply_runbook_schema(conn: psycopg.Connection) -> None:
