@@ -13,7 +13,8 @@ Feature: Database Encryption Key Rotation
   re-encrypted then. The search for values the old key still opens runs once the application is back.
 
   Background:
-    Given the CRM database holds client PII encrypted under the current database encryption key
+    Given no other rotation of this database is running and nothing the rotation needs is missing
+    And the CRM database holds client PII encrypted under the current database encryption key
 
   @scheduled
   Scenario: Scheduled 90-day rotation of the database encryption key
