@@ -34,11 +34,11 @@ import psycopg
 
 from rotation.core import app_control, app_proof, envfile, runbook_schema, state
 from rotation.core.database import connect
+from rotation.core.deployment import Deployment
+from rotation.core.keys import WeakSecretError, check_strength, generate_key
 from rotation.core.lock import SOURCE as LOCK_SOURCE
 from rotation.core.lock import TAKE_OVER_OPTION, RunLock
 from rotation.core.preflight import RunContext
-from rotation.core.deployment import Deployment
-from rotation.core.keys import WeakSecretError, check_strength, generate_key
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
 from rotation.core.secret import Secret
