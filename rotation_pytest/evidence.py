@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rotation.core.proof import NotApplicable
 from rotation.evidence.controls import Catalog, load_catalog
@@ -323,7 +324,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state.recorder.populations.sort(key=lambda p: order.get(p.scenario or "", -1))
     state.meta.finished = utc_now()
     try:
-        key = load_private_key(state.signing_key_path) if state.signing_key_path else None
+        key = _configured_key(state)
         state.output = write_run(reports_dir(config), state.meta, state.recorder, state.catalog, signing_key=key,
                                  copies={JUNIT: _path(config.option.xmlpath),
                                          CUCUMBER: _path(getattr(config.option, "cucumber_json_path", None))},
@@ -334,6 +335,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state.error or (state.output and (state.output.leaks or state.output.verdict == "FAILED")):
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _configured_key(state: RunState) -> Ed25519PrivateKey | None:
+    """The configured signing key. One that cannot sign (RSA, encrypted, unreadable) gives None: a per-run key signs
+    the folder and its metadata says why, so that a run refused for that very reason (the preflight tries the key
+    before any change) still leaves the folder that says so. A pinned verification of that folder fails, as it must."""
+    if state.signing_key_path is None:
+        return None
+    try:
+        return load_private_key(state.signing_key_path)
+    except SigningKeyError as exc:
+        state.meta.signing_key = f"per-run (the configured key cannot sign: {exc})"
+        return None
 
 
 def add_unrun(recorder_scenarios: list[ScenarioRecord], planned: list[ScenarioRecord],

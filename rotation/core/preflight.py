@@ -107,19 +107,20 @@ def signing_key(path: Path | None, *, required: bool) -> Finding:
         data = path.read_bytes()
     except OSError as exc:
         return Finding(name, False, f"{path} cannot be read ({exc.strerror or type(exc).__name__})",
-                       f"make {path} a file readable by the user running the rotation (mode 0600), or name another "
-                       "with --signing-key")
+                       f"make {path} a file readable by the user running the rotation (mode 0600), name another "
+                       f"with --signing-key, or make a new one: {make}")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:
         return Finding(name, False, f"{path} is encrypted with a passphrase (the run cannot ask for it)",
-                       f"an unencrypted copy kept at mode 0600: `openssl pkey -in {path} -out <new file>`, then "
-                       "--signing-key <new file>")
+                       f"an unencrypted copy kept at mode 0600: `openssl pkey -in {path} -out <new file>` (it asks "
+                       "for the passphrase), then --signing-key <new file>")
     except (ValueError, UnicodeError):
         return Finding(name, False, f"{path} is not a PEM private key", make)
     if not isinstance(key, Ed25519PrivateKey):
-        return Finding(name, False, f"{path} is a {type(key).__name__.lstrip('_').removesuffix('PrivateKey')} key, "
-                                    "not Ed25519 (the evidence is signed and verified with Ed25519)", make)
+        kind = type(key).__name__.lstrip("_").removesuffix("PrivateKey")
+        return Finding(name, False, f"{path} holds a key of type {kind}, not Ed25519 (the evidence is signed and "
+                                    "verified with Ed25519)", make)
     signature = key.sign(PROBE)
     try:
         key.public_key().verify(signature, PROBE)
