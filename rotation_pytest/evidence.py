@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from rotation.core import preflight
 from rotation.core.proof import NotApplicable
 from rotation.evidence.controls import Catalog, load_catalog
 from rotation.evidence.journal import Journal, JournalingRecorder, journal_path, seal_dead_journals
@@ -96,6 +97,7 @@ def pytest_configure(config: pytest.Config) -> None:
                              signing_key=key_option)
     if refusals:
         raise pytest.UsageError("\n".join(refusals))
+    _require_writable_reports(config)
     scratch = Path(tempfile.mkdtemp(prefix="rotation-evidence-"))
     commit, dirty = git_state(config.rootpath)
     meta = RunMetadata(run_id=str(uuid.uuid4()), target=target, operator=operator_of(config), approver=approver,
@@ -117,6 +119,17 @@ def pytest_configure(config: pytest.Config) -> None:
         if not getattr(config.option, "cucumber_json_path", None):
             config.option.cucumber_json_path, own = str(scratch / CUCUMBER), [*own, CUCUMBER]
         state.own_outputs = tuple(own)
+
+
+def _require_writable_reports(config: pytest.Config) -> None:
+    """Every event is journaled under the reports folder from the first one on: a folder that cannot be written is
+    refused here, before anything runs, with what to fix (not an INTERNALERROR at the first event). Its room is
+    checked by each procedure's preflight, which can still write the folder that says so."""
+    if hasattr(config, "workerinput"):
+        return
+    found = preflight.reports_folder(reports_dir(config), room=0)
+    if not found.ok:
+        raise pytest.UsageError(f"refused before anything ran (nothing was changed): {found.line()}")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -133,8 +133,7 @@ def reports_folder(path: Path, *, room: int = REPORTS_ROOM) -> Finding:
     """Where the run folder will be written: a file can be created, written, fsynced and removed there, and the
     filesystem has `room` bytes free."""
     name = "reports folder"
-    fix = f"give the user running the rotation a writable folder with {room // (1024 * 1024)} MiB free: free space " \
-          f"on {path}'s filesystem, fix its permissions or mount, or name another with --reports-dir"
+    other = "or name another folder with --reports-dir"
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".preflight-", delete=True) as probe:
@@ -142,11 +141,14 @@ def reports_folder(path: Path, *, room: int = REPORTS_ROOM) -> Finding:
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as exc:
-        return Finding(name, False, f"{path} cannot be written ({exc.strerror or type(exc).__name__})", fix)
+        return Finding(name, False, f"{path} cannot be written ({exc.strerror or type(exc).__name__})",
+                       f"make {path} writable by the user running the rotation (its permissions, or a read-only "
+                       f"mount), {other}")
     free = shutil.disk_usage(path).free
     if free < room:
         return Finding(name, False, f"{path} has {free // 1024:,} KiB free, less than the "
-                                    f"{room // 1024:,} KiB a run folder needs", fix)
+                                    f"{room // 1024:,} KiB a run folder needs",
+                       f"free at least {room // (1024 * 1024)} MiB on the filesystem of {path}, {other}")
     return Finding(name, True, f"{path}: writable, {free // (1024 * 1024):,} MiB free")
 
 

@@ -230,7 +230,7 @@ def test_a_full_reports_filesystem_is_refused_before_any_change(crm: LiveCrm) ->
         [run] = crm.folders()  # the refusal's own folder still fits
         error = refused_at_first_step(run)
         assert f"reports folder: {crm.reports} has" in error and "KiB free, less than" in error, error
-        assert "free space on" in output(refused)
+        assert f"free at least 8 MiB on the filesystem of {crm.reports}" in output(refused)
 
         remount(crm.reports, "size=64m")  # the next step: room on the reports filesystem
         complete(crm)
@@ -243,11 +243,12 @@ def test_a_read_only_reports_folder_is_refused_before_any_change(crm: LiveCrm) -
 
         refused = crm.rotate()
 
-        assert refused.returncode != 0
+        assert refused.returncode == 4, output(refused)[-3000:]  # refused before anything ran, as a usage error
         assert_nothing_changed(crm, env_before)
-        assert not crm.folders()
-        assert "Read-only file system" in output(refused), output(refused)[-3000:]
-        assert str(crm.reports) in output(refused)
+        assert not crm.folders() and "INTERNALERROR" not in output(refused)
+        assert (f"refused before anything ran (nothing was changed): reports folder: {crm.reports} cannot be "
+                "written (Read-only file system)") in output(refused), output(refused)[-3000:]
+        assert f"make {crm.reports} writable" in output(refused)
 
         remount(crm.reports, "rw")  # the next step: a writable reports folder
         complete(crm)
