@@ -127,7 +127,7 @@ def _require_writable_reports(config: pytest.Config) -> None:
     checked by each procedure's preflight, which can still write the folder that says so."""
     if hasattr(config, "workerinput"):
         return
-    found = preflight.reports_folder(reports_dir(config), room=0)
+    found = preflight.reports_writable(reports_dir(config))
     if not found.ok:
         raise pytest.UsageError(f"refused before anything ran (nothing was changed): {found.line()}")
 

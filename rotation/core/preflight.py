@@ -152,6 +152,18 @@ def reports_folder(path: Path, *, room: int = REPORTS_ROOM) -> Finding:
     return Finding(name, True, f"{path}: writable, {free // (1024 * 1024):,} MiB free")
 
 
+def reports_writable(path: Path) -> Finding:
+    """Whether the reports folder (or, while it does not exist yet, the nearest folder above it) is writable, without
+    creating or writing anything: access(2), which also answers EROFS for a read-only mount."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    if os.access(existing, os.W_OK | os.X_OK) and existing.is_dir():
+        return Finding("reports folder", True, f"{path}: writable")
+    why = "Read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "Permission denied"
+    return Finding("reports folder", False, f"{path} cannot be written ({why})",
+                   f"make {path} writable by the user running the rotation (its permissions, or a read-only mount), "
+                   "or name another folder with --reports-dir")
+
+
 def env_file(path: Path) -> Finding:
     """The app's .env: readable, and writable where it really is (a symlink's target), with its directory (the new
     file is written beside it and renamed over it)."""
