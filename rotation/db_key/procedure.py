@@ -1,5 +1,8 @@
 """Runbook section 1, Database Encryption Key Rotation, as idempotent steps over the four-step state.
 
+    (first)  prepare              everything checkable checked before any change (rotation.db_key.readiness), the
+                                  run lock taken (rotation.core.lock), the suite's schema created or upgraded
+                                  (rotation.core.runbook_schema), the lock's holder recorded
     create   generate_key         a new key from the CSPRNG, judged by the registry's strength policy, kept as the
                                   PENDING credential (.rotation-pending.db_encryption_key, 0600) until .env holds it
     set      write_env            .env holds the new key: refused while the app answers healthy or any session of its
