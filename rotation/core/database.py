@@ -160,12 +160,17 @@ RUNBOOK_SCHEMA = "V100__rotation_runbook.sql"
 
 # The newest objects of V100 (and the absence of the one it replaces): when they are as V100 leaves them, the schema
 # is up to date and nothing is executed (a role that may use the schema but not CREATE in the database can still
-# rotate).
-RUNBOOK_SCHEMA_CURRENT = ("SELECT to_regprocedure('rotation_runbook.try_dearmor(text)') IS NOT NULL "
-                          "AND to_regclass('rotation_runbook.row_digest') IS NOT NULL "
-                          "AND to_regclass('rotation_runbook.plaintext_digest') IS NULL "
-                          "AND to_regclass('rotation_runbook.run_lock') IS NOT NULL "
-                          "AND to_regclass('rotation_runbook.staged_job') IS NOT NULL")
+# rotate). Read from the catalog by name: to_regclass would fail (and log an ERROR) for a role without USAGE on it.
+RUNBOOK_SCHEMA_CURRENT = """
+SELECT count(*) FILTER (WHERE kind = 'f' AND name = 'try_dearmor') = 1
+   AND count(*) FILTER (WHERE kind = 'r' AND name IN ('row_digest', 'run_lock', 'staged_job')) = 3
+   AND count(*) FILTER (WHERE kind = 'r' AND name = 'plaintext_digest') = 0
+FROM (SELECT 'r' AS kind, c.relname::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'rotation_runbook' AND c.relkind = 'r'
+      UNION ALL
+      SELECT 'f', p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = 'rotation_runbook' AND p.proname = 'try_dearmor') AS objects
+"""
 
 
 def apply_runbook_schema(conn: psycopg.Connection) -> None:

@@ -47,6 +47,10 @@ FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid = %s::oid AND l.objid = %s::oid AND l.objsubid = 2 AND l.granted
 """
+# The record's table exists and this role may read it (from the catalog: to_regclass fails without USAGE on the schema)
+RECORD_READABLE = ("SELECT COALESCE(bool_or(has_table_privilege(c.oid, 'SELECT')), false) FROM pg_class c "
+                   "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'rotation_runbook' "
+                   "AND c.relname = 'run_lock' AND has_schema_privilege(n.oid, 'USAGE')")
 RECORD = ("SELECT run_id, procedure, operator, change_id, host, pid, backend_pid, started_at "
           "FROM rotation_runbook.run_lock WHERE lock_name = %s")
 SOURCE = (f"SELECT pg_try_advisory_lock({LOCK_CLASS}, {LOCK_ID}) on a connection of its own, kept open for the run "
@@ -197,7 +201,7 @@ def _usable(conn: psycopg.Connection | None) -> bool:
 
 def read_record(conn: psycopg.Connection) -> Holder | None:
     """The record of the lock, if the schema has one (a database on day one has no schema yet, hence no record)."""
-    exists = conn.execute("SELECT to_regclass('rotation_runbook.run_lock') IS NOT NULL").fetchone()
+    exists = conn.execute(RECORD_READABLE).fetchone()
     if not exists or not exists[0]:
         return None
     row = conn.execute(RECORD, (LOCK_NAME,)).fetchone()
