@@ -116,12 +116,17 @@ def assert_the_search_finds_a_refused_set(server: StagingServer, dsn: str, ours:
     assert len(errors_in(lines)) == 1, lines
 
 
-def test_the_schema_step_is_idempotent_and_says_so(day_one: LiveCrm) -> None:
-    """A second run (the key is not due: it re-checks the finished rotation) finds the schema current and executes
-    nothing."""
+def test_the_schema_step_is_idempotent_and_says_so(logging_server: StagingServer, day_one: LiveCrm) -> None:
+    """A second run (the key is not due: it re-checks the finished rotation) finds the schema current, executes
+    nothing, and writes no ERROR line either."""
     assert day_one.rotate().returncode == 0
+    assert logging_server.server_log is not None
+    offset = logging_server.server_log.stat().st_size
     again = day_one.rotate()
     assert again.returncode == 0, again.stdout[-3000:]
+    ours = f"db={day_one.dsn.split('dbname=')[1].split()[0]} ".encode()
+    lines = [line for line in server_log_since(logging_server, offset).splitlines() if ours in line]
+    assert lines and not errors_in(lines), errors_in(lines)[:20]
     second = day_one.folders()[-1]
     [schema] = [e["value"] for e in second.entries()
                 if e["type"] == "evidence" and e["name"] == "the suite's schema rotation_runbook"]
