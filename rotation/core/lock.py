@@ -159,6 +159,18 @@ class RunLock:
         self.claimed = Claimed(holder, stale if stale is not None and stale.run_id != self.run_id else None)
         return self.claimed
 
+    def require_held(self) -> None:
+        """Before a change: the lock's session still answers. A lost connection (a database restart) lets the server
+        drop the advisory lock, and another run could hold it by now: LockRefused, before anything changes."""
+        try:
+            conn = self._require_conn()
+            conn.execute("SELECT 1")
+        except psycopg.Error:
+            raise LockRefused("the run lock's database session was lost (a database restart or a broken connection): "
+                              "nothing further was changed by this run; run the same command again") from None
+        if self.claimed is None:
+            raise LockRefused("the run lock was taken but its record was never written: run the command again")
+
     def release(self) -> None:
         """End of the run: this run's record deleted (only this run's: after a lost lock session another run may
         hold the lock by now), then the advisory lock let go and its session closed. Idempotent, never raises: the

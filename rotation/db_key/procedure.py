@@ -236,6 +236,8 @@ class DbKeyRotation:
     # --- create ---------------------------------------------------------------------------------------------------
     def generate_key(self, evidence: Evidence) -> None:
         """create: a new key, kept as PENDING; or, on a rerun, the rotation that is already under way."""
+        if self.run.lock is not None:
+            self.run.lock.require_held()  # one rotation at a time: still ours before the first change
         existing = state.load(self.env_file, self.credential.type)
         if existing is not None and existing.in_progress and not self.abandon_pending:
             keys = self._recover(existing)

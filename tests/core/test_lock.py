@@ -52,7 +52,10 @@ def test_a_second_run_is_refused_at_once_naming_the_holder_until_the_first_relea
     with pytest.raises(LockRefused, match=f"alice \\(change CHG-alice, test rotation\\) on host "
                                           f"{socket.gethostname()}, pid {os.getpid()}"):
         second.take()
+    first.require_held()
     first.release()
+    with pytest.raises(LockRefused, match="was lost"):
+        first.require_held()
     second.take()
     assert second.claim().taken_over is None
     second.release()
