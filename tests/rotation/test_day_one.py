@@ -15,10 +15,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rotation.evidence.leaks import scan_bytes
 from rotation.evidence.verify import verify_folder
 from staging.postgres import StagingServer, reconfigure, staging_server
 from staging.world import probe_config
+from tests.leakcheck import assert_no_fragment
 from tests.rotation.live_crm import LiveCrm, live_crm, scheduled_steps
 
 ROWS = 30
@@ -91,7 +91,7 @@ def test_the_first_live_run_on_a_database_holding_only_the_apps_migrations(
     assert sum(b"app=rotation-runbook" in line and b"statement: " in line for line in lines) > 50, \
         "the server did not log the tool's statements: the search below would prove nothing"
     assert not errors_in(lines), "the run left ERROR lines in the server log:\n" + "\n".join(errors_in(lines)[:20])
-    assert not scan_bytes(log, [crm.old_key.reveal(), new_key.reveal()], label="server log")
+    assert_no_fragment({"server log": log}, [crm.old_key.reveal(), new_key.reveal()])
     assert_the_search_finds_a_refused_set(logging_server, crm.dsn, ours)
     with psycopg.connect(crm.dsn) as conn:
         owner = conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'rotation_runbook'"
