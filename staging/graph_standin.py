@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from staging.http_standin import Exchange, Faults, Reply, Request, serve
+from staging.http_standin import Exchange, Fault, Faults, Reply, Request, serve
 
 DEFAULT_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 # (seconds after the send, status, Meta's error or None) as the webhook reports them
@@ -235,7 +235,20 @@ class GraphStandIn:
             self.webhook_answers.append(answer)
 
 
-def _unavailable(status: int) -> Reply:
+THROTTLED = {4: "Application request limit reached", 17: "User request limit reached",
+             80007: "Rate limit issues", 130429: "Rate limit hit"}
+"""Meta's rate-limit codes (business-messaging-api_v23.0.yaml, response TooManyRequests and its examples; the error
+codes page of the WhatsApp Cloud API for 130429 "Cloud API message throughput has been reached")."""
+
+
+def _unavailable(fault: Fault) -> Reply:
+    """An injected refusal: a rate limit (429, or a throttling code at another status) as Meta's description shows it
+    (error code 4 unless a test chooses 17, 80007 or 130429; `is_transient: true`), else an outage (code 2)."""
+    status = fault.fail or 503
+    if status == 429 or fault.code in THROTTLED:
+        code = fault.code or 4
+        return Reply(status, {"error": {"message": THROTTLED.get(code, "Rate limit hit"), "type": "OAuthException",
+                                        "code": code, "is_transient": True, "fbtrace_id": secrets.token_urlsafe(12)}})
     return Reply(status, {"error": {"message": "An unexpected error has occurred. Please retry your request later.",
                                     "type": "OAuthException", "code": 2, "is_transient": True,
                                     "fbtrace_id": secrets.token_urlsafe(12)}})

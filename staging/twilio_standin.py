@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from staging.http_standin import Exchange, Faults, Reply, Request, serve
+from staging.http_standin import Exchange, Fault, Faults, Reply, Request, serve
 
 AUTHENTICATE = {"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003",
                 "status": 401}
@@ -242,7 +242,12 @@ class TwilioStandIn:
                         "date_sent": shown["date_created"] if sent else None}
 
 
-def _unavailable(status: int) -> Reply:
+def _unavailable(fault: Fault) -> Reply:
+    """An injected refusal: 429 is Twilio's rate limit (error 20429 "Too Many Requests", with Retry-After:
+    twilio.com/docs/errors/20429), anything else an outage (error 20500, twilio.com/docs/errors/20500)."""
+    status = fault.fail or 503
+    if status == 429:
+        return _error(429, fault.code or 20429, "Too Many Requests")
     return _error(status, 20500, "Service Unavailable" if status == 503 else "Internal Server Error")
 
 
