@@ -6,6 +6,7 @@
                                                      404/20404 when there is no secondary token
     GET    /2010-04-01/Accounts/{Sid}.json           200 {sid, friendly_name, status, type, owner_account_sid, uri}
     POST   /2010-04-01/Accounts/{Sid}/Messages.json  201 {sid, status: queued, to, from, body, ...}
+    GET    /2010-04-01/Accounts/{Sid}/Messages.json?To=&From=&PageSize=   200 {messages: [...] newest first, page, ...}
     GET    /2010-04-01/Accounts/{Sid}/Messages/{MessageSid}.json   200 the message with its current status
 
 Dates follow Twilio's API descriptions: ISO 8601 in the accounts v1 resources ("2015-07-31T04:00:00Z"), RFC 2822 in
@@ -156,6 +157,8 @@ class TwilioStandIn:
             return self._account(m["sid"])
         if request.method == "POST" and (m := MESSAGES.match(request.path)):
             return self._message(m["sid"], request)
+        if request.method == "GET" and (m := MESSAGES.match(request.path)):
+            return self._message_list(m["sid"], request)
         if request.method == "GET" and (m := MESSAGE.match(request.path)):
             return self._message_status(m["msg"])
         return _error(404, 20404, f"The requested resource {request.path} was not found")
@@ -222,6 +225,18 @@ class TwilioStandIn:
         with self.lock:  # its lifecycle from here on, as later fetches report it
             self.messages.append({**message, "_created": time.monotonic(), "_lifecycle": self.lifecycle})
         return Reply(201, message)
+
+    def _message_list(self, sid: str, request: Request) -> Reply:
+        """Twilio's message list (api_v2010 ListMessageResponse): newest first, filtered by To and From, one page."""
+        size = int(request.query.get("PageSize") or 50)
+        with self.lock:
+            chosen = [m for m in reversed(self.messages) if m["account_sid"] == sid
+                      and request.query.get("To", m["to"]) == m["to"]
+                      and request.query.get("From", m["from"]) == m["from"]][:size]
+        uri = f"/2010-04-01/Accounts/{sid}/Messages.json?PageSize={size}&Page=0"
+        return Reply(200, {"messages": [self._current(m) for m in chosen], "end": max(0, len(chosen) - 1),
+                           "first_page_uri": uri, "next_page_uri": None, "page": 0, "page_size": size,
+                           "previous_page_uri": None, "start": 0, "uri": uri})
 
     def _message_status(self, msg_sid: str) -> Reply:
         with self.lock:
