@@ -4,7 +4,14 @@
     GET  /{v}/debug_token?input_token=&access_token={app-id}|{app-secret}  -> {"data": {app_id, type, is_valid, ...}}
     POST /{v}/{system-user-id}/access_tokens        business_app, scope, appsecret_proof, access_token -> {access_token}
     POST /{v}/oauth/revoke                          client_id, client_secret, revoke_token, access_token -> {success}
-    POST /{v}/{phone-number-id}/messages            {messaging_product: whatsapp, to, type: text, text: {body}}
+    POST /{v}/{phone-number-id}/messages            {messaging_product: whatsapp, recipient_type: individual, to,
+                                                     type: text, text: {body}}
+
+The phone-number GET and the messages POST follow Meta's published description (facebook/openapi,
+business-messaging-api_v23.0.yaml, vendored in staging/contracts/ and pinned by sha256): the send's required fields
+(`messaging_product`, `recipient_type`, `to`, `type`; BaseMessageProperties) are enforced with Meta's 400 / code 100.
+debug_token, {system-user-id}/access_tokens and oauth/revoke are in no description Meta publishes: the stand-in's
+answers there rest on Graph's reference pages (see docs/provider-rotation.md, "What the stand-ins assume").
 
 A revoked or unknown token gets HTTP 401 {"error": {"type": "OAuthException", "code": 190, ...}}. Parameters are read
 from the query string or the form body, as Graph does. `appsecret_proof` is checked: HMAC-SHA256 of the calling
@@ -192,8 +199,13 @@ class GraphStandIn:
     def _message(self, request: Request) -> Reply:
         body = request.json or {}
         text = body.get("text") if isinstance(body.get("text"), dict) else {}
-        if body.get("messaging_product") != "whatsapp" or not body.get("to") or body.get("type") != "text":
-            return graph_error(400, 100, "(#100) The parameter messaging_product is required.")
+        # BaseMessageProperties' required fields, in Meta's description; recipient_type is individual or group
+        for required in ("messaging_product", "recipient_type", "to", "type"):
+            if not body.get(required):
+                return graph_error(400, 100, f"(#100) The parameter {required} is required.")
+        if body.get("messaging_product") != "whatsapp" or body.get("recipient_type") not in ("individual", "group") \
+                or body.get("type") != "text":
+            return graph_error(400, 100, "(#100) Invalid parameter")
         message = {"id": "wamid." + secrets.token_urlsafe(24), "to": str(body["to"]), "body": str(text.get("body", ""))}
         with self.lock:
             if not self.drop_messages:
