@@ -363,20 +363,17 @@ def registered(provider: str) -> Credential:
     return next(c for c in default_config().credentials if c.provider == provider)
 
 
-class CheckUndecided(ProviderError):
-    """The provider's answer about a credential proves neither that it works nor that it is refused."""
-
-
 def require_rejected(result: CheckResult) -> CheckResult:
-    """Shared by the adapters: a retired credential that still works is an error naming its fingerprint, and so is an
-    answer that proves nothing (never counted as a refusal)."""
-    if result.answer is CredentialCheck.UNDECIDED:
-        raise CheckUndecided(f"{result.provider}: whether the retired credential {result.credential_fp} is refused is "
-                             f"undecided ({result.detail}); check again later", status=result.status, code=result.code)
-    if result.accepted:
+    """Shared by the adapters: a retired credential that still works is an error naming its fingerprint; one whose
+    answer decides nothing (CredentialCheck.UNDECIDED) is an error too, never taken for a refusal."""
+    if result.answer is CredentialCheck.ACCEPTED:
         raise CredentialStillAccepted(
             f"{result.provider}: the retired credential {result.credential_fp} is still accepted ({result.detail})",
             status=result.status, code=result.code)
+    if result.answer is CredentialCheck.UNDECIDED:
+        raise ProviderError(f"{result.provider}: no definitive answer about the retired credential "
+                            f"{result.credential_fp} ({result.status} {result.detail}); ask again later",
+                            status=result.status, code=result.code)
     return result
 
 
