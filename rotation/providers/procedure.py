@@ -33,7 +33,10 @@ call, and the old one is retired only after the app ran on the new one and a tes
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rotation.core import app_control, app_proof, envfile, state
 from rotation.core.app_control import Health
@@ -44,7 +47,15 @@ from rotation.core.keys import WeakSecretError, check_strength
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
 from rotation.core.secret import Secret
-from rotation.providers.base import Delivery, DeliveryReport, DeliveryWitness, ExistingCredential, Provider
+from rotation.providers.base import (
+    CredentialCheck,
+    Delivery,
+    DeliveryReport,
+    DeliveryWitness,
+    ExistingCredential,
+    Provider,
+    provider_journal,
+)
 
 TEST_MESSAGE = "Credential rotation test ({label}): if you received this, the new credential works."
 LOG_SOURCE = ("INSERT INTO security_credential_rotations (credential_type, rotated_by, previous_key_hash, "
@@ -70,6 +81,25 @@ def app_credential(health: Health, name: str) -> str | None:
     production app's /health names no credential)."""
     reported = app_check(health, name).get("credential_fingerprint")
     return str(reported) if reported else None
+
+
+JOURNAL_SOURCE = ("the adapter's journal: each wait before a retry (the provider's Retry-After, else the backoff) and "
+                  "each answer lost after the request reached the provider, with how it was reconciled")
+
+
+def journaled(step: Callable[..., None]) -> Callable[..., None]:
+    """A step that calls the provider records, whether it passes or fails, what the adapter noted meanwhile."""
+    @functools.wraps(step)
+    def run(self: ProviderRotation, *args: Any, **kwargs: Any) -> None:
+        try:
+            step(self, *args, **kwargs)
+        finally:
+            entries = provider_journal(self.provider)
+            if entries:
+                evidence: Evidence = kwargs["evidence"] if "evidence" in kwargs else args[-1]
+                evidence.record(f"{self.provider.name}: waits and lost answers", self._tag({"entries": entries}),
+                                source=JOURNAL_SOURCE)
+    return run
 
 
 def reload_application(deployment: Deployment, evidence: Evidence) -> None:
@@ -141,6 +171,7 @@ class ProviderRotation:
         return {"rotation": self._rotation_id, **values}
 
     # --- Background -----------------------------------------------------------------------------------------------
+    @journaled
     def running_with_current(self, label: str, evidence: Evidence) -> None:
         """The app is healthy and runs on the credential .env holds; during a rotation in progress (a rerun after a
         crash), on its CURRENT or PENDING credential."""
@@ -165,6 +196,7 @@ class ProviderRotation:
                 f"the application runs on {in_app}, not on the {label} {current.fingerprint} in {self.env_file.name}")
 
     # --- create ---------------------------------------------------------------------------------------------------
+    @journaled
     def create(self, evidence: Evidence) -> None:
         """A new credential from the provider, or, for a rotation in progress, the one it created."""
         progress = self._state()
@@ -272,6 +304,7 @@ class ProviderRotation:
             "discarded at the provider": pending is not None}, source=self.provider.source("discard"))
 
     # --- test before full deployment, set -------------------------------------------------------------------------
+    @journaled
     def test_before_deployment(self, evidence: Evidence) -> None:
         result = self.provider.check(self.new)
         evidence.record(f"new {self.label} tested before full deployment", self._tag(result.as_evidence()),
@@ -316,6 +349,7 @@ class ProviderRotation:
         return backup
 
     # --- deploy and verify ----------------------------------------------------------------------------------------
+    @journaled
     def check_app_uses_new(self, evidence: Evidence) -> None:
         """The app runs on the new credential: healthy, its own check of the provider passing, and its process started
         after .env changed (the app reads .env only at start; its /health names no credential)."""
@@ -335,11 +369,13 @@ class ProviderRotation:
         require(check.get("ok") is not False, f"the application's {self.provider.name} check fails with the new "
                                               f"{self.label}: {check.get('error') or check.get('detail')}")
 
+    @journaled
     def send_test_message(self, evidence: Evidence) -> None:
         self._delivery = self.provider.send_test_message(self.new, TEST_MESSAGE.format(label=self.label))
         evidence.record("test message accepted by the provider", self._tag(self._delivery.as_evidence()),
                         source=self.provider.source("send"))
 
+    @journaled
     def check_test_message(self, evidence: Evidence, *, delivered: bool = False) -> None:
         """The provider's word on the test message (Twilio: polled to a final status; Meta: its acceptance; the
         relay: its reply), and a witness's where there is one (the app's delivery records, a staging mailbox).
@@ -369,6 +405,7 @@ class ProviderRotation:
                 f"the test message {delivery.message_id} was not delivered: {witnessed.detail if witnessed else ''}")
 
     # --- retire the old credential --------------------------------------------------------------------------------
+    @journaled
     def retire_old(self, evidence: Evidence) -> None:
         """Promote / revoke, unless the old credential is already refused (an earlier run of this rotation did it).
         Only once the new credential has been tested in this run (the app ran on it and its test message passed):
@@ -376,7 +413,11 @@ class ProviderRotation:
         require(self._tested, f"the new {self.label} of rotation {self._rotation_id} has not passed its test message "
                               "in this run: the old one stays valid")
         state.advance(self.env_file, self.credential.type, "test")
-        alive = self.provider.check(self.old).accepted
+        before = self.provider.check(self.old)
+        require(before.answer is not CredentialCheck.UNDECIDED,
+                f"whether the old {self.label} {self.old.fingerprint} is still accepted is undecided "
+                f"({before.detail}): nothing was retired; rerun to ask again")
+        alive = before.answer is CredentialCheck.ACCEPTED
         if alive:
             self.provider.retire_old(self.old, self.new)
         evidence.record(f"old {self.label} retired", self._tag({
@@ -384,13 +425,17 @@ class ProviderRotation:
             "retired by": "this run" if alive else "earlier (the provider already refused it)"}),
             source=self.provider.source("retire"))
 
+    @journaled
     def check_old_rejected(self, evidence: Evidence) -> None:
         result = self.provider.check(self.old)
         evidence.record(f"old {self.label} after retirement", self._tag(result.as_evidence()),
                         source=self.provider.source("check"))
+        require(result.answer is not CredentialCheck.UNDECIDED,
+                f"whether the old {self.label} {self.old.fingerprint} is refused is undecided: {result.detail}")
         require(not result.accepted, f"the old {self.label} {self.old.fingerprint} is still accepted by the "
                                      f"provider: {result.detail}")
 
+    @journaled
     def check_new_still_works(self, evidence: Evidence) -> None:
         result = self.provider.check(self.new)
         health = app_control.wait_for_health(self.deployment.app.health_url,

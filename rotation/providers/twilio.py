@@ -27,7 +27,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -225,7 +225,7 @@ class TwilioProvider(RegisteredCredential):
         """POST /v1/AuthTokens/Secondary: a new secondary token. A secondary that already existed (the answer's
         date_created precedes the request) is refused with ExistingCredential, nothing changed."""
         asked = dt.datetime.now(dt.UTC)
-        create: Callable[[Client], object] = lambda c: c.accounts.v1.secondary_auth_token().create()  # noqa: E731
+        create: Callable[[Client], Any] = lambda c: c.accounts.v1.secondary_auth_token().create()  # noqa: E731
         try:
             try:
                 created = self._call("secondary token create", current, create, idempotent=False)
@@ -295,7 +295,7 @@ class TwilioProvider(RegisteredCredential):
         if not s.admin_number or not s.from_number:
             raise ProviderError(f"{NAME} test SMS: ADMIN_PHONE_NUMBER and TWILIO_PHONE_NUMBER must both be set")
         body = f"{text} (ref {secrets.token_hex(6)})"  # the reference a lost answer is looked up by
-        send: Callable[[Client], object] = lambda c: c.messages.create(  # noqa: E731
+        send: Callable[[Client], Any] = lambda c: c.messages.create(  # noqa: E731
             to=s.admin_number, from_=s.from_number, body=body)
         try:
             try:
@@ -307,7 +307,7 @@ class TwilioProvider(RegisteredCredential):
             raise self._failed("test SMS", exc, credential) from None
         return Delivery(NAME, str(message.sid), str(message.to), str(message.status), time.time())
 
-    def _find_sent(self, credential: Secret, body: str, lost: AnswerLost) -> object | None:
+    def _find_sent(self, credential: Secret, body: str, lost: AnswerLost) -> Any:
         """The message a send whose answer was lost created, found by its body (which carries a reference) among the
         account's messages to the admin number; None when Twilio holds none (then, and only then, it is sent again)."""
         s = self.settings
