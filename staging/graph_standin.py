@@ -261,6 +261,9 @@ def _unavailable(fault: Fault) -> Reply:
         code = fault.code or 4
         return Reply(status, {"error": {"message": THROTTLED.get(code, "Rate limit hit"), "type": "OAuthException",
                                         "code": code, "is_transient": True, "fbtrace_id": secrets.token_urlsafe(12)}})
+    if fault.code is not None:  # a test's chosen error (190 at 400, 102 at 401 ...): not marked transient
+        return Reply(status, {"error": {"message": "Error validating access token", "type": "OAuthException",
+                                        "code": fault.code, "fbtrace_id": secrets.token_urlsafe(12)}})
     return Reply(status, {"error": {"message": "An unexpected error has occurred. Please retry your request later.",
                                     "type": "OAuthException", "code": 2, "is_transient": True,
                                     "fbtrace_id": secrets.token_urlsafe(12)}})

@@ -107,10 +107,11 @@ class Faults:
     _match: str = ""
     injected: int = 0
 
-    def fail_next(self, n: int, status: int = 503, match: str = "") -> None:
+    def fail_next(self, n: int, status: int = 503, match: str = "", code: int | None = None) -> None:
+        """The next n requests are refused with `status` (and the provider's error `code`, where a test chooses)."""
         with self.lock:
             self._fail, self._fail_status, self._match = n, status, match
-            self._retry_after, self._code = None, None
+            self._retry_after, self._code = None, code
 
     def throttle_next(self, n: int, retry_after: str | None = "2", match: str = "", status: int = 429,
                       code: int | None = None) -> None:

@@ -263,7 +263,9 @@ def _unavailable(fault: Fault) -> Reply:
     status = fault.fail or 503
     if status == 429:
         return _error(429, fault.code or 20429, "Too Many Requests")
-    return _error(status, 20500, "Service Unavailable" if status == 503 else "Internal Server Error")
+    if fault.code == 20003:  # e.g. the 403 a Service gets for about a minute after a promotion (shared notes)
+        return _error(status, 20003, "Authenticate")
+    return _error(status, fault.code or 20500, "Service Unavailable" if status == 503 else "Internal Server Error")
 
 
 @contextlib.contextmanager
