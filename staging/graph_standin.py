@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from staging.http_standin import Exchange, Fault, Faults, Reply, Request, serve
+from staging.http_standin import Exchange, Fault, Faults, Reply, Request, described_headers, serve
 
 DEFAULT_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 # (seconds after the send, status, Meta's error or None) as the webhook reports them
@@ -115,7 +115,7 @@ class GraphStandIn:
             self.requests.append((request.method, request.path, reply.status))
             self.exchanges.append(Exchange(request.method, request.path, dict(request.query), dict(request.form),
                                            request.headers.get("content-type", ""), reply.status, reply.body,
-                                           request.json))
+                                           request.json, described_headers(request.headers)))
         return reply
 
     def _route(self, request: Request) -> Reply:

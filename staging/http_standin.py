@@ -68,6 +68,17 @@ class Exchange:
     status: int
     body: Mapping[str, object] | None
     json: Mapping[str, object] | None = None
+    headers: Mapping[str, str] | None = None  # as sent, credentials masked (see `described_headers`)
+
+
+def described_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request headers a description may constrain (User-Agent, Content-Type, the Authorization scheme), with the
+    credential replaced: the contract tests see the scheme, never the token."""
+    shown = {name.title(): value for name, value in headers.items()
+             if name.lower() in ("user-agent", "content-type", "authorization")}
+    if "Authorization" in shown:
+        shown["Authorization"] = shown["Authorization"].split(" ", 1)[0] + " redacted"
+    return shown
 
 
 @dataclass(frozen=True)
