@@ -17,6 +17,7 @@ credential registry. Errors and logs carry fingerprints and provider codes, neve
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import time
@@ -99,9 +100,22 @@ def with_retries(policy: RetryPolicy, provider: str, operation: str, call: Calla
                               status=last.status) from None
 
 
+class CredentialCheck(enum.Enum):
+    """What one answer from a provider proves about a credential. Only a definitive answer decides: REFUSED is a
+    permanent authentication failure (SMTP 535 5.7.8 or another 5.7.x permanent reply, RFC 4954 / RFC 3463; Twilio
+    401 with code 20003; Meta 401 with code 190), ACCEPTED is a successful authenticated call, and everything else
+    (a 4xx SMTP reply such as 454 4.7.0, a 5xx HTTP answer, a timeout, an unexpected code) is UNDECIDED: it proves
+    nothing, is never counted as a refusal, and a later check asks again."""
+
+    REFUSED = "refused"
+    ACCEPTED = "accepted"
+    UNDECIDED = "undecided"
+
+
 @dataclass(frozen=True)
 class CheckResult:
-    """A provider's verdict on one credential, safe to record as evidence."""
+    """A provider's verdict on one credential, safe to record as evidence. `verdict` is the tri-state answer; when an
+    adapter leaves it unset it is read from `accepted` (adapters that know better set it, UNDECIDED included)."""
 
     provider: str
     accepted: bool
@@ -109,10 +123,17 @@ class CheckResult:
     code: int | str | None
     detail: str
     credential_fp: str
+    verdict: CredentialCheck | None = None
+
+    @property
+    def answer(self) -> CredentialCheck:
+        if self.verdict is not None:
+            return self.verdict
+        return CredentialCheck.ACCEPTED if self.accepted else CredentialCheck.REFUSED
 
     def as_evidence(self) -> dict[str, object]:
-        return {"provider": self.provider, "accepted": self.accepted, "status": self.status, "code": self.code,
-                "detail": self.detail, "credential": self.credential_fp}
+        return {"provider": self.provider, "accepted": self.accepted, "answer": self.answer.value,
+                "status": self.status, "code": self.code, "detail": self.detail, "credential": self.credential_fp}
 
 
 @dataclass(frozen=True)
