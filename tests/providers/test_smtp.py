@@ -43,7 +43,7 @@ def test_the_server_demands_starttls_before_auth(smtp_server: SmtpStandIn, curre
 
 def test_the_protocol_as_rfc_3207_and_2034_want_it(smtp_server: SmtpStandIn, current: Secret) -> None:
     """With smtplib over the wire: ENHANCEDSTATUSCODES advertised (and every later reply carries one), a second
-    STARTTLS inside TLS gets 503 and the session goes on, and any AUTH word is answered, `AUTH attempts` included
+    STARTTLS inside TLS gets Postfix's 554 5.5.1 and the session goes on, and any AUTH word is answered, `AUTH attempts` included
     (a handler attribute named auth_* used to be taken for a mechanism and crash the session)."""
     context = ssl.create_default_context(cafile=str(smtp_server.ca_file))
     with smtplib.SMTP("127.0.0.1", smtp_server.port, timeout=5) as client:
@@ -53,7 +53,7 @@ def test_the_protocol_as_rfc_3207_and_2034_want_it(smtp_server: SmtpStandIn, cur
         client.ehlo()
         assert client.has_extn("enhancedstatuscodes") and not client.has_extn("starttls")
         assert client.esmtp_features["auth"].split() == ["LOGIN", "PLAIN"]  # no ATTEMPTS mechanism
-        assert client.docmd("STARTTLS") == (503, b"5.5.1 Bad sequence of commands: TLS already active")
+        assert client.docmd("STARTTLS") == (554, b"5.5.1 Error: TLS already active")
         for word in ("attempts", "ATTEMPTS", "CRAM-MD5", "XOAUTH2", "logins"):
             assert client.docmd("AUTH", word) == (504, b"5.5.4 Unrecognized authentication type"), word
         assert client.docmd("AUTH", "PLAIN !!!") == (501, b"5.5.2 Can't decode base64")
