@@ -55,7 +55,7 @@ import os
 import secrets
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from pathlib import Path
@@ -71,6 +71,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from rotation.core.keys import generate_key
 from rotation.core.secret import Secret, fingerprint, reveal
 from rotation.providers.base import ProviderError
+from rotation.providers.revocation import RevocationAct, now
+from rotation.providers.smtp import NEW_PASSWORD_ENV
 from staging.http_standin import Faults as HttpFaults
 from staging.http_standin import Reply, Request, serve
 from staging.postgres import free_port
@@ -85,6 +87,7 @@ RELAY_DENIED = "554 5.7.1 <{address}>: Relay access denied"  # Postfix reject_un
 UNKNOWN_USER = ("550 5.1.1 <{address}>: Recipient address rejected: User unknown in local recipient table")
 FAILED_AUTH_DELAY_S = 2.0  # Dovecot auth_failure_delay's default: a failed AUTH is answered after 2 s
 FAST_FAILED_AUTH_DELAY_S = 0.05  # what the staging world and the tests use: the same behaviour, faster
+STAND_IN_OPERATOR = "the staging console (playing the operator)"
 # RFC 3463 codes for aiosmtpd's replies that carry none: by reply code, else by class
 ENHANCED = {"500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1", "504": "5.5.4", "530": "5.7.0",
             "554": "5.7.0", "2": "2.0.0", "4": "4.0.0", "5": "5.0.0"}
@@ -330,17 +333,33 @@ class SmtpStandIn:
 @dataclass(frozen=True)
 class StandInConsole:
     """The provider console in staging (a `PasswordConsole`): creates a new password at the stand-in and revokes the
-    old one there, over the stand-in's HTTP console so a rotation in another process can use it too."""
+    old one there, over the stand-in's HTTP console so a rotation in another process can use it too. It plays the
+    operator, and the evidence says so. `offered` plays a password the operator handed over ($SMTP_NEW_PASSWORD in
+    the environment given), used as it is (the operator created it at the console); `forget_to_revoke` is the
+    negative control of an operator who says nothing and revokes nothing."""
 
     console_url: str
+    environ: Mapping[str, str] = field(default_factory=dict)
+    forget_to_revoke: bool = False
+
+    def offered(self) -> Secret | None:
+        password = self.environ.get(NEW_PASSWORD_ENV, "").strip()
+        return Secret(password) if password else None
 
     def obtain(self) -> Secret:
+        offered = self.offered()
+        if offered is not None:
+            return offered
         password = generate_key()
         self._post("create a password", "/_admin/passwords", {"add": password.reveal()})
         return password
 
-    def retire(self, old: Secret) -> None:
+    def retire(self, old: Secret) -> RevocationAct:
+        asked_at = now()
+        if self.forget_to_revoke:
+            return RevocationAct(STAND_IN_OPERATOR, "the stand-in console (told to do nothing)", asked_at)
         self._post("revoke the old password", "/_admin/passwords/revoke", {"remove": old.reveal()})
+        return RevocationAct(STAND_IN_OPERATOR, f"POST {self.console_url}/_admin/passwords/revoke", asked_at, now())
 
     def _post(self, what: str, path: str, body: dict[str, str]) -> None:
         try:

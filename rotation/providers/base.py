@@ -44,6 +44,17 @@ class ProviderUnavailable(ProviderError):
     """5xx answers or timeouts persisted through every retry."""
 
 
+class SendAnswerLost(ProviderError):
+    """A test message was handed over, but the provider's answer was lost (SMTP: the connection ended after DATA;
+    HTTP: no response to the POST). The provider may have acted: look the message up (`message_id`, a nonce in it)
+    before sending another, never resend blindly."""
+
+    def __init__(self, message: str, *, status: int | str | None = None, message_id: str = "",
+                 recipient: str = "") -> None:
+        super().__init__(message, status=status)
+        self.message_id, self.recipient = message_id, recipient
+
+
 class CredentialStillAccepted(ProviderError):
     """A credential that should be dead still works at the provider."""
 
@@ -240,9 +251,11 @@ class Provider(Protocol):
 
     def issue(self, current: Secret) -> Secret: ...
 
-    def discard_pending(self, current: Secret, pending: Secret) -> None: ...
+    # discard_pending / retire_old: None when the call itself revoked (an API call); a revocation.RevocationAct when
+    # someone else was asked to (the operator at the SMTP provider's console), saying who, how and what they said
+    def discard_pending(self, current: Secret, pending: Secret) -> object: ...
 
-    def retire_old(self, old: Secret, new: Secret) -> None: ...
+    def retire_old(self, old: Secret, new: Secret) -> object: ...
 
     def send_test_message(self, credential: Secret, text: str) -> Delivery: ...
 
@@ -260,11 +273,16 @@ def registered(provider: str) -> Credential:
 
 
 def require_rejected(result: CheckResult) -> CheckResult:
-    """Shared by the adapters: a retired credential that still works is an error naming its fingerprint."""
-    if result.accepted:
+    """Shared by the adapters: a retired credential that still works is an error naming its fingerprint; one whose
+    answer decides nothing (CredentialCheck.UNDECIDED) is an error too, never taken for a refusal."""
+    if result.answer is CredentialCheck.ACCEPTED:
         raise CredentialStillAccepted(
             f"{result.provider}: the retired credential {result.credential_fp} is still accepted ({result.detail})",
             status=result.status, code=result.code)
+    if result.answer is CredentialCheck.UNDECIDED:
+        raise ProviderError(f"{result.provider}: no definitive answer about the retired credential "
+                            f"{result.credential_fp} ({result.status} {result.detail}); ask again later",
+                            status=result.status, code=result.code)
     return result
 
 
