@@ -47,6 +47,17 @@ class ProviderUnavailable(ProviderError):
     """5xx answers or timeouts persisted through every retry."""
 
 
+class SendAnswerLost(ProviderError):
+    """A test message was handed over, but the provider's answer was lost (SMTP: the connection ended after DATA;
+    HTTP: no response to the POST). The provider may have acted: look the message up (`message_id`, a nonce in it)
+    before sending another, never resend blindly."""
+
+    def __init__(self, message: str, *, status: int | str | None = None, message_id: str = "",
+                 recipient: str = "") -> None:
+        super().__init__(message, status=status)
+        self.message_id, self.recipient = message_id, recipient
+
+
 class CredentialStillAccepted(ProviderError):
     """A credential that should be dead still works at the provider."""
 
@@ -344,9 +355,11 @@ class Provider(Protocol):
 
     def issue(self, current: Secret) -> Secret: ...
 
-    def discard_pending(self, current: Secret, pending: Secret) -> None: ...
+    # discard_pending / retire_old: None when the call itself revoked (an API call); a revocation.RevocationAct when
+    # someone else was asked to (the operator at the SMTP provider's console), saying who, how and what they said
+    def discard_pending(self, current: Secret, pending: Secret) -> object: ...
 
-    def retire_old(self, old: Secret, new: Secret) -> None: ...
+    def retire_old(self, old: Secret, new: Secret) -> object: ...
 
     def send_test_message(self, credential: Secret, text: str) -> Delivery: ...
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import requests
 
+import staging.contracts as contracts
 from rotation.core.secret import Secret
 from rotation.providers.twilio import TwilioProvider
 from rotation.providers.whatsapp import WhatsAppProvider
-import staging.contracts as contracts
 from staging.contracts import Contract as Described
 from staging.contracts import (
     ContractSourceUnavailable,

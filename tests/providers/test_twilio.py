@@ -194,7 +194,7 @@ def test_a_timeout_is_retried_like_a_503(twilio: TwilioProvider, twilio_api: Twi
     assert "no answer within 0.5s" in undecided.detail and "gave up after 4 attempts" in undecided.detail
 
 
-# --- issue 22: only 401/20003 decides; lost answers reconciled, never blindly resent; Retry-After honoured -------------
+# --- issue 22: only 401/20003 decides; lost answers reconciled, never blindly resent; Retry-After honoured ---------
 def test_only_401_with_code_20003_proves_a_token_refused(twilio: TwilioProvider, twilio_api: TwilioStandIn) -> None:
     primary = Secret(twilio_api.primary)
     assert twilio.check(Secret(new_token())).answer is CredentialCheck.REFUSED  # 401 / 20003

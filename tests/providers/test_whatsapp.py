@@ -9,7 +9,13 @@ import pytest
 import requests
 
 from rotation.core.secret import Secret
-from rotation.providers.base import AnswerLost, CredentialCheck, CredentialStillAccepted, ProviderError, ProviderUnavailable
+from rotation.providers.base import (
+    AnswerLost,
+    CredentialCheck,
+    CredentialStillAccepted,
+    ProviderError,
+    ProviderUnavailable,
+)
 from rotation.providers.whatsapp import WhatsAppProvider, appsecret_proof
 from staging.graph_standin import GraphStandIn, new_token
 from tests.providers.conftest import ADMIN_NUMBER, leaked
@@ -123,7 +129,7 @@ def test_a_timeout_is_retried_like_a_503(whatsapp: WhatsAppProvider, graph_api: 
     assert "no answer within" in undecided.detail
 
 
-# --- issue 22: only 401/190 decides; lost answers never resent; throttling retried as Meta asks ------------------------
+# --- issue 22: only 401/190 decides; lost answers never resent; throttling retried as Meta asks ----------------------
 def test_only_401_with_code_190_proves_a_token_refused(whatsapp: WhatsAppProvider, graph_api: GraphStandIn) -> None:
     token = Secret(graph_api.mint())
     assert whatsapp.check(Secret(new_token())).answer is CredentialCheck.REFUSED  # 401 / 190
