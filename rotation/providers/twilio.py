@@ -23,6 +23,7 @@ again.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -66,6 +67,13 @@ NAME = "twilio"
 AUTHENTICATE = 20003  # the only answer that proves a token refused (401 with this code)
 TOO_MANY_REQUESTS = 20429
 NOT_FOUND = 20404  # Twilio's answer to a promote with no secondary token (404)
+ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # Twilio's To/From: E.164 (twilio.com/docs/glossary/what-e164)
+SETTINGS: Mapping[str, str] = {
+    "TWILIO_ACCOUNT_SID": "set it to the account SID (AC followed by 32 hex digits) from the Twilio Console",
+    "TWILIO_PHONE_NUMBER": "set it to the Twilio number the test SMS is sent from, in E.164 form (+15550100002)",
+    "ADMIN_PHONE_NUMBER": "set it to the number that receives the test SMS, in E.164 form (+15550100001)",
+}
 CLOCK_SKEW = dt.timedelta(seconds=60)  # a secondary created this long before the request predates this rotation
 SOURCES: dict[Operation, str] = {
     "check": "GET /2010-04-01/Accounts/{Sid}.json (twilio SDK, HTTP Basic with the token)",
@@ -155,8 +163,20 @@ class TwilioSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], policy: RetryPolicy | None = None,
                  delivery: DeliveryWait | None = None) -> TwilioSettings:
-        return cls(env["TWILIO_ACCOUNT_SID"], env.get("TWILIO_PHONE_NUMBER", ""), env.get("ADMIN_PHONE_NUMBER", ""),
-                   env.get("TWILIO_API_BASE") or None, policy or RetryPolicy(), delivery or DeliveryWait())
+        return cls(env.get("TWILIO_ACCOUNT_SID", "").strip(), env.get("TWILIO_PHONE_NUMBER", "").strip(),
+                   env.get("ADMIN_PHONE_NUMBER", "").strip(), env.get("TWILIO_API_BASE") or None,
+                   policy or RetryPolicy(), delivery or DeliveryWait())
+
+    def problems(self) -> dict[str, str]:
+        """Each setting a later step needs that is missing or unusable, with its fix (checked before any change)."""
+        found = {"TWILIO_ACCOUNT_SID": ACCOUNT_SID.fullmatch(self.account_sid) is not None,
+                 "TWILIO_PHONE_NUMBER": E164.fullmatch(self.from_number) is not None,
+                 "ADMIN_PHONE_NUMBER": E164.fullmatch(self.admin_number) is not None}
+        return {name: SETTINGS[name] for name, ok in found.items() if not ok}
+
+    def as_evidence(self) -> dict[str, object]:
+        return {"TWILIO_ACCOUNT_SID": self.account_sid, "TWILIO_PHONE_NUMBER": self.from_number,
+                "ADMIN_PHONE_NUMBER": self.admin_number}
 
 
 @dataclass(frozen=True)
@@ -201,6 +221,13 @@ class TwilioProvider(RegisteredCredential):
     def _failed(self, operation: str, exc: TwilioRestException, *secrets: Secret) -> ProviderError:
         return ProviderError(f"{NAME} {operation}: HTTP {exc.status}, Twilio code {exc.code}: "
                              f"{scrub(str(exc.msg), *secrets)}", status=exc.status, code=exc.code)
+
+    def input_problems(self) -> dict[str, str]:
+        """Every .env setting a later step reads that is missing or unusable, with its fix."""
+        return self.settings.problems()
+
+    def inputs(self) -> dict[str, object]:
+        return self.settings.as_evidence()
 
     def check(self, credential: Secret) -> CheckResult:
         """GET /2010-04-01/Accounts/{Sid}.json with this token (read-only). ACCEPTED on 200, REFUSED only on 401 with

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,15 @@ SOURCES: dict[Operation, str] = {
               "app's webhook",
 }
 ACCEPTED = "accepted"
+E164 = re.compile(r"\+?[1-9][0-9]{6,14}")  # the Cloud API's `to`: a phone number, with or without its +
+SETTINGS: Mapping[str, str] = {
+    "WHATSAPP_PHONE_NUMBER_ID": "set it to the phone number ID (digits) from WhatsApp Manager > Phone numbers",
+    "WHATSAPP_APP_ID": "set it to the Meta app's ID (digits) from the app dashboard",
+    "WHATSAPP_APP_SECRET": "set it to the Meta app's secret (app dashboard > Settings > Basic): the token mint "
+                           "proves itself with it (appsecret_proof) and the revocation needs it",
+    "WHATSAPP_SYSTEM_USER_ID": "set it to the system user's ID (digits) from Business Settings > System users",
+    "ADMIN_PHONE_NUMBER": "set it to the number that receives the test message, in E.164 form (+15550100001)",
+}
 
 
 @dataclass(frozen=True)
@@ -78,10 +88,24 @@ class GraphSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], policy: RetryPolicy | None = None) -> GraphSettings:
         app_secret = Secret(env.get("WHATSAPP_APP_SECRET", ""))
-        return cls(env["WHATSAPP_PHONE_NUMBER_ID"], env.get("WHATSAPP_APP_ID", ""), app_secret,
-                   env.get("WHATSAPP_SYSTEM_USER_ID", ""), env.get("ADMIN_PHONE_NUMBER", ""),
+        return cls(env.get("WHATSAPP_PHONE_NUMBER_ID", "").strip(), env.get("WHATSAPP_APP_ID", "").strip(),
+                   app_secret, env.get("WHATSAPP_SYSTEM_USER_ID", "").strip(),
+                   env.get("ADMIN_PHONE_NUMBER", "").strip(),
                    env.get("GRAPH_API_BASE") or "https://graph.facebook.com", env.get("GRAPH_API_VERSION") or "v21.0",
                    policy or RetryPolicy())
+
+    def problems(self) -> dict[str, str]:
+        """Each setting a later step needs that is missing or unusable, with its fix (checked before any change)."""
+        found = {"WHATSAPP_PHONE_NUMBER_ID": self.phone_number_id.isdigit(), "WHATSAPP_APP_ID": self.app_id.isdigit(),
+                 "WHATSAPP_APP_SECRET": bool(self.app_secret),
+                 "WHATSAPP_SYSTEM_USER_ID": self.system_user_id.isdigit(),
+                 "ADMIN_PHONE_NUMBER": E164.fullmatch(self.admin_number) is not None}
+        return {name: SETTINGS[name] for name, ok in found.items() if not ok}
+
+    def as_evidence(self) -> dict[str, object]:
+        return {"WHATSAPP_PHONE_NUMBER_ID": self.phone_number_id, "WHATSAPP_APP_ID": self.app_id,
+                "WHATSAPP_APP_SECRET": self.app_secret.fingerprint if self.app_secret else "(missing)",
+                "WHATSAPP_SYSTEM_USER_ID": self.system_user_id, "ADMIN_PHONE_NUMBER": self.admin_number}
 
 
 @dataclass(frozen=True)
@@ -152,6 +176,13 @@ class WhatsAppProvider(RegisteredCredential):
     @staticmethod
     def _bearer(token: Secret) -> dict[str, str]:
         return {"Authorization": f"Bearer {token.reveal()}"}
+
+    def input_problems(self) -> dict[str, str]:
+        """Every .env setting a later step reads that is missing or unusable, with its fix."""
+        return self.settings.problems()
+
+    def inputs(self) -> dict[str, object]:
+        return self.settings.as_evidence()
 
     def check(self, credential: Secret) -> CheckResult:
         """GET /{v}/{phone-number-id} with the token (read-only). ACCEPTED on 200, REFUSED only on 401 with code 190;
