@@ -24,7 +24,9 @@ body keyed by the app secret).
 
 Admin (Python): `GraphStandIn.tokens`, `.revoked`, `.messages`, `.faults`, `.keep_revoked_tokens_valid` (a negative
 control: revocation no longer kills a token), `.mint()` (a token as Business Manager would show it once),
-`.webhook_url`, `.outcome` (`DELIVERED`, `UNDELIVERABLE`), `.message_status`, `.exchanges` (for the contract tests).
+`.webhook_url`, `.outcome` (`DELIVERED`, `UNDELIVERABLE`), `.message_status`, `.exchanges` (for the contract tests),
+`.auth_outage_for_revoked` (Graph answers a revoked token with its transient error, code 2 `is_transient`, as in
+Meta's description's InternalServerError example, which proves nothing about the token).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class GraphStandIn:
     tokens: set[str] = field(default_factory=set, repr=False)
     revoked: set[str] = field(default_factory=set, repr=False)
     keep_revoked_tokens_valid: bool = False
+    auth_outage_for_revoked: bool = False  # a revoked token gets 503 code 2 is_transient (no verdict) instead of 190
     drop_messages: bool = False  # a negative control: accepted (200 with a wamid) but never delivered
     message_status: str = "accepted"  # what the send's answer says (Meta may say held_for_quality_assessment)
     webhook_url: str = ""  # the app's webhook, as configured in Meta's app dashboard
@@ -154,6 +157,8 @@ class GraphStandIn:
             return None
         with self.lock:
             revoked = token in self.revoked
+        if revoked and self.auth_outage_for_revoked:  # a temporary failure: Meta's code 2, is_transient
+            return _unavailable(Fault(fail=503))
         if revoked:
             return oauth_error("Error validating access token: The session has been invalidated because the user "
                                "changed their password or Facebook has changed the session for security reasons.", 460)

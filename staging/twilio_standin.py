@@ -25,7 +25,9 @@ after a configurable delay since it was created); the create answer always says 
 Admin (Python): `TwilioStandIn.primary`, `.secondary`, `.plant_secondary(created)` (a secondary someone else left),
 `.lifecycle` (how the next messages end: `Lifecycle.delivered()`, `Lifecycle.ending("undelivered", 30003)`,
 `Lifecycle.stuck("queued")` ...), `.messages`, `.requests`, `.exchanges` (every request and answer, for the contract
-tests), `.faults`, `.keep_old_tokens_valid` (a negative control: promotion no longer kills the old primary).
+tests), `.faults`, `.keep_old_tokens_valid` (a negative control: promotion no longer kills the old primary),
+`.auth_outage_for_retired` (Twilio's authentication is temporarily failing for the retired token: 503/20500, which
+proves nothing about it, twilio.com/docs/errors/20500).
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ class TwilioStandIn:
     secondary: str | None = field(default=None, repr=False)
     secondary_created: dt.datetime | None = None
     keep_old_tokens_valid: bool = False
+    auth_outage_for_retired: bool = False  # a retired token gets 503/20500 (no verdict) instead of 401/20003
     lifecycle: Lifecycle = field(default_factory=Lifecycle.delivered)
     retired: list[str] = field(default_factory=list, repr=False)
     messages: list[dict[str, object]] = field(default_factory=list)
@@ -145,6 +148,8 @@ class TwilioStandIn:
 
     def _route(self, request: Request) -> Reply:
         if not self._authenticated(request):
+            if self.auth_outage_for_retired and self._presents_retired(request):
+                return _error(503, 20500, "Service Unavailable")  # a temporary failure, no verdict on the token
             return Reply(401, dict(AUTHENTICATE), {"WWW-Authenticate": 'Basic realm="Twilio API"'})
         key = (request.method, request.path)
         if key == ("POST", "/v1/AuthTokens/Secondary"):
@@ -162,6 +167,15 @@ class TwilioStandIn:
         if request.method == "GET" and (m := MESSAGE.match(request.path)):
             return self._message_status(m["msg"])
         return _error(404, 20404, f"The requested resource {request.path} was not found")
+
+    def _presents_retired(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        try:
+            password = base64.b64decode(header[6:], validate=True).decode().partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        with self.lock:
+            return password in self.retired
 
     def _authenticated(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
