@@ -75,7 +75,12 @@ class ExistingCredential(ProviderError):
 class AnswerLost(ProviderUnavailable):
     """A request that changes something at the provider (a token mint, a test message) reached it, and its answer was
     lost (the connection dropped after the request was sent, or no answer came in time): the provider may have acted.
-    Such a request is never simply sent again; the adapter reconciles first (finds what the lost call did) or stops."""
+    Such a request is never simply sent again; the adapter reconciles first (finds what the lost call did) or stops.
+    `answer` says what came instead of the answer ("no answer within 10s", "connection closed with no answer")."""
+
+    def __init__(self, message: str, *, status: int | str | None = None, answer: str = "") -> None:
+        super().__init__(message, status=status)
+        self.answer = answer
 
 
 class Transient(Exception):
@@ -171,7 +176,8 @@ def with_retries(policy: RetryPolicy, provider: str, operation: str, call: Calla
                     journal.note({"operation": f"{provider} {operation}", "attempt": attempt, "answer": str(exc),
                                   "what it means": "the request reached the provider; its answer was lost"})
                 raise AnswerLost(f"{provider} {operation}: {exc} after the request reached {provider}: it may have "
-                                 "acted, so the request is not sent again blindly", status=exc.status) from None
+                                 "acted, so the request is not sent again blindly", status=exc.status,
+                                 answer=str(exc)) from None
             if backoff is None:
                 break
             delay = exc.retry_after if exc.retry_after is not None else backoff

@@ -242,10 +242,11 @@ class WhatsAppProvider(RegisteredCredential):
                            "outcome": f"Meta may hold one token for system user {s.system_user_id} that no .env, "
                                       "pending file or evidence holds; not minted again"})
         return AnswerLost(
-            f"{NAME} system-user token create: the answer was lost after the request reached Meta, so Meta may hold "
+            f"{NAME} system-user token create: {lost.answer or 'the answer was lost'} after the request reached Meta, "
+            f"so Meta may hold "
             f"a new token for system user {s.system_user_id} that this run never saw; it was not minted again and "
             f"nothing changed here. Next: in Business Settings > System users > {s.system_user_id}, revoke its tokens "
-            f"for app {s.app_id} other than the one in .env, then rerun", status=lost.status)
+            f"for app {s.app_id} other than the one in .env, then rerun", status=lost.status, answer=lost.answer)
 
     def retire_old(self, old: Secret, new: Secret) -> None:
         """Revoke the old token (authenticated with the new one). Kept behind this one function: the revoke
@@ -279,9 +280,10 @@ class WhatsAppProvider(RegisteredCredential):
                                "reconciled by": "nothing: the Cloud API keeps no list of sent messages; what became "
                                                 "of it reaches only the app's webhook",
                                "outcome": "not sent again (a second send would duplicate it)"})
-            raise AnswerLost(f"{NAME} test message: the answer was lost after the request reached Meta, so the "
-                             f"message may have been sent to {to}; it was not sent again. Next: see whether it "
-                             "arrived (the app's webhook records), then rerun", status=lost.status) from None
+            raise AnswerLost(f"{NAME} test message: {lost.answer or 'the answer was lost'} after the request reached "
+                             f"Meta, so the message may have been sent to {to}; it was not sent again. Next: see "
+                             "whether it arrived (the app's webhook records), then rerun", status=lost.status,
+                             answer=lost.answer) from None
         messages = answer.body.get("messages")
         first = messages[0] if isinstance(messages, list) and messages and isinstance(messages[0], dict) else None
         if answer.status != 200 or first is None or not first.get("id"):
