@@ -191,3 +191,18 @@ def test_a_missing_required_setting_is_refused_before_any_change(provider_world:
                if r[0] != "GET"]
     assert changes == [], changes  # nothing created, revoked or sent at the provider (the app's checks only read)
     assert Secret(provider_world.originals[provider].reveal()) == provider_world.in_env(provider)
+
+
+def test_a_retry_after_longer_than_the_configured_maximum_ends_the_step_saying_so(
+        provider_world: ProviderWorld) -> None:
+    """`--max-retry-wait 1`: Twilio asks for 30 s; the create step stops at once, before anything changed."""
+    twilio, before = provider_world.standins.twilio, provider_world.env_file.read_bytes()
+    twilio.faults.throttle_next(1, retry_after="30", match="/AuthTokens/Secondary")
+    run = provider_world.cli("rotate", "twilio", "--max-retry-wait", "1")
+    failed = run.failed_step()
+    assert failed.text == STEPS["twilio"]["create"], failed.step
+    assert "asked to wait 30 s (Retry-After: 30 s)" in (failed.error or "") and "rerun later" in (failed.error or "")
+    [gave_up] = [e for e in journal(run, "twilio") if "gave up" in e]
+    assert gave_up["asked to wait s"] == 30.0, gave_up
+    assert twilio.secondary is None
+    unchanged(provider_world, "twilio", before)
