@@ -244,8 +244,9 @@ def test_a_lost_answer_to_the_test_email_is_looked_up_before_sending_again(provi
     """The relay queues the message and the connection drops before its 250. With a witness that can look (staging's
     mailbox) the message is found by its Message-ID and not sent again: one message. Without one (a live relay lists
     no messages) the step stops and names the Message-ID to look for: still one message, never two."""
-    chosen = {} if witness == "mailbox" else {"witnesses": {}}
-    rotation = provider_world.rotation("smtp", **chosen)
+    rotation = provider_world.rotation("smtp")
+    if witness == "none":
+        rotation.witness = None  # live: no relay lists its messages
     relay = provider_world.standins.smtp
     recorded: list[tuple[str, object]] = []
     evidence = Recording(recorded)
