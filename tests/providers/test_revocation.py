@@ -13,6 +13,7 @@ import sys
 from rotation.providers.base import CheckResult, CredentialCheck
 from rotation.providers.revocation import (
     Clock,
+    Revocation,
     RevocationAct,
     Wait,
     ask_operator,
@@ -29,7 +30,7 @@ UNDECIDED = CheckResult("smtp", False, 454, "4.7.0", "Temporary authentication f
 
 class FakeClock:
     def __init__(self) -> None:
-        self.t, self.slept = 0.0, []
+        self.t, self.slept = 0.0, list[float]()
 
     def sleep(self, s: float) -> None:
         self.slept.append(s)
@@ -39,7 +40,7 @@ class FakeClock:
         return self.t
 
 
-def run(results: list[CheckResult], act: RevocationAct, wait: Wait) -> tuple[object, FakeClock, int]:
+def run(results: list[CheckResult], act: RevocationAct, wait: Wait) -> tuple[Revocation, FakeClock, int]:
     clock, asked = FakeClock(), []
 
     def check() -> CheckResult:
@@ -55,8 +56,8 @@ OPERATOR = RevocationAct("the operator", "asked at the operator's terminal", now
 
 def test_a_refusal_after_some_waiting_proves_it_and_says_who_and_how() -> None:
     revocation, clock, asked = run([ACCEPTED, UNDECIDED, REFUSED], OPERATOR, Wait(60, 10))
-    assert revocation.proven and asked == 3 and clock.slept == [10, 10]  # type: ignore[attr-defined]
-    sentence = revocation.sentence()  # type: ignore[attr-defined]
+    assert revocation.proven and asked == 3 and clock.slept == [10, 10]
+    sentence = revocation.sentence()
     assert sentence.startswith(f"revoked by the operator at {OPERATOR.done_at}; refused at ")
     assert sentence.endswith("with 535 5.7.8")
 
@@ -64,16 +65,16 @@ def test_a_refusal_after_some_waiting_proves_it_and_says_who_and_how() -> None:
 def test_still_accepted_at_the_end_of_the_wait_is_not_revoked() -> None:
     """Negative control: the operator said it was done, the provider disagrees: not proven."""
     revocation, clock, asked = run([ACCEPTED], OPERATOR, Wait(30, 10))
-    assert not revocation.proven and asked == 4 and sum(clock.slept) == 30  # t = 0, 10, 20, 30  # type: ignore[attr-defined]
-    assert revocation.sentence().startswith("not revoked: still accepted at ")  # type: ignore[attr-defined]
-    assert revocation.as_evidence()["revoked"] is False  # type: ignore[attr-defined]
+    assert not revocation.proven and asked == 4 and sum(clock.slept) == 30  # t = 0, 10, 20, 30
+    assert revocation.sentence().startswith("not revoked: still accepted at ")
+    assert revocation.as_evidence()["revoked"] is False
 
 
 def test_a_temporary_failure_is_never_a_revocation() -> None:
     revocation, _, _ = run([UNDECIDED], OPERATOR, Wait(20, 10))
-    assert not revocation.proven  # type: ignore[attr-defined]
-    assert "no definitive answer (undecided)" in revocation.sentence()  # type: ignore[attr-defined]
-    assert "454 4.7.0" in revocation.sentence()  # type: ignore[attr-defined]
+    assert not revocation.proven
+    assert "no definitive answer (undecided)" in revocation.sentence()
+    assert "454 4.7.0" in revocation.sentence()
 
 
 def test_an_operator_who_says_skip_gets_one_check_and_no_wait() -> None:
@@ -89,7 +90,7 @@ def test_an_operator_who_says_skip_gets_one_check_and_no_wait() -> None:
     assert act.declined and act.done_at is None and act.asked_at >= asked_at
     assert "Press Enter once it is revoked" in typed[0]
     revocation, clock, asked = run([ACCEPTED], act, Wait(300, 10))
-    assert asked == 1 and clock.slept == [] and not revocation.proven  # type: ignore[attr-defined]
+    assert asked == 1 and clock.slept == [] and not revocation.proven
     assert act.as_evidence()["said"] == "the operator said it was not done"
 
 
@@ -101,7 +102,7 @@ def test_enter_at_the_terminal_is_the_operators_word_not_a_proof() -> None:
     act = ask_operator("Revoke it.", Terminal())
     assert not act.declined and act.done_at is not None and act.how == "asked at the operator's terminal"
     revocation, _, _ = run([ACCEPTED], act, Wait(0, 10))
-    assert not revocation.proven  # type: ignore[attr-defined]
+    assert not revocation.proven
 
 
 def test_without_a_terminal_nobody_is_prompted() -> None:

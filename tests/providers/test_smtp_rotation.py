@@ -17,7 +17,7 @@ import pytest
 
 from rotation.core import app_control, envfile, state
 from rotation.core.keys import generate_key
-from rotation.core.proof import CheckFailed
+from rotation.core.proof import CheckFailed, NoEvidence
 from rotation.core.secret import Secret
 from rotation.providers.base import CredentialCheck
 from rotation.providers.procedure import ProviderRotation
@@ -264,7 +264,7 @@ def test_a_lost_answer_to_the_test_email_is_looked_up_before_sending_again(provi
     assert lost["next"] == ("not sent again: it arrived" if witness == "mailbox" else "stopped: it may have been sent")
 
 
-class Recording:
+class Recording(NoEvidence):
     """Evidence kept in a list, for the in-process procedure tests."""
 
     def __init__(self, into: list[tuple[str, object]]) -> None:
@@ -272,9 +272,6 @@ class Recording:
 
     def record(self, name: str, value: object, *, source: str | None = None) -> None:
         self.into.append((name, value))
-
-    def register_secret(self, secret: Secret | str) -> None:
-        return None
 
 
 def steps_before_send(rotation: ProviderRotation, evidence: Recording) -> None:
