@@ -297,3 +297,25 @@ def test_the_whole_procedure_still_runs_in_process(provider_world: ProviderWorld
     """The staging console revokes at once: the in-process procedure finishes (the fault tests' baseline)."""
     run_all_steps(provider_world.rotation("smtp"))
     assert log_rows(provider_world) == 1
+
+
+def test_abandoning_claims_no_discard_nobody_did(provider_world: ProviderWorld) -> None:
+    """--abandon-pending on an SMTP rotation: this tool never held the pending password on disk and cannot revoke it,
+    so the evidence says nothing was done at the provider (and the relay indeed still accepts it), instead of the old
+    "discarded at the provider: true"."""
+    first = provider_world.rotation("smtp")
+    evidence = Recording([])
+    first.running_with_current(first.label, evidence)
+    from rotation.core.prerequisites import back_up
+
+    back_up(first.deployment, evidence)
+    first.create(evidence)  # the run ends here (a crash, or the operator gives up)
+    pending = first.new
+    recorded: list[tuple[str, object]] = []
+    again = provider_world.rotation("smtp", abandon_pending=True)
+    again.create(Recording(recorded))
+    [(_, abandoned)] = [(n, v) for n, v in recorded if n == f"pending {LABEL} rotation abandoned"]
+    assert isinstance(abandoned, dict)
+    assert str(abandoned["at the provider"]).startswith("nothing was done at the provider"), abandoned
+    assert "discarded at the provider" not in abandoned
+    assert again.provider.check(pending).answer is CredentialCheck.ACCEPTED  # what the record says: not revoked
