@@ -158,6 +158,7 @@ class ProviderRotation:
         self._delivery: Delivery | None = None
         self._tested = False  # this run's test message passed its check
         self._found_after_loss: DeliveryReport | None = None  # a test message whose answer was lost, found arrived
+        self._old_refused = False  # this run saw the provider refuse the old credential definitively
 
     # --- what the steps share -------------------------------------------------------------------------------------
     @property
@@ -584,6 +585,7 @@ class ProviderRotation:
         require(result.answer is CredentialCheck.REFUSED,
                 f"no definitive answer about the old {self.label} {self.old.fingerprint} ({result.status}: "
                 f"{result.detail}); it is not counted as rejected: run the same command again to ask again")
+        self._old_refused = True
 
     @journaled
     def check_new_still_works(self, evidence: Evidence) -> None:
@@ -606,6 +608,8 @@ class ProviderRotation:
     def log(self, evidence: Evidence) -> None:
         """The rotation log row, once (matched on the old credential's hash); PENDING becomes CURRENT."""
         progress = self._state()
+        require(self._old_refused, f"the old {self.label} of rotation {self._rotation_id} has not been seen refused "
+                                   "by the provider in this run: nothing is logged as complete")
         require(progress is not None and progress.step in ("test", "finish"),
                 f"rotation {self._rotation_id} of the {self.label} is not ready to log: last step done "
                 f"{progress.step if progress else 'none'}")

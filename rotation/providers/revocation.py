@@ -49,10 +49,13 @@ class DevTty:
     path: str = TTY
 
     def ask(self, text: str) -> str:
-        with open(self.path, "r+", encoding="utf-8", errors="replace") as tty:
-            tty.write(text)
-            tty.flush()
-            return tty.readline()
+        # unbuffered bytes: a terminal is not seekable, which a text-mode "r+" file requires
+        with open(self.path, "rb+", buffering=0) as tty:
+            tty.write(text.encode())
+            line = bytearray()
+            while not line.endswith(b"\n") and (byte := tty.read(1)):
+                line += byte
+            return line.decode(errors="replace")
 
 
 def operator_terminal(path: str = TTY) -> Terminal | None:

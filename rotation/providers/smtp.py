@@ -84,6 +84,9 @@ class OperatorConsole:
         offered = self.offered()
         if offered is not None:
             return offered
+        if self.prompt is getpass.getpass and self.terminal() is None:  # getpass would read pytest's stdin
+            raise ProviderError(f"{NAME}: no new password was handed over and there is no terminal to ask at: create "
+                                f"it at the provider, then run again with {NEW_PASSWORD_ENV} set in the environment")
         return Secret(self.prompt("New SMTP password (as created at the provider; not echoed): ").strip())
 
     def retire(self, old: Secret) -> RevocationAct:

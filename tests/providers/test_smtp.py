@@ -43,8 +43,8 @@ def test_the_server_demands_starttls_before_auth(smtp_server: SmtpStandIn, curre
 
 def test_the_protocol_as_rfc_3207_and_2034_want_it(smtp_server: SmtpStandIn, current: Secret) -> None:
     """With smtplib over the wire: ENHANCEDSTATUSCODES advertised (and every later reply carries one), a second
-    STARTTLS inside TLS gets Postfix's 554 5.5.1 and the session goes on, and any AUTH word is answered, `AUTH attempts` included
-    (a handler attribute named auth_* used to be taken for a mechanism and crash the session)."""
+    STARTTLS inside TLS gets Postfix's 554 5.5.1 and the session goes on, and any AUTH word is answered, `AUTH
+    attempts` included (a handler attribute named auth_* used to be taken for a mechanism and crash the session)."""
     context = ssl.create_default_context(cafile=str(smtp_server.ca_file))
     with smtplib.SMTP("127.0.0.1", smtp_server.port, timeout=5) as client:
         client.ehlo()
