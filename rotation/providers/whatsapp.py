@@ -228,7 +228,12 @@ class WhatsAppProvider(RegisteredCredential):
             raise self._mint_lost(lost) from None
         token = answer.body.get("access_token")
         if answer.status != 200 or not isinstance(token, str) or not token:
-            raise self._failed("system-user token create", answer, current)
+            failed = self._failed("system-user token create", answer, current)
+            if "appsecret_proof" in str(answer.error.get("message", "")):  # Graph's refusal of the proof (code 100)
+                raise ProviderError(f"{failed}. The proof is made with WHATSAPP_APP_SECRET: it is not the app's "
+                                    "secret. Nothing was changed: correct it in .env (app dashboard > Settings > "
+                                    "Basic) and run the same command again", status=failed.status, code=failed.code)
+            raise failed
         return Secret(token)
 
     def _mint_lost(self, lost: AnswerLost) -> AnswerLost:

@@ -206,3 +206,27 @@ def test_a_retry_after_longer_than_the_configured_maximum_ends_the_step_saying_s
     assert gave_up["asked to wait s"] == 30.0, gave_up
     assert twilio.secondary is None
     unchanged(provider_world, "twilio", before)
+
+
+def test_a_wrong_app_secret_is_refused_by_meta_and_the_rerun_uses_the_corrected_one(
+        provider_world: ProviderWorld) -> None:
+    """The operator's input to a WhatsApp rotation is the app secret (the mint's appsecret_proof). Meta refuses a
+    wrong one (400, code 100): nothing changes and the step says which setting to correct; the rerun, after the
+    operator corrected .env, uses the corrected secret and finishes."""
+    env, graph, old = provider_world.env_file, provider_world.standins.graph, provider_world.in_env("whatsapp")
+    right = f"WHATSAPP_APP_SECRET={graph.app_secret}"
+    assert right in env.read_text()
+    env.write_text(env.read_text().replace(right, "WHATSAPP_APP_SECRET=" + "0" * 32))
+    before, tokens = env.read_bytes(), set(graph.tokens)
+    run = provider_world.cli("rotate", "whatsapp")
+    failed = run.failed_step()
+    assert failed.text == STEPS["whatsapp"]["create"], failed.step
+    assert "Invalid appsecret_proof" in (failed.error or "") and "correct it in .env" in (failed.error or "")
+    assert graph.tokens == tokens  # nothing minted
+    unchanged(provider_world, "whatsapp", before)
+    env.write_text(env.read_text().replace("WHATSAPP_APP_SECRET=" + "0" * 32, right))
+    rerun = provider_world.cli("rotate", "whatsapp")
+    assert rerun.returncode == 0, rerun.output[-3000:]
+    assert len(graph.tokens - tokens) == 1  # one mint, with the corrected secret's proof
+    assert_rotated(provider_world, "whatsapp", old, rows=1)
+    assert not leaked(run.output + rerun.output, Secret(graph.app_secret), old)
