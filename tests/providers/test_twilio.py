@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import email.utils
 import logging
 
 import pytest
@@ -19,6 +20,7 @@ from rotation.providers.base import (
     ExistingCredential,
     ProviderError,
     ProviderUnavailable,
+    retry_after_s,
 )
 from rotation.providers.twilio import TwilioProvider
 from staging.twilio_standin import AUTHENTICATE, Lifecycle, TwilioStandIn, new_token
@@ -264,3 +266,17 @@ def test_a_retry_after_beyond_the_maximum_wait_gives_up_saying_so(twilio: Twilio
     with pytest.raises(ProviderUnavailable, match=r"asked to wait 30 s \(Retry-After: 30 s\).*may wait"):
         patient.issue(Secret(twilio_api.primary))
     assert twilio_api.secondary is None
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date(twilio: TwilioProvider, twilio_api: TwilioStandIn) -> None:
+    """RFC 9110 section 10.2.3: delay-seconds or an HTTP-date; a date in the past is no wait, nonsense is ignored."""
+    now = dt.datetime(2026, 12, 7, 3, 0, tzinfo=dt.UTC)
+    assert retry_after_s("2") == 2.0
+    assert retry_after_s("Mon, 07 Dec 2026 03:00:30 GMT", now) == 30.0
+    assert retry_after_s("Mon, 07 Dec 2026 02:59:00 GMT", now) == 0.0
+    assert retry_after_s("soon") is None and retry_after_s(None) is None
+    when = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3), usegmt=True)
+    twilio_api.faults.throttle_next(1, retry_after=when, match="/Accounts/")
+    assert twilio.check(Secret(twilio_api.primary)).accepted
+    [wait] = twilio.journal.take()
+    assert str(wait["because"]).startswith("Retry-After: ") and float(str(wait["waited s"])) >= 1.0, wait
