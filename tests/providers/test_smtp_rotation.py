@@ -7,6 +7,7 @@ with backoff: test_smtp.py), so there is no such test here."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Iterator
@@ -129,13 +130,21 @@ def test_the_revoke_prompt_is_shown_at_the_operators_terminal(provider_world: Pr
     """`rotation provider rotate smtp` at a real terminal (a pseudo-terminal): the question appears there although
     pytest captures stdin and stdout. The operator revokes at the console and presses Enter: the evidence says the
     operator revoked it at T and the relay refused it at T2 with 535 5.7.8. Negative control: the operator types
-    'skip': nothing is revoked, the run fails at the revoke step and its evidence says so."""
+    'skip': nothing is revoked, the run fails at the revoke step and its evidence says so. The new password is typed
+    at the getpass prompt in the first case (it is never echoed: the terminal's output does not hold it)."""
     old, new = provider_world.in_env("smtp"), new_password(provider_world)
     command = provider_world.command("rotate", "smtp", "--revoke-wait=2")
-    env = provider_world.command_env({"SMTP_NEW_PASSWORD": new.reveal()})
+    typed = answer == "revoked"  # the new password typed at the prompt (not echoed); the control hands it over
+    env = provider_world.command_env({} if typed else {"SMTP_NEW_PASSWORD": new.reveal()})
+    if typed:
+        env.pop("SMTP_NEW_PASSWORD", None)  # not inherited from the tests' own environment
     before = set(provider_world.reports.glob("*"))
     child = pexpect.spawn(command[0], command[1:], cwd=str(PROJECT), env=env, encoding="utf-8", timeout=150)
+    child.logfile_read = screen = io.StringIO()  # everything the terminal showed
     try:
+        if typed:
+            child.expect("New SMTP password")
+            child.sendline(new.reveal())
         child.expect(f"Revoke the SMTP password {old.fingerprint} at the email provider's console now")
         child.expect("Press Enter once it is revoked")
         if answer == "revoked":
@@ -146,7 +155,7 @@ def test_the_revoke_prompt_is_shown_at_the_operators_terminal(provider_world: Pr
         child.expect(pexpect.EOF)
     finally:
         child.close()
-    shown = child.before or ""
+    shown = screen.getvalue()
     assert set(provider_world.reports.glob("*")) - before, shown[-3000:]
     run = SuiteRun(child.exitstatus if child.exitstatus is not None else -1, shown,
                    run_folder=newest_run_folder(provider_world.reports))
