@@ -27,6 +27,12 @@ LIVE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--change-id", "--change-id", "the approved change record (required)"),
     ("--reason", "--reason", "the rotation reason written to the rotation log"),
     ("--workers", "--workers", "parallel re-encryption workers (default: CPU count)"),
+    ("--revoke-wait", "--revoke-wait", "seconds to keep asking the provider whether a revoked credential is refused "
+                                       "(default 300): the operator revokes at the provider when asked at the terminal "
+                                       "or, without one, in the log"),
+    ("--max-retry-wait", "--max-retry-wait", "seconds a provider call may wait in all before its retries, honouring "
+                                             "the provider's Retry-After (default 120); a longer wait asked for ends "
+                                             "the step, saying so"),
     ("--reports-dir", "--reports-dir", "where the run folder is written (default: reports/)"),
     ("--signing-key", "--signing-key", "Ed25519 private key (PEM) that signs the evidence (or $ROTATION_SIGNING_KEY)"),
     ("--app-start", "--app-start", "command that starts the app (default: the configuration's [app])"),
@@ -42,6 +48,8 @@ LIVE_FLAGS: tuple[tuple[str, str], ...] = (
     ("--leave-unreadable", "DB key: leave values no key opens byte for byte as they are and go on (the verdict says "
                            "INCOMPLETE, naming them); without it they are refused before the app stops"),
     ("--allow-staging-endpoints", "allow loopback / stand-in endpoints (rehearsing the live path in CI)"),
+    ("--take-over-lock", "take over the run lock a rotation left when its process died (only once that run is over; "
+                         "the evidence says so)"),
 )
 
 
@@ -68,7 +76,8 @@ def run_features(*pytest_args: str) -> int:
         print(f"rotation: the features are not beside the installed package ({PROJECT_ROOT}): install the project "
               "from its checkout with `pip install -e .`")
         return 2
-    return int(pytest.main(["-c", str(PROJECT_ROOT / "pytest.ini"), "--rootdir", str(PROJECT_ROOT),
+    pdf = [] if any(a.startswith("--evidence-pdf") for a in pytest_args) else ["--evidence-pdf=auto"]
+    return int(pytest.main(["-c", str(PROJECT_ROOT / "pytest.ini"), "--rootdir", str(PROJECT_ROOT), *pdf,
                             *pytest_args, str(PROJECT_ROOT / "steps")]))
 
 

@@ -1,5 +1,8 @@
 """Runbook section 1, Database Encryption Key Rotation, as idempotent steps over the four-step state.
 
+    (first)  prepare              everything checkable checked before any change (rotation.db_key.readiness), the
+                                  run lock taken (rotation.core.lock), the suite's schema created or upgraded
+                                  (rotation.core.runbook_schema), the lock's holder recorded
     create   generate_key         a new key from the CSPRNG, judged by the registry's strength policy, kept as the
                                   PENDING credential (.rotation-pending.db_encryption_key, 0600) until .env holds it
     set      write_env            .env holds the new key: refused while the app answers healthy or any session of its
@@ -33,14 +36,17 @@ from typing import TypeVar
 
 import psycopg
 
-from rotation.core import app_control, app_proof, envfile, state
+from rotation.core import app_control, app_proof, envfile, prerequisites, runbook_schema, state
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
 from rotation.core.keys import WeakSecretError, check_strength, generate_key
+from rotation.core.lock import SOURCE as LOCK_SOURCE
+from rotation.core.lock import TAKE_OVER_OPTION, RunLock
+from rotation.core.preflight import RunContext
 from rotation.core.proof import CheckFailed, Evidence, record_exception, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
 from rotation.core.secret import Secret
-from rotation.db_key import fernet, populations, staged, stopped, sweep, unopened
+from rotation.db_key import fernet, populations, readiness, staged, stopped, sweep, unopened
 from rotation.db_key.reencrypt import (
     DEFAULT_CIPHER_OPTIONS,
     JobResult,
@@ -127,8 +133,11 @@ class DbKeyRotation:
 
     def __init__(self, deployment: Deployment, *, reason: str, workers: int | None = None,
                  abandon_pending: bool = False, scheduled: bool = False, staged: bool = False,
-                 max_rate: float | None = None, leave_unreadable: bool = False) -> None:
+                 max_rate: float | None = None, run: RunContext | None = None,
+                 leave_unreadable: bool = False) -> None:
         self.deployment = deployment
+        # where the evidence goes, what signs it, and the run lock; a library caller without one takes no lock
+        self.run = run or RunContext()
         self.credential = deployment.config.credential(CREDENTIAL)
         self.reason = reason
         self.workers = workers or os.cpu_count() or 2
@@ -139,7 +148,8 @@ class DbKeyRotation:
         self._keys: RotationKeys | None = None
         self.staged = staged  # stage the new ciphertexts while the app runs; the app is stopped only for the cutover
         self.max_rate = max_rate
-        self._stopped_at: float | None = None  # when this run proved the app stopped (the downtime window's start)
+        self._stopped_at: float | None = None  # when this run stopped the app (the downtime window's start)
+        self._window_from = "app proven stopped"
         # values no key opens: refused before the app stops (scheduled), or left byte for byte as found (emergency)
         self.leave_unreadable = leave_unreadable
 
@@ -167,6 +177,37 @@ class DbKeyRotation:
         return self._current_keys().rotation_id
 
     # --- Background -------------------------------------------------------------------------------------------------
+    def prepare(self, evidence: Evidence) -> None:
+        """Given (first): everything checkable is checked before the first change (rotation.db_key.readiness), and
+        refused naming each finding and its fix; then the run lock is taken (one rotation at a time), the suite's
+        schema created or upgraded (the first run on a database holding only the app's migrations), and the lock's
+        record written. Each part recorded. Nothing of the app's, its data's or .env's has changed yet."""
+        found, schema = readiness.preflight(self.deployment, self.run, self.specs, self.fernet_specs)
+        evidence.record("checked before any change", found.as_evidence(), source=readiness.SOURCE)
+        found.require()
+        lock = self.run.lock
+        if lock is not None:
+            lock.take()
+        with connect(self.deployment.dsn) as conn:
+            done = runbook_schema.ensure(conn, schema)
+        evidence.record(f"the suite's schema {runbook_schema.SCHEMA}", {
+            "found": schema.state, "done": done, "role": schema.role, "database": schema.database},
+            source=runbook_schema.SOURCE)
+        self._claim(lock, evidence)
+
+    def _claim(self, lock: RunLock | None, evidence: Evidence) -> None:
+        if lock is None:
+            evidence.record("run lock", {"taken": False, "why": "a library caller without a run lock (the "
+                                                                "operator's command and rehearsals always take it)"},
+                            source=LOCK_SOURCE)
+            return
+        claimed = lock.claim()
+        evidence.record("run lock", {
+            "taken": True, "holder": claimed.holder.as_evidence(),
+            "taken over from a stale lock": claimed.taken_over.as_evidence() if claimed.taken_over else None,
+            "how": (f"{TAKE_OVER_OPTION}: the record of a run whose lock session is gone was replaced"
+                    if claimed.taken_over else "no other holder")}, source=LOCK_SOURCE)
+
     def check_current_key(self, evidence: Evidence) -> None:
         """Given: the inventory's encrypted values open with the key in .env (one value per column is tried). A rerun
         of a rotation in progress says so instead: its data is partly under the new key by design."""
@@ -200,6 +241,8 @@ class DbKeyRotation:
     # --- create ---------------------------------------------------------------------------------------------------
     def generate_key(self, evidence: Evidence) -> None:
         """create: a new key, kept as PENDING; or, on a rerun, the rotation that is already under way."""
+        if self.run.lock is not None:
+            self.run.lock.require_held()  # one rotation at a time: still ours before the first change
         existing = state.load(self.env_file, self.credential.type)
         if existing is not None and existing.in_progress and not self.abandon_pending:
             keys = self._recover(existing)
@@ -349,7 +392,9 @@ class DbKeyRotation:
         health = app_control.health(url)
         require(not health.healthy, f"the app still answers healthy at {url}: stop it before .env gets the new key")
         sessions = self._require_app_stopped(evidence)
-        self._stopped_at = time.time()
+        issued = prerequisites.stop_issued_at(self.env_file)  # the outage began with the stop command, not its proof
+        self._stopped_at = issued if issued is not None else time.time()
+        self._window_from = "stop command issued" if self._stopped_at == issued else "app proven stopped"
         before = envfile.get_secret(self.env_file, self.credential.env)
         if before != keys.new:
             require(before == keys.old, f"{self.env_file.name} holds {self.credential.env} {before.fingerprint}, "
@@ -663,7 +708,7 @@ class DbKeyRotation:
         proof = self._app_proof(keys)
         window = ({"downtime window": {
             "mode": "staged" if self.staged else "stop-the-world",
-            "from (app proven stopped)": _utc(dt.datetime.fromtimestamp(self._stopped_at, dt.UTC)),
+            f"from ({self._window_from})": _utc(dt.datetime.fromtimestamp(self._stopped_at, dt.UTC)),
             "to (app proven on the new key)": _utc(dt.datetime.now(dt.UTC)),
             "seconds (at most)": round(time.time() - self._stopped_at, 3)}}
             if self._stopped_at is not None and proof.proven else {})
