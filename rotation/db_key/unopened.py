@@ -34,17 +34,6 @@ if TYPE_CHECKING:  # reencrypt and staged build their statements with is_left():
 
 OLD, NEW = key_ref("old"), key_ref("new")
 TABLE = "rotation_runbook.unreadable_value"
-DDL = """
-CREATE TABLE IF NOT EXISTS rotation_runbook.unreadable_value (
-    new_key_fp TEXT NOT NULL,
-    table_name TEXT NOT NULL,
-    column_name TEXT NOT NULL,
-    pk TEXT NOT NULL,
-    value_sha256 BYTEA NOT NULL,
-    found_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (new_key_fp, table_name, column_name, pk)
-)
-"""
 # Each value is tried with the old key once; the new key only where the old one fails (OFFSET 0: not once per use).
 FIND = """
 SELECT k, sha256(v) FROM (
@@ -83,8 +72,8 @@ class Unopened:
 
 
 def ensure(conn: psycopg.Connection) -> None:
+    """The table is the suite's schema's (V100__rotation_runbook.sql): created or upgraded there, nothing here."""
     apply_runbook_schema(conn)
-    conn.execute(DDL)
     conn.commit()
 
 
