@@ -47,6 +47,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="prove WhatsApp delivery from the app's own records (crm_delivery_logs / crm_communications "
                          "for the message id) within --delivery-wait; without it the check reads 'accepted by Meta'. "
                          "Staging always does")
+    group.addoption("--revoke-wait", type=float, default=None, metavar="SECONDS",
+                    help="how long to keep asking the provider whether a revoked credential is refused, after the "
+                         "operator was asked to revoke it at the provider (at their terminal, or, without one, in the "
+                         "log) or this run revoked it (default 300; staging 2)")
     group.addoption("--workers", type=int, default=None,
                     help="parallel re-encryption workers (default: the number of CPUs)")
     group.addoption("--stop-the-world", action="store_true", default=False,

@@ -27,6 +27,9 @@ LIVE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--change-id", "--change-id", "the approved change record (required)"),
     ("--reason", "--reason", "the rotation reason written to the rotation log"),
     ("--workers", "--workers", "parallel re-encryption workers (default: CPU count)"),
+    ("--revoke-wait", "--revoke-wait", "seconds to keep asking the provider whether a revoked credential is refused "
+                                       "(default 300): the operator revokes at the provider when asked at the terminal "
+                                       "or, without one, in the log"),
     ("--reports-dir", "--reports-dir", "where the run folder is written (default: reports/)"),
     ("--signing-key", "--signing-key", "Ed25519 private key (PEM) that signs the evidence (or $ROTATION_SIGNING_KEY)"),
     ("--app-start", "--app-start", "command that starts the app (default: the configuration's [app])"),

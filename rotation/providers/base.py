@@ -17,6 +17,7 @@ credential registry. Errors and logs carry fingerprints and provider codes, neve
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import time
@@ -41,6 +42,17 @@ class ProviderError(RuntimeError):
 
 class ProviderUnavailable(ProviderError):
     """5xx answers or timeouts persisted through every retry."""
+
+
+class SendAnswerLost(ProviderError):
+    """A test message was handed over, but the provider's answer was lost (SMTP: the connection ended after DATA;
+    HTTP: no response to the POST). The provider may have acted: look the message up (`message_id`, a nonce in it)
+    before sending another, never resend blindly."""
+
+    def __init__(self, message: str, *, status: int | str | None = None, message_id: str = "",
+                 recipient: str = "") -> None:
+        super().__init__(message, status=status)
+        self.message_id, self.recipient = message_id, recipient
 
 
 class CredentialStillAccepted(ProviderError):
@@ -99,9 +111,22 @@ def with_retries(policy: RetryPolicy, provider: str, operation: str, call: Calla
                               status=last.status) from None
 
 
+class CredentialCheck(enum.Enum):
+    """What one answer from a provider proves about a credential. Only a definitive answer decides: REFUSED is a
+    permanent authentication failure (SMTP 535 5.7.8 or another 5.7.x permanent reply, RFC 4954 / RFC 3463; Twilio
+    401 with code 20003; Meta 401 with code 190), ACCEPTED is a successful authenticated call, and everything else
+    (a 4xx SMTP reply such as 454 4.7.0, a 5xx HTTP answer, a timeout, an unexpected code) is UNDECIDED: it proves
+    nothing, is never counted as a refusal, and a later check asks again."""
+
+    REFUSED = "refused"
+    ACCEPTED = "accepted"
+    UNDECIDED = "undecided"
+
+
 @dataclass(frozen=True)
 class CheckResult:
-    """A provider's verdict on one credential, safe to record as evidence."""
+    """A provider's verdict on one credential, safe to record as evidence. `verdict` is the tri-state answer; when an
+    adapter leaves it unset it is read from `accepted` (adapters that know better set it, UNDECIDED included)."""
 
     provider: str
     accepted: bool
@@ -109,10 +134,17 @@ class CheckResult:
     code: int | str | None
     detail: str
     credential_fp: str
+    verdict: CredentialCheck | None = None
+
+    @property
+    def answer(self) -> CredentialCheck:
+        if self.verdict is not None:
+            return self.verdict
+        return CredentialCheck.ACCEPTED if self.accepted else CredentialCheck.REFUSED
 
     def as_evidence(self) -> dict[str, object]:
-        return {"provider": self.provider, "accepted": self.accepted, "status": self.status, "code": self.code,
-                "detail": self.detail, "credential": self.credential_fp}
+        return {"provider": self.provider, "accepted": self.accepted, "answer": self.answer.value,
+                "status": self.status, "code": self.code, "detail": self.detail, "credential": self.credential_fp}
 
 
 @dataclass(frozen=True)
@@ -219,9 +251,11 @@ class Provider(Protocol):
 
     def issue(self, current: Secret) -> Secret: ...
 
-    def discard_pending(self, current: Secret, pending: Secret) -> None: ...
+    # discard_pending / retire_old: None when the call itself revoked (an API call); a revocation.RevocationAct when
+    # someone else was asked to (the operator at the SMTP provider's console), saying who, how and what they said
+    def discard_pending(self, current: Secret, pending: Secret) -> object: ...
 
-    def retire_old(self, old: Secret, new: Secret) -> None: ...
+    def retire_old(self, old: Secret, new: Secret) -> object: ...
 
     def send_test_message(self, credential: Secret, text: str) -> Delivery: ...
 
@@ -239,11 +273,16 @@ def registered(provider: str) -> Credential:
 
 
 def require_rejected(result: CheckResult) -> CheckResult:
-    """Shared by the adapters: a retired credential that still works is an error naming its fingerprint."""
-    if result.accepted:
+    """Shared by the adapters: a retired credential that still works is an error naming its fingerprint; one whose
+    answer decides nothing (CredentialCheck.UNDECIDED) is an error too, never taken for a refusal."""
+    if result.answer is CredentialCheck.ACCEPTED:
         raise CredentialStillAccepted(
             f"{result.provider}: the retired credential {result.credential_fp} is still accepted ({result.detail})",
             status=result.status, code=result.code)
+    if result.answer is CredentialCheck.UNDECIDED:
+        raise ProviderError(f"{result.provider}: no definitive answer about the retired credential "
+                            f"{result.credential_fp} ({result.status} {result.detail}); ask again later",
+                            status=result.status, code=result.code)
     return result
 
 
