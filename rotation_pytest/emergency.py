@@ -23,31 +23,37 @@ import pytest
 
 from rotation.core import envfile
 from rotation.core.config import Config, Credential, Stakeholders
+from rotation.core.database import connect
 from rotation.core.deployment import Deployment
+from rotation.core.lock import LockRefused, RunLock, read_record
+from rotation.core.preflight import RunContext
 from rotation.core.proof import Evidence
 from rotation.db_key.procedure import DbKeyRotation
 from rotation.emergency import plan
 from rotation.emergency.access_review import (
     DEFAULT_WINDOW,
     AccessReview,
+    PolicyError,
     ReviewPolicy,
     ReviewTables,
     load_policy,
 )
-from rotation.emergency.incident import IncidentRecord, hms
+from rotation.emergency.incident import IncidentConflict, IncidentRecord, hms, open_incident
 from rotation.emergency.notify import MailboxCheck, StakeholderNotification, env_secrets, split_addresses, unfolded
 from rotation.emergency.post_incident import IncidentOptions, Narrative, PostIncident, load_narrative
 from rotation.emergency.procedure import REASON, DbKeyEmergency, EmergencyProcedure, ProviderEmergency
 from rotation.providers.factory import provider_for
+from rotation.providers.revocation import Wait
 from rotation.providers.smtp import OperatorConsole
-from rotation_pytest.fixtures import config_of, live_deployment, target_of
+from rotation_pytest.fixtures import config_of, live_deployment, operator_of, target_of
 from staging.postgres import StagingServer
-from staging.provider_standins import STAGING_POLICY, ProviderStandIns, provider_standins
+from staging.provider_standins import STAGING_POLICY, STAGING_REVOKE_WAIT, ProviderStandIns, provider_standins
 from staging.seed_activity import seed_activity, staging_policy
 from staging.world import staging_config, staging_world
 
 INCIDENT = pytest.StashKey[IncidentRecord]()
 INCIDENT_WINDOW_TAG = "incident_window"
+EMERGENCY_PROCEDURE = "emergency rotation"  # the run lock's procedure name: a rerun of the same incident knows it
 INCIDENT_GROUP = "incident"  # under pytest-xdist every emergency scenario runs on one worker, in order
 
 # Staging: provider calls to the loopback stand-ins retry in milliseconds, not seconds.
@@ -82,12 +88,20 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "--incident-end) on live")
     try:
         compromised_of(config)
-        for option in ("incident_start", "incident_end"):
+        for option in ("incident_start", "incident_end", "detected_at"):
             value = config.getoption(option)
             if value is not None:
                 plan.aware_moment(value, "--" + option.replace("_", "-"))
-    except plan.PlanError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        policy = config.getoption("review_policy")
+        if policy and emergency_selected(config):  # readable and valid before the first change, not after the DB key
+            load_policy(Path(policy))
+    except (plan.PlanError, PolicyError) as exc:
+        raise pytest.UsageError(f"{exc}. Nothing was changed.") from None
+
+
+def emergency_selected(config: pytest.Config) -> bool:
+    markexpr = str(config.getoption("markexpr", "") or "")
+    return "emergency" in markexpr or target_of(config) == "live"
 
 
 def _credential_of(item: pytest.Item, config: pytest.Config) -> str | None:
@@ -159,8 +173,56 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 # --- one incident per session ----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def incident(pytestconfig: pytest.Config) -> IncidentRecord:
-    record = pytestconfig.stash[INCIDENT] = IncidentRecord()
+def incident_lock(pytestconfig: pytest.Config, incident_deployment: Deployment) -> Iterator[RunLock]:
+    """One incident at a time: the run lock (rotation.core.lock) for the whole session, taken before the incident's
+    record is opened and before any change. A second shell is refused, naming the holder, and the session ends there
+    (nothing changed, no notification). A stale record left by a killed run of the same incident (same change id;
+    its lock session is gone, so the server let the advisory lock go) is taken over: that is the rerun the runbook
+    asks for, and the timeline says so."""
+    change_id = pytestconfig.getoption("change_id")
+    lock = _claimed(pytestconfig, incident_deployment, bool(pytestconfig.getoption("take_over_lock")))
+    if isinstance(lock, str) and change_id and _stale_of_this_incident(incident_deployment, change_id):
+        lock = _claimed(pytestconfig, incident_deployment, True)
+    if isinstance(lock, str):
+        pytest.exit(lock, returncode=1)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def _claimed(config: pytest.Config, deployment: Deployment, take_over: bool) -> RunLock | str:
+    lock = RunLock(deployment.dsn, operator=operator_of(config), change_id=config.getoption("change_id"),
+                   procedure=EMERGENCY_PROCEDURE, take_over=take_over)
+    try:
+        lock.take()
+        lock.claim()
+    except LockRefused as exc:
+        lock.release()
+        return f"emergency refused: {exc}"
+    return lock
+
+
+def _stale_of_this_incident(deployment: Deployment, change_id: str) -> bool:
+    with connect(deployment.dsn, autocommit=True) as conn:
+        holder = read_record(conn)
+    return holder is not None and holder.change_id == change_id and holder.procedure == EMERGENCY_PROCEDURE
+
+
+@pytest.fixture(scope="session")
+def incident(pytestconfig: pytest.Config, incident_deployment: Deployment, incident_lock: RunLock) -> IncidentRecord:
+    """The incident this run belongs to: continued from the ledger beside .env when the change id is the same."""
+    detected = pytestconfig.getoption("detected_at")
+    try:
+        record = open_incident(incident_deployment.env_file, change_id=pytestconfig.getoption("change_id"),
+                               detected_at=plan.aware_moment(detected, "--detected-at") if detected else None,
+                               compromised=compromised_of(pytestconfig))
+    except IncidentConflict as exc:
+        pytest.exit(f"emergency refused: {exc}", returncode=1)
+    taken_over = incident_lock.claimed.taken_over if incident_lock.claimed else None
+    if taken_over is not None:
+        record.note(f"run lock taken over from {taken_over.line()} (its session is gone: killed or disconnected)")
+    pytestconfig.stash[INCIDENT] = record
     return record
 
 
@@ -228,33 +290,52 @@ def stakeholders(pytestconfig: pytest.Config) -> Stakeholders:
 
 # --- the procedure objects the steps call ----------------------------------------------------------------------------
 
+def revoke_wait_of(config: pytest.Config, standins: ProviderStandIns | None) -> Wait:
+    """--revoke-wait: how long to ask the provider whether a person's revocation took effect (the provider
+    rotation's shape: live every 10 s at most, staging at stand-in speed)."""
+    given = config.getoption("revoke_wait")
+    if standins is not None:
+        return Wait(given, STAGING_REVOKE_WAIT.interval_s) if given is not None else STAGING_REVOKE_WAIT
+    return Wait(given, min(10.0, given / 5)) if given is not None else Wait()
+
+
 def provider_emergency(deployment: Deployment, credential: Credential, incident: IncidentRecord,
-                       standins: ProviderStandIns | None) -> ProviderEmergency:
+                       standins: ProviderStandIns | None, revoke_wait: Wait | None = None) -> ProviderEmergency:
     env = envfile.read_env(deployment.env_file)
     provider = (provider_for(credential.provider, env, smtp_console=OperatorConsole(), credential=credential)
                 if standins is None else
                 provider_for(credential.provider, env, policy=STAGING_POLICY, smtp_console=standins.smtp_console,
                              credential=credential))
-    return ProviderEmergency(deployment, credential, provider, incident)
+    return ProviderEmergency(deployment, credential, provider, incident, revoke_wait=revoke_wait or Wait())
 
 
-def db_key_rotation(deployment: Deployment, config: pytest.Config) -> DbKeyRotation:
-    """The DB-key procedure (runbook section 1) with reason "emergency"."""
+def db_key_rotation(deployment: Deployment, config: pytest.Config, lock: RunLock) -> DbKeyRotation:
+    """The DB-key procedure (runbook section 1) with reason "emergency", under the incident's run lock."""
+    from rotation_pytest.evidence import reports_dir  # here, not above: the evidence plugin is loaded after this
+
+    key = config.getoption("signing_key")
+    run = RunContext(reports_dir=reports_dir(config), signing_key=Path(key) if key else None,
+                     signing_required=target_of(config) == "live", lock=lock)
     return DbKeyRotation(deployment, reason=REASON, workers=config.getoption("workers"),
-                         abandon_pending=config.getoption("abandon_pending"))
+                         abandon_pending=config.getoption("abandon_pending"), run=run)
 
 
 @pytest.fixture
 def emergency_rotation(pytestconfig: pytest.Config, scenario_credential: Credential | None,
-                       incident_deployment: Deployment, incident: IncidentRecord,
+                       incident_deployment: Deployment, incident: IncidentRecord, incident_lock: RunLock,
                        incident_standins: ProviderStandIns | None) -> EmergencyProcedure:
     """The emergency rotation of the scenario's credential (its tag): a provider's, or the database key's."""
     if scenario_credential is None:
         raise pytest.UsageError("an emergency rotation scenario needs a credential tag (@twilio_token, ...)")
+    done = incident.finished_earlier(scenario_credential.type)
+    if done is not None:  # a rerun finishes what is left; it never rotates a finished credential again
+        pytest.skip(f"{scenario_credential.type}: finished by an earlier run of this incident (compromised "
+                    f"{done.old_fp} replaced by {done.new_fp}, rotation {done.rotation_id}): not rotated again")
     if scenario_credential.provider == "database":
         return DbKeyEmergency(incident_deployment, scenario_credential,
-                              db_key_rotation(incident_deployment, pytestconfig), incident)
-    return provider_emergency(incident_deployment, scenario_credential, incident, incident_standins)
+                              db_key_rotation(incident_deployment, pytestconfig, incident_lock), incident)
+    return provider_emergency(incident_deployment, scenario_credential, incident, incident_standins,
+                              revoke_wait_of(pytestconfig, incident_standins))
 
 
 @pytest.fixture
