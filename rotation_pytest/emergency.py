@@ -33,7 +33,6 @@ from rotation.emergency import plan
 from rotation.emergency.access_review import (
     DEFAULT_WINDOW,
     AccessReview,
-    PolicyError,
     ReviewPolicy,
     ReviewTables,
     load_policy,
@@ -92,16 +91,12 @@ def pytest_configure(config: pytest.Config) -> None:
             value = config.getoption(option)
             if value is not None:
                 plan.aware_moment(value, "--" + option.replace("_", "-"))
-        policy = config.getoption("review_policy")
-        if policy and emergency_selected(config):  # readable and valid before the first change, not after the DB key
-            load_policy(Path(policy))
-    except (plan.PlanError, PolicyError) as exc:
+        # staging: a policy file given is checked here; live: the live guard refuses it with the other settings
+        unusable = plan.policy_problem(config.getoption("review_policy")) if target_of(config) != "live" else None
+        if unusable:
+            raise plan.PlanError(unusable)
+    except plan.PlanError as exc:
         raise pytest.UsageError(f"{exc}. Nothing was changed.") from None
-
-
-def emergency_selected(config: pytest.Config) -> bool:
-    markexpr = str(config.getoption("markexpr", "") or "")
-    return "emergency" in markexpr or target_of(config) == "live"
 
 
 def _credential_of(item: pytest.Item, config: pytest.Config) -> str | None:
