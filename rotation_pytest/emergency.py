@@ -37,7 +37,7 @@ from rotation.emergency.access_review import (
     ReviewTables,
     load_policy,
 )
-from rotation.emergency.incident import IncidentConflict, IncidentRecord, hms, open_incident
+from rotation.emergency.incident import IncidentConflict, IncidentRecord, hms, iso, open_incident
 from rotation.emergency.notify import MailboxCheck, StakeholderNotification, env_secrets, split_addresses, unfolded
 from rotation.emergency.post_incident import IncidentOptions, Narrative, PostIncident, load_narrative
 from rotation.emergency.procedure import REASON, DbKeyEmergency, EmergencyProcedure, ProviderEmergency
@@ -151,6 +151,11 @@ def closing_lines(record: IncidentRecord) -> list[str]:
                  + (f" ({record.notification_error})" if record.notification_error else ""))
     if record.report_document is not None:
         lines.append(f"incident report: {record.report_document} in the run folder")
+    lines.append(f"incident {record.change_id or '(no change id)'}: {'COMPLETE' if record.complete else 'IN PROGRESS'}"
+                 f", run {len(record.runs)} of it; every compromised credential: "
+                 + "; ".join(f"{t}: {s}" for t, s in record.statuses().items()))
+    lines += ["timeline (UTC, every run of the incident):",
+              *(f"  {iso(e.at)}  {e.what}" for e in record.timeline())]
     return lines
 
 

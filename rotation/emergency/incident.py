@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,12 +84,17 @@ class CredentialOutcome:
                 "detected_at": iso(self.detected_at), "outage_from": iso(self.outage_from)}
 
     def to_json(self) -> dict[str, object]:
-        return {k: iso(v) if isinstance(v, dt.datetime) else v for k, v in asdict(self).items()}
+        """The fields, and what a reader wants without computing it (ignored when read back)."""
+        return {k: iso(v) if isinstance(v, dt.datetime) else v for k, v in asdict(self).items()} | {
+            "status": self.status, "old_credential": self.old_fp, "time_to_revoke_s": seconds(self.time_to_revoke),
+            "time_to_restore_s": seconds(self.time_to_restore)}
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> CredentialOutcome:
         moments = {"started_at", "revoked_at", "outage_from", "restored_at", "detected_at"}
-        return cls(**{k: parse_iso(str(v)) if k in moments and v else v for k, v in data.items()})  # type: ignore[arg-type]
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: parse_iso(str(v)) if k in moments and v else v  # type: ignore[arg-type]
+                      for k, v in data.items() if k in names})
 
 
 @dataclass(frozen=True)
