@@ -167,10 +167,10 @@ def test_a_revocation_made_only_after_a_failed_run_is_finished_by_the_rerun_with
 ], ids=["smtp-revoked", "app-stopped", "reencrypted"])
 def test_a_kill_at_a_step_then_the_same_command_is_one_incident_with_the_outage_measured_across_runs(
         drill: Drill, kill_after: str) -> None:
-    old = smtp_old(drill)
-    drill.live.standins.smtp.revoke(old)  # the operator revoked it before being asked: found refused
-    killed = drill.command("--revoke-wait=1", env={"PYTEST_ADDOPTS": "-p tests.faults",
-                                                   "ROTATION_TEST_KILL_AFTER": kill_after})
+    console: list[dt.datetime] = []
+    with operator_at_the_console(drill, smtp_old(drill), console):
+        killed = drill.command("--revoke-wait=5", env={"PYTEST_ADDOPTS": "-p tests.faults",
+                                                       "ROTATION_TEST_KILL_AFTER": kill_after})
     assert killed.returncode == -signal.SIGKILL, (killed.stdout + killed.stderr)[-3000:]
     before = drill.ledger()
     resumed = drill.command("--revoke-wait=1")
