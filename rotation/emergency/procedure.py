@@ -401,6 +401,26 @@ class DbKeyEmergency:
             self.incident.resume(self.credential.type, fp, started_at=parse_iso(resumed.started_at),
                                  rotation_id=resumed.rotation_id, revoked_at=None)
         _record_compromised(evidence, self.deployment, self.credential, fp, resumed, backup)
+        if resumed is None:
+            self._start_app_an_earlier_run_stopped(evidence)
+
+    def _start_app_an_earlier_run_stopped(self, evidence: Evidence) -> None:
+        """An earlier run of this incident stopped the app and was killed before it changed the key: nothing reads
+        with a new key yet, so the app is started again on the key it had (the outage keeps counting from that
+        first stop) and this run starts the rotation over, saying so."""
+        outcome = self.incident.outcomes[self.credential.type]
+        if outcome.outage_from is None or outcome.restored_at is not None:
+            return
+        if app_control.health(self.deployment.app.health_url).healthy:
+            return
+        prerequisites.start_app(self.deployment, evidence)
+        started = app_control.wait_for_health(self.deployment.app.health_url,
+                                              timeout_s=self.deployment.app.health_timeout_s)
+        self.incident.note(f"{self.credential.type}: application started again (stopped by an earlier run of this "
+                           "incident that ended before changing the key)", self.credential.type)
+        evidence.record("application stopped by an earlier run of this incident", {
+            "stopped at": iso(outcome.outage_from), "started again": started.healthy,
+            "health": started.status_code}, source=f"the incident record; {self.deployment.app.start}")
 
     # When the application services are stopped so that nothing reads with the compromised key
     def stop_app(self, evidence: Evidence) -> None:
