@@ -37,7 +37,14 @@ from rotation.emergency.access_review import (
     ReviewTables,
     load_policy,
 )
-from rotation.emergency.incident import IncidentConflict, IncidentRecord, hms, iso, open_incident
+from rotation.emergency.incident import (
+    CredentialOutcome,
+    IncidentConflict,
+    IncidentRecord,
+    hms,
+    iso,
+    open_incident,
+)
 from rotation.emergency.notify import MailboxCheck, StakeholderNotification, env_secrets, split_addresses, unfolded
 from rotation.emergency.post_incident import IncidentOptions, Narrative, PostIncident, load_narrative
 from rotation.emergency.procedure import REASON, DbKeyEmergency, EmergencyProcedure, ProviderEmergency
@@ -138,12 +145,24 @@ def in_emergency_order(items: list[pytest.Item], config: pytest.Config) -> list[
     return ordered
 
 
+IMMEDIATE_TARGET = dt.timedelta(hours=1)  # runbook: Emergency Rotation Procedure, "Immediate Actions (within 1 hour)"
+
+
+def within_target(outcome: CredentialOutcome) -> str:
+    if outcome.time_to_revoke is None:
+        return "1-hour target: NOT MET YET (not revoked)"
+    return "1-hour target: " + ("met" if outcome.time_to_revoke <= IMMEDIATE_TARGET else "MISSED")
+
+
 def closing_lines(record: IncidentRecord) -> list[str]:
     """The incident's figures as the run prints them at its end (and as its signed evidence holds them)."""
     lines = [f"{o.credential_type:<18} time-to-revoke {hms(o.time_to_revoke):>8}   "
              f"time-to-restore {hms(o.time_to_restore):>8}   "
              f"old credential: {o.rejection or 'NOT PROVEN REJECTED'}" + ("   (resumed)" if o.resumed else "")
-             for o in record.outcomes.values()]
+             + f"   {within_target(o)}" for o in record.outcomes.values()]
+    origin = (f"--detected-at {iso(record.detected_at)}" if record.detected_at else
+              "the start of each rotation (no --detected-at given)")
+    lines.append(f"time-to-revoke measured from {origin}; runbook target: within {hms(IMMEDIATE_TARGET)}")
     if record.review:
         lines.append(f"access review: {record.review.summary()}")
     notified = ", ".join(record.notification.recipients) if record.notification else "NO"

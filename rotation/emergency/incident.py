@@ -87,7 +87,8 @@ class CredentialOutcome:
         """The fields, and what a reader wants without computing it (ignored when read back)."""
         return {k: iso(v) if isinstance(v, dt.datetime) else v for k, v in asdict(self).items()} | {
             "status": self.status, "old_credential": self.old_fp, "time_to_revoke_s": seconds(self.time_to_revoke),
-            "time_to_restore_s": seconds(self.time_to_restore)}
+            "time_to_restore_s": seconds(self.time_to_restore),
+            "time_to_revoke_from": "--detected-at" if self.detected_at else "the start of its rotation"}
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> CredentialOutcome:

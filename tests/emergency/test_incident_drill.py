@@ -107,10 +107,12 @@ def smtp_old(d: Drill) -> Secret:
 def test_the_operator_revokes_while_the_tool_waits_and_the_incident_completes_as_one_record(drill: Drill) -> None:
     old = smtp_old(drill)
     console: list[dt.datetime] = []
+    detected = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
     with operator_at_the_console(drill, old, console):
-        done = drill.command("--revoke-wait=5")
+        done = drill.command("--revoke-wait=5", f"--detected-at={detected.isoformat()}")
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-5000:]
+    assert "time-to-revoke measured from --detected-at" in out and "1-hour target: met" in out, out[-3000:]
     assert len(console) == 1, "the scripted operator never saw the tool waiting"
     ledger = drill.ledger()
     smtp = ledger["outcomes"][SMTP.type]  # type: ignore[index]
@@ -123,6 +125,7 @@ def test_the_operator_revokes_while_the_tool_waits_and_the_incident_completes_as
     assert not any("confirmed the revocation" in what for _, what in events), "nobody confirmed at a terminal"
     assert smtp["status"] == ledger["outcomes"][DB_KEY.type]["status"] == "revoked and replaced"  # type: ignore[index]
     assert smtp["old_credential"] == old.fingerprint
+    assert smtp["time_to_revoke_s"] >= 600 and smtp["time_to_revoke_from"] == "--detected-at"
     assert drill.rows(DB_KEY.type) == drill.rows(SMTP.type) == 1
     (subject,) = drill.notifications()
     assert "(complete)" in subject and DB_KEY.type in subject and SMTP.type in subject, subject
