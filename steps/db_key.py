@@ -6,6 +6,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from rotation.core.deployment import Deployment
+from rotation.core.preflight import RunContext
 from rotation.core.proof import Evidence
 from rotation.db_key.preflight import DbKeyPreflight
 from rotation.db_key.procedure import DbKeyRotation
@@ -14,17 +15,22 @@ REASON = "Scheduled 90-day rotation"
 
 
 @pytest.fixture
-def db_key_rotation(deployment: Deployment, pytestconfig: pytest.Config) -> DbKeyRotation:
+def db_key_rotation(deployment: Deployment, pytestconfig: pytest.Config, run_context: RunContext) -> DbKeyRotation:
     return DbKeyRotation(deployment, reason=pytestconfig.getoption("reason") or REASON, scheduled=True,
                          workers=pytestconfig.getoption("workers"),
                          abandon_pending=pytestconfig.getoption("abandon_pending"),
                          staged=not pytestconfig.getoption("stop_the_world"),
-                         max_rate=pytestconfig.getoption("max_rate"))
+                         max_rate=pytestconfig.getoption("max_rate"), run=run_context)
 
 
 @pytest.fixture
 def db_key_preflight(deployment: Deployment) -> DbKeyPreflight:
     return DbKeyPreflight(deployment)
+
+
+@given("no other rotation of this database is running and nothing the rotation needs is missing")
+def cleared_to_start(db_key_rotation: DbKeyRotation, evidence: Evidence) -> None:
+    db_key_rotation.prepare(evidence)
 
 
 @given("the CRM database holds client PII encrypted under the current database encryption key")
