@@ -98,6 +98,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                        help="Ed25519 private key (unencrypted PEM) that signs the evidence manifest (or env "
                             "ROTATION_SIGNING_KEY); without one a per-run key is generated and only its public key "
                             "kept")
+    evidence.addoption("--evidence-pdf", choices=("auto", "yes", "no"), default=os.environ.get("ROTATION_EVIDENCE_PDF",
+                                                                                                "no"),
+                       help="print the report to report.pdf in the run folder, sealed by the manifest: auto when "
+                            "Chromium is found, yes (a missing Chromium is a problem of the run), no (the default of "
+                            "plain pytest; the rotation commands pass auto)")
     evidence.addoption("--reports-dir", default=None,
                        help="where run folders are written (default: reports/ under rootdir)")
 

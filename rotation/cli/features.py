@@ -71,7 +71,8 @@ def run_features(*pytest_args: str) -> int:
         print(f"rotation: the features are not beside the installed package ({PROJECT_ROOT}): install the project "
               "from its checkout with `pip install -e .`")
         return 2
-    return int(pytest.main(["-c", str(PROJECT_ROOT / "pytest.ini"), "--rootdir", str(PROJECT_ROOT),
+    pdf = [] if any(a.startswith("--evidence-pdf") for a in pytest_args) else ["--evidence-pdf=auto"]
+    return int(pytest.main(["-c", str(PROJECT_ROOT / "pytest.ini"), "--rootdir", str(PROJECT_ROOT), *pdf,
                             *pytest_args, str(PROJECT_ROOT / "steps")]))
 
 

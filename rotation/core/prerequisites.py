@@ -10,6 +10,8 @@ already in progress (the app may be stopped by the run that was interrupted) rec
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from pathlib import Path
 
 from rotation.core import app_control, app_proof, envfile, state
@@ -43,12 +45,26 @@ def healthy_before(deployment: Deployment, credential: Credential | None, eviden
     require(result.healthy, f"the app is not healthy before the rotation: HTTP {result.status_code}")
 
 
+_STOP_ISSUED: dict[Path, float] = {}  # .env -> when this process last issued the app's stop command (epoch s)
+
+
+def stop_issued_at(env_file: Path) -> float | None:
+    """When this process last ran the stop command of the app behind `env_file`: where an outage begins."""
+    return _STOP_ISSUED.get(env_file)
+
+
 def stop_app(deployment: Deployment, evidence: Evidence) -> None:
-    """Stop the app and wait until its health endpoint no longer answers healthy. Stopping a stopped app is fine."""
+    """Stop the app and wait until its health endpoint no longer answers healthy. Stopping a stopped app is fine.
+    The moment the stop command is issued is kept (stop_issued_at): the downtime window opens there."""
+    issued = time.time()
+    _STOP_ISSUED[deployment.env_file] = issued
     app_control.run(deployment.app.stop)
     result = app_control.wait_for_health(deployment.app.health_url, healthy=False,
                                          timeout_s=deployment.app.health_timeout_s)
-    evidence.record("application stopped", {"health": result.status_code or "no answer"}, source=deployment.app.stop)
+    evidence.record("application stopped", {
+        "health": result.status_code or "no answer",
+        "stop command issued": dt.datetime.fromtimestamp(issued, dt.UTC).isoformat(timespec="milliseconds")},
+        source=deployment.app.stop)
     require(not result.healthy, f"the app still answers healthy after `{deployment.app.stop}`")
 
 

@@ -35,7 +35,7 @@ from typing import TypeVar
 
 import psycopg
 
-from rotation.core import app_control, app_proof, envfile, runbook_schema, state
+from rotation.core import app_control, app_proof, envfile, prerequisites, runbook_schema, state
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
 from rotation.core.keys import WeakSecretError, check_strength, generate_key
@@ -146,7 +146,8 @@ class DbKeyRotation:
         self._keys: RotationKeys | None = None
         self.staged = staged  # stage the new ciphertexts while the app runs; the app is stopped only for the cutover
         self.max_rate = max_rate
-        self._stopped_at: float | None = None  # when this run proved the app stopped (the downtime window's start)
+        self._stopped_at: float | None = None  # when this run stopped the app (the downtime window's start)
+        self._window_from = "app proven stopped"
 
     # --- what the rotation works on ---------------------------------------------------------------------------------
     @property
@@ -343,7 +344,9 @@ class DbKeyRotation:
         health = app_control.health(url)
         require(not health.healthy, f"the app still answers healthy at {url}: stop it before .env gets the new key")
         sessions = self._require_app_stopped(evidence)
-        self._stopped_at = time.time()
+        issued = prerequisites.stop_issued_at(self.env_file)  # the outage began with the stop command, not its proof
+        self._stopped_at = issued if issued is not None else time.time()
+        self._window_from = "stop command issued" if self._stopped_at == issued else "app proven stopped"
         before = envfile.get_secret(self.env_file, self.credential.env)
         if before != keys.new:
             require(before == keys.old, f"{self.env_file.name} holds {self.credential.env} {before.fingerprint}, "
@@ -629,7 +632,7 @@ class DbKeyRotation:
         proof = self._app_proof(keys)
         window = ({"downtime window": {
             "mode": "staged" if self.staged else "stop-the-world",
-            "from (app proven stopped)": _utc(dt.datetime.fromtimestamp(self._stopped_at, dt.UTC)),
+            f"from ({self._window_from})": _utc(dt.datetime.fromtimestamp(self._stopped_at, dt.UTC)),
             "to (app proven on the new key)": _utc(dt.datetime.now(dt.UTC)),
             "seconds (at most)": round(time.time() - self._stopped_at, 3)}}
             if self._stopped_at is not None and proof.proven else {})

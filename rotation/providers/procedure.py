@@ -114,7 +114,10 @@ def reload_application(deployment: Deployment, evidence: Evidence) -> None:
     """The runbook's `systemctl reload event-planning-api`, or restart where reload is not supported."""
     how = app_control.reload_or_restart(deployment.app)
     command = deployment.app.reload if how == "reload" else deployment.app.restart
-    evidence.record("application reloaded", {"how": how}, source=command)
+    # A restart is an outage, however short: the evidence says which it was, and the report measures the window.
+    evidence.record("application reloaded" if how == "reload" else "application restarted", {
+        "how": how, "downtime": "none expected (graceful reload)" if how == "reload" else
+        "yes: the app is down from the restart command until it answers healthy again"}, source=command)
 
 
 class ProviderRotation:
@@ -498,7 +501,8 @@ class ProviderRotation:
         report = self._found_after_loss or self.provider.delivery_report(self.new, delivery)
         witnessed = self.witness.report(delivery) if self.witness is not None and report.verdict != "failed" else None
         proven = [r for r in (report, witnessed) if r is not None and r.verdict == "delivered"]
-        reading = f"delivered ({proven[0].detail})" if proven else report.reading
+        reading = (f"delivered ({proven[0].detail})" if self.deployment.live else
+                   f"rehearsal: delivered to the stand-in ({proven[0].detail})") if proven else report.reading
         evidence.record("test message", self._tag({
             **report.as_evidence(), "verdict": reading,
             "witness": witnessed.as_evidence() if witnessed is not None else "none configured"}),
