@@ -51,6 +51,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="how long to keep asking the provider whether a revoked credential is refused, after the "
                          "operator was asked to revoke it at the provider (at their terminal, or, without one, in the "
                          "log) or this run revoked it (default 300; staging 2)")
+    group.addoption("--max-retry-wait", type=float, default=None, metavar="SECONDS",
+                    help="the longest a provider call waits in all before its retries (Twilio, Meta): the provider's "
+                         "Retry-After is honoured up to this, a longer wait asked for ends the step saying so "
+                         "(default 120)")
     group.addoption("--workers", type=int, default=None,
                     help="parallel re-encryption workers (default: the number of CPUs)")
     group.addoption("--stop-the-world", action="store_true", default=False,

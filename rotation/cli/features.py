@@ -30,6 +30,9 @@ LIVE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--revoke-wait", "--revoke-wait", "seconds to keep asking the provider whether a revoked credential is refused "
                                        "(default 300): the operator revokes at the provider when asked at the terminal "
                                        "or, without one, in the log"),
+    ("--max-retry-wait", "--max-retry-wait", "seconds a provider call may wait in all before its retries, honouring "
+                                             "the provider's Retry-After (default 120); a longer wait asked for ends "
+                                             "the step, saying so"),
     ("--reports-dir", "--reports-dir", "where the run folder is written (default: reports/)"),
     ("--signing-key", "--signing-key", "Ed25519 private key (PEM) that signs the evidence (or $ROTATION_SIGNING_KEY)"),
     ("--app-start", "--app-start", "command that starts the app (default: the configuration's [app])"),
