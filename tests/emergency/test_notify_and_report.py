@@ -146,3 +146,27 @@ def test_the_notification_names_every_compromised_credential_with_its_status_and
     update = notify.compose(record, STAKEHOLDERS, change_id="CHG-2", operator="ops", approver="ciso")
     assert str(update["Subject"]).startswith("[SECURITY] UPDATE Emergency credential rotation CHG-2 (complete)")
     assert f"  - {smtp}: revoked and replaced" in update.get_content() and "incident COMPLETE" in update.get_content()
+
+
+def test_the_security_measures_review_is_recorded_as_the_operator_declared_it(tmp_path: Path) -> None:
+    """The runbook's "Review Security Measures": who reviewed the firewall rules, access controls and monitoring,
+    when, with what outcome, from --incident-notes; an area nobody declared reads "not recorded" (never "ok"); an
+    entry without who/when/outcome is refused."""
+    notes = tmp_path / "notes.yaml"
+    notes.write_text("root_cause: token in a gist\npreventive_measures: [secret scanning]\nsecurity_review:\n"
+                     "  - {area: firewall rules, who: alice, when: '2026-11-25T22:00Z', outcome: no change needed}\n"
+                     "  - {area: monitoring, who: bob, when: '2026-11-25T22:30Z', outcome: 401 alert added}\n")
+    narrative = post_incident.load_narrative(notes)
+    assert narrative.security_rows() == [
+        ("firewall rules", "alice", "2026-11-25T22:00Z", "no change needed"),
+        ("access controls", "-", "-", "not recorded"),
+        ("monitoring", "bob", "2026-11-25T22:30Z", "401 alert added")]
+    record = rotated_record(generate_key().reveal(), generate_key().reveal())
+    audit = post_incident.AuditResult(T0 - dt.timedelta(hours=1), T0, ("client",), "SELECT ...", [])
+    context = post_incident.IncidentContext(audit.start, audit.end, "ops", "ciso", "CHG-1", "staging")
+    text = post_incident.render(record, context, audit, narrative)
+    assert "## Security measures reviewed (as declared by the operator)" in text
+    assert "| access controls | - | - | not recorded |" in text and "| monitoring | bob |" in text
+    notes.write_text("security_review:\n  - {area: firewall rules, who: alice}\n")
+    with pytest.raises(post_incident.IncidentInputError, match="lacks when, outcome"):
+        post_incident.load_narrative(notes)
