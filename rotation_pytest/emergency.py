@@ -336,7 +336,8 @@ def db_key_rotation(deployment: Deployment, config: pytest.Config, lock: RunLock
     run = RunContext(reports_dir=reports_dir(config), signing_key=Path(key) if key else None,
                      signing_required=target_of(config) == "live", lock=lock)
     return DbKeyRotation(deployment, reason=REASON, workers=config.getoption("workers"),
-                         abandon_pending=config.getoption("abandon_pending"), run=run)
+                         abandon_pending=config.getoption("abandon_pending"), run=run,
+                         leave_unreadable=True)  # an emergency moves what it can off the compromised key
 
 
 @pytest.fixture
