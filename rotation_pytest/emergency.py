@@ -163,6 +163,11 @@ def closing_lines(record: IncidentRecord) -> list[str]:
     origin = (f"--detected-at {iso(record.detected_at)}" if record.detected_at else
               "the start of each rotation (no --detected-at given)")
     lines.append(f"time-to-revoke measured from {origin}; runbook target: within {hms(IMMEDIATE_TARGET)}")
+    lines.append(f"incident {record.change_id or '(no change id)'}: {'COMPLETE' if record.complete else 'IN PROGRESS'}"
+                 f", run {len(record.runs)} of it; every compromised credential: "
+                 + "; ".join(f"{t}: {s}" for t, s in record.statuses().items()))
+    lines += ["timeline (UTC, every run of the incident):",
+              *(f"  {iso(e.at)}  {e.what}" for e in record.timeline())]
     if record.review:
         lines.append(f"access review: {record.review.summary()}")
     lines.append(f"stakeholder notification accepted by the relay for: {', '.join(record.notification.recipients)}"
@@ -170,11 +175,6 @@ def closing_lines(record: IncidentRecord) -> list[str]:
                  + (f" ({record.notification_error})" if record.notification_error else ""))
     if record.report_document is not None:
         lines.append(f"incident report: {record.report_document} in the run folder")
-    lines.append(f"incident {record.change_id or '(no change id)'}: {'COMPLETE' if record.complete else 'IN PROGRESS'}"
-                 f", run {len(record.runs)} of it; every compromised credential: "
-                 + "; ".join(f"{t}: {s}" for t, s in record.statuses().items()))
-    lines += ["timeline (UTC, every run of the incident):",
-              *(f"  {iso(e.at)}  {e.what}" for e in record.timeline())]
     return lines
 
 
