@@ -5,8 +5,10 @@ operator's `rotation provider rotate` runs, live, as it would in production."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +102,7 @@ class ProviderWorld:
     standins: ProviderStandIns
     originals: dict[str, Secret]  # the credential each provider started with
     reports: Path
+    scratch: Path  # TMPDIR of the operator's commands
 
     @property
     def env_file(self) -> Path:
@@ -134,9 +137,10 @@ class ProviderWorld:
     def command_env(self, environ: dict[str, str] | None = None, kill_after: str | None = None,
                     kill_before: str | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in (KILL_AFTER, KILL_BEFORE)}
-        scratch = self.reports.with_name("tmp")  # a killed run leaves its scratch files here, not in /tmp
-        scratch.mkdir(exist_ok=True)
-        env |= {"PYTHONPATH": str(PROJECT), "PYTEST_ADDOPTS": "-p tests.faults", "TMPDIR": str(scratch),
+        # A killed run leaves its scratch files in this world's own directory, not loose in /tmp. Its path is short:
+        # Chromium (report.pdf) puts a socket in its profile under TMPDIR and exits when that path is too long for a
+        # unix socket (108 bytes), which pytest's tmp_path easily is.
+        env |= {"PYTHONPATH": str(PROJECT), "PYTEST_ADDOPTS": "-p tests.faults", "TMPDIR": str(self.scratch),
                 **(environ or {})}
         env |= {KILL_AFTER: kill_after} if kill_after else {}
         env |= {KILL_BEFORE: kill_before} if kill_before else {}
@@ -164,7 +168,11 @@ def provider_world(pg: StagingServer, tmp_path: Path) -> Iterator[ProviderWorld]
         standins.connect_webhook(deployment)
         originals = {"twilio": Secret(standins.twilio.primary), "whatsapp": Secret(standins.meta_token),
                      "smtp": Secret(standins.relay_password)}
-        yield ProviderWorld(deployment, standins, originals, tmp_path / "reports")
+        scratch = Path(tempfile.mkdtemp(prefix="rot-"))
+        try:
+            yield ProviderWorld(deployment, standins, originals, tmp_path / "reports", scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_all_steps(rotation: ProviderRotation) -> None:
