@@ -38,16 +38,26 @@ from rotation.emergency.access_review import (
     load_policy,
 )
 from rotation.emergency.incident import (
-    CredentialOutcome,
+    IMMEDIATE_TARGET,
+    LEDGER_FILE,
     IncidentConflict,
     IncidentRecord,
     hms,
     iso,
     open_incident,
+    within_target,
 )
 from rotation.emergency.notify import MailboxCheck, StakeholderNotification, env_secrets, split_addresses, unfolded
-from rotation.emergency.post_incident import IncidentOptions, Narrative, PostIncident, load_narrative
+from rotation.emergency.post_incident import (
+    IncidentInputError,
+    IncidentOptions,
+    Narrative,
+    PostIncident,
+    load_narrative,
+    print_record,
+)
 from rotation.emergency.procedure import REASON, DbKeyEmergency, EmergencyProcedure, ProviderEmergency
+from rotation.evidence.incident import INCIDENT_ITEM
 from rotation.providers.factory import provider_for
 from rotation.providers.revocation import Wait
 from rotation.providers.smtp import OperatorConsole
@@ -145,15 +155,6 @@ def in_emergency_order(items: list[pytest.Item], config: pytest.Config) -> list[
     return ordered
 
 
-IMMEDIATE_TARGET = dt.timedelta(hours=1)  # runbook: Emergency Rotation Procedure, "Immediate Actions (within 1 hour)"
-
-
-def within_target(outcome: CredentialOutcome) -> str:
-    if outcome.time_to_revoke is None:
-        return "1-hour target: NOT MET YET (not revoked)"
-    return "1-hour target: " + ("met" if outcome.time_to_revoke <= IMMEDIATE_TARGET else "MISSED")
-
-
 def closing_lines(record: IncidentRecord) -> list[str]:
     """The incident's figures as the run prints them at its end (and as its signed evidence holds them)."""
     lines = [f"{o.credential_type:<18} time-to-revoke {hms(o.time_to_revoke):>8}   "
@@ -180,13 +181,24 @@ def closing_lines(record: IncidentRecord) -> list[str]:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The incident's figures go into the signed evidence, which the terminal then shows (rotation_pytest.evidence)."""
-    from rotation_pytest.evidence import closing_summary  # here, not above: the evidence plugin is loaded after this
+    from rotation_pytest.evidence import (  # here, not above: the evidence plugin is loaded after this
+        closing_summary,
+        run_item,
+    )
 
     record = session.config.stash.get(INCIDENT, None)
     if record is None or not (record.outcomes or record.review or record.notification or record.notification_error):
         return
     closing_summary(session.config, "emergency rotation: time to revoke and restore", closing_lines(record),
                     source="the incident record (the clock at each step, UTC); printed at the end of the run")
+    try:
+        options = incident_options(session.config)
+        narrative, declared = options.narrative, options.narrative_source
+    except IncidentInputError as exc:
+        narrative, declared = None, f"not readable: {exc}"
+    run_item(session.config, INCIDENT_ITEM, print_record(record, narrative, declared),
+             source=f"the incident record ({LEDGER_FILE}, every run of change {record.change_id or '(none)'}) and "
+                    f"the operator's declarations ({declared}); rendered in index.html's incident section")
 
 
 # --- one incident per session ----------------------------------------------------------------------------------------

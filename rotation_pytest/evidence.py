@@ -415,6 +415,14 @@ def closing_summary(config: pytest.Config, title: str, lines: list[str], *, sour
         state.recorder.closing(title, lines, source=source)
 
 
+def run_item(config: pytest.Config, name: str, value: object, *, source: str) -> None:
+    """A structured item of the whole run (outside any scenario), e.g. the incident record the print renders. Call it
+    from pytest_sessionfinish, before the run folder is written."""
+    state = config.stash.get(STATE, None)
+    if state is not None and state.recorder.current_scenario is None:
+        state.recorder.record(name, value, source=source)
+
+
 def _quiet_scratch_writers(config: pytest.Config, state: RunState) -> None:
     """JUnit and cucumber files this plugin asked for are written by now and copied into the run folder later;
     unregister their writers so the terminal does not point operators at a temp file about to be deleted."""

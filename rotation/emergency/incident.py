@@ -268,6 +268,20 @@ def hms(delta: dt.timedelta | None) -> str:
     return f"{total:.1f} s" if total < 120 else f"{int(total // 60)} min {int(total % 60)} s"
 
 
+IMMEDIATE_TARGET = dt.timedelta(hours=1)  # runbook: Emergency Rotation Procedure, "Immediate Actions (within 1 hour)"
+
+
+def target_verdict(delta: dt.timedelta | None, not_yet: str) -> str:
+    """A time from detection (or the rotation's start) against the runbook's one-hour target."""
+    if delta is None:
+        return f"NOT MET YET ({not_yet})"
+    return "met" if delta <= IMMEDIATE_TARGET else "MISSED"
+
+
+def within_target(outcome: CredentialOutcome) -> str:
+    return "1-hour target: " + target_verdict(outcome.time_to_revoke, "not revoked")
+
+
 LEDGER_FILE = ".rotation-incident.json"
 
 

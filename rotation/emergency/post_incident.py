@@ -24,7 +24,15 @@ from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence, require
 from rotation.emergency import populations
 from rotation.emergency.access_review import AccessLogTable, identifier
-from rotation.emergency.incident import IncidentRecord, hms, iso, utc_now
+from rotation.emergency.incident import (
+    IMMEDIATE_TARGET,
+    CredentialOutcome,
+    IncidentRecord,
+    hms,
+    iso,
+    target_verdict,
+    utc_now,
+)
 
 AUDIT_QUERY = """
 SELECT {client}, {access_type}, {accessed_by}, {at}, host({ip_address}) AS {ip_name}, {purpose}
@@ -345,3 +353,48 @@ class PostIncident:
                                          "(--root-cause, --preventive-measure or --incident-notes FILE)")
         require(narrative.root_cause in self.text and all(m in self.text for m in narrative.preventive_measures),
                 "the incident report does not carry the root cause and every preventive measure")
+
+
+# --- the incident as the print shows it (rotation.evidence.incident) -------------------------------------------------
+
+def print_record(record: IncidentRecord, narrative: Narrative | None, narrative_source: str) -> dict[str, object]:
+    """The incident record (every run of it) as one structured evidence item, which the print (index.html) renders as
+    its incident section: the same facts as the ledger and the closing lines, nothing computed anew but the
+    differences of recorded times and their comparison with the runbook's one-hour target."""
+    origin = f"--detected-at {iso(record.detected_at)}" if record.detected_at else \
+        "the start of each rotation (no --detected-at given)"
+    return {
+        "change id": record.change_id, "status": "COMPLETE" if record.complete else "IN PROGRESS",
+        "runs": len(record.runs), "detected at": iso(record.detected_at), "measured from": origin,
+        "target": f"within {hms(IMMEDIATE_TARGET)} of detection (runbook: Emergency Rotation Procedure, "
+                  "Immediate Actions (Within 1 Hour))",
+        "credentials": [_credential_row(o, record.statuses().get(o.credential_type, o.status))
+                        for o in record.outcomes.values()]
+        + [{"credential": t, "status": s} for t, s in record.statuses().items() if t not in record.outcomes],
+        "timeline": [{"at": iso(e.at), "event": e.what} for e in record.timeline()],
+        "access review": _review_rows(record),
+        "root cause": narrative.root_cause if narrative else None,
+        "preventive measures": list(narrative.preventive_measures) if narrative else [],
+        "security review": [dict(zip(("area", "who", "when", "outcome"), row, strict=True))
+                            for row in narrative.security_rows()] if narrative else [],
+        "declared in": narrative_source,
+    }
+
+
+def _credential_row(o: CredentialOutcome, status: str) -> dict[str, object]:
+    start = o.detected_at or o.started_at
+    to_restore = o.restored_at - start if o.restored_at else None
+    return {"credential": o.credential_type, "status": status, "clock from": iso(start),
+            "revoked at": iso(o.revoked_at), "time to revoke": hms(o.time_to_revoke),
+            "revoke target": target_verdict(o.time_to_revoke, "not revoked"),
+            "restored at": iso(o.restored_at), "time to restore": hms(to_restore),
+            "restore target": target_verdict(to_restore, "not restored"),
+            "outage": hms(o.time_to_restore), "outage from": iso(o.outage_from),
+            "old credential": o.old_fp, "new credential": o.new_fp}
+
+
+def _review_rows(record: IncidentRecord) -> dict[str, object]:
+    if record.review is None:
+        return {"ran": False, "summary": "the access review did not run in this run", "findings": []}
+    findings = [f.line() for f in record.review.flagged] + [f"volume: {v.line()}" for v in record.review.volume]
+    return {"ran": True, "summary": record.review.summary(), "count": len(findings), "findings": findings}

@@ -13,11 +13,14 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from rotation.core.proof import PopulationQuery
 from rotation.evidence.auditor import plain, sampled_rotations, stamp
+from rotation.evidence.incident import incident_view
+from rotation.evidence.masking import MASKED_NOTE, Masker
 from rotation.evidence.metadata import RunMetadata
 from rotation.evidence.recorder import CLOSING_PREFIX, EvidenceItem, Population, ScenarioRecord, StepRecord
 from rotation.evidence.summary import Summary
@@ -94,17 +97,18 @@ def _cut(text: str, limit: int, line: int | None) -> str:
     return text[:cut] + f" … ({len(text) - cut:,} more characters in {where})"
 
 
-def show_value(value: object, line: int | None = None) -> str:
-    """A value as compact text: a mapping as `key: value; key: value`, one line per top-level key."""
+def show_value(value: object, line: int | None = None, mask: Masker | None = None) -> str:
+    """A value as compact text: a mapping as `key: value; key: value`, one line per top-level key. Addresses are
+    masked before a long value is cut, so a cut never leaves half an address whole."""
     if isinstance(value, dict):
         text = "\n".join(f"{k}: {_compact(v)}" for k, v in value.items()) or "{}"
     else:
         text = _compact(value)
-    return _cut(utc_stamps(scrub_paths(text)), MAX_VALUE_CHARS, line)
+    return _cut((mask or Masker())(utc_stamps(scrub_paths(text))), MAX_VALUE_CHARS, line)
 
 
-def show_source(source: str | None, line: int | None = None) -> str:
-    return _cut(utc_stamps(scrub_paths(" ".join((source or "").split()))), MAX_SOURCE_CHARS, line)
+def show_source(source: str | None, line: int | None = None, mask: Masker | None = None) -> str:
+    return _cut((mask or Masker())(utc_stamps(scrub_paths(" ".join((source or "").split())))), MAX_SOURCE_CHARS, line)
 
 
 INTERNAL_TAGS = frozenset({"xdist_group", "staging_only"})  # how the suite schedules a scenario, not what it evidences
@@ -212,8 +216,14 @@ def render(meta: RunMetadata, summary: Summary, *, run_name: str, seq_of: dict[i
            run_items: list[EvidenceItem], files: Iterable[str], secret_count: int) -> str:
     env = Environment(loader=PackageLoader("rotation.evidence", "templates"), autoescape=select_autoescape(["j2"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(iso_time=iso_time, clock=clock, fmt_duration=fmt_duration, show_value=show_value,
-                       show_source=show_source, item_id=id, scrub=scrub, feature_groups=feature_groups, plain=plain,
+    # Personal data (the access review's staff e-mail and IP addresses) masked in the print: rotation.evidence.masking
+    # (shown whole: the people of the change record and those the operator declared reviewed the security measures)
+    incident = incident_view(run_items, seq_of)
+    reviewers = [r.get("who") for r in incident.security_review] if incident else []
+    mask = Masker.keeping([meta.approver, meta.requester, meta.operator, *reviewers])
+    env.globals.update(iso_time=iso_time, clock=clock, fmt_duration=fmt_duration,
+                       show_value=partial(show_value, mask=mask), show_source=partial(show_source, mask=mask),
+                       item_id=id, scrub=scrub, feature_groups=feature_groups, plain=plain,
                        shown_tags=shown_tags)
     duration = (meta.finished - meta.started).total_seconds() if meta.finished else None
     live = meta.target == "live"
@@ -238,5 +248,6 @@ def render(meta: RunMetadata, summary: Summary, *, run_name: str, seq_of: dict[i
         "population_groups": population_groups(summary.populations, {s.nodeid: s.name for s in summary.scenarios}),
         "target_label": "LIVE" if live else f"REHEARSAL ({meta.target.upper()})",
         "signed_files": sorted(set(files) - {"manifest.json", "manifest.sig"}),
+        "incident": incident, "masked_note": MASKED_NOTE,
     }
-    return env.get_template("report.html.j2").render(**context)
+    return mask(env.get_template("report.html.j2").render(**context))

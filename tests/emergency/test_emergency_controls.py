@@ -81,7 +81,8 @@ def test_intruder_access_is_flagged_and_fails_the_review(suite: SuiteRunner) -> 
     report = (folder / "incident-report.md").read_text()
     flagged = [line for line in report.splitlines() if "mallory@intruder.example" in line and "203.0.113.66" in line]
     assert any("is outside the allowed networks" in line for line in flagged), report[-3000:]
-    assert "mallory@intruder.example" in (folder / "index.html").read_text(), "the finding is not in the HTML report"
+    page = (folder / "index.html").read_text()  # personal data masked in the print (rotation.evidence.masking)
+    assert "m***@intruder.example" in page and "mallory@intruder.example" not in page, "the finding is not masked"
 
 
 def test_undelivered_notification_fails_the_relay_check(suite: SuiteRunner) -> None:
