@@ -57,7 +57,7 @@ from rotation.emergency.post_incident import (
     print_record,
 )
 from rotation.emergency.procedure import REASON, DbKeyEmergency, EmergencyProcedure, ProviderEmergency
-from rotation.evidence.incident import INCIDENT_ITEM
+from rotation.evidence.incident import EARLIER_FOLDERS, INCIDENT_ITEM, run_folders
 from rotation.providers.factory import provider_for
 from rotation.providers.revocation import Wait
 from rotation.providers.smtp import OperatorConsole
@@ -183,6 +183,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """The incident's figures go into the signed evidence, which the terminal then shows (rotation_pytest.evidence)."""
     from rotation_pytest.evidence import (  # here, not above: the evidence plugin is loaded after this
         closing_summary,
+        reports_dir,
         run_item,
     )
 
@@ -196,9 +197,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         narrative, declared = options.narrative, options.narrative_source
     except IncidentInputError as exc:
         narrative, declared = None, f"not readable: {exc}"
-    run_item(session.config, INCIDENT_ITEM, print_record(record, narrative, declared),
-             source=f"the incident record ({LEDGER_FILE}, every run of change {record.change_id or '(none)'}) and "
-                    f"the operator's declarations ({declared}); rendered in index.html's incident section")
+    earlier = [str(r["run_id"]) for r in record.runs[:-1] if r.get("run_id")]
+    folders = {EARLIER_FOLDERS: run_folders(reports_dir(session.config), earlier)}
+    change = record.change_id or "(none)"
+    run_item(session.config, INCIDENT_ITEM, print_record(record, narrative, declared) | folders,
+             source=f"the incident record ({LEDGER_FILE}, every run of change {change}), the operator's declarations "
+                    f"({declared}) and the earlier runs' sealed folders; rendered in index.html's incident section")
 
 
 # --- one incident per session ----------------------------------------------------------------------------------------
@@ -250,6 +254,10 @@ def incident(pytestconfig: pytest.Config, incident_deployment: Deployment, incid
                                compromised=compromised_of(pytestconfig))
     except IncidentConflict as exc:
         pytest.exit(f"emergency refused: {exc}", returncode=1)
+    from rotation_pytest.evidence import state_of  # here, not above: the evidence plugin is loaded after this
+
+    record.runs[-1]["run_id"] = state_of(pytestconfig).meta.run_id  # its run folder: named by the incident's next runs
+    record.save()
     taken_over = incident_lock.claimed.taken_over if incident_lock.claimed else None
     if taken_over is not None:
         record.note(f"run lock taken over from {taken_over.line()} (its session is gone: killed or disconnected)")

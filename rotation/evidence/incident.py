@@ -6,7 +6,10 @@ operator declared it. Nothing here computes a fact: it reads the item, so the pr
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rotation.evidence.recorder import EvidenceItem
 
@@ -46,6 +49,7 @@ class IncidentView:
     preventive_measures: list[str]
     security_review: list[dict[str, str]]
     declared_in: str
+    earlier_folders: list[dict[str, str]] = field(default_factory=list)
     line: int | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -67,4 +71,36 @@ def incident_view(items: list[EvidenceItem], seq_of: dict[int, int]) -> Incident
         review_summary=_text(review.get("summary")), review_ran=bool(review.get("ran")),
         findings=_strings(review.get("findings")), root_cause=_text(v.get("root cause")),
         preventive_measures=_strings(v.get("preventive measures")), security_review=_rows(v.get("security review")),
-        declared_in=_text(v.get("declared in")), line=seq_of.get(id(item)))
+        declared_in=_text(v.get("declared in")), earlier_folders=_rows(v.get(EARLIER_FOLDERS)),
+        line=seq_of.get(id(item)))
+
+
+EARLIER_FOLDERS = "earlier run folders"  # key of the incident item: one incident, one record across run folders
+
+
+def run_folders(reports_dir: Path, run_ids: list[str]) -> list[dict[str, str]]:
+    """Every earlier run of the incident with its sealed run folder under `reports_dir` (a killed run's folder is
+    sealed from its journal by the next session, before this one ends): the folder's name, the SHA-256 of its
+    manifest.json (which signs every file of it) and the verdict that manifest states. A run without a sealed folder
+    here is named as such, never left out."""
+    manifests: dict[str, tuple[Path, bytes]] = {}
+    for path in sorted(reports_dir.glob("*/manifest.json")) if reports_dir.is_dir() else []:
+        if path.parent.is_symlink():  # reports/latest: another name of a folder already listed
+            continue
+        try:
+            raw = path.read_bytes()
+            run_id = str(json.loads(raw).get("run_id") or "")
+        except (OSError, ValueError):
+            continue
+        manifests.setdefault(run_id, (path, raw))
+    rows = []
+    for run_id in run_ids:
+        found = manifests.get(run_id)
+        if found is None:
+            rows.append({"run id": run_id, "folder": "no sealed run folder found in the reports directory",
+                         "manifest sha256": "-", "verdict": "-"})
+            continue
+        path, raw = found
+        rows.append({"run id": run_id, "folder": path.parent.name, "manifest sha256": hashlib.sha256(raw).hexdigest(),
+                     "verdict": str(json.loads(raw).get("verdict") or "not stated")})
+    return rows

@@ -11,7 +11,10 @@ control). The intruder's e-mail and IP address are masked in index.html and whol
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,10 +25,11 @@ from markupsafe import escape
 from rotation.core.config import default_config
 from rotation.evidence.auditor import stamp
 from rotation.evidence.html import utc_stamps
-from rotation.evidence.incident import INCIDENT_ITEM
+from rotation.evidence.incident import EARLIER_FOLDERS, INCIDENT_ITEM
 from rotation.evidence.masking import Masker
 from staging.postgres import StagingServer
-from tests.harness import SuiteRun, SuiteRunner, read_evidence
+from tests.emergency.test_emergency_command import REVOKE_STEP, StandInLive, stand_in_live  # noqa: F401 (fixture)
+from tests.harness import SuiteRun, SuiteRunner, newest_run_folder, read_evidence
 
 TWILIO = default_config().credential("twilio").type
 INTRUDER, INTRUDER_IP = "mallory@intruder.example", "203.0.113.66"  # tests/sabotage.py: emergency:intruder-access
@@ -147,3 +151,26 @@ def test_personal_data_is_masked_in_the_print_and_whole_in_the_sealed_evidence(
     assert not in_print(INTRUDER) and not in_print(INTRUDER_IP), "personal data in clear in the print"
     assert in_print("m***@intruder.example") and in_print("203.0.113.x"), "the masked finding is not in the print"
     assert in_print("Dana Okafor"), "the security review's reviewer is not named"
+
+
+def test_the_rerun_after_a_kill_names_the_killed_runs_folder_with_its_digest_and_verdict(
+        stand_in_live: StandInLive) -> None:  # noqa: F811
+    """One incident, one record: a run killed after the revocation (its folder sealed from its journal by the rerun),
+    then the same command; the rerun's signed folder names the killed run's folder, the SHA-256 of its manifest.json
+    and its verdict."""
+    killed = stand_in_live.command({"PYTEST_ADDOPTS": "-p tests.faults", "ROTATION_TEST_KILL_AFTER": REVOKE_STEP})
+    assert killed.returncode == -signal.SIGKILL, (killed.stdout + killed.stderr)[-3000:]
+    resumed = stand_in_live.command()
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-5000:]
+    newest = newest_run_folder(stand_in_live.reports)
+    assert newest is not None and stand_in_live.verify(newest).returncode == 0
+    (sealed,) = [p.parent for p in stand_in_live.reports.glob("*/manifest.json")
+                 if p.parent != newest and not p.parent.is_symlink()]
+    manifest = (sealed / "manifest.json").read_bytes()
+    (row,) = incident_item(newest)[EARLIER_FOLDERS]  # type: ignore[misc]
+    assert row == {"run id": json.loads(manifest)["run_id"], "folder": sealed.name,
+                   "manifest sha256": hashlib.sha256(manifest).hexdigest(),
+                   "verdict": json.loads(manifest)["verdict"]}, row
+    assert row["verdict"] != "PASSED", "a killed run's folder cannot pass"
+    page = (newest / "index.html").read_text()
+    assert sealed.name in page and hashlib.sha256(manifest).hexdigest() in page
