@@ -57,7 +57,7 @@ from rotation.emergency.post_incident import (
     print_record,
 )
 from rotation.emergency.procedure import REASON, DbKeyEmergency, EmergencyProcedure, ProviderEmergency
-from rotation.evidence.incident import EARLIER_FOLDERS, INCIDENT_ITEM, run_folders
+from rotation.evidence.incident import EARLIER_FOLDERS, INCIDENT_CLOSING, INCIDENT_ITEM, run_folders
 from rotation.providers.factory import provider_for
 from rotation.providers.revocation import Wait
 from rotation.providers.smtp import OperatorConsole
@@ -190,7 +190,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     record = session.config.stash.get(INCIDENT, None)
     if record is None or not (record.outcomes or record.review or record.notification or record.notification_error):
         return
-    closing_summary(session.config, "emergency rotation: time to revoke and restore", closing_lines(record),
+    closing_summary(session.config, INCIDENT_CLOSING, closing_lines(record),
                     source="the incident record (the clock at each step, UTC); printed at the end of the run")
     try:
         options = incident_options(session.config)

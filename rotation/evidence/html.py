@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from rotation.core.proof import PopulationQuery
 from rotation.evidence.auditor import plain, sampled_rotations, stamp
-from rotation.evidence.incident import incident_view
+from rotation.evidence.incident import INCIDENT_CLOSING, incident_view
 from rotation.evidence.masking import MASKED_NOTE, Masker
 from rotation.evidence.metadata import RunMetadata
 from rotation.evidence.recorder import CLOSING_PREFIX, EvidenceItem, Population, ScenarioRecord, StepRecord
@@ -228,10 +228,12 @@ def render(meta: RunMetadata, summary: Summary, *, run_name: str, seq_of: dict[i
     duration = (meta.finished - meta.started).total_seconds() if meta.finished else None
     live = meta.target == "live"
     closings = [i for i in run_items if i.name.startswith(CLOSING_PREFIX)]
+    in_details = [c for c in closings if incident and c.name == CLOSING_PREFIX + INCIDENT_CLOSING]
     queries = distinct_queries(summary.populations)
     context = {
         "meta": meta, "summary": summary, "run_name": run_name, "seq_of": seq_of, "public_key_pem": public_key_pem,
-        "run_items": [i for i in run_items if i not in closings], "closings": closings,
+        "run_items": [i for i in run_items if i not in closings],
+        "closings": [c for c in closings if c not in in_details], "details_closings": in_details,
         "closing_prefix": CLOSING_PREFIX, "files": sorted(files), "secret_count": secret_count,
         "controls": summary.controls(), "anchors": {s.nodeid: anchor(s.nodeid) for s in summary.scenarios},
         "scenario_names": {s.nodeid: s.name for s in summary.scenarios},

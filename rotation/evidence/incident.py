@@ -14,6 +14,9 @@ from pathlib import Path
 from rotation.evidence.recorder import EvidenceItem
 
 INCIDENT_ITEM = "incident record"
+# The closing lines of an emergency (what the terminal printed): the incident section holds the same facts, so with it
+# the summary leaves them to the details (one summary, no second timeline)
+INCIDENT_CLOSING = "emergency rotation: time to revoke and restore"
 
 
 def _text(value: object) -> str:

@@ -14,7 +14,9 @@ import datetime as dt
 import hashlib
 import json
 import re
+import shutil
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from rotation.evidence.auditor import stamp
 from rotation.evidence.html import utc_stamps
 from rotation.evidence.incident import EARLIER_FOLDERS, INCIDENT_ITEM
 from rotation.evidence.masking import Masker
+from rotation.evidence.pdf import find_chromium
 from staging.postgres import StagingServer
 from tests.emergency.test_emergency_command import REVOKE_STEP, StandInLive, stand_in_live  # noqa: F401 (fixture)
 from tests.harness import SuiteRun, SuiteRunner, newest_run_folder, read_evidence
@@ -56,7 +59,7 @@ def incident_run(pg: StagingServer, tmp_path_factory: pytest.TempPathFactory) ->
     detected = (dt.datetime.now(dt.UTC) - DETECTED_BEFORE_RUN).replace(microsecond=0)
     run = SuiteRunner(pg.admin_dsn, workdir).run(
         "-m", "emergency", f"--compromised={TWILIO}", f"--detected-at={detected.isoformat()}",
-        f"--incident-notes={notes}", sabotage="emergency:intruder-access")
+        f"--incident-notes={notes}", "--evidence-pdf=auto", sabotage="emergency:intruder-access")
     assert run.run_folder is not None, run.output[-4000:]
     return run, detected
 
@@ -151,6 +154,12 @@ def test_personal_data_is_masked_in_the_print_and_whole_in_the_sealed_evidence(
     assert not in_print(INTRUDER) and not in_print(INTRUDER_IP), "personal data in clear in the print"
     assert in_print("m***@intruder.example") and in_print("203.0.113.x"), "the masked finding is not in the print"
     assert in_print("Dana Okafor"), "the security review's reviewer is not named"
+    pdf = run.run_folder / "report.pdf"
+    if find_chromium() is None or shutil.which("pdftotext") is None:
+        pytest.skip("the print itself (report.pdf) needs chromium and pdftotext; index.html was checked")
+    assert pdf.exists(), "Chromium was found but the run made no report.pdf"
+    text = subprocess.run(["pdftotext", "-raw", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert INTRUDER not in text and INTRUDER_IP not in text and "203.0.113.x" in text, text[-2000:]
 
 
 def test_the_rerun_after_a_kill_names_the_killed_runs_folder_with_its_digest_and_verdict(

@@ -125,7 +125,9 @@ def test_every_page_carries_the_target_the_run_and_its_number(rehearsal: Path) -
 def test_the_auditors_summary_comes_first_in_plain_words(rehearsal: Path) -> None:
     pages = pages_text(rehearsal / "report.pdf")
     summary_pages = next(i for i, t in enumerate(pages) if re.search(r"^\s*Details\s*$", t, re.M))
-    assert 1 <= summary_pages <= 4, f"the details begin on page {summary_pages + 1}"
+    # The rehearsal includes the emergency DB-key scenario: its incident section (issue 24) adds about one page
+    incident_pages = 1 if 'id="incident"' in (rehearsal / "index.html").read_text() else 0
+    assert 1 <= summary_pages <= 4 + incident_pages, f"the details begin on page {summary_pages + 1}"
     summary = squeeze("\n".join(pages[:summary_pages]))
     for heading in ("Auditor's summary", "Change record and people", "Rotations carried out", "Downtime window",
                     "Proof on the new credential", "Old credential", "Populations and their queries", "Exceptions",
