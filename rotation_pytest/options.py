@@ -51,11 +51,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="how long to keep asking the provider whether a revoked credential is refused, after the "
                          "operator was asked to revoke it at the provider (at their terminal, or, without one, in the "
                          "log) or this run revoked it (default 300; staging 2)")
+    group.addoption("--max-retry-wait", type=float, default=None, metavar="SECONDS",
+                    help="the longest a provider call waits in all before its retries (Twilio, Meta): the provider's "
+                         "Retry-After is honoured up to this, a longer wait asked for ends the step saying so "
+                         "(default 120)")
     group.addoption("--workers", type=int, default=None,
                     help="parallel re-encryption workers (default: the number of CPUs)")
     group.addoption("--stop-the-world", action="store_true", default=False,
                     help="DB key, scheduled: re-encrypt every value while the app is stopped instead of staging the "
                          "new values while it runs (the emergency rotation always does)")
+    group.addoption("--leave-unreadable", action="store_true", default=False,
+                    help="DB key: values that neither the current nor the new key opens (written under a key nobody "
+                         "has) are left byte for byte as they are and the rotation goes on; the verdict then says "
+                         "INCOMPLETE, naming them. Without it a scheduled rotation refuses them before the app stops "
+                         "(the emergency rotation always leaves them)")
     group.addoption("--max-rate", type=float, default=None, metavar="ROWS_PER_S",
                     help="DB key, staged: at most this many rows per second while the app runs (default: no limit)")
     group.addoption("--rows", type=int, default=2000,

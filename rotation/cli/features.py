@@ -30,6 +30,9 @@ LIVE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--revoke-wait", "--revoke-wait", "seconds to keep asking the provider whether a revoked credential is refused "
                                        "(default 300): the operator revokes at the provider when asked at the terminal "
                                        "or, without one, in the log"),
+    ("--max-retry-wait", "--max-retry-wait", "seconds a provider call may wait in all before its retries, honouring "
+                                             "the provider's Retry-After (default 120); a longer wait asked for ends "
+                                             "the step, saying so"),
     ("--reports-dir", "--reports-dir", "where the run folder is written (default: reports/)"),
     ("--signing-key", "--signing-key", "Ed25519 private key (PEM) that signs the evidence (or $ROTATION_SIGNING_KEY)"),
     ("--app-start", "--app-start", "command that starts the app (default: the configuration's [app])"),
@@ -42,6 +45,8 @@ LIVE_FLAGS: tuple[tuple[str, str], ...] = (
     ("--confirm-live", "carry out the printed plan (without it: print the plan, change nothing, exit 4)"),
     ("--dry-run", "print the plan and stop"),
     ("--abandon-pending", "start over a PENDING rotation whose new credential never reached .env or the data"),
+    ("--leave-unreadable", "DB key: leave values no key opens byte for byte as they are and go on (the verdict says "
+                           "INCOMPLETE, naming them); without it they are refused before the app stops"),
     ("--allow-staging-endpoints", "allow loopback / stand-in endpoints (rehearsing the live path in CI)"),
     ("--take-over-lock", "take over the run lock a rotation left when its process died (only once that run is over; "
                          "the evidence says so)"),

@@ -33,8 +33,10 @@ call, and the old one is retired only after the app ran on the new one and a tes
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from rotation.core import app_control, app_proof, envfile, state
 from rotation.core.app_control import Health
@@ -55,6 +57,7 @@ from rotation.providers.base import (
     Provider,
     ProviderError,
     SendAnswerLost,
+    provider_journal,
 )
 from rotation.providers.revocation import (
     Revocation,
@@ -108,6 +111,25 @@ def app_credential(health: Health, name: str) -> str | None:
     production app's /health names no credential)."""
     reported = app_check(health, name).get("credential_fingerprint")
     return str(reported) if reported else None
+
+
+JOURNAL_SOURCE = ("the adapter's journal: each wait before a retry (the provider's Retry-After, else the backoff) and "
+                  "each answer lost after the request reached the provider, with how it was reconciled")
+
+
+def journaled(step: Callable[..., None]) -> Callable[..., None]:
+    """A step that calls the provider records, whether it passes or fails, what the adapter noted meanwhile."""
+    @functools.wraps(step)
+    def run(self: ProviderRotation, *args: Any, **kwargs: Any) -> None:
+        try:
+            step(self, *args, **kwargs)
+        finally:
+            entries = provider_journal(self.provider)
+            if entries:
+                evidence: Evidence = kwargs["evidence"] if "evidence" in kwargs else args[-1]
+                evidence.record(f"{self.provider.name}: waits and lost answers", self._tag({"entries": entries}),
+                                source=JOURNAL_SOURCE)
+    return run
 
 
 def reload_application(deployment: Deployment, evidence: Evidence) -> None:
@@ -208,6 +230,7 @@ class ProviderRotation:
                               + "; ".join(f"{name}: {fix}" for name, fix in problems.items()))
 
     # --- Background -----------------------------------------------------------------------------------------------
+    @journaled
     def running_with_current(self, label: str, evidence: Evidence) -> None:
         """The app is healthy and runs on the credential .env holds; during a rotation in progress (a rerun after a
         crash), on its CURRENT or PENDING credential."""
@@ -233,6 +256,7 @@ class ProviderRotation:
         self._check_inputs(evidence)
 
     # --- create ---------------------------------------------------------------------------------------------------
+    @journaled
     def create(self, evidence: Evidence) -> None:
         """A new credential from the provider, or, for a rotation in progress, the one it created."""
         progress = self._state()
@@ -387,6 +411,7 @@ class ProviderRotation:
             "at the provider": at_provider}, source=self.provider.source("discard"))
 
     # --- test before full deployment, set -------------------------------------------------------------------------
+    @journaled
     def test_before_deployment(self, evidence: Evidence) -> None:
         result = self._ask(self.new)
         evidence.record(f"new {self.label} tested before full deployment", self._tag(result.as_evidence()),
@@ -438,6 +463,7 @@ class ProviderRotation:
         return backup
 
     # --- deploy and verify ----------------------------------------------------------------------------------------
+    @journaled
     def check_app_uses_new(self, evidence: Evidence) -> None:
         """The app runs on the new credential: healthy, its own check of the provider passing, and its process started
         after .env changed (the app reads .env only at start; its /health names no credential)."""
@@ -457,6 +483,7 @@ class ProviderRotation:
         require(check.get("ok") is not False, f"the application's {self.provider.name} check fails with the new "
                                               f"{self.label}: {check.get('error') or check.get('detail')}")
 
+    @journaled
     def send_test_message(self, evidence: Evidence) -> None:
         """One test message. When the provider's answer is lost after it may have acted, the message is looked up
         (by its Message-ID / nonce) with the witness before anything is sent again; without a witness who can look
@@ -490,6 +517,7 @@ class ProviderRotation:
             return sent
         return None
 
+    @journaled
     def check_test_message(self, evidence: Evidence, *, delivered: bool = False) -> None:
         """The provider's word on the test message (Twilio: polled to a final status; Meta: its acceptance; the
         relay: its reply), and a witness's where there is one (the app's delivery records, a staging mailbox).
@@ -520,6 +548,7 @@ class ProviderRotation:
                 f"the test message {delivery.message_id} was not delivered: {witnessed.detail if witnessed else ''}")
 
     # --- retire the old credential --------------------------------------------------------------------------------
+    @journaled
     def retire_old(self, evidence: Evidence) -> None:
         """Promote / revoke, unless the old credential is already refused (an earlier run of this rotation did it).
         Only once the new credential has been tested in this run (the app ran on it and its test message passed):
@@ -550,6 +579,7 @@ class ProviderRotation:
         done = act if isinstance(act, RevocationAct) else by_this_run(self.provider.source("retire"))
         return confirm_refused(lambda: self._ask(old), done, self.revoke_wait)
 
+    @journaled
     def check_old_rejected(self, evidence: Evidence) -> None:
         result = self._ask(self.old)
         evidence.record(f"old {self.label} after retirement", self._tag(result.as_evidence()),
@@ -561,6 +591,7 @@ class ProviderRotation:
                 f"{result.detail}); it is not counted as rejected: run the same command again to ask again")
         self._old_refused = True
 
+    @journaled
     def check_new_still_works(self, evidence: Evidence) -> None:
         result = self._ask(self.new)
         health = app_control.wait_for_health(self.deployment.app.health_url,
