@@ -21,8 +21,8 @@ def healthy_before(deployment: Deployment, scenario_credential: Credential | Non
 
 
 @when("the application services are stopped")
-def app_stopped(deployment: Deployment, evidence: Evidence) -> None:
-    prerequisites.stop_app(deployment, evidence)
+def app_stopped(deployment: Deployment, scenario_credential: Credential | None, evidence: Evidence) -> None:
+    prerequisites.stop_app(deployment, evidence, scenario_credential)
 
 
 @when("the application services are started")

@@ -78,9 +78,9 @@ def read_text(path: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        raise EnvFileError(f"{path} is not UTF-8 (a byte that is not UTF-8 at line {line}, byte {exc.start} of the file): "
-                           "python-dotenv, which the app reads it with, cannot read it either; fix that line "
-                           "(nothing was changed)") from None
+        raise EnvFileError(f"{path} is not UTF-8 (a byte that is not UTF-8 at line {line}, byte {exc.start} of "
+                           "the file): python-dotenv, which the app reads it with, cannot read it either; fix that "
+                           "line (nothing was changed)") from None
 
 
 def read_env(path: Path) -> dict[str, str]:

@@ -1,0 +1,54 @@
+"""The end of a run: SIGINT/SIGTERM handled as a request to stop at a safe point, and the one line saying where the
+rotation stands and what to run next.
+
+    signals       SIGINT and SIGTERM become a KeyboardInterrupt (rotation.core.signals) in the main process, so a
+                  run stops as on Ctrl-C: the step is cut short, the teardowns put the rotation in its safe state,
+                  the run folder is written.
+    say_safe_state  the line a procedure's settle() produced: kept in the signed evidence (a closing item, shown in
+                  the terminal summary) and handed to the operator's command (rotation.cli.features.NextStep), which
+                  prints it last.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rotation.cli.features import NextStep
+from rotation.core import signals
+from rotation.db_key.safe_state import DEFAULT_NEXT
+from rotation.evidence.recorder import CLOSING_PREFIX
+from rotation_pytest.evidence import STATE
+
+TITLE = "next step"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        signals.install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        signals.uninstall()
+
+
+def _next_step(config: pytest.Config) -> NextStep | None:
+    return next((p for p in config.pluginmanager.get_plugins() if isinstance(p, NextStep)), None)
+
+
+def next_command(config: pytest.Config) -> str:
+    """The command that takes the rotation up: the operator's own, when the run came from one."""
+    listener = _next_step(config)
+    return listener.command if listener else DEFAULT_NEXT
+
+
+def say_safe_state(config: pytest.Config, line: str, *, source: str) -> None:
+    """The run's one line: the latest replaces an earlier one (each scenario settles; the last says where things
+    stand)."""
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        state.recorder.run_items[:] = [i for i in state.recorder.run_items if i.name != CLOSING_PREFIX + TITLE]
+        state.recorder.closing(TITLE, [line], source=source)
+    listener = _next_step(config)
+    if listener is not None:
+        listener.said(line)
