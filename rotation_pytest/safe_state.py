@@ -11,6 +11,8 @@ rotation stands and what to run next.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import pytest
 
 from rotation.cli.features import NextStep
@@ -18,8 +20,10 @@ from rotation.core import signals
 from rotation.db_key.safe_state import DEFAULT_NEXT
 from rotation.evidence.recorder import CLOSING_PREFIX
 from rotation_pytest.evidence import STATE
+from rotation_pytest.progress import say
 
 TITLE = "next step"
+WARNINGS = "warnings"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,13 +46,22 @@ def next_command(config: pytest.Config) -> str:
     return listener.command if listener else DEFAULT_NEXT
 
 
-def say_safe_state(config: pytest.Config, line: str, *, source: str) -> None:
-    """The run's one line: the latest replaces an earlier one (each scenario settles; the last says where things
-    stand)."""
+def operator_notice(config: pytest.Config) -> Callable[[str], None]:
+    """A procedure's line for the operator, shown at once past pytest's capture (waiting for a database, a .env
+    found more open than 0600)."""
+    return lambda line: say(config, [line])
+
+
+def say_safe_state(config: pytest.Config, line: str, *, source: str, warnings: Sequence[str] = ()) -> None:
+    """The run's one line (and the warnings the run gave on the way): the latest replaces an earlier one (each
+    scenario settles; the last says where things stand)."""
     state = config.stash.get(STATE, None)
     if state is not None:
-        state.recorder.run_items[:] = [i for i in state.recorder.run_items if i.name != CLOSING_PREFIX + TITLE]
+        ours = (CLOSING_PREFIX + TITLE, CLOSING_PREFIX + WARNINGS)
+        state.recorder.run_items[:] = [i for i in state.recorder.run_items if i.name not in ours]
+        if warnings:
+            state.recorder.closing(WARNINGS, list(warnings), source=source)
         state.recorder.closing(TITLE, [line], source=source)
     listener = _next_step(config)
     if listener is not None:
-        listener.said(line)
+        listener.said(line, warnings)

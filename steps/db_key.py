@@ -11,7 +11,7 @@ from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
 from rotation.db_key.preflight import DbKeyPreflight
 from rotation.db_key.procedure import DbKeyRotation
-from rotation_pytest.safe_state import next_command, say_safe_state
+from rotation_pytest.safe_state import next_command, operator_notice, say_safe_state
 
 REASON = "Scheduled 90-day rotation"
 
@@ -25,10 +25,11 @@ def db_key_rotation(deployment: Deployment, pytestconfig: pytest.Config,
                              workers=pytestconfig.getoption("workers"),
                              abandon_pending=pytestconfig.getoption("abandon_pending"),
                              staged=not pytestconfig.getoption("stop_the_world"),
-                             max_rate=pytestconfig.getoption("max_rate"))
+                             max_rate=pytestconfig.getoption("max_rate"), notify=operator_notice(pytestconfig))
     yield rotation
     settled = rotation.settle(evidence, next_command=next_command(pytestconfig))
-    say_safe_state(pytestconfig, settled.line, source="rotation.db_key.safe_state, at the end of the scenario")
+    say_safe_state(pytestconfig, settled.line, warnings=rotation.warnings,
+                   source="rotation.db_key.safe_state, at the end of the scenario")
 
 
 @pytest.fixture

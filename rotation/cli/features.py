@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 from rotation.evidence.recorder import strip_url_passwords
@@ -79,9 +80,10 @@ class NextStep:
     def __init__(self, command: str) -> None:
         self.command = command      # the command that takes the rotation up, as the operator typed this one
         self.line: str | None = None
+        self.warnings: tuple[str, ...] = ()
 
-    def said(self, line: str) -> None:
-        self.line = line
+    def said(self, line: str, warnings: Sequence[str] = ()) -> None:
+        self.line, self.warnings = line, tuple(warnings)
 
 
 _DSN_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
@@ -106,6 +108,8 @@ def run_live(selection: str, args: argparse.Namespace, *extra: str) -> int:
     next_step = NextStep(resume_command(args, *extra))
     code = run_features("--target=live", "-m", selection, *forwarded(args), *extra,
                         *getattr(args, "unknown_args", []), plugins=(next_step,))
+    for warning in next_step.warnings:
+        print(warning, flush=True)
     if next_step.line:
         print(next_step.line, flush=True)
     return code

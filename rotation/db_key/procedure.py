@@ -26,6 +26,7 @@ import datetime as dt
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -128,7 +129,7 @@ class DbKeyRotation:
 
     def __init__(self, deployment: Deployment, *, reason: str, workers: int | None = None,
                  abandon_pending: bool = False, scheduled: bool = False, staged: bool = False,
-                 max_rate: float | None = None) -> None:
+                 max_rate: float | None = None, notify: Callable[[str], None] | None = None) -> None:
         self.deployment = deployment
         self.credential = deployment.config.credential(CREDENTIAL)
         self.reason = reason
@@ -141,6 +142,8 @@ class DbKeyRotation:
         self.staged = staged  # stage the new ciphertexts while the app runs; the app is stopped only for the cutover
         self.max_rate = max_rate
         self._stopped_at: float | None = None  # when this run proved the app stopped (the downtime window's start)
+        self.notify = notify or _to_stderr  # a line for the operator now (the plugin shows it past the capture)
+        self.warnings: list[str] = []       # said again at the end of the run, beside its one-line safe state
 
     # --- what the rotation works on ---------------------------------------------------------------------------------
     @property
@@ -317,7 +320,8 @@ class DbKeyRotation:
             state.discard_pending(self.env_file, self.credential.type)  # .env holds it now
         warning = written.warning() if written else None
         if warning:
-            print(warning, file=sys.__stderr__, flush=True)
+            self.warnings.append(warning)
+            self.notify(warning)
         evidence.record(".env updated" if before != keys.new else ".env already holds the new key", {
             "rotation": keys.rotation_id, self.credential.env: keys.new.fingerprint, "replaces": keys.old.fingerprint,
             "app": f"stopped (health: {health.status_code or 'no answer'}; sessions of its role: {sessions})",
@@ -486,8 +490,8 @@ class DbKeyRotation:
                 if time.monotonic() >= deadline:
                     return None, f"{type(exc).__name__} for {SETTLE_DB_WAIT_S:.0f} s"
                 if not said:
-                    print(f"the database does not answer: waiting up to {SETTLE_DB_WAIT_S:.0f} s to tell whether any "
-                          "value moved", file=sys.__stderr__, flush=True)
+                    self.notify(f"the database does not answer: waiting up to {SETTLE_DB_WAIT_S:.0f} s to tell "
+                                "whether any value moved")
                     said = True
                 time.sleep(1)
 
@@ -820,6 +824,10 @@ def _progress_line(what: str) -> staged.ProgressCallback:
     def show(progress: Progress) -> None:
         print(f"{what}: {progress.line().replace('re-encrypted', 'staged')}", file=sys.__stderr__, flush=True)
     return show
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.__stderr__, flush=True)
 
 
 def _utc(moment: dt.datetime) -> str:
