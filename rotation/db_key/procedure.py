@@ -473,8 +473,8 @@ class DbKeyRotation:
     def _env_fp(self) -> str:
         try:
             return envfile.get_secret(self.env_file, self.credential.env).fingerprint
-        except envfile.EnvFileError as exc:
-            return f"no readable key ({exc})"
+        except envfile.EnvFileError:
+            return "no key python-dotenv can read (see the error above)"
 
     def _jobs_when_answering(self, progress: state.RotationState | None) -> tuple[list[JobSummary] | None, str]:
         """The jobs towards the pending key; the database is given SETTLE_DB_WAIT_S to come back (a restart during
@@ -514,7 +514,7 @@ class DbKeyRotation:
                 return f"the app did not start: {exc}", False
         if not health.healthy:
             return f"the app is not healthy at {app.health_url} (HTTP {health.status_code or 'no answer'})", False
-        if kind != "finished" and app_proof.proof_method(app) in ("probe (URL)", "probe (command)"):
+        if kind == "nothing moved" and app_proof.proof_method(app) in ("probe (URL)", "probe (command)"):
             key = envfile.get_secret(self.env_file, self.credential.env)
             proof = app_proof.probe_key(app, self.deployment.config, self.deployment.dsn, key)
             if not proof.proven:

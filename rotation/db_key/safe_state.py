@@ -65,10 +65,10 @@ def describe(kind: Kind, *, rotation: str | None, env_key: str, old_fp: str | No
         return SafeState(kind, True, line, detail)
     if kind == "nothing changed":
         if app_ok:
-            line = (f"SAFE (nothing changed): no rotation is in progress, .env holds the current key {env_key} and "
+            line = (f"SAFE (nothing changed): no rotation is in progress, .env is as it was (key: {env_key}) and "
                     f"{app}. Next: fix the cause above, then `{rotate}`.")
         else:
-            line = (f"NOT SAFE YET (nothing changed, but {app}): .env holds the current key {env_key}. Next: start "
+            line = (f"NOT SAFE YET (nothing changed, but {app}): .env is as it was (key: {env_key}). Next: start "
                     f"the app, or run `{rotate}`, which starts an app an earlier run stopped.")
         return SafeState(kind, app_ok, line, detail)
     if kind == "nothing moved":

@@ -303,3 +303,31 @@ def test_a_symlinked_env_is_rotated_through_its_target_and_stays_a_link(crm: Liv
     assert isinstance(proof, dict) and proof["matches the value under the key"]  # the app reads the new key
     assert last_line(done.stdout).startswith("DONE: rotation ")
     assert ENV_NAME in target.read_text()
+
+
+# --- bad input: a clear message and a FAILED run folder, never an INTERNALERROR -------------------------------------
+def test_a_env_that_is_not_utf8_is_refused_clearly_with_a_failed_run_folder(crm: LiveCrm) -> None:
+    data = crm.env_file.read_bytes() + b"CRM_DISPLAY_NAME=Caf\xe9 Lumi\xe8re\n"
+    crm.env_file.write_bytes(data)
+    done = crm.rotate()
+    output = done.stdout + done.stderr
+    assert done.returncode not in (0, 3) and "INTERNALERROR" not in output and "Traceback" not in output, output
+    assert crm.env_file.read_bytes() == data and app_healthy(crm)
+    assert plaintexts(crm.dsn, crm.old_key) == crm.before
+    [folder] = crm.folders()
+    assert verify_folder(folder.path).passed and folder.scenario()["status"] == "failed"
+    failed = [s for s in folder.steps() if s.status == "failed"]
+    assert len(failed) == 1 and "is not UTF-8 (a byte that is not UTF-8 at line" in str(failed[0].error)
+    line = last_line(done.stdout)
+    assert line.startswith("SAFE (nothing changed): ") and settled(folder)["safe state"] == "nothing changed", line
+
+
+def test_a_reports_folder_that_cannot_be_written_is_refused_before_anything(crm: LiveCrm) -> None:
+    crm.reports.write_text("a file where the reports folder should be\n")
+    env_before = crm.env_file.read_bytes()
+    done = crm.rotate()
+    output = done.stdout + done.stderr
+    assert done.returncode == 4 and "INTERNALERROR" not in output and "Traceback" not in output, output
+    assert f"the reports folder {crm.reports} cannot be written" in output and "nothing was changed" in output
+    assert crm.env_file.read_bytes() == env_before and app_healthy(crm)
+    assert state.load(crm.env_file, "db_encryption_key") is None
