@@ -69,6 +69,12 @@ def operator_notice(config: pytest.Config) -> Callable[[str], None]:
     return lambda line: say(config, [line])
 
 
+@pytest.fixture
+def notice(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    """A line for the operator at once (see operator_notice)."""
+    return operator_notice(pytestconfig)
+
+
 def say_safe_state(config: pytest.Config, line: str, *, source: str, warnings: Sequence[str] = ()) -> None:
     """The run's one line (and the warnings the run gave on the way): the latest replaces an earlier one (each
     scenario settles; the last says where things stand)."""

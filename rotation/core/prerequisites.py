@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rotation.core import app_control, app_proof, envfile, state
@@ -29,7 +30,8 @@ def back_up(deployment: Deployment, evidence: Evidence) -> Path:
     return path
 
 
-def healthy_before(deployment: Deployment, credential: Credential | None, evidence: Evidence) -> None:
+def healthy_before(deployment: Deployment, credential: Credential | None, evidence: Evidence,
+                   notify: Callable[[str], None] | None = None) -> None:
     """The app is healthy before the rotation, unless this credential's rotation is already in progress (a rerun
     after a crash): then the run that started it checked, and this one says so."""
     current = state.load(deployment.env_file, credential.type) if credential else None
@@ -43,7 +45,7 @@ def healthy_before(deployment: Deployment, credential: Credential | None, eviden
                    f"was made by the run that started it; {app_control.STOP_RECORD}")
         return
     if stopped is not None and not _in_progress(deployment, stopped.credential):
-        start_stopped_app(deployment, stopped, evidence)
+        start_stopped_app(deployment, stopped, evidence, notify)
     result = app_control.health(deployment.app.health_url)
     evidence.record("health before", {"status": result.status_code, "body": result.body},
                     source=f"GET {deployment.app.health_url}")
@@ -55,11 +57,12 @@ def _in_progress(deployment: Deployment, credential: str) -> bool:
     return current is not None and current.in_progress
 
 
-def start_stopped_app(deployment: Deployment, stopped: app_control.StopRecord, evidence: Evidence) -> None:
+def start_stopped_app(deployment: Deployment, stopped: app_control.StopRecord, evidence: Evidence,
+                      notify: Callable[[str], None] | None = None) -> None:
     """An earlier run stopped the app and died before starting it (kill -9, a start command that was killed); its
     rotation is not in progress any more, so the app must run again on what .env holds: start it, saying so."""
-    print(f"the app was stopped by {stopped.line()}, which did not start it again: starting it",
-          file=sys.__stderr__, flush=True)
+    say = notify or (lambda line: print(line, file=sys.__stderr__, flush=True))
+    say(f"the app was stopped by {stopped.line()}, which did not start it again: starting it")
     try:
         result = app_control.start_app(deployment.app, deployment.env_file)
     except app_control.AppControlError as exc:

@@ -331,3 +331,34 @@ def test_a_reports_folder_that_cannot_be_written_is_refused_before_anything(crm:
     assert f"the reports folder {crm.reports} cannot be written" in output and "nothing was changed" in output
     assert crm.env_file.read_bytes() == env_before and app_healthy(crm)
     assert state.load(crm.env_file, "db_encryption_key") is None
+
+
+# --- kill -9 of the tool: the next run sees the app an earlier run stopped ------------------------------------------
+def test_a_tool_killed_after_stopping_the_app_is_taken_up_by_the_next_run_which_says_who_stopped_it(
+        crm: LiveCrm) -> None:
+    killed = crm.rotate(kill_after="the application services are stopped")
+    assert killed.returncode == -signal.SIGKILL
+    stopped = app_control.stopped_by(crm.env_file)
+    assert stopped is not None and not app_healthy(crm)
+    assert crm.key_in_env() == crm.old_key and plaintexts(crm.dsn, crm.old_key) == crm.before
+
+    again = crm.rotate()
+    assert_finished_and_nothing_stranded(crm, again)
+    resumed = [e["value"] for e in crm.folders()[-1].entries()
+               if e["type"] == "evidence" and e["name"] == "resuming a rotation in progress"]
+    assert any(f"stopped by run {stopped.run}" in str(v.get("app", "")) for v in resumed if isinstance(v, dict))
+
+
+def test_an_app_left_stopped_by_a_dead_run_is_started_by_the_next_run_saying_so(crm: LiveCrm) -> None:
+    """Before: a rerun after such a crash waited a minute for the app and failed with `HTTP None`."""
+    assert crm.rotate().returncode == 0
+    app_control.stop_app(crm.app, crm.env_file, run_id="dead-run", credential="db_encryption_key",
+                         operator="test-operator")  # as a run killed with SIGKILL right after the stop leaves it
+    assert not app_healthy(crm)
+    again = crm.rotate()  # the rotation is finished and not due: the run checks it again
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    assert "the app was stopped by run dead-run" in again.stdout and app_healthy(crm)
+    assert app_control.stopped_by(crm.env_file) is None
+    started = [e["value"] for e in crm.folders()[-1].entries()
+               if e["type"] == "evidence" and e["name"] == "application started: an earlier run had stopped it"]
+    assert len(started) == 1 and "run dead-run" in str(started[0])
