@@ -32,6 +32,7 @@ from staging.world import probe_config
 from tests.faults import BLOCK_BEFORE, BLOCK_FILE
 from tests.harness import PROJECT
 from tests.rotation.live_crm import ENV_NAME, LiveCrm, RunFolder, live_crm, plaintexts
+from tests.rotation.test_db_key_crash import progress
 
 ROWS = 40
 CUTOVER = "When all sensitive data is re-encrypted under the new key"
@@ -362,3 +363,33 @@ def test_an_app_left_stopped_by_a_dead_run_is_started_by_the_next_run_saying_so(
     started = [e["value"] for e in crm.folders()[-1].entries()
                if e["type"] == "evidence" and e["name"] == "application started: an earlier run had stopped it"]
     assert len(started) == 1 and "run dead-run" in str(started[0])
+
+
+# --- SIGINT mid-write (stop-the-world): the pages in flight commit, then (b) ------------------------------------------
+def test_sigint_mid_reencryption_stops_after_the_pages_in_flight_and_leaves_data_moved_for_resume(
+        pg: StagingServer, tmp_path: Path) -> None:
+    rows = 2000
+    with live_crm(pg.admin_dsn, tmp_path, rows) as crm:
+        crm.config = probe_config(tmp_path / "rotation.toml", crm.app)
+        crm.extra = ("--stop-the-world",)
+        proc = crm.popen()
+        deadline = time.monotonic() + 240
+        while not 0 < progress(crm.dsn) < rows:
+            assert proc.poll() is None, "the run ended before it could be interrupted"
+            assert time.monotonic() < deadline, "the re-encryption never started"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=300)[0]
+        line = last_line(output)
+        assert proc.returncode != 0 and line.startswith("SAFE (b) data moved: "), output[-3000:]
+
+        new_key = crm.key_in_env()
+        under_new, under_old = plaintexts(crm.dsn, new_key), plaintexts(crm.dsn, crm.old_key)
+        for after, new_row, old_row in zip(crm.before, under_new, under_old, strict=True):
+            for column, value in enumerate(after[1:], start=1):  # each value opens with one of the keys, to itself
+                assert value in (new_row[column], old_row[column]), f"row {after[0]} column {column} is stranded"
+        assert opened(crm, new_key) > 0 and not app_healthy(crm)
+        [folder] = crm.folders()
+        assert settled(folder)["safe state"] == "data moved"
+
+        assert_finished_and_nothing_stranded(crm, run_next(crm, line))
