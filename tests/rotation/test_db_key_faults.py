@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from rotation.core import app_control, envfile, state
 from rotation.evidence.verify import verify_folder
@@ -252,13 +253,47 @@ def pg_ctl(cluster: object, action: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+WATCHER = "rotation-runbook (test: holds the cutover on a row lock)"  # not a session of the app's roles
+
+
+def as_admin(admin_dsn: str, dsn: str) -> str:
+    """The app's database, reached as the cluster's superuser (not one of the app's roles)."""
+    return make_conninfo(admin_dsn, dbname=conninfo_to_dict(dsn)["dbname"])
+
+
+def blocked_on_a_lock(admin_dsn: str) -> bool:
+    """A session of the run (not this test's) waits on a lock in the app's database."""
+    with psycopg.connect(admin_dsn, application_name=WATCHER) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND wait_event_type = 'Lock' AND application_name LIKE 'rotation-runbook%%' "
+                           "AND application_name <> %s", (WATCHER,)).fetchone()
+    return bool(row and row[0])
+
+
+@pytest.mark.parametrize("moment", ["as the cutover begins", "mid-cutover"])
 def test_a_database_restart_at_the_cutover_ends_in_a_safe_state_and_the_next_step_finishes(
-        own_cluster: object, tmp_path: Path) -> None:
+        own_cluster: object, tmp_path: Path, moment: str) -> None:
+    """The cluster is stopped (pg_ctl -m fast) while the run is held at the cutover step, or while the cutover is in
+    the middle of its work (its UPDATE of the staged job waits on a row this test holds), and started again once the
+    run says it waits for it."""
     with live_crm(own_cluster.dsn, tmp_path, ROWS) as crm:  # type: ignore[attr-defined]
         crm.config = probe_config(tmp_path / "rotation.toml", crm.app)
         run = hold_before(crm, CUTOVER, tmp_path)
-        pg_ctl(own_cluster, "stop")  # every session of the run is cut; the cutover finds no database
-        run.release()
+        if moment == "mid-cutover":
+            admin = as_admin(own_cluster.dsn, crm.dsn)  # type: ignore[attr-defined]
+            holder = psycopg.connect(admin, application_name=WATCHER)
+            holder.execute("SELECT 1 FROM rotation_runbook.staged_job FOR UPDATE")
+            run.release()
+            deadline = time.monotonic() + 120
+            while not blocked_on_a_lock(admin):
+                assert run.proc.poll() is None, run.output()[-3000:]
+                assert time.monotonic() < deadline, "the cutover never reached the locked row"
+                time.sleep(0.1)
+            pg_ctl(own_cluster, "stop")  # the cutover's statement is cut off in the middle of the step
+            holder.close()
+        else:
+            pg_ctl(own_cluster, "stop")  # every session of the run is cut; the cutover finds no database
+            run.release()
         deadline = time.monotonic() + 120
         while "the database does not answer" not in run.output():
             assert run.proc.poll() is None, run.output()[-3000:]
@@ -274,7 +309,8 @@ def test_a_database_restart_at_the_cutover_ends_in_a_safe_state_and_the_next_ste
         assert_env_opens_values(crm)
         [folder] = crm.folders()
         failed = [s for s in folder.steps() if s.status == "failed"]
-        assert [s.step for s in failed] == [CUTOVER] and "OperationalError" in str(failed[0].error)
+        assert [s.step for s in failed] == [CUTOVER], failed
+        assert any(word in str(failed[0].error) for word in ("OperationalError", "AdminShutdown", "terminating"))
         assert settled(folder)["safe state"] == "nothing moved" and closing_line(folder) == line
 
         assert_finished_and_nothing_stranded(crm, run_next(crm, line))
