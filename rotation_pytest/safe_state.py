@@ -77,7 +77,10 @@ def notice(pytestconfig: pytest.Config) -> Callable[[str], None]:
 
 def say_safe_state(config: pytest.Config, line: str, *, source: str, warnings: Sequence[str] = ()) -> None:
     """The run's one line (and the warnings the run gave on the way): the latest replaces an earlier one (each
-    scenario settles; the last says where things stand)."""
+    scenario settles; the last says where things stand). Live runs only: a rehearsal's worlds are torn down with
+    their scenarios, and each scenario's evidence already says where its rotation stood."""
+    if target_of(config) != "live":
+        return
     state = config.stash.get(STATE, None)
     if state is not None:
         ours = (CLOSING_PREFIX + TITLE, CLOSING_PREFIX + WARNINGS)
