@@ -161,3 +161,14 @@ def test_a_env_more_open_than_0600_is_reported_with_the_mode_found_and_set(tmp_p
     assert (done.warning() is not None) == warned
     if warned:
         assert oct(found) in str(done.warning())
+
+
+def test_a_dangling_link_or_a_directory_is_refused_clearly(tmp_path: Path) -> None:
+    dangling = tmp_path / ".env"
+    dangling.symlink_to(tmp_path / "gone")
+    with pytest.raises(envfile.EnvFileError, match="does not exist: pass --env-file"):
+        envfile.read_env(dangling)
+    folder = tmp_path / "folder.env"
+    folder.mkdir()
+    with pytest.raises(envfile.EnvFileError, match="is not a regular file"):
+        envfile.read_env(folder)
