@@ -16,9 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from rotation.core.duties import People, is_account, os_user
 from rotation.core.proof import NotApplicable
 from rotation.evidence.controls import Catalog, load_catalog
-from rotation.evidence.journal import Journal, JournalingRecorder, journal_path, seal_dead_journals
+from rotation.evidence.journal import (
+    Journal,
+    JournalingRecorder,
+    journal_path,
+    record_seal_failure,
+    seal_dead_journals,
+)
 from rotation.evidence.metadata import RunMetadata, git_state, package_versions
 from rotation.evidence.recorder import (
     CLOSING_PREFIX,
@@ -32,7 +39,7 @@ from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, write_run
 from rotation.evidence.signing import SigningKeyError, load_private_key
 from rotation_pytest import terminal
 from rotation_pytest.bdd import scenario_template, unregister_cucumber_writer, unregister_junit_writer
-from rotation_pytest.fixtures import operator_of, target_of
+from rotation_pytest.fixtures import config_of, operator_of, target_of
 
 # pytest's own marks are not Gherkin tags; everything else on a scenario item came from a tag.
 pytest_plugins = ["rotation_pytest.evidence_selection", "rotation_pytest.evidence_xdist"]
@@ -62,9 +69,11 @@ class RunState:
 STATE = pytest.StashKey[RunState]()
 
 
-# Accounts, not people: a live run's evidence must name who performed the change.
-SHARED_ACCOUNTS = frozenset({"root", "toor", "admin", "administrator", "system", "nobody", "ubuntu", "debian",
-                             "ec2-user", "postgres", "eventuser", "runner", "ci", "jenkins", "gitlab-runner"})
+def people_of(config: pytest.Config) -> People:
+    """Who requested, approved and performs this run, and the OS account it runs under."""
+    return People(requester=config.getoption("requester"), approver=config.getoption("approver"),
+                  operator=operator_of(config), operator_declared=bool(config.getoption("operator")),
+                  os_user=os_user(), change_id=config.getoption("change_id"))
 
 
 def live_refusals(target: str, *, approver: str | None, change_id: str | None, operator: str,
@@ -77,7 +86,7 @@ def live_refusals(target: str, *, approver: str | None, change_id: str | None, o
     if missing:
         problems.append(f"--target live needs {' and '.join(missing)}: a live rotation is a change and its evidence "
                         "must name who approved it under which change id (SOC 2 CC8.1)")
-    if operator.strip().lower() in SHARED_ACCOUNTS or operator.startswith("uid-") or not operator.strip():
+    if is_account(operator):
         problems.append(f"--target live needs --operator naming the person who performs the change (or "
                         f"ROTATION_OPERATOR): '{operator}' is an account, not a person")
     if not signing_key:
@@ -91,8 +100,11 @@ def pytest_configure(config: pytest.Config) -> None:
     target = target_of(config)
     approver, change_id = config.getoption("approver"), config.getoption("change_id")
     key_option = config.getoption("signing_key")
+    people, rules = people_of(config), config_of(config)
     refusals = live_refusals(target, approver=approver, change_id=change_id, operator=operator_of(config),
                              signing_key=key_option)
+    if target == "live":
+        refusals += people.refusals(rules.duties, rules.source)  # before anything: pytest_configure runs first
     if refusals:
         raise pytest.UsageError("\n".join(refusals))
     scratch = Path(tempfile.mkdtemp(prefix="rotation-evidence-"))
@@ -103,12 +115,15 @@ def pytest_configure(config: pytest.Config) -> None:
                        invocation=[strip_url_passwords(a) for a in config.invocation_params.args],
                        mark_expression=config.option.markexpr or "",
                        keyword_expression=config.option.keyword or "",
-                       signing_key=f"configured: {Path(key_option).name}" if key_option else "")
+                       signing_key=f"configured: {Path(key_option).name}" if key_option else "",
+                       requester=people.requester, os_user=people.os_user, operator_declared=people.operator_declared,
+                       duty_notes=people.notes(rules.duties, rules.source, live=target == "live"))
     journal = Journal(journal_path(reports_dir(config), meta.run_id), meta)  # every event on disk as it happens
     config.stash[STATE] = RunState(recorder=JournalingRecorder(journal), catalog=load_catalog(), meta=meta,
                                    scratch=scratch,
                                    signing_key_path=Path(key_option) if key_option else None)
     state = config.stash[STATE]
+    terminal.register_run_secrets(config, state.recorder.register_secret, credential_settings(config))
     if not hasattr(config, "workerinput"):
         own = []
         if not getattr(config.option, "xmlpath", None):
@@ -116,6 +131,14 @@ def pytest_configure(config: pytest.Config) -> None:
         if not getattr(config.option, "cucumber_json_path", None):
             config.option.cucumber_json_path, own = str(scratch / CUCUMBER), [*own, CUCUMBER]
         state.own_outputs = tuple(own)
+
+
+def credential_settings(config: pytest.Config) -> list[str]:
+    """The .env settings the configuration rotates (a broken configuration is reported by the fixtures)."""
+    try:
+        return [c.env for c in config_of(config).credentials]
+    except pytest.UsageError:
+        return []
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -179,6 +202,8 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(scenario_template(item) is not None for item in session.items):
+        terminal.quiet_tracebacks(session.config)  # no frame's arguments (a DSN, the .env) in any report
     state = state_of(session.config)
     state.meta.selected, state.meta.deselected = len(session.items), state.deselected
 
@@ -330,7 +355,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                                  extra_scan=_extra_scan(config))
     except (OSError, SigningKeyError, ValueError) as exc:
         state.error = state.recorder.redact_text(f"{type(exc).__name__}: {exc}")
-    state.recorder.journal.close(remove=state.error is None)  # kept when the folder failed: the next session seals it
+        try:
+            record_seal_failure(state.recorder.journal, state.error)
+        except OSError:
+            pass  # the journal up to here is still on disk; the sealed folder will not know the error's wording
+    state.recorder.journal.close(remove=state.error is None)  # kept when the folder failed: sealed later
     if state.error or (state.output and (state.output.leaks or state.output.verdict == "FAILED")):
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -411,12 +440,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             tr.write_line(str(line))
     tr.section("evidence", sep="=")
     if state.error:
-        tr.write_line(f"evidence could not be written: {state.error}", red=True)
+        tr.write_line(f"evidence could not be written: {state.error}; its journal is kept: once fixed, seal it with "
+                      f"`rotation evidence seal --reports-dir={reports_dir(config)}` (or the next run seals it)",
+                      red=True)
         return
     out = state.output
     assert out is not None
     tr.write_line(f"run folder: {out.folder}")
     tr.write_line(f"verdict: {out.verdict}", green=out.verdict == "PASSED", red=out.verdict != "PASSED")
+    tr.write_line("who: " + "; ".join(f"{k} {v}" for k, v in state.meta.who_did_what().items()))
+    for note in state.meta.duty_notes:
+        tr.write_line(f"  duties: {note}")
     for reason in out.reasons:
         tr.write_line(f"  {reason}", red=True)
     for leak in out.leaks:

@@ -3,7 +3,6 @@ stand-ins, or the live systems behind the live guard)."""
 
 from __future__ import annotations
 
-import dataclasses
 import getpass
 import os
 from collections.abc import Iterator
@@ -12,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from rotation.core.app_control import AppCommands
-from rotation.core.config import Config, ConfigError, Credential, load_config
+from rotation.core.config import Config, ConfigError, Credential, app_with_overrides, load_config
 from rotation.core.deployment import Deployment, Target
+from rotation.evidence.leaks import run_secrets
 from staging.postgres import StagingServer, staging_server
 from staging.provider_standins import ProviderStandIns, provider_standins
 from staging.world import staging_world
@@ -106,21 +106,18 @@ def scenario_world(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     with staging_world(pg_server.admin_dsn, tmp_path / "app", config_of(request.config),
                        rows=request.config.getoption("rows"), operator=operator_of(request.config),
                        server_log=pg_server.server_log, extra_env=standins.env() if standins else None) as staged:
+        register = request.getfixturevalue("evidence").register_secret
+        for secret in run_secrets(dsns=[staged.dsn], env_files=[staged.env_file],
+                                  names=[c.env for c in config_of(request.config).credentials]):
+            register(secret)  # every secret of the world's .env is known to the scan, not only the rotated one
         yield staged
 
 
 def live_app(config: pytest.Config, rotation_config: Config) -> AppCommands:
     """The configuration's [app], with any --app-* option given on the command line taking precedence."""
-    base = rotation_config.app
-    chosen = {field: config.getoption(option) for field, option in (
+    return app_with_overrides(rotation_config, {field: config.getoption(option) for field, option in (
         ("start", "app_start"), ("stop", "app_stop"), ("restart", "app_restart"), ("reload", "app_reload"),
-        ("health_url", "health_url"), ("health_timeout_s", "health_timeout"))}
-    given = {field: value for field, value in chosen.items() if value is not None}
-    if given and rotation_config.source == "built-in default":
-        # The default's proof of the app's key (its systemd unit) describes its own commands; an app given on the
-        # command line is proven by the process serving its health endpoint (rotation.core.app_proof).
-        base = dataclasses.replace(base, systemd_unit=None, pidfile=None, probe_url=None, probe_command=None)
-    return dataclasses.replace(base, **given)
+        ("health_url", "health_url"), ("health_timeout_s", "health_timeout"))})
 
 
 def live_deployment(config: pytest.Config) -> Deployment:

@@ -50,8 +50,8 @@ def plan_of(session: pytest.Session, systems: plan.Systems, emergency_selected: 
         return plan.plan_lines(compromised_of(config), systems, config_of(config), change_id=change_id,
                                approver=approver, operator=operator_of(config),
                                post_incident=bool(config.getoption("incident_start")) or systems.target != "live")
-    lines = [f"PLAN  target={systems.target}  change={change_id or '-'}  approver={approver or '-'}  "
-             f"operator={operator_of(config)}",
+    lines = [f"PLAN  target={systems.target}  change={change_id or '-'}  requester="
+             f"{config.getoption('requester') or '-'}  approver={approver or '-'}  operator={operator_of(config)}",
              f"  app: stop `{systems.app_stop}`, start `{systems.app_start}`, health {systems.health_url}; database "
              f"{plan.dsn_summary(systems.dsn)}"]
     return lines + [f"  {n}. {item.name}" for n, item in enumerate(session.items, start=1)]

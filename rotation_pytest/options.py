@@ -81,7 +81,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                            "staging cluster provides its own)")
 
     evidence = parser.getgroup("evidence", "SOC 2 evidence")
-    evidence.addoption("--approver", default=None, help="who approved the change (required with --target live)")
+    evidence.addoption("--requester", default=None,
+                       help="who requested the change (recorded with approver, operator and change id)")
+    evidence.addoption("--approver", default=None,
+                       help="who approved the change (required with --target live; not the operator unless the "
+                            "configuration's [duties] allow_self_approval)")
     evidence.addoption("--change-id", default=None, help="the change ticket id (required with --target live)")
     evidence.addoption("--signing-key", default=os.environ.get("ROTATION_SIGNING_KEY"),
                        help="Ed25519 private key (unencrypted PEM) that signs the evidence manifest (or env "

@@ -3,10 +3,20 @@ their tracebacks and captured output, the short summary) passes through a filter
 whole or a fragment of 12 or more characters, before it reaches the screen or a CI log. A replacement is a leak
 that was stopped: the run fails and says so at its very end (after the short summary, which can carry one too).
 
-Called from the evidence plugin (rotation_pytest.evidence): `guard` at session start, `report` at unconfigure."""
+Every secret the run touches is known to that filter, the evidence's redaction and the self-scan from the start
+(`register_run_secrets`, at configure): the DSN's password (URL, key=value, PGPASSWORD, ROTATION_DSN), and every
+secret of the app's .env (DB key, provider secrets, DATABASE_URL's password), not only the ones a step rotates.
+
+Tracebacks carry no locals or arguments (`quiet_tracebacks`, once scenarios are collected): pytest's long style
+prints every frame's arguments, and a library frame's (psycopg's `conninfo = '... password=...'`) is out of our
+reach; the short style shows the code and the error only, in the terminal, junit.xml and cucumber.json alike.
+
+Called from the evidence plugin (rotation_pytest.evidence): `register_run_secrets` at configure, `guard` at session
+start, `quiet_tracebacks` after collection, `report` at unconfigure."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +24,7 @@ from typing import Any, TextIO
 
 import pytest
 
-from rotation.evidence.leaks import Leak, SecretScanner
+from rotation.evidence.leaks import Leak, SecretScanner, run_secrets
 from rotation_pytest.bdd import wrap_terminal_file
 
 Secrets = Callable[[], tuple[str, ...]]
@@ -91,3 +101,24 @@ def report(config: pytest.Config) -> None:
     out.flush()
     if state.session is not None and state.session.exitstatus == pytest.ExitCode.OK:
         state.session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def register_run_secrets(config: pytest.Config, register: Callable[[str], None], names: list[str]) -> int:
+    """Register the session's database password(s) and every secret of the app's .env before anything runs;
+    `names` are the .env settings the configuration rotates. Returns how many."""
+    found = run_secrets(dsns=[config.getoption("dsn", None)], env_files=[config.getoption("env_file", None)],
+                        environ=os.environ, names=names)
+    for secret in found:
+        register(secret)
+    return len(found)
+
+
+LOCALS_FREE_STYLES = ("short", "line", "native", "no")
+
+
+def quiet_tracebacks(config: pytest.Config) -> None:
+    """No frame's arguments or locals in any failure report of a run of scenarios: long (and auto) become short,
+    --showlocals is off."""
+    if getattr(config.option, "tbstyle", "auto") not in LOCALS_FREE_STYLES:
+        config.option.tbstyle = "short"
+    config.option.showlocals = False

@@ -1,4 +1,4 @@
-@rotation @db_encryption_key @SOC2-CC6.1 @PCI-3.7.4 @PCI-3.7.5 @PCI-3.6.1 @GDPR-32
+@rotation @db_encryption_key @SOC2-CC6.1 @SOC2-CC8.1 @PCI-3.7.4 @PCI-3.7.5 @PCI-3.6.1 @GDPR-32
 Feature: Database Encryption Key Rotation
   CRITICAL: this is the most sensitive rotation. Existing encrypted data must be re-encrypted.
   The clients' email addresses, phone numbers and full names, and the provider credentials the application keeps in

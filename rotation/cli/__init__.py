@@ -16,6 +16,9 @@ COMMANDS = (
     "emergency",
     "config",
     "audit-trail",
+    "retire",
+    "escrow",
+    "evidence",
 )
 
 

@@ -71,4 +71,8 @@ def run(args: argparse.Namespace) -> int:
           f"folders, {len(trail.findings)} finding(s); written to {out}/audit-trail.html and audit-trail.json")
     for finding in trail.findings:
         print(f"FLAG  {finding}")
+    for line in trail.awaiting_retirement:
+        print(f"AWAITING RETIREMENT  {line}")
+    for line in trail.escrows_due:
+        print(f"ESCROW DUE  {line}")
     return 1 if trail.findings else 0

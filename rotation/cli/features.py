@@ -26,7 +26,9 @@ LIVE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--dsn", "--dsn", "the CRM database (default: $ROTATION_DSN)"),
     ("--env-file", "--env-file", "the app's .env"),
     ("--operator", "--operator", "who performs the rotation (rotated_by; default: the OS user)"),
-    ("--approver", "--approver", "who approved the change (required)"),
+    ("--requester", "--requester", "who requested the change (recorded in the evidence)"),
+    ("--approver", "--approver", "who approved the change (required; not the operator unless the configuration's "
+                                 "[duties] allow_self_approval)"),
     ("--change-id", "--change-id", "the approved change record (required)"),
     ("--reason", "--reason", "the rotation reason written to the rotation log"),
     ("--workers", "--workers", "parallel re-encryption workers (default: CPU count)"),

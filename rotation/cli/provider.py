@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import argparse
 
-from rotation.cli.features import add_live_options, run_live
+from rotation.cli.features import LIVE_FLAGS, LIVE_OPTIONS, add_live_options, run_live
 from rotation.cli.parsing import SubParsers
+from rotation.cli.retire import add_retire_options, retire
 from rotation.core.config import ConfigError, load_config
 
 
@@ -32,8 +33,10 @@ def register(sub: SubParsers) -> None:
     p = sub.add_parser("provider", help="rotate the Twilio auth token, the WhatsApp access token or the SMTP password "
                                         "(runbook sections 2-4)", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("rotate", "resume"),
-                   help="both finish a rotation in progress (after a crash or an outage) and otherwise start one")
+    p.add_argument("action", choices=("rotate", "resume", "retire"),
+                   help="rotate/resume: both finish a rotation in progress (after a crash or an outage) and otherwise "
+                        "start one; retire: after the quiet period, destroy the old value's copies with a signed "
+                        "record (`rotation retire`)")
     p.add_argument("provider", metavar="PROVIDER",
                    help="twilio, whatsapp or smtp (any provider, credential type or label of the configuration)")
     add_live_options(p)
@@ -43,6 +46,7 @@ def register(sub: SubParsers) -> None:
                    help="how long to wait for the test message's final word (default 120)")
     p.add_argument("--prove-delivery-from-app", action="store_true",
                    help="WhatsApp: prove delivery from the app's own delivery records")
+    add_retire_options(p, skip=tuple(flag for flag, *_ in LIVE_OPTIONS) + tuple(flag for flag, _ in LIVE_FLAGS))
     p.set_defaults(func=run, passes_unknown_args=True)
 
 
@@ -62,6 +66,8 @@ def selection(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "retire":
+        return retire(args, args.provider)
     try:
         chosen = selection(args)
     except ConfigError as exc:

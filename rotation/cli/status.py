@@ -87,12 +87,17 @@ def run(args: argparse.Namespace) -> int:
     except psycopg.Error as e:
         return _error(f"cannot read security_credential_rotations: {type(e).__name__}: {e}")
     report = daily.report
-    print(json.dumps(report.to_json(), indent=2) if args.json else render_table(report))
+    retiring, retirement_due = (status.retirement_lines(args.env_file, config, as_of) if args.env_file.is_file()
+                                else ([], False))
+    if args.json:
+        print(json.dumps({**report.to_json(), "retirement": retiring}, indent=2))
+    else:
+        print(render_table(report) + ("\n\nRetirement:\n" + "\n".join(retiring) if retiring else ""))
     if daily.alert.error:
         return _error(daily.alert.describe())
     if daily.alert.sent:
         print(daily.alert.describe(), file=sys.stderr)
-    return report.exit_code
+    return max(report.exit_code, status.EXIT_DUE if retirement_due else status.EXIT_CURRENT)
 
 
 def _when(moment: dt.datetime | None) -> str:

@@ -8,6 +8,7 @@ error rather than a silent default.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -91,6 +92,20 @@ class Stakeholders:
 
 
 @dataclass(frozen=True)
+class Duties:
+    allow_self_approval: bool = False  # a live run whose approver is its operator is refused unless true
+
+
+@dataclass(frozen=True)
+class Retirement:
+    quiet_period: dt.timedelta = dt.timedelta(hours=24)  # the runbook's "24 hours of successful operation"
+    escrow: tuple[str, ...] = ()  # credential types sealed to the recovery key instead of only destroyed
+    escrow_public_key: str | None = None
+    escrow_dir: str | None = None
+    escrow_days: int = 35
+
+
+@dataclass(frozen=True)
 class Config:
     credentials: tuple[Credential, ...]
     emergency_order: tuple[str, ...]
@@ -99,6 +114,8 @@ class Config:
     access_review: Mapping[str, Mapping[str, str]]
     stakeholders: Stakeholders
     source: str  # the file it came from, or "built-in default"
+    duties: Duties = Duties()
+    retirement: Retirement = Retirement()
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -124,6 +141,17 @@ class Config:
 
     def in_emergency_order(self, types: set[str] | frozenset[str]) -> tuple[str, ...]:
         return tuple(t for t in self.emergency_order if t in types)
+
+
+def app_with_overrides(config: Config, given: Mapping[str, Any]) -> AppSettings:
+    """The configuration's [app] with the command line's --app-*/--health-url values (None: not given) applied. The
+    default configuration's proof of the app's key (its systemd unit) describes its own commands; an app given on the
+    command line is proven by the process serving its health endpoint (rotation.core.app_proof)."""
+    chosen: dict[str, Any] = {field: value for field, value in given.items() if value is not None}
+    base = config.app
+    if chosen and config.source == "built-in default":
+        base = dataclasses.replace(base, systemd_unit=None, pidfile=None, probe_url=None, probe_command=None)
+    return dataclasses.replace(base, **chosen)
 
 
 def config_path(explicit: str | Path | None, environ: Mapping[str, str] = os.environ) -> Path | None:
@@ -156,7 +184,8 @@ def default_config() -> Config:
 
 def parse_config(data: Mapping[str, Any], source: str) -> Config:
     top = _Table(data, source, "")
-    top.only("credentials", "emergency", "encrypted_data", "app", "access_review", "stakeholders")
+    top.only("credentials", "emergency", "encrypted_data", "app", "access_review", "stakeholders", "duties",
+             "retirement")
     credentials = tuple(_credential(name, _Table(v, source, f"credentials.{name}"))
                         for name, v in top.table("credentials").items())
     if not credentials:
@@ -179,7 +208,31 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
                        for name in top.sub("access_review").keys()},
         stakeholders=_stakeholders(top.sub("stakeholders")),
         source=source,
+        duties=_duties(top.optional_sub("duties")),
+        retirement=_retirement(top.optional_sub("retirement"), tuple(c.type for c in credentials)),
     )
+
+
+def _duties(t: _Table) -> Duties:
+    t.only("allow_self_approval")
+    return Duties(allow_self_approval=t.boolean("allow_self_approval", False))
+
+
+def _retirement(t: _Table, types: tuple[str, ...]) -> Retirement:
+    t.only("quiet_period_hours", "escrow", "escrow_public_key", "escrow_dir", "escrow_days")
+    hours, days = t.number("quiet_period_hours", 24), t.integer("escrow_days", 35)
+    if hours < 0 or days < 1:
+        raise ConfigError(f"{t.source}: {t.where('quiet_period_hours')} must be >= 0 and escrow_days >= 1")
+    escrow = t.strings("escrow")
+    unknown = [e for e in escrow if e not in types]
+    if unknown:
+        raise ConfigError(f"{t.source}: {t.where('escrow')} names unknown credential types {', '.join(unknown)}")
+    key = t.optional_string("escrow_public_key")
+    if escrow and key is None:
+        raise ConfigError(f"{t.source}: {t.where('escrow')} needs {t.where('escrow_public_key')}, the recovery "
+                          "public key the old values are sealed to")
+    return Retirement(quiet_period=dt.timedelta(hours=hours), escrow=escrow, escrow_public_key=key,
+                      escrow_dir=t.optional_string("escrow_dir"), escrow_days=days)
 
 
 def _credential(name: str, t: _Table) -> Credential:
@@ -295,6 +348,16 @@ class _Table:
 
     def optional_string(self, key: str) -> str | None:
         return self.string(key) if key in self.data else None
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.source}: {self.where(key)} must be true or false")
+        return value
+
+    def optional_sub(self, key: str) -> _Table:
+        """A table that may be absent (older configurations): an absent one reads as empty."""
+        return self.sub(key) if key in self.data else _Table({}, self.source, self.where(key))
 
     def integer(self, key: str, default: int | None = None) -> int:
         return int(self._get(key, int, "a whole number", default))

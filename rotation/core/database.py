@@ -20,6 +20,7 @@ from typing import TypeVar
 import psycopg
 from psycopg import errors
 from psycopg.adapt import Dumper
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import Format
 
 from rotation.core.secret import Secret
@@ -30,6 +31,47 @@ R = TypeVar("R")
 KEY_TABLE = "pg_temp.rotation_key"
 APPLICATION_NAME = "rotation-runbook"
 _KEY_NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
+
+
+# A database password wherever a DSN or its pieces are written down: URL userinfo (postgresql://u:pw@h/db),
+# key=value conninfo (`host=h password=pw` or `password='p w'`), the environment (PGPASSWORD=pw) and a mapping's repr
+# ({'password': 'pw'}, as psycopg's connection parameters print in a traceback).
+MASK = "***"
+_DSN_PASSWORDS = (
+    re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s'\"]*:)(?P<value>[^@\s/'\"]+)(?P<tail>@)"),
+    re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s'\",;&]+)(?P<tail>)", re.IGNORECASE),
+    re.compile(r"(?P<head>\bPGPASSWORD\s*[=:]\s*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s'\",;]+)(?P<tail>)"),
+    re.compile(r"(?P<head>(?P<q>['\"])password(?P=q)\s*:\s*)(?P<value>'[^']*'|\"[^\"]*\")(?P<tail>)", re.IGNORECASE),
+)
+
+
+def mask_dsn_passwords(text: str) -> str:
+    """The text with every database password a DSN form can carry replaced by ***: evidence, recorded command lines
+    and reprs show the user, host and database, never the password, even when nobody registered it as a secret."""
+    for pattern in _DSN_PASSWORDS:
+        text = pattern.sub(lambda m: m["head"] + MASK + m["tail"], text)
+    return text
+
+
+def dsn_password(dsn: str | None) -> str | None:
+    """The password a DSN (URL or key=value) carries, if any: registered with the leak scan, never shown."""
+    if not dsn:
+        return None
+    try:
+        found = conninfo_to_dict(str(dsn)).get("password")
+    except psycopg.Error:  # not a DSN libpq can parse: nothing to connect with, so nothing to find
+        return None
+    return str(found) if found else None
+
+
+class Dsn(str):
+    """A DSN that shows no password in its repr: a traceback's arguments, a dataclass's repr, an assertion operand.
+    Everything else (psycopg, libpq, a command line built with an f-string) gets the string itself."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(mask_dsn_passwords(str.__str__(self)))
 
 
 class KeyAsParameterError(TypeError):

@@ -9,6 +9,7 @@ from typing import Literal
 
 from rotation.core.app_control import AppCommands
 from rotation.core.config import Config
+from rotation.core.database import Dsn
 
 Target = Literal["staging", "live"]
 
@@ -22,6 +23,9 @@ class Deployment:
     config: Config
     operator: str
     server_log: Path | None = None  # staging: the server's log file, for the leak checks
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dsn", Dsn(self.dsn))  # its repr (a traceback, this dataclass's repr) masks a password
 
     @property
     def live(self) -> bool:

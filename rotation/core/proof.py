@@ -16,12 +16,17 @@ from rotation.core.secret import Secret
 
 @dataclass(frozen=True)
 class PopulationQuery:
-    """How an auditor gets a population figure again: one read-only SELECT for psql that returns the columns
-    `verified` and `total`. Keys and other values are psql variables (`:'new_key'`), never inlined; `variables` says
-    what to set each to (a fingerprint, never a secret). `census` holds counts that need no key (rows, columns,
-    non_null, nulls), taken when the figure was recorded, so the report can reconcile rows x columns = non-NULL +
-    NULL. `reads` phrases the figure for the summary ("opens with the new key: {verified:,} of {total:,}";
-    `{missing}` is total - verified). `note` says what psql cannot count (values the app encrypts itself)."""
+    """How an auditor gets a population figure again: psql text of standard PostgreSQL and pgcrypto that ends in one
+    read-only SELECT. `returns` maps the figure's parts to the SELECT's columns ({"verified": "opened", "total":
+    "total"}); a count-only query returns only {"total": ...} and says so. `setup` is text to run first in the same
+    psql session (functions shared by several queries; the report prints each setup once). A key never appears in
+    the text: the query loads it with psql's `\\copy` from a file (`key_files`: file name -> which key, by
+    fingerprint), so it travels as COPY data, not in a statement the server may log, and refuses a key whose
+    fingerprint is not the one given as a psql variable. `variables` are psql variables (`-v name=value`), never
+    secrets: fingerprints. `census` holds counts that need no key (rows, columns, non_null, nulls), taken when the
+    figure was recorded, so the report can reconcile rows x columns = non-NULL + NULL. `reads` phrases the figure for
+    the summary ("opens with the new key: {verified:,} of {total:,}"; `{missing}` is total - verified). `note` says
+    what the query cannot re-perform."""
 
     subject: str
     sql: str
@@ -29,6 +34,9 @@ class PopulationQuery:
     census: Mapping[str, int] = field(default_factory=dict)
     reads: str = "{verified:,} of {total:,}"
     note: str | None = None
+    returns: Mapping[str, str] = field(default_factory=lambda: {"verified": "verified", "total": "total"})
+    setup: str = ""
+    key_files: Mapping[str, str] = field(default_factory=dict)
 
 
 class Evidence(Protocol):

@@ -583,7 +583,7 @@ class DbKeyRotation:
             "rotation": keys.rotation_id, "job": job_id, "summary": check.summary(),
             "columns": [c.__dict__ for c in check.columns], "failures": check.failure_lines()}, source=source)
         if check.values_total:
-            query = populations.new_key(self.deployment.dsn, spec, keys.new) if kind == "pgcrypto" else None
+            query = populations.under_new_key(self.deployment.dsn, spec, kind, keys.new)
             evidence.population(f"values in {spec.table} verified under the new key", check.values_verified,
                                 check.values_total, source=source, query=query)
         if check.ok and check.values_verified == check.values_total:
@@ -607,8 +607,9 @@ class DbKeyRotation:
             "now": f"{opened:,} of {total:,} values open with the new key, {stale:,} with the old"},
             source=RECHECK_SQL.format(table=spec.table))
         if total:
+            query = populations.under_new_key(self.deployment.dsn, spec, kind, keys.new)
             evidence.population(f"values in {spec.table} opening with the new key (re-check)", opened, total,
-                                source=RECHECK_SQL.format(table=spec.table))
+                                source=RECHECK_SQL.format(table=spec.table), query=query)
         return [] if opened == total and not stale else [
             f"{spec.table}: {total - opened:,} of {total:,} values do not open with the new key, {stale:,} open with "
             "the old (checked again after the rotation finished)"]
@@ -628,7 +629,7 @@ class DbKeyRotation:
         if result.candidates:
             evidence.population("encrypted-looking values the old key no longer opens",
                                 result.candidates - sum(h.opened for h in result.opened), result.candidates,
-                                source=sweep.QUERY_SOURCE)
+                                source=sweep.QUERY_SOURCE, query=populations.swept(result, keys.old))
         self._record_old_key_populations(evidence, result, schema)
         require(not result.unreadable, "the sweep cannot read " + ", ".join(result.unreadable) + ": grant SELECT on "
                                        "them to this role, or no claim can be made that the old key opens nothing")

@@ -146,8 +146,7 @@ class Window:
     end: dt.datetime
 
     def label(self) -> str:
-        fmt = "%Y-%m-%d %H:%M:%S"
-        return f"{self.start.astimezone(dt.UTC):{fmt}} .. {self.end.astimezone(dt.UTC):{fmt}} UTC"
+        return f"({populations.iso_ms(self.start)}, {populations.iso_ms(self.end)}]"
 
 
 @dataclass(frozen=True)
@@ -283,7 +282,8 @@ class ReviewResult:
         return out
 
     def as_evidence(self) -> dict[str, object]:
-        return {"window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
+        return {"window": {"start": populations.iso_ms(self.window.start), "end": populations.iso_ms(self.window.end),
+                           "interval": populations.WINDOW},
                 "tables": [self.access_table, self.communications_table],
                 "access_rows_reviewed": self.access_rows_reviewed,
                 "communications_reviewed": self.communications_reviewed,
@@ -388,7 +388,8 @@ def window_ending(conn: psycopg.Connection[Any], policy: ReviewPolicy, end: dt.d
         assert row is not None
         end = row[0]
     assert end is not None
-    return Window(end - policy.window, end)
+    end = populations.to_millisecond(end)  # the evidence prints the bounds to the millisecond: count what it prints
+    return Window(populations.to_millisecond(end - policy.window), end)
 
 
 def _params(policy: ReviewPolicy, window: Window, limit: int) -> dict[str, object]:

@@ -29,10 +29,10 @@ from rotation.emergency.incident import IncidentRecord, hms, iso, utc_now
 AUDIT_QUERY = """
 SELECT {client}, {access_type}, {accessed_by}, {at}, host({ip_address}) AS {ip_name}, {purpose}
 FROM {table}
-WHERE {at} BETWEEN %(start)s AND %(end)s
+WHERE {at} > %(start)s AND {at} <= %(end)s  -- the window (start, end]: rotation.emergency.populations
 ORDER BY {at}
 """
-AUDIT_TOTAL = "SELECT count(*) FROM {table} WHERE {at} BETWEEN %(start)s AND %(end)s"
+AUDIT_TOTAL = "SELECT count(*) FROM {table} WHERE {at} > %(start)s AND {at} <= %(end)s"
 DOCUMENT_NAME = "incident-report.md"
 MAX_AUDIT_ROWS_IN_DOCUMENT = 200
 TIMELINE_HEADING = "## Timeline (UTC, recorded by the run as each step finished)"
@@ -227,8 +227,8 @@ class PostIncident:
 
     # Given the incident window the operator named
     def name_window(self, evidence: Evidence) -> None:
-        start = self.options.start or self.incident.started_at - dt.timedelta(hours=24)
-        end = self.options.end or utc_now()
+        start = populations.to_millisecond(self.options.start or self.incident.started_at - dt.timedelta(hours=24))
+        end = populations.to_millisecond(self.options.end or utc_now())
         self.window = (start, end)
         evidence.record("incident window", {"start": iso(start), "end": iso(end)}, source=self.options.window_source)
         require(start <= end, f"the incident window ends ({iso(end)}) before it starts ({iso(start)})")

@@ -29,7 +29,7 @@ from rotation.core.config import Config
 from rotation.evidence.verify import verify_folder
 
 LOG_QUERY = """
-SELECT rotation_id::text, credential_type, rotated_at, rotated_by, rotation_reason
+SELECT rotation_id::text, credential_type, rotated_at, rotated_by, rotation_reason, previous_key_hash
 FROM security_credential_rotations
 WHERE rotated_at >= %(start)s AND rotated_at < %(end)s
 ORDER BY rotated_at
@@ -49,6 +49,8 @@ class Rotation:
     rotated_by: str
     reason: str | None
     evidence: list[str] = field(default_factory=list)  # run folders naming this row
+    previous_key_hash: str | None = None  # SHA-256 of the value this rotation replaced
+    retired_by: list[str] = field(default_factory=list)  # retirement run folders that destroyed (or escrowed) it
 
 
 @dataclass
@@ -64,6 +66,8 @@ class RunFolder:
     signer_verified: bool
     problems: list[str]
     rotation_ids: list[str]
+    retirements: list[dict[str, Any]] = field(default_factory=list)  # its "retirement record" items
+    escrows_destroyed: list[str] = field(default_factory=list)  # escrow files it destroyed
 
 
 @dataclass
@@ -93,6 +97,8 @@ class AuditTrail:
     folders: list[RunFolder]
     intervals: list[Interval]
     findings: list[str]
+    awaiting_retirement: list[str] = field(default_factory=list)  # old values still kept past the quiet period
+    escrows_due: list[str] = field(default_factory=list)  # escrows past their destruction date, not destroyed
 
     def as_json(self) -> dict[str, Any]:
         def plain(value: object) -> object:
@@ -102,6 +108,7 @@ class AuditTrail:
             "findings": self.findings,
             "intervals": [{**asdict(i), "days": i.days, "gap": i.gap} for i in self.intervals],
             "rotations": [asdict(r) for r in self.rotations], "run_folders": [asdict(f) for f in self.folders],
+            "awaiting_retirement": self.awaiting_retirement, "escrows_due": self.escrows_due,
         }, default=plain))
         return data
 
@@ -148,7 +155,13 @@ def read_folder(folder: Path, *, public_key: Path | None, fingerprint: str | Non
     verdict = next((e.get("verdict") for e in entries if e.get("type") == "verdict"), None)
     return RunFolder(str(folder), str(run.get("target", "unknown")), run.get("started"), run.get("operator"),
                      run.get("approver"), run.get("change_id"), verdict, checked.passed, checked.signer_verified,
-                     checked.problems, logged_ids(entries))
+                     checked.problems, logged_ids(entries), _named(entries, "retirement record"),
+                     [str(v.get("file")) for v in _named(entries, "escrow destroyed")])
+
+
+def _named(entries: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e["value"] for e in entries if e.get("type") == "evidence" and e.get("name") == name
+            and isinstance(e.get("value"), dict)]
 
 
 def logged_rotations(conn: psycopg.Connection[Any], config: Config, start: dt.datetime,
@@ -160,8 +173,8 @@ def logged_rotations(conn: psycopg.Connection[Any], config: Config, start: dt.da
         credential = config.log_type(logged)
         if credential is not None and (credential not in before or at > before[credential]):
             before[credential] = at
-    rotations = [Rotation(str(r[0]), config.log_type(str(r[1])), str(r[1]), r[2], str(r[3] or ""), r[4])
-                 for r in rows]
+    rotations = [Rotation(str(r[0]), config.log_type(str(r[1])), str(r[1]), r[2], str(r[3] or ""), r[4],
+                          previous_key_hash=r[5]) for r in rows]
     return rotations, before
 
 
@@ -209,7 +222,45 @@ def audit(conn: psycopg.Connection[Any], config: Config, archives: Iterable[Path
     findings += [f"gap: {i.credential} went {i.days} days without rotation ({i.start_is} {_day(i.start)} to "
                  f"{i.end_is} {_day(i.end)}); its policy allows {i.allowed_days}" for i in spans if i.gap]
     pin = fingerprint or (str(public_key) if public_key else "none")
-    return AuditTrail(start, end, pin, rotations, folders, spans, findings)
+    awaiting, due = retirement_status(config, rotations, folders, min(end, dt.datetime.now(dt.UTC)))
+    return AuditTrail(start, end, pin, rotations, folders, spans, findings, awaiting, due)
+
+
+def retirement_status(config: Config, rotations: list[Rotation], folders: list[RunFolder],
+                      now: dt.datetime) -> tuple[list[str], list[str]]:
+    """Old values past their quiet period with no verified live retirement record naming them, and escrows past
+    their destruction date that no retirement run destroyed (the record names a value by its fingerprint, the log
+    by its full SHA-256: a fingerprint is that hash's first 16 hex digits)."""
+    trusted = [f for f in folders if f.target == "live" and f.intact]
+    for r in rotations:
+        r.retired_by = [f.path for f in trusted for rec in f.retirements
+                        if any(_names(r.previous_key_hash, fp) for fp in _retired_values(rec))]
+    quiet = config.retirement.quiet_period
+    awaiting = [f"{r.credential}: the value rotation {r.rotation_id} replaced on {_day(r.rotated_at)} "
+                f"(sha256:{(r.previous_key_hash or '')[:16]}) has no retirement record; retirement was due "
+                f"{_day(r.rotated_at + quiet)} ([retirement] quiet_period_hours)"
+                for r in rotations if r.credential and r.previous_key_hash and not r.retired_by
+                and r.rotated_at + quiet <= now]
+    destroyed = {path for f in trusted for path in f.escrows_destroyed}
+    due = [f"{rec['escrow']['credential']} {rec['escrow']['sealed value']}: escrow {rec['escrow']['file']} was to "
+           f"be destroyed after {rec['escrow']['destroy after']} (sealed by {f.path})"
+           for f in trusted for rec in f.retirements if isinstance(rec.get("escrow"), dict)
+           and rec["escrow"].get("file") not in destroyed
+           and str(rec["escrow"].get("destroy after", "9999")) <= now.isoformat().replace("+00:00", "Z")]
+    return awaiting, due
+
+
+def _retired_values(record: dict[str, Any]) -> list[str]:
+    """The fingerprints a retirement record destroyed: its own value and those of other credentials the same files
+    held (`also retired`)."""
+    also = [a.get("retired value") for f in record.get("files destroyed", []) if isinstance(f, dict)
+            for a in f.get("also retired", []) if isinstance(a, dict)]
+    return [str(v) for v in [record.get("retired value"), *also] if v]
+
+
+def _names(full_hash: str | None, fingerprint: str) -> bool:
+    return bool(full_hash) and fingerprint.startswith("sha256:") and \
+        str(full_hash).startswith(fingerprint.removeprefix("sha256:"))
 
 
 def _day(moment: dt.datetime) -> str:

@@ -25,6 +25,12 @@ def render(trail: AuditTrail) -> str:
     out.append("<ul>" + "".join(f"<li class='bad'>{escape(f)}</li>" for f in trail.findings) + "</ul>"
                if trail.findings else "<p class='ok'>None: every rotation within its interval, each with verified "
                "evidence, and no evidence without a logged rotation.</p>")
+    out.append(f"<h2>Keys awaiting retirement ({len(trail.awaiting_retirement)}) and escrows due "
+               f"({len(trail.escrows_due)})</h2>")
+    out.append("<ul>" + "".join(f"<li class='bad'>{escape(line)}</li>"
+                                for line in trail.awaiting_retirement + trail.escrows_due) + "</ul>"
+               if trail.awaiting_retirement or trail.escrows_due else "<p class='ok'>None: every old value past its "
+               "quiet period has a verified retirement record, and no escrow is past its destruction date.</p>")
     out.append("<h2>Intervals against the policy</h2><table><tr><th>Credential</th><th>From</th><th>To</th>"
                "<th>Days</th><th>Allowed</th><th>Gap</th></tr>")
     out += [f"<tr><td>{escape(i.credential)}</td><td>{escape(i.start_is)} {_day(i.start.isoformat())}</td>"

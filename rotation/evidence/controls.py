@@ -33,6 +33,12 @@ class Catalog:
     controls: dict[str, Control]
     prefixes: tuple[str, ...]
     procedures: dict[str, str]
+    changes: tuple[str, ...] = ()  # tags of scheduled production changes: each needs every change-management control
+
+    @property
+    def change_management(self) -> tuple[str, ...]:
+        """The controls only an approved live change satisfies (SOC 2 CC8.1)."""
+        return tuple(cid for cid, c in self.controls.items() if c.approved_change)
 
     def procedure_of(self, tags: Iterable[str]) -> str:
         tags = set(tags)
@@ -49,6 +55,11 @@ class Catalog:
         out = [f"unknown control tag @{t}" for t in unknown]
         if not known and not unknown:
             out.append("no control tag")
+        changes = sorted(tags & set(self.changes))
+        missing = [c for c in self.change_management if c not in tags]
+        if changes and missing:
+            out.append(f"a @{changes[0]} procedure is a change to production: it needs "
+                       + ", ".join(f"@{c}" for c in missing) + " (change management), like every other")
         return out
 
 
@@ -63,4 +74,4 @@ def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
                                 applicability=" ".join(c.get("applicability", "Applicable.").split()),
                                 approved_change=bool(c.get("satisfied_only_by_an_approved_live_change", False)))
     return Catalog(controls=controls, prefixes=tuple(p.upper() for p in data.get("framework_prefixes", [])),
-                   procedures=dict(data.get("procedures", {})))
+                   procedures=dict(data.get("procedures", {})), changes=tuple(data.get("changes", ())))

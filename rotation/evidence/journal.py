@@ -171,11 +171,22 @@ class Replayed:
     recorder: Recorder
     pid: int
     last_event: datetime | None
+    seal_failure: dict[str, Any] | None = None  # the session's own account of why it could not write its folder
+
+
+SEAL_FAILED = "seal_failed"  # the session lived to the end but could not write its run folder
+
+
+def record_seal_failure(journal: Journal, error: str) -> None:
+    """The session could not write its run folder: say so in its journal, which it keeps for a later seal."""
+    journal.write({"e": SEAL_FAILED, "error": error, "at": iso(utc_now())})
 
 
 def seal_dead_journals(reports_dir: Path, catalog: Catalog, *, sealed_by: str,
-                       signing_key: Ed25519PrivateKey | None = None) -> list[RunOutput]:
-    """Write a signed run folder for every journal under reports_dir whose session is gone, then remove it."""
+                       signing_key: Ed25519PrivateKey | None = None,
+                       sealer: dict[str, object] | None = None) -> list[RunOutput]:
+    """Write a signed run folder for every journal under reports_dir whose session is gone, then remove it. Each such
+    folder says it was sealed late: when, by which run or command (`sealed_by`), by whom (`sealer`), and why."""
     outputs = []
     for path in sorted((reports_dir / JOURNALS).glob("*.jsonl")):
         with _dead(path) as dead:
@@ -188,10 +199,14 @@ def seal_dead_journals(reports_dir: Path, catalog: Catalog, *, sealed_by: str,
                 continue
             if replayed.recorder.scenarios:
                 _close_cut_short(replayed)
+                failure = replayed.seal_failure
+                why = (f"the session that wrote this journal could not write its run folder at {failure['at']}: "
+                       f"{failure['error']}" if failure else
+                       "the session that wrote this journal ended without writing its run folder (killed or crashed)")
+                late = {"sealed at": iso(utc_now()), "sealed by": sealed_by, **(sealer or {}), "why": why}
+                replayed.meta.sealed_late = late
                 replayed.recorder.run_items.append(EvidenceItem(
-                    "journal sealed", {"journal": path.name, "writer pid": replayed.pid, "sealed by run": sealed_by,
-                                       "why": "the session that wrote this journal ended without writing its run "
-                                              "folder (killed or crashed)"},
+                    "journal sealed", {"journal": path.name, "writer pid": replayed.pid, **late},
                     source=f"{JOURNALS}/{path.name}, replayed event by event", collected=utc_now()))
                 outputs.append(write_run(reports_dir, replayed.meta, replayed.recorder, catalog,
                                          signing_key=signing_key, copies={}))
@@ -249,7 +264,7 @@ def replay(path: Path) -> Replayed:
         replayer.apply(event)
     stamps = [_time(e.get(k)) for e in events for k in ("start", "end", "collected")]
     last = max((s for s in stamps if s is not None), default=None)
-    return Replayed(meta, replayer.recorder, int(head.get("pid", 0)), last)
+    return Replayed(meta, replayer.recorder, int(head.get("pid", 0)), last, replayer.seal_failure)
 
 
 def _meta(data: dict[str, Any]) -> RunMetadata:
@@ -257,7 +272,8 @@ def _meta(data: dict[str, Any]) -> RunMetadata:
     fields["started"] = _time(fields["started"])
     fields["finished"] = _time(fields.get("finished"))
     fields["signing_key"] = ""  # the sealing session signs; write_run says with which key
-    return RunMetadata(**fields)
+    known = set(RunMetadata.__dataclass_fields__)
+    return RunMetadata(**{k: v for k, v in fields.items() if k in known})
 
 
 def _time(value: object) -> datetime | None:
@@ -269,6 +285,7 @@ class _Replayer:
         self.recorder = recorder or Recorder()
         self.scenario: ScenarioRecord | None = None
         self.step: StepRecord | None = None
+        self.seal_failure: dict[str, Any] | None = None
 
     def apply(self, e: dict[str, Any]) -> None:
         getattr(self, f"_{e['e']}")(e)
@@ -315,6 +332,9 @@ class _Replayer:
         self.recorder.populations.append(pop)
         if self.scenario is not None:
             self.scenario.populations.append(pop)
+
+    def _seal_failed(self, e: dict[str, Any]) -> None:
+        self.seal_failure = {"error": e.get("error"), "at": e.get("at")}
 
     def _attach(self, e: dict[str, Any]) -> None:
         self.recorder.attachments[e["name"]] = e["text"]

@@ -10,17 +10,71 @@ import base64
 import html
 import json
 import math
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
+from rotation.core.database import dsn_password
+from rotation.core.envfile import EnvFileError, read_env
 from rotation.core.secret import fingerprint
 
 REDACTION = b"[REDACTED]"
 
 
 MIN_FRAGMENT = 12  # characters of the secret; shorter runs of a random secret match by chance too often
+
+# --- every secret the run touches, known to the scan from the session's start ------------------------------------
+# A setting of the app's .env is a secret when its name ends like one (DB_ENCRYPTION_KEY, TWILIO_AUTH_TOKEN,
+# SMTP_PASSWORD, SECRET_KEY); any value that is a URL or DSN with a password (DATABASE_URL) gives its password.
+SECRET_SETTING = re.compile(r"(?:^|_)(?:KEY|SECRET|TOKEN|PASSWORD|PASSWD|PASS|PWD|PASSPHRASE|CREDENTIALS?)$",
+                            re.IGNORECASE)
+PUBLIC_SETTING = re.compile(r"PUBLIC|PUBLISHABLE", re.IGNORECASE)  # STRIPE_PUBLISHABLE_KEY, JWT_PUBLIC_KEY
+# A shorter value is masked at its source but not searched for: it would match ordinary words ("changeme" is 8).
+MIN_SCANNED = 8
+
+
+def password_in(value: str) -> str | None:
+    """The password of a URL (postgresql://u:pw@h/db, redis://:pw@h) or a key=value DSN, else None."""
+    if "://" in value:
+        try:
+            found = urlsplit(value.strip()).password
+        except ValueError:
+            found = None
+        if found:
+            return found
+    return dsn_password(value) if "=" in value or "://" in value else None
+
+
+def env_file_secrets(path: Path | str, names: Iterable[str] = ()) -> list[str]:
+    """Every secret the app's .env holds: the values of secret-looking settings (and of `names`, the credentials the
+    configuration rotates), and the password of any DSN-valued setting. An unreadable file gives none: the run's own
+    checks report it."""
+    wanted = set(names)
+    try:
+        values = read_env(Path(path))
+    except (OSError, EnvFileError, ValueError):
+        return []
+    found = [v for k, v in values.items()
+             if k in wanted or (SECRET_SETTING.search(k) and not PUBLIC_SETTING.search(k))]
+    found += [p for v in values.values() if (p := password_in(v))]
+    return found
+
+
+def run_secrets(*, dsns: Iterable[str | None] = (), env_files: Iterable[Path | str | None] = (),
+                environ: Mapping[str, str] | None = None, names: Iterable[str] = ()) -> list[str]:
+    """What a session registers before anything runs: the DSNs' passwords, PGPASSWORD, every secret of the .env
+    files, each at least MIN_SCANNED characters long, once."""
+    environ = environ or {}
+    found = [p for d in dsns if d and (p := password_in(d))]
+    found += [environ[n] for n in ("PGPASSWORD",) if environ.get(n)]
+    found += [p for n in ("ROTATION_DSN", "DATABASE_URL") if (p := password_in(environ.get(n) or ""))]
+    names = list(names)
+    for env_file in env_files:
+        if env_file:
+            found += env_file_secrets(env_file, names)
+    return list(dict.fromkeys(s for s in found if len(s) >= MIN_SCANNED))
 
 
 @dataclass(frozen=True)

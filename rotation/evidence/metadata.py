@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import rotation
+from rotation.core.duties import People
 
 PACKAGES = ("rotation-runbook", "pytest", "pytest-bdd", "psycopg", "cryptography", "jinja2", "pyyaml", "twilio",
             "aiosmtpd", "testcontainers", "requests", "python-dotenv", "compliance-trestle")
@@ -40,6 +41,16 @@ class RunMetadata:
     deselected: int = 0
     signing_key: str = ""  # "configured: <path>" or "per-run"
     public_key_fingerprint: str = ""
+    requester: str | None = None
+    os_user: str = ""  # the account the tool ran under, recorded beside the declared operator, never in its place
+    operator_declared: bool = True  # False: `operator` is the OS account, no person was named
+    duty_notes: list[str] = field(default_factory=list)  # exceptions in the duties (self-approval allowed, ...)
+    sealed_late: dict[str, object] | None = None  # the run's own session could not seal it: who sealed it, when, why
+
+    def who_did_what(self) -> dict[str, str]:
+        """The change record and its people, as the summary shows them."""
+        return People(self.requester, self.approver, self.operator, self.operator_declared,
+                      self.os_user or "not recorded", self.change_id).who_did_what()
 
     def as_dict(self) -> dict[str, object]:
         out = asdict(self)

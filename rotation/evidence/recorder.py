@@ -6,19 +6,14 @@ from pytest-bdd's hooks and the report module turns it into artifacts."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rotation.core.database import mask_dsn_passwords
 from rotation.core.proof import PopulationQuery
 from rotation.core.secret import Secret, fingerprint, reveal
-
-# user:password@ in a URL or DSN (postgresql://app:pw@db/crm): evidence shows the user, never the password, even
-# when nobody registered it as a secret.
-URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@")
-
 
 # The run folder's own files: an attachment may not replace one of them.
 RESERVED_NAMES = frozenset({"index.html", "evidence.jsonl", "junit.xml", "cucumber.json",
@@ -29,7 +24,9 @@ CLOSING_PREFIX = "printed at the end: "
 
 
 def strip_url_passwords(text: str) -> str:
-    return URL_PASSWORD.sub(r"\g<head>***@", text)
+    """A database password in any DSN form (URL userinfo, key=value, PGPASSWORD=) shown as ***: evidence shows the
+    user, never the password, even when nobody registered it as a secret."""
+    return mask_dsn_passwords(text)
 
 
 def utc_now() -> datetime:
@@ -63,6 +60,11 @@ class Population:
     @property
     def complete(self) -> bool:
         return self.total > 0 and self.verified == self.total
+
+    @property
+    def reperformable(self) -> bool:
+        """An auditor can count it again: a query came with it. A figure without one is never shown as complete."""
+        return self.query is not None
 
     def sentence(self) -> str:
         return f"{self.verified:,} of {self.total:,} {self.label}"
@@ -144,7 +146,8 @@ def query_dict(query: PopulationQuery | None) -> dict[str, object] | None:
     if query is None:
         return None
     return {"subject": query.subject, "sql": query.sql, "variables": dict(query.variables),
-            "census": dict(query.census), "reads": query.reads, "note": query.note}
+            "census": dict(query.census), "reads": query.reads, "note": query.note, "returns": dict(query.returns),
+            "setup": query.setup, "key_files": dict(query.key_files)}
 
 
 def query_of(data: object) -> PopulationQuery | None:
@@ -152,7 +155,11 @@ def query_of(data: object) -> PopulationQuery | None:
         return None
     return PopulationQuery(subject=str(data["subject"]), sql=str(data["sql"]), variables=dict(data["variables"]),
                            census={str(k): int(v) for k, v in dict(data["census"]).items()},
-                           reads=str(data["reads"]), note=data.get("note"))
+                           reads=str(data["reads"]), note=data.get("note"),
+                           returns={str(k): str(v) for k, v in dict(data.get("returns") or PopulationQuery(
+                               "", "").returns).items()},
+                           setup=str(data.get("setup") or ""),
+                           key_files={str(k): str(v) for k, v in dict(data.get("key_files") or {}).items()})
 
 
 def to_jsonable(value: object) -> object:
@@ -243,7 +250,9 @@ class Recorder:
         return PopulationQuery(subject=query.subject, sql=self.redact_text(query.sql),
                                variables={k: self.redact_text(v) for k, v in query.variables.items()},
                                census=dict(query.census), reads=query.reads,
-                               note=self.redact_text(query.note) if query.note else None)
+                               note=self.redact_text(query.note) if query.note else None, returns=query.returns,
+                               setup=self.redact_text(query.setup),
+                               key_files={k: self.redact_text(v) for k, v in query.key_files.items()})
 
     def attach(self, name: str, text: str) -> None:
         """A document the run produced (e.g. incident-report.md), written into the run folder under `name` so the

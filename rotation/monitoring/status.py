@@ -31,10 +31,12 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from rotation.core import escrow, retirement
 from rotation.core.config import Config, Credential
 
 Clock = Callable[[], dt.datetime]
@@ -189,3 +191,25 @@ def exit_code(statuses: Iterable[RotationStatus]) -> int:
 
 def alert_lines(statuses: Iterable[RotationStatus]) -> list[str]:
     return [line for s in statuses if (line := s.alert_line())]
+
+
+def retirement_lines(env_file: Path, config: Config, now: dt.datetime) -> tuple[list[str], bool]:
+    """Old values awaiting retirement beside this .env, and escrows (rotation.core.escrow) past their destruction
+    date: the lines `rotation status` prints, and whether any is due (a retirement past its quiet period, an escrow
+    past its date)."""
+    lines, any_due = [], False
+    for item in retirement.awaiting(env_file, config):
+        due = item.due(now)
+        any_due |= due
+        lines.append(f"{'WARNING' if due else 'INFO'}: {item.credential}: old value {item.old} (rotation "
+                     f"{item.rotation_id}) {'awaits retirement since' if due else 'may be retired from'} "
+                     f"{_iso(item.retire_from)}; still in {', '.join(Path(f).name for f in item.files)}: "
+                     f"`rotation retire {item.credential}`")
+    for sealed in escrow.all_in(retirement.escrow_dir(env_file, config)):
+        due = sealed.due(now)
+        any_due |= due
+        then = f": `rotation retire {sealed.credential}` destroys it" if due else ""
+        lines.append(f"{'WARNING' if due else 'INFO'}: {sealed.credential}: escrow of {sealed.fingerprint} "
+                     f"{'was due for destruction' if due else 'kept until'} {_iso(sealed.destroy_after)} "
+                     f"({sealed.path.name}){then}")
+    return lines, any_due

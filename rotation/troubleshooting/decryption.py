@@ -22,6 +22,7 @@ from rotation.core.database import connect, key_ref, load_keys
 from rotation.core.deployment import Deployment
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.secret import Secret
+from rotation.db_key import populations
 from rotation.db_key.procedure import CREDENTIAL, DbKeyRotation
 from rotation.db_key.reencrypt import (
     ReencryptionError,
@@ -149,7 +150,8 @@ class DecryptionTroubleshooting:
         """Then: every value under the new key; none under the old or neither."""
         total, new = sum(c.non_null for c in self.censuses), self._total("new")
         if total:
-            evidence.population("values under the new key", new, total, source="the counts per key above")
+            evidence.population("values under the new key", new, total, source="the counts per key above",
+                                query=populations.new_key(self.deployment.dsn, self.specs, self._keys(evidence)[1]))
         require(bool(self.censuses) and new == total, self._summary())
 
     def check_names_unreadable(self, expected: Iterable[tuple[str, str, str]], evidence: Evidence) -> None:

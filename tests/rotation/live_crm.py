@@ -82,7 +82,8 @@ class LiveCrm:
                 f"--env-file={self.env_file}", f"--app-start={self.app.start}", f"--app-stop={self.app.stop}",
                 f"--app-restart={self.app.restart}", f"--app-reload={self.app.reload}",
                 f"--health-url={self.app.health_url}", "--workers=2", "--operator=test-operator",
-                "--change-id=CHG-0009", "--approver=test-approver", f"--reports-dir={self.reports}",
+                "--change-id=CHG-0009", "--requester=test-requester", "--approver=test-approver",
+                f"--reports-dir={self.reports}",
                 "--allow-staging-endpoints", "--confirm-live", *self.extra]
 
     def rotate(self, action: str = "rotate", *, kill_after: str | None = None, addopts: str = "",
