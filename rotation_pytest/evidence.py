@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from rotation.core import preflight
 from rotation.core.duties import People, is_account, os_user
 from rotation.core.proof import NotApplicable
 from rotation.evidence.controls import Catalog, load_catalog
@@ -107,6 +109,7 @@ def pytest_configure(config: pytest.Config) -> None:
         refusals += people.refusals(rules.duties, rules.source)  # before anything: pytest_configure runs first
     if refusals:
         raise pytest.UsageError("\n".join(refusals))
+    _require_writable_reports(config)
     scratch = Path(tempfile.mkdtemp(prefix="rotation-evidence-"))
     commit, dirty = git_state(config.rootpath)
     meta = RunMetadata(run_id=str(uuid.uuid4()), target=target, operator=operator_of(config), approver=approver,
@@ -131,6 +134,17 @@ def pytest_configure(config: pytest.Config) -> None:
         if not getattr(config.option, "cucumber_json_path", None):
             config.option.cucumber_json_path, own = str(scratch / CUCUMBER), [*own, CUCUMBER]
         state.own_outputs = tuple(own)
+
+
+def _require_writable_reports(config: pytest.Config) -> None:
+    """Every event is journaled under the reports folder from the first one on: a folder that cannot be written is
+    refused here, before anything runs, with what to fix (not an INTERNALERROR at the first event). Its room is
+    checked by each procedure's preflight, which can still write the folder that says so."""
+    if hasattr(config, "workerinput"):
+        return
+    found = preflight.reports_writable(reports_dir(config))
+    if not found.ok:
+        raise pytest.UsageError(f"refused before anything ran (nothing was changed): {found.line()}")
 
 
 def credential_settings(config: pytest.Config) -> list[str]:
@@ -348,7 +362,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state.recorder.populations.sort(key=lambda p: order.get(p.scenario or "", -1))
     state.meta.finished = utc_now()
     try:
-        key = load_private_key(state.signing_key_path) if state.signing_key_path else None
+        key = _configured_key(state)
         state.output = write_run(reports_dir(config), state.meta, state.recorder, state.catalog, signing_key=key,
                                  copies={JUNIT: _path(config.option.xmlpath),
                                          CUCUMBER: _path(getattr(config.option, "cucumber_json_path", None))},
@@ -363,6 +377,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state.error or (state.output and (state.output.leaks or state.output.verdict == "FAILED")):
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _configured_key(state: RunState) -> Ed25519PrivateKey | None:
+    """The configured signing key. One that cannot sign (RSA, encrypted, unreadable) gives None: a per-run key signs
+    the folder and its metadata says why, so that a run refused for that very reason (the preflight tries the key
+    before any change) still leaves the folder that says so. A pinned verification of that folder fails, as it must."""
+    if state.signing_key_path is None:
+        return None
+    try:
+        return load_private_key(state.signing_key_path)
+    except SigningKeyError as exc:
+        state.meta.signing_key = f"per-run (the configured key cannot sign: {exc})"
+        return None
 
 
 def add_unrun(recorder_scenarios: list[ScenarioRecord], planned: list[ScenarioRecord],

@@ -34,6 +34,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "'emergency' for the emergency procedure)")
     group.addoption("--abandon-pending", action="store_true", default=False,
                     help="start over a PENDING rotation whose new credential never reached .env or the data")
+    group.addoption("--take-over-lock", action="store_true", default=False,
+                    help="take over the run lock of a rotation whose lock session is gone (killed, or its connection "
+                         "lost) but whose record remains; only once you know that run is over. The evidence says so")
     group.addoption("--replace-secondary", action="store_true", default=False,
                     help="Twilio: when Twilio already holds a secondary auth token that this rotation did not create, "
                          "delete it and create a new one (without this the rotation stops, changing nothing)")

@@ -5,6 +5,7 @@
     providers    how provider adapters are built (stand-ins' console and witnesses on staging, the operator's on live)
     markers      credential tags from the configuration; the staging-only hook
     live_guard   the plan, the refusals and the confirmation before anything live is touched
+    run_context  what a procedure checks and holds before its first change: reports folder, signing key, run lock
     evidence     the recorder fed by pytest-bdd's hooks, and the signed run folder at the end
     progress     one line per step for live and emergency runs
     emergency    the incident record and the emergency selection (--compromised)
@@ -22,6 +23,7 @@ pytest_plugins = [
     "rotation_pytest.emergency",
     "rotation_pytest.practices",
     "rotation_pytest.evidence",
+    "rotation_pytest.run_context",
     "rotation_pytest.live_guard",
     "rotation_pytest.safe_state",
 ]

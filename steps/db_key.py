@@ -8,6 +8,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from rotation.core.deployment import Deployment
+from rotation.core.preflight import RunContext
 from rotation.core.proof import Evidence
 from rotation.db_key.preflight import DbKeyPreflight
 from rotation.db_key.procedure import DbKeyRotation
@@ -17,7 +18,7 @@ REASON = "Scheduled 90-day rotation"
 
 
 @pytest.fixture
-def db_key_rotation(deployment: Deployment, pytestconfig: pytest.Config,
+def db_key_rotation(deployment: Deployment, pytestconfig: pytest.Config, run_context: RunContext,
                     evidence: Evidence) -> Iterator[DbKeyRotation]:
     """The rotation; when the scenario ends (passed, failed, Ctrl-C, SIGTERM) it is put in its safe state and the
     run says which, in one line with the next command."""
@@ -25,7 +26,8 @@ def db_key_rotation(deployment: Deployment, pytestconfig: pytest.Config,
                              workers=pytestconfig.getoption("workers"),
                              abandon_pending=pytestconfig.getoption("abandon_pending"),
                              staged=not pytestconfig.getoption("stop_the_world"),
-                             max_rate=pytestconfig.getoption("max_rate"), notify=operator_notice(pytestconfig))
+                             max_rate=pytestconfig.getoption("max_rate"), run=run_context,
+                             notify=operator_notice(pytestconfig))
     yield rotation
     settled = rotation.settle(evidence, next_command=next_command(pytestconfig))
     say_safe_state(pytestconfig, settled.line, warnings=rotation.warnings,
@@ -35,6 +37,11 @@ def db_key_rotation(deployment: Deployment, pytestconfig: pytest.Config,
 @pytest.fixture
 def db_key_preflight(deployment: Deployment) -> DbKeyPreflight:
     return DbKeyPreflight(deployment)
+
+
+@given("no other rotation of this database is running and nothing the rotation needs is missing")
+def cleared_to_start(db_key_rotation: DbKeyRotation, evidence: Evidence) -> None:
+    db_key_rotation.prepare(evidence)
 
 
 @given("the CRM database holds client PII encrypted under the current database encryption key")

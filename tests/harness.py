@@ -16,9 +16,10 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
-def seeded_crm(admin_dsn: str, rows: int) -> Iterator[tuple[str, str]]:
+def seeded_crm(admin_dsn: str, rows: int, *, runbook_schema: bool = True) -> Iterator[tuple[str, str]]:
     """A scratch CRM database with both schemas and `rows` seeded clients, reached as the app's role (owner, not a
-    superuser): yields (dsn, the key they are under)."""
+    superuser): yields (dsn, the key they are under). Without `runbook_schema` it holds only the app's migrations, as
+    a production database does on day one (the suite's schema is then the first run's to create)."""
     import psycopg
 
     from rotation.core.database import apply_runbook_schema
@@ -31,7 +32,8 @@ def seeded_crm(admin_dsn: str, rows: int) -> Iterator[tuple[str, str]]:
         key = generate_key()
         with psycopg.connect(dsn) as conn:
             apply_crm_schema(conn)
-            apply_runbook_schema(conn)
+            if runbook_schema:
+                apply_runbook_schema(conn)
         seed_clients(dsn, key, rows)
         yield dsn, key
 

@@ -10,10 +10,13 @@ Feature: Database Encryption Key Rotation
   ever reaches the database server's log. Run again after an interruption at any point, the rotation takes up where
   it stopped, including any value written under the old key meanwhile. The new values are prepared while the
   application still runs, so that it is stopped only while they are put in place; whatever changed meanwhile is
-  re-encrypted then. The search for values the old key still opens runs once the application is back.
+  re-encrypted then. The search for values the old key still opens runs once the application is back. Before anything
+  changes, everything the rotation will need is checked, and a rotation missing any of it is refused naming what is
+  missing and how to grant it; only one rotation of the database runs at a time.
 
   Background:
-    Given the CRM database holds client PII encrypted under the current database encryption key
+    Given no other rotation of this database is running and nothing the rotation needs is missing
+    And the CRM database holds client PII encrypted under the current database encryption key
 
   @scheduled
   Scenario: Scheduled 90-day rotation of the database encryption key

@@ -45,6 +45,8 @@ LIVE_FLAGS: tuple[tuple[str, str], ...] = (
     ("--dry-run", "print the plan and stop"),
     ("--abandon-pending", "start over a PENDING rotation whose new credential never reached .env or the data"),
     ("--allow-staging-endpoints", "allow loopback / stand-in endpoints (rehearsing the live path in CI)"),
+    ("--take-over-lock", "take over the run lock a rotation left when its process died (only once that run is over; "
+                         "the evidence says so)"),
 )
 
 

@@ -1,5 +1,8 @@
 -- rotation-runbook's own bookkeeping, kept apart from the CRM's objects in its own schema. Idempotent.
 -- No key is ever stored here: jobs name keys by fingerprint only.
+-- A rotation's first run creates it (or upgrades what an older release left) as the app's own role, as an explicit
+-- step before anything reads it (rotation.core.runbook_schema): the role needs CREATE on the database for that, or the
+-- schema created once by the database owner and granted (see docs/db-key-rotation.md, "Day one").
 
 CREATE SCHEMA IF NOT EXISTS rotation_runbook;
 
@@ -105,3 +108,40 @@ EXCEPTION WHEN OTHERS THEN
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql IMMUTABLE STRICT;
+
+-- One rotation at a time (rotation.core.lock). The lock itself is a session-level advisory lock on the app's database,
+-- held on a connection of its own for the whole run; this row names its holder, so that a second operator is told who
+-- holds it, and it outlives a holder killed with SIGKILL (the advisory lock does not): a row whose advisory lock is
+-- free is a stale lock, taken over only with --take-over-lock.
+CREATE TABLE IF NOT EXISTS rotation_runbook.run_lock (
+    lock_name TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    procedure TEXT NOT NULL,
+    operator TEXT NOT NULL,
+    change_id TEXT,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    backend_pid INTEGER NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- The staged rotation's jobs (rotation.db_key.staged, which also creates it if missing): here too, so that the first
+-- run's schema step creates every table of the suite before anything reads one.
+CREATE TABLE IF NOT EXISTS rotation_runbook.staged_job (
+    stage_id BIGSERIAL PRIMARY KEY,
+    table_name TEXT NOT NULL,
+    old_key_fp TEXT NOT NULL,
+    new_key_fp TEXT NOT NULL,
+    cipher_options TEXT NOT NULL,
+    phase TEXT NOT NULL DEFAULT 'staging'
+        CHECK (phase IN ('staging', 'staged', 'cutover', 'swapped', 'done', 'abandoned')),
+    cursor TEXT,
+    rows_staged BIGINT NOT NULL DEFAULT 0,
+    rows_total BIGINT NOT NULL,
+    at_cutover BIGINT NOT NULL DEFAULT 0,
+    job_id BIGINT,
+    started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    staged_at TIMESTAMPTZ,
+    swapped_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ
+);

@@ -18,7 +18,6 @@ from importlib import resources
 from typing import TypeVar
 
 import psycopg
-from psycopg import errors
 from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import Format
@@ -134,17 +133,31 @@ def on_connections(dsn: str, keys: Mapping[str, Secret], workers: int, tasks: Se
 def protect_parameters(conn: psycopg.Connection) -> bool:
     """Defence in depth: `log_parameter_max_length[_on_error] = 0` for the session where the role may set them (the
     first is superuser-only unless granted). Returns whether both were set. No key depends on it: keys are never
-    parameters."""
+    parameters. The privilege is read from the catalog first: a refused SET writes an ERROR line to the server log,
+    which log monitoring pages on."""
     conn.execute("SET log_parameter_max_length_on_error = 0")
-    try:
-        with conn.transaction():
-            conn.execute("SET log_parameter_max_length = 0")
-        protected = True
-    except (errors.InsufficientPrivilege, errors.CantChangeRuntimeParam):
-        protected = False
+    protected = may_set(conn, "log_parameter_max_length")
+    if protected:
+        conn.execute("SET log_parameter_max_length = 0")
     if not conn.autocommit:
         conn.commit()
     return protected
+
+
+# Whether the session's role may SET a parameter, from the catalog alone: `user` parameters anyone may; `superuser`
+# ones a superuser, or (PostgreSQL 15+) a role granted SET ON PARAMETER; the other contexts cannot be SET at all.
+MAY_SET = ("SELECT s.context = 'user' OR (s.context = 'superuser' AND (r.rolsuper OR {granted})) "
+           "FROM pg_settings s JOIN pg_roles r ON r.rolname = current_user WHERE s.name = %s")
+PARAMETER_PRIVILEGES = 150000  # has_parameter_privilege and GRANT SET ON PARAMETER exist from PostgreSQL 15
+
+
+def may_set(conn: psycopg.Connection, parameter: str) -> bool:
+    """Whether this session may SET `parameter` (pg_settings.context, rolsuper, has_parameter_privilege), learned
+    without trying it."""
+    granted = ("has_parameter_privilege(current_user, s.name, 'SET')"
+               if conn.info.server_version >= PARAMETER_PRIVILEGES else "false")
+    row = conn.execute(MAY_SET.format(granted=granted), (parameter,)).fetchone()
+    return bool(row and row[0])
 
 
 def key_ref(name: str) -> str:
@@ -189,10 +202,17 @@ RUNBOOK_SCHEMA = "V100__rotation_runbook.sql"
 
 # The newest objects of V100 (and the absence of the one it replaces): when they are as V100 leaves them, the schema
 # is up to date and nothing is executed (a role that may use the schema but not CREATE in the database can still
-# rotate).
-RUNBOOK_SCHEMA_CURRENT = ("SELECT to_regprocedure('rotation_runbook.try_dearmor(text)') IS NOT NULL "
-                          "AND to_regclass('rotation_runbook.row_digest') IS NOT NULL "
-                          "AND to_regclass('rotation_runbook.plaintext_digest') IS NULL")
+# rotate). Read from the catalog by name: to_regclass would fail (and log an ERROR) for a role without USAGE on it.
+RUNBOOK_SCHEMA_CURRENT = """
+SELECT count(*) FILTER (WHERE kind = 'f' AND name = 'try_dearmor') = 1
+   AND count(*) FILTER (WHERE kind = 'r' AND name IN ('row_digest', 'run_lock', 'staged_job')) = 3
+   AND count(*) FILTER (WHERE kind = 'r' AND name = 'plaintext_digest') = 0
+FROM (SELECT 'r' AS kind, c.relname::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'rotation_runbook' AND c.relkind = 'r'
+      UNION ALL
+      SELECT 'f', p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = 'rotation_runbook' AND p.proname = 'try_dearmor') AS objects
+"""
 
 
 def apply_runbook_schema(conn: psycopg.Connection) -> None:

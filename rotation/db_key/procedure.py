@@ -1,5 +1,8 @@
 """Runbook section 1, Database Encryption Key Rotation, as idempotent steps over the four-step state.
 
+    (first)  prepare              everything checkable checked before any change (rotation.db_key.readiness), the
+                                  run lock taken (rotation.core.lock), the suite's schema created or upgraded
+                                  (rotation.core.runbook_schema), the lock's holder recorded
     create   generate_key         a new key from the CSPRNG, judged by the registry's strength policy, kept as the
                                   PENDING credential (.rotation-pending.db_encryption_key, 0600) until .env holds it
     set      write_env            .env holds the new key: refused while the app answers healthy or any session of its
@@ -33,14 +36,17 @@ from typing import TypeVar
 
 import psycopg
 
-from rotation.core import app_control, app_proof, envfile, signals, state
+from rotation.core import app_control, app_proof, envfile, runbook_schema, signals, state
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
 from rotation.core.keys import WeakSecretError, check_strength, generate_key
+from rotation.core.lock import SOURCE as LOCK_SOURCE
+from rotation.core.lock import TAKE_OVER_OPTION, RunLock
+from rotation.core.preflight import RunContext
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
 from rotation.core.secret import Secret
-from rotation.db_key import fernet, populations, safe_state, staged, stopped, sweep
+from rotation.db_key import fernet, populations, readiness, safe_state, staged, stopped, sweep
 from rotation.db_key.reencrypt import (
     DEFAULT_CIPHER_OPTIONS,
     JobResult,
@@ -129,8 +135,11 @@ class DbKeyRotation:
 
     def __init__(self, deployment: Deployment, *, reason: str, workers: int | None = None,
                  abandon_pending: bool = False, scheduled: bool = False, staged: bool = False,
-                 max_rate: float | None = None, notify: Callable[[str], None] | None = None) -> None:
+                 max_rate: float | None = None, run: RunContext | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
         self.deployment = deployment
+        # where the evidence goes, what signs it, and the run lock; a library caller without one takes no lock
+        self.run = run or RunContext()
         self.credential = deployment.config.credential(CREDENTIAL)
         self.reason = reason
         self.workers = workers or os.cpu_count() or 2
@@ -169,6 +178,37 @@ class DbKeyRotation:
         return self._current_keys().rotation_id
 
     # --- Background -------------------------------------------------------------------------------------------------
+    def prepare(self, evidence: Evidence) -> None:
+        """Given (first): everything checkable is checked before the first change (rotation.db_key.readiness), and
+        refused naming each finding and its fix; then the run lock is taken (one rotation at a time), the suite's
+        schema created or upgraded (the first run on a database holding only the app's migrations), and the lock's
+        record written. Each part recorded. Nothing of the app's, its data's or .env's has changed yet."""
+        found, schema = readiness.preflight(self.deployment, self.run, self.specs, self.fernet_specs)
+        evidence.record("checked before any change", found.as_evidence(), source=readiness.SOURCE)
+        found.require()
+        lock = self.run.lock
+        if lock is not None:
+            lock.take()
+        with connect(self.deployment.dsn) as conn:
+            done = runbook_schema.ensure(conn, schema)
+        evidence.record(f"the suite's schema {runbook_schema.SCHEMA}", {
+            "found": schema.state, "done": done, "role": schema.role, "database": schema.database},
+            source=runbook_schema.SOURCE)
+        self._claim(lock, evidence)
+
+    def _claim(self, lock: RunLock | None, evidence: Evidence) -> None:
+        if lock is None:
+            evidence.record("run lock", {"taken": False, "why": "a library caller without a run lock (the "
+                                                                "operator's command and rehearsals always take it)"},
+                            source=LOCK_SOURCE)
+            return
+        claimed = lock.claim()
+        evidence.record("run lock", {
+            "taken": True, "holder": claimed.holder.as_evidence(),
+            "taken over from a stale lock": claimed.taken_over.as_evidence() if claimed.taken_over else None,
+            "how": (f"{TAKE_OVER_OPTION}: the record of a run whose lock session is gone was replaced"
+                    if claimed.taken_over else "no other holder")}, source=LOCK_SOURCE)
+
     def check_current_key(self, evidence: Evidence) -> None:
         """Given: the inventory's encrypted values open with the key in .env (one value per column is tried). A rerun
         of a rotation in progress says so instead: its data is partly under the new key by design."""
@@ -202,6 +242,8 @@ class DbKeyRotation:
     # --- create ---------------------------------------------------------------------------------------------------
     def generate_key(self, evidence: Evidence) -> None:
         """create: a new key, kept as PENDING; or, on a rerun, the rotation that is already under way."""
+        if self.run.lock is not None:
+            self.run.lock.require_held()  # one rotation at a time: still ours before the first change
         existing = state.load(self.env_file, self.credential.type)
         if existing is not None and existing.in_progress and not self.abandon_pending:
             keys = self._recover(existing)

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import psycopg
-from psycopg import errors, sql
+from psycopg import sql
+
+from rotation.core.database import may_set
 
 Mode = Literal["none", "replica", "owner"]
 
@@ -79,13 +81,9 @@ class TriggerGuard:
 
 
 def may_set_replica(conn: psycopg.Connection) -> bool:
-    """Whether this role may SET session_replication_role (superuser, or granted SET ON PARAMETER)."""
-    try:
-        with conn.transaction(force_rollback=True):
-            conn.execute("SET LOCAL session_replication_role = replica")
-    except (errors.InsufficientPrivilege, errors.CantChangeRuntimeParam):
-        return False
-    return True
+    """Whether this role may SET session_replication_role (superuser, or granted SET ON PARAMETER), read from the
+    catalog: a refused SET would write an ERROR line to the server log on every run."""
+    return may_set(conn, "session_replication_role")
 
 
 def guard_for(conn: psycopg.Connection, table: str) -> TriggerGuard:

@@ -43,6 +43,14 @@ def plaintexts(dsn: str, key: Secret) -> list[tuple[object, ...]]:
         return conn.execute(f"SELECT {SPEC.pk}, {columns} FROM {SPEC.table} ORDER BY {SPEC.pk}").fetchall()
 
 
+def plaintexts_day_one(dsn: str, key: Secret) -> list[tuple[object, ...]]:
+    """As plaintexts, before the suite's schema exists (pgcrypto alone: every value must open with `key`)."""
+    columns = ", ".join(f"CASE WHEN {c} IS NULL THEN NULL ELSE pgp_sym_decrypt({c}, {key_ref('k')}) END"
+                        for c in SPEC.columns)
+    with connect(dsn, keys={"k": key}) as conn:
+        return conn.execute(f"SELECT {SPEC.pk}, {columns} FROM {SPEC.table} ORDER BY {SPEC.pk}").fetchall()
+
+
 @dataclass
 class RunFolder:
     path: Path
@@ -119,18 +127,20 @@ class LiveCrm:
 
 
 @contextlib.contextmanager
-def live_crm(admin_dsn: str, workdir: Path, rows: int) -> Iterator[LiveCrm]:
-    """A seeded scratch CRM, its .env (mode 0600) and the app stand-in running on it; torn down afterwards."""
+def live_crm(admin_dsn: str, workdir: Path, rows: int, *, runbook_schema: bool = True) -> Iterator[LiveCrm]:
+    """A seeded scratch CRM, its .env (mode 0600) and the app stand-in running on it; torn down afterwards. Without
+    `runbook_schema`, the database holds only the app's migrations (day one)."""
     app_dir = workdir / "app"
     app_dir.mkdir(mode=0o700, parents=True)
-    with seeded_crm(admin_dsn, rows) as (dsn, key):
+    with seeded_crm(admin_dsn, rows, runbook_schema=runbook_schema) as (dsn, key):
         env_file = app_dir / ".env"
         write_env(env_file, {"DATABASE_URL": dsn, ENV_NAME: Secret(key)})
         app = stand_in_commands(env_file, free_port())
         app_control.run(app.start)
         try:
             app_control.wait_for_health(app.health_url, timeout_s=15)
-            yield LiveCrm(dsn, env_file, Secret(key), app, workdir / "reports", plaintexts(dsn, Secret(key)))
+            before = plaintexts(dsn, Secret(key)) if runbook_schema else plaintexts_day_one(dsn, Secret(key))
+            yield LiveCrm(dsn, env_file, Secret(key), app, workdir / "reports", before)
         finally:
             with contextlib.suppress(Exception):
                 app_control.run(app.stop)

@@ -88,6 +88,7 @@ def test_killed_after_any_step_the_same_command_finishes_the_same_rotation(crm: 
     finishes: every value reads back under the new key, none under the old, and the evidence of every run (each
     killed run's journal sealed by the next) names the one rotation."""
     assert set(READ_ONLY) <= set(TEXTS) and len(KILLS) == len(TEXTS) - len(READ_ONLY), TEXTS
+    crm.extra = ("--take-over-lock",)  # each killed run leaves its lock record: the operator takes it over
     for n, step in enumerate(KILLS):
         killed = crm.rotate("resume" if n % 2 else "rotate", kill_after=step)
         assert killed.returncode == -9, (f"killed after {KILLS[n - 1] if n else 'nothing'!r}, the same command did "

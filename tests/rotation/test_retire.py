@@ -56,7 +56,8 @@ def rotated(crm: LiveCrm) -> dict[Path, str]:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     crm.assert_rotated()
     backups = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in crm.env_file.parent.glob(".env.backup.*")}
-    assert any(crm.old_key.reveal().encode() in p.read_bytes() for p in backups), "the rotation made no backup"
+    holding = [p for p in backups if crm.old_key.reveal().encode() in p.read_bytes()]
+    assert holding, "the rotation made no backup holding the old key"
     return backups
 
 
