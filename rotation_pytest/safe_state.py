@@ -11,9 +11,7 @@ rotation stands and what to run next.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +19,7 @@ from rotation.cli.features import NextStep
 from rotation.core import signals
 from rotation.db_key.safe_state import DEFAULT_NEXT
 from rotation.evidence.recorder import CLOSING_PREFIX
-from rotation_pytest.evidence import STATE, reports_dir
+from rotation_pytest.evidence import STATE
 from rotation_pytest.fixtures import target_of
 from rotation_pytest.progress import say
 
@@ -31,21 +29,7 @@ WARNINGS = "warnings"
 
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
-        if target_of(config) == "live":
-            _require_writable(reports_dir(config))
         signals.install()
-
-
-def _require_writable(folder: Path) -> None:
-    """A live run's evidence has to be written: a reports folder it cannot write is refused before anything is
-    touched (a clear message, exit 4), never found at the end of a change."""
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise pytest.UsageError(f"the reports folder {folder} cannot be written ({exc.strerror}): pass --reports-dir "
-                                "naming a folder this user can write; nothing was changed") from None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
