@@ -137,8 +137,8 @@ def closing_lines(record: IncidentRecord) -> list[str]:
              for o in record.outcomes.values()]
     if record.review:
         lines.append(f"access review: {record.review.summary()}")
-    notified = ", ".join(record.notification.recipients) if record.notification else "NO"
-    lines.append(f"stakeholders notified: {notified}"
+    lines.append(f"stakeholder notification accepted by the relay for: {', '.join(record.notification.recipients)}"
+                 if record.notification else "stakeholder notification: NOT SENT"
                  + (f" ({record.notification_error})" if record.notification_error else ""))
     if record.report_document is not None:
         lines.append(f"incident report: {record.report_document} in the run folder")

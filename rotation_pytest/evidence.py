@@ -366,7 +366,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.output = write_run(reports_dir(config), state.meta, state.recorder, state.catalog, signing_key=key,
                                  copies={JUNIT: _path(config.option.xmlpath),
                                          CUCUMBER: _path(getattr(config.option, "cucumber_json_path", None))},
-                                 extra_scan=_extra_scan(config))
+                                 extra_scan=_extra_scan(config), pdf=config.getoption("evidence_pdf"))
     except (OSError, SigningKeyError, ValueError) as exc:
         state.error = state.recorder.redact_text(f"{type(exc).__name__}: {exc}")
         try:

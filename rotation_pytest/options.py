@@ -47,6 +47,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="prove WhatsApp delivery from the app's own records (crm_delivery_logs / crm_communications "
                          "for the message id) within --delivery-wait; without it the check reads 'accepted by Meta'. "
                          "Staging always does")
+    group.addoption("--revoke-wait", type=float, default=None, metavar="SECONDS",
+                    help="how long to keep asking the provider whether a revoked credential is refused, after the "
+                         "operator was asked to revoke it at the provider (at their terminal, or, without one, in the "
+                         "log) or this run revoked it (default 300; staging 2)")
+    group.addoption("--max-retry-wait", type=float, default=None, metavar="SECONDS",
+                    help="the longest a provider call waits in all before its retries (Twilio, Meta): the provider's "
+                         "Retry-After is honoured up to this, a longer wait asked for ends the step saying so "
+                         "(default 120)")
     group.addoption("--workers", type=int, default=None,
                     help="parallel re-encryption workers (default: the number of CPUs)")
     group.addoption("--stop-the-world", action="store_true", default=False,
@@ -94,6 +102,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                        help="Ed25519 private key (unencrypted PEM) that signs the evidence manifest (or env "
                             "ROTATION_SIGNING_KEY); without one a per-run key is generated and only its public key "
                             "kept")
+    evidence.addoption("--evidence-pdf", choices=("auto", "yes", "no"), default=os.environ.get("ROTATION_EVIDENCE_PDF",
+                                                                                                "no"),
+                       help="print the report to report.pdf in the run folder, sealed by the manifest: auto when "
+                            "Chromium is found, yes (a missing Chromium is a problem of the run), no (the default of "
+                            "plain pytest; the rotation commands pass auto)")
     evidence.addoption("--reports-dir", default=None,
                        help="where run folders are written (default: reports/ under rootdir)")
 

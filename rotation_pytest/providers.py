@@ -6,13 +6,16 @@ retry policy and delivery wait, and the app's records as proof only where the op
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
-from rotation.providers.base import DeliveryWait
+from rotation.providers.base import DeliveryWait, RetryPolicy
 from rotation.providers.factory import ProviderOptions
-from staging.provider_standins import STAGING_DELIVERY_WAIT, STAGING_POLICY, ProviderStandIns
+from rotation.providers.revocation import Wait
+from staging.provider_standins import STAGING_DELIVERY_WAIT, STAGING_POLICY, STAGING_REVOKE_WAIT, ProviderStandIns
 
 
 @pytest.fixture
@@ -20,13 +23,20 @@ def provider_options(pytestconfig: pytest.Config, standins: ProviderStandIns | N
                      evidence: Evidence) -> ProviderOptions:
     reason, abandon = pytestconfig.getoption("reason"), bool(pytestconfig.getoption("abandon_pending"))
     replace, wait = bool(pytestconfig.getoption("replace_secondary")), pytestconfig.getoption("delivery_wait")
+    revoke = pytestconfig.getoption("revoke_wait")
+    max_wait = pytestconfig.getoption("max_retry_wait")
     if standins is None:
-        return ProviderOptions(reason=reason, abandon_pending=abandon, replace_secondary=replace,
+        live = RetryPolicy() if max_wait is None else dataclasses.replace(RetryPolicy(), max_wait_s=max_wait)
+        return ProviderOptions(live, reason=reason, abandon_pending=abandon, replace_secondary=replace,
                                delivery_wait=DeliveryWait(wait) if wait else DeliveryWait(),
-                               prove_from_app=bool(pytestconfig.getoption("prove_delivery_from_app")))
+                               prove_from_app=bool(pytestconfig.getoption("prove_delivery_from_app")),
+                               revoke_wait=Wait(revoke, min(10.0, revoke / 5)) if revoke is not None else Wait())
     for value in standins.secrets():  # every credential the stand-ins know is looked for by the leak scan
         evidence.register_secret(value)
     standins.connect_webhook(deployment)
     staging_wait = DeliveryWait(wait, STAGING_DELIVERY_WAIT.interval_s) if wait else STAGING_DELIVERY_WAIT
-    return ProviderOptions(STAGING_POLICY, standins.smtp_console, standins.witnesses(), reason, abandon, replace,
-                           staging_wait, prove_from_app=True)
+    policy = STAGING_POLICY if max_wait is None else dataclasses.replace(STAGING_POLICY, max_wait_s=max_wait)
+    return ProviderOptions(policy, standins.smtp_console, standins.witnesses(), reason, abandon, replace,
+                           staging_wait, prove_from_app=True,
+                           revoke_wait=Wait(revoke, STAGING_REVOKE_WAIT.interval_s) if revoke is not None else
+                           STAGING_REVOKE_WAIT)

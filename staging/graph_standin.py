@@ -4,7 +4,14 @@
     GET  /{v}/debug_token?input_token=&access_token={app-id}|{app-secret}  -> {"data": {app_id, type, is_valid, ...}}
     POST /{v}/{system-user-id}/access_tokens        business_app, scope, appsecret_proof, access_token -> {access_token}
     POST /{v}/oauth/revoke                          client_id, client_secret, revoke_token, access_token -> {success}
-    POST /{v}/{phone-number-id}/messages            {messaging_product: whatsapp, to, type: text, text: {body}}
+    POST /{v}/{phone-number-id}/messages            {messaging_product: whatsapp, recipient_type: individual, to,
+                                                     type: text, text: {body}}
+
+The phone-number GET and the messages POST follow Meta's published description (facebook/openapi,
+business-messaging-api_v23.0.yaml, vendored in staging/contracts/ and pinned by sha256): the send's required fields
+(`messaging_product`, `recipient_type`, `to`, `type`; BaseMessageProperties) are enforced with Meta's 400 / code 100.
+debug_token, {system-user-id}/access_tokens and oauth/revoke are in no description Meta publishes: the stand-in's
+answers there rest on Graph's reference pages (see docs/provider-rotation.md, "What the stand-ins assume").
 
 A revoked or unknown token gets HTTP 401 {"error": {"type": "OAuthException", "code": 190, ...}}. Parameters are read
 from the query string or the form body, as Graph does. `appsecret_proof` is checked: HMAC-SHA256 of the calling
@@ -17,7 +24,9 @@ body keyed by the app secret).
 
 Admin (Python): `GraphStandIn.tokens`, `.revoked`, `.messages`, `.faults`, `.keep_revoked_tokens_valid` (a negative
 control: revocation no longer kills a token), `.mint()` (a token as Business Manager would show it once),
-`.webhook_url`, `.outcome` (`DELIVERED`, `UNDELIVERABLE`), `.message_status`, `.exchanges` (for the contract tests).
+`.webhook_url`, `.outcome` (`DELIVERED`, `UNDELIVERABLE`), `.message_status`, `.exchanges` (for the contract tests),
+`.auth_outage_for_revoked` (Graph answers a revoked token with its transient error, code 2 `is_transient`, as in
+Meta's description's InternalServerError example, which proves nothing about the token).
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from staging.http_standin import Exchange, Faults, Reply, Request, serve
+from staging.http_standin import Exchange, Fault, Faults, Reply, Request, described_headers, serve
 
 DEFAULT_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 # (seconds after the send, status, Meta's error or None) as the webhook reports them
@@ -72,6 +81,7 @@ class GraphStandIn:
     tokens: set[str] = field(default_factory=set, repr=False)
     revoked: set[str] = field(default_factory=set, repr=False)
     keep_revoked_tokens_valid: bool = False
+    auth_outage_for_revoked: bool = False  # a revoked token gets 503 code 2 is_transient (no verdict) instead of 190
     drop_messages: bool = False  # a negative control: accepted (200 with a wamid) but never delivered
     message_status: str = "accepted"  # what the send's answer says (Meta may say held_for_quality_assessment)
     webhook_url: str = ""  # the app's webhook, as configured in Meta's app dashboard
@@ -108,7 +118,7 @@ class GraphStandIn:
             self.requests.append((request.method, request.path, reply.status))
             self.exchanges.append(Exchange(request.method, request.path, dict(request.query), dict(request.form),
                                            request.headers.get("content-type", ""), reply.status, reply.body,
-                                           request.json))
+                                           request.json, described_headers(request.headers)))
         return reply
 
     def _route(self, request: Request) -> Reply:
@@ -147,6 +157,8 @@ class GraphStandIn:
             return None
         with self.lock:
             revoked = token in self.revoked
+        if revoked and self.auth_outage_for_revoked:  # a temporary failure: Meta's code 2, is_transient
+            return _unavailable(Fault(fail=503))
         if revoked:
             return oauth_error("Error validating access token: The session has been invalidated because the user "
                                "changed their password or Facebook has changed the session for security reasons.", 460)
@@ -192,8 +204,13 @@ class GraphStandIn:
     def _message(self, request: Request) -> Reply:
         body = request.json or {}
         text = body.get("text") if isinstance(body.get("text"), dict) else {}
-        if body.get("messaging_product") != "whatsapp" or not body.get("to") or body.get("type") != "text":
-            return graph_error(400, 100, "(#100) The parameter messaging_product is required.")
+        # BaseMessageProperties' required fields, in Meta's description; recipient_type is individual or group
+        for required in ("messaging_product", "recipient_type", "to", "type"):
+            if not body.get(required):
+                return graph_error(400, 100, f"(#100) The parameter {required} is required.")
+        if body.get("messaging_product") != "whatsapp" or body.get("recipient_type") not in ("individual", "group") \
+                or body.get("type") != "text":
+            return graph_error(400, 100, "(#100) Invalid parameter")
         message = {"id": "wamid." + secrets.token_urlsafe(24), "to": str(body["to"]), "body": str(text.get("body", ""))}
         with self.lock:
             if not self.drop_messages:
@@ -235,7 +252,23 @@ class GraphStandIn:
             self.webhook_answers.append(answer)
 
 
-def _unavailable(status: int) -> Reply:
+THROTTLED = {4: "Application request limit reached", 17: "User request limit reached",
+             80007: "Rate limit issues", 130429: "Rate limit hit"}
+"""Meta's rate-limit codes (business-messaging-api_v23.0.yaml, response TooManyRequests and its examples; the error
+codes page of the WhatsApp Cloud API for 130429 "Cloud API message throughput has been reached")."""
+
+
+def _unavailable(fault: Fault) -> Reply:
+    """An injected refusal: a rate limit (429, or a throttling code at another status) as Meta's description shows it
+    (error code 4 unless a test chooses 17, 80007 or 130429; `is_transient: true`), else an outage (code 2)."""
+    status = fault.fail or 503
+    if status == 429 or fault.code in THROTTLED:
+        code = fault.code or 4
+        return Reply(status, {"error": {"message": THROTTLED.get(code, "Rate limit hit"), "type": "OAuthException",
+                                        "code": code, "is_transient": True, "fbtrace_id": secrets.token_urlsafe(12)}})
+    if fault.code is not None:  # a test's chosen error (190 at 400, 102 at 401 ...): not marked transient
+        return Reply(status, {"error": {"message": "Error validating access token", "type": "OAuthException",
+                                        "code": fault.code, "fbtrace_id": secrets.token_urlsafe(12)}})
     return Reply(status, {"error": {"message": "An unexpected error has occurred. Please retry your request later.",
                                     "type": "OAuthException", "code": 2, "is_transient": True,
                                     "fbtrace_id": secrets.token_urlsafe(12)}})

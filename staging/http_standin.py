@@ -8,6 +8,16 @@ over a socket exactly as they would to the provider. Tests break it through its 
     faults.hang_next(1, seconds=2)   # the next request stalls 2 s before it is handled (past the client timeout);
                                      # a request whose client gave up meanwhile is dropped, as a 503 would be
     faults.lose_answer_next(1, seconds=2)  # the next request is handled, but its answer comes 2 s late (lost)
+    faults.drop_answer_next(1)       # the next request is handled (the server acts), then the connection is closed
+                                     # without any answer: what a client sees when a proxy or the network drops it
+    faults.throttle_next(1, retry_after="2")  # the next request answers 429 with `Retry-After: 2` (the provider's
+                                     # own rate-limit body; seconds or an HTTP date, RFC 9110 section 10.2.3)
+
+The rate-limit bodies and the lost answers are the providers' documented behaviour: Twilio answers a rate limit with
+429, error 20429 and Retry-After (twilio.com/docs/errors/20429, "Too Many Requests"); Meta with error codes 4, 17,
+80007 or 130429 and `is_transient` (Meta's business-messaging-api_v23.0.yaml, response `TooManyRequests`); a request
+that reached the server may have been acted on although its answer never came (RFC 9110 section 9.2.2: only
+idempotent methods may be retried automatically after a lost connection).
 """
 
 from __future__ import annotations
@@ -58,6 +68,17 @@ class Exchange:
     status: int
     body: Mapping[str, object] | None
     json: Mapping[str, object] | None = None
+    headers: Mapping[str, str] | None = None  # as sent, credentials masked (see `described_headers`)
+
+
+def described_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request headers a description may constrain (User-Agent, Content-Type, the Authorization scheme), with the
+    credential replaced: the contract tests see the scheme, never the token."""
+    shown = {name.title(): value for name, value in headers.items()
+             if name.lower() in ("user-agent", "content-type", "authorization")}
+    if "Authorization" in shown:
+        shown["Authorization"] = shown["Authorization"].split(" ", 1)[0] + " redacted"
+    return shown
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,9 @@ class Fault:
     fail: int | None = None
     stall_before: float = 0.0
     stall_after: float = 0.0
+    drop_after: bool = False  # handled, then the connection closed with no answer
+    retry_after: str | None = None  # with fail: the Retry-After header of the refusal
+    code: int | None = None  # with fail: the provider's error code, where the stand-in lets a test choose it
 
 
 def client_gone(sock: socket.socket) -> bool:
@@ -88,12 +112,29 @@ class Faults:
     _hang: int = 0
     _hang_seconds: float = 0.0
     _late: int = 0
+    _drop: int = 0
+    _retry_after: str | None = None
+    _code: int | None = None
     _match: str = ""
     injected: int = 0
 
-    def fail_next(self, n: int, status: int = 503, match: str = "") -> None:
+    def fail_next(self, n: int, status: int = 503, match: str = "", code: int | None = None) -> None:
+        """The next n requests are refused with `status` (and the provider's error `code`, where a test chooses)."""
         with self.lock:
             self._fail, self._fail_status, self._match = n, status, match
+            self._retry_after, self._code = None, code
+
+    def throttle_next(self, n: int, retry_after: str | None = "2", match: str = "", status: int = 429,
+                      code: int | None = None) -> None:
+        """The next n requests are refused as rate-limited (the provider's own body, `code` where it has several),
+        with this Retry-After header (None: none)."""
+        with self.lock:
+            self._fail, self._fail_status, self._match = n, status, match
+            self._retry_after, self._code = retry_after, code
+
+    def drop_answer_next(self, n: int, match: str = "") -> None:
+        with self.lock:
+            self._drop, self._match = n, match
 
     def fail_forever(self, status: int = 503, match: str = "") -> None:
         self.fail_next(10**9, status, match)
@@ -108,20 +149,22 @@ class Faults:
 
     def clear(self) -> None:
         with self.lock:
-            self._fail = self._hang = self._late = 0
-            self._match = ""
+            self._fail = self._hang = self._late = self._drop = 0
+            self._match, self._retry_after, self._code = "", None, None
 
     def take(self, path: str) -> Fault:
         """What to do to this request, consuming one fault."""
         with self.lock:
             if self._match and self._match not in path:
                 return Fault()
-            for kind in ("_hang", "_late", "_fail"):
+            for kind in ("_hang", "_late", "_drop", "_fail"):
                 if getattr(self, kind) > 0:
                     setattr(self, kind, getattr(self, kind) - 1)
                     self.injected += 1
                     if kind == "_fail":
-                        return Fault(fail=self._fail_status)
+                        return Fault(fail=self._fail_status, retry_after=self._retry_after, code=self._code)
+                    if kind == "_drop":
+                        return Fault(drop_after=True)
                     return Fault(stall_before=self._hang_seconds) if kind == "_hang" else Fault(
                         stall_after=self._hang_seconds)
             return Fault()
@@ -146,7 +189,7 @@ def parse_request(handler: BaseHTTPRequestHandler) -> Request:
     return Request(handler.command, parts.path, query, form, body_json, headers)
 
 
-def make_handler(route: Route, faults: Faults, unavailable: Callable[[int], Reply]) -> type[BaseHTTPRequestHandler]:
+def make_handler(route: Route, faults: Faults, unavailable: Callable[[Fault], Reply]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -158,7 +201,14 @@ def make_handler(route: Route, faults: Faults, unavailable: Callable[[int], Repl
                 if client_gone(self.connection):
                     self.close_connection = True
                     return
-            reply = unavailable(fault.fail) if fault.fail else route(request)
+            reply = unavailable(fault) if fault.fail else route(request)
+            if fault.fail and fault.retry_after is not None:
+                reply.headers["Retry-After"] = fault.retry_after
+            if fault.drop_after:  # the server acted; the answer never leaves it
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if fault.stall_after:
                 time.sleep(fault.stall_after)
             data = b"" if reply.body is None else json.dumps(reply.body).encode()
@@ -189,7 +239,7 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def serve(route: Route, faults: Faults, unavailable: Callable[[int], Reply]) -> Iterator[str]:
+def serve(route: Route, faults: Faults, unavailable: Callable[[Fault], Reply]) -> Iterator[str]:
     """Serve `route` on 127.0.0.1 on a free port in a daemon thread; yield its base URL; shut down afterwards."""
     server = _Server(("127.0.0.1", 0), make_handler(route, faults, unavailable))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="standin-http",

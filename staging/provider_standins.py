@@ -18,14 +18,19 @@ from rotation.core.deployment import Deployment
 from rotation.core.keys import generate_key
 from rotation.core.proof import Evidence
 from rotation.providers.base import Delivery, DeliveryReport, DeliveryWait, DeliveryWitness, Provider, RetryPolicy
+from rotation.providers.revocation import Wait
 from staging.app_webhook import PATH as WEBHOOK_PATH
 from staging.graph_standin import GraphStandIn, graph_standin
-from staging.smtp_standin import SmtpStandIn, StandInConsole, smtp_standin
+from staging.smtp_standin import FAST_FAILED_AUTH_DELAY_S, SmtpStandIn, StandInConsole, smtp_standin
 from staging.twilio_standin import TwilioStandIn, twilio_standin
+from staging.world import STAGING_STAKEHOLDERS
 
 ADMIN_PHONE_NUMBER = "+15550100001"
 TWILIO_PHONE_NUMBER = "+15550100002"
 ADMIN_EMAIL = "admin@eventplanning.example.com"
+SMTP_FROM_EMAIL = "notifications@eventplanning.example.com"
+# The local domain's mailboxes at the relay: anything else there is 550 5.1.1 (the admin, the emergency's stakeholders)
+MAILBOXES = frozenset({ADMIN_EMAIL, SMTP_FROM_EMAIL, STAGING_STAKEHOLDERS.sender, *STAGING_STAKEHOLDERS.all()})
 
 STAGING_POLICY = RetryPolicy(attempts=4, first_delay_s=0.05, max_delay_s=0.2, timeout_s=2.0)
 """The live retry policy's shape, at stand-in speed."""
@@ -33,6 +38,8 @@ FAST = RetryPolicy(attempts=4, first_delay_s=0.01, max_delay_s=0.05, timeout_s=0
 """For the adapter tests: the same shape, in milliseconds."""
 
 
+STAGING_REVOKE_WAIT = Wait(timeout_s=2.0, interval_s=0.2)
+"""The live revoke wait's shape at stand-in speed: the stand-in's console revokes at once."""
 STAGING_DELIVERY_WAIT = DeliveryWait(timeout_s=5.0, interval_s=0.05)
 """The live wait's shape at stand-in speed: the stand-ins' messages reach a final status within a tenth of a second."""
 
@@ -96,6 +103,10 @@ class ProviderStandIns:
             "SMTP_PORT": str(self.smtp.port),
             "SMTP_USERNAME": self.smtp.username,
             "SMTP_PASSWORD": self.relay_password,
+            "SMTP_USE_TLS": "true",
+            "SMTP_USE_SSL": "false",
+            "SMTP_FROM_EMAIL": SMTP_FROM_EMAIL,
+            "SMTP_FROM_NAME": "Event Planning CRM",
             "SMTP_CA_FILE": str(self.smtp.ca_file),
             "ADMIN_PHONE_NUMBER": ADMIN_PHONE_NUMBER,
             "ADMIN_EMAIL": ADMIN_EMAIL,
@@ -109,7 +120,8 @@ class ProviderStandIns:
 
 @contextlib.contextmanager
 def provider_standins(directory: Path) -> Iterator[ProviderStandIns]:
-    with twilio_standin() as twilio, graph_standin() as graph, smtp_standin(directory / "smtp-tls") as smtp:
+    relay = SmtpStandIn(failed_auth_delay_s=FAST_FAILED_AUTH_DELAY_S, mailboxes=MAILBOXES)
+    with twilio_standin() as twilio, graph_standin() as graph, smtp_standin(directory / "smtp-tls", relay) as smtp:
         password = generate_key().reveal()
         smtp.add_password(password)
         yield ProviderStandIns(twilio, graph, smtp, graph.mint(), password)

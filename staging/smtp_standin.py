@@ -1,23 +1,43 @@
 """An SMTP submission stand-in: aiosmtpd on loopback requiring STARTTLS and AUTH, with a runtime-changeable password.
 
 At start-up it makes a self-signed EC P-256 certificate with `cryptography` (CN=localhost, SAN DNS:localhost and
-IP:127.0.0.1) and writes it as the CA file a verifying client trusts. The replies it really sends:
+IP:127.0.0.1) and writes it as the CA file a verifying client trusts. The replies it really sends, each as a Postfix
+3.7 submission service with Dovecot 2.3 SASL sends it (checked 2026-12, ../shared/notes/integration-facts.md):
 
     220 greeting; EHLO advertises STARTTLS (before TLS), AUTH LOGIN PLAIN (after TLS) and ENHANCEDSTATUSCODES
-    530 5.7.0  MAIL, RCPT, DATA or AUTH before STARTTLS (aiosmtpd's require_starttls answers AUTH so too, never 538)
-    503 5.5.1  a second STARTTLS inside TLS (RFC 3207: the session goes on)
+    530 5.7.0  MAIL, RCPT, DATA or AUTH before STARTTLS (Postfix smtpd_tls_security_level=encrypt; aiosmtpd's
+               require_starttls answers AUTH so too, never 538)
+    554 5.5.1  a second STARTTLS inside TLS (Postfix smtpd.c: "554 5.5.1 Error: TLS already active"; the session
+               goes on, RFC 3207 section 4.2 forbids a second handshake)
     504 5.5.4  AUTH with a mechanism it does not offer (any word: `AUTH attempts` included)
-    535 5.7.8  wrong credentials; 235 2.7.0 accepted
-    250 2.0.0  message queued; 554 5.7.1 when told to refuse messages (`refuse_messages`)
+    535 5.7.8  wrong credentials (RFC 4954 section 6: permanent, "authentication credentials invalid"), sent after
+               `failed_auth_delay_s` (Dovecot's auth_failure_delay, default 2 s; Postfix smtpd_error_sleep_time)
+    454 4.7.0  "Temporary authentication failure" while the auth backend is unavailable (RFC 4954 section 6:
+               temporary, retry later; Postfix xsasl_dovecot_server.c when the Dovecot auth socket fails), when told
+               to (`faults.auth_unavailable_next(n)`); the password is not even looked at
+    235 2.7.0  accepted
+    250        MAIL FROM without AUTH (Postfix decides at RCPT: smtpd_relay_restrictions)
+    554 5.7.1  RCPT TO without AUTH: "<addr>: Relay access denied" (Postfix reject_unauth_destination, RFC 3463
+               X.7.1 "delivery not authorized")
+    550 5.1.1  RCPT TO an address of the local domain that has no mailbox (`mailboxes`): "<addr>: Recipient address
+               rejected: User unknown in local recipient table" (Postfix local_recipient_maps, RFC 3463 X.1.1)
+    250 2.0.0  message queued: "Ok: queued as <queue id>", the id also in the Received: header the mailbox gets
+               (Postfix cleanup); a Date: header is added when the message has none (Postfix
+               always_add_missing_headers / RFC 5322 section 3.6 requires one); 554 5.7.1 when told to refuse
+               messages (`refuse_messages`)
     421 4.3.2  at greeting, when told to (`faults.refuse_next`)
 
 Every 2xx, 4xx and 5xx reply after the greeting carries an enhanced status code (RFC 2034), since EHLO advertises
 ENHANCEDSTATUSCODES; aiosmtpd's replies without one get the class's generic code (2.0.0, 5.5.1 ...).
 
+Old passwords: like an app password or an API key at most providers, a password stays valid until someone revokes it
+at the console (adding a new password does not end the old one): `revoke(password)` is that console action.
+
 Admin (Python): `SmtpStandIn.passwords` (the accepted set: add a new one, remove the old, as a provider console
 does), `.messages` (delivered), `.logins` (password fingerprint, accepted), `.faults` (`refuse_next(n)`: 421 at
-greeting; `hang_next(n, s)`: stall the EHLO). No handler attribute may start with `auth_`: aiosmtpd takes every such
-name for an AUTH mechanism.
+greeting; `hang_next(n, s)`: stall the EHLO; `auth_unavailable_next(n)`: 454 4.7.0 to the next AUTHs;
+`lose_data_answer_next(n)`: queue the message, then drop the connection instead of answering DATA). No handler
+attribute may start with `auth_`: aiosmtpd takes every such name for an AUTH mechanism.
 Admin (HTTP, for a rotation running in another process): the console at `.console_url`,
 `POST /_admin/passwords {"add": "..."}`,
 `POST /_admin/passwords/revoke {"remove": "..."}`, `GET /_admin/state` (fingerprints and counts only).
@@ -28,13 +48,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import email.utils
 import ipaddress
 import logging
 import os
 import secrets
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from pathlib import Path
@@ -50,13 +71,23 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from rotation.core.keys import generate_key
 from rotation.core.secret import Secret, fingerprint, reveal
 from rotation.providers.base import ProviderError
+from rotation.providers.revocation import RevocationAct, now
+from rotation.providers.smtp import NEW_PASSWORD_ENV
 from staging.http_standin import Faults as HttpFaults
 from staging.http_standin import Reply, Request, serve
 from staging.postgres import free_port
 
 TEMPORARY_FAILURE = "421 4.3.2 Service not available, closing transmission channel"
-SECOND_STARTTLS = "503 5.5.1 Bad sequence of commands: TLS already active"
+SECOND_STARTTLS = "554 5.5.1 Error: TLS already active"  # Postfix smtpd.c
 REFUSED_MESSAGE = "554 5.7.1 Message rejected"
+AUTH_UNAVAILABLE = "454 4.7.0 Temporary authentication failure"  # RFC 4954 section 6; Postfix + Dovecot SASL
+AUTH_FAILED_PREFIX = "535 "
+LOST_ANSWER = "__lost__"  # handle_DATA's word for "close the connection instead of answering"
+RELAY_DENIED = "554 5.7.1 <{address}>: Relay access denied"  # Postfix reject_unauth_destination
+UNKNOWN_USER = ("550 5.1.1 <{address}>: Recipient address rejected: User unknown in local recipient table")
+FAILED_AUTH_DELAY_S = 2.0  # Dovecot auth_failure_delay's default: a failed AUTH is answered after 2 s
+FAST_FAILED_AUTH_DELAY_S = 0.05  # what the staging world and the tests use: the same behaviour, faster
+STAND_IN_OPERATOR = "the staging console (playing the operator)"
 # RFC 3463 codes for aiosmtpd's replies that carry none: by reply code, else by class
 ENHANCED = {"500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1", "504": "5.5.4", "530": "5.7.0",
             "554": "5.7.0", "2": "2.0.0", "4": "4.0.0", "5": "5.0.0"}
@@ -119,6 +150,8 @@ class SmtpFaults:
     _refuse: int = 0
     _hang: int = 0
     _hang_seconds: float = 0.0
+    _auth_unavailable: int = 0
+    _lose_data_answer: int = 0
     injected: int = 0
 
     def refuse_next(self, n: int) -> None:
@@ -132,9 +165,35 @@ class SmtpFaults:
         with self.lock:
             self._hang, self._hang_seconds = n, seconds
 
+    def auth_unavailable_next(self, n: int) -> None:
+        """The next n AUTH commands get 454 4.7.0 (the auth backend is down), whatever the password."""
+        with self.lock:
+            self._auth_unavailable = n
+
+    def lose_data_answer_next(self, n: int) -> None:
+        """The next n messages are queued (they reach the mailbox), then the connection drops before the 250."""
+        with self.lock:
+            self._lose_data_answer = n
+
     def clear(self) -> None:
         with self.lock:
-            self._refuse = self._hang = 0
+            self._refuse = self._hang = self._auth_unavailable = self._lose_data_answer = 0
+
+    def take_auth_unavailable(self) -> bool:
+        with self.lock:
+            if self._auth_unavailable > 0:
+                self._auth_unavailable -= 1
+                self.injected += 1
+                return True
+            return False
+
+    def take_lost_data_answer(self) -> bool:
+        with self.lock:
+            if self._lose_data_answer > 0:
+                self._lose_data_answer -= 1
+                self.injected += 1
+                return True
+            return False
 
     def take_refusal(self) -> bool:
         with self.lock:
@@ -162,6 +221,9 @@ class SmtpStandIn:
     faults: SmtpFaults = field(default_factory=SmtpFaults)
     drop_messages: bool = False  # a negative control: 250 queued, but nothing reaches the mailbox
     refuse_messages: bool = False  # a negative control: DATA answered 554 5.7.1
+    failed_auth_delay_s: float = FAILED_AUTH_DELAY_S
+    local_domain: str = "eventplanning.example.com"
+    mailboxes: frozenset[str] | None = None  # the local domain's mailboxes; None: every local address has one
     host: str = "localhost"
     port: int = 0
     ca_file: Path | None = None
@@ -178,6 +240,10 @@ class SmtpStandIn:
         with self.lock:
             self.passwords.discard(reveal(password))
 
+    def revoke(self, password: str | Secret) -> None:
+        """The console's revoke: from now on this password gets 535 5.7.8; every other password is unchanged."""
+        self.remove_password(password)
+
     def set_password(self, password: str | Secret) -> None:
         """A provider that allows one password: the new one replaces every other at once."""
         with self.lock:
@@ -192,6 +258,8 @@ class SmtpStandIn:
                      auth_data: object) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
+        if self.faults.take_auth_unavailable():
+            return AuthResult(success=False, handled=False, message=AUTH_UNAVAILABLE)
         login, password = auth_data.login.decode(errors="replace"), auth_data.password.decode(errors="replace")
         with self.lock:
             ok = secrets.compare_digest(login, self.username) and any(
@@ -207,18 +275,44 @@ class SmtpStandIn:
         session.host_name = hostname
         return [*responses[:-1], "250-ENHANCEDSTATUSCODES", responses[-1]]
 
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,  # noqa: N802
+                          rcpt_options: list[str]) -> str:
+        """Postfix decides at RCPT: without AUTH nothing is relayed (554 5.7.1); an address of the local domain
+        without a mailbox is unknown (550 5.1.1)."""
+        if not session.authenticated:
+            return RELAY_DENIED.format(address=address)
+        local = address.rpartition("@")[2].lower() == self.local_domain
+        if local and self.mailboxes is not None and address.lower() not in self.mailboxes:
+            return UNKNOWN_USER.format(address=address)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
         parsed = message_from_bytes(content)
+        queue_id = secrets.token_hex(5).upper()
+        added = b"" if parsed.get("Date") else f"Date: {email.utils.formatdate()}\r\n".encode()
+        received = (f"Received: from {session.host_name} by {self.host} with ESMTPSA id {queue_id}; "
+                    f"{email.utils.formatdate()}\r\n").encode()
         with self.lock:
             if self.refuse_messages:
                 return REFUSED_MESSAGE
             if self.drop_messages:
-                return "250 2.0.0 OK: queued"
+                return f"250 2.0.0 Ok: queued as {queue_id}"
             self.messages.append({"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
                                   "subject": parsed.get("Subject", ""), "tls": session.ssl is not None,
-                                  "authenticated": session.authenticated, "data": content})
-        return "250 2.0.0 OK: queued"
+                                  "authenticated": session.authenticated, "queue_id": queue_id,
+                                  "data": received + added + content})
+        if self.faults.take_lost_data_answer():
+            return LOST_ANSWER
+        return f"250 2.0.0 Ok: queued as {queue_id}"
+
+    def find(self, needle: str) -> list[dict[str, object]]:
+        """The messages in the mailbox whose text contains `needle` (a Message-ID, a nonce)."""
+        wanted = needle.encode()
+        with self.lock:
+            return [m for m in self.messages if isinstance(data := m.get("data"), bytes) and wanted in data]
 
     # --- HTTP console ------------------------------------------------------------------------------------------
     def console(self, request: Request) -> Reply:
@@ -239,17 +333,33 @@ class SmtpStandIn:
 @dataclass(frozen=True)
 class StandInConsole:
     """The provider console in staging (a `PasswordConsole`): creates a new password at the stand-in and revokes the
-    old one there, over the stand-in's HTTP console so a rotation in another process can use it too."""
+    old one there, over the stand-in's HTTP console so a rotation in another process can use it too. It plays the
+    operator, and the evidence says so. `offered` plays a password the operator handed over ($SMTP_NEW_PASSWORD in
+    the environment given), used as it is (the operator created it at the console); `forget_to_revoke` is the
+    negative control of an operator who says nothing and revokes nothing."""
 
     console_url: str
+    environ: Mapping[str, str] = field(default_factory=dict)
+    forget_to_revoke: bool = False
+
+    def offered(self) -> Secret | None:
+        password = self.environ.get(NEW_PASSWORD_ENV, "").strip()
+        return Secret(password) if password else None
 
     def obtain(self) -> Secret:
+        offered = self.offered()
+        if offered is not None:
+            return offered
         password = generate_key()
         self._post("create a password", "/_admin/passwords", {"add": password.reveal()})
         return password
 
-    def retire(self, old: Secret) -> None:
+    def retire(self, old: Secret) -> RevocationAct:
+        asked_at = now()
+        if self.forget_to_revoke:
+            return RevocationAct(STAND_IN_OPERATOR, "the stand-in console (told to do nothing)", asked_at)
         self._post("revoke the old password", "/_admin/passwords/revoke", {"remove": old.reveal()})
+        return RevocationAct(STAND_IN_OPERATOR, f"POST {self.console_url}/_admin/passwords/revoke", asked_at, now())
 
     def _post(self, what: str, path: str, body: dict[str, str]) -> None:
         try:
@@ -262,8 +372,9 @@ class StandInConsole:
 
 
 class _FaultySMTP(SMTP):
-    """aiosmtpd's SMTP with what a submission server does beyond it: 503 for a second STARTTLS, enhanced status codes
-    on every reply after the greeting (EHLO's lines excepted), and a 421 at greeting when the stand-in is told to."""
+    """aiosmtpd's SMTP with what a submission server does beyond it: 554 5.5.1 for a second STARTTLS, enhanced status
+    codes on every reply after the greeting (EHLO's lines excepted), the delay before a 535, a 421 at greeting and a
+    lost answer to DATA when the stand-in is told to."""
 
     def __init__(self, *args: object, standin: SmtpStandIn, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -281,6 +392,12 @@ class _FaultySMTP(SMTP):
                 return
             await super().push(status)
             return
+        if status == LOST_ANSWER:  # the message is queued; the answer never reaches the client
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if isinstance(status, str) and status.startswith(AUTH_FAILED_PREFIX):
+            await asyncio.sleep(self._standin.failed_auth_delay_s)  # Dovecot's auth_failure_delay
         plain = self._in_ehlo or not isinstance(status, str)  # bytes: an AUTH challenge (334 ...)
         await super().push(status if plain else with_enhanced_code(status))
 
@@ -309,15 +426,17 @@ class _Controller(Controller):
 
 @contextlib.contextmanager
 def smtp_standin(directory: Path, standin: SmtpStandIn | None = None) -> Iterator[SmtpStandIn]:
-    """Start the SMTP stand-in (and its HTTP console) on free loopback ports; certificates go to `directory`."""
-    standin = standin or SmtpStandIn()
+    """Start the SMTP stand-in (and its HTTP console) on free loopback ports; certificates go to `directory`. Without
+    a stand-in given, one whose failed-AUTH delay is FAST_FAILED_AUTH_DELAY_S (the behaviour, at test speed)."""
+    standin = standin or SmtpStandIn(failed_auth_delay_s=FAST_FAILED_AUTH_DELAY_S)
     logging.getLogger("mail.log").setLevel(logging.ERROR)  # DEBUG echoes base64 AUTH; WARNING: its own deprecations
     cert = make_certificate(directory)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert.cert_file, cert.key_file)
     port = free_port()
+    # auth_required=False: like Postfix, MAIL is answered 250 without AUTH and the refusal comes at RCPT (554 5.7.1)
     controller = _Controller(standin, hostname="127.0.0.1", port=port, server_hostname="localhost", tls_context=tls,
-                             require_starttls=True, auth_required=True, auth_require_tls=True,
+                             require_starttls=True, auth_required=False, auth_require_tls=True,
                              authenticator=standin.authenticate, ready_timeout=10)
     controller.start()
     standin.port, standin.ca_file = port, cert.ca_file

@@ -6,6 +6,7 @@
                                                      404/20404 when there is no secondary token
     GET    /2010-04-01/Accounts/{Sid}.json           200 {sid, friendly_name, status, type, owner_account_sid, uri}
     POST   /2010-04-01/Accounts/{Sid}/Messages.json  201 {sid, status: queued, to, from, body, ...}
+    GET    /2010-04-01/Accounts/{Sid}/Messages.json?To=&From=&PageSize=   200 {messages: [...] newest first, page, ...}
     GET    /2010-04-01/Accounts/{Sid}/Messages/{MessageSid}.json   200 the message with its current status
 
 Dates follow Twilio's API descriptions: ISO 8601 in the accounts v1 resources ("2015-07-31T04:00:00Z"), RFC 2822 in
@@ -24,7 +25,9 @@ after a configurable delay since it was created); the create answer always says 
 Admin (Python): `TwilioStandIn.primary`, `.secondary`, `.plant_secondary(created)` (a secondary someone else left),
 `.lifecycle` (how the next messages end: `Lifecycle.delivered()`, `Lifecycle.ending("undelivered", 30003)`,
 `Lifecycle.stuck("queued")` ...), `.messages`, `.requests`, `.exchanges` (every request and answer, for the contract
-tests), `.faults`, `.keep_old_tokens_valid` (a negative control: promotion no longer kills the old primary).
+tests), `.faults`, `.keep_old_tokens_valid` (a negative control: promotion no longer kills the old primary),
+`.auth_outage_for_retired` (Twilio's authentication is temporarily failing for the retired token: 503/20500, which
+proves nothing about it, twilio.com/docs/errors/20500).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from staging.http_standin import Exchange, Faults, Reply, Request, serve
+from staging.http_standin import Exchange, Fault, Faults, Reply, Request, serve
 
 AUTHENTICATE = {"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003",
                 "status": 401}
@@ -107,6 +110,7 @@ class TwilioStandIn:
     secondary: str | None = field(default=None, repr=False)
     secondary_created: dt.datetime | None = None
     keep_old_tokens_valid: bool = False
+    auth_outage_for_retired: bool = False  # a retired token gets 503/20500 (no verdict) instead of 401/20003
     lifecycle: Lifecycle = field(default_factory=Lifecycle.delivered)
     retired: list[str] = field(default_factory=list, repr=False)
     messages: list[dict[str, object]] = field(default_factory=list)
@@ -144,6 +148,8 @@ class TwilioStandIn:
 
     def _route(self, request: Request) -> Reply:
         if not self._authenticated(request):
+            if self.auth_outage_for_retired and self._presents_retired(request):
+                return _error(503, 20500, "Service Unavailable")  # a temporary failure, no verdict on the token
             return Reply(401, dict(AUTHENTICATE), {"WWW-Authenticate": 'Basic realm="Twilio API"'})
         key = (request.method, request.path)
         if key == ("POST", "/v1/AuthTokens/Secondary"):
@@ -156,9 +162,20 @@ class TwilioStandIn:
             return self._account(m["sid"])
         if request.method == "POST" and (m := MESSAGES.match(request.path)):
             return self._message(m["sid"], request)
+        if request.method == "GET" and (m := MESSAGES.match(request.path)):
+            return self._message_list(m["sid"], request)
         if request.method == "GET" and (m := MESSAGE.match(request.path)):
             return self._message_status(m["msg"])
         return _error(404, 20404, f"The requested resource {request.path} was not found")
+
+    def _presents_retired(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        try:
+            password = base64.b64decode(header[6:], validate=True).decode().partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        with self.lock:
+            return password in self.retired
 
     def _authenticated(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
@@ -223,6 +240,18 @@ class TwilioStandIn:
             self.messages.append({**message, "_created": time.monotonic(), "_lifecycle": self.lifecycle})
         return Reply(201, message)
 
+    def _message_list(self, sid: str, request: Request) -> Reply:
+        """Twilio's message list (api_v2010 ListMessageResponse): newest first, filtered by To and From, one page."""
+        size = int(request.query.get("PageSize") or 50)
+        with self.lock:
+            chosen = [m for m in reversed(self.messages) if m["account_sid"] == sid
+                      and request.query.get("To", m["to"]) == m["to"]
+                      and request.query.get("From", m["from"]) == m["from"]][:size]
+        uri = f"/2010-04-01/Accounts/{sid}/Messages.json?PageSize={size}&Page=0"
+        return Reply(200, {"messages": [self._current(m) for m in chosen], "end": max(0, len(chosen) - 1),
+                           "first_page_uri": uri, "next_page_uri": None, "page": 0, "page_size": size,
+                           "previous_page_uri": None, "start": 0, "uri": uri})
+
     def _message_status(self, msg_sid: str) -> Reply:
         with self.lock:
             found = [m for m in self.messages if m["sid"] == msg_sid]
@@ -242,8 +271,15 @@ class TwilioStandIn:
                         "date_sent": shown["date_created"] if sent else None}
 
 
-def _unavailable(status: int) -> Reply:
-    return _error(status, 20500, "Service Unavailable" if status == 503 else "Internal Server Error")
+def _unavailable(fault: Fault) -> Reply:
+    """An injected refusal: 429 is Twilio's rate limit (error 20429 "Too Many Requests", with Retry-After:
+    twilio.com/docs/errors/20429), anything else an outage (error 20500, twilio.com/docs/errors/20500)."""
+    status = fault.fail or 503
+    if status == 429:
+        return _error(429, fault.code or 20429, "Too Many Requests")
+    if fault.code == 20003:  # e.g. the 403 a Service gets for about a minute after a promotion (shared notes)
+        return _error(status, 20003, "Authenticate")
+    return _error(status, fault.code or 20500, "Service Unavailable" if status == 503 else "Internal Server Error")
 
 
 @contextlib.contextmanager

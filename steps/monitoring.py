@@ -28,7 +28,7 @@ def clock_reads(moment: str, evidence: Evidence) -> dt.datetime:
     return dt.datetime.fromisoformat(moment)
 
 
-@given(parsers.parse("the {credential} was last rotated {age} ago"), target_fixture="subject")
+@given(parsers.re(r"the (?P<credential>.+?) was last rotated (?P<age>never|.+?)(?: ago)?"), target_fixture="subject")
 def last_rotated(deployment: Deployment, clock: dt.datetime, credential: str, age: str) -> Credential:
     return history.rotated_ago(deployment, credential, age, now=clock)
 

@@ -13,25 +13,25 @@ Feature: Automated Rotation Monitoring
     Given every credential is rotated every 90 days, with the warning 7 days before
     And the clock reads 2026-11-25T06:00:00+00:00
 
-  Scenario Outline: Status of a credential last rotated <age> ago
-    Given the <credential> was last rotated <age> ago
+  Scenario Outline: Status of a credential last rotated <age>
+    Given the <credential> was last rotated <age>
     And every other credential was rotated 1 day ago
     When the rotation status is checked
     Then the <credential> is reported <state> with <days> days until rotation
     And the daily check reports <verdict>
 
     Examples:
-      | credential              | age              | state         | days | verdict                  |
-      | Twilio auth token       | 0 days           | current       | 90   | every credential current |
-      | WhatsApp access token   | 82 days          | current       | 8    | every credential current |
-      | SMTP password           | 82 days 23:59:59 | current       | 8    | every credential current |
-      | database encryption key | 83 days          | due           | 7    | a rotation due           |
-      | Twilio auth token       | 84 days          | due           | 6    | a rotation due           |
-      | WhatsApp access token   | 89 days          | due           | 1    | a rotation due           |
-      | SMTP password           | 89 days 23:59:59 | due           | 1    | a rotation due           |
-      | database encryption key | 90 days          | expired       | 0    | a credential expired     |
-      | Twilio auth token       | 91 days          | expired       | -1   | a credential expired     |
-      | WhatsApp access token   | never            | never rotated | no   | a credential expired     |
+      | credential              | age                  | state         | days | verdict                  |
+      | Twilio auth token       | 0 days ago           | current       | 90   | every credential current |
+      | WhatsApp access token   | 82 days ago          | current       | 8    | every credential current |
+      | SMTP password           | 82 days 23:59:59 ago | current       | 8    | every credential current |
+      | database encryption key | 83 days ago          | due           | 7    | a rotation due           |
+      | Twilio auth token       | 84 days ago          | due           | 6    | a rotation due           |
+      | WhatsApp access token   | 89 days ago          | due           | 1    | a rotation due           |
+      | SMTP password           | 89 days 23:59:59 ago | due           | 1    | a rotation due           |
+      | database encryption key | 90 days ago          | expired       | 0    | a credential expired     |
+      | Twilio auth token       | 91 days ago          | expired       | -1   | a credential expired     |
+      | WhatsApp access token   | never                | never rotated | no   | a credential expired     |
 
   Scenario: A rotation the application logged itself counts for its credential
     Given the Twilio auth token was last rotated 95 days ago

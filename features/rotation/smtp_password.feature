@@ -3,8 +3,11 @@ Feature: SMTP Password Rotation
   Runbook section 4. The CRM sends e-mail through an SMTP submission server with a username and password kept in
   .env, always over STARTTLS with a verified certificate. SMTP has no rotation API: the operator generates the new
   password at the email provider (for Gmail a new App Password) and hands it over without it ever appearing on a
-  command line. The connection is tested before the application is reloaded, a test email must be accepted by the
-  email provider (SMTP tells no more), and the old password is revoked at the provider and proven dead.
+  command line. Every setting a later step reads (SMTP_HOST, SMTP_PORT, SMTP_USERNAME, SMTP_FROM_EMAIL, ADMIN_EMAIL,
+  SMTP_CA_FILE) is checked before anything changes. The connection is tested before the application is reloaded, a
+  test email from SMTP_FROM_EMAIL must be accepted by the email provider (SMTP tells no more), and the old password is
+  revoked at the provider by the operator, who is asked at the terminal, and proven dead only by the provider's
+  permanent refusal (535 5.7.8); a temporary failure (454 4.7.0) proves nothing.
 
   Background:
     Given the application is running with the current SMTP password

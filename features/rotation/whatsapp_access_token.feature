@@ -2,7 +2,8 @@
 Feature: WhatsApp Access Token Rotation
   Runbook section 2. The CRM sends WhatsApp messages through Meta's WhatsApp Cloud API with a system-user access
   token kept in .env. A new token is generated for the system user, tested, written to .env, the application
-  reloaded without downtime and the connection verified with a test message, which Meta must accept (whether it was
+  reloaded (restarted where it cannot reload, which takes it down until it answers healthy again: the evidence
+  records that window) and the connection verified with a test message, which Meta must accept (whether it was
   delivered only the application hears, and its own records prove it where configured); then the previous token is
   revoked and proven dead.
 

@@ -24,6 +24,7 @@ from rotation.core.config import CONFIG_ENV, ConfigError, load_config
 from rotation.core.database import connect
 from rotation.evidence.audit_trail import audit
 from rotation.evidence.audit_trail_html import render
+from rotation.evidence.signing import AUDIT_TRAIL_FORMAT, SigningKeyError, load_private_key, seal_folder
 
 ARCHIVE_ENV = "ROTATION_EVIDENCE_ARCHIVE"
 
@@ -41,6 +42,9 @@ def register(sub: SubParsers) -> None:
                    help=f"where archived run folders are (repeatable; default: ${ARCHIVE_ENV}, else ./reports)")
     p.add_argument("--fingerprint", default=None, help="the evidence signer's key fingerprint (ed25519:sha256:...)")
     p.add_argument("--public-key", type=Path, default=None, help="the evidence signer's public key (PEM)")
+    p.add_argument("--signing-key", type=Path, default=os.environ.get("ROTATION_SIGNING_KEY"),
+                   help="Ed25519 private key (PEM) that signs the output like a run folder (default: "
+                        "$ROTATION_SIGNING_KEY; without one a per-run key, which proves integrity, not authorship)")
     p.add_argument("--out", type=Path, default=None,
                    help="where audit-trail.html and .json go (default: ./audit-trail-FROM-TO)")
     p.set_defaults(func=run)
@@ -57,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
     end = dt.datetime.combine(args.end + dt.timedelta(days=1), dt.time(), dt.UTC)
     archives = args.evidence_dir or [Path(os.environ.get(ARCHIVE_ENV) or "reports")]
     try:
+        signing_key = load_private_key(Path(args.signing_key)) if args.signing_key else None
+    except SigningKeyError as exc:
+        print(f"rotation audit-trail: {exc}", file=sys.stderr)
+        return 2
+    try:
         config = load_config(args.config)
         with connect(args.dsn) as conn:
             trail = audit(conn, config, archives, start, end, public_key=args.public_key, fingerprint=args.fingerprint)
@@ -67,8 +76,14 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "audit-trail.json").write_text(json.dumps(trail.as_json(), indent=2) + "\n", encoding="utf-8")
     (out / "audit-trail.html").write_text(render(trail), encoding="utf-8")
+    signer = seal_folder(out, signing_key, {"period": f"{args.start} .. {args.end}", "findings": len(trail.findings),
+                                            "signing_key": "configured" if signing_key else "per-run"},
+                         AUDIT_TRAIL_FORMAT)
     print(f"audit trail {args.start} .. {args.end}: {len(trail.rotations)} rotations, {len(trail.folders)} run "
           f"folders, {len(trail.findings)} finding(s); written to {out}/audit-trail.html and audit-trail.json")
+    print(f"signed by: {signer}" + ("" if signing_key else " (a per-run key: it proves the output unchanged since "
+                                                          "signing, not who signed it)"))
+    print(f"verify with: rotation verify-evidence {out} --fingerprint {signer}")
     for finding in trail.findings:
         print(f"FLAG  {finding}")
     for line in trail.awaiting_retirement:

@@ -32,6 +32,12 @@ LIVE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--change-id", "--change-id", "the approved change record (required)"),
     ("--reason", "--reason", "the rotation reason written to the rotation log"),
     ("--workers", "--workers", "parallel re-encryption workers (default: CPU count)"),
+    ("--revoke-wait", "--revoke-wait", "seconds to keep asking the provider whether a revoked credential is refused "
+                                       "(default 300): the operator revokes at the provider when asked at the terminal "
+                                       "or, without one, in the log"),
+    ("--max-retry-wait", "--max-retry-wait", "seconds a provider call may wait in all before its retries, honouring "
+                                             "the provider's Retry-After (default 120); a longer wait asked for ends "
+                                             "the step, saying so"),
     ("--reports-dir", "--reports-dir", "where the run folder is written (default: reports/)"),
     ("--signing-key", "--signing-key", "Ed25519 private key (PEM) that signs the evidence (or $ROTATION_SIGNING_KEY)"),
     ("--app-start", "--app-start", "command that starts the app (default: the configuration's [app])"),
@@ -73,7 +79,8 @@ def run_features(*pytest_args: str, plugins: tuple[object, ...] = ()) -> int:
         print(f"rotation: the features are not beside the installed package ({PROJECT_ROOT}): install the project "
               "from its checkout with `pip install -e .`")
         return 2
-    return int(pytest.main(["-c", str(PROJECT_ROOT / "pytest.ini"), "--rootdir", str(PROJECT_ROOT),
+    pdf = [] if any(a.startswith("--evidence-pdf") for a in pytest_args) else ["--evidence-pdf=auto"]
+    return int(pytest.main(["-c", str(PROJECT_ROOT / "pytest.ini"), "--rootdir", str(PROJECT_ROOT), *pdf,
                             *pytest_args, str(PROJECT_ROOT / "steps")], plugins=list(plugins)))
 
 

@@ -10,8 +10,10 @@ already in progress (the app may be stopped by the run that was interrupted) rec
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,14 +82,27 @@ def run_id_of(evidence: Evidence) -> str:
     return str(getattr(meta, "run_id", "") or f"pid {os.getpid()}")
 
 
+_STOP_ISSUED: dict[Path, float] = {}  # .env -> when this process last issued the app's stop command (epoch s)
+
+
+def stop_issued_at(env_file: Path) -> float | None:
+    """When this process last ran the stop command of the app behind `env_file`: where an outage begins."""
+    return _STOP_ISSUED.get(env_file)
+
+
 def stop_app(deployment: Deployment, evidence: Evidence, credential: Credential | None = None) -> None:
     """Stop the app and wait until its health endpoint no longer answers healthy. Stopping a stopped app is fine. A
-    record beside .env names this run until the app is started healthy again (app_control.stop_app)."""
+    record beside .env names this run until the app is started healthy again (app_control.stop_app). The moment the
+    stop command is issued is kept (stop_issued_at): the downtime window opens there."""
+    issued = time.time()
+    _STOP_ISSUED[deployment.env_file] = issued
     result = app_control.stop_app(deployment.app, deployment.env_file, run_id=run_id_of(evidence),
                                   credential=credential.type if credential else "none",
                                   operator=deployment.operator)
-    evidence.record("application stopped", {"health": result.status_code or "no answer",
-                                            "recorded in": app_control.STOP_RECORD}, source=deployment.app.stop)
+    evidence.record("application stopped", {
+        "health": result.status_code or "no answer", "recorded in": app_control.STOP_RECORD,
+        "stop command issued": dt.datetime.fromtimestamp(issued, dt.UTC).isoformat(timespec="milliseconds")},
+        source=deployment.app.stop)
     require(not result.healthy, f"the app still answers healthy after `{deployment.app.stop}`")
 
 

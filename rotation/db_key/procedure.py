@@ -36,7 +36,7 @@ from typing import TypeVar
 
 import psycopg
 
-from rotation.core import app_control, app_proof, envfile, runbook_schema, signals, state
+from rotation.core import app_control, app_proof, envfile, prerequisites, runbook_schema, signals, state
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
 from rotation.core.keys import WeakSecretError, check_strength, generate_key
@@ -150,7 +150,8 @@ class DbKeyRotation:
         self._keys: RotationKeys | None = None
         self.staged = staged  # stage the new ciphertexts while the app runs; the app is stopped only for the cutover
         self.max_rate = max_rate
-        self._stopped_at: float | None = None  # when this run proved the app stopped (the downtime window's start)
+        self._stopped_at: float | None = None  # when this run stopped the app (the downtime window's start)
+        self._window_from = "app proven stopped"
         self.notify = notify or _to_stderr  # a line for the operator now (the plugin shows it past the capture)
         self.warnings: list[str] = []       # said again at the end of the run, beside its one-line safe state
 
@@ -349,7 +350,9 @@ class DbKeyRotation:
         health = app_control.health(url)
         require(not health.healthy, f"the app still answers healthy at {url}: stop it before .env gets the new key")
         sessions = self._require_app_stopped(evidence)
-        self._stopped_at = time.time()
+        issued = prerequisites.stop_issued_at(self.env_file)  # the outage began with the stop command, not its proof
+        self._stopped_at = issued if issued is not None else time.time()
+        self._window_from = "stop command issued" if self._stopped_at == issued else "app proven stopped"
         before = envfile.get_secret(self.env_file, self.credential.env)
         written: envfile.EnvWrite | None = None
         with signals.deferred():  # .env and the state change together, whatever signal arrives
@@ -733,7 +736,7 @@ class DbKeyRotation:
         proof = self._app_proof(keys)
         window = ({"downtime window": {
             "mode": "staged" if self.staged else "stop-the-world",
-            "from (app proven stopped)": _utc(dt.datetime.fromtimestamp(self._stopped_at, dt.UTC)),
+            f"from ({self._window_from})": _utc(dt.datetime.fromtimestamp(self._stopped_at, dt.UTC)),
             "to (app proven on the new key)": _utc(dt.datetime.now(dt.UTC)),
             "seconds (at most)": round(time.time() - self._stopped_at, 3)}}
             if self._stopped_at is not None and proof.proven else {})

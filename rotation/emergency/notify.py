@@ -142,13 +142,16 @@ class StakeholderNotification:
         except NotificationError as exc:
             self.incident.notification_error = str(exc)
             self.incident.note(f"stakeholder notification FAILED: {exc}")
-            evidence.record("notification delivery", {"delivered": False, "error": str(exc)},
+            evidence.record("notification delivery", {"verdict": "not accepted by the relay", "error": str(exc)},
                             source=f"smtplib to {settings.host}:{settings.port}: STARTTLS (verified), AUTH, "
                                    "MAIL FROM / RCPT TO / DATA")
             return
         self.incident.notification = delivery
-        self.incident.note(f"stakeholders notified: {', '.join(delivery.recipients)}", at=delivery.accepted_at)
-        evidence.record("notification delivery", {"delivered": True, **delivery.as_evidence()},
+        self.incident.note(f"notification accepted by the relay for: {', '.join(delivery.recipients)}",
+                           at=delivery.accepted_at)
+        # SMTP proves acceptance by the relay (250), never delivery: the evidence claims no more.
+        evidence.record("notification delivery", {"verdict": "accepted by the relay (250); delivery not proven",
+                                                  **delivery.as_evidence()},
                         source=f"smtplib to {settings.host}:{settings.port}: STARTTLS (verified), AUTH, MAIL FROM / "
                                "RCPT TO / DATA -> 250")
 
@@ -162,7 +165,10 @@ class StakeholderNotification:
         if self.mailbox is None:
             return
         received = self.mailbox(unfolded(d.message_id))
-        evidence.record("relay mailbox", {"message_id": d.message_id, "recipients": list(received or ())},
+        evidence.record("relay mailbox", {
+            "verdict": ("rehearsal: delivered to the stand-in's mailbox for every stakeholder"
+                        if received is not None and set(received) == wanted else "not in the stand-in's mailbox"),
+            "message_id": d.message_id, "recipients": list(received or ())},
                         source="the mail relay's own mailbox (staging stand-in)")
         require(received is not None and set(received) == wanted,
                 f"the relay's mailbox does not hold {d.message_id} for every stakeholder: {received}")

@@ -160,8 +160,9 @@ def render(record: IncidentRecord, context: IncidentContext, audit_result: Audit
         lines += ["- the access review did not run in this run"]
     lines += ["", "## Stakeholder notification", ""]
     n = record.notification
-    lines += [f"- delivered {iso(n.accepted_at)} via {n.relay} to {', '.join(n.recipients)}; message {n.message_id}; "
-              f"body sha256 {n.body_sha256}"] if n else [f"- not delivered: {record.notification_error}"
+    lines += [f"- accepted by the relay {iso(n.accepted_at)} via {n.relay} for {', '.join(n.recipients)} (SMTP proves "
+              f"acceptance, not delivery); message {n.message_id}; body sha256 {n.body_sha256}"] if n else [
+        f"- not accepted by the relay: {record.notification_error}"
                                                         if record.notification_error else "- not sent in this run"]
     lines += ["", f"## Audit of the access log over the incident window ({len(audit_result.rows)} rows)", "",
               "```sql", audit_result.query, "```", ""]

@@ -41,7 +41,7 @@ from rotation.core.secret import Secret
 from rotation.db_key.procedure import DbKeyRotation
 from rotation.emergency.incident import IncidentRecord, iso, parse_iso, utc_now
 from rotation.emergency.revoke import ProviderAction, issue_replacement, revoke_compromised
-from rotation.providers.base import Provider
+from rotation.providers.base import CredentialCheck, Provider
 
 REASON = "emergency"
 
@@ -225,7 +225,7 @@ class ProviderEmergency:
         refuses it): then only record that."""
         if current.step == "create" and self._resumed():
             refused = self.provider.check(self.old)
-            if not refused.accepted:
+            if refused.answer is CredentialCheck.REFUSED:  # an undecided answer is no proof
                 state.record_revoked(self.env_file, self.credential.type, utc_now())
                 return [f"compromised {self.old.fingerprint} already refused by {self.provider.name} "
                         f"({refused.status}/{refused.code}): the interrupted run revoked it; not revoked again"]
@@ -244,6 +244,9 @@ class ProviderEmergency:
                         source=f"{self.provider.name}: read-only call with the compromised credential")
         require(not result.accepted, f"{self.provider.name}: the compromised credential {result.credential_fp} is "
                                      f"still accepted after revocation ({result.detail})")
+        require(result.answer is CredentialCheck.REFUSED, f"{self.provider.name}: no definitive answer about the "
+                                                          f"compromised credential {result.credential_fp} "
+                                                          f"({result.status}: {result.detail}); run again to ask again")
         self.incident.outcomes[self.credential.type].rejection = f"rejected {result.status}/{result.code}"
         self.incident.revoked(self.credential.type, self.new.fingerprint,
                               f"provider rejects the compromised credential ({result.status}/{result.code})")

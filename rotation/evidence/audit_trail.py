@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 
 from rotation.core.config import Config
+from rotation.evidence.signing import AUDIT_TRAIL_FORMAT
 from rotation.evidence.verify import verify_folder
 
 LOG_QUERY = """
@@ -119,9 +120,18 @@ def run_folders(roots: Iterable[Path]) -> list[Path]:
     for root in roots:
         for manifest in sorted(root.rglob("manifest.json")):
             folder = manifest.parent
-            if not any(p.is_symlink() for p in (folder, *folder.parents)) and folder.resolve() not in seen:
+            if (not any(p.is_symlink() for p in (folder, *folder.parents)) and folder.resolve() not in seen
+                    and not _audit_trail_output(manifest)):
                 seen[folder.resolve()] = None
     return list(seen)
+
+
+def _audit_trail_output(manifest: Path) -> bool:
+    """An earlier audit trail's own signed output is not a run folder."""
+    try:
+        return bool(json.loads(manifest.read_text(encoding="utf-8")).get("format") == AUDIT_TRAIL_FORMAT)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _entries(folder: Path) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from rotation.core.proof import PopulationQuery
+from rotation.evidence.auditor import plain, sampled_rotations, stamp
 from rotation.evidence.metadata import RunMetadata
 from rotation.evidence.recorder import CLOSING_PREFIX, EvidenceItem, Population, ScenarioRecord, StepRecord
 from rotation.evidence.summary import Summary
@@ -28,7 +29,7 @@ TEMP_PATH = re.compile("(?:" + "|".join(re.escape(r) for r in TEMP_ROOTS) + r")(
 
 
 def scrub(text: str) -> str:
-    """Free text in the page (reasons, errors, closing lines): no temporary path, times in ISO 8601 UTC."""
+    """Free text in the page (reasons, errors, closing lines): no temporary path, times in the one UTC format."""
     return utc_stamps(scrub_paths(text))
 
 
@@ -49,7 +50,7 @@ EPOCH = re.compile(r"(?<![\d.])1[5-9]\d{8}\.\d+(?![\d.])")  # a Unix time with a
 
 def utc_stamps(text: str) -> str:
     """Every date-time in a value (a log row's `2026-03-01 10:00:00.123456+00:00`, an offset time, a Unix time with
-    a fraction) as ISO 8601 UTC.
+    a fraction) in the print's one UTC format.
     A time without an offset is taken as UTC: the suite's sessions and the rotation log use UTC."""
     def utc(match: re.Match[str]) -> str:
         try:
@@ -61,14 +62,13 @@ def utc_stamps(text: str) -> str:
 
 
 def iso_time(moment: datetime | None) -> str:
-    """ISO 8601 in UTC, to the millisecond: 2026-03-01T10:00:00.123Z."""
-    return "not run" if moment is None else moment.astimezone(UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    """The print's one time format, UTC to the millisecond: 2026-03-01 10:00:00.123Z (auditor.stamp)."""
+    return "not run" if moment is None else stamp(moment)
 
 
 def clock(moment: datetime | None) -> str:
-    """The time of day, ISO 8601 in UTC (the date is in the scenario's header): 10:00:00.123Z."""
-    return "" if moment is None else iso_time(moment).split("T", 1)[1]
+    """The time of day in UTC (the date is in the scenario's header): 10:00:00.123Z."""
+    return "" if moment is None else iso_time(moment).split(" ", 1)[1]
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -105,6 +105,13 @@ def show_value(value: object, line: int | None = None) -> str:
 
 def show_source(source: str | None, line: int | None = None) -> str:
     return _cut(utc_stamps(scrub_paths(" ".join((source or "").split()))), MAX_SOURCE_CHARS, line)
+
+
+INTERNAL_TAGS = frozenset({"xdist_group", "staging_only"})  # how the suite schedules a scenario, not what it evidences
+
+
+def shown_tags(tags: list[str]) -> list[str]:
+    return [t for t in tags if t not in INTERNAL_TAGS]
 
 
 def anchor(nodeid: str) -> str:
@@ -164,6 +171,14 @@ def reconciliations(populations: list[Population]) -> list[TableFigures]:
     return [TableFigures(r.subject, r.reconciliation, r.reads, r.complete, n) for r, n in rows.items()]
 
 
+def population_groups(populations: list[Population], names: dict[str, str]) -> list[tuple[str, list[Population]]]:
+    """The figures by scenario, in the order the run recorded them."""
+    groups: dict[str, list[Population]] = {}
+    for p in populations:
+        groups.setdefault(p.scenario or "", []).append(p)
+    return [(names.get(key, "outside any scenario"), pops) for key, pops in groups.items()]
+
+
 def query_key(query: PopulationQuery) -> str:
     return query.sql
 
@@ -198,7 +213,8 @@ def render(meta: RunMetadata, summary: Summary, *, run_name: str, seq_of: dict[i
     env = Environment(loader=PackageLoader("rotation.evidence", "templates"), autoescape=select_autoescape(["j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(iso_time=iso_time, clock=clock, fmt_duration=fmt_duration, show_value=show_value,
-                       show_source=show_source, item_id=id, scrub=scrub, feature_groups=feature_groups)
+                       show_source=show_source, item_id=id, scrub=scrub, feature_groups=feature_groups, plain=plain,
+                       shown_tags=shown_tags)
     duration = (meta.finished - meta.started).total_seconds() if meta.finished else None
     live = meta.target == "live"
     closings = [i for i in run_items if i.name.startswith(CLOSING_PREFIX)]
@@ -218,5 +234,9 @@ def render(meta: RunMetadata, summary: Summary, *, run_name: str, seq_of: dict[i
         "approver_text": meta.approver or ("MISSING" if live else "not required (staging rehearsal)"),
         "change_text": meta.change_id or ("MISSING" if live else "not required (staging rehearsal)"),
         "invocation": scrub_paths(" ".join(meta.invocation)),
+        "rotations": sampled_rotations(summary.scenarios, seq_of),
+        "population_groups": population_groups(summary.populations, {s.nodeid: s.name for s in summary.scenarios}),
+        "target_label": "LIVE" if live else f"REHEARSAL ({meta.target.upper()})",
+        "signed_files": sorted(set(files) - {"manifest.json", "manifest.sig"}),
     }
     return env.get_template("report.html.j2").render(**context)

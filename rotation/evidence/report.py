@@ -19,6 +19,7 @@ from rotation.evidence.controls import Catalog
 from rotation.evidence.entries import build_entries
 from rotation.evidence.leaks import Leak, redact_file, redact_text, scan_file, scan_tree
 from rotation.evidence.metadata import RunMetadata
+from rotation.evidence.pdf import PDF, PdfError, Running, find_chromium, render_pdf
 from rotation.evidence.recorder import Recorder
 from rotation.evidence.signing import PUBLIC_KEY, public_fingerprint, public_pem, write_signed_manifest
 from rotation.evidence.summary import RunContext, Summary
@@ -98,17 +99,52 @@ def _mark_junit(path: Path, props: list[tuple[str, str]]) -> None:
     tree.write(path, encoding="utf-8", xml_declaration=True)
 
 
-def _render_all(folder: Path, meta: RunMetadata, summary: Summary, recorder: Recorder, pem: str) -> tuple[str, int]:
+TARGET_TAG = "@target:"
+
+
+def _mark_cucumber(path: Path, target: str) -> None:
+    """Every feature and scenario of the folder's cucumber.json tagged with the target (`@target:staging`): a
+    dashboard reading it alone cannot take a rehearsal for a production change."""
+    if not path.is_file():
+        return
+    try:
+        features = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return
+    if not isinstance(features, list):
+        return
+    for node in [f for f in features if isinstance(f, dict)] + [e for f in features if isinstance(f, dict)
+                                                                 for e in f.get("elements", []) if isinstance(e, dict)]:
+        tags = [t for t in node.get("tags", []) if not str(t.get("name", "")).startswith(TARGET_TAG)]
+        node["tags"] = [*tags, {"name": f"{TARGET_TAG}{target}", "line": node.get("line", 1)}]
+    path.write_text(json.dumps(features, indent=4, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _render_all(folder: Path, meta: RunMetadata, summary: Summary, recorder: Recorder, pem: str,
+                also: tuple[str, ...] = ()) -> tuple[str, int]:
     _mark_junit(folder / JUNIT, junit_properties(meta, summary))
+    _mark_cucumber(folder / CUCUMBER, meta.target)
     entries, seq_of = build_entries(meta, summary, recorder.run_items)
     head, lines = write_chain(folder / CHAIN, entries)
     document = oscal.assessment_results(meta, summary, seq_of)
     (folder / OSCAL).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    files = {p.name for p in folder.iterdir() if p.is_file()} | {INDEX, "manifest.json", "manifest.sig"}
+    files = {p.name for p in folder.iterdir() if p.is_file()} | {INDEX, "manifest.json", "manifest.sig", *also}
     page = html.render(meta, summary, run_name=folder.name, seq_of=seq_of, public_key_pem=pem,
                        run_items=recorder.run_items, files=files, secret_count=len(recorder.secrets))
     (folder / INDEX).write_text(page, encoding="utf-8")
     return head, lines
+
+
+def _print(folder: Path, meta: RunMetadata, summary: Summary) -> bool:
+    """report.pdf, the auditor's print, made from the final index.html before the manifest seals both. When it
+    cannot be made, the run says so (a problem: FAILED, with the reason) and leaves no partial file."""
+    try:
+        render_pdf(folder / INDEX, folder / PDF, Running(meta.target, meta.run_id, folder.name))
+        return True
+    except (PdfError, OSError) as exc:
+        (folder / PDF).unlink(missing_ok=True)
+        summary.problems.append(f"the report could not be printed to {PDF}: {exc}")
+        return False
 
 
 def _scan(folder: Path, secrets: tuple[str, ...], extra_scan: list[Path]) -> list[Leak]:
@@ -121,8 +157,9 @@ def _scan(folder: Path, secrets: tuple[str, ...], extra_scan: list[Path]) -> lis
 
 def write_run(reports_dir: Path, meta: RunMetadata, recorder: Recorder, catalog: Catalog, *,
               signing_key: Ed25519PrivateKey | None, copies: dict[str, Path | None],
-              extra_scan: list[Path] | None = None) -> RunOutput:
-    """`copies` maps a name in the folder (junit.xml, cucumber.json) to the file pytest wrote, if any."""
+              extra_scan: list[Path] | None = None, pdf: str = "no") -> RunOutput:
+    """`copies` maps a name in the folder (junit.xml, cucumber.json) to the file pytest wrote, if any. `pdf`: "yes"
+    prints the report to report.pdf (sealed by the manifest), "auto" when Chromium is found, "no" never."""
     folder = new_run_folder(reports_dir, meta)
     key = signing_key or Ed25519PrivateKey.generate()  # a per-run key lives only in memory and dies here
     pem = public_pem(key.public_key())
@@ -136,7 +173,9 @@ def write_run(reports_dir: Path, meta: RunMetadata, recorder: Recorder, catalog:
         (folder / name).write_text(text, encoding="utf-8")
 
     summary = Summary.of(recorder, catalog, RunContext(meta.target, meta.approver, meta.change_id))
-    head, lines = _render_all(folder, meta, summary, recorder, pem)
+    printing = pdf == "yes" or (pdf == "auto" and find_chromium() is not None)
+    also = (PDF,) if printing else ()
+    head, lines = _render_all(folder, meta, summary, recorder, pem, also)
     leaks = _scan(folder, recorder.secrets, extra_scan or [])
     if leaks:
         # Overwrite the leaked secret in our folder, then re-render so the report itself states the failure.
@@ -148,9 +187,11 @@ def write_run(reports_dir: Path, meta: RunMetadata, recorder: Recorder, catalog:
         for path in extra_scan or []:  # the operator's own JUnit / cucumber / log files: no secret stays there either
             if any(leak.file == str(path) for leak in leaks):
                 redact_file(path, recorder.secrets)
-        head, lines = _render_all(folder, meta, summary, recorder, pem)
+        head, lines = _render_all(folder, meta, summary, recorder, pem, also)
         if scan_tree(folder, recorder.secrets):  # cannot happen unless redaction is broken: say so, loudly
             summary.problems.append("a registered secret is still present after redaction")
+    if printing and not _print(folder, meta, summary):
+        head, lines = _render_all(folder, meta, summary, recorder, pem)  # the verdict now says why there is no print
     write_signed_manifest(folder, key, {
         "run_id": meta.run_id, "run": folder.name, "target": meta.target, "verdict": summary.verdict,
         "evidence_chain_head": head, "evidence_lines": lines, "public_key_fingerprint": meta.public_key_fingerprint,

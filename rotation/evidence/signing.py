@@ -69,18 +69,35 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_manifest(folder: Path, extra: dict[str, object]) -> dict[str, object]:
+RUN_FORMAT = "rotation-runbook evidence manifest v1"
+AUDIT_TRAIL_FORMAT = "rotation-runbook audit-trail manifest v1"
+
+
+def build_manifest(folder: Path, extra: dict[str, object], kind: str = RUN_FORMAT) -> dict[str, object]:
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         name = path.relative_to(folder).as_posix()
         if name not in UNSIGNED:
             files[name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
-    return {"format": "rotation-runbook evidence manifest v1", **extra, "files": files}
+    return {"format": kind, **extra, "files": files}
 
 
-def write_signed_manifest(folder: Path, key: Ed25519PrivateKey, extra: dict[str, object]) -> dict[str, object]:
-    manifest = build_manifest(folder, extra)
+def write_signed_manifest(folder: Path, key: Ed25519PrivateKey, extra: dict[str, object],
+                          kind: str = RUN_FORMAT) -> dict[str, object]:
+    manifest = build_manifest(folder, extra, kind)
     data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     (folder / MANIFEST).write_bytes(data)
     (folder / SIGNATURE).write_bytes(key.sign(data))
     return manifest
+
+
+def seal_folder(folder: Path, key: Ed25519PrivateKey | None, extra: dict[str, object], kind: str) -> str:
+    """Sign a folder of evidence the way a run folder is signed (its public key, manifest.json, manifest.sig), with
+    the configured key or, without one, a per-run key that lives only in memory. Returns the signer's fingerprint."""
+    signer = key or Ed25519PrivateKey.generate()
+    for stale in (MANIFEST, SIGNATURE):
+        (folder / stale).unlink(missing_ok=True)
+    (folder / PUBLIC_KEY).write_text(public_pem(signer.public_key()), encoding="utf-8")
+    fingerprint = public_fingerprint(signer.public_key())
+    write_signed_manifest(folder, signer, {**extra, "public_key_fingerprint": fingerprint}, kind)
+    return fingerprint

@@ -36,6 +36,8 @@ class KeyRotation(Protocol):
     @property
     def new_key(self) -> Secret: ...
 
+    def prepare(self, evidence: Evidence) -> None: ...
+
     def generate_key(self, evidence: Evidence) -> None: ...
 
     def write_env(self, evidence: Evidence) -> None: ...
@@ -72,6 +74,7 @@ def watch(path: Path, evidence: Evidence) -> LogWatch:
 def rotate_db_key(rotation: KeyRotation, deployment: Deployment, credential: Credential, evidence: Evidence) -> None:
     """Runbook section 1, end to end: the scheduled rotation's steps in its feature's order, each the procedure's own
     method, with the runbook's prerequisites and the application's lifecycle around them."""
+    rotation.prepare(evidence)  # the checks before any change, the run lock and the suite's schema
     prerequisites.back_up(deployment, evidence)
     prerequisites.healthy_before(deployment, credential, evidence)
     rotation.generate_key(evidence)

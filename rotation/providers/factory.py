@@ -12,6 +12,7 @@ from rotation.core.deployment import Deployment
 from rotation.providers.app_records import AppDeliveryRecords
 from rotation.providers.base import DeliveryWait, DeliveryWitness, Provider, RetryPolicy, registered
 from rotation.providers.procedure import ProviderRotation
+from rotation.providers.revocation import Wait
 from rotation.providers.smtp import OperatorConsole, PasswordConsole, SmtpProvider, SmtpSettings
 from rotation.providers.twilio import TwilioProvider, TwilioSettings
 from rotation.providers.whatsapp import GraphSettings, WhatsAppProvider
@@ -48,7 +49,7 @@ class ProviderOptions:
     password comes from (None: the operator's console), who else can tell what became of a test message (staging:
     the stand-ins' mailbox), the reason logged, whether to abandon a pending rotation or replace a pending credential
     this rotation did not create, how long to wait for a test message's final word, and whether to prove WhatsApp
-    delivery from the app's own records."""
+    delivery from the app's own records, and how long to ask the provider whether a revocation took effect."""
 
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     smtp_console: PasswordConsole | None = None
@@ -58,6 +59,7 @@ class ProviderOptions:
     replace_secondary: bool = False
     delivery_wait: DeliveryWait = field(default_factory=DeliveryWait)
     prove_from_app: bool = False
+    revoke_wait: Wait = field(default_factory=Wait)  # how long a revocation may take to be refused (--revoke-wait)
 
     def provider(self, credential: Credential, env: Mapping[str, str]) -> Provider:
         return provider_for(credential.provider, env, policy=self.policy, smtp_console=self.smtp_console,
@@ -77,4 +79,4 @@ def rotation_for(deployment: Deployment, credential: Credential | None, options:
     provider = options.provider(credential, envfile.read_env(deployment.env_file))
     return ProviderRotation(deployment, credential, provider, reason=options.reason,
                             abandon_pending=options.abandon_pending, witness=options.witness(credential, deployment),
-                            replace_secondary=options.replace_secondary)
+                            replace_secondary=options.replace_secondary, revoke_wait=options.revoke_wait)

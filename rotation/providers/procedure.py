@@ -33,7 +33,10 @@ call, and the old one is retired only after the app ran on the new one and a tes
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from rotation.core import app_control, app_proof, envfile, state
 from rotation.core.app_control import Health
@@ -44,7 +47,27 @@ from rotation.core.keys import WeakSecretError, check_strength
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
 from rotation.core.secret import Secret
-from rotation.providers.base import Delivery, DeliveryReport, DeliveryWitness, ExistingCredential, Provider
+from rotation.providers.base import (
+    CheckResult,
+    CredentialCheck,
+    Delivery,
+    DeliveryReport,
+    DeliveryWitness,
+    ExistingCredential,
+    Provider,
+    ProviderError,
+    SendAnswerLost,
+    provider_journal,
+)
+from rotation.providers.revocation import (
+    Revocation,
+    RevocationAct,
+    Wait,
+    by_this_run,
+    confirm_refused,
+    now,
+    undecided,
+)
 
 TEST_MESSAGE = "Credential rotation test ({label}): if you received this, the new credential works."
 LOG_SOURCE = ("INSERT INTO security_credential_rotations (credential_type, rotated_by, previous_key_hash, "
@@ -52,6 +75,24 @@ LOG_SOURCE = ("INSERT INTO security_credential_rotations (credential_type, rotat
               "now() + interval); once per rotation: an existing row with the same previous_key_hash is kept")
 LOG_READ_SOURCE = ("SELECT rotation_id, rotated_at, rotated_by, previous_key_hash, rotation_reason, next_rotation_due "
                    "FROM security_credential_rotations WHERE credential_type = %s AND previous_key_hash = %s")
+
+
+@runtime_checkable
+class OperatorInput(Protocol):
+    """A provider whose new credential comes from the operator (SMTP: created at the provider's console). Such a
+    credential is never kept on disk: a rerun takes it from the operator again, and a different one the operator
+    gives a rerun replaces the pending one (the evidence records the replacement)."""
+
+    def offered(self) -> Secret | None: ...  # what the operator handed to this run without being asked
+
+
+@runtime_checkable
+class CheckedInputs(Protocol):
+    """A provider that can name every setting its later steps read, before anything changes."""
+
+    def input_problems(self) -> dict[str, str]: ...  # setting -> its fix, for each missing or unusable one
+
+    def inputs(self) -> dict[str, object]: ...  # the settings found, for the evidence (no secrets)
 
 
 def scheduled_reason(credential: Credential) -> str:
@@ -72,11 +113,33 @@ def app_credential(health: Health, name: str) -> str | None:
     return str(reported) if reported else None
 
 
+JOURNAL_SOURCE = ("the adapter's journal: each wait before a retry (the provider's Retry-After, else the backoff) and "
+                  "each answer lost after the request reached the provider, with how it was reconciled")
+
+
+def journaled(step: Callable[..., None]) -> Callable[..., None]:
+    """A step that calls the provider records, whether it passes or fails, what the adapter noted meanwhile."""
+    @functools.wraps(step)
+    def run(self: ProviderRotation, *args: Any, **kwargs: Any) -> None:
+        try:
+            step(self, *args, **kwargs)
+        finally:
+            entries = provider_journal(self.provider)
+            if entries:
+                evidence: Evidence = kwargs["evidence"] if "evidence" in kwargs else args[-1]
+                evidence.record(f"{self.provider.name}: waits and lost answers", self._tag({"entries": entries}),
+                                source=JOURNAL_SOURCE)
+    return run
+
+
 def reload_application(deployment: Deployment, evidence: Evidence) -> None:
     """The runbook's `systemctl reload event-planning-api`, or restart where reload is not supported."""
     how = app_control.reload_or_restart(deployment.app)
     command = deployment.app.reload if how == "reload" else deployment.app.restart
-    evidence.record("application reloaded", {"how": how}, source=command)
+    # A restart is an outage, however short: the evidence says which it was, and the report measures the window.
+    evidence.record("application reloaded" if how == "reload" else "application restarted", {
+        "how": how, "downtime": "none expected (graceful reload)" if how == "reload" else
+        "yes: the app is down from the restart command until it answers healthy again"}, source=command)
 
 
 class ProviderRotation:
@@ -84,18 +147,21 @@ class ProviderRotation:
 
     def __init__(self, deployment: Deployment, credential: Credential, provider: Provider, *, reason: str | None = None,
                  abandon_pending: bool = False, witness: DeliveryWitness | None = None,
-                 replace_secondary: bool = False) -> None:
+                 replace_secondary: bool = False, revoke_wait: Wait | None = None) -> None:
         if provider.credential_type != credential.type:
             raise ValueError(f"the {provider.name} adapter rotates {provider.credential_type}, not {credential.type}")
         self.deployment, self.credential, self.provider = deployment, credential, provider
         self.reason = reason or scheduled_reason(credential)
         self.abandon_pending, self.witness = abandon_pending, witness
         self.replace_secondary = replace_secondary  # discard a pending credential at the provider this run did not make
+        self.revoke_wait = revoke_wait or Wait()  # how long to ask the provider whether a revocation took effect
         self._old: Secret | None = None
         self._new: Secret | None = None
         self._rotation_id = ""
         self._delivery: Delivery | None = None
         self._tested = False  # this run's test message passed its check
+        self._found_after_loss: DeliveryReport | None = None  # a test message whose answer was lost, found arrived
+        self._old_refused = False  # this run saw the provider refuse the old credential definitively
 
     # --- what the steps share -------------------------------------------------------------------------------------
     @property
@@ -140,7 +206,31 @@ class ProviderRotation:
     def _tag(self, values: dict[str, object]) -> dict[str, object]:
         return {"rotation": self._rotation_id, **values}
 
+    def _ask(self, credential: Secret) -> CheckResult:
+        """The provider's answer about a credential; an error (unreachable, unexpected) is an UNDECIDED answer."""
+        try:
+            return self.provider.check(credential)
+        except ProviderError as exc:
+            return undecided(self.provider.name, credential.fingerprint, exc)
+
+    @property
+    def _operator_supplied(self) -> bool:
+        return isinstance(self.provider, OperatorInput)
+
+    def _check_inputs(self, evidence: Evidence) -> None:
+        """Every setting a later step reads (recipient, sender, CA file, provider ids) found before anything
+        changes: a missing one is named with its fix now, not after .env changed and the app restarted."""
+        if not isinstance(self.provider, CheckedInputs):
+            return
+        problems = self.provider.input_problems()
+        evidence.record(f"settings the {self.label} rotation reads", {
+            **self.provider.inputs(), "missing or unusable": sorted(problems)},
+            source=f"{self.env_file.name}, read before any change")
+        require(not problems, "settings a later step needs are missing or unusable, so nothing was changed: "
+                              + "; ".join(f"{name}: {fix}" for name, fix in problems.items()))
+
     # --- Background -----------------------------------------------------------------------------------------------
+    @journaled
     def running_with_current(self, label: str, evidence: Evidence) -> None:
         """The app is healthy and runs on the credential .env holds; during a rotation in progress (a rerun after a
         crash), on its CURRENT or PENDING credential."""
@@ -163,8 +253,10 @@ class ProviderRotation:
         require(health.healthy, f"the application is not healthy: HTTP {health.status_code}")
         require(in_app is None or in_app in allowed,
                 f"the application runs on {in_app}, not on the {label} {current.fingerprint} in {self.env_file.name}")
+        self._check_inputs(evidence)
 
     # --- create ---------------------------------------------------------------------------------------------------
+    @journaled
     def create(self, evidence: Evidence) -> None:
         """A new credential from the provider, or, for a rotation in progress, the one it created."""
         progress = self._state()
@@ -180,17 +272,28 @@ class ProviderRotation:
         new = self._issue(old, evidence)
         evidence.register_secret(new)
         self._refuse_weak(old, new)
-        state.write_pending(self.env_file, self.credential.type, new)  # before the state names it: never unfindable
-        begun = state.begin(self.env_file, self.credential.type, current_fp=old.fingerprint,
-                            pending_fp=new.fingerprint, reason=self.reason, backup=found[0] if found else None,
-                            abandon=True)
-        self._old, self._new, self._rotation_id = old, new, begun.rotation_id
-        pending = state.pending_path(self.env_file, self.credential.type)
+        self._begin(old, new, found[0] if found else None)
         evidence.record(f"new {self.label} created", self._tag({
             "new": new.fingerprint, "length": len(new), "replaces": old.fingerprint,
             "strength policy": "passed", "state": "PENDING (step create)",
-            "kept until .env holds it in": f"{pending.name} (mode {oct(envfile.file_mode(pending))})"}),
+            "kept until .env holds it in": self._kept_where()}),
             source=self.provider.source("issue"))
+
+    def _begin(self, old: Secret, new: Secret, backup: Path | None) -> None:
+        """The state names the new credential as PENDING. One the provider issued is written to the pending file
+        first (mode 0600; never unfindable: it exists nowhere else); one the operator supplied is not kept on disk at
+        all: a rerun takes it from the operator again."""
+        if not self._operator_supplied:
+            state.write_pending(self.env_file, self.credential.type, new)
+        begun = state.begin(self.env_file, self.credential.type, current_fp=old.fingerprint,
+                            pending_fp=new.fingerprint, reason=self.reason, backup=backup, abandon=True)
+        self._old, self._new, self._rotation_id = old, new, begun.rotation_id
+
+    def _kept_where(self) -> str:
+        if self._operator_supplied:
+            return "this run's memory only (a rerun asks the operator for it again)"
+        pending = state.pending_path(self.env_file, self.credential.type)
+        return f"{pending.name} (mode {oct(envfile.file_mode(pending))})"
 
     def _issue(self, old: Secret, evidence: Evidence) -> Secret:
         """The provider's new credential. One the provider already held, which this rotation's state did not create
@@ -235,6 +338,9 @@ class ProviderRotation:
 
     def _resume(self, progress: state.RotationState, evidence: Evidence) -> None:
         in_env = self._in_env()
+        if in_env.fingerprint != progress.pending_fp and self._operator_supplied:
+            self._take_operators_input(progress, in_env, evidence)
+            return
         pending_file = state.pending_path(self.env_file, self.credential.type)
         new = in_env if in_env.fingerprint == progress.pending_fp else state.read_pending(self.env_file,
                                                                                           self.credential.type)
@@ -256,6 +362,35 @@ class ProviderRotation:
                    f"{self.env_file.name if new is in_env else pending_file.name}, the old one from "
                    f"{found[0].name if found[0] else self.env_file.name}")
 
+    def _take_operators_input(self, progress: state.RotationState, old: Secret, evidence: Evidence) -> None:
+        """A rerun of a rotation whose operator-supplied credential never reached .env: the operator's credential
+        for this run (handed over, or asked for). The same one resumes the rotation; a different one replaces the
+        pending one (a typo the provider refused, say), and the evidence records the replacement."""
+        require(old.fingerprint == progress.current_fp,
+                f"rotation {progress.rotation_id}: {self.env_file.name} holds {old.fingerprint}, neither its previous "
+                f"{self.label} {progress.current_fp} nor its pending one {progress.pending_fp}: check .env")
+        kept = state.read_pending(self.env_file, self.credential.type)  # left by an older version of this tool
+        assert isinstance(self.provider, OperatorInput)
+        new = self.provider.offered() or kept or self.provider.issue(old)
+        evidence.register_secret(new)
+        state.discard_pending(self.env_file, self.credential.type)  # no plaintext beyond the run that needs it
+        found = self._from_backups(progress.current_fp)
+        if new.fingerprint == progress.pending_fp:
+            self._old, self._new, self._rotation_id = old, new, progress.rotation_id
+            evidence.record(f"resuming the {self.label} rotation", self._tag({
+                "last step done": progress.step, "started": progress.started_at, "new": new.fingerprint,
+                "replaces": old.fingerprint}), source=f"{state.state_path(self.env_file).name}; the new credential "
+                                                      f"from the operator, again")
+            return
+        self._refuse_weak(old, new)
+        self._begin(old, new, found[0] if found else None)
+        evidence.record(f"pending {self.label} replaced by the operator's", self._tag({
+            "replaced": progress.pending_fp, "of rotation": progress.rotation_id,
+            "last step done with it": progress.step, "new": new.fingerprint, "replaces": old.fingerprint,
+            "why": "the operator gave this run a different one (the earlier one never reached .env)",
+            "kept until .env holds it in": self._kept_where()}),
+            source=self.provider.source("issue"))
+
     def _abandon(self, progress: state.RotationState, evidence: Evidence) -> None:
         """Start over a rotation whose new credential never reached .env; the provider discards that credential."""
         current = self._in_env()
@@ -263,21 +398,33 @@ class ProviderRotation:
                 f"the PENDING {self.label} {progress.pending_fp} of rotation {progress.rotation_id} is already in "
                 f"{self.env_file.name}: finish that rotation (rerun without --abandon-pending) instead")
         pending = state.read_pending(self.env_file, self.credential.type)
+        at_provider: object = (f"nothing was done at the provider: this tool does not hold the pending {self.label}; "
+                               "if it was created at the provider, revoke it there")
         if pending is not None:
             evidence.register_secret(pending)
-            self.provider.discard_pending(current, pending)
+            act = self.provider.discard_pending(current, pending)
+            done = act if isinstance(act, RevocationAct) else by_this_run(self.provider.source("discard"))
+            at_provider = confirm_refused(lambda: self._ask(pending), done, Wait(0.0, 0.0)).as_evidence()
         state.discard_pending(self.env_file, self.credential.type)
         evidence.record(f"pending {self.label} rotation abandoned", {
             "rotation": progress.rotation_id, "pending": progress.pending_fp, "last step done": progress.step,
-            "discarded at the provider": pending is not None}, source=self.provider.source("discard"))
+            "at the provider": at_provider}, source=self.provider.source("discard"))
 
     # --- test before full deployment, set -------------------------------------------------------------------------
+    @journaled
     def test_before_deployment(self, evidence: Evidence) -> None:
-        result = self.provider.check(self.new)
+        result = self._ask(self.new)
         evidence.record(f"new {self.label} tested before full deployment", self._tag(result.as_evidence()),
                         source=self.provider.source("check"))
-        require(result.accepted, f"the new {self.label} {self.new.fingerprint} is refused by the provider: "
-                                 f"{result.status} {result.code or ''} {result.detail}".rstrip())
+        reply = f"{result.status} {result.code or ''} {result.detail}".replace("  ", " ").rstrip()
+        require(result.answer is not CredentialCheck.UNDECIDED,
+                f"no definitive answer about the new {self.label} {self.new.fingerprint} ({reply}); nothing was "
+                "changed: run the same command again to ask again")
+        again = ("give the rerun the correct one (create it again at the provider if need be); it replaces this one"
+                 if self._operator_supplied else "rerun with --abandon-pending to discard it and create another")
+        require(result.answer is CredentialCheck.ACCEPTED,
+                f"the new {self.label} {self.new.fingerprint} is refused by the provider ({reply}); nothing was "
+                f"changed in {self.env_file.name}: {again}")
 
     def update_configuration(self, evidence: Evidence) -> None:
         written = self._in_env() != self.new
@@ -316,6 +463,7 @@ class ProviderRotation:
         return backup
 
     # --- deploy and verify ----------------------------------------------------------------------------------------
+    @journaled
     def check_app_uses_new(self, evidence: Evidence) -> None:
         """The app runs on the new credential: healthy, its own check of the provider passing, and its process started
         after .env changed (the app reads .env only at start; its /health names no credential)."""
@@ -335,11 +483,41 @@ class ProviderRotation:
         require(check.get("ok") is not False, f"the application's {self.provider.name} check fails with the new "
                                               f"{self.label}: {check.get('error') or check.get('detail')}")
 
+    @journaled
     def send_test_message(self, evidence: Evidence) -> None:
-        self._delivery = self.provider.send_test_message(self.new, TEST_MESSAGE.format(label=self.label))
+        """One test message. When the provider's answer is lost after it may have acted, the message is looked up
+        (by its Message-ID / nonce) with the witness before anything is sent again; without a witness who can look
+        (SMTP live: no relay lists its messages) the step stops rather than risk a second message."""
+        text = TEST_MESSAGE.format(label=self.label)
+        try:
+            self._delivery = self.provider.send_test_message(self.new, text)
+        except SendAnswerLost as lost:
+            self._delivery = self._after_lost_answer(lost, evidence)
+            if self._delivery is None:
+                self._delivery = self.provider.send_test_message(self.new, text)
         evidence.record("test message accepted by the provider", self._tag(self._delivery.as_evidence()),
                         source=self.provider.source("send"))
 
+    def _after_lost_answer(self, lost: SendAnswerLost, evidence: Evidence) -> Delivery | None:
+        """The lost message if a witness finds it arrived; None when the witness proves it did not (send again)."""
+        sent = Delivery(self.provider.name, lost.message_id, lost.recipient, f"no answer ({lost.status})", 0.0)
+        found = self.witness.report(sent) if self.witness is not None else None
+        evidence.record("test message's answer lost", self._tag({
+            "message": lost.message_id, "recipient": lost.recipient, "what happened": str(lost),
+            "looked up": found.as_evidence() if found else "nobody can look it up (no witness)",
+            "next": ("not sent again: it arrived" if found and found.verdict == "delivered" else
+                     "sent again: it did not arrive" if found else "stopped: it may have been sent")}),
+            source=f"{self.provider.source('send')}; {self.witness.source if self.witness else 'no witness'}")
+        if found is None:
+            raise CheckFailed(f"the answer to the test message {lost.message_id} was lost after the provider may have "
+                              f"queued it; nothing was sent again. Look for that Message-ID in {lost.recipient}'s "
+                              "mailbox, then run the same command again (it sends a new one)")
+        if found.verdict == "delivered":
+            self._found_after_loss = found
+            return sent
+        return None
+
+    @journaled
     def check_test_message(self, evidence: Evidence, *, delivered: bool = False) -> None:
         """The provider's word on the test message (Twilio: polled to a final status; Meta: its acceptance; the
         relay: its reply), and a witness's where there is one (the app's delivery records, a staging mailbox).
@@ -348,10 +526,11 @@ class ProviderRotation:
         delivery = self._delivery
         if delivery is None:
             raise CheckFailed("no test message was sent in this run")
-        report = self.provider.delivery_report(self.new, delivery)
+        report = self._found_after_loss or self.provider.delivery_report(self.new, delivery)
         witnessed = self.witness.report(delivery) if self.witness is not None and report.verdict != "failed" else None
         proven = [r for r in (report, witnessed) if r is not None and r.verdict == "delivered"]
-        reading = f"delivered ({proven[0].detail})" if proven else report.reading
+        reading = (f"delivered ({proven[0].detail})" if self.deployment.live else
+                   f"rehearsal: delivered to the stand-in ({proven[0].detail})") if proven else report.reading
         evidence.record("test message", self._tag({
             **report.as_evidence(), "verdict": reading,
             "witness": witnessed.as_evidence() if witnessed is not None else "none configured"}),
@@ -369,6 +548,7 @@ class ProviderRotation:
                 f"the test message {delivery.message_id} was not delivered: {witnessed.detail if witnessed else ''}")
 
     # --- retire the old credential --------------------------------------------------------------------------------
+    @journaled
     def retire_old(self, evidence: Evidence) -> None:
         """Promote / revoke, unless the old credential is already refused (an earlier run of this rotation did it).
         Only once the new credential has been tested in this run (the app ran on it and its test message passed):
@@ -376,30 +556,55 @@ class ProviderRotation:
         require(self._tested, f"the new {self.label} of rotation {self._rotation_id} has not passed its test message "
                               "in this run: the old one stays valid")
         state.advance(self.env_file, self.credential.type, "test")
-        alive = self.provider.check(self.old).accepted
-        if alive:
-            self.provider.retire_old(self.old, self.new)
+        revocation = self._revoke(self.old)
         evidence.record(f"old {self.label} retired", self._tag({
-            "retired": self.old.fingerprint, "now current": self.new.fingerprint,
-            "retired by": "this run" if alive else "earlier (the provider already refused it)"}),
-            source=self.provider.source("retire"))
+            "retired": self.old.fingerprint if revocation.proven else None, "old": self.old.fingerprint,
+            "now current": self.new.fingerprint, **revocation.as_evidence()}),
+            source=f"{self.provider.source('retire')}; then {self.provider.source('check')}")
+        require(revocation.proven, f"the old {self.label} {self.old.fingerprint}: {revocation.sentence()}. Revoke it "
+                                   "at the provider, then run the same command again (it resumes here)")
 
+    def _revoke(self, old: Secret) -> Revocation:
+        """Revoke `old` (or have it revoked by whoever can) and ask the provider until it refuses it, up to the
+        revoke wait. Already refused: nobody is asked, and the record says it was found so. No definitive answer:
+        nothing is revoked by this run and the record says so."""
+        before = self._ask(old)
+        if before.answer is not CredentialCheck.ACCEPTED:
+            found = RevocationAct("nobody in this run", "the provider was asked before revoking anything", now())
+            if before.answer is CredentialCheck.REFUSED:
+                found = RevocationAct("someone before this run (an earlier run or the operator)",
+                                      "found refused when this run asked", now())
+            return Revocation(found, before, now(), 1, 0.0)
+        act = self.provider.retire_old(old, self.new)
+        done = act if isinstance(act, RevocationAct) else by_this_run(self.provider.source("retire"))
+        return confirm_refused(lambda: self._ask(old), done, self.revoke_wait)
+
+    @journaled
     def check_old_rejected(self, evidence: Evidence) -> None:
-        result = self.provider.check(self.old)
+        result = self._ask(self.old)
         evidence.record(f"old {self.label} after retirement", self._tag(result.as_evidence()),
                         source=self.provider.source("check"))
-        require(not result.accepted, f"the old {self.label} {self.old.fingerprint} is still accepted by the "
-                                     f"provider: {result.detail}")
+        require(result.answer is not CredentialCheck.ACCEPTED, f"the old {self.label} {self.old.fingerprint} is "
+                                                               f"still accepted by the provider: {result.detail}")
+        require(result.answer is CredentialCheck.REFUSED,
+                f"no definitive answer about the old {self.label} {self.old.fingerprint} ({result.status}: "
+                f"{result.detail}); it is not counted as rejected: run the same command again to ask again")
+        self._old_refused = True
 
+    @journaled
     def check_new_still_works(self, evidence: Evidence) -> None:
-        result = self.provider.check(self.new)
+        result = self._ask(self.new)
         health = app_control.wait_for_health(self.deployment.app.health_url,
                                              timeout_s=self.deployment.app.health_timeout_s)
         in_app = app_credential(health, self.provider.name)
         evidence.record(f"new {self.label} after retirement", self._tag({
             **result.as_evidence(), "app health": health.status_code, "app reports": in_app}),
             source=f"{self.provider.source('check')}; GET {self.deployment.app.health_url}")
-        require(result.accepted, f"the new {self.label} stopped working: {result.status} {result.code or ''}")
+        require(result.answer is not CredentialCheck.UNDECIDED,
+                f"no definitive answer about the new {self.label} ({result.status}: {result.detail}): run the same "
+                "command again to ask again")
+        require(result.answer is CredentialCheck.ACCEPTED,
+                f"the new {self.label} stopped working: {result.status} {result.code or ''}")
         require(health.healthy, f"the application is not healthy after the old {self.label} was retired: HTTP "
                                 f"{health.status_code}")
 
@@ -407,6 +612,8 @@ class ProviderRotation:
     def log(self, evidence: Evidence) -> None:
         """The rotation log row, once (matched on the old credential's hash); PENDING becomes CURRENT."""
         progress = self._state()
+        require(self._old_refused, f"the old {self.label} of rotation {self._rotation_id} has not been seen refused "
+                                   "by the provider in this run: nothing is logged as complete")
         require(progress is not None and progress.step in ("test", "finish"),
                 f"rotation {self._rotation_id} of the {self.label} is not ready to log: last step done "
                 f"{progress.step if progress else 'none'}")

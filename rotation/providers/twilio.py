@@ -9,15 +9,26 @@ Twilio offers no read of the secondary token. A secondary that exists before thi
 create answer's `date_created` (ISO 8601), which then precedes the request: `issue` refuses it (ExistingCredential)
 rather than take over or destroy someone else's pending token. A test SMS counts as delivered only once Twilio says
 `delivered`: its status is polled until a final one, within a bounded wait (`DeliveryWait`).
+
+Only 401 with Twilio's code 20003 ("Authenticate") proves a token refused; any other answer leaves a check UNDECIDED.
+Rate limits (429, code 20429) are retried after the Retry-After Twilio sends (within the policy's maximum wait), and
+each wait is noted in the adapter's journal for the evidence. The two requests that change something are never sent
+again blindly when their answer is lost: the secondary token's create is reconciled by the create answer itself
+(Twilio keeps one secondary token, and its description offers no read of it: a second create answers with the token
+the lost one made, whose date_created is not before the first request, and it is adopted, recorded as such); the test
+SMS carries a reference, and a lost send is looked up by it in the account's message list before anything is sent
+again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -29,33 +40,49 @@ from twilio.rest import Client
 from rotation.core.config import Credential
 from rotation.core.secret import Secret
 from rotation.providers.base import (
+    AnswerLost,
     CheckResult,
+    CredentialCheck,
     Delivery,
     DeliveryReport,
     DeliveryWait,
     ExistingCredential,
+    Journal,
     Operation,
     ProviderError,
+    ProviderUnavailable,
     RegisteredCredential,
     RetryPolicy,
     Transient,
     registered,
+    request_reached,
     require_rejected,
+    retry_after_s,
     scrub,
     with_retries,
 )
 
 T = TypeVar("T")
 NAME = "twilio"
-AUTHENTICATE = 20003
+AUTHENTICATE = 20003  # the only answer that proves a token refused (401 with this code)
+TOO_MANY_REQUESTS = 20429
 NOT_FOUND = 20404  # Twilio's answer to a promote with no secondary token (404)
+ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # Twilio's To/From: E.164 (twilio.com/docs/glossary/what-e164)
+SETTINGS: Mapping[str, str] = {
+    "TWILIO_ACCOUNT_SID": "set it to the account SID (AC followed by 32 hex digits) from the Twilio Console",
+    "TWILIO_PHONE_NUMBER": "set it to the Twilio number the test SMS is sent from, in E.164 form (+15550100002)",
+    "ADMIN_PHONE_NUMBER": "set it to the number that receives the test SMS, in E.164 form (+15550100001)",
+}
 CLOCK_SKEW = dt.timedelta(seconds=60)  # a secondary created this long before the request predates this rotation
 SOURCES: dict[Operation, str] = {
     "check": "GET /2010-04-01/Accounts/{Sid}.json (twilio SDK, HTTP Basic with the token)",
     "issue": "POST /v1/AuthTokens/Secondary (client.accounts.v1.secondary_auth_token().create())",
     "discard": "DELETE /v1/AuthTokens/Secondary (client.accounts.v1.secondary_auth_token().delete())",
     "retire": "POST /v1/AuthTokens/Promote (client.accounts.v1.auth_token_promotion().update())",
-    "send": "POST /2010-04-01/Accounts/{Sid}/Messages.json (client.messages.create)",
+    "send": "POST /2010-04-01/Accounts/{Sid}/Messages.json (client.messages.create); after a lost answer, GET "
+            "/2010-04-01/Accounts/{Sid}/Messages.json?To=&From= (client.messages.list) looked up by the message's "
+            "reference before anything is sent again",
     "report": "GET /2010-04-01/Accounts/{Sid}/Messages/{MessageSid}.json polled until a final status (status, "
               "error_code): only delivered proves delivery",
 }
@@ -86,7 +113,27 @@ def error_meaning(code: int | None) -> str:
     return f"{code} ({meaning})"
 
 
-class LoopbackHttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK ships no types
+class AnsweringHttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK ships no types
+    """The SDK's own HTTP client, keeping the last answer's headers (Retry-After) that its exceptions drop."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.answered: Response | None = None
+
+    def request(self, method: str, url: str, params: dict[str, object] | None = None,
+                data: dict[str, object] | None = None, headers: dict[str, str] | None = None,
+                auth: tuple[str, str] | None = None, timeout: float | None = None,
+                allow_redirects: bool = False) -> Response:
+        self.answered = super().request(method, url, params=params, data=data, headers=headers, auth=auth,
+                                        timeout=timeout, allow_redirects=allow_redirects)
+        return self.answered
+
+    def retry_after(self) -> float | None:
+        headers = self.answered.headers if self.answered is not None else None
+        return retry_after_s(headers.get("Retry-After")) if headers else None
+
+
+class LoopbackHttpClient(AnsweringHttpClient):
     """The SDK's own HTTP client with every request's scheme and host replaced by `base_url` (a stand-in)."""
 
     def __init__(self, base_url: str, timeout: float) -> None:
@@ -116,8 +163,20 @@ class TwilioSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], policy: RetryPolicy | None = None,
                  delivery: DeliveryWait | None = None) -> TwilioSettings:
-        return cls(env["TWILIO_ACCOUNT_SID"], env.get("TWILIO_PHONE_NUMBER", ""), env.get("ADMIN_PHONE_NUMBER", ""),
-                   env.get("TWILIO_API_BASE") or None, policy or RetryPolicy(), delivery or DeliveryWait())
+        return cls(env.get("TWILIO_ACCOUNT_SID", "").strip(), env.get("TWILIO_PHONE_NUMBER", "").strip(),
+                   env.get("ADMIN_PHONE_NUMBER", "").strip(), env.get("TWILIO_API_BASE") or None,
+                   policy or RetryPolicy(), delivery or DeliveryWait())
+
+    def problems(self) -> dict[str, str]:
+        """Each setting a later step needs that is missing or unusable, with its fix (checked before any change)."""
+        found = {"TWILIO_ACCOUNT_SID": ACCOUNT_SID.fullmatch(self.account_sid) is not None,
+                 "TWILIO_PHONE_NUMBER": E164.fullmatch(self.from_number) is not None,
+                 "ADMIN_PHONE_NUMBER": E164.fullmatch(self.admin_number) is not None}
+        return {name: SETTINGS[name] for name, ok in found.items() if not ok}
+
+    def as_evidence(self) -> dict[str, object]:
+        return {"TWILIO_ACCOUNT_SID": self.account_sid, "TWILIO_PHONE_NUMBER": self.from_number,
+                "ADMIN_PHONE_NUMBER": self.admin_number}
 
 
 @dataclass(frozen=True)
@@ -126,52 +185,80 @@ class TwilioProvider(RegisteredCredential):
     settings: TwilioSettings
     credential: Credential = field(default_factory=lambda: registered(NAME))
     name: str = NAME
+    journal: Journal = field(default_factory=Journal, compare=False, repr=False)
 
-    def client(self, token: Secret) -> Client:
+    def client(self, token: Secret, http: AnsweringHttpClient | None = None) -> Client:
         """A Client is bound to one (SID, token) pair: build a new one for each credential."""
-        timeout = self.settings.policy.timeout_s
-        http = (LoopbackHttpClient(self.settings.api_base, timeout) if self.settings.api_base
-                else TwilioHttpClient(timeout=timeout))
-        return Client(self.settings.account_sid, token.reveal(), http_client=http, environment={})
+        return Client(self.settings.account_sid, token.reveal(), http_client=http or self._http(), environment={})
 
-    def _call(self, operation: str, token: Secret, call: Callable[[Client], T]) -> T:
-        """One SDK call with retries; 5xx/429/timeouts are transient, anything else is raised as it is."""
+    def _http(self) -> AnsweringHttpClient:
+        timeout = self.settings.policy.timeout_s
+        return (LoopbackHttpClient(self.settings.api_base, timeout) if self.settings.api_base
+                else AnsweringHttpClient(timeout=timeout))
+
+    def _call(self, operation: str, token: Secret, call: Callable[[Client], T], *, idempotent: bool = True) -> T:
+        """One SDK call with retries: 5xx, 429/20429 (after its Retry-After) and timeouts are transient, anything else
+        is raised as it is. A request that is not idempotent is not retried once it reached Twilio (AnswerLost)."""
         def attempt() -> T:
+            http = self._http()
             try:
-                return call(self.client(token))
+                return call(self.client(token, http))
             except TwilioRestException as exc:
-                if exc.status >= 500 or exc.status == 429:
-                    raise Transient(f"HTTP {exc.status} (Twilio code {exc.code})", exc.status) from None
+                if exc.status >= 500 or exc.status == 429 or exc.code == TOO_MANY_REQUESTS:
+                    raise Transient(f"HTTP {exc.status} (Twilio code {exc.code})", exc.status,
+                                    retry_after=http.retry_after()) from None
                 raise
-            except requests.Timeout:
-                raise Transient(f"no answer within {self.settings.policy.timeout_s}s", "timeout") from None
-            except requests.ConnectionError:
-                raise Transient("connection failed", "connection") from None
-        return with_retries(self.settings.policy, NAME, operation, attempt)
+            except requests.Timeout as exc:
+                raise Transient(f"no answer within {self.settings.policy.timeout_s}s", "timeout",
+                                sent=request_reached(exc)) from None
+            except requests.ConnectionError as exc:
+                sent = request_reached(exc)
+                raise Transient("connection closed with no answer" if sent else "connection failed", "connection",
+                                sent=sent) from None
+        return with_retries(self.settings.policy, NAME, operation, attempt, journal=self.journal,
+                            idempotent=idempotent)
 
     def _failed(self, operation: str, exc: TwilioRestException, *secrets: Secret) -> ProviderError:
         return ProviderError(f"{NAME} {operation}: HTTP {exc.status}, Twilio code {exc.code}: "
                              f"{scrub(str(exc.msg), *secrets)}", status=exc.status, code=exc.code)
 
+    def input_problems(self) -> dict[str, str]:
+        """Every .env setting a later step reads that is missing or unusable, with its fix."""
+        return self.settings.problems()
+
+    def inputs(self) -> dict[str, object]:
+        return self.settings.as_evidence()
+
     def check(self, credential: Secret) -> CheckResult:
-        """GET /2010-04-01/Accounts/{Sid}.json with this token (read-only)."""
+        """GET /2010-04-01/Accounts/{Sid}.json with this token (read-only). ACCEPTED on 200, REFUSED only on 401 with
+        code 20003; any other refusal, and an outage that outlasted the retries, is UNDECIDED: it proves nothing."""
         sid = self.settings.account_sid
         try:
             account = self._call("account fetch", credential, lambda c: c.api.accounts(sid).fetch())
         except TwilioRestException as exc:
-            if exc.status == 401:
-                return CheckResult(NAME, False, 401, exc.code, str(exc.msg), credential.fingerprint)
-            raise self._failed("account fetch", exc, credential) from None
+            refused = (exc.status, exc.code) == (401, AUTHENTICATE)
+            detail = scrub(str(exc.msg), credential) if refused else (
+                f"no definitive answer: HTTP {exc.status}, Twilio code {exc.code} ({scrub(str(exc.msg), credential)}); "
+                f"only 401 with code {AUTHENTICATE} proves a token refused")
+            return CheckResult(NAME, False, exc.status, exc.code, detail, credential.fingerprint,
+                               CredentialCheck.REFUSED if refused else CredentialCheck.UNDECIDED)
+        except ProviderUnavailable as exc:
+            return CheckResult(NAME, False, exc.status or "no answer", exc.code,
+                               f"no definitive answer: {exc}", credential.fingerprint, CredentialCheck.UNDECIDED)
         detail = f"account {account.sid} '{account.friendly_name}' is {account.status}"
-        return CheckResult(NAME, True, 200, None, detail, credential.fingerprint)
+        return CheckResult(NAME, True, 200, None, detail, credential.fingerprint, CredentialCheck.ACCEPTED)
 
     def issue(self, current: Secret) -> Secret:
         """POST /v1/AuthTokens/Secondary: a new secondary token. A secondary that already existed (the answer's
         date_created precedes the request) is refused with ExistingCredential, nothing changed."""
         asked = dt.datetime.now(dt.UTC)
+        create: Callable[[Client], Any] = lambda c: c.accounts.v1.secondary_auth_token().create()  # noqa: E731
         try:
-            created = self._call("secondary token create", current,
-                                 lambda c: c.accounts.v1.secondary_auth_token().create())
+            try:
+                created = self._call("secondary token create", current, create, idempotent=False)
+            except AnswerLost as lost:
+                created = self._call("secondary token create (reconciling)", current, create, idempotent=False)
+                self._note_reconciled(lost, asked, created)
         except TwilioRestException as exc:
             raise self._failed("secondary token create", exc, current) from None
         token = created.secondary_auth_token
@@ -187,6 +274,20 @@ class TwilioProvider(RegisteredCredential):
                 "create it (Twilio keeps one secondary token and answered with that one)",
                 found=f"secondary auth token created {made.isoformat()}", existing=Secret(token))
         return Secret(token)
+
+    def _note_reconciled(self, lost: AnswerLost, asked: dt.datetime, created: object) -> None:
+        """The evidence of a lost create's reconciliation: which token the reconciling create answered with."""
+        made = getattr(created, "date_created", None)
+        token = Secret(str(getattr(created, "secondary_auth_token", "") or ""))
+        ours = isinstance(made, dt.datetime) and made >= asked - CLOCK_SKEW
+        self.journal.note({
+            "operation": f"{NAME} secondary token create", "answer lost": str(lost),
+            "reconciled by": "a second create: Twilio keeps one secondary token, and its description offers no read "
+                             "of it, so a second create cannot add a second token",
+            "secondary token": token.fingerprint,
+            "created": made.isoformat() if isinstance(made, dt.datetime) else made,
+            "outcome": "adopted: the token the lost create made (created after this rotation's first request)"
+                       if ours else "not this rotation's (created before its first request): refused below"})
 
     def discard_pending(self, current: Secret, pending: Secret | None = None) -> None:
         """DELETE /v1/AuthTokens/Secondary (abandoning a pending rotation); none there is fine."""
@@ -220,12 +321,35 @@ class TwilioProvider(RegisteredCredential):
         s = self.settings
         if not s.admin_number or not s.from_number:
             raise ProviderError(f"{NAME} test SMS: ADMIN_PHONE_NUMBER and TWILIO_PHONE_NUMBER must both be set")
+        body = f"{text} (ref {secrets.token_hex(6)})"  # the reference a lost answer is looked up by
+        send: Callable[[Client], Any] = lambda c: c.messages.create(  # noqa: E731
+            to=s.admin_number, from_=s.from_number, body=body)
         try:
-            message = self._call("test SMS", credential,
-                                 lambda c: c.messages.create(to=s.admin_number, from_=s.from_number, body=text))
+            try:
+                message = self._call("test SMS", credential, send, idempotent=False)
+            except AnswerLost as lost:
+                message = self._find_sent(credential, body, lost) or self._call(
+                    "test SMS (its first send is not in the message list)", credential, send, idempotent=False)
         except TwilioRestException as exc:
             raise self._failed("test SMS", exc, credential) from None
-        return Delivery(NAME, str(message.sid), str(message.to), str(message.status))
+        return Delivery(NAME, str(message.sid), str(message.to), str(message.status), time.time())
+
+    def _find_sent(self, credential: Secret, body: str, lost: AnswerLost) -> Any:
+        """The message a send whose answer was lost created, found by its body (which carries a reference) among the
+        account's messages to the admin number; None when Twilio holds none (then, and only then, it is sent again)."""
+        s = self.settings
+        try:
+            listed = self._call("message list", credential,
+                                lambda c: c.messages.list(to=s.admin_number, from_=s.from_number, limit=50))
+        except TwilioRestException as exc:
+            raise self._failed("message list", exc, credential) from None
+        found = next((m for m in listed if m.body == body), None)
+        self.journal.note({
+            "operation": f"{NAME} test SMS", "answer lost": str(lost),
+            "reconciled by": "GET Messages.json?To=&From= (the 50 newest), looked up by the message's reference",
+            "outcome": f"found {found.sid}: adopted, not sent again" if found is not None
+                       else "not found among the account's messages: sent once more"})
+        return found
 
     def message_status(self, credential: Secret, message_sid: str) -> tuple[str, int | None]:
         """GET .../Messages/{sid}.json: the message's status (queued, sending, sent, delivered ...) and error code."""

@@ -121,8 +121,9 @@ class ApiCallDiagnosis:
     def env_credential_accepted(self, evidence: Evidence) -> None:
         if self._result is None:
             raise CheckFailed(f"the {self.credential.label} in .env was not checked with the provider in this run")
-        require(self._result.accepted, f"the provider refuses the {self.credential.label} in .env: "
-                                       f"{self._result.as_evidence()}")
+        shown = self._result.as_evidence()
+        verb = "gives no definitive answer about" if shown.get("answer") == "undecided" else "refuses"
+        require(self._result.accepted, f"the provider {verb} the {self.credential.label} in .env: {shown}")
 
     def no_typo(self, evidence: Evidence) -> None:
         lines, problems = unparsable_lines(self.env_file), typos(self.credential, self._in_env())

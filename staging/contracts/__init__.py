@@ -5,7 +5,17 @@ Twilio's descriptions are not carried in this repository: `sources.json` names t
 files of Twilio's public twilio-oai repository), its version, the files' paths and their sha256. `twilio_spec()`
 obtains them with the ordinary npm client (`npm pack`) into a cache (ROTATION_CONTRACT_CACHE, default
 ~/.cache/rotation-runbook/contracts), verifies every sha256 and fails with a clear message when npm or the registry
-cannot be reached. The Graph description is `graph_cloud_api.json`, written here (see sources.json for why).
+cannot be reached. Meta's description of the WhatsApp Cloud API (facebook/openapi, business-messaging-api_v23.0.yaml)
+is vendored here, its repository, path, commit and sha256 recorded in `sources.json`; `meta_spec()` verifies the sha256
+before using it. It covers the phone-number GET and the messages POST; the three Graph calls it does not cover
+(debug_token, {system-user-id}/access_tokens, oauth/revoke) are described in `graph_cloud_api.json`, written here from
+Graph's reference pages (`graph_spec()`).
+
+Meta's description as published needs two mechanical changes before a validator can use it, both recorded in
+`prepared_meta()`: its non-standard `components.parameterGroups` key is dropped (strict validators reject it), and in
+an `allOf` a member's `additionalProperties: false` (TextMessage closes its own part, so that no message body could
+pass: the base part's `messaging_product`, `to` ... are "additional" to it) is expressed as `unevaluatedProperties:
+false` on the `allOf` itself, which is what JSON Schema 2020-12 (OpenAPI 3.1) means by a closed composition.
 
 Strictness beyond the descriptions: Twilio's declare no required fields and leave objects open, so every object
 schema is closed here (additionalProperties: false) and a renamed field is an undeclared one; `date-time` (ISO 8601)
@@ -107,15 +117,78 @@ def fetch_twilio(source: Mapping[str, Any], folder: Path) -> None:
 
 
 def graph_spec() -> dict[str, Any]:
+    """The Graph calls Meta publishes no description for (debug_token, access_tokens, oauth/revoke), described here."""
     spec: dict[str, Any] = json.loads((HERE / sources()["graph"]["file"]).read_text())
     return spec
 
 
+def meta_spec() -> dict[str, Any]:
+    """Meta's published description, as vendored, after its sha256 is verified (ContractSourceUnavailable if not)."""
+    import yaml  # noqa: PLC0415  (only the contract tests read YAML)
+
+    wanted = sources()["graph"]["meta"]
+    path = HERE / wanted["file"]
+    if not path.exists():
+        raise ContractSourceUnavailable(f"{path.name} is missing: obtain it with {wanted['fetch']}")
+    if sha256(path) != wanted["sha256"]:
+        raise ContractSourceUnavailable(f"{path.name} has sha256 {sha256(path)}, not the recorded {wanted['sha256']} "
+                                        f"of {wanted['repository']} {wanted['path']} at {wanted['commit']}")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    spec: dict[str, Any] = yaml.load(path.read_text(), Loader=loader)  # noqa: S506  (a safe loader)
+    return spec
+
+
+def prepared_meta(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Meta's description cut to the paths the suite uses, `parameterGroups` dropped, closed allOf compositions
+    expressed as JSON Schema 2020-12 says (see the module docstring). Nothing else is changed."""
+    wanted = sources()["graph"]["meta"]
+    components = {k: v for k, v in spec.get("components", {}).items() if k != "parameterGroups"}
+    cut = only_paths({**spec, "components": components}, wanted["paths"])
+    members = {m["$ref"] for node in _walk(cut) for m in node.get("allOf", []) if isinstance(m, dict) and "$ref" in m}
+    schemas = {name: (_open(schema) if f"#/components/schemas/{name}" in members else schema)
+               for name, schema in components.get("schemas", {}).items()}
+    prepared: dict[str, Any] = _compose({**cut, "components": {**components, "schemas": schemas}})
+    return prepared
+
+
+def _walk(node: Any) -> Iterable[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _open(schema: Any) -> Any:
+    """An allOf member: its own closing is left to the composition (unevaluatedProperties)."""
+    if isinstance(schema, dict):
+        return {k: v for k, v in schema.items() if k not in ("additionalProperties", "unevaluatedProperties")} | {
+            "x-open-in-allOf": True}
+    return schema
+
+
+def _compose(node: Any) -> Any:
+    if isinstance(node, dict):
+        copy = {k: _compose(v) for k, v in node.items()}
+        if "allOf" in copy:
+            copy["allOf"] = [_open(m) if "$ref" not in m else m for m in copy["allOf"]]
+            copy["unevaluatedProperties"] = False
+        return copy
+    if isinstance(node, list):
+        return [_compose(v) for v in node]
+    return node
+
+
 def closed(node: Any) -> Any:
-    """The description with every object schema that lists its properties closed (additionalProperties: false)."""
+    """The description with every object schema that lists its properties closed (additionalProperties: false),
+    except the members of an allOf, which the composition closes (unevaluatedProperties: false)."""
     if isinstance(node, dict):
         copy = {k: closed(v) for k, v in node.items()}
-        if "properties" in copy and "additionalProperties" not in copy:
+        open_member = copy.pop("x-open-in-allOf", False)
+        if "properties" in copy and "additionalProperties" not in copy and not open_member \
+                and "unevaluatedProperties" not in copy:
             copy["additionalProperties"] = False
         return copy
     if isinstance(node, list):
@@ -155,8 +228,9 @@ class Contract:
         from openapi_core.testing import MockRequest, MockResponse
 
         body = json.dumps(dict(exchange.json)) if exchange.json is not None else urlencode(dict(exchange.form))
+        headers = dict(exchange.headers) if exchange.headers else {"Authorization": "Basic c2lkOnRva2Vu"}
         request = MockRequest(self.host, exchange.method.lower(), exchange.path, args=dict(exchange.query),
-                              headers={"Authorization": "Basic c2lkOnRva2Vu"}, data=body.encode(),
+                              headers=headers, data=body.encode(),
                               content_type=exchange.content_type.split(";")[0] or "application/json")
         answer = MockResponse(b"" if exchange.body is None else json.dumps(exchange.body).encode(),
                               status_code=exchange.status)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rotation.cli import main as rotation_main
@@ -109,3 +112,32 @@ def test_a_gap_a_rotation_without_evidence_and_a_tampered_folder_are_flagged(pg:
 @pytest.fixture(autouse=True)
 def _no_archive_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ROTATION_EVIDENCE_ARCHIVE", raising=False)
+
+
+def test_the_audit_trail_is_signed_like_a_run_folder_and_a_changed_byte_fails_it(pg: StagingServer,
+                                                                                   tmp_path: Path) -> None:
+    """The output carries signing-key.pub.pem, manifest.json and manifest.sig: `rotation verify-evidence` against the
+    pinned signer passes it, and fails it once its HTML is changed. An audit trail is not taken for a run folder."""
+    key = Ed25519PrivateKey.generate()
+    signer = tmp_path / "signer.pem"
+    signer.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()))
+    pin = public_fingerprint(key.public_key())
+    out = tmp_path / "archive" / "audit-2025"  # inside the archive: the next audit must not read it as a run folder
+    with seeded_crm(pg.admin_dsn, 1) as (dsn, _):
+        seed(dsn, tmp_path / "archive", key)
+        args = ["audit-trail", "--from", "2025-01-01", "--to", "2025-12-31", "--dsn", dsn, "--evidence-dir",
+                str(tmp_path / "archive"), "--fingerprint", pin, "--out", str(out), "--signing-key", str(signer)]
+        assert rotation_main(args) == 0
+        assert rotation_main(args) == 0  # again, with the first output inside the archive
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["format"] == "rotation-runbook audit-trail manifest v1"
+    assert set(manifest["files"]) == {"audit-trail.html", "audit-trail.json", "signing-key.pub.pem"}
+    assert rotation_main(["verify-evidence", str(out), "--fingerprint", pin]) == 0
+    standalone = [sys.executable, str(Path(__file__).resolve().parents[2] / "docs" / "verify_run_folder.py"), str(out),
+                  "--fingerprint", pin]
+    assert subprocess.run(standalone, capture_output=True, check=False).returncode == 0
+    page = out / "audit-trail.html"
+    page.write_text(page.read_text().replace("Findings", "Findingz"))
+    assert rotation_main(["verify-evidence", str(out), "--fingerprint", pin]) == 1
+    assert subprocess.run(standalone, capture_output=True, check=False).returncode == 1

@@ -89,7 +89,7 @@ def test_a_live_run_is_pinned_by_its_fingerprint_and_a_forgery_is_not(
     folder = run_folder(root)
 
     page = (folder / "index.html").read_text()
-    assert real in page and "Staging rehearsal" not in page and "per-run key" not in page
+    assert real in page and "REHEARSAL" not in page and "per-run key" not in page
     assert ">satisfied<" in page and ">rehearsed<" not in page  # a live run with approver and change id
     assert page.rstrip().endswith("</html>") and page.index("Reviewer sign-off") > page.index("Environment")
     document = oscal(folder)
@@ -154,8 +154,8 @@ def test_a_rehearsal_claims_no_control_and_a_check_that_does_not_apply_makes_it_
     reason = "not applicable: no git repository at the app&#39;s path: there is nothing to check"
 
     page = (folder / "index.html").read_text()
-    head = page[page.index("<body>"):page.index('id="summary"')]
-    assert "Staging rehearsal" in head and "Signed with a per-run key" in head  # the report's first lines
+    head = page[page.index("<body>"):page.index('id="details"')]  # the auditor's summary
+    assert "REHEARSAL against staging stand-ins" in head and "signed with a per-run key" in head
     assert "Verdict: INCOMPLETE" in head and "A check that does not apply here" in head and reason in head
     assert ">satisfied<" not in page and ">rehearsed<" in page
     assert "not required (staging rehearsal)" in page and "Reviewer sign-off" in page

@@ -52,7 +52,7 @@ def test_the_emergency_closing_lines_say_who_was_not_notified() -> None:
     outcome.revoked_at = outcome.started_at + dt.timedelta(seconds=2)
     lines = closing_lines(record)
     assert lines[0].startswith("twilio_token") and "time-to-revoke    2.0 s" in lines[0]
-    assert lines[-1] == "stakeholders notified: NO"
+    assert lines[-1] == "stakeholder notification: NOT SENT"
 
 
 def test_change_management_is_satisfied_only_by_an_approved_live_run() -> None:

@@ -136,3 +136,30 @@ def test_chromium_renders_and_prints_the_report(pytester: pytest.Pytester, proje
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and data.count(b"/Type /Page") - data.count(b"/Type /Pages") >= 2
+
+
+def test_cucumber_json_records_the_target(pytester: pytest.Pytester, project: Callable[..., Path]) -> None:
+    """A dashboard reading cucumber.json alone cannot take a rehearsal for a production change: every feature and
+    scenario carries @target:staging."""
+    root = project()
+    run(pytester, "--cucumberjson", str(pytester.path / "cucumber.json")).assert_outcomes(passed=3)
+    features = json.loads((run_folder(root) / "cucumber.json").read_text())
+    nodes = features + [e for f in features for e in f["elements"]]
+    assert len(nodes) == 1 + 3
+    assert all([t["name"] for t in n["tags"] if t["name"].startswith("@target:")] == ["@target:staging"]
+               for n in nodes)
+
+
+def test_a_print_that_cannot_be_made_fails_the_run_saying_why(pytester: pytest.Pytester,
+                                                               project: Callable[..., Path],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """--evidence-pdf=yes without a usable Chromium: no report.pdf, the verdict FAILED with the reason."""
+    root = project()
+    monkeypatch.setenv("ROTATION_CHROMIUM", str(pytester.path / "no-such-chromium"))
+    result = run(pytester, "--evidence-pdf=yes")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    folder = run_folder(root)
+    assert not (folder / "report.pdf").exists()
+    verdict = json.loads((folder / "evidence.jsonl").read_text().splitlines()[-1])
+    assert verdict["verdict"] == "FAILED"
+    assert any("could not be printed to report.pdf: no Chromium found" in r for r in verdict["reasons"]), verdict

@@ -13,8 +13,8 @@ import pytest
 from tests.harness import SuiteRunner
 
 FEATURE = "steps/test_monitoring.py"
-OUTLINE = f"{FEATURE}::test_status_of_a_credential_last_rotated_age_ago"
-TWILIO_84_DAYS = f"{OUTLINE}[Twilio auth token-84 days-due-6-a rotation due]"
+OUTLINE = f"{FEATURE}::test_status_of_a_credential_last_rotated_age"
+TWILIO_84_DAYS = f"{OUTLINE}[Twilio auth token-84 days ago-due-6-a rotation due]"
 ALIAS = f"{FEATURE}::test_a_rotation_the_application_logged_itself_counts_for_its_credential"
 ALERT = f"{FEATURE}::test_the_daily_check_emails_the_runbooks_critical_and_warning_lines_to_the_administrator"
 NO_ALERT = f"{FEATURE}::test_no_alert_email_while_every_credential_is_current"

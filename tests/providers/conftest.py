@@ -122,10 +122,17 @@ class ProviderWorld:
     def in_env(self, name: str) -> Secret:
         return envfile.get_secret(self.env_file, credential_of(name).env)
 
-    def cli(self, action: str, name: str, *extra: str, kill_after: str | None = None, kill_before: str | None = None,
-            environ: dict[str, str] | None = None) -> SuiteRun:
-        """The operator's `rotation provider <action> <name>`, live against the stand-ins (a subprocess). The crash
-        plugin (tests/faults.py) is loaded and armed with the step to die after (or before)."""
+    def command(self, action: str, name: str, *extra: str) -> list[str]:
+        """The operator's `rotation provider <action> <name>` with this world's settings, live against the stand-ins."""
+        app = self.deployment.app
+        return [sys.executable, "-m", "rotation", "provider", action, name, f"--dsn={self.deployment.dsn}",
+                f"--env-file={self.env_file}", f"--app-start={app.start}", f"--app-stop={app.stop}",
+                f"--app-restart={app.restart}", f"--app-reload={app.reload}", f"--health-url={app.health_url}",
+                "--operator=crash-test", "--approver=change-board", "--change-id=CHG-0042",
+                f"--reports-dir={self.reports}", "--allow-staging-endpoints", "--confirm-live", *extra]
+
+    def command_env(self, environ: dict[str, str] | None = None, kill_after: str | None = None,
+                    kill_before: str | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in (KILL_AFTER, KILL_BEFORE)}
         scratch = self.reports.with_name("tmp")  # a killed run leaves its scratch files here, not in /tmp
         scratch.mkdir(exist_ok=True)
@@ -133,14 +140,17 @@ class ProviderWorld:
                 **(environ or {})}
         env |= {KILL_AFTER: kill_after} if kill_after else {}
         env |= {KILL_BEFORE: kill_before} if kill_before else {}
-        app, before = self.deployment.app, set(self.reports.glob("*"))
-        done = subprocess.run(
-            [sys.executable, "-m", "rotation", "provider", action, name, f"--dsn={self.deployment.dsn}",
-             f"--env-file={self.env_file}", f"--app-start={app.start}", f"--app-stop={app.stop}",
-             f"--app-restart={app.restart}", f"--app-reload={app.reload}", f"--health-url={app.health_url}",
-             "--operator=crash-test", "--approver=change-board", "--change-id=CHG-0042",
-             f"--reports-dir={self.reports}", "--allow-staging-endpoints", "--confirm-live", *extra],
-            cwd=PROJECT, env=env, capture_output=True, text=True, timeout=180, check=False)
+        return env
+
+    def cli(self, action: str, name: str, *extra: str, kill_after: str | None = None, kill_before: str | None = None,
+            environ: dict[str, str] | None = None) -> SuiteRun:
+        """The operator's `rotation provider <action> <name>`, live against the stand-ins (a subprocess in a session
+        of its own: no controlling terminal, as under cron or CI, so nothing can prompt at the terminal that runs
+        the tests). The crash plugin (tests/faults.py) is loaded and armed with the step to die after (or before)."""
+        before = set(self.reports.glob("*"))
+        done = subprocess.run(self.command(action, name, *extra), cwd=PROJECT,
+                              env=self.command_env(environ, kill_after, kill_before), capture_output=True, text=True,
+                              timeout=180, check=False, start_new_session=True)
         new_folders = set(self.reports.glob("*")) - before
         return SuiteRun(done.returncode, done.stdout + done.stderr,
                         run_folder=newest_run_folder(self.reports) if new_folders else None)

@@ -1,6 +1,8 @@
 """Contract tests: every request the adapters make to a stand-in and every answer the stand-in gives, as the suite
 relies on them, validated with openapi-core against the provider's API description (Twilio: its own OpenAPI files,
-obtained from the npm registry and sha256-checked; Graph: staging/contracts/graph_cloud_api.json). Answers that no
+obtained from the npm registry and sha256-checked; Graph: Meta's published description, facebook/openapi
+business-messaging-api_v23.0.yaml, vendored and sha256-checked, for the phone-number GET and the send, and
+staging/contracts/graph_cloud_api.json for the three calls Meta describes nowhere). Answers that no
 description covers (Twilio's error bodies) must be listed with their source in staging/contracts/undescribed.json and
 docs/provider-rotation.md. The check is shown to fail when a stand-in renames a field or sends RFC 2822 dates again."""
 
@@ -16,13 +18,23 @@ from pathlib import Path
 import pytest
 import requests
 
+import staging.contracts as contracts
 from rotation.core.secret import Secret
 from rotation.providers.twilio import TwilioProvider
 from rotation.providers.whatsapp import WhatsAppProvider
 from staging.contracts import Contract as Described
-from staging.contracts import ContractSourceUnavailable, Exchange, graph_spec, only_paths, twilio_spec, undescribed
-from staging.graph_standin import GraphStandIn
-from staging.http_standin import Reply
+from staging.contracts import (
+    ContractSourceUnavailable,
+    Exchange,
+    graph_spec,
+    meta_spec,
+    only_paths,
+    prepared_meta,
+    twilio_spec,
+    undescribed,
+)
+from staging.graph_standin import GraphStandIn, graph_standin
+from staging.http_standin import Reply, Request
 from staging.twilio_standin import Lifecycle, TwilioStandIn, rfc2822_date, twilio_standin
 from tests.harness import PROJECT
 
@@ -143,29 +155,105 @@ def test_the_contract_check_fails_on_a_renamed_field_and_on_rfc_2822_dates(drift
 
 
 @functools.cache
-def graph_contract() -> Described:
-    return Described.of(graph_spec(), "https://graph.facebook.com")
+def graph_contracts() -> tuple[Described, Described]:
+    """Meta's published description (the phone-number GET, the send) and ours (the three calls Meta describes not)."""
+    try:
+        meta = prepared_meta(meta_spec())
+    except ContractSourceUnavailable as exc:
+        pytest.fail(f"Meta's API description is unavailable: {exc}", pytrace=False)
+    return Described.of(meta, "https://graph.facebook.com"), Described.of(graph_spec(), "https://graph.facebook.com")
 
 
-def test_every_graph_stand_in_answer_the_suite_relies_on_matches_the_graph_description(
+def graph_violations(exchanges: Iterable[Exchange], phone_number_id: str) -> list[str]:
+    meta, ours = graph_contracts()
+    described_by_meta = re.compile(rf"^/v[0-9]+\.[0-9]+/{phone_number_id}(/messages)?$")
+    return [v for e in exchanges for v in (meta if described_by_meta.match(e.path) else ours).violations(e)]
+
+
+def graph_exchanges(api: GraphStandIn) -> list[Exchange]:
+    return [Exchange(**dataclasses.asdict(e)) for e in api.exchanges]
+
+
+def test_every_graph_stand_in_answer_the_suite_relies_on_matches_metas_description(
         whatsapp: WhatsAppProvider, graph_api: GraphStandIn) -> None:
+    """The phone-number GET and the send against Meta's own description (facebook/openapi, sha256-checked), the
+    other three calls against the description written here; the client's requests as well as the answers."""
     old = Secret(graph_api.mint())
     assert whatsapp.check(old).accepted and whatsapp.introspect(old)["is_valid"] is True
     new = whatsapp.issue(old)
     whatsapp.send_test_message(new, "contract test")
     whatsapp.retire_old(old, new)
-    assert not whatsapp.check(old).accepted  # 401 / 190: an error body the description covers
-    exchanges = [Exchange(**dataclasses.asdict(e)) for e in graph_api.exchanges]
+    assert not whatsapp.check(old).accepted  # 401 / 190: an error body Meta's description covers
+    exchanges = graph_exchanges(graph_api)
     assert {e.status for e in exchanges} == {200, 401} and len(exchanges) == 6
-    assert [v for e in exchanges for v in graph_contract().violations(e)] == []
+    by_meta = [e for e in exchanges if e.path.endswith(graph_api.phone_number_id) or e.path.endswith("/messages")]
+    assert [(e.method, e.status) for e in by_meta] == [("GET", 200), ("POST", 200), ("GET", 401)]
+    assert graph_violations(exchanges, graph_api.phone_number_id) == []
 
 
-def test_the_graph_contract_check_fails_on_a_renamed_field(graph_api: GraphStandIn) -> None:
-    answer = {"id": graph_api.phone_number_id, "display_phone_number": "+1 555-010-0199", "name": "CRM",
-              "quality_rating": "GREEN"}
-    renamed = Exchange("GET", f"/{graph_api.version}/{graph_api.phone_number_id}", {}, {}, "", 200, answer)
-    [found] = graph_contract().violations(renamed)
-    assert "'verified_name' is a required property" in found and "'name' was unexpected" in found
+def test_the_contract_check_fails_on_a_send_without_a_required_field(whatsapp: WhatsAppProvider,
+                                                                    graph_api: GraphStandIn) -> None:
+    """A client that drops `recipient_type` (Meta's description requires it) fails the contract check."""
+    token = Secret(graph_api.mint())
+    whatsapp.send_test_message(token, "contract test")
+    [sent] = [e for e in graph_exchanges(graph_api) if e.path.endswith("/messages")]
+    assert graph_violations([sent], graph_api.phone_number_id) == []
+    without = dataclasses.replace(sent, json={k: v for k, v in (sent.json or {}).items() if k != "recipient_type"})
+    [found] = graph_violations([without], graph_api.phone_number_id)
+    assert "request: (body): 'recipient_type' is a required property" in found, found
+
+
+class DriftedGraph(GraphStandIn):
+    """A Graph stand-in that drifted: its 401 error body lost `code`, its phone number renamed `verified_name`."""
+
+    def _route(self, request: Request) -> Reply:
+        reply = super()._route(request)
+        body = dict(reply.body or {})
+        if isinstance(body.get("error"), dict):
+            body["error"] = {k: v for k, v in body["error"].items() if k != "code"}
+        if "verified_name" in body:
+            body["name"] = body.pop("verified_name")
+        return Reply(reply.status, body, reply.headers)
+
+
+@pytest.fixture
+def drifted_graph() -> Iterator[GraphStandIn]:
+    with graph_standin(DriftedGraph()) as standin:
+        yield standin
+
+
+def test_the_graph_contract_check_fails_on_a_missing_required_field_and_a_renamed_one(
+        drifted_graph: GraphStandIn) -> None:
+    token = drifted_graph.mint()
+    url = f"{drifted_graph.base_url}/{drifted_graph.version}/{drifted_graph.phone_number_id}"
+    for sent in (token, "EAAunknown"):
+        requests.get(url, headers={"Authorization": f"Bearer {sent}"}, timeout=5)
+    renamed, missing = graph_violations(graph_exchanges(drifted_graph), drifted_graph.phone_number_id)
+    assert "200 answer: (body): Additional properties are not allowed ('name' was unexpected)" in renamed, renamed
+    assert "401 answer: error: 'code' is a required property" in missing, missing
+
+
+def test_metas_description_is_verified_against_its_recorded_sha256(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded = contracts.sources()["graph"]["meta"]
+    assert (recorded["repository"], recorded["path"]) == ("https://github.com/facebook/openapi",
+                                                          "business-messaging-api_v23.0.yaml")
+    assert re.fullmatch(r"[0-9a-f]{40}", recorded["commit"]) and recorded["commit"] in recorded["fetch"]
+    assert contracts.sha256(contracts.HERE / recorded["file"]) == recorded["sha256"]
+    for name in ("sources.json", recorded["file"]):
+        (tmp_path / name).write_bytes((contracts.HERE / name).read_bytes())
+    tampered = tmp_path / recorded["file"]
+    tampered.write_text(tampered.read_text().replace("- recipient_type", "- recipient", 1))
+    monkeypatch.setattr(contracts, "HERE", tmp_path)
+    with pytest.raises(ContractSourceUnavailable, match="not the recorded c7148d5e"):
+        contracts.meta_spec()
+
+
+def test_the_docs_name_the_graph_calls_meta_does_not_describe() -> None:
+    docs = (PROJECT / "docs" / "provider-rotation.md").read_text()
+    for call in contracts.sources()["graph"]["undescribed_by_meta"]:
+        assert f"`{call}`" in docs, call
+    assert "business-messaging-api_v23.0.yaml" in docs and contracts.sources()["graph"]["meta"]["commit"] in docs
 
 
 def test_the_date_formats_are_the_apis_own() -> None:

@@ -162,15 +162,16 @@ def test_smtp_rotated_live_with_the_operators_password_finishes_once_the_old_one
         provider_world: ProviderWorld) -> None:
     """SMTP has no rotation API: live, the operator creates the new password at the provider and hands it over in
     $SMTP_NEW_PASSWORD, and revokes the old one there. Until the old one is revoked the rotation stops at the step
-    that proves it dead, with the app already on the new password; the same command then finishes."""
+    that has it revoked (no terminal here: it asks the relay up to --revoke-wait), with the app already on the new
+    password; the same command then finishes."""
     old, new = provider_world.in_env("smtp"), Secret(generate_key().reveal())
     provider_world.standins.smtp.add_password(new)  # created at the provider by the operator
     handed_over = {"SMTP_NEW_PASSWORD": new.reveal()}
-    first = provider_world.cli("rotate", "smtp", environ=handed_over)
+    first = provider_world.cli("rotate", "smtp", "--revoke-wait=1", environ=handed_over)
     assert first.returncode == 1, first.output[-3000:]
     failed = first.failed_step()
-    assert failed.text.startswith("the old SMTP password is rejected"), failed.step
-    assert "is still accepted by the provider" in (failed.error or "")
+    assert failed.text.startswith("the old SMTP password is revoked at the email provider"), failed.step
+    assert "not revoked: still accepted" in (failed.error or "")
     assert provider_world.in_env("smtp") == new and app_control.health(provider_world.deployment.app.health_url).healthy
     provider_world.standins.smtp.remove_password(old)  # the operator revokes the old password at the provider
     second = provider_world.cli("rotate", "smtp", environ=handed_over)
@@ -206,7 +207,8 @@ def test_a_lost_promote_answer_is_reconciled_on_twilios_404_then_a_kill_and_the_
     rerun = provider_world.cli("rotate", "twilio")
     assert rerun.returncode == 0, rerun.output[-3000:]
     retired = [e["value"] for e in read_evidence(rerun.run_folder) if e.get("name") == "old Twilio auth token retired"]
-    assert retired and retired[0]["retired by"] == "earlier (the provider already refused it)", retired
+    assert retired and str(retired[0]["revocation"]).startswith(
+        "revoked by someone before this run (an earlier run or the operator); refused at "), retired
     assert_rotated(provider_world, "twilio", old, rows=1)
 
 
@@ -247,8 +249,8 @@ def test_live_whatsapp_and_smtp_checks_read_accepted_and_the_apps_failed_record_
     assert whatsapp.returncode == 0, whatsapp.output[-3000:]
     new_password = {"SMTP_NEW_PASSWORD": generate_key().reveal()}
     provider_world.standins.smtp.add_password(new_password["SMTP_NEW_PASSWORD"])  # the operator's, at the provider
-    smtp = provider_world.cli("rotate", "smtp", environ=new_password)  # stops where the old one must be revoked
-    assert smtp.failed_step().text.startswith("the old SMTP password is rejected"), smtp.output[-3000:]
+    smtp = provider_world.cli("rotate", "smtp", "--revoke-wait=1", environ=new_password)  # stops: nobody revokes
+    assert smtp.failed_step().text.startswith("the old SMTP password is revoked"), smtp.output[-3000:]
     assert verdicts(whatsapp) == ["accepted by Meta; delivery not proven"]
     assert verdicts(smtp) == ["accepted by the relay (250); delivery not proven"]
     provider_world.standins.graph.outcome = UNDELIVERABLE

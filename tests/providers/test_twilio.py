@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import email.utils
 import logging
 
 import pytest
@@ -13,11 +14,13 @@ import requests
 
 from rotation.core.secret import Secret
 from rotation.providers.base import (
+    CredentialCheck,
     CredentialStillAccepted,
     DeliveryWait,
     ExistingCredential,
     ProviderError,
     ProviderUnavailable,
+    retry_after_s,
 )
 from rotation.providers.twilio import TwilioProvider
 from staging.twilio_standin import AUTHENTICATE, Lifecycle, TwilioStandIn, new_token
@@ -188,5 +191,92 @@ def test_a_timeout_is_retried_like_a_503(twilio: TwilioProvider, twilio_api: Twi
     token = twilio.issue(primary)
     assert token == Secret(twilio_api.secondary or "")
     twilio_api.faults.hang_next(10, 0.8)
-    with pytest.raises(ProviderUnavailable, match="no answer within 0.5s"):
-        twilio.check(primary)
+    undecided = twilio.check(primary)  # an outage proves nothing about the token
+    assert undecided.answer is CredentialCheck.UNDECIDED and not undecided.accepted
+    assert "no answer within 0.5s" in undecided.detail and "gave up after 4 attempts" in undecided.detail
+
+
+# --- issue 22: only 401/20003 decides; lost answers reconciled, never blindly resent; Retry-After honoured ---------
+def test_only_401_with_code_20003_proves_a_token_refused(twilio: TwilioProvider, twilio_api: TwilioStandIn) -> None:
+    primary = Secret(twilio_api.primary)
+    assert twilio.check(Secret(new_token())).answer is CredentialCheck.REFUSED  # 401 / 20003
+    twilio_api.faults.fail_next(1, 403, code=20003, match="/Accounts/")  # 20003, but at 403 (a Service's first minute)
+    at_403 = twilio.check(primary)
+    twilio_api.faults.fail_next(1, 401, code=20005, match="/Accounts/")  # 401, another code
+    other_code = twilio.check(primary)
+    twilio_api.faults.fail_forever(503, match="/Accounts/")
+    outage = twilio.check(primary)
+    for result in (at_403, other_code, outage):
+        assert result.answer is CredentialCheck.UNDECIDED and "no definitive answer" in result.detail, result
+    with pytest.raises(ProviderError, match="no definitive answer"):
+        twilio.expect_rejected(primary)  # an undecided answer is never taken for a refusal
+
+
+def test_a_lost_create_answer_is_reconciled_and_leaves_exactly_one_secondary(twilio: TwilioProvider,
+                                                                             twilio_api: TwilioStandIn) -> None:
+    """Twilio creates the secondary token, then the connection drops with no answer. The reconciling create answers
+    with that same token (created after this rotation's first request): adopted, and the journal says so."""
+    primary = Secret(twilio_api.primary)
+    twilio_api.faults.drop_answer_next(1, match="/AuthTokens/Secondary")
+    token = twilio.issue(primary)
+    assert token == Secret(twilio_api.secondary or "")
+    assert twilio_api.valid_tokens() == {primary.reveal(), token.reveal()}  # exactly one new credential
+    entries = twilio.journal.take()
+    [reconciled] = [e for e in entries if "reconciled by" in e]
+    assert reconciled["secondary token"] == token.fingerprint and str(reconciled["outcome"]).startswith("adopted")
+    assert not leaked(str(entries), primary, token)
+
+
+def test_a_lost_test_sms_is_found_by_its_reference_and_not_sent_again(twilio: TwilioProvider,
+                                                                     twilio_api: TwilioStandIn) -> None:
+    primary = Secret(twilio_api.primary)
+    twilio_api.faults.drop_answer_next(1, match="/Messages.json")
+    delivery = twilio.send_test_message(primary, "rotation test")
+    assert [m["sid"] for m in twilio_api.messages] == [delivery.message_id]  # one message, the lost one
+    assert twilio.delivery_report(primary, delivery).verdict == "delivered"
+    [found] = [e for e in twilio.journal.take() if "reconciled by" in e]
+    assert found["outcome"] == f"found {delivery.message_id}: adopted, not sent again"
+
+
+def test_a_send_that_never_reached_twilio_is_sent_once_more(twilio: TwilioProvider, twilio_api: TwilioStandIn) -> None:
+    """The send stalls past the client's timeout and Twilio drops it: not in the message list, so sent once more."""
+    primary = Secret(twilio_api.primary)
+    twilio_api.faults.hang_next(1, 1.0, match="/Messages.json")
+    delivery = twilio.send_test_message(primary, "rotation test")
+    assert [m["sid"] for m in twilio_api.messages] == [delivery.message_id]
+    [looked] = [e for e in twilio.journal.take() if "reconciled by" in e]
+    assert looked["outcome"] == "not found among the account's messages: sent once more"
+
+
+def test_429_with_retry_after_is_waited_for_and_journaled(twilio: TwilioProvider, twilio_api: TwilioStandIn) -> None:
+    twilio_api.faults.throttle_next(1, retry_after="2", match="/Accounts/")
+    assert twilio.check(Secret(twilio_api.primary)).accepted
+    [wait] = twilio.journal.take()
+    assert wait["because"] == "Retry-After: 2 s" and float(str(wait["waited s"])) >= 1.9, wait
+    assert wait["answer"] == "HTTP 429 (Twilio code 20429)"
+    assert twilio_api.faults.injected == 1  # the 429, answered by the fault; then the one request Twilio served
+    assert [status for _, path, status in twilio_api.requests if "/Accounts/" in path] == [200]
+
+
+def test_a_retry_after_beyond_the_maximum_wait_gives_up_saying_so(twilio: TwilioProvider,
+                                                                 twilio_api: TwilioStandIn) -> None:
+    patient = dataclasses.replace(twilio, settings=dataclasses.replace(
+        twilio.settings, policy=dataclasses.replace(twilio.settings.policy, max_wait_s=1.0)))
+    twilio_api.faults.throttle_next(1, retry_after="30", match="/Secondary")
+    with pytest.raises(ProviderUnavailable, match=r"asked to wait 30 s \(Retry-After: 30 s\).*may wait"):
+        patient.issue(Secret(twilio_api.primary))
+    assert twilio_api.secondary is None
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date(twilio: TwilioProvider, twilio_api: TwilioStandIn) -> None:
+    """RFC 9110 section 10.2.3: delay-seconds or an HTTP-date; a date in the past is no wait, nonsense is ignored."""
+    now = dt.datetime(2026, 12, 7, 3, 0, tzinfo=dt.UTC)
+    assert retry_after_s("2") == 2.0
+    assert retry_after_s("Mon, 07 Dec 2026 03:00:30 GMT", now) == 30.0
+    assert retry_after_s("Mon, 07 Dec 2026 02:59:00 GMT", now) == 0.0
+    assert retry_after_s("soon") is None and retry_after_s(None) is None
+    when = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3), usegmt=True)
+    twilio_api.faults.throttle_next(1, retry_after=when, match="/Accounts/")
+    assert twilio.check(Secret(twilio_api.primary)).accepted
+    [wait] = twilio.journal.take()
+    assert str(wait["because"]).startswith("Retry-After: ") and float(str(wait["waited s"])) >= 1.0, wait

@@ -9,7 +9,13 @@ import pytest
 import requests
 
 from rotation.core.secret import Secret
-from rotation.providers.base import CredentialStillAccepted, ProviderError, ProviderUnavailable
+from rotation.providers.base import (
+    AnswerLost,
+    CredentialCheck,
+    CredentialStillAccepted,
+    ProviderError,
+    ProviderUnavailable,
+)
 from rotation.providers.whatsapp import WhatsAppProvider, appsecret_proof
 from staging.graph_standin import GraphStandIn, new_token
 from tests.providers.conftest import ADMIN_NUMBER, leaked
@@ -118,5 +124,74 @@ def test_a_timeout_is_retried_like_a_503(whatsapp: WhatsAppProvider, graph_api: 
     graph_api.faults.hang_next(1, 1.0)
     assert whatsapp.check(token).accepted
     graph_api.faults.hang_next(10, 0.8)
-    with pytest.raises(ProviderUnavailable, match="no answer within"):
-        whatsapp.check(token)
+    undecided = whatsapp.check(token)  # an outage proves nothing about the token
+    assert undecided.answer is CredentialCheck.UNDECIDED and not undecided.accepted
+    assert "no answer within" in undecided.detail
+
+
+# --- issue 22: only 401/190 decides; lost answers never resent; throttling retried as Meta asks ----------------------
+def test_only_401_with_code_190_proves_a_token_refused(whatsapp: WhatsAppProvider, graph_api: GraphStandIn) -> None:
+    token = Secret(graph_api.mint())
+    assert whatsapp.check(Secret(new_token())).answer is CredentialCheck.REFUSED  # 401 / 190
+    graph_api.faults.fail_next(1, 400, code=190, match=graph_api.phone_number_id)  # 190, but not at 401
+    at_400 = whatsapp.check(token)
+    graph_api.faults.fail_next(1, 401, code=102, match=graph_api.phone_number_id)  # 401, another code
+    other_code = whatsapp.check(token)
+    graph_api.faults.fail_forever(503, match=graph_api.phone_number_id)  # Meta's transient code 2, every retry
+    outage = whatsapp.check(token)
+    for result in (at_400, other_code, outage):
+        assert result.answer is CredentialCheck.UNDECIDED and "no definitive answer" in result.detail, result
+    with pytest.raises(ProviderError, match="no definitive answer"):
+        whatsapp.expect_rejected(token)
+
+
+def test_a_lost_mint_answer_is_never_minted_again_and_names_the_next_step(whatsapp: WhatsAppProvider,
+                                                                          graph_api: GraphStandIn) -> None:
+    """Meta mints the token, then the connection drops with no answer. Meta shows a token only in that answer and
+    offers no read of a system user's tokens: the adapter does not mint again, and says where to revoke it."""
+    old = Secret(graph_api.mint())
+    graph_api.faults.drop_answer_next(1, match="/access_tokens")
+    with pytest.raises(AnswerLost) as caught:
+        whatsapp.issue(old)
+    mints = [r for r in graph_api.requests if r[1].endswith("/access_tokens")]
+    assert len(mints) == 1 and len(graph_api.tokens) == 2  # the old one and the one whose answer was lost
+    assert "not minted again" in str(caught.value) and "then rerun" in str(caught.value)
+    [lost] = [e for e in whatsapp.journal.take() if "reconciled by" in e]
+    assert "not minted again" in str(lost["outcome"])
+    assert not leaked(str(caught.value) + str(lost), old, *graph_api.tokens)
+
+
+def test_a_lost_send_answer_is_not_sent_again(whatsapp: WhatsAppProvider, graph_api: GraphStandIn) -> None:
+    token = Secret(graph_api.mint())
+    graph_api.faults.drop_answer_next(1, match="/messages")
+    with pytest.raises(AnswerLost, match="it was not sent again"):
+        whatsapp.send_test_message(token, "rotation test")
+    assert len(graph_api.messages) == 1  # one message delivered, none duplicated
+
+
+def test_throttling_is_retried_after_meta_s_retry_after_and_journaled(whatsapp: WhatsAppProvider,
+                                                                      graph_api: GraphStandIn) -> None:
+    token = Secret(graph_api.mint())
+    graph_api.faults.throttle_next(1, retry_after="2", match="/messages", code=130429)
+    assert whatsapp.send_test_message(token, "rotation test").status == "accepted"
+    [wait] = whatsapp.journal.take()
+    assert wait["because"] == "Retry-After: 2 s" and float(str(wait["waited s"])) >= 1.9, wait
+    assert len(graph_api.messages) == 1
+    for code in (4, 17, 80007):  # Meta's other throttling codes, at 400 without a Retry-After: the backoff
+        graph_api.faults.throttle_next(1, retry_after=None, status=400, code=code, match=graph_api.phone_number_id)
+        assert whatsapp.check(token).accepted
+        [backoff] = whatsapp.journal.take()
+        assert backoff["because"] == "backoff" and f"Graph code {code}" in str(backoff["answer"])
+
+
+def test_the_send_carries_recipient_type_and_the_stand_in_requires_it(whatsapp: WhatsAppProvider,
+                                                                      graph_api: GraphStandIn) -> None:
+    token = Secret(graph_api.mint())
+    whatsapp.send_test_message(token, "rotation test")
+    sent = graph_api.exchanges[-1].json or {}
+    assert sent.get("recipient_type") == "individual"
+    without = {k: v for k, v in sent.items() if k != "recipient_type"}
+    answer = requests.post(f"{graph_api.base_url}/{graph_api.version}/{graph_api.phone_number_id}/messages",
+                           json=without, headers={"Authorization": f"Bearer {token.reveal()}"}, timeout=5)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == 100
+    assert "recipient_type is required" in answer.json()["error"]["message"]
