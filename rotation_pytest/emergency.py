@@ -241,7 +241,8 @@ def provider_emergency(deployment: Deployment, credential: Credential, incident:
 def db_key_rotation(deployment: Deployment, config: pytest.Config) -> DbKeyRotation:
     """The DB-key procedure (runbook section 1) with reason "emergency"."""
     return DbKeyRotation(deployment, reason=REASON, workers=config.getoption("workers"),
-                         abandon_pending=config.getoption("abandon_pending"))
+                         abandon_pending=config.getoption("abandon_pending"),
+                         leave_unreadable=True)  # an emergency moves what it can off the compromised key
 
 
 @pytest.fixture

@@ -60,6 +60,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--stop-the-world", action="store_true", default=False,
                     help="DB key, scheduled: re-encrypt every value while the app is stopped instead of staging the "
                          "new values while it runs (the emergency rotation always does)")
+    group.addoption("--leave-unreadable", action="store_true", default=False,
+                    help="DB key: values that neither the current nor the new key opens (written under a key nobody "
+                         "has) are left byte for byte as they are and the rotation goes on; the verdict then says "
+                         "INCOMPLETE, naming them. Without it a scheduled rotation refuses them before the app stops "
+                         "(the emergency rotation always leaves them)")
     group.addoption("--max-rate", type=float, default=None, metavar="ROWS_PER_S",
                     help="DB key, staged: at most this many rows per second while the app runs (default: no limit)")
     group.addoption("--rows", type=int, default=2000,

@@ -27,6 +27,7 @@ def db_key_rotation(deployment: Deployment, pytestconfig: pytest.Config, run_con
                              abandon_pending=pytestconfig.getoption("abandon_pending"),
                              staged=not pytestconfig.getoption("stop_the_world"),
                              max_rate=pytestconfig.getoption("max_rate"), run=run_context,
+                             leave_unreadable=pytestconfig.getoption("leave_unreadable"),
                              notify=operator_notice(pytestconfig))
     yield rotation
     settled = rotation.settle(evidence, next_command=next_command(pytestconfig))
@@ -52,6 +53,11 @@ def data_under_current_key(db_key_rotation: DbKeyRotation, evidence: Evidence) -
 @when("a new database encryption key is generated")
 def new_key(db_key_rotation: DbKeyRotation, evidence: Evidence) -> None:
     db_key_rotation.generate_key(evidence)
+
+
+@then("the values no key opens and the other writers of the encrypted data are found before the application stops")
+def unopened_found(db_key_rotation: DbKeyRotation, evidence: Evidence) -> None:
+    db_key_rotation.find_unopened(evidence)
 
 
 @when("all sensitive data is prepared under the new key while the application still runs")

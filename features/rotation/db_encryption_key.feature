@@ -23,7 +23,8 @@ Feature: Database Encryption Key Rotation
     Given the current configuration is backed up
     And the system is healthy before the rotation
     When a new database encryption key is generated
-    And all sensitive data is prepared under the new key while the application still runs
+    Then the values no key opens and the other writers of the encrypted data are found before the application stops
+    When all sensitive data is prepared under the new key while the application still runs
     And the application services are stopped
     And the .env file is updated with the new key
     Then the .env file keeps its restrictive permissions and every other setting

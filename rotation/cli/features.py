@@ -50,6 +50,8 @@ LIVE_FLAGS: tuple[tuple[str, str], ...] = (
     ("--confirm-live", "carry out the printed plan (without it: print the plan, change nothing, exit 4)"),
     ("--dry-run", "print the plan and stop"),
     ("--abandon-pending", "start over a PENDING rotation whose new credential never reached .env or the data"),
+    ("--leave-unreadable", "DB key: leave values no key opens byte for byte as they are and go on (the verdict says "
+                           "INCOMPLETE, naming them); without it they are refused before the app stops"),
     ("--allow-staging-endpoints", "allow loopback / stand-in endpoints (rehearsing the live path in CI)"),
     ("--take-over-lock", "take over the run lock a rotation left when its process died (only once that run is over; "
                          "the evidence says so)"),

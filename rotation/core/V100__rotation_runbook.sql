@@ -145,3 +145,15 @@ CREATE TABLE IF NOT EXISTS rotation_runbook.staged_job (
     swapped_at TIMESTAMPTZ,
     finished_at TIMESTAMPTZ
 );
+
+-- Values no key opens, left byte for byte as found by a rotation run with --leave-unreadable (rotation.db_key.unopened):
+-- each with the SHA-256 of its bytes, so that a value changed since is no longer taken for one left.
+CREATE TABLE IF NOT EXISTS rotation_runbook.unreadable_value (
+    new_key_fp TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    column_name TEXT NOT NULL,
+    pk TEXT NOT NULL,
+    value_sha256 BYTEA NOT NULL,
+    found_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (new_key_fp, table_name, column_name, pk)
+);

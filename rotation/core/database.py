@@ -205,7 +205,7 @@ RUNBOOK_SCHEMA = "V100__rotation_runbook.sql"
 # rotate). Read from the catalog by name: to_regclass would fail (and log an ERROR) for a role without USAGE on it.
 RUNBOOK_SCHEMA_CURRENT = """
 SELECT count(*) FILTER (WHERE kind = 'f' AND name = 'try_dearmor') = 1
-   AND count(*) FILTER (WHERE kind = 'r' AND name IN ('row_digest', 'run_lock', 'staged_job')) = 3
+   AND count(*) FILTER (WHERE kind = 'r' AND name IN ('row_digest', 'run_lock', 'staged_job', 'unreadable_value')) = 4
    AND count(*) FILTER (WHERE kind = 'r' AND name = 'plaintext_digest') = 0
 FROM (SELECT 'r' AS kind, c.relname::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = 'rotation_runbook' AND c.relkind = 'r'

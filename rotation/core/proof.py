@@ -77,6 +77,17 @@ class NotApplicable(Exception):
     error."""
 
 
+# An evidence item whose name starts with this records an exception the run goes on with (values deliberately left
+# as they were, ...): the verdict can then be INCOMPLETE at best, never PASSED, and its reasons name each one.
+EXCEPTION_PREFIX = "exception: "
+
+
+def record_exception(evidence: Evidence, name: str, lines: list[str], detail: object, *, source: str) -> None:
+    """Record an exception to the procedure's claim (`lines`: what is not covered, each naming table, column, count
+    and ids): the run's verdict says INCOMPLETE, naming them."""
+    evidence.record(EXCEPTION_PREFIX + name, {"not covered": lines, "detail": detail}, source=source)
+
+
 def require(condition: bool, message: str) -> None:
     """Raise CheckFailed(message) unless the condition holds."""
     if not condition:

@@ -24,6 +24,7 @@ from psycopg import sql
 from rotation.core.config import Config, StrengthPolicy
 from rotation.core.database import connect
 from rotation.core.secret import Secret
+from rotation.db_key import unopened
 from rotation.db_key.reencrypt import (
     APP_MINIMUM,
     DIGEST_SETTINGS,
@@ -81,6 +82,17 @@ def _pages(conn: psycopg.Connection, spec: TableSpec) -> Iterator[list[tuple[obj
         rows = conn.execute(after, {"after": rows[-1][0], "n": PAGE}).fetchall() if len(rows) == PAGE else []
 
 
+def find_unopened(conn: psycopg.Connection, spec: TableSpec, old_key: Secret,
+                  new_key: Secret) -> list[unopened.Unopened]:
+    """The values of the spec's columns that open with neither key (as the app derives its Fernet key), before the
+    app stops: named, then refused or left as found (rotation.db_key.unopened)."""
+    tokens = ((row[0], column, _token(value)) for page in _pages(conn, spec) for row in page
+              for column, value in zip(spec.columns, row[1:], strict=True) if value is not None)
+    found = unopened.find_fernet(conn, spec, old_key, new_key, opens, tokens)
+    conn.commit()
+    return found
+
+
 def _digest(new_key: Secret, plaintext: bytes) -> bytes:
     return hmac.new(new_key.reveal().encode(), plaintext, hashlib.sha256).digest()
 
@@ -95,6 +107,7 @@ def _plaintext(spec: TableSpec, column: str, pk: object, value: object, old_key:
 
 def _snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secret, new_key: Secret) -> None:
     """Digests of every value's plaintext and every row's other columns, once per job, before anything is written."""
+    left = unopened.left_values(conn, new_key, spec)  # values no key opens, left as found: no digest
     with conn.transaction():
         taken = conn.execute("SELECT snapshot_taken FROM rotation_runbook.reencrypt_job WHERE job_id = %s FOR UPDATE",
                              (job_id,)).fetchone()
@@ -103,7 +116,8 @@ def _snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: S
         spec = with_others(conn, spec)
         for setting in DIGEST_SETTINGS:
             conn.execute(setting)
-        digests = [(job_id, str(row[0]), [None if value is None else
+        digests = [(job_id, str(row[0]), [None if value is None or unopened.still_left(left, row[0], column,
+                                                                                        _token(value)) else
                                           _digest(new_key, _plaintext(spec, column, row[0], value, old_key, new_key))
                                           for column, value in zip(spec.columns, row[1:], strict=True)])
                    for page in _pages(conn, spec) for row in page]
@@ -117,13 +131,17 @@ def _snapshot(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: S
 
 
 def _rotate_page(conn: psycopg.Connection, spec: TableSpec, page: list[tuple[object, ...]], old_key: Secret,
-                 new_key: Secret, guard: TriggerGuard, job_id: int) -> int:
-    """Re-encrypt the page's values that do not open with the new key yet; one transaction with its checkpoint."""
+                 new_key: Secret, guard: TriggerGuard, job_id: int,
+                 left: dict[tuple[str, str], bytes] | None = None) -> int:
+    """Re-encrypt the page's values that do not open with the new key yet (values left as found, unchanged, are
+    kept as they are); one transaction with its checkpoint."""
     rotator = MultiFernet([app_fernet(new_key), app_fernet(old_key)])
     updates: list[tuple[str, tuple[object, object]]] = []
     for row in page:
         for column, value in zip(spec.columns, row[1:], strict=True):
             if value is None or opens(new_key, _token(value)):
+                continue
+            if left and unopened.still_left(left, row[0], column, _token(value)):
                 continue
             try:
                 rotated = rotator.rotate(_token(value))
@@ -154,10 +172,11 @@ def reencrypt_fernet(dsn: str, old_key: Secret, new_key: Secret, *, spec: TableS
         job_id, resumed = start_or_resume_job(conn, spec, old_key, new_key, ranges=1, policy=policy, kind="fernet")
         _snapshot(conn, spec, job_id, old_key, new_key)
         guard = job_guard(conn, spec, job_id)
+        left = unopened.left_values(conn, new_key, spec)
         total = done = 0
         for page in list(_pages(conn, spec)):
             total += len(page)
-            done += _rotate_page(conn, spec, page, old_key, new_key, guard, job_id)
+            done += _rotate_page(conn, spec, page, old_key, new_key, guard, job_id, left)
         conn.execute("UPDATE rotation_runbook.reencrypt_range SET done = true WHERE job_id = %s", (job_id,))
         conn.execute("UPDATE rotation_runbook.reencrypt_job SET status = 'done', finished_at = now() "
                      "WHERE job_id = %s AND status = 'running'", (job_id,))
@@ -170,12 +189,14 @@ class _Tally:
     nulls_kept: int = 0
     verified: int = 0
     old: int = 0
+    left: int = 0  # values no key opens, left as found (unchanged): never verified
 
 
 def verify_fernet(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secret, new_key: Secret,
                   *, limit: int = 10) -> PopulationCheck:
     """Every value of the whole table opens with the new key to its digested plaintext and not with the old; every
     row known to the snapshot and unchanged in its other columns."""
+    left = unopened.left_values(conn, new_key, spec)
     with conn.transaction():
         spec = with_others(conn, spec)
         for setting in DIGEST_SETTINGS:
@@ -191,6 +212,10 @@ def verify_fernet(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_ke
             for row in page:
                 for column, value in zip(spec.columns, row[1:], strict=True):
                     key = (str(row[0]), column)
+                    if value is not None and key in digests and digests[key] is None and unopened.still_left(
+                            left, row[0], column, _token(value)):
+                        tallies[column].left += 1
+                        continue
                     why = _judge(tallies[column], key in digests, digests.get(key), value, old_key, new_key)
                     if why:
                         problems.setdefault((column, why), []).append(str(row[0]))
@@ -208,8 +233,8 @@ def verify_fernet(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_ke
                                (job_id,)).fetchone()
     conn.commit()
     before = {c: [d for (_, column), d in digests.items() if column == c] for c in spec.columns}
-    columns = tuple(ColumnCheck(c, sum(d is not None for d in before[c]), sum(d is None for d in before[c]),
-                                t.nulls_kept, t.verified, t.old) for c, t in tallies.items())
+    columns = tuple(ColumnCheck(c, sum(d is not None for d in before[c]), sum(d is None for d in before[c]) - t.left,
+                                t.nulls_kept, t.verified, t.old, t.left) for c, t in tallies.items())
     return PopulationCheck(spec.table, int(counted[0]) if counted else 0, rows_after, columns, tuple(findings))
 
 

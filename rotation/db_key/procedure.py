@@ -25,6 +25,7 @@ key in the .env backup whose fingerprint the state names. Every record carries t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import sys
@@ -43,10 +44,10 @@ from rotation.core.keys import WeakSecretError, check_strength, generate_key
 from rotation.core.lock import SOURCE as LOCK_SOURCE
 from rotation.core.lock import TAKE_OVER_OPTION, RunLock
 from rotation.core.preflight import RunContext
-from rotation.core.proof import CheckFailed, Evidence, require
+from rotation.core.proof import CheckFailed, Evidence, record_exception, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
 from rotation.core.secret import Secret
-from rotation.db_key import fernet, populations, readiness, safe_state, staged, stopped, sweep
+from rotation.db_key import fernet, populations, readiness, safe_state, staged, stopped, sweep, unopened
 from rotation.db_key.reencrypt import (
     DEFAULT_CIPHER_OPTIONS,
     JobResult,
@@ -136,7 +137,7 @@ class DbKeyRotation:
     def __init__(self, deployment: Deployment, *, reason: str, workers: int | None = None,
                  abandon_pending: bool = False, scheduled: bool = False, staged: bool = False,
                  max_rate: float | None = None, run: RunContext | None = None,
-                 notify: Callable[[str], None] | None = None) -> None:
+                 leave_unreadable: bool = False, notify: Callable[[str], None] | None = None) -> None:
         self.deployment = deployment
         # where the evidence goes, what signs it, and the run lock; a library caller without one takes no lock
         self.run = run or RunContext()
@@ -152,6 +153,8 @@ class DbKeyRotation:
         self.max_rate = max_rate
         self._stopped_at: float | None = None  # when this run stopped the app (the downtime window's start)
         self._window_from = "app proven stopped"
+        # values no key opens: refused before the app stops (scheduled), or left byte for byte as found (emergency)
+        self.leave_unreadable = leave_unreadable
         self.notify = notify or _to_stderr  # a line for the operator now (the plugin shows it past the capture)
         self.warnings: list[str] = []       # said again at the end of the run, beside its one-line safe state
 
@@ -304,6 +307,50 @@ class DbKeyRotation:
                                                        "jobs abandoned": [j.job_id for j in jobs],
                                                        "staged jobs abandoned (side tables dropped)": dropped},
                         source="--abandon-pending: the pending key is in neither .env nor any value")
+
+    # --- before the app stops: values no key opens, writers the tool does not know ---------------------------------
+    def find_unopened(self, evidence: Evidence) -> None:
+        """Then (before the app stops, in both modes): every value of the inventory (pgcrypto and Fernet) opens with
+        the current or the new key, and no session of a role other than the app's that may write the inventory's
+        tables is connected. Values no key opens are refused, or, with --leave-unreadable, recorded to be left byte
+        for byte as they are (the verdict then says INCOMPLETE, naming them). Each is named: table, column, count,
+        row ids."""
+        keys = self._current_keys()
+        found = {spec.table: unopened.find(self.deployment.dsn, spec, keys.old, keys.new, workers=self.workers)
+                 for spec in self.specs}
+        with connect(self.deployment.dsn) as conn:
+            found |= {spec.table: fernet.find_unopened(conn, spec, keys.old, keys.new) for spec in self.fernet_specs}
+            roles, writers, strays = self._writers(conn)
+            if self.leave_unreadable:
+                for table, values in found.items():
+                    unopened.keep(conn, keys.new, table, values)
+        lines = [u.line() for values in found.values() for u in values]
+        evidence.record("sessions that may write the encrypted tables, before the app stops", {
+            "rotation": keys.rotation_id, "the app's roles": list(roles),
+            "connected": [w.line() for w in writers], "of other roles": [w.line() for w in strays]},
+            source=stopped.WRITERS_SOURCE)
+        evidence.record("values no key opens", {
+            "rotation": keys.rotation_id, "old key": keys.old.fingerprint, "new key": keys.new.fingerprint,
+            "found": [u.as_evidence() for values in found.values() for u in values],
+            "count": sum(u.count for values in found.values() for u in values),
+            "choice": ("left byte for byte as found (--leave-unreadable)" if self.leave_unreadable
+                       else "refused (without --leave-unreadable)") if lines else "none found"},
+            source=unopened.SOURCE + "; Fernet values: each token tried with both keys in this process, as the app "
+                                     "derives its Fernet key (urlsafe_b64encode(sha256(key)))")
+        require(not strays, "sessions of roles other than the app's that may write the encrypted tables are "
+                            "connected: " + "; ".join(w.line() for w in strays) + ". Nothing was changed (the app runs "
+                            "on the current key): stop them (or revoke their INSERT/UPDATE on those tables), then run "
+                            "`rotation db-key resume`")
+        require(not lines or self.leave_unreadable,
+                "values no key opens (neither the current key " + keys.old.fingerprint + " nor the new one "
+                + keys.new.fingerprint + "): " + "; ".join(lines) + ". Nothing was changed (the app runs on the "
+                "current key, .env is as it was). Next: `rotation db-key resume --leave-unreadable` leaves them byte "
+                "for byte as they are (the verdict says INCOMPLETE), or put them under the current key and run "
+                "`rotation db-key resume`")
+        if lines:
+            record_exception(evidence, "values no key opens, left as found", lines,
+                             {"rotation": keys.rotation_id, "count": sum(u.count for v in found.values() for u in v)},
+                             source=unopened.SOURCE)
 
     # --- create (staged rotations): the expensive work while the app runs ------------------------------------------
     def stage(self, evidence: Evidence) -> None:
@@ -581,16 +628,38 @@ class DbKeyRotation:
     def _require_app_stopped(self, evidence: Evidence) -> str:
         """No session of the app's database role is connected (pg_stat_activity); refuse naming each one."""
         with connect(self.deployment.dsn) as conn:
-            roles = stopped.app_roles(conn, self.deployment.config, self.env_file)
+            roles, _, writers = self._writers(conn)
             found = stopped.app_sessions(conn, roles)
         evidence.record("sessions of the app's database role", {"roles": list(roles),
-                                                                "connected": [s.line() for s in found]},
-                        source=stopped.SOURCE)
+                                                                "connected": [s.line() for s in found],
+                                                                "sessions of other roles that may write the "
+                                                                "encrypted tables": [w.line() for w in writers]},
+                        source=stopped.SOURCE + "; " + stopped.WRITERS_SOURCE)
         require(not found, f"the app is not stopped: {len(found)} session{'s' if len(found) != 1 else ''} of its "
                            f"database role {'are' if len(found) != 1 else 'is'} connected: "
                            + "; ".join(s.line() for s in found) + ". Nothing was written: stop every instance of "
                            "the app (and anything else using its role), then run the rotation again")
+        require(not writers, "sessions of roles other than the app's that may write the encrypted tables are "
+                             "connected: " + "; ".join(w.line() for w in writers) + ". Nothing was written: stop "
+                             "them (or revoke their INSERT/UPDATE on those tables), then run `rotation db-key resume`")
         return "none"
+
+    def _writers(self, conn: psycopg.Connection) -> tuple[tuple[str, ...], list[stopped.Writer],
+                                                          list[stopped.Writer]]:
+        """(the app's roles, every connected session that may write the inventory's tables, those of other roles)."""
+        roles = stopped.app_roles(conn, self.deployment.config, self.env_file)
+        writers = stopped.writer_sessions(conn, [spec.table for spec in (*self.specs, *self.fernet_specs)])
+        return roles, writers, stopped.foreign(writers, roles)
+
+    def _writers_now(self) -> str:
+        """Sessions of roles other than the app's that may write the encrypted tables, connected now: a failed proof
+        names them (a writer the tool does not know is the likeliest cause of a value it did not put there)."""
+        with connect(self.deployment.dsn) as conn:
+            _, _, writers = self._writers(conn)
+        if not writers:
+            return ""
+        return (". Connected now, of roles other than the app's, and able to write the encrypted tables: "
+                + "; ".join(w.line() for w in writers) + ": stop them, then run `rotation db-key resume`")
 
     # --- test -----------------------------------------------------------------------------------------------------
     def verify_new_key(self, evidence: Evidence) -> None:
@@ -618,7 +687,7 @@ class DbKeyRotation:
                     source = VERIFY_SQL if kind == "pgcrypto" else FERNET_VERIFY
             problems += self._record_check(evidence, spec, kind, job[0], check,
                                            source.format(table=spec.table, pk=spec.pk))
-        require(not problems, "; ".join(problems))
+        require(not problems, "; ".join(problems) + self._writers_now())
         state.advance(self.env_file, self.credential.type, "test")  # every value proven (none opens with the old key)
 
     def _record_check(self, evidence: Evidence, spec: TableSpec, kind: str, job_id: int, check: PopulationCheck,
@@ -629,6 +698,8 @@ class DbKeyRotation:
             "columns": [c.__dict__ for c in check.columns], "failures": check.failure_lines()}, source=source)
         if check.values_total:
             query = populations.under_new_key(self.deployment.dsn, spec, kind, keys.new)
+            if check.values_left:  # counted by the psql query, named as an exception here
+                query = dataclasses.replace(query, census={**query.census, "left": check.values_left})
             evidence.population(f"values in {spec.table} verified under the new key", check.values_verified,
                                 check.values_total, source=source, query=query)
         if check.ok and check.values_verified == check.values_total:
@@ -640,11 +711,13 @@ class DbKeyRotation:
         """A finished rotation checked again: its digests are gone (deleted once it was verified), so this proves
         what can still be proven: every value opens with the new key and none with the old."""
         keys = self._current_keys()
+        left = sum(len(ids) for ids in unopened.left(conn, keys.new, spec).values())  # never counted as opened
         if kind == "pgcrypto":
             new, old = key_reach(conn, spec, keys.new), key_reach(conn, spec, keys.old)
-            total, opened, stale = new.total, new.total_opened, old.total_opened
+            total, opened, stale = new.total - left, new.total_opened, old.total_opened
         else:
             total, opened, stale = fernet.reach(conn, spec, keys.new, keys.old)
+            total -= left
         evidence.record(f"population check of {spec.table}", {
             "rotation": keys.rotation_id, "job": cleaned.job_id,
             "proven when the rotation was verified": {"values": cleaned.verified_values, "at": cleaned.verified_at},
@@ -666,8 +739,10 @@ class DbKeyRotation:
         with connect(self.deployment.dsn) as conn:
             result = sweep.sweep(conn, keys.old, dsn=self.deployment.dsn, workers=self.sweep_workers)
             schema = current_schema(conn)
+            left = unopened.left_lines(conn, keys.new, (*self.specs, *self.fernet_specs))
         evidence.record("values the old key opens, anywhere in the app's schemas", {
             "rotation": keys.rotation_id, "old key": keys.old.fingerprint, **result.as_evidence(),
+            "left as found (no key opens them; among those the old key does not open, never verified)": left,
             "connections": f"{self.sweep_workers} of --workers {self.workers}: the app is running again and keeps "
                            "a core for its queries",
             "found": [h.line() for h in result.opened]}, source=sweep.QUERY_SOURCE)

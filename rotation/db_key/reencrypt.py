@@ -35,6 +35,7 @@ from rotation.core.config import Config, StrengthPolicy
 from rotation.core.database import apply_runbook_schema, connect, key_ref, load_keys
 from rotation.core.keys import MIN_KEY_LENGTH, check_strength
 from rotation.core.secret import Secret, fingerprint, secret
+from rotation.db_key import unopened
 from rotation.db_key.triggers import TriggerGuard, TriggerRefusal, guard_for
 
 # A random 256-bit key gains nothing from S2K stretching (mode 3 iterates the hash ~65k-250k times to slow down
@@ -252,8 +253,18 @@ def pk_type(conn: psycopg.Connection, spec: TableSpec) -> str:
 OLD, NEW = key_ref("old"), key_ref("new")
 
 
+def old_plaintext(spec: TableSpec, column: str, left: str | None, alias: str = "t") -> sql.Composed:
+    """A value decrypted with the old key; NULL for a value recorded as left (no key opens it) by the rotation whose
+    new key has fingerprint `left`, which the statement then keeps as it is. Without any left, the plain call."""
+    plain = sql.SQL("pgp_sym_decrypt({a}.{c}, " + OLD + ")").format(a=sql.Identifier(alias), c=sql.Identifier(column))
+    if left is None:
+        return plain
+    return sql.SQL("CASE WHEN {left} THEN NULL ELSE {plain} END").format(
+        left=unopened.is_left(spec, column, left, alias), plain=plain)
+
+
 def _batch_statement(spec: TableSpec, key_type: str, *, lower: bool, upper: bool,
-                     digests: bool = True) -> sql.Composed:
+                     digests: bool = True, left: str | None = None) -> sql.Composed:
     """Re-encrypt the next keyset page of a range: plain index range bounds (no OR), so each page costs the same
     wherever it lies in the table. Keys come from the session's key table.
 
@@ -282,11 +293,13 @@ WITH page AS (
 SELECT count(*), max(k)::text FROM upd
 """).format(where=where, sets=sets, **ids)
     plain = sql.SQL(", ").join(
-        sql.SQL("pgp_sym_decrypt(t.{c}, " + OLD + ") AS {p}").format(c=sql.Identifier(c), p=sql.Identifier(f"p{i}"))
+        sql.SQL("{d} AS {p}").format(d=old_plaintext(spec, c, left), p=sql.Identifier(f"p{i}"))
         for i, c in enumerate(spec.columns))
-    # pgp_sym_decrypt and pgp_sym_encrypt are strict: a NULL stays NULL, and so does its digest
+    # pgp_sym_decrypt and pgp_sym_encrypt are strict: a NULL stays NULL, and so does its digest; a value left as
+    # found (no key opens it) has no plaintext here, and keeps its bytes
     sets = sql.SQL(", ").join(
-        sql.SQL("{c} = pgp_sym_encrypt(p.{p}, " + NEW + ", %(opts)s)").format(
+        (sql.SQL("{c} = pgp_sym_encrypt(p.{p}, " + NEW + ", %(opts)s)") if left is None else
+         sql.SQL("{c} = COALESCE(pgp_sym_encrypt(p.{p}, " + NEW + ", %(opts)s), t.{c})")).format(
             c=sql.Identifier(c), p=sql.Identifier(f"p{i}"))
         for i, c in enumerate(spec.columns))
     return sql.SQL("""
@@ -326,7 +339,8 @@ def page_table_ddl(spec: TableSpec) -> sql.Composed:
                    "ON COMMIT DELETE ROWS").format(cols)
 
 
-def _prepare_statement(spec: TableSpec, key_type: str, *, lower: bool, upper: bool) -> sql.Composed:
+def _prepare_statement(spec: TableSpec, key_type: str, *, lower: bool, upper: bool,
+                       left: str | None = None) -> sql.Composed:
     """The owner way, first half of a page: lock the page's rows, decrypt each old value once, and keep its new
     ciphertext, its keyed plaintext digest and the row's other-columns digest in the session's page table."""
     ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": sql.SQL(key_type)}
@@ -335,7 +349,7 @@ def _prepare_statement(spec: TableSpec, key_type: str, *, lower: bool, upper: bo
     where = sql.SQL(" AND ").join(bounds) if bounds else sql.SQL("true")
     n = range(len(spec.columns))
     plain = sql.SQL(", ").join(
-        sql.SQL("pgp_sym_decrypt(t.{c}, " + OLD + ") AS {p}").format(c=sql.Identifier(c), p=sql.Identifier(f"p{i}"))
+        sql.SQL("{d} AS {p}").format(d=old_plaintext(spec, c, left), p=sql.Identifier(f"p{i}"))
         for i, c in enumerate(spec.columns))
     cols = sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Identifier(f"n{i}"), sql.Identifier(f"d{i}")) for i in n)
     values = sql.SQL(", ").join(
@@ -355,7 +369,9 @@ SELECT count(*), max(k)::text FROM page
 def _apply_statement(spec: TableSpec, key_type: str) -> sql.Composed:
     """The owner way, second half of a page (under the table lock): the new ciphertexts in, the digests recorded."""
     ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": sql.SQL(key_type)}
-    sets = sql.SQL(", ").join(sql.SQL("{c} = p.{n}").format(c=sql.Identifier(c), n=sql.Identifier(f"n{i}"))
+    # COALESCE: a value left as found (no key opens it) has no new ciphertext and keeps its bytes
+    sets = sql.SQL(", ").join(sql.SQL("{c} = COALESCE(p.{n}, t.{c})").format(c=sql.Identifier(c),
+                                                                           n=sql.Identifier(f"n{i}"))
                               for i, c in enumerate(spec.columns))
     digests = sql.SQL(", ").join(sql.SQL("p.{}").format(sql.Identifier(f"d{i}")) for i in range(len(spec.columns)))
     return sql.SQL("""
@@ -431,6 +447,7 @@ def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: T
         guard = job_guard(conn, spec, job.job_id)
         key_type = pk_type(conn, spec)
         spec = with_others(conn, spec)
+        left = unopened.left_fp(conn, new_key, spec)
         if digests and not job.snapshot_taken:  # the pass writes the digests: rows it has not seen are stragglers
             conn.execute("UPDATE rotation_runbook.reencrypt_job SET snapshot_taken = true WHERE job_id = %s",
                          (job.job_id,))
@@ -443,8 +460,8 @@ def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: T
     for r in job.todo:
         work.put(r)
     params = {"job": job.job_id, "opts": job.cipher_options, "n": batch_size}
-    statements = {(lo, hi): (_prepare_statement(spec, key_type, lower=lo, upper=hi) if split else
-                             _batch_statement(spec, key_type, lower=lo, upper=hi, digests=digests))
+    statements = {(lo, hi): (_prepare_statement(spec, key_type, lower=lo, upper=hi, left=left) if split else
+                             _batch_statement(spec, key_type, lower=lo, upper=hi, digests=digests, left=left))
                   for lo in (False, True) for hi in (False, True)}
     apply = _apply_statement(spec, key_type) if split else None
 
@@ -477,7 +494,7 @@ def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: T
         stop.set()
         reporter.join()
     with connect(dsn, keys=keys) as conn:
-        stragglers = (_take_up_stragglers(conn, spec, job, guard, key_type, full=job.resumed)
+        stragglers = (_take_up_stragglers(conn, spec, job, guard, key_type, full=job.resumed, left=left)
                       if job.snapshot_taken and not job.digests_removed else ())
         conn.execute("UPDATE rotation_runbook.reencrypt_job SET status = 'done', finished_at = now() "
                      "WHERE job_id = %s AND status = 'running'", (job.job_id,))
@@ -637,7 +654,7 @@ def straggler_query(spec: TableSpec, *, full: bool) -> sql.Composed:
 
 
 def _take_up_stragglers(conn: psycopg.Connection, spec: TableSpec, job: _Job, guard: TriggerGuard, key_type: str,
-                        *, full: bool, batch: int = 500) -> tuple[str, ...]:
+                        *, full: bool, batch: int = 500, left: str | None = None) -> tuple[str, ...]:
     rows = tuple(sorted(str(r[0]) for r in conn.execute(straggler_query(spec, full=full), {"job": job.job_id})))
     conn.commit()
     for start in range(0, len(rows), batch):
@@ -645,13 +662,13 @@ def _take_up_stragglers(conn: psycopg.Connection, spec: TableSpec, job: _Job, gu
         try:
             with conn.transaction():
                 guard.begin(conn)
-                _require_readable(conn, spec, chunk, key_type)
+                _require_readable(conn, spec, chunk, key_type, left)
                 _digest_rows(conn, spec, job.job_id, chunk, key_type)
                 conn.execute(_straggler_update(spec, key_type), {"ids": chunk, "opts": job.cipher_options})
                 guard.end(conn)
         except psycopg.Error as exc:
             raise ReencryptionError(
-                f"re-encryption of {spec.table} ({', '.join(spec.columns)}) stopped while taking up rows written "
+                f"re-encryption of {spec.table} ({', '.join(spec.columns)}) stopped while taking up the rows written "
                 f"during the rotation ({spec.pk}={', '.join(chunk[:5])}{', ...' if len(chunk) > 5 else ''}): "
                 f"{exc.sqlstate}: {exc.diag.message_primary}. Nothing of that batch was written.") from None
     return rows
@@ -662,20 +679,33 @@ def _ids_match(spec: TableSpec, key_type: str) -> sql.Composed:
                                                                      kt=sql.SQL(key_type))
 
 
-def _require_readable(conn: psycopg.Connection, spec: TableSpec, ids: list[str], key_type: str) -> None:
-    """Every value of these rows opens with the old or the new key; otherwise name the ones that open with neither."""
+def unreadable_in(conn: psycopg.Connection, spec: TableSpec, ids: list[str], key_type: str,
+                  left: str | None = None) -> list[str]:
+    """`table.column pk=id (under neither key)` for each value of these rows that opens with neither key and was not
+    recorded as left (unchanged) before the app stopped: each names its own row and column."""
     bad: list[str] = []
     for column in spec.columns:
+        kept = (sql.SQL(" AND NOT {}").format(unopened.is_left(spec, column, left)) if left is not None
+                else sql.SQL(""))
         found = conn.execute(sql.SQL(
             "SELECT t.{pk}::text FROM {t} t WHERE {match} AND t.{c} IS NOT NULL "
             "AND rotation_runbook.try_decrypt(t.{c}, " + OLD + ") IS NULL "
-            "AND rotation_runbook.try_decrypt(t.{c}, " + NEW + ") IS NULL ORDER BY 1 LIMIT 10").format(
+            "AND rotation_runbook.try_decrypt(t.{c}, " + NEW + ") IS NULL{kept} ORDER BY t.{pk} LIMIT 20").format(
                 pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column),
-                match=_ids_match(spec, key_type)), {"ids": ids}).fetchall()
+                match=_ids_match(spec, key_type), kept=kept), {"ids": ids}).fetchall()
         bad += [f"{spec.table}.{column} {spec.pk}={r[0]} (under neither key)" for r in found]
+    return bad
+
+
+def _require_readable(conn: psycopg.Connection, spec: TableSpec, ids: list[str], key_type: str,
+                      left: str | None = None) -> None:
+    """Every value of these rows opens with the old or the new key (or was left as found, unchanged); otherwise name
+    the ones that open with neither."""
+    bad = unreadable_in(conn, spec, ids, key_type, left)
     if bad:
         raise ReencryptionError(f"re-encryption of {spec.table} stopped: values written during the rotation open with "
-                                f"neither key: {'; '.join(bad)}")
+                                f"neither key: {'; '.join(bad)}. Nothing of that batch was written; the next run "
+                                "finds them before the app stops (leave them as they are with --leave-unreadable)")
 
 
 def with_others(conn: psycopg.Connection, spec: TableSpec) -> TableSpec:

@@ -37,15 +37,18 @@ from psycopg import sql
 
 from rotation.core.database import apply_runbook_schema, connect, key_ref, load_keys
 from rotation.core.secret import Secret, fingerprint
+from rotation.db_key import unopened
 from rotation.db_key.reencrypt import (
     DEFAULT_CIPHER_OPTIONS,
     DIGEST_SETTINGS,
     Progress,
     ReencryptionError,
     TableSpec,
+    old_plaintext,
     other_columns_digest,
     pk_type,
     start_or_resume_job,
+    unreadable_in,
     with_others,
 )
 from rotation.db_key.triggers import TriggerGuard, TriggerRefusal, guard_for
@@ -228,17 +231,30 @@ def _src(spec: TableSpec, alias: str = "t") -> sql.Composed:
                            for c in spec.columns))
 
 
-def _stage_statement(spec: TableSpec, job: StagedJob, key_type: str, *, by_ids: bool) -> sql.Composed:
+def _stage_plaintext(spec: TableSpec, column: str, *, by_ids: bool, left: str | None) -> sql.Composed:
+    """A page's values decrypt with the old key (values recorded as left excepted). Rows taken up again at the cutover
+    are decrypted column by column with the key that opens each value: a writer the tool does not know may have put
+    one column of a row under the old key after the others were swapped to the new one."""
+    if not by_ids:
+        return old_plaintext(spec, column, left)
+    return sql.SQL("COALESCE(rotation_runbook.try_decrypt(t.{c}, " + OLD + "), rotation_runbook.try_decrypt(t.{c}, "
+                   + NEW + "))").format(c=sql.Identifier(column))
+
+
+def _stage_statement(spec: TableSpec, job: StagedJob, key_type: str, *, by_ids: bool,
+                     left: str | None = None) -> sql.Composed:
     """Stage one page (after the cursor) or the listed rows: decrypt once, encrypt under the new key, digest, and
-    verify the new ciphertext by decrypting it with the new key. Upserts: a row staged again replaces its entry."""
+    verify the new ciphertext by decrypting it with the new key. Upserts: a row staged again replaces its entry. A
+    value with no plaintext here (left as found: no key opens it) is staged as its own bytes, with no digest."""
     ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "kt": sql.SQL(key_type)}
     n = range(len(spec.columns))
-    plain = sql.SQL(", ").join(sql.SQL("pgp_sym_decrypt(t.{c}, " + OLD + ") AS {p}").format(
-        c=sql.Identifier(c), p=sql.Identifier(f"p{i}")) for i, c in enumerate(spec.columns))
-    enc = sql.SQL(", ").join(sql.SQL("pgp_sym_encrypt(p.{p}, " + NEW + ", %(opts)s) AS {n}, hmac(p.{p}, " + NEW
-                                     + ", 'sha256') AS {d}").format(p=sql.Identifier(f"p{i}"),
-                                                                    n=sql.Identifier(f"n{i}"),
-                                                                    d=sql.Identifier(f"d{i}")) for i in n)
+    plain = sql.SQL(", ").join(sql.SQL("{d} AS {p}, t.{c} AS {r}").format(
+        d=_stage_plaintext(spec, c, by_ids=by_ids, left=left), c=sql.Identifier(c), p=sql.Identifier(f"p{i}"),
+        r=sql.Identifier(f"r{i}")) for i, c in enumerate(spec.columns))
+    enc = sql.SQL(", ").join(sql.SQL("COALESCE(pgp_sym_encrypt(p.{p}, " + NEW + ", %(opts)s), p.{r}) AS {n}, "
+                                     "hmac(p.{p}, " + NEW + ", 'sha256') AS {d}").format(
+        p=sql.Identifier(f"p{i}"), r=sql.Identifier(f"r{i}"), n=sql.Identifier(f"n{i}"), d=sql.Identifier(f"d{i}"))
+        for i in n)
     cols = sql.SQL(", ").join(sql.SQL("{n}, {d}").format(n=sql.Identifier(f"n{i}"), d=sql.Identifier(f"d{i}"))
                               for i in n)
     check = sql.SQL(" AND ").join(sql.SQL("hmac(rotation_runbook.try_decrypt(e.{n}, " + NEW + "), " + NEW
@@ -280,8 +296,9 @@ def stage(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, max_ra
             return StageResult(job, 0, time.monotonic() - started, resumed)
         key_type = pk_type(conn, spec)
         spec = with_others(conn, spec)
+        left = unopened.left_fp(conn, new_key, spec)
         conn.commit()  # each page must be a transaction of its own, not a savepoint in one long transaction
-        statement = _stage_statement(spec, job, key_type, by_ids=False)
+        statement = _stage_statement(spec, job, key_type, by_ids=False, left=left)
         done_before, done, last_report = job.rows_staged, 0, started
         if max_rate:  # throttled: about four pages a second, so the rate holds from the first page on
             batch_size = max(1, min(batch_size, int(max_rate / 4) or 1))
@@ -296,10 +313,8 @@ def stage(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, max_ra
                     row = conn.execute(statement, {"after": cursor[0] if cursor else None, "n": batch_size,
                                                    "opts": job.cipher_options, "cutover": False}).fetchone()
                 except psycopg.errors.ExternalRoutineInvocationException:  # "Wrong key or corrupt data"
-                    raise StagedRotationError(
-                        f"staging of {spec.table} stopped after {spec.pk}={cursor[0] if cursor else '(start)'}: a "
-                        "value of the next page does not open with the old key. Nothing of that page was staged; "
-                        "the app's data is untouched") from None
+                    raise StagedRotationError(_page_unreadable(conn, spec, key_type, cursor[0] if cursor else None,
+                                                               batch_size, left)) from None
                 count, last, unverified = (int(row[0]), row[1], int(row[2])) if row else (0, None, 0)
                 if unverified:
                     raise StagedRotationError(f"staging of {spec.table}: {unverified} staged values do not decrypt "
@@ -320,6 +335,36 @@ def stage(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, max_ra
                 time.sleep(max(0.0, count / max_rate - (time.monotonic() - page_started)))
         final = _row(conn, "stage_id = %s", (job.stage_id,))
     return StageResult(final or job, done, time.monotonic() - started, resumed)
+
+
+def _page_unreadable(conn: psycopg.Connection, spec: TableSpec, key_type: str, after: str | None, size: int,
+                     left: str | None) -> str:
+    """Name the values of the failed page the old key does not open (each row and column), found again with
+    try_decrypt after the page was rolled back."""
+    conn.rollback()
+    ids = [str(r[0]) for r in conn.execute(sql.SQL(
+        "SELECT t.{pk}::text FROM {t} t WHERE (%(after)s::text IS NULL OR t.{pk} > CAST(%(after)s::text AS {kt})) "
+        "ORDER BY t.{pk} LIMIT %(n)s").format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
+                                              kt=sql.SQL(key_type)), {"after": after, "n": size})]
+    bad = [line.replace("(under neither key)", "(no key opens it)") for line in
+           unreadable_in(conn, spec, ids, key_type, left)]
+    bad += _under_new(conn, spec, ids, key_type)
+    conn.rollback()
+    return (f"staging of {spec.table} stopped after {spec.pk}={after or '(start)'}: the old key does not open "
+            + ("; ".join(bad) or "a value of the next page") + ". Nothing of that page was staged; the app's data is "
+            "untouched")
+
+
+def _under_new(conn: psycopg.Connection, spec: TableSpec, ids: list[str], key_type: str) -> list[str]:
+    found = []
+    for column in spec.columns:
+        found += [f"{spec.table}.{column} {spec.pk}={r[0]} (already under the new key)" for r in conn.execute(sql.SQL(
+            "SELECT t.{pk}::text FROM {t} t WHERE t.{pk} = ANY(CAST(%(ids)s AS {kt}[])) AND t.{c} IS NOT NULL AND "
+            "rotation_runbook.try_decrypt(t.{c}, " + OLD + ") IS NULL AND rotation_runbook.try_decrypt(t.{c}, " + NEW
+            + ") IS NOT NULL ORDER BY t.{pk} LIMIT 20").format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
+                                                               c=sql.Identifier(column), kt=sql.SQL(key_type)),
+            {"ids": ids})]
+    return found
 
 
 # --- cutover (the app is stopped) -------------------------------------------------------------------------------------
@@ -381,8 +426,12 @@ def cutover(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, skip
         spec = with_others(conn, spec)
         conn.commit()
         t0 = time.monotonic()
-        inserted, changed = _stragglers(conn, spec, job, key_type) if job.phase in ("staged", "cutover") else ([], [])
-        removed = _restage(conn, spec, job, key_type, inserted + ([] if skip_changed else changed))
+        # (after a swap, too: a writer the tool does not know may have written since; rows holding their staged
+        # ciphertexts are not looked at)
+        inserted, changed = (_stragglers(conn, spec, job, key_type) if job.phase in ("staged", "cutover", "swapped")
+                             else ([], []))
+        removed = _restage(conn, spec, job, key_type, inserted + ([] if skip_changed else changed),
+                           unopened.left_fp(conn, new_key, spec))
         # (rows swapped by an earlier run are skipped by the swap: they are no longer the version staged from)
         seconds["stragglers"] = time.monotonic() - t0
         job_id, _ = start_or_resume_job(conn, spec, old_key, new_key, ranges=1, cipher_options=job.cipher_options)
@@ -420,22 +469,24 @@ def need_job(job: StagedJob | None, spec: TableSpec) -> StagedJob:
 
 
 def _restage(conn: psycopg.Connection, spec: TableSpec, job: StagedJob, key_type: str, ids: list[str],
-             batch: int = 500) -> int:
-    """Stage the listed rows again (at_cutover), and drop staged rows whose row is gone. Returns rows dropped."""
-    statement = _stage_statement(spec, job, key_type, by_ids=True)
+             left: str | None = None, batch: int = 500) -> int:
+    """Stage the listed rows again (at_cutover), each value with the key that opens it (values left as found kept as
+    they are), and drop staged rows whose row is gone. Returns rows dropped. A value no key opens that was not found
+    before the app stopped refuses the cutover, naming its row and column."""
+    statement = _stage_statement(spec, job, key_type, by_ids=True, left=left)
     for start in range(0, len(ids), batch):
         chunk = ids[start:start + batch]
         with conn.transaction():
             for setting in DIGEST_SETTINGS:
                 conn.execute(setting)
-            try:
-                row = conn.execute(statement, {"ids": chunk, "n": len(chunk), "opts": job.cipher_options,
-                                               "cutover": True}).fetchone()
-            except psycopg.errors.ExternalRoutineInvocationException:
+            bad = unreadable_in(conn, spec, chunk, key_type, left)
+            if bad:
                 raise StagedRotationError(
-                    f"the cutover of {spec.table} stopped: a row written since staging holds a value the old key "
-                    f"does not open ({spec.pk}={', '.join(chunk[:5])}{', ...' if len(chunk) > 5 else ''}); "
-                    "nothing was swapped") from None
+                    f"the cutover of {spec.table} stopped: rows written since staging hold values no key opens: "
+                    + "; ".join(bad) + ". Nothing was swapped; the next run finds them before the app stops (leave "
+                    "them as they are with --leave-unreadable)")
+            row = conn.execute(statement, {"ids": chunk, "n": len(chunk), "opts": job.cipher_options,
+                                           "cutover": True}).fetchone()
             if row and int(row[2]):
                 raise StagedRotationError(f"the cutover of {spec.table}: {int(row[2])} values staged again do not "
                                           "decrypt with the new key to their plaintext digest")
@@ -506,6 +557,7 @@ STAGED_FAILURES = """
 SELECT why, count(*), (array_agg(k ORDER BY k))[1:10] FROM (
     SELECT t.{pk}::text AS k,
         CASE WHEN s.pk IS NULL THEN 'not staged'
+             WHEN s.{d} IS NULL AND s.{n} IS NOT NULL THEN 'left as found (no key opened it), since changed'
              WHEN t.{c} IS NULL AND s.{d} IS NOT NULL THEN 'value became NULL'
              WHEN t.{c} IS NOT NULL AND s.{d} IS NULL THEN 'was NULL, now has a value'
              WHEN rotation_runbook.try_decrypt(t.{c}, """ + OLD + """) IS NOT NULL THEN 'still under the old key'
@@ -529,10 +581,15 @@ VERIFY_SOURCE = ("one pass over {table} LEFT JOIN rotation_runbook.staged_<id> O
 def _staged_check(spec: TableSpec, job: StagedJob) -> sql.Composed:
     """One pass over the table and its side table: four counts per column, the rows unknown to the staging, the rows
     whose other columns changed. Plain counts, so that PostgreSQL may run it in parallel."""
+    # a value staged as its own bytes with no digest was left as found (no key opens it): counted apart, never as
+    # verified, and only while it still holds those bytes
     per_column = sql.SQL(", ").join(sql.SQL(
-        "count(*) FILTER (WHERE s.{d} IS NOT NULL), count(*) FILTER (WHERE s.pk IS NOT NULL AND s.{d} IS NULL), "
-        "count(*) FILTER (WHERE s.pk IS NOT NULL AND s.{d} IS NULL AND t.{c} IS NULL), "
-        "count(*) FILTER (WHERE s.{d} IS NOT NULL AND s.verified AND t.{c} = s.{n})").format(
+        "count(*) FILTER (WHERE s.{d} IS NOT NULL), "
+        "count(*) FILTER (WHERE s.pk IS NOT NULL AND s.{d} IS NULL AND (s.{n} IS NULL OR t.{c} IS DISTINCT FROM "
+        "s.{n})), "
+        "count(*) FILTER (WHERE s.pk IS NOT NULL AND s.{d} IS NULL AND s.{n} IS NULL AND t.{c} IS NULL), "
+        "count(*) FILTER (WHERE s.{d} IS NOT NULL AND s.verified AND t.{c} = s.{n}), "
+        "count(*) FILTER (WHERE s.{d} IS NULL AND s.{n} IS NOT NULL AND t.{c} = s.{n})").format(
             c=sql.Identifier(c), n=sql.Identifier(f"n{i}"), d=sql.Identifier(f"d{i}"))
         for i, c in enumerate(spec.columns))
     return sql.SQL("""
@@ -570,9 +627,10 @@ def verify_staged(conn: psycopg.Connection, spec: TableSpec, job: StagedJob, job
         row = conn.execute(_staged_check(spec, job)).fetchone()
         if row is None:
             raise StagedRotationError(f"the check of {spec.table} returned nothing")
-        columns = [ColumnCheck(c, int(row[4 * i]), int(row[4 * i + 1]), int(row[4 * i + 2]), int(row[4 * i + 3]),
-                               readable_old=0) for i, c in enumerate(spec.columns)]  # the old key: the sweep
-        unknown, changed, rows_after, rows_before = row[4 * len(spec.columns):]
+        columns = [ColumnCheck(c, int(row[5 * i]), int(row[5 * i + 1]), int(row[5 * i + 2]), int(row[5 * i + 3]),
+                               readable_old=0, left=int(row[5 * i + 4]))  # the old key: the sweep
+                   for i, c in enumerate(spec.columns)]
+        unknown, changed, rows_after, rows_before = row[5 * len(spec.columns):]
         findings: list[Finding] = []
         for i, (column, check) in enumerate(zip(spec.columns, columns, strict=True)):
             if not check.ok:  # only now is anything decrypted: to say why

@@ -33,6 +33,26 @@ SOURCE = ("SELECT pid, usename, application_name, client_addr, state FROM pg_sta
           f"app's roles>) AND application_name NOT LIKE '{APPLICATION_NAME}%'")
 
 
+# Sessions of any role that may write the inventory's tables (INSERT or UPDATE on one of them; a superuser may write
+# every table): a cron job or a second service under a role the configuration does not name writes under whatever key
+# it holds. A role sees pid, role and application_name of every session (the rest, backend_type included, only of its
+# own: NULL there).
+WRITERS = """
+SELECT pid, usename::text, COALESCE(application_name, ''), COALESCE(host(client_addr), 'not visible to this role'),
+       COALESCE(state, ''), COALESCE(backend_start::text, ''),
+       ARRAY(SELECT t FROM unnest(%(tables)s::text[]) t
+             WHERE to_regclass(t) IS NOT NULL AND has_table_privilege(a.usesysid, to_regclass(t), 'INSERT,UPDATE'))
+FROM pg_stat_activity a
+WHERE datname = current_database() AND COALESCE(backend_type, 'client backend') = 'client backend'
+  AND pid <> pg_backend_pid() AND usesysid IS NOT NULL AND COALESCE(application_name, '') NOT LIKE %(ours)s
+ORDER BY pid
+"""
+WRITERS_SOURCE = ("SELECT pid, usename, application_name FROM pg_stat_activity WHERE datname = current_database() AND "
+                  "COALESCE(backend_type, 'client backend') = 'client backend' AND pid <> pg_backend_pid() AND "
+                  f"application_name NOT LIKE '{APPLICATION_NAME}%', each with has_table_privilege(usesysid, "
+                  "<inventory table>, 'INSERT,UPDATE'): sessions of any role that can write the inventory's tables")
+
+
 @dataclass(frozen=True)
 class Session:
     pid: int
@@ -71,3 +91,27 @@ def app_sessions(conn: psycopg.Connection, roles: tuple[str, ...]) -> list[Sessi
     conn.commit()
     return [Session(int(pid), str(role), str(name), str(client), str(state), str(since))
             for pid, role, name, client, state, since in rows]
+
+
+@dataclass(frozen=True)
+class Writer:
+    """A connected session whose role may write some of the inventory's tables."""
+
+    session: Session
+    tables: tuple[str, ...]
+
+    def line(self) -> str:
+        return f"{self.session.line()} may write {', '.join(self.tables)}"
+
+
+def writer_sessions(conn: psycopg.Connection, tables: list[str]) -> list[Writer]:
+    """Every connected session (besides this rotation's) whose role may INSERT or UPDATE one of these tables."""
+    rows = conn.execute(WRITERS, {"tables": tables, "ours": f"{APPLICATION_NAME}%"}).fetchall()
+    conn.commit()
+    return [Writer(Session(int(pid), str(role), str(name), str(client), str(state), str(since)), tuple(can))
+            for pid, role, name, client, state, since, can in rows if can]
+
+
+def foreign(writers: list[Writer], roles: tuple[str, ...]) -> list[Writer]:
+    """The writers whose role is none of the app's: nothing the app's stop command stops."""
+    return [w for w in writers if w.session.role not in roles]

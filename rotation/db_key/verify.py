@@ -18,6 +18,7 @@ from psycopg import sql
 
 from rotation.core.database import key_ref, load_keys, on_connections
 from rotation.core.secret import Secret
+from rotation.db_key import unopened
 from rotation.db_key.reencrypt import (
     DIGEST_SETTINGS,
     ReencryptionError,
@@ -43,13 +44,14 @@ ON CONFLICT DO NOTHING
 CHECK_COLUMN = """
 SELECT
     count(*) FILTER (WHERE digest IS NOT NULL) AS values_before,
-    count(*) FILTER (WHERE digest IS NULL) AS nulls_before,
+    count(*) FILTER (WHERE digest IS NULL AND NOT is_left) AS nulls_before,
     count(*) FILTER (WHERE digest IS NULL AND row_found AND value IS NULL) AS nulls_kept,
     count(*) FILTER (WHERE verified) AS verified_new,
     count(*) FILTER (WHERE value IS NOT NULL AND NOT verified
-                     AND rotation_runbook.try_decrypt(value, """ + OLD + """) IS NOT NULL) AS readable_old
+                     AND rotation_runbook.try_decrypt(value, """ + OLD + """) IS NOT NULL) AS readable_old,
+    count(*) FILTER (WHERE digest IS NULL AND is_left) AS left_as_found
 FROM (
-    SELECT d.digest, t.{pk} IS NOT NULL AS row_found, t.{c} AS value,
+    SELECT d.digest, t.{pk} IS NOT NULL AS row_found, t.{c} AS value, COALESCE({is_left}, false) AS is_left,
            COALESCE(d.digest IS NOT NULL
                     AND hmac(rotation_runbook.try_decrypt(t.{c}, """ + NEW + "), " + NEW + """, 'sha256') = d.digest,
                     false) AS verified
@@ -65,6 +67,8 @@ SELECT why, count(*), (array_agg(pk ORDER BY pk))[1:%(limit)s]
 FROM (
     SELECT d.pk,
         CASE WHEN t.{pk} IS NULL THEN 'row missing'
+             WHEN d.digest IS NULL AND t.{c} IS NOT NULL AND {was_left}
+                 THEN 'left as found (no key opened it), since changed'
              WHEN d.digest IS NULL AND t.{c} IS NOT NULL THEN 'was NULL, now has a value'
              WHEN d.digest IS NOT NULL AND t.{c} IS NULL THEN 'value became NULL'
              WHEN rotation_runbook.try_decrypt(t.{c}, """ + OLD + """) IS NOT NULL THEN 'still under the old key'
@@ -74,6 +78,7 @@ FROM (
     LEFT JOIN {t} t ON t.{pk}::text = d.pk
     WHERE NOT (
         (t.{pk} IS NOT NULL AND d.digest IS NULL AND t.{c} IS NULL)
+        OR (t.{pk} IS NOT NULL AND d.digest IS NULL AND COALESCE({is_left}, false))
         OR (t.{pk} IS NOT NULL AND d.digest IS NOT NULL
             AND hmac(rotation_runbook.try_decrypt(t.{c}, """ + NEW + "), " + NEW + """, 'sha256') = d.digest
             AND rotation_runbook.try_decrypt(t.{c}, """ + OLD + """) IS NULL))
@@ -101,6 +106,7 @@ class ColumnCheck:
     nulls_kept: int
     verified_new: int
     readable_old: int
+    left: int = 0  # values no key opens, left byte for byte as found (rotation.db_key.unopened): never verified
 
     @property
     def ok(self) -> bool:
@@ -148,6 +154,10 @@ class PopulationCheck:
         return sum(c.readable_old for c in self.columns)
 
     @property
+    def values_left(self) -> int:
+        return sum(c.left for c in self.columns)
+
+    @property
     def failures(self) -> tuple[Finding, ...]:
         return self.findings
 
@@ -159,7 +169,9 @@ class PopulationCheck:
         return (f"{self.values_verified:,} of {self.values_total:,} values in {self.table} decrypt with the new key to "
                 f"their original plaintext; {self.readable_old:,} decrypt with the old key; "
                 f"{sum(c.nulls_kept for c in self.columns):,} of {sum(c.nulls_before for c in self.columns):,} NULLs "
-                f"kept; rows {self.rows_before:,} in the snapshot, {self.rows_after:,} in the table")
+                f"kept; rows {self.rows_before:,} in the snapshot, {self.rows_after:,} in the table"
+                + (f"; {self.values_left:,} values no key opens left as found (not verified)" if self.values_left
+                   else ""))
 
     def failure_lines(self) -> list[str]:
         return [f.line() for f in self.findings]
@@ -168,14 +180,22 @@ class PopulationCheck:
 NO_PART = sql.SQL("")  # the whole column: CHECK_COLUMN's {part} left empty
 
 
-def _fmt(statement: str, spec: TableSpec, column: str = "", part: sql.Composable = NO_PART) -> sql.Composed:
-    """The statement for this table (and column: {i} is its place in the digest array, 1-based, as in the job)."""
+def _fmt(statement: str, spec: TableSpec, column: str = "", part: sql.Composable = NO_PART,
+         left: str | None = None) -> sql.Composed:
+    """The statement for this table (and column: {i} is its place in the digest array, 1-based, as in the job).
+    `left`: the new key's fingerprint when values of the table were left as found (rotation.db_key.unopened)."""
+    is_left = (unopened.is_left(spec, column, left, "t") if left is not None and column else sql.SQL("false"))
+    was_left = (sql.SQL("EXISTS (SELECT 1 FROM rotation_runbook.unreadable_value u WHERE u.new_key_fp = {} AND "
+                        "u.table_name = {} AND u.column_name = {} AND u.pk = d.pk)").format(
+        sql.Literal(left), sql.Literal(spec.table), sql.Literal(column)) if left is not None and column
+                else sql.SQL("false"))
     digest = other_columns_digest(spec, "x") if "{digest}" in statement else sql.SQL("")
     values = digest_array(sql.SQL("pgp_sym_decrypt(x.{}, " + OLD + ")").format(sql.Identifier(c))
                           for c in spec.columns) if "{values}" in statement else sql.SQL("")
     return sql.SQL(statement).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table),
                                      c=sql.Identifier(column or spec.pk), i=sql.Literal(digest_index(spec, column)),
-                                     digest=digest, values=values, part=part)
+                                     digest=digest, values=values, part=part, is_left=is_left,
+                                     was_left=was_left)
 
 
 def digest_index(spec: TableSpec, column: str) -> int:
@@ -233,17 +253,17 @@ def snapshot_size(conn: psycopg.Connection, job_id: int) -> int:
 PART = sql.SQL(" AND mod(hashtext(d.pk)::bigint + 2147483648, %(parts)s) = %(part)s")
 
 
-def column_counts(dsn: str, spec: TableSpec, job_id: int, keys: dict[str, Secret], workers: int
-                  ) -> dict[str, tuple[int, ...]]:
-    """CHECK_COLUMN's five counts per column, each column in `workers` slices on as many connections."""
+def column_counts(dsn: str, spec: TableSpec, job_id: int, keys: dict[str, Secret], workers: int,
+                  left: str | None = None) -> dict[str, tuple[int, ...]]:
+    """CHECK_COLUMN's six counts per column, each column in `workers` slices on as many connections."""
     tasks = [(column, part) for column in spec.columns for part in range(workers)]
 
     def count(conn: psycopg.Connection, task: tuple[str, int]) -> tuple[int, ...]:
-        query = _fmt(CHECK_COLUMN, spec, task[0], PART)
+        query = _fmt(CHECK_COLUMN, spec, task[0], PART, left)
         row = conn.execute(query, {"job": job_id, "parts": workers, "part": task[1]}).fetchone()
-        return tuple(int(n) for n in row or (0, 0, 0, 0, 0))
+        return tuple(int(n) for n in row or (0, 0, 0, 0, 0, 0))
 
-    totals: dict[str, tuple[int, ...]] = {c: (0, 0, 0, 0, 0) for c in spec.columns}
+    totals: dict[str, tuple[int, ...]] = {c: (0, 0, 0, 0, 0, 0) for c in spec.columns}
     for (column, _), counts in zip(tasks, on_connections(dsn, keys, workers, tasks, count), strict=True):
         totals[column] = tuple(a + b for a, b in zip(totals[column], counts, strict=True))
     return totals
@@ -253,22 +273,24 @@ def verify(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secr
            *, failure_limit: int = 10, dsn: str | None = None, workers: int = 1) -> PopulationCheck:
     """Every value and row of the whole table against the job's snapshot (read only). Given the DSN, the per-value
     checks run on `workers` connections."""
+    left = unopened.left_fp(conn, new_key, spec)
     load_keys(conn, {"old": old_key, "new": new_key})
     params = {"job": job_id, "limit": failure_limit}
     columns: list[ColumnCheck] = []
     findings: list[Finding] = []
-    parallel = column_counts(dsn, spec, job_id, {"old": old_key, "new": new_key}, workers) if dsn else {}
+    parallel = column_counts(dsn, spec, job_id, {"old": old_key, "new": new_key}, workers, left) if dsn else {}
     with conn.transaction():
         for setting in DIGEST_SETTINGS:
             conn.execute(setting)
         for column in spec.columns:
-            counts = parallel.get(column) or conn.execute(_fmt(CHECK_COLUMN, spec, column), params).fetchone() or (
-                0, 0, 0, 0, 0)
+            counts = parallel.get(column) or conn.execute(_fmt(CHECK_COLUMN, spec, column, left=left),
+                                                          params).fetchone() or (0, 0, 0, 0, 0, 0)
             columns.append(ColumnCheck(column, *(int(n) for n in counts)))
             if columns[-1].ok:  # every value accounted for: naming failures would decrypt everything again
                 continue
             findings += [Finding(spec.table, spec.pk, column, str(why), int(n), tuple(str(i) for i in ids or ()))
-                         for why, n, ids in conn.execute(_fmt(FAILURES, spec, column), params).fetchall()]
+                         for why, n, ids in conn.execute(_fmt(FAILURES, spec, column, left=left),
+                                                         params).fetchall()]
         findings += row_findings(conn, spec, job_id, failure_limit)
         rows_before = _count(conn, "SELECT count(*) FROM rotation_runbook.row_digest WHERE job_id = %s", (job_id,))
         rows_after = _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table)))

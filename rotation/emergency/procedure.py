@@ -377,6 +377,7 @@ class DbKeyEmergency:
     # When a replacement database encryption key is generated
     def generate_key(self, evidence: Evidence) -> None:
         self.rotation.generate_key(evidence)
+        self.rotation.find_unopened(evidence)  # values no key opens: left as found (the verdict names them)
         evidence.register_secret(self.rotation.new_key)
         self.incident.outcomes[self.credential.type].new_fp = self.rotation.new_key.fingerprint
         self.incident.outcomes[self.credential.type].rotation_id = self.rotation.rotation_id

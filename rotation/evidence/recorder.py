@@ -85,8 +85,11 @@ class Population:
         text = f"{rows:,} rows × {columns} columns = {cells:,} = {non_null:,} non-NULL + {nulls:,} NULL"
         if cells != non_null + nulls:
             text += f" (DOES NOT ADD UP: {non_null + nulls:,})"
-        if non_null != self.total:
-            text += f" (the figure counts {self.total:,} values, not {non_null:,})"
+        left = census.get("left", 0)  # values no key opens, left as found: named as an exception, never counted
+        if left:
+            text += f"; {left:,} of them left as found: no key opens them, not in the figure"
+        if non_null - left != self.total:
+            text += f" (the figure counts {self.total:,} values, not {non_null - left:,})"
         return text
 
     @property

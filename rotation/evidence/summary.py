@@ -2,18 +2,20 @@
 chain alike, so they can never disagree about a verdict.
 
 The verdict is honest about what did not run: FAILED when anything failed (a scenario, a population, the leak scan);
-INCOMPLETE when any selected scenario was skipped, left out or not run (each named with its reason); PASSED only when
-every selected scenario passed. A control passes as "satisfied" only on a live run (and change management only when
-that run names its approver and change id); a staging run "rehearsed" it."""
+INCOMPLETE when any selected scenario was skipped, left out or not run, or a procedure recorded an exception it went on
+with (values left as they were: rotation.core.proof.record_exception), each named with its reason; PASSED only when
+every selected scenario passed with no exception. A control passes as "satisfied" only on a live run (and change
+management only when that run names its approver and change id); a staging run "rehearsed" it."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 
+from rotation.core.proof import EXCEPTION_PREFIX
 from rotation.evidence.controls import Catalog, Control
 from rotation.evidence.leaks import Leak
-from rotation.evidence.recorder import Population, Recorder, ScenarioRecord
+from rotation.evidence.recorder import EvidenceItem, Population, Recorder, ScenarioRecord
 
 FAILING = frozenset({"failed", "error"})
 INCOMPLETE = frozenset({"skipped", "not run"})
@@ -34,6 +36,11 @@ class RunContext:
     @property
     def approved_change(self) -> bool:
         return self.live and bool(self.approver) and bool(self.change_id)
+
+
+def _not_covered(value: object) -> list[object]:
+    found = value.get("not covered") if isinstance(value, dict) else None
+    return list(found) if isinstance(found, list) else [value]
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,12 @@ class Summary:
         return [s for s in self.scenarios if s.status in INCOMPLETE]
 
     @property
+    def exceptions(self) -> list[EvidenceItem]:
+        """Exceptions a procedure recorded and went on with (rotation.core.proof.record_exception)."""
+        return [i for s in self.scenarios for i in [*s.items, *(x for step in s.steps for x in step.items)]
+                if i.name.startswith(EXCEPTION_PREFIX)]
+
+    @property
     def verdict(self) -> str:
         if self.leaks or self.problems:
             return "FAILED"
@@ -114,7 +127,7 @@ class Summary:
             return "FAILED"
         if any(not p.complete or not p.reconciles for p in self.populations):
             return "FAILED"
-        if self.incomplete:
+        if self.incomplete or self.exceptions:
             return "INCOMPLETE"
         if not any(s.status == "passed" for s in self.scenarios):
             return "NOT ASSESSED"
@@ -130,6 +143,7 @@ class Summary:
         reasons += [f"population does not reconcile: {p.label}: {p.reconciliation()}" for p in self.populations
                     if not p.reconciles]
         reasons += [f"{s.status}: {s.name}: {s.reason or 'no reason recorded'}" for s in self.incomplete]
+        reasons += [f"{i.name}: " + "; ".join(str(x) for x in _not_covered(i.value)) for i in self.exceptions]
         return reasons
 
     def controls(self) -> list[ControlResult]:

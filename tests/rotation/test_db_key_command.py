@@ -26,6 +26,8 @@ GENERATED = TEXTS.index("a new database encryption key is generated")
 # Then steps that only read (no state, .env or database write in DbKeyRotation): a kill after one leaves exactly what
 # a kill after the step before it leaves, so the crash test kills after every other step (CI time).
 READ_ONLY = ("the .env file keeps its restrictive permissions and every other setting",
+             "the values no key opens and the other writers of the encrypted data are found before the application "
+             "stops",
              "no encrypted value decrypts with the old key",
              "the rotation log records it with the previous key hash and the next rotation due date",
              "the system is healthy after the rotation")
