@@ -23,7 +23,10 @@ import pytest
 
 from rotation.core import envfile
 from rotation.core.config import Config, Credential, Stakeholders
+from rotation.core.database import connect
 from rotation.core.deployment import Deployment
+from rotation.core.lock import LockRefused, RunLock, read_record
+from rotation.core.preflight import RunContext
 from rotation.core.proof import Evidence
 from rotation.db_key.procedure import DbKeyRotation
 from rotation.emergency import plan
@@ -34,20 +37,29 @@ from rotation.emergency.access_review import (
     ReviewTables,
     load_policy,
 )
-from rotation.emergency.incident import IncidentRecord, hms
+from rotation.emergency.incident import (
+    CredentialOutcome,
+    IncidentConflict,
+    IncidentRecord,
+    hms,
+    iso,
+    open_incident,
+)
 from rotation.emergency.notify import MailboxCheck, StakeholderNotification, env_secrets, split_addresses, unfolded
 from rotation.emergency.post_incident import IncidentOptions, Narrative, PostIncident, load_narrative
 from rotation.emergency.procedure import REASON, DbKeyEmergency, EmergencyProcedure, ProviderEmergency
 from rotation.providers.factory import provider_for
+from rotation.providers.revocation import Wait
 from rotation.providers.smtp import OperatorConsole
-from rotation_pytest.fixtures import config_of, live_deployment, target_of
+from rotation_pytest.fixtures import config_of, live_deployment, operator_of, target_of
 from staging.postgres import StagingServer
-from staging.provider_standins import STAGING_POLICY, ProviderStandIns, provider_standins
+from staging.provider_standins import STAGING_POLICY, STAGING_REVOKE_WAIT, ProviderStandIns, provider_standins
 from staging.seed_activity import seed_activity, staging_policy
 from staging.world import staging_config, staging_world
 
 INCIDENT = pytest.StashKey[IncidentRecord]()
 INCIDENT_WINDOW_TAG = "incident_window"
+EMERGENCY_PROCEDURE = "emergency rotation"  # the run lock's procedure name: a rerun of the same incident knows it
 INCIDENT_GROUP = "incident"  # under pytest-xdist every emergency scenario runs on one worker, in order
 
 # Staging: provider calls to the loopback stand-ins retry in milliseconds, not seconds.
@@ -82,12 +94,16 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "--incident-end) on live")
     try:
         compromised_of(config)
-        for option in ("incident_start", "incident_end"):
+        for option in ("incident_start", "incident_end", "detected_at"):
             value = config.getoption(option)
             if value is not None:
                 plan.aware_moment(value, "--" + option.replace("_", "-"))
+        # staging: a policy file given is checked here; live: the live guard refuses it with the other settings
+        unusable = plan.policy_problem(config.getoption("review_policy")) if target_of(config) != "live" else None
+        if unusable:
+            raise plan.PlanError(unusable)
     except plan.PlanError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(f"{exc}. Nothing was changed.") from None
 
 
 def _credential_of(item: pytest.Item, config: pytest.Config) -> str | None:
@@ -129,12 +145,29 @@ def in_emergency_order(items: list[pytest.Item], config: pytest.Config) -> list[
     return ordered
 
 
+IMMEDIATE_TARGET = dt.timedelta(hours=1)  # runbook: Emergency Rotation Procedure, "Immediate Actions (within 1 hour)"
+
+
+def within_target(outcome: CredentialOutcome) -> str:
+    if outcome.time_to_revoke is None:
+        return "1-hour target: NOT MET YET (not revoked)"
+    return "1-hour target: " + ("met" if outcome.time_to_revoke <= IMMEDIATE_TARGET else "MISSED")
+
+
 def closing_lines(record: IncidentRecord) -> list[str]:
     """The incident's figures as the run prints them at its end (and as its signed evidence holds them)."""
     lines = [f"{o.credential_type:<18} time-to-revoke {hms(o.time_to_revoke):>8}   "
              f"time-to-restore {hms(o.time_to_restore):>8}   "
              f"old credential: {o.rejection or 'NOT PROVEN REJECTED'}" + ("   (resumed)" if o.resumed else "")
-             for o in record.outcomes.values()]
+             + f"   {within_target(o)}" for o in record.outcomes.values()]
+    origin = (f"--detected-at {iso(record.detected_at)}" if record.detected_at else
+              "the start of each rotation (no --detected-at given)")
+    lines.append(f"time-to-revoke measured from {origin}; runbook target: within {hms(IMMEDIATE_TARGET)}")
+    lines.append(f"incident {record.change_id or '(no change id)'}: {'COMPLETE' if record.complete else 'IN PROGRESS'}"
+                 f", run {len(record.runs)} of it; every compromised credential: "
+                 + "; ".join(f"{t}: {s}" for t, s in record.statuses().items()))
+    lines += ["timeline (UTC, every run of the incident):",
+              *(f"  {iso(e.at)}  {e.what}" for e in record.timeline())]
     if record.review:
         lines.append(f"access review: {record.review.summary()}")
     lines.append(f"stakeholder notification accepted by the relay for: {', '.join(record.notification.recipients)}"
@@ -159,8 +192,56 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 # --- one incident per session ----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def incident(pytestconfig: pytest.Config) -> IncidentRecord:
-    record = pytestconfig.stash[INCIDENT] = IncidentRecord()
+def incident_lock(pytestconfig: pytest.Config, incident_deployment: Deployment) -> Iterator[RunLock]:
+    """One incident at a time: the run lock (rotation.core.lock) for the whole session, taken before the incident's
+    record is opened and before any change. A second shell is refused, naming the holder, and the session ends there
+    (nothing changed, no notification). A stale record left by a killed run of the same incident (same change id;
+    its lock session is gone, so the server let the advisory lock go) is taken over: that is the rerun the runbook
+    asks for, and the timeline says so."""
+    change_id = pytestconfig.getoption("change_id")
+    lock = _claimed(pytestconfig, incident_deployment, bool(pytestconfig.getoption("take_over_lock")))
+    if isinstance(lock, str) and change_id and _stale_of_this_incident(incident_deployment, change_id):
+        lock = _claimed(pytestconfig, incident_deployment, True)
+    if isinstance(lock, str):
+        pytest.exit(lock, returncode=1)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def _claimed(config: pytest.Config, deployment: Deployment, take_over: bool) -> RunLock | str:
+    lock = RunLock(deployment.dsn, operator=operator_of(config), change_id=config.getoption("change_id"),
+                   procedure=EMERGENCY_PROCEDURE, take_over=take_over)
+    try:
+        lock.take()
+        lock.claim()
+    except LockRefused as exc:
+        lock.release()
+        return f"emergency refused: {exc}"
+    return lock
+
+
+def _stale_of_this_incident(deployment: Deployment, change_id: str) -> bool:
+    with connect(deployment.dsn, autocommit=True) as conn:
+        holder = read_record(conn)
+    return holder is not None and holder.change_id == change_id and holder.procedure == EMERGENCY_PROCEDURE
+
+
+@pytest.fixture(scope="session")
+def incident(pytestconfig: pytest.Config, incident_deployment: Deployment, incident_lock: RunLock) -> IncidentRecord:
+    """The incident this run belongs to: continued from the ledger beside .env when the change id is the same."""
+    detected = pytestconfig.getoption("detected_at")
+    try:
+        record = open_incident(incident_deployment.env_file, change_id=pytestconfig.getoption("change_id"),
+                               detected_at=plan.aware_moment(detected, "--detected-at") if detected else None,
+                               compromised=compromised_of(pytestconfig))
+    except IncidentConflict as exc:
+        pytest.exit(f"emergency refused: {exc}", returncode=1)
+    taken_over = incident_lock.claimed.taken_over if incident_lock.claimed else None
+    if taken_over is not None:
+        record.note(f"run lock taken over from {taken_over.line()} (its session is gone: killed or disconnected)")
+    pytestconfig.stash[INCIDENT] = record
     return record
 
 
@@ -228,34 +309,53 @@ def stakeholders(pytestconfig: pytest.Config) -> Stakeholders:
 
 # --- the procedure objects the steps call ----------------------------------------------------------------------------
 
+def revoke_wait_of(config: pytest.Config, standins: ProviderStandIns | None) -> Wait:
+    """--revoke-wait: how long to ask the provider whether a person's revocation took effect (the provider
+    rotation's shape: live every 10 s at most, staging at stand-in speed)."""
+    given = config.getoption("revoke_wait")
+    if standins is not None:
+        return Wait(given, STAGING_REVOKE_WAIT.interval_s) if given is not None else STAGING_REVOKE_WAIT
+    return Wait(given, min(10.0, given / 5)) if given is not None else Wait()
+
+
 def provider_emergency(deployment: Deployment, credential: Credential, incident: IncidentRecord,
-                       standins: ProviderStandIns | None) -> ProviderEmergency:
+                       standins: ProviderStandIns | None, revoke_wait: Wait | None = None) -> ProviderEmergency:
     env = envfile.read_env(deployment.env_file)
     provider = (provider_for(credential.provider, env, smtp_console=OperatorConsole(), credential=credential)
                 if standins is None else
                 provider_for(credential.provider, env, policy=STAGING_POLICY, smtp_console=standins.smtp_console,
                              credential=credential))
-    return ProviderEmergency(deployment, credential, provider, incident)
+    return ProviderEmergency(deployment, credential, provider, incident, revoke_wait=revoke_wait or Wait())
 
 
-def db_key_rotation(deployment: Deployment, config: pytest.Config) -> DbKeyRotation:
-    """The DB-key procedure (runbook section 1) with reason "emergency"."""
+def db_key_rotation(deployment: Deployment, config: pytest.Config, lock: RunLock) -> DbKeyRotation:
+    """The DB-key procedure (runbook section 1) with reason "emergency", under the incident's run lock."""
+    from rotation_pytest.evidence import reports_dir  # here, not above: the evidence plugin is loaded after this
+
+    key = config.getoption("signing_key")
+    run = RunContext(reports_dir=reports_dir(config), signing_key=Path(key) if key else None,
+                     signing_required=target_of(config) == "live", lock=lock)
     return DbKeyRotation(deployment, reason=REASON, workers=config.getoption("workers"),
-                         abandon_pending=config.getoption("abandon_pending"),
+                         abandon_pending=config.getoption("abandon_pending"), run=run,
                          leave_unreadable=True)  # an emergency moves what it can off the compromised key
 
 
 @pytest.fixture
 def emergency_rotation(pytestconfig: pytest.Config, scenario_credential: Credential | None,
-                       incident_deployment: Deployment, incident: IncidentRecord,
+                       incident_deployment: Deployment, incident: IncidentRecord, incident_lock: RunLock,
                        incident_standins: ProviderStandIns | None) -> EmergencyProcedure:
     """The emergency rotation of the scenario's credential (its tag): a provider's, or the database key's."""
     if scenario_credential is None:
         raise pytest.UsageError("an emergency rotation scenario needs a credential tag (@twilio_token, ...)")
+    done = incident.finished_earlier(scenario_credential.type)
+    if done is not None:  # a rerun finishes what is left; it never rotates a finished credential again
+        pytest.skip(f"{scenario_credential.type}: finished by an earlier run of this incident (compromised "
+                    f"{done.old_fp} replaced by {done.new_fp}, rotation {done.rotation_id}): not rotated again")
     if scenario_credential.provider == "database":
         return DbKeyEmergency(incident_deployment, scenario_credential,
-                              db_key_rotation(incident_deployment, pytestconfig), incident)
-    return provider_emergency(incident_deployment, scenario_credential, incident, incident_standins)
+                              db_key_rotation(incident_deployment, pytestconfig, incident_lock), incident)
+    return provider_emergency(incident_deployment, scenario_credential, incident, incident_standins,
+                              revoke_wait_of(pytestconfig, incident_standins))
 
 
 @pytest.fixture

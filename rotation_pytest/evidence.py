@@ -136,6 +136,14 @@ def pytest_configure(config: pytest.Config) -> None:
         state.own_outputs = tuple(own)
 
 
+def credential_settings(config: pytest.Config) -> list[str]:
+    """The .env settings the configuration rotates (a broken configuration is reported by the fixtures)."""
+    try:
+        return [c.env for c in config_of(config).credentials]
+    except pytest.UsageError:
+        return []
+
+
 def _require_writable_reports(config: pytest.Config) -> None:
     """Every event is journaled under the reports folder from the first one on: a folder that cannot be written is
     refused here, before anything runs, with what to fix (not an INTERNALERROR at the first event). Its room is
@@ -145,14 +153,6 @@ def _require_writable_reports(config: pytest.Config) -> None:
     found = preflight.reports_writable(reports_dir(config))
     if not found.ok:
         raise pytest.UsageError(f"refused before anything ran (nothing was changed): {found.line()}")
-
-
-def credential_settings(config: pytest.Config) -> list[str]:
-    """The .env settings the configuration rotates (a broken configuration is reported by the fixtures)."""
-    try:
-        return [c.env for c in config_of(config).credentials]
-    except pytest.UsageError:
-        return []
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -134,6 +134,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     emergency.addoption("--incident-start", default=None, metavar="ISO-8601",
                         help="start of the incident window for the post-incident audit (with a UTC offset)")
     emergency.addoption("--incident-end", default=None, metavar="ISO-8601", help="end of the incident window")
+    emergency.addoption("--detected-at", default=None, metavar="ISO-8601",
+                        help="when the compromise was detected (with a UTC offset): time-to-revoke and "
+                             "time-to-restore are measured from it against the runbook's one-hour target")
     emergency.addoption("--root-cause", default=None, help="root cause, for the incident report")
     emergency.addoption("--preventive-measure", action="append", default=None,
                         help="a preventive measure taken, for the incident report (repeatable)")

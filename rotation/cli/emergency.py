@@ -33,6 +33,8 @@ EMERGENCY_OPTIONS: tuple[tuple[str, str], ...] = (
     ("--incident-start", "start of the incident window, ISO 8601 with a UTC offset (without it the post-incident "
                          "audit is skipped)"),
     ("--incident-end", "end of the incident window"),
+    ("--detected-at", "when the compromise was detected, ISO 8601 with a UTC offset (time-to-revoke and "
+                      "time-to-restore are measured from it against the runbook's one-hour target)"),
     ("--root-cause", "the root cause, for the incident report"),
     ("--incident-notes", "YAML file with root_cause, preventive_measures and summary for the incident report"),
 )

@@ -41,17 +41,28 @@ def missing_groups(stakeholders: Stakeholders) -> list[str]:
 
 
 def body_lines(record: IncidentRecord, *, change_id: str | None, operator: str, approver: str | None) -> list[str]:
-    rotated = record.rotated()
-    lines = [f"Emergency credential rotation (runbook: Emergency Rotation Procedure), change {change_id or '-'}.",
-             f"Run started {iso(record.started_at)} by {operator}"
+    """Every compromised credential with its status as the incident record holds it (revoked and replaced, waiting
+    for the operator, failed, not started): never only the ones that succeeded."""
+    state = "COMPLETE" if record.complete else "IN PROGRESS"
+    lines = [f"Emergency credential rotation (runbook: Emergency Rotation Procedure), change {change_id or '-'}: "
+             f"incident {state}.",
+             f"Incident started {iso(record.started_at)}" + (f", detected {iso(record.detected_at)}"
+                                                             if record.detected_at else "")
+             + f"; this is run {max(len(record.runs), 1)} of it, by {operator}"
              + (f", approved by {approver}." if approver else "."),
-             "", "Credentials revoked and replaced:"]
-    for o in rotated:
-        lines.append(f"  - {o.credential_type}: revoked {iso(o.revoked_at)} (time to revoke {hms(o.time_to_revoke)}), "
-                     f"service restored {iso(o.restored_at) or 'NOT YET'} (time to restore {hms(o.time_to_restore)}); "
-                     f"old {o.old_fp} -> new {o.new_fp}; old credential now rejected: {o.rejection or 'not proven'}")
-    if not rotated:
-        lines.append("  (none in this run)")
+             "", "Compromised credentials:"]
+    for kind, status in record.statuses().items():
+        o = record.outcomes.get(kind)
+        lines.append(f"  - {kind}: {status}")
+        if o is not None and o.revoked_at:
+            rejected = o.rejection or "not proven"
+            lines.append(f"      revoked {iso(o.revoked_at)} (time to revoke {hms(o.time_to_revoke)}), service "
+                         f"restored {iso(o.restored_at) or 'NOT YET'} (time to restore {hms(o.time_to_restore)}); "
+                         f"old {o.old_fp} -> new {o.new_fp}; old credential now rejected: {rejected}")
+        elif o is not None and o.waiting:
+            lines.append(f"      {o.waiting}")
+    if not record.statuses():
+        lines.append("  (none)")
     review = record.review
     tables = f" ({review.access_table}, {review.communications_table})" if review else ""
     lines += ["", f"Access review{tables}:"]
@@ -70,9 +81,12 @@ def compose(record: IncidentRecord, stakeholders: Stakeholders, *, change_id: st
     text = "\n".join(body_lines(record, change_id=change_id, operator=operator, approver=approver)) + "\n"
     if any(s and s in text for s in secrets):
         raise NotificationError("the notification body would contain a credential; not sent")
-    kinds = ", ".join(o.credential_type for o in record.rotated()) or "no credential"
+    kinds = ", ".join(record.statuses()) or "no credential"
+    update = "UPDATE " if len(record.runs) > 1 else ""
+    state = "complete" if record.complete else "in progress"
     msg = EmailMessage()
-    msg["Subject"] = f"[SECURITY] Emergency credential rotation{f' {change_id}' if change_id else ''}: {kinds}"
+    msg["Subject"] = (f"[SECURITY] {update}Emergency credential rotation{f' {change_id}' if change_id else ''} "
+                      f"({state}): {kinds}")
     msg["From"] = stakeholders.sender
     msg["To"] = ", ".join(stakeholders.all())
     msg["Date"] = formatdate(usegmt=True)
@@ -184,6 +198,8 @@ class StakeholderNotification:
         for outcome in self.incident.rotated():
             require(outcome.credential_type in text and str(iso(outcome.revoked_at)) in text,
                     f"the notification does not say when {outcome.credential_type} was revoked")
+        for kind, status in self.incident.statuses().items():
+            require(f"  - {kind}: {status}" in text, f"the notification does not give {kind}'s status ({status})")
         review = self.incident.review
         require(review is None or review.summary() in text, "the notification lacks the review's findings")
         leaked = [s for s in self._secrets() if len(s) >= 16 and s in text]

@@ -13,11 +13,13 @@ import datetime as dt
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict
 
 from rotation.core.config import Config, ConfigError, Credential
+from rotation.emergency.access_review import PolicyError, load_policy
 
 CONFIRM_ENV = "ROTATION_CONFIRM_LIVE"
 STAGING_DOMAINS = ("example.com", "example.org", "example.net")
@@ -181,6 +183,8 @@ def live_refusals(s: Systems, compromised: tuple[str, ...], *, change_id: str | 
     if emergency_selected and not review_policy:
         problems.append("a live access review needs --review-policy FILE (allowed_accessors, allowed_networks, ...): "
                         "without it every access would be flagged")
+    elif emergency_selected and (unusable := policy_problem(review_policy)):
+        problems.append(unusable)
     if not change_id:
         problems.append("a live run needs --change-id (the approved change record)")
     if not approver:
@@ -189,3 +193,15 @@ def live_refusals(s: Systems, compromised: tuple[str, ...], *, change_id: str | 
         problems.append("a live emergency run needs --compromised naming the compromised credentials "
                         "(e.g. --compromised twilio,smtp); nothing is rotated by default on live")
     return problems + ([] if allow_staging_endpoints else staging_defaults_in_use(s))
+
+
+def policy_problem(path: str | None) -> str | None:
+    """Why the access review's policy file cannot be used (unreadable, not YAML, not a valid policy), found before
+    the first change rather than after the credentials were rotated; None when it can."""
+    if not path:
+        return None
+    try:
+        load_policy(Path(path))
+    except PolicyError as exc:
+        return f"--review-policy: {exc}"
+    return None

@@ -42,6 +42,31 @@ class IncidentInputError(ValueError):
     pass
 
 
+SECURITY_AREAS = ("firewall rules", "access controls", "monitoring")
+
+
+@dataclass(frozen=True)
+class SecurityReview:
+    area: str
+    who: str
+    when: str
+    outcome: str
+
+
+def _security_review(value: object) -> tuple[SecurityReview, ...]:
+    if not value:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise IncidentInputError("security_review must be a list of {area, who, when, outcome}")
+    rows = []
+    for item in value:
+        missing = [k for k in ("area", "who", "when", "outcome") if not str(item.get(k) or "").strip()]
+        if missing:
+            raise IncidentInputError(f"security_review entry {item.get('area')!r} lacks {', '.join(missing)}")
+        rows.append(SecurityReview(*(str(item[k]).strip() for k in ("area", "who", "when", "outcome"))))
+    return tuple(rows)
+
+
 @dataclass(frozen=True)
 class Narrative:
     """What only people know: why it happened and what changes because of it."""
@@ -49,6 +74,17 @@ class Narrative:
     root_cause: str = ""
     preventive_measures: tuple[str, ...] = ()
     summary: str = ""
+    # The runbook's "Review Security Measures" (firewall rules, access controls, monitoring): who reviewed each, when,
+    # and the outcome, as the operator declares them (the tool cannot check a firewall; it records what it was told)
+    security_review: tuple[SecurityReview, ...] = ()
+
+    def security_rows(self) -> list[tuple[str, str, str, str]]:
+        """One row per area the runbook names (an area nobody declared reads "not recorded"), then any other."""
+        declared = {r.area.lower(): r for r in self.security_review}
+        rows = [(a, *(declared[a].who, declared[a].when, declared[a].outcome)) if a in declared
+                else (a, "-", "-", "not recorded") for a in SECURITY_AREAS]
+        return rows + [(r.area, r.who, r.when, r.outcome) for r in self.security_review
+                       if r.area.lower() not in SECURITY_AREAS]
 
     def missing(self) -> list[str]:
         return [name for name, value in (("root cause", self.root_cause),
@@ -70,7 +106,8 @@ def load_narrative(path: Path | None, *, root_cause: str | None = None,
     measures: object = preventive or data.get("preventive_measures") or []
     listed = [measures] if isinstance(measures, str) else list(measures) if isinstance(measures, list) else []
     return Narrative(str(root_cause or data.get("root_cause") or "").strip(),
-                     tuple(str(m).strip() for m in listed if str(m).strip()), str(data.get("summary") or "").strip())
+                     tuple(str(m).strip() for m in listed if str(m).strip()), str(data.get("summary") or "").strip(),
+                     _security_review(data.get("security_review")))
 
 
 @dataclass(frozen=True)
@@ -172,6 +209,8 @@ def render(record: IncidentRecord, context: IncidentContext, audit_result: Audit
     lines += ["", "## Root cause", "", narrative.root_cause or "_not yet determined_", "",
               "## Preventive measures", ""]
     lines += [f"- {m}" for m in narrative.preventive_measures] or ["_none recorded yet_"]
+    lines += ["", "## Security measures reviewed (as declared by the operator)", ""]
+    lines += _table(("area", "who", "when", "outcome"), list(narrative.security_rows()))
     return "\n".join(lines) + "\n"
 
 
@@ -297,6 +336,11 @@ class PostIncident:
                                                                "preventive measures": list(
                                                                    narrative.preventive_measures)},
                         source=self.options.narrative_source)
+        evidence.record("security measures reviewed (as declared by the operator)",
+                        [dict(zip(("area", "who", "when", "outcome"), row, strict=True))
+                         for row in narrative.security_rows()],
+                        source=f"{self.options.narrative_source} (security_review): recorded as declared, not checked "
+                               "by the tool")
         require(not narrative.missing(), f"the incident report lacks: {', '.join(narrative.missing())} "
                                          "(--root-cause, --preventive-measure or --incident-notes FILE)")
         require(narrative.root_cause in self.text and all(m in self.text for m in narrative.preventive_measures),

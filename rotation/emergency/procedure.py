@@ -26,7 +26,7 @@ Every step feeds the incident record (times to revoke and restore for the incide
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -40,8 +40,9 @@ from rotation.core.rotation_log import find_rotation, log_rotation
 from rotation.core.secret import Secret
 from rotation.db_key.procedure import DbKeyRotation
 from rotation.emergency.incident import IncidentRecord, iso, parse_iso, utc_now
-from rotation.emergency.revoke import ProviderAction, issue_replacement, revoke_compromised
+from rotation.emergency.revoke import issue_replacement
 from rotation.providers.base import CredentialCheck, Provider
+from rotation.providers.revocation import RevocationAct, Wait, by_this_run, confirm_refused
 
 REASON = "emergency"
 
@@ -93,6 +94,7 @@ class ProviderEmergency:
     provider: Provider
     incident: IncidentRecord
     reason: str = REASON
+    revoke_wait: Wait = field(default_factory=Wait)  # --revoke-wait: how long a person's revocation may take
     _old: Secret | None = None
     _new: Secret | None = None
     _backup: Path | None = None
@@ -221,17 +223,40 @@ class ProviderEmergency:
             raise CheckFailed(f"{exc}; nothing was revoked") from None
 
     def _revoke(self, current: state.RotationState) -> list[str | dict[str, str]]:
-        """Kill the compromised credential, unless a run interrupted after doing so already did (the provider
-        refuses it): then only record that."""
-        if current.step == "create" and self._resumed():
-            refused = self.provider.check(self.old)
-            if refused.answer is CredentialCheck.REFUSED:  # an undecided answer is no proof
-                state.record_revoked(self.env_file, self.credential.type, utc_now())
-                return [f"compromised {self.old.fingerprint} already refused by {self.provider.name} "
-                        f"({refused.status}/{refused.code}): the interrupted run revoked it; not revoked again"]
-        action: ProviderAction = revoke_compromised(self.provider, self.old, self.new)
-        state.record_revoked(self.env_file, self.credential.type, action.at)
-        return [action.as_evidence()]
+        """Kill the compromised credential and prove it dead (rotation.providers.revocation, the provider rotation's
+        own mechanism): revoked by this run through the API, or by the operator at a console only a person can use,
+        asked at their terminal or, without one, waited for up to --revoke-wait. Only a definitive refusal counts;
+        without one nothing is recorded as revoked and the run stops here, resumable. Already refused (an earlier
+        run or the operator got there first): nobody is asked again, and the record says it was found so."""
+        before = self.provider.check(self.old)
+        if before.answer is CredentialCheck.REFUSED:
+            found = self.incident.note(f"{self.credential.type}: compromised credential found refused by "
+                                       f"{self.provider.name} ({before.status}/{before.code}): revoked before this "
+                                       "run asked", self.credential.type)
+            state.record_revoked(self.env_file, self.credential.type, found)
+            return [f"compromised {self.old.fingerprint} already refused by {self.provider.name} "
+                    f"({before.status}/{before.code}): revoked before this run asked; not revoked again"]
+        asked = utc_now()
+        act = self.provider.retire_old(self.old, self.new)
+        done = act if isinstance(act, RevocationAct) else by_this_run(f"{self.provider.name} API")
+        self.incident.note(f"{self.credential.type}: {_asked_sentence(done, self.provider.name)}",
+                           self.credential.type, asked)
+        revocation = confirm_refused(lambda: self.provider.check(self.old), done, self.revoke_wait)
+        observed = utc_now()  # the last check, the one that answered, returned just now
+        if done.done_at and done.by != "this run":
+            self.incident.note(f"{self.credential.type}: {done.by} confirmed the revocation", self.credential.type,
+                               parse_iso(done.done_at))
+        if not revocation.proven:
+            self.incident.note(f"{self.credential.type}: {revocation.sentence()}; waiting for the operator",
+                               self.credential.type, observed)
+            self.incident.waiting(self.credential.type, revocation.sentence())
+            raise CheckFailed(f"{self.provider.name}: the compromised {self.credential.label} {self.old.fingerprint}: "
+                              f"{revocation.sentence()}. Revoke it at the provider's console, then run the same "
+                              "command again (it resumes here; nothing is issued or revoked twice)")
+        self.incident.note(f"{self.credential.type}: refusal of the compromised credential first observed "
+                           f"({revocation.reply})", self.credential.type, observed)
+        state.record_revoked(self.env_file, self.credential.type, observed)
+        return [{"at": iso(observed) or "", "what": revocation.sentence()}]
 
     def _resumed(self) -> bool:
         """True when an earlier run wrote the state (a fresh one issued the replacement moments ago)."""
@@ -248,27 +273,30 @@ class ProviderEmergency:
                                                           f"compromised credential {result.credential_fp} "
                                                           f"({result.status}: {result.detail}); run again to ask again")
         self.incident.outcomes[self.credential.type].rejection = f"rejected {result.status}/{result.code}"
+        revoked_at = self._state().revoked_at  # when the refusal was first observed (this run or an earlier one)
         self.incident.revoked(self.credential.type, self.new.fingerprint,
-                              f"provider rejects the compromised credential ({result.status}/{result.code})")
+                              f"provider rejects the compromised credential ({result.status}/{result.code})",
+                              at=parse_iso(revoked_at) if revoked_at else None)
 
     # When the .env file is updated with the new credential
     def write_env(self, evidence: Evidence) -> None:
         current = self._state()
         require(current.revoked_at is not None, f"the replacement {self.new.fingerprint} would reach .env while the "
                                                 f"compromised {self.old.fingerprint} is alive (no overlap window)")
+        found = envfile.read_env(self.env_file)  # as this step found it: other credentials' steps may have run since
         already = envfile.get_secret(self.env_file, self.credential.env) == self.new
         if not already:
             envfile.set_value(self.env_file, self.credential.env, self.new)
         state.advance(self.env_file, self.credential.type, "set")
         at = self.incident.note(f"{self.credential.type}: .env updated with the new credential", self.credential.type)
-        changed = _other_settings_changed(self.env_file, Path(str(current.backup)), self.credential.env)
+        changed = _other_settings_changed(found, envfile.read_env(self.env_file), self.credential.env)
         mode = envfile.file_mode(self.env_file)
         evidence.record(".env updated", {self.credential.env: self.new.fingerprint, "at": iso(at),
                                          "already held it (interrupted run)": already, "mode": oct(mode),
                                          "compromised credential dead since": current.revoked_at,
                                          "other settings changed": changed},
                         source=f"{self.env_file.name}: atomic rewrite (temp file, fsync, rename), read back with "
-                               f"python-dotenv; compared with {Path(str(current.backup)).name}")
+                               "python-dotenv; compared with the file as this step found it")
         require(mode == 0o600, f"{self.env_file.name} has mode {oct(mode)}, not 0600")
         require(not changed, f"other settings of {self.env_file.name} changed: {', '.join(changed)}")
 
@@ -290,6 +318,7 @@ class ProviderEmergency:
                                            previous=self.old, reason=self.reason)
         current = state.advance(self.env_file, self.credential.type, "finish")
         state.discard_pending(self.env_file, self.credential.type)
+        self.incident.finished(self.credential.type)
         evidence.record("rotation logged", {**record.as_evidence(), "already logged (interrupted run)": bool(found),
                                             "rotation": current.rotation_id, "state": current.step},
                         source="INSERT INTO the rotation log (previous_key_hash: SHA-256 of the compromised "
@@ -300,11 +329,15 @@ class ProviderEmergency:
         _check_logged(self.deployment, self.credential, self.old, self.reason, evidence)
 
 
-def _other_settings_changed(env_file: Path, backup: Path, name: str) -> list[str]:
-    """The variables other than `name` whose value differs between .env and the backup taken at the start."""
-    if not backup.exists():
-        return [f"(the backup {backup.name} is gone)"]
-    before, after = envfile.read_env(backup), envfile.read_env(env_file)
+def _asked_sentence(act: RevocationAct, provider: str) -> str:
+    if act.by == "this run":
+        return f"revocation requested from {provider} ({act.how})"
+    return f"{act.by} asked to revoke the compromised credential ({act.how})"
+
+
+def _other_settings_changed(before: dict[str, str], after: dict[str, str], name: str) -> list[str]:
+    """The variables other than `name` whose value differs between .env as the step found it and as it left it. Not
+    the backup of the run's start: in an incident another credential's step (the DB key) changes its own line first."""
     return sorted(k for k in before.keys() | after.keys() if k != name and before.get(k) != after.get(k))
 
 
@@ -368,10 +401,30 @@ class DbKeyEmergency:
             self.incident.resume(self.credential.type, fp, started_at=parse_iso(resumed.started_at),
                                  rotation_id=resumed.rotation_id, revoked_at=None)
         _record_compromised(evidence, self.deployment, self.credential, fp, resumed, backup)
+        if resumed is None:
+            self._start_app_an_earlier_run_stopped(evidence)
+
+    def _start_app_an_earlier_run_stopped(self, evidence: Evidence) -> None:
+        """An earlier run of this incident stopped the app and was killed before it changed the key: nothing reads
+        with a new key yet, so the app is started again on the key it had (the outage keeps counting from that
+        first stop) and this run starts the rotation over, saying so."""
+        outcome = self.incident.outcomes[self.credential.type]
+        if outcome.outage_from is None or outcome.restored_at is not None:
+            return
+        if app_control.health(self.deployment.app.health_url).healthy:
+            return
+        prerequisites.start_app(self.deployment, evidence)
+        started = app_control.wait_for_health(self.deployment.app.health_url,
+                                              timeout_s=self.deployment.app.health_timeout_s)
+        self.incident.note(f"{self.credential.type}: application started again (stopped by an earlier run of this "
+                           "incident that ended before changing the key)", self.credential.type)
+        evidence.record("application stopped by an earlier run of this incident", {
+            "stopped at": iso(outcome.outage_from), "started again": started.healthy,
+            "health": started.status_code}, source=f"the incident record; {self.deployment.app.start}")
 
     # When the application services are stopped so that nothing reads with the compromised key
     def stop_app(self, evidence: Evidence) -> None:
-        prerequisites.stop_app(self.deployment, evidence)
+        prerequisites.stop_app(self.deployment, evidence, self.credential)
         self.incident.outage(self.credential.type, "application stopped: nothing reads with the compromised key")
 
     # When a replacement database encryption key is generated
@@ -420,6 +473,7 @@ class DbKeyEmergency:
     # When the rotation is logged with reason "emergency"
     def log(self, evidence: Evidence) -> None:
         self.rotation.log(evidence)
+        self.incident.finished(self.credential.type)
 
     # Then the rotation log records the emergency rotation of the compromised credential
     def check_logged(self, evidence: Evidence) -> None:

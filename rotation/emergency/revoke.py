@@ -7,7 +7,8 @@ order every provider allows and the only one in which a crash loses nothing:
   - WhatsApp (Graph): issuing a system-user token needs a valid calling token, so the replacement is issued with the
     compromised one, which is revoked right after.
   - SMTP: there is no API. The operator creates the new password at the provider's console and hands it over, then
-    revokes the compromised one there (staging: the stand-in's console); the procedure proves it is refused.
+    revokes the compromised one there, asked at their terminal or waited for (rotation.providers.revocation, the
+    provider rotation's mechanism, used by ProviderEmergency._revoke); only the provider's refusal proves it.
 """
 
 from __future__ import annotations
@@ -40,11 +41,3 @@ def issue_replacement(provider: Provider, compromised: Secret, *, clock: Clock =
     """The replacement, from the provider (not deployed, the compromised credential still alive)."""
     new = provider.issue(compromised)
     return new, ProviderAction(clock(), f"replacement {new.fingerprint} issued at {provider.name} (not deployed)")
-
-
-def revoke_compromised(provider: Provider, compromised: Secret, replacement: Secret, *,
-                       clock: Clock = utc_now) -> ProviderAction:
-    """Kill the compromised credential at the provider (Twilio: promote the replacement; Graph: revoke; SMTP: the
-    console). The returned time is when the provider call returned."""
-    provider.retire_old(compromised, replacement)
-    return ProviderAction(clock(), f"compromised {compromised.fingerprint} revoked at {provider.name}")

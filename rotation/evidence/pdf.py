@@ -86,8 +86,11 @@ class _Pipe:
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.append("--no-sandbox")  # Chromium refuses to run its sandbox as root
         # The child gets the pipe ends as fd 3 (commands) and 4 (answers), as --remote-debugging-pipe expects.
+        # Chromium puts its singleton socket under $TMPDIR; a long TMPDIR (pytest's tmp_path) passes the 108-byte
+        # limit of a Unix socket path and Chromium exits at once. The profile folder is short: it is $TMPDIR here.
+        env = {**os.environ, "TMPDIR": profile}
         self.process = subprocess.Popen(  # noqa: S603  (a browser found on PATH, arguments of our own)
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             pass_fds=(3, 4), preexec_fn=lambda: _as_fd_3_and_4(to_chrome_r, from_chrome_w))  # noqa: PLW1509
         os.close(to_chrome_r)
         os.close(from_chrome_w)
@@ -142,6 +145,12 @@ class _Pipe:
             self.process.wait()
 
 
+def _short_tmp() -> str | None:
+    """A short folder for Chromium's profile (see _Pipe): mkdtemp makes it 0700 with a random name."""
+    short = "/tmp"  # noqa: S108
+    return short if os.path.isdir(short) and os.access(short, os.W_OK) else None
+
+
 def render_pdf(page: Path, out: Path, running: Running, *, chromium: str | None = None) -> Path:
     """Print `page` (A4, the page's own @page margins, backgrounds) to `out` with the running header and footer."""
     if not page.is_file():
@@ -150,7 +159,7 @@ def render_pdf(page: Path, out: Path, running: Running, *, chromium: str | None 
     if browser is None:
         raise PdfError(f"no Chromium found (install chromium, or set ${CHROMIUM_ENV} to its path)")
     deadline = time.monotonic() + TIMEOUT_S
-    with tempfile.TemporaryDirectory(prefix="rotation-pdf-") as profile:
+    with tempfile.TemporaryDirectory(prefix="rotation-pdf-", dir=_short_tmp()) as profile:
         try:
             chrome = _Pipe(browser, profile)
         except OSError as exc:

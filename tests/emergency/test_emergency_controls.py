@@ -13,6 +13,7 @@ from tests.harness import SuiteRunner, read_evidence
 
 CONFIG = default_config()
 PROVIDER_CREDENTIALS = [c for c in CONFIG.credentials if c.provider != "database"]
+REVOKE_STEP = "When the compromised credential is revoked at the provider and a replacement issued"
 DB_KEY = next(c for c in CONFIG.credentials if c.provider == "database")
 DB_KEY_PROCEDURE_MERGED = hasattr(importlib.import_module("rotation.db_key.procedure"), "DbKeyRotation")
 NEEDS_DB_KEY_PROCEDURE = pytest.mark.skipif(not DB_KEY_PROCEDURE_MERGED,
@@ -42,14 +43,25 @@ def test_emergency_run_passes_untouched(suite: SuiteRunner) -> None:
 
 def test_compromised_credential_still_valid_after_revocation_fails_the_proof(suite: SuiteRunner) -> None:
     """One run for every provider credential (the provider keeps each revoked credential valid): each scenario fails
-    at the proof, and only there."""
+    once, and only there. The sabotage strikes after a revocation step: that scenario then fails at the proof. It
+    also sets the Twilio and Graph stand-ins to ignore revocations from then on, so a later Twilio/WhatsApp scenario
+    fails at the revocation itself, which waits for a definitive refusal (up to --revoke-wait) and never records one
+    it did not see. (SMTP: the sabotage re-adds only the current password, so SMTP fails at the proof.)"""
     selection = " or ".join(c.type for c in PROVIDER_CREDENTIALS)
     run = suite.run("-m", f"emergency and ({selection})", sabotage="emergency:revoked-token-still-valid")
     failed = {s.scenario: s for s in run.steps() if s.status == "failed"}
     assert sorted(failed) == sorted(f"Compromised {c.label}" for c in PROVIDER_CREDENTIALS), run.output[-3000:]
+    order = [t for t in CONFIG.emergency_order if t in {c.type for c in PROVIDER_CREDENTIALS}]
+    api_revoked = [t for t in order if t != CONFIG.credential("smtp").type]
     for credential in PROVIDER_CREDENTIALS:
         step = failed[f"Compromised {credential.label}"]
-        assert step.step == "Then the provider rejects the compromised credential"
+        if credential.type in api_revoked[1:]:  # the stand-in already ignores revocations
+            assert step.step == REVOKE_STEP, (credential.type, step.step)
+            assert f"the compromised {credential.label} sha256:" in str(step.error), step.error
+            assert "not revoked: still accepted at " in str(step.error), step.error
+            assert "run the same command again" in str(step.error), step.error
+            continue
+        assert step.step == "Then the provider rejects the compromised credential", (credential.type, step.step)
         assert f"{credential.provider}: the compromised credential sha256:" in str(step.error)
         assert "is still accepted after revocation" in str(step.error)
 

@@ -105,9 +105,10 @@ def rotation_emergency(*args: str, env: dict[str, str] | None = None) -> subproc
 
 
 CHANGE = ("--change-id", "CHG-4711", "--approver", "ciso@eventplanning.io")
+POLICY = Path(__file__).with_name("review-policy.yaml")
 STAKEHOLDERS = ("--notify-security", "sec@eventplanning.io", "--notify-sysadmins", "ops@eventplanning.io",
                 "--notify-compliance", "dpo@eventplanning.io")
-COMPLETE = (*CHANGE, "--compromised", f"smtp,{DB_KEY.type}", *STAKEHOLDERS, "--review-policy=/dev/null",
+COMPLETE = (*CHANGE, "--compromised", f"smtp,{DB_KEY.type}", *STAKEHOLDERS, f"--review-policy={POLICY}",
             "-m", "emergency")
 
 
@@ -224,7 +225,7 @@ def test_a_live_scheduled_run_gets_a_plan_and_the_same_guard(live: LiveLike) -> 
 def test_rotation_emergency_without_confirmation_prints_the_plan_and_changes_nothing(live: LiveLike) -> None:
     before = live.env_file.read_bytes()
     done = rotation_emergency(*live.options(*CHANGE, "--compromised", "smtp", *STAKEHOLDERS,
-                                            "--review-policy=/dev/null"))
+                                            f"--review-policy={POLICY}"))
     out = done.stdout + done.stderr
     assert done.returncode == 4, out[-3000:]
     assert "EMERGENCY ROTATION PLAN  target=live  change=CHG-4711" in out
@@ -235,7 +236,7 @@ def test_rotation_emergency_without_confirmation_prints_the_plan_and_changes_not
 
 def test_rotation_emergency_refuses_what_the_guard_refuses(live: LiveLike) -> None:
     before = live.env_file.read_bytes()
-    done = rotation_emergency(*live.options("--confirm-live", *CHANGE, *STAKEHOLDERS, "--review-policy=/dev/null"))
+    done = rotation_emergency(*live.options("--confirm-live", *CHANGE, *STAKEHOLDERS, f"--review-policy={POLICY}"))
     out = done.stdout + done.stderr
     assert done.returncode == 4, out[-3000:]
     assert "a live emergency run needs --compromised" in out
@@ -248,7 +249,7 @@ def test_rotation_emergency_refuses_what_the_guard_refuses(live: LiveLike) -> No
 def test_rotation_emergency_dry_run_changes_nothing(live: LiveLike) -> None:
     before = live.env_file.read_bytes()
     done = rotation_emergency(*live.options(*CHANGE, "--compromised", "all", *STAKEHOLDERS,
-                                            "--review-policy=/dev/null", "--confirm-live", "--dry-run"))
+                                            f"--review-policy={POLICY}", "--confirm-live", "--dry-run"))
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
     assert "dry run: the plan above was printed; nothing was changed" in out
@@ -268,3 +269,30 @@ def test_plan_order_and_parsing() -> None:
     assert not emergency.confirmed(False, {emergency.CONFIRM_ENV: "1"})
     assert emergency.dsn_summary("postgresql://eventuser:hunter2-secret@db.internal:5433/eventdb") == \
         "db.internal:5433/eventdb as eventuser"
+
+
+@pytest.mark.parametrize("policy", ["missing.yaml", "/dev/null"], ids=["missing", "not-a-policy"])
+def test_an_unusable_review_policy_is_refused_before_anything_changes(live: LiveLike, policy: str) -> None:
+    """A mistyped --review-policy is found before the first change (it used to be found after the DB key was
+    rotated): the guard refuses the confirmed run, naming the file, and .env is untouched."""
+    before = live.env_file.read_bytes()
+    done = rotation_emergency(*live.options("--confirm-live", *CHANGE, "--compromised", "smtp", *STAKEHOLDERS,
+                                            f"--review-policy={policy}"))
+    out = done.stdout + done.stderr
+    assert done.returncode == 4, out[-3000:]
+    assert "LIVE RUN REFUSED; nothing was changed" in out and "--review-policy: " in out, out[-3000:]
+    assert Path(policy).name in out.split("LIVE RUN REFUSED", 1)[1]
+    live.unchanged(before)
+
+
+def test_self_approval_is_refused_before_anything_changes(live: LiveLike) -> None:
+    """The approver is the operator (the configuration's [duties] does not allow it: rotation/core/duties.py): the
+    confirmed emergency is refused at start-up and nothing changes."""
+    before = live.env_file.read_bytes()
+    done = rotation_emergency(*live.options("--confirm-live", "--change-id", "CHG-4711", "--approver", "ops",
+                                            "--operator", "ops", "--compromised", "smtp", *STAKEHOLDERS,
+                                            f"--review-policy={POLICY}"))
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out[-3000:]
+    assert "the approver (ops) is the operator (ops)" in out, out[-3000:]
+    live.unchanged(before)

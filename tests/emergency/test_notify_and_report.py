@@ -50,7 +50,8 @@ def test_notification_is_delivered_to_every_stakeholder_over_verified_starttls(t
         assert received["tls"] and received["authenticated"]
         body = message_from_bytes(received["data"]).get_payload(decode=True).decode()
     assert len(STAKEHOLDERS.all()) == 3 and delivery.recipients == STAKEHOLDERS.all()
-    assert f"{TWILIO}: revoked 2026-11-25T21:00:02.500+00:00 (time to revoke 1.5 s)" in body
+    assert f"  - {TWILIO}: revoked and replaced (not yet logged)" in body
+    assert "revoked 2026-11-25T21:00:02.500+00:00 (time to revoke 1.5 s)" in body
     assert fingerprint(old) in body and old not in body and new not in body and password not in body
     assert "CHG-1" in str(msg["Subject"])
 
@@ -119,3 +120,53 @@ def test_a_resumed_rotation_keeps_the_interrupted_runs_start_and_revocation() ->
     assert outcome.outage_from == T0 + dt.timedelta(seconds=2)
     assert [e.at for e in record.timeline()][:2] == [T0, T0 + dt.timedelta(seconds=2)]
     assert outcome.time_to_revoke is not None and outcome.time_to_revoke > dt.timedelta(minutes=5)
+
+
+def test_the_notification_names_every_compromised_credential_with_its_status_and_says_when_the_incident_completes(
+        ) -> None:
+    """A failed or waiting credential is named, not left out; a later run that finishes it sends an update that says
+    the incident is complete."""
+    db_key, smtp = (default_config().credential(p).type for p in ("database", "smtp"))
+    record = IncidentRecord(started_at=T0, compromised=(db_key, smtp), change_id="CHG-2")
+    record.begin(db_key, "sha256:old-key")
+    record.revoked(db_key, "sha256:new-key", "the compromised key opens no value")
+    record.finished(db_key)
+    record.begin(smtp, "sha256:old-password")
+    record.waiting(smtp, "not revoked: still accepted at T (235) after 3 check(s) over 2s")
+    first = notify.compose(record, STAKEHOLDERS, change_id="CHG-2", operator="ops", approver="ciso")
+    body = first.get_content()
+    assert f"  - {db_key}: revoked and replaced" in body
+    assert f"  - {smtp}: waiting for the operator to revoke it at the provider's console" in body
+    assert "incident IN PROGRESS" in body and "(in progress)" in str(first["Subject"])
+    assert db_key in str(first["Subject"]) and smtp in str(first["Subject"])
+
+    record.runs += [{"run": 1}, {"run": 2}]  # the rerun after the operator revoked the password
+    record.revoked(smtp, "sha256:new-password", "provider rejects the compromised credential (535/5.7.8)")
+    record.finished(smtp)
+    update = notify.compose(record, STAKEHOLDERS, change_id="CHG-2", operator="ops", approver="ciso")
+    assert str(update["Subject"]).startswith("[SECURITY] UPDATE Emergency credential rotation CHG-2 (complete)")
+    assert f"  - {smtp}: revoked and replaced" in update.get_content() and "incident COMPLETE" in update.get_content()
+
+
+def test_the_security_measures_review_is_recorded_as_the_operator_declared_it(tmp_path: Path) -> None:
+    """The runbook's "Review Security Measures": who reviewed the firewall rules, access controls and monitoring,
+    when, with what outcome, from --incident-notes; an area nobody declared reads "not recorded" (never "ok"); an
+    entry without who/when/outcome is refused."""
+    notes = tmp_path / "notes.yaml"
+    notes.write_text("root_cause: token in a gist\npreventive_measures: [secret scanning]\nsecurity_review:\n"
+                     "  - {area: firewall rules, who: alice, when: '2026-11-25T22:00Z', outcome: no change needed}\n"
+                     "  - {area: monitoring, who: bob, when: '2026-11-25T22:30Z', outcome: 401 alert added}\n")
+    narrative = post_incident.load_narrative(notes)
+    assert narrative.security_rows() == [
+        ("firewall rules", "alice", "2026-11-25T22:00Z", "no change needed"),
+        ("access controls", "-", "-", "not recorded"),
+        ("monitoring", "bob", "2026-11-25T22:30Z", "401 alert added")]
+    record = rotated_record(generate_key().reveal(), generate_key().reveal())
+    audit = post_incident.AuditResult(T0 - dt.timedelta(hours=1), T0, ("client",), "SELECT ...", [])
+    context = post_incident.IncidentContext(audit.start, audit.end, "ops", "ciso", "CHG-1", "staging")
+    text = post_incident.render(record, context, audit, narrative)
+    assert "## Security measures reviewed (as declared by the operator)" in text
+    assert "| access controls | - | - | not recorded |" in text and "| monitoring | bob |" in text
+    notes.write_text("security_review:\n  - {area: firewall rules, who: alice}\n")
+    with pytest.raises(post_incident.IncidentInputError, match="lacks when, outcome"):
+        post_incident.load_narrative(notes)
