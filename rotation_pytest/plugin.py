@@ -10,6 +10,7 @@
     progress     one line per step for live and emergency runs
     emergency    the incident record and the emergency selection (--compromised)
     practices    monitoring, Best Practices and troubleshooting fixtures (alert mail, app repository, history)
+    safe_state   SIGINT/SIGTERM stop at a safe point; the one line saying where a rotation stands, what next
     bdd          private pytest / pytest-bdd internals (imported by the others, not a plugin itself)
 """
 
@@ -24,4 +25,5 @@ pytest_plugins = [
     "rotation_pytest.evidence",
     "rotation_pytest.run_context",
     "rotation_pytest.live_guard",
+    "rotation_pytest.safe_state",
 ]

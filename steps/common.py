@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pytest_bdd import given, then, when
 
 from rotation.core import prerequisites
@@ -16,13 +18,14 @@ def backed_up(deployment: Deployment, evidence: Evidence) -> None:
 
 
 @given("the system is healthy before the rotation")
-def healthy_before(deployment: Deployment, scenario_credential: Credential | None, evidence: Evidence) -> None:
-    prerequisites.healthy_before(deployment, scenario_credential, evidence)
+def healthy_before(deployment: Deployment, scenario_credential: Credential | None, evidence: Evidence,
+                   notice: Callable[[str], None]) -> None:
+    prerequisites.healthy_before(deployment, scenario_credential, evidence, notice)
 
 
 @when("the application services are stopped")
-def app_stopped(deployment: Deployment, evidence: Evidence) -> None:
-    prerequisites.stop_app(deployment, evidence)
+def app_stopped(deployment: Deployment, scenario_credential: Credential | None, evidence: Evidence) -> None:
+    prerequisites.stop_app(deployment, evidence, scenario_credential)
 
 
 @when("the application services are started")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from pytest_bdd import given, parsers, then, when
 
@@ -10,18 +12,27 @@ from rotation.core.preflight import RunContext
 from rotation.core.proof import Evidence
 from rotation.db_key.preflight import DbKeyPreflight
 from rotation.db_key.procedure import DbKeyRotation
+from rotation_pytest.safe_state import next_command, operator_notice, say_safe_state
 
 REASON = "Scheduled 90-day rotation"
 
 
 @pytest.fixture
-def db_key_rotation(deployment: Deployment, pytestconfig: pytest.Config, run_context: RunContext) -> DbKeyRotation:
-    return DbKeyRotation(deployment, reason=pytestconfig.getoption("reason") or REASON, scheduled=True,
-                         workers=pytestconfig.getoption("workers"),
-                         abandon_pending=pytestconfig.getoption("abandon_pending"),
-                         staged=not pytestconfig.getoption("stop_the_world"),
-                         max_rate=pytestconfig.getoption("max_rate"), run=run_context,
-                         leave_unreadable=pytestconfig.getoption("leave_unreadable"))
+def db_key_rotation(deployment: Deployment, pytestconfig: pytest.Config, run_context: RunContext,
+                    evidence: Evidence) -> Iterator[DbKeyRotation]:
+    """The rotation; when the scenario ends (passed, failed, Ctrl-C, SIGTERM) it is put in its safe state and the
+    run says which, in one line with the next command."""
+    rotation = DbKeyRotation(deployment, reason=pytestconfig.getoption("reason") or REASON, scheduled=True,
+                             workers=pytestconfig.getoption("workers"),
+                             abandon_pending=pytestconfig.getoption("abandon_pending"),
+                             staged=not pytestconfig.getoption("stop_the_world"),
+                             max_rate=pytestconfig.getoption("max_rate"), run=run_context,
+                             leave_unreadable=pytestconfig.getoption("leave_unreadable"),
+                             notify=operator_notice(pytestconfig))
+    yield rotation
+    settled = rotation.settle(evidence, next_command=next_command(pytestconfig))
+    say_safe_state(pytestconfig, settled.line, warnings=rotation.warnings,
+                   source="rotation.db_key.safe_state, at the end of the scenario")
 
 
 @pytest.fixture

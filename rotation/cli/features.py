@@ -10,7 +10,12 @@ names is the feature text that ran.
 from __future__ import annotations
 
 import argparse
+import re
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
+
+from rotation.evidence.recorder import strip_url_passwords
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,7 +73,7 @@ def forwarded(args: argparse.Namespace) -> list[str]:
     return out + [flag for flag, _ in LIVE_FLAGS if getattr(args, flag[2:].replace("-", "_"))]
 
 
-def run_features(*pytest_args: str) -> int:
+def run_features(*pytest_args: str, plugins: tuple[object, ...] = ()) -> int:
     """Run the project's features through pytest with the suite's own configuration and rootdir."""
     import pytest  # the commands that run features are the only part of the library that needs it
 
@@ -78,10 +83,46 @@ def run_features(*pytest_args: str) -> int:
         return 2
     pdf = [] if any(a.startswith("--evidence-pdf") for a in pytest_args) else ["--evidence-pdf=auto"]
     return int(pytest.main(["-c", str(PROJECT_ROOT / "pytest.ini"), "--rootdir", str(PROJECT_ROOT), *pdf,
-                            *pytest_args, str(PROJECT_ROOT / "steps")]))
+                            *pytest_args, str(PROJECT_ROOT / "steps")], plugins=list(plugins)))
+
+
+class NextStep:
+    """Handed to the run by the operator's command: the run says here, in one line, where the rotation stands and
+    which command to run next (the same line its evidence records), and the command prints it last."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command      # the command that takes the rotation up, as the operator typed this one
+        self.line: str | None = None
+        self.warnings: tuple[str, ...] = ()
+
+    def said(self, line: str, warnings: Sequence[str] = ()) -> None:
+        self.line, self.warnings = line, tuple(warnings)
+
+
+_DSN_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def resume_command(args: argparse.Namespace, *extra: str) -> str:
+    """This command with `resume` for its action, its options as given (a DSN's password masked: the operator
+    supplies it again as before, e.g. from $ROTATION_DSN or ~/.pgpass)."""
+    words = ["rotation", str(getattr(args, "command", "db-key"))] + (["resume"] if hasattr(args, "action") else [])
+    for flag, _, _ in LIVE_OPTIONS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            text = strip_url_passwords(_DSN_PASSWORD.sub(r"\1***", str(value))) if flag == "--dsn" else str(value)
+            words.append(f"{flag}={text}")
+    words += [flag for flag, _ in LIVE_FLAGS if getattr(args, flag[2:].replace("-", "_"))]
+    return shlex.join([*words, *extra])
 
 
 def run_live(selection: str, args: argparse.Namespace, *extra: str) -> int:
-    """The scenarios `selection` (a -m expression) on the live systems, with the operator's options."""
-    return run_features("--target=live", "-m", selection, *forwarded(args), *extra,
-                        *getattr(args, "unknown_args", []))
+    """The scenarios `selection` (a -m expression) on the live systems, with the operator's options. The run's last
+    line says where the rotation stands and the command to run next (see NextStep)."""
+    next_step = NextStep(resume_command(args, *extra))
+    code = run_features("--target=live", "-m", selection, *forwarded(args), *extra,
+                        *getattr(args, "unknown_args", []), plugins=(next_step,))
+    for warning in next_step.warnings:
+        print(warning, flush=True)
+    if next_step.line:
+        print(next_step.line, flush=True)
+    return code

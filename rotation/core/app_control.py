@@ -5,11 +5,15 @@ Staging drives the app stand-in; live runs what the operator configures (e.g. `s
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import shlex
+import socket
 import subprocess
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -195,3 +199,76 @@ def _proc_start(pid: int, what: str) -> ProcessStart | None:
     ticks = int(fields[19])  # field 22 of the whole line; fields here start at field 3
     since = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
     return ProcessStart(time.time() - since, f"{what}, start time from /proc/{pid}/stat", f"{pid}@{ticks}")
+
+
+# --- the app a run stopped ------------------------------------------------------------------------------------------
+# A run that stops the app leaves a record beside .env until the app is started again and answers healthy, so a run
+# killed in between (kill -9, power loss, a start command that died) leaves a trace the next run reads: it names the
+# run that stopped the app and starts it again when that run's rotation is no longer in progress. One mechanism for
+# every procedure (DB key, providers, emergency): `stop_app` / `start_app` / `stopped_by`.
+STOP_RECORD = ".rotation-app-stopped.json"
+
+
+@dataclass(frozen=True)
+class StopRecord:
+    run: str          # the run that stopped the app (its evidence run id)
+    credential: str   # the credential whose rotation stopped it (its state decides whether the app may start)
+    operator: str
+    host: str
+    pid: int
+    at: str           # ISO 8601, UTC
+    command: str
+
+    def line(self) -> str:
+        return (f"run {self.run} ({self.operator}, pid {self.pid} on {self.host}, rotating {self.credential}) "
+                f"at {self.at}")
+
+
+def stop_record_path(env_file: Path) -> Path:
+    return env_file.with_name(STOP_RECORD)
+
+
+def stopped_by(env_file: Path) -> StopRecord | None:
+    """The run that stopped the app and has not seen it healthy since, if any."""
+    path = stop_record_path(env_file)
+    try:
+        data = json.loads(path.read_text())
+        return StopRecord(**{k: data[k] for k in StopRecord.__dataclass_fields__})
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return StopRecord("unknown (unreadable record)", "unknown", "unknown", "unknown", 0, "unknown", "")
+
+
+def stop_app(commands: AppCommands, env_file: Path, *, run_id: str, credential: str, operator: str) -> Health:
+    """Record who stops the app (first: a kill during the stop leaves the record), run the stop command, wait until
+    the health endpoint no longer answers healthy. Returns the last answer."""
+    record = StopRecord(run_id, credential, operator, socket.gethostname(), os.getpid(),
+                        dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), commands.stop)
+    _write_record(stop_record_path(env_file), json.dumps(asdict(record), indent=2))
+    run(commands.stop)
+    return wait_for_health(commands.health_url, healthy=False, timeout_s=commands.health_timeout_s)
+
+
+def start_app(commands: AppCommands, env_file: Path) -> Health:
+    """Run the start command and wait for the app to answer healthy; only then is the stop record removed. A start
+    command that fails raises AppControlError and leaves the record for the next run."""
+    run(commands.start)
+    result = wait_for_health(commands.health_url, timeout_s=commands.health_timeout_s)
+    if result.healthy:
+        stop_record_path(env_file).unlink(missing_ok=True)
+    return result
+
+
+def _write_record(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

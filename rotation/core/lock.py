@@ -192,8 +192,11 @@ class RunLock:
     def _delete_record(self, conn: psycopg.Connection | None) -> None:
         delete = "DELETE FROM rotation_runbook.run_lock WHERE lock_name = %s AND run_id = %s"
         if conn is not None and _usable(conn):
-            conn.execute(delete, (LOCK_NAME, self.run_id))
-            return
+            try:
+                conn.execute(delete, (LOCK_NAME, self.run_id))
+                return
+            except psycopg.OperationalError:
+                pass  # its session died with a database restart (psycopg learns it only now): a fresh one deletes it
         with connect(self.dsn, autocommit=True) as fresh:
             fresh.execute(delete, (LOCK_NAME, self.run_id))
 

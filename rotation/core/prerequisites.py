@@ -11,13 +11,16 @@ already in progress (the app may be stopped by the run that was interrupted) rec
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rotation.core import app_control, app_proof, envfile, state
 from rotation.core.config import Credential
 from rotation.core.deployment import Deployment
-from rotation.core.proof import Evidence, require
+from rotation.core.proof import CheckFailed, Evidence, require
 
 
 def back_up(deployment: Deployment, evidence: Evidence) -> Path:
@@ -29,20 +32,54 @@ def back_up(deployment: Deployment, evidence: Evidence) -> Path:
     return path
 
 
-def healthy_before(deployment: Deployment, credential: Credential | None, evidence: Evidence) -> None:
+def healthy_before(deployment: Deployment, credential: Credential | None, evidence: Evidence,
+                   notify: Callable[[str], None] | None = None) -> None:
     """The app is healthy before the rotation, unless this credential's rotation is already in progress (a rerun
     after a crash): then the run that started it checked, and this one says so."""
     current = state.load(deployment.env_file, credential.type) if credential else None
+    stopped = app_control.stopped_by(deployment.env_file)
     if current is not None and current.in_progress:
-        evidence.record("resuming a rotation in progress", {"rotation": current.rotation_id, "last step done":
-                                                            current.step, "started": current.started_at},
-                        source=f"{state.state_path(deployment.env_file).name}: the health check before this rotation "
-                               "was made by the run that started it")
+        evidence.record("resuming a rotation in progress", {
+            "rotation": current.rotation_id, "last step done": current.step, "started": current.started_at,
+            "app": f"stopped by {stopped.line()}, which did not start it again; this run takes the rotation up "
+                   "with the app stopped" if stopped else "not stopped by a run"},
+            source=f"{state.state_path(deployment.env_file).name}: the health check before this rotation "
+                   f"was made by the run that started it; {app_control.STOP_RECORD}")
         return
+    if stopped is not None and not _in_progress(deployment, stopped.credential):
+        start_stopped_app(deployment, stopped, evidence, notify)
     result = app_control.health(deployment.app.health_url)
     evidence.record("health before", {"status": result.status_code, "body": result.body},
                     source=f"GET {deployment.app.health_url}")
     require(result.healthy, f"the app is not healthy before the rotation: HTTP {result.status_code}")
+
+
+def _in_progress(deployment: Deployment, credential: str) -> bool:
+    current = state.load(deployment.env_file, credential)
+    return current is not None and current.in_progress
+
+
+def start_stopped_app(deployment: Deployment, stopped: app_control.StopRecord, evidence: Evidence,
+                      notify: Callable[[str], None] | None = None) -> None:
+    """An earlier run stopped the app and died before starting it (kill -9, a start command that was killed); its
+    rotation is not in progress any more, so the app must run again on what .env holds: start it, saying so."""
+    say = notify or (lambda line: print(line, file=sys.__stderr__, flush=True))
+    say(f"the app was stopped by {stopped.line()}, which did not start it again: starting it")
+    try:
+        result = app_control.start_app(deployment.app, deployment.env_file)
+    except app_control.AppControlError as exc:
+        raise CheckFailed(f"the app was stopped by {stopped.line()}, which did not start it again, and "
+                          f"`{deployment.app.start}` failed: {exc}") from None
+    evidence.record("application started: an earlier run had stopped it", {
+        "stopped by": stopped.line(), "health": result.status_code or "no answer"},
+        source=f"{app_control.STOP_RECORD} beside {deployment.env_file.name}; {deployment.app.start}; "
+               f"GET {deployment.app.health_url}")
+
+
+def run_id_of(evidence: Evidence) -> str:
+    """The evidence run id of this run (the recorder's journal names it), else this process."""
+    meta = getattr(getattr(evidence, "journal", None), "meta", None)
+    return str(getattr(meta, "run_id", "") or f"pid {os.getpid()}")
 
 
 _STOP_ISSUED: dict[Path, float] = {}  # .env -> when this process last issued the app's stop command (epoch s)
@@ -53,24 +90,27 @@ def stop_issued_at(env_file: Path) -> float | None:
     return _STOP_ISSUED.get(env_file)
 
 
-def stop_app(deployment: Deployment, evidence: Evidence) -> None:
-    """Stop the app and wait until its health endpoint no longer answers healthy. Stopping a stopped app is fine.
-    The moment the stop command is issued is kept (stop_issued_at): the downtime window opens there."""
+def stop_app(deployment: Deployment, evidence: Evidence, credential: Credential | None = None) -> None:
+    """Stop the app and wait until its health endpoint no longer answers healthy. Stopping a stopped app is fine. A
+    record beside .env names this run until the app is started healthy again (app_control.stop_app). The moment the
+    stop command is issued is kept (stop_issued_at): the downtime window opens there."""
     issued = time.time()
     _STOP_ISSUED[deployment.env_file] = issued
-    app_control.run(deployment.app.stop)
-    result = app_control.wait_for_health(deployment.app.health_url, healthy=False,
-                                         timeout_s=deployment.app.health_timeout_s)
+    result = app_control.stop_app(deployment.app, deployment.env_file, run_id=run_id_of(evidence),
+                                  credential=credential.type if credential else "none",
+                                  operator=deployment.operator)
     evidence.record("application stopped", {
-        "health": result.status_code or "no answer",
+        "health": result.status_code or "no answer", "recorded in": app_control.STOP_RECORD,
         "stop command issued": dt.datetime.fromtimestamp(issued, dt.UTC).isoformat(timespec="milliseconds")},
         source=deployment.app.stop)
     require(not result.healthy, f"the app still answers healthy after `{deployment.app.stop}`")
 
 
 def start_app(deployment: Deployment, evidence: Evidence) -> None:
-    app_control.run(deployment.app.start)
-    evidence.record("application started", {"command": deployment.app.start}, source=deployment.app.start)
+    result = app_control.start_app(deployment.app, deployment.env_file)
+    evidence.record("application started", {"command": deployment.app.start,
+                                            "health": result.status_code or "no answer"},
+                    source=deployment.app.start)
 
 
 def restart_app(deployment: Deployment, evidence: Evidence) -> None:

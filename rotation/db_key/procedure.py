@@ -30,13 +30,14 @@ import datetime as dt
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import psycopg
 
-from rotation.core import app_control, app_proof, envfile, prerequisites, runbook_schema, state
+from rotation.core import app_control, app_proof, envfile, prerequisites, runbook_schema, signals, state
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
 from rotation.core.keys import WeakSecretError, check_strength, generate_key
@@ -46,10 +47,11 @@ from rotation.core.preflight import RunContext
 from rotation.core.proof import CheckFailed, Evidence, record_exception, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
 from rotation.core.secret import Secret
-from rotation.db_key import fernet, populations, readiness, staged, stopped, sweep, unopened
+from rotation.db_key import fernet, populations, readiness, safe_state, staged, stopped, sweep, unopened
 from rotation.db_key.reencrypt import (
     DEFAULT_CIPHER_OPTIONS,
     JobResult,
+    JobSummary,
     Progress,
     ReencryptionError,
     TableSpec,
@@ -73,6 +75,7 @@ from rotation.db_key.verify import (
 )
 
 CREDENTIAL = "db_encryption_key"
+SETTLE_DB_WAIT_S = 60.0  # how long the end of a run waits for a restarting database before saying it cannot tell
 T = TypeVar("T")
 
 KEYS = ("keys: loaded into the session temp table pg_temp.rotation_key with COPY FROM STDIN and read as "
@@ -134,7 +137,7 @@ class DbKeyRotation:
     def __init__(self, deployment: Deployment, *, reason: str, workers: int | None = None,
                  abandon_pending: bool = False, scheduled: bool = False, staged: bool = False,
                  max_rate: float | None = None, run: RunContext | None = None,
-                 leave_unreadable: bool = False) -> None:
+                 leave_unreadable: bool = False, notify: Callable[[str], None] | None = None) -> None:
         self.deployment = deployment
         # where the evidence goes, what signs it, and the run lock; a library caller without one takes no lock
         self.run = run or RunContext()
@@ -152,6 +155,8 @@ class DbKeyRotation:
         self._window_from = "app proven stopped"
         # values no key opens: refused before the app stops (scheduled), or left byte for byte as found (emergency)
         self.leave_unreadable = leave_unreadable
+        self.notify = notify or _to_stderr  # a line for the operator now (the plugin shows it past the capture)
+        self.warnings: list[str] = []       # said again at the end of the run, beside its one-line safe state
 
     # --- what the rotation works on ---------------------------------------------------------------------------------
     @property
@@ -396,18 +401,26 @@ class DbKeyRotation:
         self._stopped_at = issued if issued is not None else time.time()
         self._window_from = "stop command issued" if self._stopped_at == issued else "app proven stopped"
         before = envfile.get_secret(self.env_file, self.credential.env)
-        if before != keys.new:
-            require(before == keys.old, f"{self.env_file.name} holds {self.credential.env} {before.fingerprint}, "
-                                        f"neither the old key {keys.old.fingerprint} nor the new one "
-                                        f"{keys.new.fingerprint}: find out who changed it before going on")
-            envfile.set_value(self.env_file, self.credential.env, keys.new)
-        state.advance(self.env_file, self.credential.type, "set")
-        state.discard_pending(self.env_file, self.credential.type)  # .env holds it now
+        written: envfile.EnvWrite | None = None
+        with signals.deferred():  # .env and the state change together, whatever signal arrives
+            if before != keys.new:
+                require(before == keys.old, f"{self.env_file.name} holds {self.credential.env} {before.fingerprint}, "
+                                            f"neither the old key {keys.old.fingerprint} nor the new one "
+                                            f"{keys.new.fingerprint}: find out who changed it before going on")
+                written = envfile.set_value(self.env_file, self.credential.env, keys.new)
+            state.advance(self.env_file, self.credential.type, "set")
+            state.discard_pending(self.env_file, self.credential.type)  # .env holds it now
+        warning = written.warning() if written else None
+        if warning:
+            self.warnings.append(warning)
+            self.notify(warning)
         evidence.record(".env updated" if before != keys.new else ".env already holds the new key", {
             "rotation": keys.rotation_id, self.credential.env: keys.new.fingerprint, "replaces": keys.old.fingerprint,
-            "app": f"stopped (health: {health.status_code or 'no answer'}; sessions of its role: {sessions})"},
-            source=f"{self.env_file.name}: {self.credential.env}='<new key>' written to a temp file, fsync, rename "
-                   f"(mode 0600), read back with python-dotenv; GET {url} and pg_stat_activity before the write")
+            "app": f"stopped (health: {health.status_code or 'no answer'}; sessions of its role: {sessions})",
+            **(written.as_evidence() if written else {}), **({"warning": warning} if warning else {})},
+            source=f"{self.env_file.name}: {self.credential.env}='<new key>' written to a temp file beside the file "
+                   "it replaces (a symlink's target), fsync, rename (mode 0600), read back with python-dotenv; the "
+                   f"mode found by stat before the write; GET {url} and pg_stat_activity before the write")
 
     def check_env(self, evidence: Evidence) -> None:
         """Then: .env has mode 0600, every other setting as in the backup that holds the old key, and the new key."""
@@ -501,15 +514,105 @@ class DbKeyRotation:
     def _put_old_key_back(self, keys: RotationKeys, evidence: Evidence) -> None:
         """The re-encryption failed before any value moved: .env must not be left with a key that opens no value.
         The new key goes back to the PENDING file, .env gets the old one, the state is at `create` again."""
-        state.write_pending(self.env_file, self.credential.type, keys.new)
-        envfile.set_value(self.env_file, self.credential.env, keys.old)
-        state.rewind(self.env_file, self.credential.type, "create")
+        with signals.deferred():  # the pending file, .env and the state change together
+            state.write_pending(self.env_file, self.credential.type, keys.new)
+            written = envfile.set_value(self.env_file, self.credential.env, keys.old)
+            state.rewind(self.env_file, self.credential.type, "create")
         evidence.record(".env put back to the old key", {
             "rotation": keys.rotation_id, self.credential.env: keys.old.fingerprint,
-            "pending": keys.new.fingerprint, "why": "the re-encryption stopped before any value was under the new key"},
+            "pending": keys.new.fingerprint, "why": "the rotation stopped before any value was under the new key",
+            **written.as_evidence()},
             source=f"{self.env_file.name} rewritten (temp file, fsync, rename); "
                    f"{state.pending_path(self.env_file, self.credential.type).name} (0600); "
                    f"{state.state_path(self.env_file).name}: step create")
+
+    # --- the end of every run: one of the safe states (rotation.db_key.safe_state) ------------------------------
+    def settle(self, evidence: Evidence, *, next_command: str = safe_state.DEFAULT_NEXT) -> safe_state.SafeState:
+        """Bring the run to its safe state and say which in one line. Nothing moved: .env gets the old key back and
+        the app is started and proven healthy on it. Data moved: left as it is for `resume`. Runs at the end of every
+        run (the scenario's teardown, also after Ctrl-C or SIGTERM); never raises, and a signal that arrives
+        meanwhile is held until it is done."""
+        with signals.shielded():
+            try:
+                result = self._settle(evidence, next_command)
+            except Exception as exc:  # noqa: BLE001  (the operator must get the line whatever happened)
+                text = f"{type(exc).__name__}: {exc}"
+                result = safe_state.SafeState("unknown", False, "UNKNOWN: where the rotation stands could not be "
+                                              f"told ({text}). Next: `{next_command}` once that is fixed.",
+                                              {"safe state": "unknown", "error": text})
+        evidence.record("where the rotation stands", {**result.detail, "reached": result.reached,
+                                                      "next step": result.line},
+                        source=f"{state.state_path(self.env_file).name} (four-step state), the re-encryption jobs "
+                               "towards the pending key (rotation_runbook.reencrypt_job/_range: rows_done, status), "
+                               f"{self.env_file.name} by fingerprint, GET {self.deployment.app.health_url}, "
+                               f"{app_control.STOP_RECORD}; rule: rotation.db_key.safe_state.decide")
+        return result
+
+    def _settle(self, evidence: Evidence, next_command: str) -> safe_state.SafeState:
+        progress = state.load(self.env_file, self.credential.type)
+        jobs, why = self._jobs_when_answering(progress)
+        kind = safe_state.decide(progress, jobs)
+        keys = self._current_keys() if progress is not None else None
+        if kind == "nothing moved" and keys is not None and self._env_fp() == keys.new.fingerprint:
+            self._put_old_key_back(keys, evidence)
+        app, app_ok = self._app_in_safe_state(kind)
+        return safe_state.describe(kind, rotation=keys.rotation_id if keys else None, env_key=self._env_fp(),
+                                   old_fp=keys.old.fingerprint if keys else None,
+                                   new_fp=keys.new.fingerprint if keys else None, app=app, app_ok=app_ok,
+                                   moved=safe_state.values_moved(jobs) if jobs else None,
+                                   next_command=next_command, why_unknown=why)
+
+    def _env_fp(self) -> str:
+        try:
+            return envfile.get_secret(self.env_file, self.credential.env).fingerprint
+        except envfile.EnvFileError:
+            return "no key python-dotenv can read (see the error above)"
+
+    def _jobs_when_answering(self, progress: state.RotationState | None) -> tuple[list[JobSummary] | None, str]:
+        """The jobs towards the pending key; the database is given SETTLE_DB_WAIT_S to come back (a restart during
+        the cutover), else None and why."""
+        if progress is None or not progress.in_progress or not progress.pending_fp:
+            return [], ""
+        deadline, said = time.monotonic() + SETTLE_DB_WAIT_S, False
+        while True:
+            try:
+                with connect(self.deployment.dsn) as conn:
+                    return jobs_towards(conn, progress.pending_fp), ""
+            except psycopg.OperationalError as exc:
+                if time.monotonic() >= deadline:
+                    return None, f"{type(exc).__name__} for {SETTLE_DB_WAIT_S:.0f} s"
+                if not said:
+                    self.notify(f"the database does not answer: waiting up to {SETTLE_DB_WAIT_S:.0f} s to tell "
+                                "whether any value moved")
+                    said = True
+                time.sleep(1)
+
+    def _app_in_safe_state(self, kind: safe_state.Kind) -> tuple[str, bool]:
+        """What the app is doing, in words, and whether that is as the safe state needs. Where the app should run on
+        the key .env holds (every state but data moved and unknown), an app a run stopped is started and proven."""
+        app = self.deployment.app
+        stopped = app_control.stopped_by(self.env_file)
+        health = app_control.health(app.health_url)
+        if kind in ("data moved", "unknown"):
+            if health.healthy:
+                return f"the app is running (healthy at {app.health_url})", True
+            return "the app is stopped" + (f" (stopped by {stopped.line()})" if stopped else ""), True
+        started = ""
+        if not health.healthy and stopped is not None:
+            try:
+                health = app_control.start_app(app, self.env_file)
+                started = f"was started again by this run (stopped by {stopped.line()}) and "
+            except app_control.AppControlError as exc:
+                return f"the app did not start: {exc}", False
+        if not health.healthy:
+            return f"the app is not healthy at {app.health_url} (HTTP {health.status_code or 'no answer'})", False
+        if kind == "nothing moved" and app_proof.proof_method(app) in ("probe (URL)", "probe (command)"):
+            key = envfile.get_secret(self.env_file, self.credential.env)
+            proof = app_proof.probe_key(app, self.deployment.config, self.deployment.dsn, key)
+            if not proof.proven:
+                return f"the app {started}is healthy but does not read its data with that key: {proof.why}", False
+            return f"the app {started}is running on it (healthy, and its probe read a value under that key)", True
+        return f"the app {started}is running (healthy at {app.health_url})", True
 
     def _record_job(self, evidence: Evidence, spec: TableSpec, result: JobResult, extra: dict[str, object],
                     source: str) -> None:
@@ -842,6 +945,10 @@ def _progress_line(what: str) -> staged.ProgressCallback:
     def show(progress: Progress) -> None:
         print(f"{what}: {progress.line().replace('re-encrypted', 'staged')}", file=sys.__stderr__, flush=True)
     return show
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.__stderr__, flush=True)
 
 
 def _utc(moment: dt.datetime) -> str:

@@ -465,14 +465,17 @@ def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: T
                   for lo in (False, True) for hi in (False, True)}
     apply = _apply_statement(spec, key_type) if split else None
 
+    cancelled = threading.Event()  # the run was interrupted: each worker stops after the page it is on commits
+
     def worker() -> None:
         with connect(dsn, keys=keys) as conn:
-            while True:
+            while not cancelled.is_set():
                 try:
                     range_no = work.get_nowait()
                 except queue.Empty:
                     return
-                _drain_range(conn, statements, {**params, "range": range_no}, counter, spec, guard, apply)
+                _drain_range(conn, statements, {**params, "range": range_no}, counter, spec, guard, apply,
+                             cancelled)
 
     stop = threading.Event()
     reporter = threading.Thread(target=_report, daemon=True,
@@ -481,8 +484,12 @@ def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: T
     try:
         threads = max(1, min(workers, len(job.todo) or 1))
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            for f in [pool.submit(worker) for _ in range(threads)]:
-                f.result()
+            try:
+                for f in [pool.submit(worker) for _ in range(threads)]:
+                    f.result()
+            except BaseException:  # Ctrl-C, SIGTERM, a worker's error: no new range after the current pages
+                cancelled.set()
+                raise
     finally:
         stop.set()
         reporter.join()
@@ -512,7 +519,7 @@ WHERE job_id = %(job)s AND range_no = %(range)s
 
 def _drain_range(conn: psycopg.Connection, statements: dict[tuple[bool, bool], sql.Composed],
                  params: dict[str, object], counter: _Counter, spec: TableSpec, guard: TriggerGuard,
-                 apply: sql.Composed | None = None) -> None:
+                 apply: sql.Composed | None = None, cancelled: threading.Event | None = None) -> None:
     """Batches until the range is done. Each transaction locks the range's checkpoint row (so two runs never work one
     range at once), keeps the table's triggers quiet, re-encrypts one page and advances the checkpoint: all of it
     commits, or none. With `apply` (the owner way), the page's expensive part (decrypt, encrypt, digests) runs
@@ -546,7 +553,7 @@ def _drain_range(conn: psycopg.Connection, statements: dict[tuple[bool, bool], s
         except psycopg.Error as exc:
             raise ReencryptionError(_describe_failed_batch(conn, spec, params, exc, guard)) from _without_params(exc)
         counter.add(count)
-        if done:
+        if done or (cancelled is not None and cancelled.is_set()):
             return
 
 

@@ -424,7 +424,7 @@ class DbKeyEmergency:
 
     # When the application services are stopped so that nothing reads with the compromised key
     def stop_app(self, evidence: Evidence) -> None:
-        prerequisites.stop_app(self.deployment, evidence)
+        prerequisites.stop_app(self.deployment, evidence, self.credential)
         self.incident.outage(self.credential.type, "application stopped: nothing reads with the compromised key")
 
     # When a replacement database encryption key is generated

@@ -80,7 +80,7 @@ def rotate_db_key(rotation: KeyRotation, deployment: Deployment, credential: Cre
     rotation.generate_key(evidence)
     evidence.register_secret(rotation.old_key)
     evidence.register_secret(rotation.new_key)
-    prerequisites.stop_app(deployment, evidence)
+    prerequisites.stop_app(deployment, evidence, credential)
     rotation.write_env(evidence)
     rotation.check_env(evidence)
     rotation.reencrypt(evidence)
