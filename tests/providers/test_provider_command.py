@@ -229,6 +229,8 @@ def test_a_crash_during_the_restart_leaves_the_stop_record_and_the_rerun_starts_
     stopped = app_control.stopped_by(pw.env_file)
     assert stopped is not None and stopped.credential == credential_of(provider).type, stopped
     assert pw.in_env(provider) != old  # .env was updated before the restart: the app must start on the new one
+    recorded = state.load(pw.env_file, credential_of(provider).type)
+    assert recorded is not None and recorded.in_progress, recorded
     if provider == "smtp":
         pw.standins.smtp.remove_password(old)  # meanwhile the operator revoked the old password at the provider
 
@@ -240,10 +242,10 @@ def test_a_crash_during_the_restart_leaves_the_stop_record_and_the_rerun_starts_
     started = [e["value"] for e in read_evidence(again.run_folder)
                if e["type"] == "evidence" and e["name"] == RESTARTED_BY_THE_RERUN]
     assert len(started) == 1 and f"run {stopped.run} " in str(started[0]["stopped by"]), started
-    assert rotation_ids(first) == rotation_ids(again) and len(rotation_ids(again)) == 1
+    assert rotation_ids(again) == {recorded.rotation_id}
     assert app_control.stopped_by(pw.env_file) is None
     assert_rotated(pw, provider, old, rows=1)
-    assert not leaked(first.output + again.output, old, new)
+    assert not leaked(first.output + again.output, old, new, pw.in_env(provider))
 
 
 def test_the_command_refuses_what_is_not_a_provider_credential(capsys: pytest.CaptureFixture[str]) -> None:
