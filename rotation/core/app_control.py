@@ -11,7 +11,6 @@ import os
 import shlex
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from urllib.parse import urlparse
 import requests
 
 from rotation.core.config import AppSettings
+from rotation.core.state import write_private
 
 
 class AppControlError(RuntimeError):
@@ -250,7 +250,7 @@ def stop_app(commands: AppCommands, env_file: Path, *, run_id: str, credential: 
     the health endpoint no longer answers healthy. Returns the last answer."""
     record = StopRecord(run_id, credential, operator, socket.gethostname(), os.getpid(),
                         dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), commands.stop)
-    _write_record(stop_record_path(env_file), json.dumps(asdict(record), indent=2))
+    write_private(stop_record_path(env_file), json.dumps(asdict(record), indent=2))
     run(commands.stop)
     return wait_for_health(commands.health_url, healthy=False, timeout_s=commands.health_timeout_s)
 
@@ -270,17 +270,3 @@ def restart_app(commands: AppCommands, env_file: Path, *, run_id: str, credentia
     command that dies) leaves the stop record, so the next run knows who stopped the app and starts it again."""
     stop_app(commands, env_file, run_id=run_id, credential=credential, operator=operator)
     return start_app(commands, env_file)
-
-
-def _write_record(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
