@@ -7,6 +7,8 @@ step text names it by its label, which the procedure checks against the tag.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from parse import with_pattern
 from pytest_bdd import given, parsers, then, when
@@ -36,8 +38,9 @@ def provider_rotation(deployment: Deployment, scenario_credential: Credential | 
 
 
 @given(step("the application is running with the current {label:Label}"))
-def running_with_current(provider_rotation: ProviderRotation, label: str, evidence: Evidence) -> None:
-    provider_rotation.running_with_current(label, evidence)
+def running_with_current(provider_rotation: ProviderRotation, label: str, evidence: Evidence,
+                         notice: Callable[[str], None]) -> None:
+    provider_rotation.running_with_current(label, evidence, notify=notice)
 
 
 @when(step("a new {label:Label} is created as the secondary auth token"))
@@ -63,8 +66,8 @@ def configuration_intact(provider_rotation: ProviderRotation, evidence: Evidence
 
 
 @when("the application is reloaded")
-def app_reloaded(deployment: Deployment, evidence: Evidence) -> None:
-    reload_application(deployment, evidence)
+def app_reloaded(deployment: Deployment, scenario_credential: Credential | None, evidence: Evidence) -> None:
+    reload_application(deployment, evidence, scenario_credential)
 
 
 @then(step("the application uses the new {label:Label}"))

@@ -11,8 +11,8 @@ import os
 import shlex
 import socket
 import subprocess
-import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import requests
 
 from rotation.core.config import AppSettings
+from rotation.core.state import write_private
 
 
 class AppControlError(RuntimeError):
@@ -69,10 +70,11 @@ def wait_for_health(url: str, *, healthy: bool = True, timeout_s: float = 30, in
         time.sleep(interval_s)
 
 
-def reload_or_restart(commands: AppCommands) -> str:
+def reload_or_restart(commands: AppCommands, restart: Callable[[], object] | None = None) -> str:
     """The runbook's `systemctl reload` (graceful, no downtime), or restart where reload is not supported. The CRM
     app reads .env only at start (see the CRM notes): when a reload leaves the process that was running before it
-    (same start time), the app is restarted as well, so that it reads the new .env."""
+    (same start time), the app is restarted as well, so that it reads the new .env: by `restart` when given (a
+    procedure's restart_app, which leaves the stop record), else by the configured restart command."""
     if commands.reload:
         before = process_started_at(commands)
         try:
@@ -82,7 +84,10 @@ def reload_or_restart(commands: AppCommands) -> str:
                 return "reload"
         except AppControlError:
             pass
-    run(commands.restart)
+    if restart is None:
+        run(commands.restart)
+    else:
+        restart()
     return "restart"
 
 
@@ -245,7 +250,7 @@ def stop_app(commands: AppCommands, env_file: Path, *, run_id: str, credential: 
     the health endpoint no longer answers healthy. Returns the last answer."""
     record = StopRecord(run_id, credential, operator, socket.gethostname(), os.getpid(),
                         dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), commands.stop)
-    _write_record(stop_record_path(env_file), json.dumps(asdict(record), indent=2))
+    write_private(stop_record_path(env_file), json.dumps(asdict(record), indent=2))
     run(commands.stop)
     return wait_for_health(commands.health_url, healthy=False, timeout_s=commands.health_timeout_s)
 
@@ -260,15 +265,8 @@ def start_app(commands: AppCommands, env_file: Path) -> Health:
     return result
 
 
-def _write_record(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def restart_app(commands: AppCommands, env_file: Path, *, run_id: str, credential: str, operator: str) -> Health:
+    """A restart as stop_app then start_app, not the one restart command: a run killed between them (or a start
+    command that dies) leaves the stop record, so the next run knows who stopped the app and starts it again."""
+    stop_app(commands, env_file, run_id=run_id, credential=credential, operator=operator)
+    return start_app(commands, env_file)

@@ -46,8 +46,7 @@ def healthy_before(deployment: Deployment, credential: Credential | None, eviden
             source=f"{state.state_path(deployment.env_file).name}: the health check before this rotation "
                    f"was made by the run that started it; {app_control.STOP_RECORD}")
         return
-    if stopped is not None and not _in_progress(deployment, stopped.credential):
-        start_stopped_app(deployment, stopped, evidence, notify)
+    start_if_left_stopped(deployment, evidence, notify)
     result = app_control.health(deployment.app.health_url)
     evidence.record("health before", {"status": result.status_code, "body": result.body},
                     source=f"GET {deployment.app.health_url}")
@@ -57,6 +56,28 @@ def healthy_before(deployment: Deployment, credential: Credential | None, eviden
 def _in_progress(deployment: Deployment, credential: str) -> bool:
     current = state.load(deployment.env_file, credential)
     return current is not None and current.in_progress
+
+
+def keeps_app_stopped(deployment: Deployment, credential: str) -> bool:
+    """Whether the rotation that stopped the app needs it stopped still: the database key's, while in progress (its
+    data may have moved to a key .env and the app disagree on until the run resumes). A provider rotation never
+    does: at every step the app may run on what .env holds (the old credential stays valid until the app ran on the
+    new one), so a restart its run did not finish is finished by starting the app."""
+    known = next((c for c in deployment.config.credentials if c.type == credential), None)
+    return _in_progress(deployment, credential) and (known is None or known.provider == "database")
+
+
+def start_if_left_stopped(deployment: Deployment, evidence: Evidence,
+                          notify: Callable[[str], None] | None = None) -> app_control.StopRecord | None:
+    """Start the app an earlier run stopped and did not start again (saying so), unless that run's rotation needs
+    it stopped still (keeps_app_stopped). Returns the record of a stop left in place, else None."""
+    stopped = app_control.stopped_by(deployment.env_file)
+    if stopped is None:
+        return None
+    if keeps_app_stopped(deployment, stopped.credential):
+        return stopped
+    start_stopped_app(deployment, stopped, evidence, notify)
+    return None
 
 
 def start_stopped_app(deployment: Deployment, stopped: app_control.StopRecord, evidence: Evidence,

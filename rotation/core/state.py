@@ -126,7 +126,7 @@ def pending_path(env_file: Path, credential: str) -> Path:
 
 
 def write_pending(env_file: Path, credential: str, value: Secret) -> None:
-    _write_private(pending_path(env_file, credential), value.reveal())
+    write_private(pending_path(env_file, credential), value.reveal())
 
 
 def read_pending(env_file: Path, credential: str) -> Secret | None:
@@ -141,19 +141,23 @@ def discard_pending(env_file: Path, credential: str) -> None:
 def _save(env_file: Path, state: RotationState) -> None:
     states = load_all(env_file)
     states[state.credential] = state
-    _write_private(state_path(env_file), json.dumps({k: asdict(v) for k, v in states.items()}, indent=2,
+    write_private(state_path(env_file), json.dumps({k: asdict(v) for k, v in states.items()}, indent=2,
                                                     sort_keys=True))
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write atomically at mode 0600: temp file in the same directory, fsync, rename."""
+def write_private(path: Path, text: str) -> None:
+    """Write atomically at mode 0600: temp file in the same directory, fsync, rename; no temp file left on failure."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _now() -> str:

@@ -28,6 +28,7 @@ from rotation.db_key import unopened
 from rotation.db_key.reencrypt import (
     APP_MINIMUM,
     DIGEST_SETTINGS,
+    SAMPLE_SIZE,
     JobResult,
     ReencryptionError,
     TableSpec,
@@ -263,14 +264,16 @@ def _judge(tally: _Tally, known: bool, digest: bytes | None, value: object, old_
 
 
 def sample_opens(conn: psycopg.Connection, spec: TableSpec, key: Secret) -> dict[str, tuple[int, bool | None]]:
-    """Per column: (non-NULL values, whether the key opens the first of them; None for an empty column)."""
+    """Per column: (non-NULL values, whether the key opens any of the first SAMPLE_SIZE of them; None for an empty
+    column), as verify.sample_opens."""
     found: dict[str, tuple[int, bool | None]] = {}
     for column in spec.columns:
         ids = {"pk": sql.Identifier(spec.pk), "t": sql.Identifier(spec.table), "c": sql.Identifier(column)}
         count = conn.execute(sql.SQL("SELECT count({c}) FROM {t}").format(**ids)).fetchone()
-        first = conn.execute(sql.SQL("SELECT {c} FROM {t} WHERE {c} IS NOT NULL ORDER BY {pk} LIMIT 1").format(
-            **ids)).fetchone()
-        found[column] = (int(count[0]) if count else 0, None if first is None else opens(key, _token(first[0])))
+        first = conn.execute(sql.SQL("SELECT {c} FROM {t} WHERE {c} IS NOT NULL ORDER BY {pk} LIMIT %s").format(
+            **ids), (SAMPLE_SIZE,)).fetchall()
+        found[column] = (int(count[0]) if count else 0,
+                         None if not first else any(opens(key, _token(v)) for (v,) in first))
     conn.commit()
     return found
 

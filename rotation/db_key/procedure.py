@@ -50,6 +50,7 @@ from rotation.core.secret import Secret
 from rotation.db_key import fernet, populations, readiness, safe_state, staged, stopped, sweep, unopened
 from rotation.db_key.reencrypt import (
     DEFAULT_CIPHER_OPTIONS,
+    SAMPLE_SIZE,
     JobResult,
     JobSummary,
     Progress,
@@ -234,11 +235,12 @@ class DbKeyRotation:
                 found |= {f"{spec.table}.{c}": v for c, v in fernet.sample_opens(conn, spec, current).items()}
         evidence.record("encrypted data under the current key", {
             "key": current.fingerprint, "length": len(current),
-            "columns": {name: {"values": n, "first value opens": opens} for name, (n, opens) in found.items()},
+            "columns": {name: {"values": n, f"one of the first {SAMPLE_SIZE} values opens": opens}
+                        for name, (n, opens) in found.items()},
             "proof the app will run on the new key": app_proof.proof_method(self.deployment.app)},
             source=f"{self.env_file.name}: {self.credential.env}; per inventory column: count(<column>) and the "
-                   "first non-NULL value tried with the key (pgcrypto: rotation_runbook.try_decrypt; Fernet: the "
-                   f"app's derivation); {KEYS}")
+                   f"first {SAMPLE_SIZE} non-NULL values tried with the key (pgcrypto: rotation_runbook.try_decrypt; "
+                   f"Fernet: the app's derivation); {KEYS}")
         unreadable = [name for name, (_, opens) in found.items() if opens is False]
         require(not unreadable, f"the current key {current.fingerprint} in {self.env_file.name} does not open "
                                 f"{', '.join(unreadable)}: the data is not under the key the app is configured with")

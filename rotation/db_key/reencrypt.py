@@ -56,6 +56,8 @@ class TableSpec:
 APP_MINIMUM = StrengthPolicy(min_length=MIN_KEY_LENGTH)
 
 
+SAMPLE_SIZE = 16  # values tried per column to tell the right key from a wrong one (a stray under another is no proof)
+
 def pgcrypto_specs(config: Config) -> tuple[TableSpec, ...]:
     """The encrypted-data inventory's pgcrypto columns, one spec per table (the Fernet values are not pgcrypto)."""
     return tuple(TableSpec(e.table, e.key, e.columns) for e in config.encrypted_data if e.kind == "pgcrypto")
@@ -124,11 +126,12 @@ def preflight(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_ke
 
 
 def _sample_unreadable(conn: psycopg.Connection, spec: TableSpec, column: str, old_key: Secret) -> bool:
-    """Does the old key fail on the first non-NULL value of this column? One value is enough to catch a wrong key."""
+    """Does the old key open none of the first SAMPLE_SIZE non-NULL values of this column? Enough to catch a wrong
+    key; a few values under a key nobody has among them are left to rotation.db_key.unopened (refused or left)."""
     load_keys(conn, {"old": old_key})
     row = conn.execute(sql.SQL(
-        "SELECT rotation_runbook.try_decrypt({c}, " + key_ref("old") + ") IS NULL FROM {t} WHERE {c} IS NOT NULL "
-        "ORDER BY {pk} LIMIT 1"
+        "SELECT NOT bool_or(rotation_runbook.try_decrypt(v, " + key_ref("old") + ") IS NOT NULL) FROM (SELECT {c} AS v "
+        "FROM {t} WHERE {c} IS NOT NULL ORDER BY {pk} LIMIT " + str(SAMPLE_SIZE) + ") first"
     ).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column))).fetchone()
     return bool(row and row[0])
 

@@ -21,6 +21,7 @@ from rotation.core.secret import Secret
 from rotation.db_key import unopened
 from rotation.db_key.reencrypt import (
     DIGEST_SETTINGS,
+    SAMPLE_SIZE,
     ReencryptionError,
     TableSpec,
     digest_array,
@@ -359,8 +360,9 @@ FROM (SELECT {c} AS value, {pk} AS rid,
       FROM {t} OFFSET 0) v
 """
 SAMPLE = """
-SELECT count({c}), (SELECT rotation_runbook.try_decrypt({c}, """ + key_ref("k") + """) IS NOT NULL FROM {t}
-                     WHERE {c} IS NOT NULL ORDER BY {pk} LIMIT 1)
+SELECT count({c}), (SELECT bool_or(rotation_runbook.try_decrypt(v, """ + key_ref("k") + """) IS NOT NULL)
+                    FROM (SELECT {c} AS v FROM {t} WHERE {c} IS NOT NULL ORDER BY {pk}
+                          LIMIT """ + str(SAMPLE_SIZE) + """) first)
 FROM {t}
 """
 
@@ -405,8 +407,9 @@ def key_reach(conn: psycopg.Connection, spec: TableSpec, key: Secret) -> KeyReac
 
 
 def sample_opens(conn: psycopg.Connection, spec: TableSpec, key: Secret) -> dict[str, tuple[int, bool | None]]:
-    """Per column: (non-NULL values, whether the key opens the first of them; None for an empty column). Cheap: one
-    decryption per column, enough to tell the right key from a wrong one."""
+    """Per column: (non-NULL values, whether the key opens any of the first SAMPLE_SIZE of them; None for an empty
+    column). Cheap, and enough to tell the right key from a wrong one; a value under a key nobody has among them is
+    found (and refused or left, --leave-unreadable) by rotation.db_key.unopened before the app stops."""
     load_keys(conn, {"k": key})
     found = {}
     for column in spec.columns:

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from rotation.core import app_control, app_proof, envfile, state
+from rotation.core import app_control, app_proof, envfile, prerequisites, state
 from rotation.core.app_control import Health
 from rotation.core.config import Credential
 from rotation.core.database import connect
@@ -132,10 +132,15 @@ def journaled(step: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-def reload_application(deployment: Deployment, evidence: Evidence) -> None:
-    """The runbook's `systemctl reload event-planning-api`, or restart where reload is not supported."""
-    how = app_control.reload_or_restart(deployment.app)
-    command = deployment.app.reload if how == "reload" else deployment.app.restart
+def reload_application(deployment: Deployment, evidence: Evidence, credential: Credential | None = None) -> None:
+    """The runbook's `systemctl reload event-planning-api`, or restart where reload is not supported. A restart is the
+    app's stop then start (app_control.restart_app): a run killed between them leaves the stop record, and the next
+    run's Background starts the app again, saying which run stopped it."""
+    app = deployment.app
+    how = app_control.reload_or_restart(app, restart=lambda: app_control.restart_app(
+        app, deployment.env_file, run_id=prerequisites.run_id_of(evidence),
+        credential=credential.type if credential else "none", operator=deployment.operator))
+    command = app.reload if how == "reload" else f"{app.stop}; {app.start}"
     # A restart is an outage, however short: the evidence says which it was, and the report measures the window.
     evidence.record("application reloaded" if how == "reload" else "application restarted", {
         "how": how, "downtime": "none expected (graceful reload)" if how == "reload" else
@@ -231,10 +236,14 @@ class ProviderRotation:
 
     # --- Background -----------------------------------------------------------------------------------------------
     @journaled
-    def running_with_current(self, label: str, evidence: Evidence) -> None:
+    def running_with_current(self, label: str, evidence: Evidence, notify: Callable[[str], None] | None = None) -> None:
         """The app is healthy and runs on the credential .env holds; during a rotation in progress (a rerun after a
-        crash), on its CURRENT or PENDING credential."""
+        crash), on its CURRENT or PENDING credential. An app an earlier run stopped and did not start again (killed
+        during the restart) is started first, saying so (`notify` and the evidence)."""
         require(label == self.label, f"the scenario names the {label}, but its tag selects the {self.label}")
+        kept = prerequisites.start_if_left_stopped(self.deployment, evidence, notify)
+        require(kept is None, f"the app was stopped by {kept.line() if kept else ''}, whose rotation is in progress "
+                              "and needs it stopped: finish that rotation first")
         current = self._in_env()
         evidence.register_secret(current)
         progress = self._state()

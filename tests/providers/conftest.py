@@ -125,11 +125,14 @@ class ProviderWorld:
     def in_env(self, name: str) -> Secret:
         return envfile.get_secret(self.env_file, credential_of(name).env)
 
-    def command(self, action: str, name: str, *extra: str) -> list[str]:
-        """The operator's `rotation provider <action> <name>` with this world's settings, live against the stand-ins."""
+    def command(self, action: str, name: str, *extra: str, app_stop: str | None = None,
+                app_start: str | None = None) -> list[str]:
+        """The operator's `rotation provider <action> <name>` with this world's settings, live against the stand-ins
+        (with another stop or start command where given: a wrapper around the app's own)."""
         app = self.deployment.app
         return [sys.executable, "-m", "rotation", "provider", action, name, f"--dsn={self.deployment.dsn}",
-                f"--env-file={self.env_file}", f"--app-start={app.start}", f"--app-stop={app.stop}",
+                f"--env-file={self.env_file}", f"--app-start={app_start or app.start}",
+                f"--app-stop={app_stop or app.stop}",
                 f"--app-restart={app.restart}", f"--app-reload={app.reload}", f"--health-url={app.health_url}",
                 "--operator=crash-test", "--approver=change-board", "--change-id=CHG-0042",
                 f"--reports-dir={self.reports}", "--allow-staging-endpoints", "--confirm-live", *extra]
@@ -147,12 +150,13 @@ class ProviderWorld:
         return env
 
     def cli(self, action: str, name: str, *extra: str, kill_after: str | None = None, kill_before: str | None = None,
-            environ: dict[str, str] | None = None) -> SuiteRun:
+            environ: dict[str, str] | None = None, app_stop: str | None = None,
+            app_start: str | None = None) -> SuiteRun:
         """The operator's `rotation provider <action> <name>`, live against the stand-ins (a subprocess in a session
         of its own: no controlling terminal, as under cron or CI, so nothing can prompt at the terminal that runs
         the tests). The crash plugin (tests/faults.py) is loaded and armed with the step to die after (or before)."""
         before = set(self.reports.glob("*"))
-        done = subprocess.run(self.command(action, name, *extra), cwd=PROJECT,
+        done = subprocess.run(self.command(action, name, *extra, app_stop=app_stop, app_start=app_start), cwd=PROJECT,
                               env=self.command_env(environ, kill_after, kill_before), capture_output=True, text=True,
                               timeout=180, check=False, start_new_session=True)
         new_folders = set(self.reports.glob("*")) - before

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from rotation.core import envfile, state
+from rotation.core import app_control, envfile, state
 from rotation.core.database import connect
 from rotation.core.proof import CheckFailed, Evidence, NoEvidence
 from rotation.core.secret import Secret
@@ -130,6 +130,37 @@ def test_the_old_credential_is_not_retired_before_the_new_one_was_tested(provide
     with pytest.raises(CheckFailed, match="has not passed its test message in this run"):
         rotation.retire_old(NOTHING)
     assert rotation.provider.check(rotation.old).accepted
+
+
+def test_an_app_a_killed_restart_left_stopped_is_started_by_the_background_saying_so(
+        provider_world: ProviderWorld) -> None:
+    """The provider's rotation is in progress (.env holds the new token) and its run died between the app's stop and
+    start: the same rotation taken up again starts the app first and says which run stopped it."""
+    pw, said = provider_world, []
+    rotation = started(pw, "twilio")
+    until_set(rotation)
+    app_control.stop_app(pw.deployment.app, pw.env_file, run_id="killed-run", credential=rotation.credential.type,
+                         operator="crash-test")  # what a kill -9 right after the restart's stop leaves
+    assert not app_control.health(pw.deployment.app.health_url).healthy
+    again = pw.rotation("twilio")
+    again.running_with_current(again.label, NOTHING, notify=said.append)
+    assert [line.split(" (")[0] for line in said] == ["the app was stopped by run killed-run"], said
+    assert app_control.health(pw.deployment.app.health_url).healthy
+    assert app_control.stopped_by(pw.env_file) is None
+
+
+def test_an_app_a_database_key_rotation_in_progress_keeps_stopped_is_not_started(provider_world: ProviderWorld) -> None:
+    """A DB key rotation in progress needs the app stopped (its data may be on the new key): a provider rotation
+    started meanwhile leaves the app alone and refuses, naming that run."""
+    pw = provider_world
+    state.begin(pw.env_file, "db_encryption_key", current_fp="sha256:old", pending_fp="sha256:new", reason="test")
+    app_control.stop_app(pw.deployment.app, pw.env_file, run_id="db-key-run", credential="db_encryption_key",
+                         operator="crash-test")
+    rotation = pw.rotation("twilio")
+    with pytest.raises(CheckFailed, match="stopped by run db-key-run .* whose rotation is in progress"):
+        rotation.running_with_current(rotation.label, NOTHING)
+    assert not app_control.health(pw.deployment.app.health_url).healthy
+    assert app_control.stopped_by(pw.env_file) is not None
 
 
 def test_the_step_text_must_name_the_tagged_credential(provider_world: ProviderWorld) -> None:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from gherkin.parser import Parser
@@ -179,6 +181,71 @@ def test_smtp_rotated_live_with_the_operators_password_finishes_once_the_old_one
     assert rotation_ids(first) == rotation_ids(second) and len(rotation_ids(second)) == 1
     assert_rotated(provider_world, "smtp", old, rows=1)
     assert not leaked(first.output + second.output, old, new)
+
+
+RESTARTED_BY_THE_RERUN = "application started: an earlier run had stopped it"
+
+
+def once(armed: Path, then: str, command: str) -> str:
+    """`command`, wrapped so that the first time it runs (while `armed` exists) `then` happens as well."""
+    script = f"{command} || exit $?; if [ -e {armed} ]; then rm {armed}; {then}; fi"
+    return f"sh -c {shlex.quote(script)}"
+
+
+def killed_start(armed: Path, command: str) -> str:
+    """`command`, SIGKILLed before it starts anything the first time it runs."""
+    script = f"if [ -e {armed} ]; then rm {armed}; kill -9 $$; fi; exec {command}"
+    return f"sh -c {shlex.quote(script)}"
+
+
+@pytest.mark.parametrize("provider", ["smtp", "twilio"])
+@pytest.mark.parametrize("crash", ["tool killed after the stop", "start command killed"])
+def test_a_crash_during_the_restart_leaves_the_stop_record_and_the_rerun_starts_the_app_saying_so(
+        provider_world: ProviderWorld, tmp_path: Path, provider: str, crash: str) -> None:
+    """The app's restart is its stop then its start. A kill -9 of the operator's command right after the stop (the
+    stop command's wrapper kills its parent, the command), or of the start command, leaves the app stopped and the
+    record naming the run that stopped it; the same command again starts the app, says which run had stopped it (in
+    its output and its evidence) and finishes the rotation. Before: the rerun waited a minute for the app and failed
+    `application is not healthy: HTTP None`."""
+    pw, armed = provider_world, tmp_path / "armed"
+    armed.touch()
+    app = pw.deployment.app
+    wrapped = ({"app_stop": once(armed, "kill -9 $PPID", app.stop)} if crash == "tool killed after the stop" else
+               {"app_start": killed_start(armed, app.start)})
+    old, new = pw.in_env(provider), Secret(generate_key().reveal())
+    handed_over = {"SMTP_NEW_PASSWORD": new.reveal()} if provider == "smtp" else {}
+    if provider == "smtp":
+        pw.standins.smtp.add_password(new)  # created at the provider by the operator
+
+    first = pw.cli("rotate", provider, environ=handed_over, **wrapped)
+    assert not armed.exists(), first.output[-3000:]
+    if crash == "tool killed after the stop":
+        assert first.returncode == -signal.SIGKILL, first.output[-3000:]
+    else:
+        assert first.returncode == 1, first.output[-3000:]
+        failed = first.failed_step()
+        assert failed.text == "the application is reloaded" and "exited -9" in (failed.error or ""), failed
+    assert not app_control.wait_for_health(app.health_url, healthy=False, timeout_s=10).healthy
+    stopped = app_control.stopped_by(pw.env_file)
+    assert stopped is not None and stopped.credential == credential_of(provider).type, stopped
+    assert pw.in_env(provider) != old  # .env was updated before the restart: the app must start on the new one
+    recorded = state.load(pw.env_file, credential_of(provider).type)
+    assert recorded is not None and recorded.in_progress, recorded
+    if provider == "smtp":
+        pw.standins.smtp.remove_password(old)  # meanwhile the operator revoked the old password at the provider
+
+    again = pw.cli("rotate", provider, environ=handed_over, **wrapped)
+    assert again.returncode == 0, again.output[-4000:]
+    said = f"the app was stopped by run {stopped.run} "
+    assert said in again.output and "did not start it again: starting it" in again.output, again.output[-3000:]
+    assert again.run_folder is not None
+    started = [e["value"] for e in read_evidence(again.run_folder)
+               if e["type"] == "evidence" and e["name"] == RESTARTED_BY_THE_RERUN]
+    assert len(started) == 1 and f"run {stopped.run} " in str(started[0]["stopped by"]), started
+    assert rotation_ids(again) == {recorded.rotation_id}
+    assert app_control.stopped_by(pw.env_file) is None
+    assert_rotated(pw, provider, old, rows=1)
+    assert not leaked(first.output + again.output, old, new, pw.in_env(provider))
 
 
 def test_the_command_refuses_what_is_not_a_provider_credential(capsys: pytest.CaptureFixture[str]) -> None:
