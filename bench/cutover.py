@@ -54,7 +54,6 @@ def run(admin_dsn: str, rows: int, changed: int) -> dict[str, float]:
         with connect(dsn) as conn:
             apply_crm_schema(conn)
             apply_runbook_schema(conn)
-            conn.execute(staged.JOBS_DDL)
             conn.execute(FILL, (rows,))
             conn.commit()
             stage(conn, rows, old, new)

@@ -56,26 +56,6 @@ from rotation.db_key.verify import ColumnCheck, Finding, PopulationCheck
 
 OLD, NEW = key_ref("old"), key_ref("new")
 
-JOBS_DDL = """
-CREATE TABLE IF NOT EXISTS rotation_runbook.staged_job (
-    stage_id BIGSERIAL PRIMARY KEY,
-    table_name TEXT NOT NULL,
-    old_key_fp TEXT NOT NULL,
-    new_key_fp TEXT NOT NULL,
-    cipher_options TEXT NOT NULL,
-    phase TEXT NOT NULL DEFAULT 'staging'
-        CHECK (phase IN ('staging', 'staged', 'cutover', 'swapped', 'done', 'abandoned')),
-    cursor TEXT,
-    rows_staged BIGINT NOT NULL DEFAULT 0,
-    rows_total BIGINT NOT NULL,
-    at_cutover BIGINT NOT NULL DEFAULT 0,
-    job_id BIGINT,
-    started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    staged_at TIMESTAMPTZ,
-    swapped_at TIMESTAMPTZ,
-    finished_at TIMESTAMPTZ
-)
-"""
 # The cutover's joins (the table with its side table) hash a million rows in a few batches, not dozens, while the app is
 # down; with PostgreSQL 15's hash_mem_multiplier a hash may take twice this.
 CUTOVER_WORK_MEM = "SET LOCAL work_mem = '64MB'"
@@ -152,8 +132,7 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def _ensure_jobs(conn: psycopg.Connection) -> None:
-    apply_runbook_schema(conn)
-    conn.execute(JOBS_DDL)
+    apply_runbook_schema(conn)  # V100 holds rotation_runbook.staged_job too
     conn.commit()
 
 
