@@ -18,6 +18,26 @@ from tests.harness import SuiteRunner
 pytest_plugins = ["pytester"]
 
 
+# --- spreading the tests over xdist's workers (`-n auto` in .ci/run) ------------------------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    """`-n` alone hands out test by test (`--dist load`): a module-scoped fixture (a whole rehearsal, an emergency
+    run, a rotation, a private cluster) then runs again on every worker that gets one of its module's tests. With
+    `loadgroup` the tests marked below stay on one worker; every other test is still handed out one by one."""
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(tryfirst=True)  # before the xdist worker reads the groups into the test ids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a module-scoped fixture joins its module's xdist group (see pytest_configure)."""
+    for item in items:
+        definitions = getattr(item, "_fixtureinfo", None)
+        shared = definitions is not None and any(
+            defs and defs[-1].scope == "module" for defs in definitions.name2fixturedefs.values())
+        if shared and not any(item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(getattr(item.module, "__name__", item.nodeid) if hasattr(item, "module") else item.nodeid))
+
+
 @pytest.fixture(scope="session")
 def pg(pytestconfig: pytest.Config) -> Iterator[StagingServer]:
     with staging_server(pytestconfig.getoption("dsn")) as server:
@@ -46,3 +66,18 @@ def evidence_signer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_print_unless_asked() -> Iterator[None]:
+    """The operator's commands print report.pdf with Chromium when it is found (`--evidence-pdf=auto`): seconds of CPU
+    per run, for a file only the print tests read. Every run a test starts (a subprocess inherits the environment)
+    prints only where its test asks with --evidence-pdf (tests/evidence/test_print.py, test_report.py,
+    tests/emergency/test_incident_print.py), unless $ROTATION_EVIDENCE_PDF is set already (e.g. auto: print in every
+    run)."""
+    if os.environ.get("ROTATION_EVIDENCE_PDF"):
+        yield
+        return
+    os.environ["ROTATION_EVIDENCE_PDF"] = "no"
+    yield
+    os.environ.pop("ROTATION_EVIDENCE_PDF", None)

@@ -10,6 +10,7 @@ names is the feature text that ran.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 from collections.abc import Sequence
@@ -81,7 +82,8 @@ def run_features(*pytest_args: str, plugins: tuple[object, ...] = ()) -> int:
         print(f"rotation: the features are not beside the installed package ({PROJECT_ROOT}): install the project "
               "from its checkout with `pip install -e .`")
         return 2
-    pdf = [] if any(a.startswith("--evidence-pdf") for a in pytest_args) else ["--evidence-pdf=auto"]
+    chosen = any(a.startswith("--evidence-pdf") for a in pytest_args) or os.environ.get("ROTATION_EVIDENCE_PDF")
+    pdf = [] if chosen else ["--evidence-pdf=auto"]  # $ROTATION_EVIDENCE_PDF: the option's default, honoured here
     return int(pytest.main(["-c", str(PROJECT_ROOT / "pytest.ini"), "--rootdir", str(PROJECT_ROOT), *pdf,
                             *pytest_args, str(PROJECT_ROOT / "steps")], plugins=list(plugins)))
 
