@@ -113,7 +113,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                             "Chromium is found, yes (a missing Chromium is a problem of the run), no (the default of "
                             "plain pytest; the rotation commands pass auto)")
     evidence.addoption("--reports-dir", default=None,
-                       help="where run folders are written (default: reports/ under rootdir)")
+                       help="where run folders are written (default: reports/ in the current directory)")
 
     emergency = parser.getgroup("rotation-emergency", "emergency rotation (runbook: Emergency Rotation Procedure)")
     emergency.addoption("--compromised", default=None, metavar="LIST",

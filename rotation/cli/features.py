@@ -38,7 +38,7 @@ LIVE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--max-retry-wait", "--max-retry-wait", "seconds a provider call may wait in all before its retries, honouring "
                                              "the provider's Retry-After (default 120); a longer wait asked for ends "
                                              "the step, saying so"),
-    ("--reports-dir", "--reports-dir", "where the run folder is written (default: reports/)"),
+    ("--reports-dir", "--reports-dir", "where the run folder is written (default: reports/ in the current directory)"),
     ("--signing-key", "--signing-key", "Ed25519 private key (PEM) that signs the evidence (or $ROTATION_SIGNING_KEY)"),
     ("--app-start", "--app-start", "command that starts the app (default: the configuration's [app])"),
     ("--app-stop", "--app-stop", "command that stops the app"),
