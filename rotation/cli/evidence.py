@@ -23,7 +23,6 @@ from rotation.evidence.report import reports_folder
 from rotation.evidence.signing import SigningKeyError, load_private_key
 
 
-
 def register(sub: SubParsers) -> None:
     p = sub.add_parser("evidence", help="seal a run's journal into a signed run folder when its session could not",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
