@@ -27,6 +27,8 @@ from rotation.evidence.signing import file_sha256
 from staging.postgres import pg_bindir
 from tests.harness import PROJECT
 
+pytestmark = pytest.mark.xdist_group("install")  # one worker builds and installs once for both tests
+
 PACKAGES = ("rotation", "rotation_pytest", "rotation_suite", "staging")
 # what a build or a run leaves in a source tree, never part of it
 NOT_SOURCE = shutil.ignore_patterns(".git", "reports", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".venv",
@@ -91,7 +93,7 @@ def source_files(package: str) -> set[str]:
 
 
 def feature_digests(suite: Path) -> dict[str, str]:
-    return {p.relative_to(suite).as_posix(): f"sha256:{file_sha256(p)}"
+    return {p.relative_to(suite / "features").as_posix(): f"sha256:{file_sha256(p)}"
             for p in sorted((suite / "features").rglob("*.feature"))}
 
 
