@@ -226,11 +226,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def selected_feature_digests(items: list[pytest.Item]) -> dict[str, str]:
     """The SHA-256 of each feature file a selected scenario comes from, read as pytest-bdd parsed it: with the
     package version it identifies the procedures that ran where there is no git commit (an installed package)."""
-    files = {}
+    files: dict[str, Path] = {}
     for item in items:
         template = scenario_template(item)
         if template is not None:
-            feature = template.feature  # type: ignore[attr-defined]
+            feature = template.feature
             files[feature.rel_filename] = Path(feature.filename)
     return feature_digests(files)
 
