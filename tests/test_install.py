@@ -2,13 +2,14 @@
 packages' data; in a fresh virtual environment `pip install <wheel>` (no extra) gives a `rotation` that runs the full
 staging rehearsal from an empty directory, writes its run folder there (not into site-packages), and that folder
 verifies. The evidence identifies the code by the package version and each feature file's SHA-256: there is no git
-checkout to name a commit of.
+checkout to name a commit of. And the dependency sets of pyproject.toml are true to the imports.
 
 Minutes, not seconds: one build, one venv (pip reuses its cache), one full rehearsal. Staging PostgreSQL comes as in
 every rehearsal (ROTATION_DSN, else the installed server binaries); without either the test fails saying so."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import tomllib
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -36,8 +38,64 @@ NOT_SOURCE = shutil.ignore_patterns(".git", "reports", "build", "dist", "*.egg-i
 BUILD_TIMEOUT, INSTALL_TIMEOUT, REHEARSAL_TIMEOUT = 900, 900, 3600
 
 
+# The `rotation` command's own dependencies (pyproject.toml): the library outside rotation.cli never imports them.
+COMMAND_ONLY = {"pytest", "pytest-bdd", "parse", "aiosmtpd"}
+# Imported by a shipped package although no set names them, and why that is right.
+BESIDE_AN_EXTRA = {
+    "docker": "testcontainers' own dependency, imported beside it when the `docker` extra is there (staging.postgres)",
+    "openapi-core": "the `test` extra's: only the contract tests import staging.contracts' validator",
+}
+
+
+def project() -> dict[str, object]:
+    return dict(tomllib.loads((PROJECT / "pyproject.toml").read_text(encoding="utf-8"))["project"])
+
+
 def version() -> str:
-    return str(tomllib.loads((PROJECT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"])
+    return str(project()["version"])
+
+
+def normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_names(requirements: object) -> set[str]:
+    assert isinstance(requirements, list)
+    return {normal(m[0]) for r in requirements if (m := re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(r)))}
+
+
+def imported_distributions(folder: Path, *, skip: tuple[str, ...] = ()) -> set[str]:
+    """The distributions whose modules the package's files import, anywhere in them (lazy imports too)."""
+    modules: set[str] = set()
+    for path in folder.rglob("*.py"):
+        if any(part in skip for part in path.relative_to(folder).parts):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    own = {*PACKAGES, "tests", "__future__"}
+    by_module = metadata.packages_distributions()
+    third = sorted(modules - set(sys.stdlib_module_names) - own)
+    unknown = [m for m in third if m not in by_module]
+    assert not unknown, f"{folder.name} imports modules no installed distribution provides: {unknown}"
+    return {normal(d) for m in third for d in by_module[m]}
+
+
+def test_every_import_of_a_shipped_package_is_a_declared_dependency() -> None:
+    """The dependency sets are true: the library needs only the library's set, and every third-party module a
+    shipped package imports is declared (in the plain install, or an extra it is imported beside)."""
+    base = requirement_names(project()["dependencies"])
+    extras = project()["optional-dependencies"]
+    assert isinstance(extras, dict)
+    runtime_extras = set().union(*(requirement_names(v) for k, v in extras.items() if k != "test"))
+    library = imported_distributions(PROJECT / "rotation", skip=("cli",))
+    assert library <= base - COMMAND_ONLY, f"the library imports beyond its own set: {library - (base - COMMAND_ONLY)}"
+    assert COMMAND_ONLY <= base, "a plain install must run the features"
+    for package in PACKAGES:
+        undeclared = imported_distributions(PROJECT / package) - base - runtime_extras - set(BESIDE_AN_EXTRA)
+        assert not undeclared, f"{package} imports undeclared distributions: {sorted(undeclared)}"
 
 
 def run(command: list[str], *, cwd: Path, timeout: int, env: dict[str, str] | None = None) -> str:
