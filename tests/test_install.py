@@ -106,8 +106,11 @@ def run(command: list[str], *, cwd: Path, timeout: int, env: dict[str, str] | No
 
 
 def outside_env() -> dict[str, str]:
-    """The environment with nothing that points Python at this checkout: the installed package must stand alone."""
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    """An operator's environment: nothing that points Python at this checkout (the installed package must stand
+    alone), none of the test run's own variables (pytest's, xdist's, the suite's sabotage and kill switches)."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "ROTATION_SABOTAGE", "ROTATION_KEEP_KEY_FILES")
+            and not k.startswith(("PYTEST_", "ROTATION_TEST_"))}
 
 
 @dataclass
