@@ -35,9 +35,6 @@ class NoPostgresError(RuntimeError):
     pass
 
 
-NO_POSTGRES_HELP = no_server_help()
-
-
 @dataclass(frozen=True)
 class StagingDatabase:
     """A scratch database: its DSN, which backend made it, and (private cluster only) the server's log file."""
@@ -65,7 +62,7 @@ def staging_server(dsn: str | None = None, server_settings: dict[str, str] | Non
     with contextlib.ExitStack() as stack:
         server = _docker_server(stack) or _private_cluster(stack, server_settings or {})
         if server is None:
-            raise NoPostgresError(NO_POSTGRES_HELP)
+            raise NoPostgresError(no_server_help())
         yield StagingServer(*server)
 
 
@@ -222,7 +219,7 @@ class PrivateCluster:
         done = self._run("initdb", "-D", str(self.data), "-U", "rotation", "--auth=trust", "-E", "UTF8",
                          "--locale=C", "--no-sync")
         if done.returncode:
-            raise NoPostgresError(f"initdb failed: {done.stderr.strip()[-500:]}\n{NO_POSTGRES_HELP}")
+            raise NoPostgresError(f"initdb failed: {done.stderr.strip()[-500:]}\n{no_server_help()}")
         options = {"listen_addresses": "127.0.0.1", "port": str(self.port),
                    "unix_socket_directories": str(self.sockets),
                    "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off", **self.settings}
