@@ -220,8 +220,8 @@ def test_docker_comes_before_the_server_binaries(tmp_path: Path, monkeypatch: py
 
 def test_with_no_backend_the_run_stops_with_the_paragraph_not_a_traceback(tmp_path: Path, no_wheel: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The operator's command (`rotation rehearse`): no DSN, no Docker, no binaries, no wheel. One paragraph, exit status 4 (usage), and the
-    evidence says which step could not start and why."""
+    """The operator's command (`rotation rehearse`): no DSN, no Docker, no binaries, no wheel. One paragraph, exit
+    status 4 (usage), and the evidence says which step could not start and why."""
     env = {k: v for k, v in os.environ.items() if k not in ("ROTATION_DSN", "PG_BIN")} | {
         "PATH": str(tmp_path / "empty"), pg_binaries.SYSTEM_ROOTS_ENV: "", "DOCKER_HOST": "tcp://127.0.0.1:9",
         "PYTHONPATH": os.pathsep.join([str(no_wheel), str(PROJECT)])}
