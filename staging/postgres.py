@@ -219,7 +219,8 @@ class PrivateCluster:
         done = self._run("initdb", "-D", str(self.data), "-U", "rotation", "--auth=trust", "-E", "UTF8",
                          "--locale=C", "--no-sync")
         if done.returncode:
-            raise NoPostgresError(f"initdb failed: {done.stderr.strip()[-500:]}\n{no_server_help()}")
+            raise NoPostgresError(f"initdb ({self.bindir}) failed: {done.stderr.strip()[-500:]}; set PG_BIN to "
+                                  "other server binaries, pass --dsn (or set ROTATION_DSN), or start a Docker engine")
         options = {"listen_addresses": "127.0.0.1", "port": str(self.port),
                    "unix_socket_directories": str(self.sockets),
                    "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off", **self.settings}
