@@ -1,4 +1,4 @@
-"""The tool installs like one: `python -m build` makes a wheel holding the suite (features, steps, pytest.ini) and the
+"""The tool installs like one: `python -m build` makes a wheel holding the suite (features, steps, suite.ini) and the
 packages' data; in a fresh virtual environment `pip install <wheel>` (no extra) gives a `rotation` that runs the full
 staging rehearsal from an empty directory, writes its run folder there (not into site-packages), and that folder
 verifies. The evidence identifies the code by the package version and each feature file's SHA-256: there is no git
@@ -165,7 +165,7 @@ def test_the_wheel_holds_every_file_of_the_packages(installed: Installed) -> Non
         missing = source_files(package) - names
         assert not missing, f"the wheel lacks files of {package}: {sorted(missing)}"
     features = {n for n in names if n.startswith("rotation_suite/features/") and n.endswith(".feature")}
-    assert len(features) >= 10 and "rotation_suite/pytest.ini" in names
+    assert len(features) >= 10 and "rotation_suite/suite.ini" in names
     assert {n for n in names if n.startswith("rotation_suite/steps/") and n.endswith(".py")}
 
 
