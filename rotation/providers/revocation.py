@@ -184,5 +184,5 @@ def confirm_refused(check: Callable[[], CheckResult], act: RevocationAct, wait: 
             if checks > 1:
                 on_progress(Progress(checks, checks, waited, final=True))
             return Revocation(act, answer, now(), checks, waited)
-        on_progress(Progress(checks, max(most, checks + 1), waited))
+        on_progress(Progress(checks, max(most, checks + 1), waited, since=1))  # the first check came at 0 s
         clock.sleep(wait.interval_s)
