@@ -20,6 +20,7 @@ from rotation.core import progress
 from rotation_pytest.fixtures import target_of
 
 _STEP_START = pytest.StashKey[float]()
+_BEFORE = pytest.StashKey[progress.Reporter]()
 PROGRESS_PREFIX = "  ..   "  # under the step it belongs to (its `ok` line follows)
 _SAYING = threading.Lock()  # progress comes from the engines' worker threads too
 
@@ -40,7 +41,7 @@ def say(config: pytest.Config, lines: list[str]) -> None:
 
 def progress_shown(config: pytest.Config) -> bool:
     """--progress: auto shows the lines in live runs and at a terminal."""
-    choice = config.getoption("progress")
+    choice = str(config.getoption("progress"))
     if choice == "auto":
         return target_of(config) == "live" or sys.stdout.isatty()
     return choice == "lines"
@@ -50,11 +51,13 @@ def progress_shown(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or not progress_shown(config):
         return  # an xdist worker's output never reaches the operator's terminal
-    progress.install(progress.Paced(lambda line: say(config, [PROGRESS_PREFIX + line])))
+    config.stash[_BEFORE] = progress.install(progress.Paced(lambda line: say(config, [PROGRESS_PREFIX + line])))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    progress.uninstall()
+    before = config.stash.get(_BEFORE, None)
+    if before is not None:  # a session run inside another gives the outer one its reporter back
+        progress.install(before)
 
 
 def _shown(request: pytest.FixtureRequest) -> bool:
@@ -62,7 +65,8 @@ def _shown(request: pytest.FixtureRequest) -> bool:
 
 
 def _elapsed(request: pytest.FixtureRequest) -> float:
-    return time.monotonic() - request.node.stash.get(_STEP_START, time.monotonic())
+    started: float = request.node.stash.get(_STEP_START, time.monotonic())
+    return time.monotonic() - started
 
 
 def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: object, scenario: object) -> None:

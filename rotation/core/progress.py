@@ -8,7 +8,8 @@ it goes, and once more, `final`, when it ends. Where the lines go and how often 
                         of the total more is done (not more than one a second), else at least every `every_s`
                         seconds, and always the final line (total, time and rate)
     install(reporter)   the reporter of this process (the pytest plugin installs one that writes on the operator's
-                        terminal past pytest's capture); without one, `task()` is silent
+                        terminal past pytest's capture, and puts the one before back); without one, `task()` is
+                        silent
     task(what, unit)    the callback for one task, from the installed reporter
 
 A line carries counts, a table or provider name and times only: never a value, a key or a fingerprint.
@@ -173,19 +174,16 @@ class Paced:
 _installed: Reporter = Silent()
 
 
-def install(reporter: Reporter) -> None:
+def install(reporter: Reporter) -> Reporter:
+    """Make `reporter` this process's; returns the one it replaces (to put back)."""
     global _installed
-    _installed = reporter
-
-
-def uninstall() -> None:
-    install(Silent())
+    before, _installed = _installed, reporter
+    return before
 
 
 @contextmanager
 def installed(reporter: Reporter) -> Iterator[None]:
-    before = _installed
-    install(reporter)
+    before = install(reporter)
     try:
         yield
     finally:
