@@ -153,7 +153,10 @@ class _Paced:
                 self._ended = True
                 return  # a task over in a moment: no line at all
             self._last, self._tenths, self._ended, self._said = now, tenths, progress.final, True
-            self.sink(f"{self.what}: {progress.line(self.unit)}")
+            try:
+                self.sink(f"{self.what}: {progress.line(self.unit)}")
+            except Exception:  # noqa: BLE001  (a terminal gone away must not stop the work it reports on)
+                self._ended = True
 
 
 @dataclass(frozen=True)

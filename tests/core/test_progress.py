@@ -99,3 +99,19 @@ def test_the_revocation_wait_reports_each_check_with_the_time_left() -> None:
     assert revocation.proven
     assert lines == ["waiting for smtp to refuse the revoked credential: 2/7 checks (29%), 0.1 checks/s, ETA 50s",
                      "waiting for smtp to refuse the revoked credential: 3 checks in 20s, 0.1 checks/s"]
+
+
+def test_a_sink_that_fails_silences_the_task_and_never_stops_the_work() -> None:
+    """The operator's terminal went away (EIO on a closed pty): the task goes on without lines."""
+    calls: list[str] = []
+
+    def gone(line: str) -> None:
+        calls.append(line)
+        raise OSError(5, "Input/output error")
+
+    clock = FakeClock()
+    task = Paced(gone, clock=clock).task("staging clients")
+    for n in range(1, 11):
+        clock.t += 2.0
+        task(Progress(n, 10, clock.t, final=n == 10))
+    assert len(calls) == 1
