@@ -57,11 +57,12 @@ class Progress:
             resumed = f" ({self.since:,} done before)" if self.since else ""
             return f"{self.done:,} {unit}{resumed} in {duration(self.elapsed_s)}, {rate(self.rate)} {unit}/s"
         eta = duration(self.eta_s) if self.eta_s is not None else "?"
-        return (f"{self.done:,}/{self.total:,} {unit} ({100 * self.fraction:.0f}%), {rate(self.rate)} {unit}/s, "
+        return (f"{self.done:,}/{self.total:,} {unit} ({int(100 * self.fraction)}%), {rate(self.rate)} {unit}/s, "
                 f"ETA {eta}")
 
 
 ProgressCallback = Callable[[Progress], None]
+BEAT_S = 5.0  # how often work counted in a few large parts says it is still going (see Meter)
 
 
 def rate(per_s: float) -> str:
@@ -97,15 +98,40 @@ def _nothing(progress: Progress) -> None:
 
 
 class Meter:
-    """Counts one task's units from any thread and hands a snapshot to the callback at each step, `final` at the end."""
+    """Counts one task's units from any thread and hands a snapshot to the callback at each step, `final` at the end.
+
+    Used as a context manager with `beat_s`, it also repeats the current snapshot every `beat_s` seconds while the
+    block runs: work counted in a few large parts (a slice of a table per connection) still shows it is alive."""
 
     def __init__(self, total: int, on_progress: ProgressCallback | None, *, done: int = 0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 beat_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.total, self.done, self.since = total, done, done
         self._on_progress = on_progress
         self._clock = clock
         self._started = clock()
         self._lock = threading.Lock()
+        self._beat_s = beat_s
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def __enter__(self) -> Meter:
+        if self._on_progress and self._beat_s:
+            self._beat = threading.Thread(target=self._beating, args=(self._beat_s,), daemon=True,
+                                          name="progress-beat")
+            self._beat.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._quiet()
+
+    def _beating(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.add(0)
+
+    def _quiet(self) -> None:
+        self._stop.set()
+        if self._beat is not None and self._beat is not threading.current_thread():
+            self._beat.join()
 
     def add(self, n: int = 1) -> None:
         with self._lock:
@@ -116,6 +142,7 @@ class Meter:
 
     def finish(self, done: int | None = None) -> None:
         """The final snapshot; `done`: the exact count, where the steps were weighed by estimate."""
+        self._quiet()
         if done is not None:
             self.done = done
         if self._on_progress:

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from rotation.core.database import key_ref, load_keys, on_connections
-from rotation.core.progress import Meter, ProgressCallback
+from rotation.core.progress import BEAT_S, Meter, ProgressCallback
 from rotation.core.secret import Secret
 from rotation.db_key.fernet import opens
 
@@ -241,8 +241,8 @@ def sweep(conn: psycopg.Connection, old_key: Secret, *, limit: int = 5, dsn: str
     hits: list[Hit] = []
     readable = [t for t in tables if t.readable]
     kb = sizes_kb(conn, readable) if on_progress else {t.name: 1 for t in readable}
-    meter = Meter(sum(kb.values()), on_progress)
-    scanned = _scan(dsn, conn, old_key, readable, limit, workers, meter, kb)
+    with Meter(sum(kb.values()), on_progress, beat_s=BEAT_S) as meter:
+        scanned = _scan(dsn, conn, old_key, readable, limit, workers, meter, kb)
     for table, row in zip(readable, scanned, strict=True):
         for i, (column, kind) in enumerate(table.columns):
             pgp, pgp_old, ids, fernet = row[4 * i:4 * i + 4]

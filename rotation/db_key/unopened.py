@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from rotation.core.database import apply_runbook_schema, connect, key_ref, on_connections
-from rotation.core.progress import Meter, ProgressCallback
+from rotation.core.progress import BEAT_S, Meter, ProgressCallback
 from rotation.core.secret import Secret, fingerprint
 
 if TYPE_CHECKING:  # reencrypt and staged build their statements with is_left(): no import cycle at run time
@@ -91,7 +91,7 @@ def find(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, workers
     table's rows, the slices being of about equal size)."""
     tasks = [(column, part) for column in spec.columns for part in range(max(1, workers))]
     rows_total = _rows(dsn, spec) if on_progress else 0
-    meter = Meter(rows_total * len(spec.columns), on_progress)
+    meter = Meter(rows_total * len(spec.columns), on_progress, beat_s=BEAT_S)
 
     def scan(conn: psycopg.Connection, task: tuple[str, int]) -> list[tuple[str, bytes]]:
         statement = sql.SQL(FIND.replace("{part}", PART if workers > 1 else "")).format(
@@ -102,8 +102,9 @@ def find(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, workers
         return found
 
     rows: dict[str, list[tuple[str, bytes]]] = {c: [] for c in spec.columns}
-    for (column, _), found in zip(tasks, on_connections(dsn, {"old": old_key, "new": new_key}, workers, tasks, scan),
-                                  strict=True):
+    with meter:
+        scanned = on_connections(dsn, {"old": old_key, "new": new_key}, workers, tasks, scan)
+    for (column, _), found in zip(tasks, scanned, strict=True):
         rows[column] += found
     meter.finish(meter.total)
     return [Unopened(spec.table, spec.pk, column, tuple(k for k, _ in ordered), tuple(d for _, d in ordered))

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from rotation.core.database import key_ref, load_keys, on_connections
-from rotation.core.progress import Meter, ProgressCallback
+from rotation.core.progress import BEAT_S, Meter, ProgressCallback
 from rotation.core.secret import Secret
 from rotation.db_key import unopened
 from rotation.db_key.reencrypt import (
@@ -287,13 +287,20 @@ def verify(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secr
     and column)."""
     left = unopened.left_fp(conn, new_key, spec)
     load_keys(conn, {"old": old_key, "new": new_key})
+    meter = Meter(snapshot_size(conn, job_id) if on_progress else 0, on_progress, beat_s=BEAT_S)
+    conn.commit()  # the checks below run in a transaction of their own
+    with meter:
+        parallel = (column_counts(dsn, spec, job_id, {"old": old_key, "new": new_key}, workers, left, meter)
+                    if dsn else {})
+        return _verify_counts(conn, spec, job_id, failure_limit, parallel, left, meter)
+
+
+def _verify_counts(conn: psycopg.Connection, spec: TableSpec, job_id: int, failure_limit: int,
+                   parallel: dict[str, tuple[int, ...]], left: str | None, meter: Meter) -> PopulationCheck:
+    """verify's counts per column (those not counted in parallel counted here) and its findings."""
     params = {"job": job_id, "limit": failure_limit}
     columns: list[ColumnCheck] = []
     findings: list[Finding] = []
-    meter = Meter(snapshot_size(conn, job_id) if on_progress else 0, on_progress)
-    conn.commit()  # the checks below run in a transaction of their own
-    parallel = (column_counts(dsn, spec, job_id, {"old": old_key, "new": new_key}, workers, left, meter)
-                if dsn else {})
     with conn.transaction():
         for setting in DIGEST_SETTINGS:
             conn.execute(setting)

@@ -97,7 +97,7 @@ def test_the_revocation_wait_reports_each_check_with_the_time_left() -> None:
     with progress.installed(Paced(lines.append, clock=clock)):
         revocation = confirm_refused(lambda: answers.pop(0), act, Wait(60, 10), Clock(clock.sleep, clock))
     assert revocation.proven
-    assert lines == ["waiting for smtp to refuse the revoked credential: 2/7 checks (29%), 0.1 checks/s, ETA 50s",
+    assert lines == ["waiting for smtp to refuse the revoked credential: 2/7 checks (28%), 0.1 checks/s, ETA 50s",
                      "waiting for smtp to refuse the revoked credential: 3 checks in 20s, 0.1 checks/s"]
 
 
@@ -115,3 +115,24 @@ def test_a_sink_that_fails_silences_the_task_and_never_stops_the_work() -> None:
         clock.t += 2.0
         task(Progress(n, 10, clock.t, final=n == 10))
     assert len(calls) == 1
+
+
+def test_a_meter_beats_while_its_block_runs_and_not_after() -> None:
+    """Work counted in a few large parts (a slice per connection) still says it is going between them."""
+    import threading
+
+    seen: list[Progress] = []
+    beat = threading.Event()
+
+    def hear(p: Progress) -> None:
+        seen.append(p)
+        beat.set()
+
+    with Meter(10, hear, beat_s=0.01) as meter:
+        assert beat.wait(10), "no beat while the block ran"
+        meter.add(4)
+    meter.finish()
+    after = len(seen)
+    threading.Event().wait(0.05)
+    assert len(seen) == after and seen[-1].final and seen[-1].done == 4
+    assert seen[0].done == 0 and not seen[0].final
