@@ -195,10 +195,12 @@ QUERY_SOURCE = ("per table of the scope, one scan: per bytea / text-like column,
 
 
 def sizes_kb(conn: psycopg.Connection, tables: list[SweptTable]) -> dict[str, int]:
-    """Each table's size on disk in kB (pg_table_size: the heap with its TOAST), at least 1: what a scan reads, the
-    measure of the sweep's progress."""
+    """Each table's size in kB as the catalog estimates it (pg_class.relpages, kept by VACUUM and ANALYZE), at least
+    1: what a scan reads, the measure of the sweep's progress. Read from the catalog, it takes no lock on the tables
+    (pg_table_size would wait behind a lock the scan itself must wait for, where the operator sees it waiting)."""
     found = {str(name): max(1, int(kb or 0)) for name, kb in conn.execute(
-        "SELECT t, pg_table_size(to_regclass(t)) / 1024 FROM unnest(%s::text[]) t",
+        "SELECT t, (SELECT c.relpages::bigint * current_setting('block_size')::int / 1024 FROM pg_class c "
+        "WHERE c.oid = to_regclass(t)) FROM unnest(%s::text[]) t",
         ([t.ident().as_string(conn) for t in tables],))}
     conn.commit()
     return {t.name: found.get(t.ident().as_string(conn), 1) for t in tables}
