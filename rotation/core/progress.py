@@ -56,13 +56,16 @@ class Progress:
         if self.final:
             resumed = f" ({self.since:,} done before)" if self.since else ""
             return f"{self.done:,} {unit}{resumed} in {duration(self.elapsed_s)}, {rate(self.rate)} {unit}/s"
-        eta = duration(self.eta_s) if self.eta_s is not None else "?"
+        if self.eta_s is None:  # nothing done yet in this run: no rate to tell an ETA from
+            return (f"{self.done:,}/{self.total:,} {unit} ({int(100 * self.fraction)}%), "
+                    f"{duration(self.elapsed_s)} so far, no rate yet")
+        eta = duration(self.eta_s)
         return (f"{self.done:,}/{self.total:,} {unit} ({int(100 * self.fraction)}%), {rate(self.rate)} {unit}/s, "
                 f"ETA {eta}")
 
 
 ProgressCallback = Callable[[Progress], None]
-BEAT_S = 5.0  # how often work counted in a few large parts says it is still going (see Meter)
+BEAT_S = 15.0  # how often work counted in a few large parts says it is still going (see Meter)
 
 
 def rate(per_s: float) -> str:

@@ -136,3 +136,8 @@ def test_a_meter_beats_while_its_block_runs_and_not_after() -> None:
     threading.Event().wait(0.05)
     assert len(seen) == after and seen[-1].final and seen[-1].done == 4
     assert seen[0].done == 0 and not seen[0].final
+
+
+def test_before_any_part_is_done_the_line_says_how_long_so_far_not_an_eta() -> None:
+    assert Progress(0, 300_000, 40.0).line("values") == "0/300,000 values (0%), 40s so far, no rate yet"
+    assert Progress(9000, 10_000, 3.0, since=9000).line() == "9,000/10,000 rows (90%), 3.0s so far, no rate yet"
