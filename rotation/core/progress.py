@@ -177,8 +177,8 @@ class _Paced:
             tenths = int(progress.fraction * 10)
             due = (progress.final or now - self._last >= self.every_s
                    or (tenths > self._tenths and now - self._last >= self.min_gap_s))
-            if not due or (not progress.final and progress.done >= progress.total):
-                return  # all done but not yet final: the final line follows
+            if not due or (not progress.final and progress.fraction >= 0.99):
+                return  # as good as done: the final line follows
             if progress.final and not self._said and progress.elapsed_s < self.min_gap_s:
                 self._ended = True
                 return  # a task over in a moment: no line at all
