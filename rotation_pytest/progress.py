@@ -32,7 +32,8 @@ def _shown(request: pytest.FixtureRequest) -> bool:
 
 
 def _elapsed(request: pytest.FixtureRequest) -> float:
-    return time.monotonic() - request.node.stash.get(_STEP_START, time.monotonic())
+    started: float = request.node.stash.get(_STEP_START, time.monotonic())
+    return time.monotonic() - started
 
 
 def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: object, scenario: object) -> None:
