@@ -11,4 +11,5 @@ from pathlib import Path
 SUITE = Path(__file__).resolve().parent
 FEATURES = SUITE / "features"
 STEPS = SUITE / "steps"
-PYTEST_INI = SUITE / "suite.ini"  # not pytest.ini: see its comment
+# Not pytest.ini: pytest must not pick it up for `pytest rotation_suite/...` in a checkout.
+PYTEST_INI = SUITE / "suite.ini"
