@@ -44,6 +44,7 @@ from rotation.emergency.incident import ledger_path, parse_iso
 from rotation.evidence.incident import EARLIER_FOLDERS, INCIDENT_ITEM
 from rotation.evidence.pdf import CHROMIUM_ENV
 from rotation.evidence.recorder import strip_url_passwords
+from rotation_pytest.emergency import NEXT_STEP_ITEM
 from tests.emergency.test_emergency_command import CONFIG, StandInLive, stand_in_live  # noqa: F401 (fixture)
 from tests.harness import PROJECT, newest_run_folder, read_evidence, step_results
 
@@ -162,6 +163,9 @@ def test_a_revocation_made_only_after_a_failed_run_is_finished_by_the_rerun_with
     old = smtp_old(drill)
     first = drill.command("--revoke-wait=1")
     assert first.returncode != 0, (first.stdout + first.stderr)[-3000:]
+    last = first.stdout.rstrip().splitlines()[-1]  # the one line, printed last: the same command finishes it
+    assert last.startswith("incident CHG-911 NOT COMPLETE (") and f"{SMTP.type}: waiting for the operator" in last \
+        and "run the same command again: rotation emergency " in last, first.stdout[-3000:]
     folder = newest_run_folder(drill.live.reports)
     assert folder is not None
     failed = [s for s in step_results(folder) if s.status == "failed"]
@@ -307,6 +311,7 @@ class Chain:
     drill: Drill
     argv: list[str]  # the operator's command, after `rotation`
     ledgers: list[dict[str, object]] = field(default_factory=list)
+    said: list[str] = field(default_factory=list)  # each killed run's one line
     took_over: int = 0
 
     def run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -323,9 +328,10 @@ class Chain:
     def named(self, killed: subprocess.CompletedProcess[str]) -> list[str]:
         """The next step the killed run named (its one line), as an argv: the operator's own command again (its DSN's
         password masked: supplied again as before)."""
-        lines = NEXT_STEP.findall(killed.stdout)
+        lines = list(NEXT_STEP.finditer(killed.stdout))
         assert len(lines) == 1, killed.stdout[-3000:]
-        words = shlex.split(lines[0])
+        self.said.append(lines[0].group(0))
+        words = shlex.split(lines[0].group("command"))
         assert words[:2] == ["rotation", "emergency"], words[:2]
         dsn = next(w for w in self.argv if w.startswith("--dsn="))
         assert strip_url_passwords(dsn) in words, "the named command is not this incident's database"
@@ -399,6 +405,10 @@ def test_kill_9_right_after_each_step_then_the_command_it_named_finishes_one_inc
     earlier = item[EARLIER_FOLDERS]  # type: ignore[index]
     assert [r["run id"] for r in earlier] == [r["run_id"] for r in ledger["runs"][:-1]]  # type: ignore[index]
     assert all(len(r["manifest sha256"]) == 64 and r["verdict"] != "-" for r in earlier), earlier
+    for row, line in zip(earlier, runs.said, strict=True):  # each killed run's folder, sealed from its journal, too
+        sealed = read_evidence(drill.live.reports / row["folder"])
+        named = [e["value"] for e in sealed if e.get("name") == NEXT_STEP_ITEM]
+        assert named == [line], (row["folder"], named)
 
 
 def test_a_second_shell_on_the_incident_is_refused_naming_the_holder_and_changes_nothing(drill: Drill) -> None:
