@@ -44,7 +44,7 @@ def step_functions(path: Path) -> list[ast.FunctionDef]:
             if isinstance(node, ast.FunctionDef) and any(is_step(d) for d in node.decorator_list)]
 
 
-STEP_MODULES = sorted((PROJECT / "steps").glob("*.py"))
+STEP_MODULES = sorted((PROJECT / "rotation_suite" / "steps").glob("*.py"))
 
 
 @pytest.mark.parametrize("module", STEP_MODULES, ids=lambda p: p.name)
@@ -68,7 +68,7 @@ def test_the_thin_step_check_can_fail(tmp_path: Path) -> None:
     assert any(isinstance(n, ast.If) for n in ast.walk(step_functions(fat)[0]))
 
 
-CODE = [p for pattern in ("rotation/**/*.py", "rotation_pytest/**/*.py", "staging/**/*.py", "steps/**/*.py",
+CODE = [p for pattern in ("rotation/**/*.py", "rotation_pytest/**/*.py", "staging/**/*.py", "rotation_suite/**/*.py",
                           "tests/**/*.py", "bench/**/*.py", "*.py", "*.ini")
         for p in PROJECT.glob(pattern) if p.resolve() != Path(__file__).resolve()]
 WINDOW = 3  # lines: a list split over a few lines counts too

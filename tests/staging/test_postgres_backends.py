@@ -56,8 +56,8 @@ def wait_for(condition, timeout_s: float = 60) -> None:
 def start_suite() -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "ROTATION_DSN"} | {"PYTHONFAULTHANDLER": "1"}
     reports = tempfile.mkdtemp(prefix="rotation-reports-")
-    return subprocess.Popen([sys.executable, "-m", "pytest", "steps/test_rotation.py", "-k", "scheduled_90day",
-                             "--rows", "20000", f"--reports-dir={reports}"],
+    return subprocess.Popen([sys.executable, "-m", "pytest", "rotation_suite/steps/test_rotation.py", "-k",
+                             "scheduled_90day", "--rows", "20000", f"--reports-dir={reports}"],
                             cwd=PROJECT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
