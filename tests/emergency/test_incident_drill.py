@@ -193,7 +193,7 @@ def test_a_revocation_made_only_after_a_failed_run_is_finished_by_the_rerun_with
 
 # --- kill -9 after every step, then the command the killed run named ------------------------------------------------
 
-FEATURES = PROJECT / "features" / "emergency"
+FEATURES = PROJECT / "rotation_suite" / "features" / "emergency"
 NEXT_STEP = re.compile(r"^incident CHG-911, run \d+ of it \(.*\): if this run ends before the incident is complete "
                        r"\(even killed\), run the same command again: (?P<command>rotation emergency .*)$",
                        re.MULTILINE)
