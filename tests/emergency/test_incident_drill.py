@@ -380,6 +380,7 @@ def test_kill_9_right_after_each_step_then_the_command_it_named_finishes_one_inc
     last = done.stdout.rstrip().splitlines()[-1]  # the run's one line, printed last
     assert last.startswith("incident CHG-911 complete (") and last.endswith("): nothing left to do"), out[-2000:]
     assert f"{DB_KEY.type}: revoked and replaced" in last and f"{SMTP.type}: revoked and replaced" in last, last
+    assert runs.took_over == 0, "the command a killed run named was refused by the lock it left"
     ledger = drill.ledger()
     assert len(ledger["runs"]) == len(chain) + 1 and len(console) == 1  # type: ignore[arg-type]
     db, smtp = (ledger["outcomes"][c.type] for c in (DB_KEY, SMTP))  # type: ignore[index]
