@@ -45,6 +45,8 @@ LIVE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--app-restart", "--app-restart", "command that restarts the app"),
     ("--app-reload", "--app-reload", "command that reloads the app"),
     ("--health-url", "--health-url", "the app's health endpoint"),
+    ("--progress", "--progress", "progress lines of long steps (rows done, rate, ETA): auto (default: shown), lines, "
+                                 "off (a quiet CI log)"),
 )
 LIVE_FLAGS: tuple[tuple[str, str], ...] = (
     ("--confirm-live", "carry out the printed plan (without it: print the plan, change nothing, exit 4)"),
