@@ -1,14 +1,3 @@
-"""The suite's root: the rotation plugin (options, fixtures, guard, evidence) and the step definitions."""
+"""The checkout's root: the suite's plugins (rotation_suite/plugins.py), so `pytest` here runs the procedures."""
 
-pytest_plugins = [
-    "rotation_pytest.plugin",
-    "steps.common",
-    "steps.db_key",
-    "steps.monitoring",
-    "steps.hygiene",
-    "steps.troubleshooting",
-    "steps.troubleshooting_decryption",
-    "steps.troubleshooting_api",
-    "steps.providers",
-    "steps.emergency",
-]
+pytest_plugins = ["rotation_suite.plugins"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from rotation.evidence.journal import (
     record_seal_failure,
     seal_dead_journals,
 )
-from rotation.evidence.metadata import RunMetadata, git_state, package_versions
+from rotation.evidence.metadata import RunMetadata, feature_digests, git_state, package_versions
 from rotation.evidence.recorder import (
     CLOSING_PREFIX,
     Recorder,
@@ -37,11 +38,11 @@ from rotation.evidence.recorder import (
     strip_url_passwords,
     utc_now,
 )
-from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, write_run
+from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, reports_folder, write_run
 from rotation.evidence.signing import SigningKeyError, load_private_key
 from rotation_pytest import terminal
 from rotation_pytest.bdd import scenario_template, unregister_cucumber_writer, unregister_junit_writer
-from rotation_pytest.fixtures import config_of, operator_of, target_of
+from rotation_pytest.fixtures import STAGING_SERVER, config_of, operator_of, target_of
 
 # pytest's own marks are not Gherkin tags; everything else on a scenario item came from a tag.
 pytest_plugins = ["rotation_pytest.evidence_selection", "rotation_pytest.evidence_xdist"]
@@ -111,7 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("\n".join(refusals))
     _require_writable_reports(config)
     scratch = Path(tempfile.mkdtemp(prefix="rotation-evidence-"))
-    commit, dirty = git_state(config.rootpath)
+    commit, dirty = git_state()  # the library's checkout, if it runs from one (not the rootdir: a project's)
     meta = RunMetadata(run_id=str(uuid.uuid4()), target=target, operator=operator_of(config), approver=approver,
                        change_id=change_id, started=utc_now(), git_commit=commit, git_dirty=dirty,
                        packages=package_versions(),
@@ -128,7 +129,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = config.stash[STATE]
     terminal.register_run_secrets(config, state.recorder.register_secret, credential_settings(config))
     if not hasattr(config, "workerinput"):
-        own = []
+        own: list[str] = []
         if not getattr(config.option, "xmlpath", None):
             config.option.xmlpath, own = str(scratch / JUNIT), [*own, JUNIT]
         if not getattr(config.option, "cucumber_json_path", None):
@@ -200,9 +201,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         template = scenario_template(item)
         if template is None:
             continue
-        where = f"{template.feature.rel_filename}:{template.line_number}"  # type: ignore[attr-defined]
+        where = f"{template.feature.rel_filename}:{template.line_number}"
         for problem in catalog.problems(item_tags(item)):
-            problems.setdefault(f"Scenario '{template.name}' ({where})", []).append(problem)  # type: ignore[attr-defined]
+            problems.setdefault(f"Scenario '{template.name}' ({where})", []).append(problem)
     if problems:
         lines = [f"{name}: {', '.join(sorted(set(found)))}" for name, found in problems.items()]
         raise pytest.UsageError(
@@ -220,6 +221,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         terminal.quiet_tracebacks(session.config)  # no frame's arguments (a DSN, the .env) in any report
     state = state_of(session.config)
     state.meta.selected, state.meta.deselected = len(session.items), state.deselected
+    state.meta.feature_digests = selected_feature_digests(session.items)
+
+
+def selected_feature_digests(items: list[pytest.Item]) -> dict[str, str]:
+    """The SHA-256 of each feature file a selected scenario comes from, read as pytest-bdd parsed it: with the
+    package version it identifies the procedures that ran where there is no git commit (an installed package)."""
+    files: dict[str, Path] = {}
+    for item in items:
+        template = scenario_template(item)
+        if template is not None:
+            feature = template.feature
+            files[feature.rel_filename] = Path(feature.filename)
+    return feature_digests(files)
 
 
 # --- the recorder, driven by pytest and pytest-bdd ------------------------------------------------------------------
@@ -307,7 +321,8 @@ def _reason(report: pytest.TestReport) -> str:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+def pytest_runtest_makereport(item: pytest.Item,
+                               call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     if report.when == "call" and call.excinfo is not None and call.excinfo.errisinstance(NotApplicable):
         # A check that does not apply here: skipped with its reason, so the verdict counts it as not run.
@@ -338,8 +353,9 @@ def _apply_report(recorder: Recorder, scenario: ScenarioRecord, report: pytest.T
 
 # --- the end of the session: write the run folder --------------------------------------------------------------------
 def reports_dir(config: pytest.Config) -> Path:
-    chosen = config.getoption("reports_dir")
-    return Path(chosen) if chosen else config.rootpath / "reports"
+    """--reports-dir, else reports/ in the current directory (not the rootdir: `rotation` pins it to the installed
+    suite's folder)."""
+    return reports_folder(config.getoption("reports_dir"))
 
 
 @pytest.hookimpl(trylast=True)  # after junitxml and cucumberjson have written their files
@@ -349,6 +365,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     _close_interrupted(state.recorder, exitstatus)
+    state.meta.staging_server = config.stash.get(STAGING_SERVER, state.meta.staging_server)
     if hasattr(config, "workerinput"):
         from rotation_pytest.evidence_xdist import ship  # here: that module imports this one
 
@@ -484,6 +501,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     tr.write_line(f"run folder: {out.folder}")
     tr.write_line(f"verdict: {out.verdict}", green=out.verdict == "PASSED", red=out.verdict != "PASSED")
     tr.write_line("who: " + "; ".join(f"{k} {v}" for k, v in state.meta.who_did_what().items()))
+    if state.meta.staging_server:
+        tr.write_line(f"staging database: {state.meta.staging_server}")
     for note in state.meta.duty_notes:
         tr.write_line(f"  duties: {note}")
     for reason in out.reasons:

@@ -47,6 +47,8 @@ def ship(config: pytest.Config, state: RunState) -> None:
         "planned": [scenario_event(s) for s in state.planned],
         "left_out": [scenario_event(s) for s in state.left_out],
         "selected": state.meta.selected, "deselected": state.meta.deselected,
+        "feature_digests": state.meta.feature_digests,
+        "staging_server": state.meta.staging_server,
         "artifacts": [str(p) for p in state.recorder.artifacts],
     }
     state.recorder.journal.close(remove=True)  # its events now travel with the worker's output
@@ -62,12 +64,16 @@ def merge(state: RunState, shipped: dict[str, Any]) -> None:
     recorder.populations += worker.populations
     recorder.run_items += worker.run_items
     recorder.attachments.update(worker.attachments)
+    servers = [s for s in state.meta.staging_server.split("; ") if s]  # each worker had its own server
+    if shipped.get("staging_server") and shipped["staging_server"] not in servers:
+        state.meta.staging_server = "; ".join([*servers, shipped["staging_server"]])
     for path in shipped["artifacts"]:
         recorder.register_artifact(Path(path))
     if not state.planned:  # every worker collects the same plan
         state.planned = [scenario_from_event(e) for e in shipped["planned"]]
         state.left_out = [scenario_from_event(e) for e in shipped["left_out"]]
         state.meta.selected, state.meta.deselected = shipped["selected"], shipped["deselected"]
+        state.meta.feature_digests = shipped["feature_digests"]
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -67,6 +67,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(the emergency rotation always leaves them)")
     group.addoption("--max-rate", type=float, default=None, metavar="ROWS_PER_S",
                     help="DB key, staged: at most this many rows per second while the app runs (default: no limit)")
+    group.addoption("--progress", choices=("auto", "lines", "off"), default="auto",
+                    help="progress lines of the long steps (rows done of the total, rate, ETA): auto (the default) "
+                         "in live runs and at a terminal, lines (always), off (never: a quiet CI log)")
     group.addoption("--rows", type=int, default=2000,
                     help="staging only: how many synthetic clients to seed (default 2,000)")
     group.addoption("--confirm-live", action="store_true", default=False,
@@ -113,7 +116,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                             "Chromium is found, yes (a missing Chromium is a problem of the run), no (the default of "
                             "plain pytest; the rotation commands pass auto)")
     evidence.addoption("--reports-dir", default=None,
-                       help="where run folders are written (default: reports/ under rootdir)")
+                       help="where run folders are written (default: reports/ in the current directory)")
 
     emergency = parser.getgroup("rotation-emergency", "emergency rotation (runbook: Emergency Rotation Procedure)")
     emergency.addoption("--compromised", default=None, metavar="LIST",

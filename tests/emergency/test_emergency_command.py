@@ -32,7 +32,7 @@ from tests.harness import PROJECT, newest_run_folder, read_evidence, step_result
 
 CONFIG = default_config()
 TWILIO = CONFIG.credential("twilio")
-FEATURE = PROJECT / "features" / "emergency" / "compromised_credential.feature"
+FEATURE = PROJECT / "rotation_suite" / "features" / "emergency" / "compromised_credential.feature"
 REVOKE_STEP = "the compromised credential is revoked at the provider and a replacement issued"
 ENV_STEP = "the .env file is updated with the new credential"
 

@@ -185,7 +185,7 @@ def test_dry_run_in_staging_runs_no_scenario() -> None:
 def test_marker_selects_only_emergency_scenarios_and_compromised_narrows_them() -> None:
     everything = pytest_run("-m", "emergency", "--collect-only", "-q")
     ids = [line for line in everything.stdout.splitlines() if "::" in line]
-    assert ids and all(i.startswith("steps/test_emergency.py::") for i in ids), everything.stdout[-2000:]
+    assert ids and all(i.startswith("rotation_suite/steps/test_emergency.py::") for i in ids), everything.stdout[-2000:]
     assert len([i for i in ids if "compromised" in i]) == len(CONFIG.credentials), ids
     narrowed = pytest_run("-m", "emergency", "--collect-only", "-q", "--compromised", "smtp")
     kept = [line for line in narrowed.stdout.splitlines() if "::" in line]

@@ -20,8 +20,9 @@ from tests.harness import PROJECT
 def scheduled_scenarios() -> dict[str, set[str]]:
     """Every @scheduled scenario of the project's features, with its tags (the feature's included)."""
     found = {}
-    for path in sorted((PROJECT / "features").rglob("*.feature")):
-        feature = get_feature(str(PROJECT / "features"), str(path.relative_to(PROJECT / "features")))
+    features = PROJECT / "rotation_suite" / "features"
+    for path in sorted(features.rglob("*.feature")):
+        feature = get_feature(str(features), str(path.relative_to(features)))
         for template in feature.scenarios.values():
             tags = set(template.tags) | set(feature.tags)
             if "scheduled" in tags:

@@ -12,7 +12,7 @@ from rotation.db_key import procedure as db_key_procedure
 from staging.postgres import StagingServer
 from tests.harness import SuiteRunner
 
-FEATURE = "steps/test_hygiene.py"
+FEATURE = "rotation_suite/steps/test_hygiene.py"
 SCENARIOS = {
     "gitignore": "test_never_commit_credentials_env_is_listed_in_the_app_repositorys_gitignore_and_not_tracked",
     "access": "test_limit_credential_access_env_is_readable_by_its_owner_only_and_owned_by_the_configured_account",

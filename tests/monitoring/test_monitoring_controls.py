@@ -12,7 +12,7 @@ import pytest
 
 from tests.harness import SuiteRunner
 
-FEATURE = "steps/test_monitoring.py"
+FEATURE = "rotation_suite/steps/test_monitoring.py"
 OUTLINE = f"{FEATURE}::test_status_of_a_credential_last_rotated_age"
 TWILIO_84_DAYS = f"{OUTLINE}[Twilio auth token-84 days ago-due-6-a rotation due]"
 ALIAS = f"{FEATURE}::test_a_rotation_the_application_logged_itself_counts_for_its_credential"

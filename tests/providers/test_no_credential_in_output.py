@@ -12,7 +12,7 @@ from tests.leakcheck import assert_no_secret, credentials_in, places_under
 
 def test_provider_rotations_leave_no_credential_in_output_logs_or_files(suite: SuiteRunner, tmp_path: Path) -> None:
     basetemp = tmp_path / "basetemp"
-    run = suite.run("steps/test_rotation.py", "-m", "scheduled", "-k", "twilio or whatsapp or smtp",
+    run = suite.run("rotation_suite/steps/test_rotation.py", "-m", "scheduled", "-k", "twilio or whatsapp or smtp",
                     "--basetemp", str(basetemp),
                     "-s", "-v", "-rA", "--log-level=DEBUG", rows=20)
     assert [o.status for o in run.outcomes.values()] == ["passed"] * 3, run.output[-3000:]

@@ -31,7 +31,8 @@ FEATURES = {"twilio": "twilio_auth_token.feature", "whatsapp": "whatsapp_access_
 
 def scheduled_steps(provider: str) -> list[str]:
     """Background and @scheduled scenario steps of the provider's feature, as `Keyword text`."""
-    feature = Parser().parse((PROJECT / "features" / "rotation" / FEATURES[provider]).read_text())["feature"]
+    path = PROJECT / "rotation_suite" / "features" / "rotation" / FEATURES[provider]
+    feature = Parser().parse(path.read_text())["feature"]
     children = [next(iter(c.values())) for c in feature["children"]]
     background = [c for c in children if "tags" not in c]
     [scheduled] = [c for c in children if "@scheduled" in [t["name"] for t in c.get("tags", [])]]

@@ -59,7 +59,7 @@ def test_every_kind_of_breakage_is_covered() -> None:
 
 @pytest.mark.parametrize("breakage", RUNS, ids=lambda r: "+".join(f"{p}:{k}" for p, k in r.items()))
 def test_each_scenario_fails_at_the_step_whose_check_is_broken(suite: SuiteRunner, breakage: dict[str, str]) -> None:
-    run = suite.run("steps/test_rotation.py", "-m", "scheduled", "-k", "twilio or whatsapp or smtp",
+    run = suite.run("rotation_suite/steps/test_rotation.py", "-m", "scheduled", "-k", "twilio or whatsapp or smtp",
                     sabotage=",".join(f"{p}:{kind}" for p, kind in breakage.items()), rows=20)
     for provider, kind in breakage.items():
         failed = failed_steps(run, SCENARIOS[provider])

@@ -30,7 +30,7 @@ def scheduled_steps() -> list[str]:
     """`Keyword text` of every step of the feature's @scheduled scenario, Background first, as the feature says."""
     from pytest_bdd.feature import get_feature
 
-    feature = get_feature(str(PROJECT / "features"), FEATURE)
+    feature = get_feature(str(PROJECT / "rotation_suite" / "features"), FEATURE)
     scheduled = [t for t in feature.scenarios.values() if "scheduled" in t.tags]
     assert len(scheduled) == 1, f"{FEATURE} must have exactly one @scheduled scenario"
     return [f"{s.keyword} {s.name}" for s in scheduled[0].steps]

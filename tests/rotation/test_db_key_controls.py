@@ -7,7 +7,7 @@ import pytest
 
 from tests.harness import SuiteRunner
 
-FEATURE = "steps/test_rotation.py"
+FEATURE = "rotation_suite/steps/test_rotation.py"
 SCHEDULED = "scheduled_90day_rotation_of_the_database_encryption_key"
 WRONG_OLD_KEY = "a_wrong_old_key_is_refused"
 

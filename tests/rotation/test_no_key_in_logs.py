@@ -177,7 +177,8 @@ def test_rotations_leave_no_secret_in_server_log_output_or_files(logging_pg: Sta
     runner.workdir.mkdir()
     basetemp = tmp_path / "basetemp"
     offset = logging_pg.server_log.stat().st_size  # type: ignore[union-attr]
-    run = runner.run("steps/test_rotation.py", "-m", "scheduled", "--basetemp", str(basetemp), "-s", "-v")
+    run = runner.run("rotation_suite/steps/test_rotation.py", "-m", "scheduled", "--basetemp", str(basetemp), "-s",
+                     "-v")
     reconfigure(logging_pg.admin_dsn, {})
     credentials = len(CONFIG.credentials)
     assert len(run.outcomes) == credentials, f"expected one scheduled rotation per credential: {list(run.outcomes)}"

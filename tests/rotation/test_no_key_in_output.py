@@ -116,7 +116,7 @@ def test_a_failing_run_shows_no_fragment_anywhere(pytester: pytest.Pytester) -> 
 # --- no secret is an operand of an assertion --------------------------------------------------------------------------
 CHECKED = [*PROJECT.glob("rotation/db_key/*.py"), *PROJECT.glob("rotation/core/*.py"), *PROJECT.glob("staging/*.py"),
            *PROJECT.glob("tests/rotation/*.py"), *PROJECT.glob("tests/staging/*.py"),
-           *PROJECT.glob("tests/troubleshooting/test_decryption*.py"), *PROJECT.glob("steps/db_key.py")]
+           *PROJECT.glob("tests/troubleshooting/test_decryption*.py"), *PROJECT.glob("rotation_suite/steps/db_key.py")]
 
 
 def revealing_asserts(path: Path) -> list[int]:

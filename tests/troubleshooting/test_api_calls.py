@@ -13,7 +13,7 @@ from rotation.troubleshooting import api_calls
 from tests.harness import SuiteRunner
 
 TWILIO = default_config().credential("twilio")
-FEATURE = "steps/test_troubleshooting.py"
+FEATURE = "rotation_suite/steps/test_troubleshooting.py"
 
 
 def test_loaded_before_last_change(tmp_path: Path) -> None:

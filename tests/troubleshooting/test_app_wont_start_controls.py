@@ -8,7 +8,7 @@ import pytest
 
 from tests.harness import SuiteRunner
 
-FEATURE = "steps/test_troubleshooting.py"
+FEATURE = "rotation_suite/steps/test_troubleshooting.py"
 WONT_START = f"{FEATURE}::test_application_wont_start_after_rotation"
 SYNTAX = f"{WONT_START}_the_env_syntax_check_names_the_line_that_does_not_parse"
 RESTORE = f"{WONT_START}_restoring_the_newest_backup_and_restarting_brings_it_back"

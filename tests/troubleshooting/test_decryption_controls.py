@@ -7,7 +7,7 @@ import pytest
 
 from tests.harness import SuiteRunner
 
-FEATURE = "steps/test_troubleshooting.py"
+FEATURE = "rotation_suite/steps/test_troubleshooting.py"
 SELECTION = ("-m", "troubleshooting and db_encryption_key")
 
 
