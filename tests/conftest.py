@@ -30,6 +30,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # The modules whose tests take longest (--durations, 2 workers), longest first: they start first, so that the run
 # does not end with one worker still on a two-minute test while the other idles. Only the order changes.
 SLOWEST_FIRST = (
+    "tests/test_install.py", "tests/emergency/test_incident_drill.py",
     "tests/rotation/test_db_key_faults.py", "tests/providers/test_provider_command.py", "tests/test_static.py",
     "tests/test_cli.py", "tests/providers/test_rotation_controls.py", "tests/rotation/test_db_key_staged.py",
     "tests/troubleshooting/test_api_calls.py", "tests/troubleshooting/test_app_wont_start_controls.py",
