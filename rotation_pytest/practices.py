@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from rotation.core.clock import utc_now
 from rotation.core.deployment import Deployment, Target
 from rotation.hygiene.checks import RUNBOOK_OWNER, AppFiles
-from rotation.monitoring.status import utc_now
 from staging import rotation_history as history
 from staging.app_repo import staging_app_files
 from staging.smtp_standin import SmtpStandIn, smtp_standin

@@ -26,10 +26,12 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from staging.errors import StagingError
+
 CLUSTER_PREFIX = "rotation-pg-"
 
 
-class NoPostgresError(RuntimeError):
+class NoPostgresError(StagingError, RuntimeError):
     pass
 
 

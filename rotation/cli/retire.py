@@ -32,6 +32,7 @@ import psycopg
 
 from rotation.cli.parsing import SubParsers
 from rotation.core import escrow
+from rotation.core.clock import utc_now
 from rotation.core.config import CONFIG_ENV, Config, ConfigError, Credential, app_with_overrides, load_config
 from rotation.core.duties import People, is_account, os_user
 from rotation.core.envfile import EnvFileError
@@ -42,7 +43,7 @@ from rotation.db_key.retire import holds as key_holds
 from rotation.evidence.controls import load_catalog
 from rotation.evidence.journal import Journal, JournalingRecorder, journal_path, seal_dead_journals
 from rotation.evidence.metadata import RunMetadata, git_state, package_versions
-from rotation.evidence.recorder import ScenarioRecord, StepRecord, strip_url_passwords, utc_now
+from rotation.evidence.recorder import ScenarioRecord, StepRecord, strip_url_passwords
 from rotation.evidence.report import write_run
 from rotation.evidence.signing import SigningKeyError, load_private_key
 from rotation.providers.retire import ProviderRetirement

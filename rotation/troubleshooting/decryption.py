@@ -18,7 +18,7 @@ from psycopg import sql
 
 from rotation.core import envfile, state
 from rotation.core.config import Credential
-from rotation.core.database import connect, key_ref, load_keys
+from rotation.core.database import NEW_KEY, OLD_KEY, connect, load_keys
 from rotation.core.deployment import Deployment
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.secret import Secret
@@ -41,8 +41,8 @@ SELECT col, under, count(*), array_agg(pk ORDER BY pk) FILTER (WHERE under = 'ne
 FROM (
     SELECT x.{pk}::text AS pk, c.col,
            CASE WHEN c.v IS NULL THEN 'null'
-                WHEN rotation_runbook.try_decrypt(c.v, """ + key_ref("new") + """) IS NOT NULL THEN 'new'
-                WHEN rotation_runbook.try_decrypt(c.v, """ + key_ref("old") + """) IS NOT NULL THEN 'old'
+                WHEN rotation_runbook.try_decrypt(c.v, """ + NEW_KEY + """) IS NOT NULL THEN 'new'
+                WHEN rotation_runbook.try_decrypt(c.v, """ + OLD_KEY + """) IS NOT NULL THEN 'old'
                 ELSE 'neither' END AS under
     FROM {t} x, LATERAL (VALUES {values}) AS c(col, v)
 ) s

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pytest_bdd import given, then, when
 
+from rotation.core.clock import utc_now
 from rotation.core.config import Config, Credential
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
@@ -16,7 +17,6 @@ from rotation.hygiene import server_log as server_log_checks
 from rotation.hygiene.checks import AppFiles
 from rotation.hygiene.server_log import KeyRotation, LogWatch
 from rotation.monitoring import check
-from rotation.monitoring.status import utc_now
 from staging.postgres import StagingServer
 from staging.server_log import log_every_statement
 
