@@ -27,11 +27,11 @@ from rotation.core.deployment import Deployment
 from rotation.core.keys import generate_key
 from rotation.core.proof import NoEvidence
 from rotation.core.secret import Secret
+from rotation.db_key.decryption import key_census
 from rotation.db_key.fernet import app_fernet
 from rotation.db_key.procedure import CREDENTIAL, DbKeyRotation
 from rotation.db_key.reencrypt import ReencryptionError, pgcrypto_specs
 from rotation.evidence.leaks import scan_bytes
-from rotation.troubleshooting.decryption import key_census
 from staging.postgres import StagingServer, reconfigure, staging_server
 from staging.seed import seed_clients
 from staging.world import staging_world

@@ -5,6 +5,10 @@ key and then the old one, and a value neither key opens is named by its row id a
 procedure's own resumable steps (rotation.db_key.procedure), with the old key from the .env backup the rotation
 state names; a rotation done by hand (no state) is finished with the newest backup whose key differs from .env's.
 Findings name rows, columns and fingerprints, never a key.
+
+It is the runbook's Troubleshooting entry, but its diagnosis and repair are the DB key procedure's own re-encryption,
+verification and resumable steps, so it lives in this section: the runbook's sections import none of one another
+(the import-linter contract "independence" in pyproject.toml).
 """
 
 from __future__ import annotations
