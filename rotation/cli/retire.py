@@ -79,7 +79,7 @@ FLAGS = (
 
 
 def add_retire_options(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
-    """The retirement's options (those a parser already has, e.g. from add_live_options, are skipped)."""
+    """The retirement's options (those a parser already has, e.g. from add_command_options, are skipped)."""
     for flag, text in OPTIONS:
         if flag not in skip:
             parser.add_argument(flag, default=None, help=text)
