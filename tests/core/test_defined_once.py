@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import inspect
 import pkgutil
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -54,3 +56,30 @@ def test_the_proof_method_is_an_enum_shown_by_its_words() -> None:
     assert proof_method(probe, key_probe=False) is ProofMethod.LISTENER and not ProofMethod.LISTENER.is_probe
     assert proof_method(remote) is None and not has_probe(remote)
     assert f"{ProofMethod.PROBE_URL}" == "probe (URL)"  # the evidence shows the words, as before
+
+
+def test_an_operators_yaml_file_is_a_mapping_or_one_clear_error(tmp_path: Path) -> None:
+    from rotation.core.yamlfile import load_mapping
+
+    class NotesError(RotationError):
+        pass
+
+    good, listed, broken = tmp_path / "good.yaml", tmp_path / "list.yaml", tmp_path / "broken.yaml"
+    good.write_text("root_cause: a token in a gist\n")
+    listed.write_text("- a\n- b\n")
+    broken.write_text("root_cause: [unclosed\n")
+    assert load_mapping(good, NotesError, "the notes", ": root_cause") == {"root_cause": "a token in a gist"}
+    with pytest.raises(NotesError, match=r"list.yaml must hold a mapping: root_cause$"):
+        load_mapping(listed, NotesError, "the notes", ": root_cause")
+    with pytest.raises(NotesError, match=r"^cannot read the notes .*broken.yaml: ParserError$"):
+        load_mapping(broken, NotesError, "the notes", ": root_cause")
+    with pytest.raises(NotesError, match="cannot read the notes .*missing.yaml: FileNotFoundError"):
+        load_mapping(tmp_path / "missing.yaml", NotesError, "the notes", "")
+
+
+def test_one_clock_one_key_pair() -> None:
+    from rotation.core.clock import utc_now
+    from rotation.core.database import NEW_KEY, OLD_KEY, key_ref
+
+    assert utc_now().utcoffset() == dt.timedelta(0)
+    assert (OLD_KEY, NEW_KEY) == (key_ref("old"), key_ref("new"))
