@@ -58,7 +58,7 @@ def test_operator_options_are_the_suites_rows_with_one_help_text() -> None:
     rows = {o.flag: o for o in OPTIONS}
     commands = {name: sub for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction)
                 for name, sub in action.choices.items()}
-    for command in ("db-key", "provider", "emergency"):
+    for command in ("db-key", "provider", "emergency", "retire"):
         helps = {s: a.help for a in commands[command]._actions for s in a.option_strings}
         taken = [o.flag for o in taken_by(command)]
         assert taken and all(helps[flag] == rows[flag].help for flag in taken), command

@@ -1,7 +1,8 @@
 """Every option of the suite, declared once: its flag, its one help text, its type and default, and which operator
 commands take it too. The pytest plugin registers every row (rotation_pytest/options.py, `pytest --help`); the
 operator's commands (`rotation db-key`, `provider`, `emergency`) add the rows they take and hand what the operator gave
-to the suite's option of the same name (rotation/cli/features.py). Plain data: the library never imports pytest here.
+to the suite's option of the same name (rotation/cli/features.py); `rotation retire` takes its rows too and reads them
+itself (rotation/cli/retire.py). Plain data: the library never imports pytest here.
 
 To add an option, add a row (and, if it is new, its group to GROUPS).
 """
@@ -17,6 +18,7 @@ from rotation.core.config import CONFIG_ENV
 
 EVERY = "every operator command"  # db-key, provider and emergency: what a live run needs whatever it rotates
 DB_KEY, PROVIDER, EMERGENCY = "db-key", "provider", "emergency"
+RETIRE = "retire"  # `rotation retire` (and db-key/provider retire): it runs no feature and reads its options itself
 
 # pytest's option groups (`pytest --help`), by name
 GROUPS = {
@@ -72,16 +74,18 @@ def _notify(name: str, who: str) -> Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("--config", f"the deployment configuration (rotation.toml; or {CONFIG_ENV}). Default: the built-in one, "
-                       "which matches the CRM", env=CONFIG_ENV, commands=(EVERY,)),
+                       "which matches the CRM", env=CONFIG_ENV, commands=(EVERY, RETIRE)),
     Option("--target", "where the procedures run: 'staging' (throwaway PostgreSQL and local stand-ins, the default) "
                        "or 'live' (real DSN, real .env, real provider APIs; needs --confirm-live)",
            choices=("staging", "live"), default="staging"),
     Option("--dsn", "PostgreSQL DSN (or ROTATION_DSN). Staging: a server on which the suite creates and drops its own "
-                    "scratch database. Live: the CRM database itself", env="ROTATION_DSN", commands=(EVERY,)),
-    Option("--env-file", "the app's .env file. Staging default: a generated one in a temp dir", commands=(EVERY,)),
-    Option("--operator", "the person who performs the rotation, written to rotated_by and the evidence (or "
-                         "ROTATION_OPERATOR; default: the OS user). A live run refuses a shared account such as root",
-           env="ROTATION_OPERATOR", commands=(EVERY,)),
+                    "scratch database. Live: the CRM database itself", env="ROTATION_DSN", commands=(EVERY, RETIRE)),
+    Option("--env-file", "the app's .env file (a staging run without it generates one in a temp dir)",
+           commands=(EVERY, RETIRE)),
+    Option("--operator", "the person who performs the rotation (or retirement), written to rotated_by and the "
+                         "evidence (or ROTATION_OPERATOR; default: the OS user). A live run refuses a shared account "
+                         "such as root",
+           env="ROTATION_OPERATOR", commands=(EVERY, RETIRE)),
     Option("--reason", "the rotation reason for the rotation log (default: 'Scheduled 90-day rotation'; 'emergency' "
                        "for the emergency procedure)", commands=(EVERY,)),
     Option("--abandon-pending", "start over a PENDING rotation whose new credential never reached .env or the data",
@@ -120,17 +124,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("--rows", "staging only: how many synthetic clients to seed (default 2,000)", type=int, default=2000),
     Option("--confirm-live", "carry out the printed plan on live systems (or set ROTATION_CONFIRM_LIVE=yes); without "
                              "it a live run prints the plan, changes nothing and exits 4", kind="flag",
-           commands=(EVERY,)),
-    Option("--dry-run", "print the plan and stop; change nothing", kind="flag", commands=(EVERY,)),
-    Option("--allow-staging-endpoints", "let a live run use loopback or stand-in endpoints (rehearsing the live path "
-                                        "in CI); the plan says so in its first line", kind="flag", commands=(EVERY,)),
+           commands=(EVERY, RETIRE)),
+    Option("--dry-run", "print the plan and stop; change nothing", kind="flag", commands=(EVERY, RETIRE)),
+    Option("--allow-staging-endpoints", "a rehearsal of the live path (CI): let a live run use loopback or stand-in "
+                                        "endpoints, which its plan says in its first line, and `retire` a "
+                                        "--quiet-period shorter than configured", kind="flag",
+           commands=(EVERY, RETIRE)),
 
-    Option("--app-start", "command that starts the app", "rotation-app", commands=(EVERY,)),
-    Option("--app-stop", "command that stops the app", "rotation-app", commands=(EVERY,)),
-    Option("--app-restart", "command that restarts the app", "rotation-app", commands=(EVERY,)),
+    Option("--app-start", "command that starts the app", "rotation-app", commands=(EVERY, RETIRE)),
+    Option("--app-stop", "command that stops the app", "rotation-app", commands=(EVERY, RETIRE)),
+    Option("--app-restart", "command that restarts the app", "rotation-app", commands=(EVERY, RETIRE)),
     Option("--app-reload", "command that reloads the app's configuration without downtime", "rotation-app",
-           commands=(EVERY,)),
-    Option("--health-url", "the app's health endpoint", "rotation-app", commands=(EVERY,)),
+           commands=(EVERY, RETIRE)),
+    Option("--health-url", "the app's health endpoint", "rotation-app", commands=(EVERY, RETIRE)),
     Option("--health-timeout", "seconds to wait for the app to become healthy (or stop) before a step fails",
            "rotation-app", type=float),
 
@@ -142,19 +148,21 @@ OPTIONS: tuple[Option, ...] = (
                               "private staging cluster provides its own)", "rotation-hygiene"),
 
     Option("--requester", "who requested the change (recorded with approver, operator and change id)", "evidence",
-           commands=(EVERY,)),
-    Option("--approver", "who approved the change (required with --target live; not the operator unless the "
-                         "configuration's [duties] allow_self_approval)", "evidence", commands=(EVERY,)),
-    Option("--change-id", "the change ticket id (required with --target live)", "evidence", commands=(EVERY,)),
+           commands=(EVERY, RETIRE)),
+    Option("--approver", "who approved the change (required on the live systems; not the operator unless the "
+                         "configuration's [duties] allow_self_approval)", "evidence", commands=(EVERY, RETIRE)),
+    Option("--change-id", "the change ticket id (required on the live systems)", "evidence", commands=(EVERY, RETIRE)),
     Option("--signing-key", "Ed25519 private key (unencrypted PEM) that signs the evidence manifest (or env "
-                            "ROTATION_SIGNING_KEY); without one a per-run key is generated and only its public key "
-                            "kept", "evidence", env="ROTATION_SIGNING_KEY", commands=(EVERY,)),
+                            "ROTATION_SIGNING_KEY); without one a run of the features generates a per-run key and "
+                            "keeps only its public key (`retire` requires one)", "evidence", env="ROTATION_SIGNING_KEY",
+           commands=(EVERY, RETIRE)),
     Option("--evidence-pdf", "print the report to report.pdf in the run folder, sealed by the manifest: auto when "
                              "Chromium is found, yes (a missing Chromium is a problem of the run), no (the default of "
                              "plain pytest; the rotation commands pass auto)", "evidence",
            choices=("auto", "yes", "no"), default="no", env="ROTATION_EVIDENCE_PDF"),
-    Option("--reports-dir", "where run folders are written (default: reports/ under rootdir)", "evidence",
-           commands=(EVERY,)),
+    Option("--reports-dir", "where run folders are written (default: reports/; a pytest run: under its rootdir)",
+           "evidence",
+           commands=(EVERY, RETIRE)),
 
     Option("--compromised", "compromised credentials to rotate, comma-separated credential types or provider names, "
                             "or 'all' (staging default: all; live: required)", "rotation-emergency", metavar="LIST",
