@@ -41,7 +41,7 @@ from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, write_run
 from rotation.evidence.signing import SigningKeyError, load_private_key
 from rotation_pytest import terminal
 from rotation_pytest.bdd import scenario_template, unregister_cucumber_writer, unregister_junit_writer
-from rotation_pytest.fixtures import config_of, operator_of, target_of
+from rotation_pytest.fixtures import STAGING_SERVER, config_of, operator_of, target_of
 
 # pytest's own marks are not Gherkin tags; everything else on a scenario item came from a tag.
 pytest_plugins = ["rotation_pytest.evidence_selection", "rotation_pytest.evidence_xdist"]
@@ -349,6 +349,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     _close_interrupted(state.recorder, exitstatus)
+    state.meta.staging_server = config.stash.get(STAGING_SERVER, state.meta.staging_server)
     if hasattr(config, "workerinput"):
         from rotation_pytest.evidence_xdist import ship  # here: that module imports this one
 
@@ -484,6 +485,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     tr.write_line(f"run folder: {out.folder}")
     tr.write_line(f"verdict: {out.verdict}", green=out.verdict == "PASSED", red=out.verdict != "PASSED")
     tr.write_line("who: " + "; ".join(f"{k} {v}" for k, v in state.meta.who_did_what().items()))
+    if state.meta.staging_server:
+        tr.write_line(f"staging database: {state.meta.staging_server}")
     for note in state.meta.duty_notes:
         tr.write_line(f"  duties: {note}")
     for reason in out.reasons:

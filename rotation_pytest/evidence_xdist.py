@@ -47,6 +47,7 @@ def ship(config: pytest.Config, state: RunState) -> None:
         "planned": [scenario_event(s) for s in state.planned],
         "left_out": [scenario_event(s) for s in state.left_out],
         "selected": state.meta.selected, "deselected": state.meta.deselected,
+        "staging_server": state.meta.staging_server,
         "artifacts": [str(p) for p in state.recorder.artifacts],
     }
     state.recorder.journal.close(remove=True)  # its events now travel with the worker's output
@@ -62,6 +63,9 @@ def merge(state: RunState, shipped: dict[str, Any]) -> None:
     recorder.populations += worker.populations
     recorder.run_items += worker.run_items
     recorder.attachments.update(worker.attachments)
+    servers = [s for s in state.meta.staging_server.split("; ") if s]  # each worker had its own server
+    if shipped.get("staging_server") and shipped["staging_server"] not in servers:
+        state.meta.staging_server = "; ".join([*servers, shipped["staging_server"]])
     for path in shipped["artifacts"]:
         recorder.register_artifact(Path(path))
     if not state.planned:  # every worker collects the same plan

@@ -3,6 +3,7 @@ stand-ins, or the live systems behind the live guard)."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 from collections.abc import Iterator
@@ -14,11 +15,13 @@ from rotation.core.app_control import AppCommands
 from rotation.core.config import Config, ConfigError, Credential, app_with_overrides, load_config
 from rotation.core.deployment import Deployment, Target
 from rotation.evidence.leaks import run_secrets
-from staging.postgres import StagingServer, staging_server
+from staging.pg_binaries import server_description
+from staging.postgres import NoPostgresError, StagingServer, staging_server
 from staging.provider_standins import ProviderStandIns, provider_standins
 from staging.world import staging_world
 
 CONFIG = pytest.StashKey[Config]()
+STAGING_SERVER = pytest.StashKey[str]()  # which PostgreSQL the staging run used, for the run's metadata
 
 
 def default_operator() -> str:
@@ -67,7 +70,12 @@ def pg_server(pytestconfig: pytest.Config, target: Target) -> Iterator[StagingSe
     if target == "live":
         yield None
         return
-    with staging_server(pytestconfig.getoption("dsn")) as server:
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(staging_server(pytestconfig.getoption("dsn")))
+        except NoPostgresError as exc:  # one paragraph naming the ways out, not a traceback per scenario
+            pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+        pytestconfig.stash[STAGING_SERVER] = server_description(server.admin_dsn, server.backend)
         yield server
 
 

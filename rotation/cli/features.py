@@ -58,7 +58,7 @@ def run_features(*pytest_args: str, plugins: tuple[object, ...] = ()) -> int:
               "reinstall rotation-runbook (`pipx install rotation-runbook` or `pip install <wheel>`)")
         return 2
     pdf = [] if any(a.startswith("--evidence-pdf") for a in pytest_args) else ["--evidence-pdf=auto"]
-    return int(pytest.main(["-c", str(suite / "pytest.ini"), "--rootdir", str(suite), "-p", "rotation_suite.plugins",
+    return int(pytest.main(["-c", str(suite / "suite.ini"), "--rootdir", str(suite), "-p", "rotation_suite.plugins",
                             *pdf, *pytest_args, str(suite / "steps")], plugins=list(plugins)))
 
 

@@ -45,6 +45,7 @@ class RunMetadata:
     os_user: str = ""  # the account the tool ran under, recorded beside the declared operator, never in its place
     operator_declared: bool = True  # False: `operator` is the OS account, no person was named
     duty_notes: list[str] = field(default_factory=list)  # exceptions in the duties (self-approval allowed, ...)
+    staging_server: str = ""  # staging runs: "PostgreSQL <SHOW server_version> (<backend and where it came from>)"
     sealed_late: dict[str, object] | None = None  # the run's own session could not seal it: who sealed it, when, why
 
     def who_did_what(self) -> dict[str, str]:
