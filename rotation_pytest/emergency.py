@@ -18,6 +18,7 @@ import datetime as dt
 from collections.abc import Iterator
 from email import message_from_bytes
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,8 +95,9 @@ def stakeholders_of(config: pytest.Config) -> Stakeholders:
     chosen = {field: config.getoption(option) for field, option in (
         ("security_team", "notify_security"), ("system_administrators", "notify_sysadmins"),
         ("compliance_officer", "notify_compliance"), ("sender", "notify_from"))}
-    return dataclasses.replace(base, **{f: (v if f == "sender" else split_addresses(v))
-                                        for f, v in chosen.items() if v is not None})
+    given: dict[str, Any] = {f: (v if f == "sender" else split_addresses(v))  # the sender a string, a group a tuple
+                             for f, v in chosen.items() if v is not None}
+    return dataclasses.replace(base, **given)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -123,7 +125,8 @@ def _credential_of(item: pytest.Item, config: pytest.Config) -> str | None:
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     chosen = set(compromised_of(config))
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         credential = _credential_of(item, config)
         not_chosen = item.get_closest_marker("emergency") and credential and credential not in chosen

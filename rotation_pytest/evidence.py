@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = config.stash[STATE]
     terminal.register_run_secrets(config, state.recorder.register_secret, credential_settings(config))
     if not hasattr(config, "workerinput"):
-        own = []
+        own: list[str] = []
         if not getattr(config.option, "xmlpath", None):
             config.option.xmlpath, own = str(scratch / JUNIT), [*own, JUNIT]
         if not getattr(config.option, "cucumber_json_path", None):
@@ -200,9 +201,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         template = scenario_template(item)
         if template is None:
             continue
-        where = f"{template.feature.rel_filename}:{template.line_number}"  # type: ignore[attr-defined]
+        where = f"{template.feature.rel_filename}:{template.line_number}"
         for problem in catalog.problems(item_tags(item)):
-            problems.setdefault(f"Scenario '{template.name}' ({where})", []).append(problem)  # type: ignore[attr-defined]
+            problems.setdefault(f"Scenario '{template.name}' ({where})", []).append(problem)
     if problems:
         lines = [f"{name}: {', '.join(sorted(set(found)))}" for name, found in problems.items()]
         raise pytest.UsageError(
@@ -307,7 +308,8 @@ def _reason(report: pytest.TestReport) -> str:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+def pytest_runtest_makereport(item: pytest.Item,
+                               call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     if report.when == "call" and call.excinfo is not None and call.excinfo.errisinstance(NotApplicable):
         # A check that does not apply here: skipped with its reason, so the verdict counts it as not run.

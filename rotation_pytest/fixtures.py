@@ -86,7 +86,12 @@ def uses_providers(item: pytest.Item, config: Config) -> bool:
 @pytest.fixture
 def standins(request: pytest.FixtureRequest, target: Target, rotation_config: Config,
              tmp_path: Path) -> Iterator[ProviderStandIns | None]:
-    """Staging scenarios tagged with a provider credential: the Twilio, Graph and SMTP stand-ins. Otherwise none."""
+    """Staging scenarios tagged with a provider credential: the Twilio, Graph and SMTP stand-ins. An emergency
+    scenario: the incident's stand-ins, shared by the whole emergency procedure (as its deployment is). Otherwise
+    none."""
+    if request.node.get_closest_marker("emergency"):
+        yield request.getfixturevalue("incident_standins")
+        return
     if target == "live" or not uses_providers(request.node, rotation_config):
         yield None
         return

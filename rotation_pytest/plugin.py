@@ -10,6 +10,7 @@
     progress     one line per step for live and emergency runs
     emergency    the incident record and the emergency selection (--compromised)
     practices    monitoring, Best Practices and troubleshooting fixtures (alert mail, app repository, history)
+    troubles     the troubles the Troubleshooting scenarios start from (staging makes them for real)
     safe_state   SIGINT/SIGTERM stop at a safe point; the one line saying where a rotation stands, what next
     bdd          private pytest / pytest-bdd internals (imported by the others, not a plugin itself)
 """
@@ -22,6 +23,7 @@ pytest_plugins = [
     "rotation_pytest.progress",
     "rotation_pytest.emergency",
     "rotation_pytest.practices",
+    "rotation_pytest.troubles",
     "rotation_pytest.evidence",
     "rotation_pytest.run_context",
     "rotation_pytest.live_guard",

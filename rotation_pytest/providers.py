@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from parse import with_pattern  # type: ignore[import-untyped]  # parse (pytest-bdd's parser) ships no type information
+from pytest_bdd import parsers
 
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
@@ -16,6 +18,18 @@ from rotation.providers.base import DeliveryWait, RetryPolicy
 from rotation.providers.factory import ProviderOptions
 from rotation.providers.revocation import Wait
 from staging.provider_standins import STAGING_DELIVERY_WAIT, STAGING_POLICY, STAGING_REVOKE_WAIT, ProviderStandIns
+
+
+@with_pattern(r"[A-Z][A-Za-z]+(?: [a-z]+)+")  # type: ignore[untyped-decorator]  # parse is untyped (above)
+def label_type(text: str) -> str:
+    """A provider credential's label starts with the provider's capitalised name ("Twilio auth token", "SMTP
+    password"), which keeps the provider steps from matching the database key's ("... with the new key")."""
+    return text
+
+
+def provider_step(text: str) -> parsers.parse:
+    """A provider step's text, in which {label:Label} matches a provider credential's label."""
+    return parsers.parse(text, extra_types={"Label": label_type})
 
 
 @pytest.fixture

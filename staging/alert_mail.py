@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from email import message_from_bytes
 from email.message import Message
-from typing import Any
 
 from rotation.core import envfile
 from rotation.core.deployment import Deployment
 from rotation.core.keys import generate_key
 from rotation.core.proof import Evidence, require
 from rotation.monitoring.check import DailyCheck, smtp_password_env
-from staging.smtp_standin import SmtpStandIn
+from staging.smtp_standin import Received, SmtpStandIn
 
 
 def configure(smtp: SmtpStandIn, deployment: Deployment, evidence: Evidence) -> None:
@@ -32,7 +31,7 @@ def configure(smtp: SmtpStandIn, deployment: Deployment, evidence: Evidence) -> 
                            "SMTP_PORT, SMTP_USERNAME, the SMTP password, SMTP_CA_FILE")
 
 
-def _summary(received: dict[str, Any]) -> dict[str, object]:
+def _summary(received: Received) -> dict[str, object]:
     msg = message_from_bytes(received["data"])
     return {"subject": msg["Subject"], "to": msg["To"], "envelope to": received["rcpt_tos"],
             "over TLS": received["tls"], "authenticated": received["authenticated"], "lines": _lines(msg)}

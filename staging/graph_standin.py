@@ -203,7 +203,8 @@ class GraphStandIn:
 
     def _message(self, request: Request) -> Reply:
         body = request.json or {}
-        text = body.get("text") if isinstance(body.get("text"), dict) else {}
+        given = body.get("text")
+        text: dict[str, object] = given if isinstance(given, dict) else {}
         # BaseMessageProperties' required fields, in Meta's description; recipient_type is individual or group
         for required in ("messaging_product", "recipient_type", "to", "type"):
             if not body.get(required):
@@ -211,7 +212,8 @@ class GraphStandIn:
         if body.get("messaging_product") != "whatsapp" or body.get("recipient_type") not in ("individual", "group") \
                 or body.get("type") != "text":
             return graph_error(400, 100, "(#100) Invalid parameter")
-        message = {"id": "wamid." + secrets.token_urlsafe(24), "to": str(body["to"]), "body": str(text.get("body", ""))}
+        message: dict[str, object] = {"id": "wamid." + secrets.token_urlsafe(24), "to": str(body["to"]),
+                                      "body": str(text.get("body", ""))}
         with self.lock:
             if not self.drop_messages:
                 self.messages.append(message)

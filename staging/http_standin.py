@@ -232,7 +232,7 @@ def make_handler(route: Route, faults: Faults, unavailable: Callable[[Fault], Re
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def handle_error(self, request: object, client_address: object) -> None:
+    def handle_error(self, request: socket.socket | tuple[bytes, socket.socket], client_address: object) -> None:
         """A client that gave up on a stalled answer (a timeout fault) is expected: stay quiet about it."""
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)

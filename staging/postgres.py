@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import ConnDict
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from staging.errors import StagingError
@@ -84,7 +85,7 @@ def scratch_database(admin_dsn: str) -> Iterator[str]:
     try:
         params = conninfo_to_dict(admin_dsn)
         params["dbname"] = name
-        yield make_conninfo(**params)
+        yield make_conninfo("", **params)
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -114,16 +115,16 @@ def app_database(admin_dsn: str) -> Iterator[str]:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
-def _dsn_for(params: dict[str, object], role: str, password: str) -> str:
+def _dsn_for(params: ConnDict, role: str, password: str) -> str:
     """The role's DSN: without a password where the server trusts the connection (the private cluster), so that
     no password travels in commands and evidence; with it elsewhere."""
     trusted = {**params, "user": role}
     trusted.pop("password", None)
     try:
-        psycopg.connect(make_conninfo(**trusted), connect_timeout=5).close()  # type: ignore[arg-type]
-        return make_conninfo(**trusted)  # type: ignore[arg-type]
+        psycopg.connect(make_conninfo("", **trusted), connect_timeout=5).close()
+        return make_conninfo("", **trusted)
     except psycopg.OperationalError:
-        return make_conninfo(**{**trusted, "password": password})  # type: ignore[arg-type]
+        return make_conninfo("", **{**trusted, "password": password})
 
 
 def reconfigure(admin_dsn: str, settings: dict[str, str]) -> None:
@@ -166,7 +167,7 @@ def pg_bindir() -> Path | None:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _cluster_user() -> pwd.struct_passwd | None:
@@ -206,9 +207,9 @@ class PrivateCluster:
         self.dsn = f"host=127.0.0.1 port={self.port} user=rotation dbname=postgres"
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid} if self.user else {}
         return subprocess.run([str(self.bindir / args[0]), *args[1:]], capture_output=True, text=True,
-                              check=False, cwd=self.root, **kwargs)
+                              check=False, cwd=self.root, user=self.user.pw_uid if self.user else None,
+                              group=self.user.pw_gid if self.user else None)
 
     def start(self) -> None:
         self.sockets.mkdir()
@@ -272,8 +273,10 @@ def _remove_cluster(root: Path, bindir: Path | None) -> None:
     """Stop an orphaned server (even one killed mid-start, which may ignore a polite stop) and delete its files."""
     pidfile = root / "data" / "postmaster.pid"
     if bindir and pidfile.exists():
+        owner = _owner(root / "data")
         subprocess.run([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-t", "10", "stop"],
-                       capture_output=True, check=False, **_as_owner(root / "data"))
+                       capture_output=True, check=False, user=owner[0] if owner else None,
+                       group=owner[1] if owner else None)
     with contextlib.suppress(OSError, ValueError, IndexError):
         os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
     for _ in range(50):  # a server still shutting down can write a file behind rmtree's back
@@ -283,8 +286,9 @@ def _remove_cluster(root: Path, bindir: Path | None) -> None:
         time.sleep(0.1)
 
 
-def _as_owner(path: Path) -> dict[str, int]:
+def _owner(path: Path) -> tuple[int, int] | None:
+    """As root, the (uid, gid) owning path, to act as; otherwise None (act as ourselves)."""
     if os.geteuid() != 0:
-        return {}
+        return None
     st = path.stat()
-    return {"user": st.st_uid, "group": st.st_gid}
+    return st.st_uid, st.st_gid

@@ -43,8 +43,8 @@ def _ip(rng: random.Random) -> str:
         else f"192.168.50.{rng.randrange(1, 255)}"
 
 
-def _access_rows(shape: ActivityShape, now: dt.datetime, clients: int, rng: random.Random) -> list[tuple]:
-    rows = []
+def _access_rows(shape: ActivityShape, now: dt.datetime, clients: int, rng: random.Random) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
     for day in range(shape.days):
         count = int(shape.accesses_per_day * rng.uniform(0.85, 1.15))
         for _ in range(count):
@@ -59,8 +59,9 @@ def _access_rows(shape: ActivityShape, now: dt.datetime, clients: int, rng: rand
     return rows
 
 
-def _message_rows(shape: ActivityShape, now: dt.datetime, clients: int, rng: random.Random) -> list[tuple]:
-    rows = []
+def _message_rows(shape: ActivityShape, now: dt.datetime, clients: int,
+                  rng: random.Random) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
     for day in range(shape.days):
         count = int(shape.messages_per_day * rng.uniform(0.85, 1.15))
         for _ in range(count):
@@ -78,7 +79,8 @@ def seed_activity(dsn: str, *, clients: int, shape: ActivityShape = ActivityShap
     """Insert the history ending at `now` (default: the database's now()); returns the row counts written."""
     rng = random.Random(shape.seed)  # noqa: S311  (synthetic data, not a secret)
     with connect(dsn) as conn:
-        end = now or conn.execute("SELECT now()").fetchone()[0]
+        server_now = None if now else conn.execute("SELECT now()").fetchone()
+        end = now or (server_now[0] if server_now else dt.datetime.now(dt.UTC))
         accesses = _access_rows(shape, end, max(clients, 1), rng)
         messages = _message_rows(shape, end, max(clients, 1), rng)
         with conn.cursor() as cur:

@@ -59,6 +59,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from pathlib import Path
+from typing import Any, AnyStr, TypedDict
 
 import requests
 from aiosmtpd.controller import Controller
@@ -212,11 +213,23 @@ class SmtpFaults:
             return 0.0
 
 
+class Received(TypedDict):
+    """One message in the stand-in's mailbox, as the relay took it in (DATA answered 250)."""
+
+    mail_from: str | None
+    rcpt_tos: list[str]
+    subject: str
+    tls: bool  # the session had completed STARTTLS
+    authenticated: bool | None  # aiosmtpd's Session.authenticated: None when no AUTH succeeded or failed
+    queue_id: str
+    data: bytes  # with the Received: (and, when the client sent none, Date:) header the relay adds
+
+
 @dataclass
 class SmtpStandIn:
     username: str = "crm-notifications@eventplanning.example.com"
     passwords: set[str] = field(default_factory=set, repr=False)  # no secret in a test report
-    messages: list[dict[str, object]] = field(default_factory=list)
+    messages: list[Received] = field(default_factory=list)
     logins: list[tuple[str, bool]] = field(default_factory=list)  # (password fingerprint, accepted)
     faults: SmtpFaults = field(default_factory=SmtpFaults)
     drop_messages: bool = False  # a negative control: 250 queued, but nothing reaches the mailbox
@@ -249,7 +262,7 @@ class SmtpStandIn:
         with self.lock:
             self.passwords = {reveal(password)}
 
-    def delivered_to(self, address: str) -> list[dict[str, object]]:
+    def delivered_to(self, address: str) -> list[Received]:
         with self.lock:
             return [m for m in self.messages if address in m["rcpt_tos"]]
 
@@ -301,18 +314,18 @@ class SmtpStandIn:
             if self.drop_messages:
                 return f"250 2.0.0 Ok: queued as {queue_id}"
             self.messages.append({"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
-                                  "subject": parsed.get("Subject", ""), "tls": session.ssl is not None,
+                                  "subject": str(parsed.get("Subject", "")), "tls": session.ssl is not None,
                                   "authenticated": session.authenticated, "queue_id": queue_id,
                                   "data": received + added + content})
         if self.faults.take_lost_data_answer():
             return LOST_ANSWER
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
-    def find(self, needle: str) -> list[dict[str, object]]:
+    def find(self, needle: str) -> list[Received]:
         """The messages in the mailbox whose text contains `needle` (a Message-ID, a nonce)."""
         wanted = needle.encode()
         with self.lock:
-            return [m for m in self.messages if isinstance(data := m.get("data"), bytes) and wanted in data]
+            return [m for m in self.messages if wanted in m["data"]]
 
     # --- HTTP console ------------------------------------------------------------------------------------------
     def console(self, request: Request) -> Reply:
@@ -322,10 +335,11 @@ class SmtpStandIn:
                                    "messages": len(self.messages)})
         paths = ("/_admin/passwords", "/_admin/passwords/revoke")
         if request.method == "POST" and request.path in paths and request.json:
-            if isinstance(request.json.get("add"), str):
-                self.add_password(request.json["add"])
-            if isinstance(request.json.get("remove"), str):
-                self.remove_password(request.json["remove"])
+            add, remove = request.json.get("add"), request.json.get("remove")
+            if isinstance(add, str):
+                self.add_password(add)
+            if isinstance(remove, str):
+                self.remove_password(remove)
             return Reply(200, {"passwords": len(self.passwords)})
         return Reply(404, {"error": "not found"})
 
@@ -376,13 +390,13 @@ class _FaultySMTP(SMTP):
     codes on every reply after the greeting (EHLO's lines excepted), the delay before a 535, a 421 at greeting and a
     lost answer to DATA when the stand-in is told to."""
 
-    def __init__(self, *args: object, standin: SmtpStandIn, **kwargs: object) -> None:
+    def __init__(self, *args: Any, standin: SmtpStandIn, **kwargs: Any) -> None:  # aiosmtpd's SMTP arguments
         super().__init__(*args, **kwargs)
         self._standin = standin
         self._greeted = False
         self._in_ehlo = False
 
-    async def push(self, status: str | bytes) -> None:
+    async def push(self, status: AnyStr) -> None:
         if not self._greeted:
             self._greeted = True
             if isinstance(status, str) and status.startswith("220 ") and self._standin.faults.take_refusal():
@@ -398,8 +412,10 @@ class _FaultySMTP(SMTP):
             return
         if isinstance(status, str) and status.startswith(AUTH_FAILED_PREFIX):
             await asyncio.sleep(self._standin.failed_auth_delay_s)  # Dovecot's auth_failure_delay
-        plain = self._in_ehlo or not isinstance(status, str)  # bytes: an AUTH challenge (334 ...)
-        await super().push(status if plain else with_enhanced_code(status))
+        if isinstance(status, str) and not self._in_ehlo:  # bytes: an AUTH challenge (334 ...), kept plain
+            await super().push(with_enhanced_code(status))
+        else:
+            await super().push(status)
 
     async def smtp_EHLO(self, hostname: str) -> None:  # noqa: N802  (aiosmtpd's naming)
         self._in_ehlo = True  # RFC 2034: EHLO's reply keeps its plain form
@@ -416,7 +432,7 @@ class _FaultySMTP(SMTP):
 
 
 class _Controller(Controller):
-    def __init__(self, standin: SmtpStandIn, **kwargs: object) -> None:
+    def __init__(self, standin: SmtpStandIn, **kwargs: Any) -> None:  # aiosmtpd's Controller arguments
         super().__init__(standin, **kwargs)
         self._standin = standin
 

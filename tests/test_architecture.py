@@ -1,7 +1,8 @@
 """The architecture, checked: layered imports, thin steps, and one list of credential types.
 
   - `lint-imports` (import-linter, contracts in pyproject.toml): the rotation library imports neither pytest nor
-    staging/, the plugin package or the steps; the layers go one way only.
+    staging/, the plugin package or the steps; the steps import no stand-in and no wire-level client (the plugin
+    wires staging in); the layers go one way only. .ci/run runs `lint-imports` itself, before the tests.
   - Every step function has at most 10 lines and no branching, loop, exception handling or assert: the work and the
     checks live in rotation/ (or staging/), where they are typed and tested.
   - No code file outside the deployment configuration lists credential types: they come from the registry.
@@ -10,10 +11,13 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -27,10 +31,43 @@ FORBIDDEN_IN_STEPS = (ast.If, ast.IfExp, ast.For, ast.AsyncFor, ast.While, ast.T
                       ast.With)
 
 
+def lint_imports() -> str:
+    return shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+
+
 def test_import_contracts_hold() -> None:
-    lint = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
-    done = subprocess.run([lint, "--no-cache"], cwd=PROJECT, capture_output=True, text=True, check=False)
+    done = subprocess.run([lint_imports(), "--no-cache"], cwd=PROJECT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+STEPS_CONTRACT = "The steps call only the library and the plugin's fixtures: no stand-in, no wire-level client"
+
+
+def contract_alone(name: str) -> str:
+    """The project's import-linter settings with only the named contract, as a TOML file's text."""
+    settings = tomllib.loads((PROJECT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    [contract] = [c for c in settings["contracts"] if c["name"] == name]
+
+    def table(values: dict[str, object]) -> list[str]:
+        return [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+
+    return "\n".join(["[tool.importlinter]", *table({k: v for k, v in settings.items() if k != "contracts"}),
+                      "[[tool.importlinter.contracts]]", *table(contract)]) + "\n"
+
+
+@pytest.mark.parametrize("imported", ["staging.world", "psycopg"])
+def test_the_steps_contract_can_fail(tmp_path: Path, imported: str) -> None:
+    """A step module that imports a stand-in (or talks SQL itself) breaks the project's contract, which names it."""
+    for package in ("rotation", "rotation_pytest", "rotation_suite", "rotation_suite/steps", "staging"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").touch()
+    (tmp_path / "staging" / "world.py").touch()
+    (tmp_path / "rotation_suite" / "steps" / "shortcut.py").write_text(f"import {imported}\n")
+    (tmp_path / "contracts.toml").write_text(contract_alone(STEPS_CONTRACT))
+    done = subprocess.run([lint_imports(), "--no-cache", "contracts.toml"], cwd=tmp_path, capture_output=True,
+                          text=True, check=False, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 1, done.stdout[-4000:] + done.stderr[-2000:]
+    assert f"rotation_suite.steps.shortcut -> {imported}" in done.stdout, done.stdout[-4000:]
 
 
 def step_functions(path: Path) -> list[ast.FunctionDef]:

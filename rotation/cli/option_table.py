@@ -121,6 +121,9 @@ OPTIONS: tuple[Option, ...] = (
            kind="flag", commands=(EVERY,)),
     Option("--max-rate", "DB key, staged: at most this many rows per second while the app runs (default: no limit)",
            type=float, metavar="ROWS_PER_S", commands=(DB_KEY,)),
+    Option("--progress", "progress lines of the long steps (rows done of the total, rate, ETA): auto (the default) "
+                         "in live runs and at a terminal, lines (always), off (never: a quiet CI log)",
+           choices=("auto", "lines", "off"), default="auto", commands=(EVERY,)),
     Option("--rows", "staging only: how many synthetic clients to seed (default 2,000)", type=int, default=2000),
     Option("--confirm-live", "carry out the printed plan on live systems (or set ROTATION_CONFIRM_LIVE=yes); without "
                              "it a live run prints the plan, changes nothing and exits 4", kind="flag",

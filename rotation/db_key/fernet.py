@@ -23,6 +23,7 @@ from psycopg import sql
 
 from rotation.core.config import Config, StrengthPolicy
 from rotation.core.database import connect
+from rotation.core.progress import Meter, ProgressCallback
 from rotation.core.secret import Secret
 from rotation.db_key import unopened
 from rotation.db_key.reencrypt import (
@@ -165,23 +166,27 @@ def _rotate_page(conn: psycopg.Connection, spec: TableSpec, page: list[tuple[obj
 
 
 def reencrypt_fernet(dsn: str, old_key: Secret, new_key: Secret, *, spec: TableSpec,
-                     policy: StrengthPolicy = APP_MINIMUM) -> JobResult:
+                     policy: StrengthPolicy = APP_MINIMUM, on_progress: ProgressCallback | None = None) -> JobResult:
     """Every Fernet value of the spec's columns under the new key (values already there are left alone, so a rerun
-    after a kill finishes the job). Refuses before writing when a value opens with neither key."""
+    after a kill finishes the job). Refuses before writing when a value opens with neither key. `on_progress` hears
+    of every page of rows."""
     started = time.monotonic()
     with connect(dsn) as conn:
         job_id, resumed = start_or_resume_job(conn, spec, old_key, new_key, ranges=1, policy=policy, kind="fernet")
         _snapshot(conn, spec, job_id, old_key, new_key)
         guard = job_guard(conn, spec, job_id)
         left = unopened.left_values(conn, new_key, spec)
-        total = done = 0
-        for page in list(_pages(conn, spec)):
-            total += len(page)
+        pages = list(_pages(conn, spec))
+        total, done = sum(len(page) for page in pages), 0
+        meter = Meter(total, on_progress)
+        for page in pages:
             done += _rotate_page(conn, spec, page, old_key, new_key, guard, job_id, left)
+            meter.add(len(page))
         conn.execute("UPDATE rotation_runbook.reencrypt_range SET done = true WHERE job_id = %s", (job_id,))
         conn.execute("UPDATE rotation_runbook.reencrypt_job SET status = 'done', finished_at = now() "
                      "WHERE job_id = %s AND status = 'running'", (job_id,))
         conn.commit()
+    meter.finish()
     return JobResult(job_id, total, done, resumed, time.monotonic() - started, (), guard.describe(), 1)
 
 

@@ -37,7 +37,7 @@ from typing import TypeVar
 
 import psycopg
 
-from rotation.core import app_control, app_proof, envfile, prerequisites, runbook_schema, signals, state
+from rotation.core import app_control, app_proof, envfile, prerequisites, progress, runbook_schema, signals, state
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
 from rotation.core.keys import WeakSecretError, check_strength, generate_key
@@ -53,7 +53,6 @@ from rotation.db_key.reencrypt import (
     SAMPLE_SIZE,
     JobResult,
     JobSummary,
-    Progress,
     ReencryptionError,
     TableSpec,
     abandon_job,
@@ -318,7 +317,9 @@ class DbKeyRotation:
         for byte as they are (the verdict then says INCOMPLETE, naming them). Each is named: table, column, count,
         row ids."""
         keys = self._current_keys()
-        found = {spec.table: unopened.find(self.deployment.dsn, spec, keys.old, keys.new, workers=self.workers)
+        found = {spec.table: unopened.find(self.deployment.dsn, spec, keys.old, keys.new, workers=self.workers,
+                                           on_progress=progress.task(f"values no key opens, in {spec.table}",
+                                                                     "values"))
                  for spec in self.specs}
         with connect(self.deployment.dsn) as conn:
             found |= {spec.table: fernet.find_unopened(conn, spec, keys.old, keys.new) for spec in self.fernet_specs}
@@ -374,7 +375,7 @@ class DbKeyRotation:
                                   "under a key that could be lost")
         for spec in self.specs:
             result = staged.stage(self.deployment.dsn, spec, keys.old, keys.new, max_rate=self.max_rate,
-                                  on_progress=_progress_line(f"staging {spec.table}"))
+                                  on_progress=progress.task(f"staging {spec.table}"))
             with connect(self.deployment.dsn) as conn:
                 verified = _count_side(conn, result.job, "verified")
                 total = _count_side(conn, result.job, "true")
@@ -475,7 +476,8 @@ class DbKeyRotation:
                 _, resumed = start_or_resume_job(conn, spec, keys.old, keys.new, ranges=self.workers * 4,
                                                  policy=self.credential.strength)
             result = reencrypt_table(self.deployment.dsn, keys.old, keys.new, spec=spec, workers=self.workers,
-                                     policy=self.credential.strength)
+                                     policy=self.credential.strength,
+                                     on_progress=progress.task(f"re-encrypting {spec.table}"))
             with connect(self.deployment.dsn) as conn:
                 digests = snapshot_size(conn, result.job_id)
             self._record_job(evidence, spec, result, {"plaintext digests": digests, "resumed": resumed,
@@ -486,7 +488,8 @@ class DbKeyRotation:
                                  options=DEFAULT_CIPHER_OPTIONS))
         for spec in self.fernet_specs:
             result = fernet.reencrypt_fernet(self.deployment.dsn, keys.old, keys.new, spec=spec,
-                                             policy=self.credential.strength)
+                                             policy=self.credential.strength,
+                                             on_progress=progress.task(f"re-encrypting {spec.table} (Fernet)"))
             self._record_job(evidence, spec, result, {"resumed": result.resumed, "cipher": fernet.FERNET_CIPHER},
                              FERNET_SQL.format(table=spec.table, pk=spec.pk))
 
@@ -684,7 +687,9 @@ class DbKeyRotation:
                     source = staged.VERIFY_SOURCE
                 else:
                     check = (verify(conn, spec, job[0], keys.old, keys.new, dsn=self.deployment.dsn,
-                                    workers=self.workers) if kind == "pgcrypto"
+                                    workers=self.workers,
+                                    on_progress=progress.task(f"verifying {spec.table} under the new key", "values"))
+                             if kind == "pgcrypto"
                              else fernet.verify_fernet(conn, spec, job[0], keys.old, keys.new))
                     source = VERIFY_SQL if kind == "pgcrypto" else FERNET_VERIFY
             problems += self._record_check(evidence, spec, kind, job[0], check,
@@ -739,7 +744,8 @@ class DbKeyRotation:
         app's schemas (the inventory's and every other)."""
         keys = self._current_keys()
         with connect(self.deployment.dsn) as conn:
-            result = sweep.sweep(conn, keys.old, dsn=self.deployment.dsn, workers=self.sweep_workers)
+            result = sweep.sweep(conn, keys.old, dsn=self.deployment.dsn, workers=self.sweep_workers,
+                                 on_progress=progress.task("sweeping the app's schemas for the old key", "kB"))
             schema = current_schema(conn)
             left = unopened.left_lines(conn, keys.new, (*self.specs, *self.fernet_specs))
         evidence.record("values the old key opens, anywhere in the app's schemas", {
@@ -940,13 +946,6 @@ def _count_side(conn: psycopg.Connection, job: staged.StagedJob, condition: str)
                                                                                  job.side_table)).fetchone()
     conn.commit()
     return int(row[0]) if row else 0
-
-
-def _progress_line(what: str) -> staged.ProgressCallback:
-    """Progress and ETA on the operator's terminal (past pytest's capture): the staging may take a while."""
-    def show(progress: Progress) -> None:
-        print(f"{what}: {progress.line().replace('re-encrypted', 'staged')}", file=sys.__stderr__, flush=True)
-    return show
 
 
 def _to_stderr(line: str) -> None:

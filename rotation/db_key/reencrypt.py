@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +37,7 @@ from rotation.core.database import OLD_KEY as OLD
 from rotation.core.database import apply_runbook_schema, connect, load_keys
 from rotation.core.errors import RotationError
 from rotation.core.keys import MIN_KEY_LENGTH, check_strength
+from rotation.core.progress import Progress, ProgressCallback
 from rotation.core.secret import Secret, fingerprint, secret
 from rotation.db_key import unopened
 from rotation.db_key.triggers import TriggerGuard, TriggerRefusal, guard_for
@@ -71,28 +72,6 @@ class ReencryptionError(RotationError, RuntimeError):
 
 
 @dataclass(frozen=True)
-class Progress:
-    rows_done: int
-    rows_total: int
-    elapsed_s: float
-
-    @property
-    def rows_per_s(self) -> float:
-        return self.rows_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def eta_s(self) -> float | None:
-        rate = self.rows_per_s
-        return (self.rows_total - self.rows_done) / rate if rate > 0 else None
-
-    def line(self) -> str:
-        eta = f"{self.eta_s:.0f}s" if self.eta_s is not None else "?"
-        pct = 100.0 * self.rows_done / self.rows_total if self.rows_total else 100.0
-        return (f"re-encrypted {self.rows_done:,}/{self.rows_total:,} rows ({pct:.0f}%) "
-                f"{self.rows_per_s:,.0f} rows/s ETA {eta}")
-
-
-@dataclass(frozen=True)
 class JobResult:
     job_id: int
     rows_total: int
@@ -102,9 +81,6 @@ class JobResult:
     stragglers: tuple[str, ...] = ()  # row ids taken up after the ranged pass (see the module's docstring)
     triggers: str = ""                # how the table's triggers were kept from firing
     workers: int = 1
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 def preflight(conn: psycopg.Connection, spec: TableSpec, old_key: Secret, new_key: Secret,
@@ -482,7 +458,7 @@ def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: T
 
     stop = threading.Event()
     reporter = threading.Thread(target=_report, daemon=True,
-                                args=(counter, job.total, started, on_progress, progress_every_s, stop))
+                                args=(counter, job, started, on_progress, progress_every_s, stop))
     reporter.start()
     try:
         threads = max(1, min(workers, len(job.todo) or 1))
@@ -504,7 +480,8 @@ def reencrypt(dsn: str, old_key: Secret | str, new_key: Secret | str, *, spec: T
         conn.commit()
     elapsed = time.monotonic() - started
     if on_progress:
-        on_progress(Progress(counter.value, job.total, elapsed))
+        on_progress(Progress(counter.value, max(job.total, counter.value), elapsed, final=True,
+                             since=job.done_before))
     return JobResult(job.job_id, job.total, counter.value - job.done_before, job.resumed, elapsed, stragglers,
                      guard.describe(), workers)
 
@@ -774,7 +751,8 @@ class _Counter:
             self.value += n
 
 
-def _report(counter: _Counter, total: int, started: float, on_progress: ProgressCallback | None, every: float,
+def _report(counter: _Counter, job: _Job, started: float, on_progress: ProgressCallback | None, every: float,
             stop: threading.Event) -> None:
     while on_progress and not stop.wait(every):
-        on_progress(Progress(counter.value, total, time.monotonic() - started))
+        on_progress(Progress(counter.value, max(job.total, counter.value), time.monotonic() - started,
+                             since=job.done_before))

@@ -29,7 +29,6 @@ Keys reach the server only through the session's key table (COPY FROM STDIN), ne
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -38,12 +37,12 @@ from psycopg import sql
 from rotation.core.database import NEW_KEY as NEW
 from rotation.core.database import OLD_KEY as OLD
 from rotation.core.database import apply_runbook_schema, connect, load_keys
+from rotation.core.progress import Progress, ProgressCallback
 from rotation.core.secret import Secret, fingerprint
 from rotation.db_key import unopened
 from rotation.db_key.reencrypt import (
     DEFAULT_CIPHER_OPTIONS,
     DIGEST_SETTINGS,
-    Progress,
     ReencryptionError,
     TableSpec,
     old_plaintext,
@@ -126,9 +125,6 @@ class CutoverResult:
     @property
     def proven(self) -> bool:
         return self.equal == self.rows and not self.not_equal
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 def _ensure_jobs(conn: psycopg.Connection) -> None:
@@ -264,9 +260,9 @@ SELECT (SELECT count(*) FROM page), (SELECT max(k)::text FROM page),
 
 def stage(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, max_rate: float | None = None,
           batch_size: int = 500, cipher_options: str = DEFAULT_CIPHER_OPTIONS,
-          on_progress: ProgressCallback | None = None, progress_every_s: float = 2.0) -> StageResult:
+          on_progress: ProgressCallback | None = None) -> StageResult:
     """Staging, while the app runs: every row not yet staged, page by page after the cursor, throttled to max_rate
-    rows/s. Resumes after the last committed page."""
+    rows/s. Resumes after the last committed page. `on_progress` hears of every page (final: the last)."""
     started = time.monotonic()
     keys = {"old": old_key, "new": new_key}
     with connect(dsn, keys=keys) as conn:
@@ -278,7 +274,7 @@ def stage(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, max_ra
         left = unopened.left_fp(conn, new_key, spec)
         conn.commit()  # each page must be a transaction of its own, not a savepoint in one long transaction
         statement = _stage_statement(spec, job, key_type, by_ids=False, left=left)
-        done_before, done, last_report = job.rows_staged, 0, started
+        done_before, done = job.rows_staged, 0
         if max_rate:  # throttled: about four pages a second, so the rate holds from the first page on
             batch_size = max(1, min(batch_size, int(max_rate / 4) or 1))
         while True:
@@ -304,10 +300,9 @@ def stage(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, max_ra
                              "WHEN %s THEN now() END WHERE stage_id = %s",
                              (last, count, finished, finished, job.stage_id))
             done += count
-            now = time.monotonic()
-            if on_progress and (finished or now - last_report >= progress_every_s):
-                on_progress(Progress(done_before + done, max(job.rows_total, done_before + done), now - started))
-                last_report = now
+            if on_progress:
+                on_progress(Progress(done_before + done, max(job.rows_total, done_before + done),
+                                     time.monotonic() - started, final=finished, since=done_before))
             if finished:
                 break
             if max_rate:  # throttle: a page of n rows takes at least n / max_rate seconds

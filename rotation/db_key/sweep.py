@@ -24,6 +24,7 @@ from psycopg import sql
 
 from rotation.core.database import OLD_KEY as OLD
 from rotation.core.database import load_keys, on_connections
+from rotation.core.progress import BEAT_S, Meter, ProgressCallback
 from rotation.core.secret import Secret
 from rotation.db_key.fernet import opens
 
@@ -193,16 +194,34 @@ QUERY_SOURCE = ("per table of the scope, one scan: per bytea / text-like column,
                 "table, loaded with COPY FROM STDIN.")
 
 
+def sizes_kb(conn: psycopg.Connection, tables: list[SweptTable]) -> dict[str, int]:
+    """Each table's size in kB as the catalog estimates it (pg_class.relpages, kept by VACUUM and ANALYZE), at least
+    1: what a scan reads, the measure of the sweep's progress. Read from the catalog, it takes no lock on the tables
+    (pg_table_size would wait behind a lock the scan itself must wait for, where the operator sees it waiting)."""
+    found = {str(name): max(1, int(kb or 0)) for name, kb in conn.execute(
+        "SELECT t, (SELECT c.relpages::bigint * current_setting('block_size')::int / 1024 FROM pg_class c "
+        "WHERE c.oid = to_regclass(t)) FROM unnest(%s::text[]) t",
+        ([t.ident().as_string(conn) for t in tables],))}
+    conn.commit()
+    return {t.name: found.get(t.ident().as_string(conn), 1) for t in tables}
+
+
 def _scan(dsn: str | None, conn: psycopg.Connection, old_key: Secret, tables: list[SweptTable], limit: int,
-          workers: int) -> list[tuple[Any, ...]]:
+          workers: int, meter: Meter, kb: dict[str, int]) -> list[tuple[Any, ...]]:
     """Each table's row of table_query: on this connection, or, given the DSN, in `workers` slices per table on as
     many connections, the slices merged."""
     if not dsn or workers <= 1:
-        return [tuple(conn.execute(table_query(t, limit)).fetchone() or ()) for t in tables]
+        rows = []
+        for t in tables:
+            rows.append(tuple(conn.execute(table_query(t, limit)).fetchone() or ()))
+            meter.add(kb[t.name])
+        return rows
     tasks = [(t, part) for t in tables for part in range(workers)]
 
     def scan(c: psycopg.Connection, task: tuple[SweptTable, int]) -> tuple[Any, ...]:
-        return tuple(c.execute(table_query(task[0], limit, workers), {"part": task[1]}).fetchone() or ())
+        row = tuple(c.execute(table_query(task[0], limit, workers), {"part": task[1]}).fetchone() or ())
+        meter.add(kb[task[0].name] // workers)
+        return row
 
     slices = on_connections(dsn, {"old": old_key}, workers, tasks, scan)
     return [_merge(slices[n * workers:(n + 1) * workers], limit) for n in range(len(tables))]
@@ -215,14 +234,18 @@ def _merge(slices: list[tuple[Any, ...]], limit: int) -> tuple[Any, ...]:
 
 
 def sweep(conn: psycopg.Connection, old_key: Secret, *, limit: int = 5, dsn: str | None = None,
-          workers: int = 1) -> SweepResult:
+          workers: int = 1, on_progress: ProgressCallback | None = None) -> SweepResult:
     """Try the old key on every encrypted-looking value of every bytea / text-like column of the app's schemas
-    (given the DSN, each table in `workers` slices on parallel connections)."""
+    (given the DSN, each table in `workers` slices on parallel connections). `on_progress` hears of each table (or
+    slice) scanned, in kB of the tables' size."""
     load_keys(conn, {"old": old_key})
     tables = scope(conn)
     hits: list[Hit] = []
     readable = [t for t in tables if t.readable]
-    for table, row in zip(readable, _scan(dsn, conn, old_key, readable, limit, workers), strict=True):
+    kb = sizes_kb(conn, readable) if on_progress else {t.name: 1 for t in readable}
+    with Meter(sum(kb.values()), on_progress, beat_s=BEAT_S) as meter:
+        scanned = _scan(dsn, conn, old_key, readable, limit, workers, meter, kb)
+    for table, row in zip(readable, scanned, strict=True):
         for i, (column, kind) in enumerate(table.columns):
             pgp, pgp_old, ids, fernet = row[4 * i:4 * i + 4]
             if pgp:
@@ -234,4 +257,5 @@ def sweep(conn: psycopg.Connection, old_key: Secret, *, limit: int = 5, dsn: str
                 hits.append(Hit(table.name, column, "Fernet", int(fernet), len(opened), tuple(opened[:limit]),
                                 table.id_name()))
         conn.commit()
+    meter.finish(meter.total)
     return SweepResult(tables, tuple(hits), tuple(t.name for t in tables if not t.readable))

@@ -28,7 +28,8 @@ from psycopg import sql
 
 from rotation.core.database import NEW_KEY as NEW
 from rotation.core.database import OLD_KEY as OLD
-from rotation.core.database import apply_runbook_schema, on_connections
+from rotation.core.database import apply_runbook_schema, connect, on_connections
+from rotation.core.progress import BEAT_S, Meter, ProgressCallback
 from rotation.core.secret import Secret, fingerprint
 
 if TYPE_CHECKING:  # reencrypt and staged build their statements with is_left(): no import cycle at run time
@@ -84,23 +85,37 @@ def ensure(conn: psycopg.Connection) -> None:
 PART = " AND mod(hashtext(t.{pk}::text)::bigint + 2147483648, %(parts)s) = %(part)s"
 
 
-def find(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, workers: int = 1) -> list[Unopened]:
+def find(dsn: str, spec: TableSpec, old_key: Secret, new_key: Secret, *, workers: int = 1,
+         on_progress: ProgressCallback | None = None) -> list[Unopened]:
     """Every non-NULL value of the spec's columns that opens with neither key, column by column (each column in
-    `workers` slices on as many connections)."""
+    `workers` slices on as many connections). `on_progress` hears of each slice tried, in values (its share of the
+    table's rows, the slices being of about equal size)."""
     tasks = [(column, part) for column in spec.columns for part in range(max(1, workers))]
+    rows_total = _rows(dsn, spec) if on_progress else 0
+    meter = Meter(rows_total * len(spec.columns), on_progress, beat_s=BEAT_S)
 
     def scan(conn: psycopg.Connection, task: tuple[str, int]) -> list[tuple[str, bytes]]:
         statement = sql.SQL(FIND.replace("{part}", PART if workers > 1 else "")).format(
             pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(task[0]))
         params = {"parts": workers, "part": task[1]} if workers > 1 else None
-        return [(str(k), bytes(d)) for k, d in conn.execute(statement, params)]
+        found = [(str(k), bytes(d)) for k, d in conn.execute(statement, params)]
+        meter.add(rows_total // max(1, workers))
+        return found
 
     rows: dict[str, list[tuple[str, bytes]]] = {c: [] for c in spec.columns}
-    for (column, _), found in zip(tasks, on_connections(dsn, {"old": old_key, "new": new_key}, workers, tasks, scan),
-                                  strict=True):
+    with meter:
+        scanned = on_connections(dsn, {"old": old_key, "new": new_key}, workers, tasks, scan)
+    for (column, _), found in zip(tasks, scanned, strict=True):
         rows[column] += found
+    meter.finish(meter.total)
     return [Unopened(spec.table, spec.pk, column, tuple(k for k, _ in ordered), tuple(d for _, d in ordered))
             for column in spec.columns if (ordered := sorted(rows[column]))]
+
+
+def _rows(dsn: str, spec: TableSpec) -> int:
+    with connect(dsn) as conn:
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table))).fetchone()
+    return int(row[0]) if row else 0
 
 
 def keep(conn: psycopg.Connection, new_key: Secret, table: str, found: Iterable[Unopened]) -> None:

@@ -19,6 +19,7 @@ from psycopg import sql
 from rotation.core.database import NEW_KEY as NEW
 from rotation.core.database import OLD_KEY as OLD
 from rotation.core.database import key_ref, load_keys, on_connections
+from rotation.core.progress import BEAT_S, Meter, ProgressCallback
 from rotation.core.secret import Secret
 from rotation.db_key import unopened
 from rotation.db_key.reencrypt import (
@@ -254,15 +255,23 @@ def snapshot_size(conn: psycopg.Connection, job_id: int) -> int:
 PART = sql.SQL(" AND mod(hashtext(d.pk)::bigint + 2147483648, %(parts)s) = %(part)s")
 
 
+def _checked(counts: tuple[int, ...]) -> int:
+    """The snapshot's entries a CHECK_COLUMN row accounts for: values, NULLs, and values left as found."""
+    return counts[0] + counts[1] + counts[5]
+
+
 def column_counts(dsn: str, spec: TableSpec, job_id: int, keys: dict[str, Secret], workers: int,
-                  left: str | None = None) -> dict[str, tuple[int, ...]]:
+                  left: str | None = None, meter: Meter | None = None) -> dict[str, tuple[int, ...]]:
     """CHECK_COLUMN's six counts per column, each column in `workers` slices on as many connections."""
     tasks = [(column, part) for column in spec.columns for part in range(workers)]
 
     def count(conn: psycopg.Connection, task: tuple[str, int]) -> tuple[int, ...]:
         query = _fmt(CHECK_COLUMN, spec, task[0], PART, left)
         row = conn.execute(query, {"job": job_id, "parts": workers, "part": task[1]}).fetchone()
-        return tuple(int(n) for n in row or (0, 0, 0, 0, 0, 0))
+        counts = tuple(int(n) for n in row or (0, 0, 0, 0, 0, 0))
+        if meter:
+            meter.add(_checked(counts))
+        return counts
 
     totals: dict[str, tuple[int, ...]] = {c: (0, 0, 0, 0, 0, 0) for c in spec.columns}
     for (column, _), counts in zip(tasks, on_connections(dsn, keys, workers, tasks, count), strict=True):
@@ -271,22 +280,37 @@ def column_counts(dsn: str, spec: TableSpec, job_id: int, keys: dict[str, Secret
 
 
 def verify(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secret, new_key: Secret,
-           *, failure_limit: int = 10, dsn: str | None = None, workers: int = 1) -> PopulationCheck:
+           *, failure_limit: int = 10, dsn: str | None = None, workers: int = 1,
+           on_progress: ProgressCallback | None = None) -> PopulationCheck:
     """Every value and row of the whole table against the job's snapshot (read only). Given the DSN, the per-value
-    checks run on `workers` connections."""
+    checks run on `workers` connections. `on_progress` hears of the values checked (snapshot entries: one per row
+    and column)."""
     left = unopened.left_fp(conn, new_key, spec)
     load_keys(conn, {"old": old_key, "new": new_key})
+    meter = Meter(snapshot_size(conn, job_id) if on_progress else 0, on_progress, beat_s=BEAT_S)
+    conn.commit()  # the checks below run in a transaction of their own
+    with meter:
+        parallel = (column_counts(dsn, spec, job_id, {"old": old_key, "new": new_key}, workers, left, meter)
+                    if dsn else {})
+        return _verify_counts(conn, spec, job_id, failure_limit, parallel, left, meter)
+
+
+def _verify_counts(conn: psycopg.Connection, spec: TableSpec, job_id: int, failure_limit: int,
+                   parallel: dict[str, tuple[int, ...]], left: str | None, meter: Meter) -> PopulationCheck:
+    """verify's counts per column (those not counted in parallel counted here) and its findings."""
     params = {"job": job_id, "limit": failure_limit}
     columns: list[ColumnCheck] = []
     findings: list[Finding] = []
-    parallel = column_counts(dsn, spec, job_id, {"old": old_key, "new": new_key}, workers, left) if dsn else {}
     with conn.transaction():
         for setting in DIGEST_SETTINGS:
             conn.execute(setting)
         for column in spec.columns:
-            counts = parallel.get(column) or conn.execute(_fmt(CHECK_COLUMN, spec, column, left=left),
-                                                          params).fetchone() or (0, 0, 0, 0, 0, 0)
-            columns.append(ColumnCheck(column, *(int(n) for n in counts)))
+            counts = parallel.get(column)
+            if counts is None:
+                counts = tuple(int(n) for n in conn.execute(_fmt(CHECK_COLUMN, spec, column, left=left),
+                                                            params).fetchone() or (0, 0, 0, 0, 0, 0))
+                meter.add(_checked(counts))
+            columns.append(ColumnCheck(column, *counts))
             if columns[-1].ok:  # every value accounted for: naming failures would decrypt everything again
                 continue
             findings += [Finding(spec.table, spec.pk, column, str(why), int(n), tuple(str(i) for i in ids or ()))
@@ -296,6 +320,7 @@ def verify(conn: psycopg.Connection, spec: TableSpec, job_id: int, old_key: Secr
         rows_before = _count(conn, "SELECT count(*) FROM rotation_runbook.row_digest WHERE job_id = %s", (job_id,))
         rows_after = _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.table)))
     conn.commit()
+    meter.finish()
     return PopulationCheck(spec.table, rows_before, rows_after, tuple(columns), tuple(findings))
 
 

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from rotation.core import progress
+from rotation.core.progress import Progress, ProgressCallback
 from rotation.providers.base import CheckResult, CredentialCheck, ProviderError
 
 log = logging.getLogger("rotation.providers.revocation")
@@ -163,16 +165,24 @@ def undecided(provider: str, fingerprint: str, error: ProviderError) -> CheckRes
 
 
 def confirm_refused(check: Callable[[], CheckResult], act: RevocationAct, wait: Wait,
-                    clock: Clock | None = None) -> Revocation:
+                    clock: Clock | None = None, on_progress: ProgressCallback | None = None) -> Revocation:
     """Ask the provider until it refuses the credential definitively, or until `wait` is used up (at least once).
-    An operator who declined gets one check and no wait."""
+    An operator who declined gets one check and no wait. `on_progress` (default: the installed progress reporter,
+    rotation.core.progress) hears of each check, of the most `wait` allows (its ETA: when the wait runs out at the
+    latest)."""
     clock = clock or Clock()
     started = clock.monotonic()
     checks = 0
+    most = 1 + int(wait.timeout_s // wait.interval_s) if wait.interval_s > 0 else 1
     while True:
         answer = check()
         checks += 1
         waited = clock.monotonic() - started
+        on_progress = on_progress or progress.task(f"waiting for {answer.provider} to refuse the revoked credential",
+                                                   "checks")
         if answer.answer is CredentialCheck.REFUSED or act.declined or waited + wait.interval_s > wait.timeout_s:
+            if checks > 1:
+                on_progress(Progress(checks, checks, waited, final=True))
             return Revocation(act, answer, now(), checks, waited)
+        on_progress(Progress(checks, max(most, checks + 1), waited, since=1))  # the first check came at 0 s
         clock.sleep(wait.interval_s)

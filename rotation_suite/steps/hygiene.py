@@ -4,8 +4,6 @@ fixture in rotation_pytest.practices."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pytest_bdd import given, then, when
 
@@ -20,8 +18,7 @@ from rotation.hygiene.checks import AppFiles
 from rotation.hygiene.server_log import LogWatch
 from rotation.monitoring import check
 from rotation_pytest import scheduled
-from staging.postgres import StagingServer
-from staging.server_log import log_every_statement
+from rotation_pytest.practices import StatementLogging
 
 
 @given("the app's source repository and the .env beside it")
@@ -85,9 +82,8 @@ def rotated_in_time(deployment: Deployment, evidence: Evidence) -> None:
 
 
 @given("the PostgreSQL server logs every statement of the CRM database", target_fixture="log_watch")
-def log_everything(deployment: Deployment, server_log: Path, pg_server: StagingServer, evidence: Evidence) -> LogWatch:
-    log_every_statement(deployment, pg_server.admin_dsn, evidence)
-    return server_log_checks.watch(server_log, evidence)
+def log_everything(statement_logging: StatementLogging, evidence: Evidence) -> LogWatch:
+    return statement_logging.start(evidence)
 
 
 @when("the database encryption key is rotated")

@@ -1,6 +1,7 @@
 """Steps of the runbook's "Automated Rotation Monitoring": the rotation status from the rotation log, the daily check
 and its alert e-mail. The status and its checks live in rotation.monitoring (which `rotation status` runs too); the
-rotation history a scenario stands on is written by staging.rotation_history, through the rotation log's own API."""
+rotation history a scenario stands on and the alert mail account are staging's, offered by the plugin
+(rotation_pytest.practices: `seeded_history`, `alert_mail`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from rotation.core.config import Config, Credential
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
 from rotation.monitoring import check
-from staging import alert_mail as mailbox
-from staging import rotation_history as history
-from staging.smtp_standin import SmtpStandIn
+from rotation_pytest.practices import AlertMailbox, SeededHistory
 
 
 @given(parsers.parse("every credential is rotated every {interval:d} days, with the warning {warning:d} days before"))
@@ -29,33 +28,33 @@ def clock_reads(moment: str, evidence: Evidence) -> dt.datetime:
 
 
 @given(parsers.re(r"the (?P<credential>.+?) was last rotated (?P<age>never|.+?)(?: ago)?"), target_fixture="subject")
-def last_rotated(deployment: Deployment, clock: dt.datetime, credential: str, age: str) -> Credential:
-    return history.rotated_ago(deployment, credential, age, now=clock)
+def last_rotated(seeded_history: SeededHistory, clock: dt.datetime, credential: str, age: str) -> Credential:
+    return seeded_history.rotated_ago(credential, age, now=clock)
 
 
 @given(parsers.parse("every other credential was rotated {age} ago"))
-def others_rotated(deployment: Deployment, clock: dt.datetime, subject: Credential, age: str) -> None:
-    history.others_rotated_ago(deployment, age, now=clock, except_for=[subject])
+def others_rotated(seeded_history: SeededHistory, clock: dt.datetime, subject: Credential, age: str) -> None:
+    seeded_history.others_rotated_ago(age, now=clock, except_for=[subject])
 
 
 @given(parsers.parse("every credential was rotated {age} ago"))
-def all_rotated(deployment: Deployment, clock: dt.datetime, age: str) -> None:
-    history.others_rotated_ago(deployment, age, now=clock)
+def all_rotated(seeded_history: SeededHistory, clock: dt.datetime, age: str) -> None:
+    seeded_history.others_rotated_ago(age, now=clock)
 
 
 @given(parsers.re(r"the application itself logged a rotation of the (?P<credential>.+) (?P<age>\d+ days?) ago"))
-def app_logged(deployment: Deployment, clock: dt.datetime, credential: str, age: str) -> None:
-    history.app_logged(deployment, credential, age, now=clock)
+def app_logged(seeded_history: SeededHistory, clock: dt.datetime, credential: str, age: str) -> None:
+    seeded_history.app_logged(credential, age, now=clock)
 
 
 @given("the rotation log holds these latest rotations:")
-def latest_rotations(deployment: Deployment, clock: dt.datetime, datatable: list[list[str]]) -> None:
-    history.table_rotated(deployment, datatable, now=clock)
+def latest_rotations(seeded_history: SeededHistory, clock: dt.datetime, datatable: list[list[str]]) -> None:
+    seeded_history.table_rotated(datatable, now=clock)
 
 
 @given("the alert mail account accepts logins only over a verified encrypted connection")
-def alert_account(alert_mail: SmtpStandIn, deployment: Deployment, evidence: Evidence) -> None:
-    mailbox.configure(alert_mail, deployment, evidence)
+def alert_account(alert_mail: AlertMailbox, deployment: Deployment, evidence: Evidence) -> None:
+    alert_mail.open_account(deployment, evidence)
 
 
 @when("the rotation status is checked", target_fixture="status_report")
@@ -81,11 +80,11 @@ def daily_verdict(status_report: check.StatusReport, verdict: str, evidence: Evi
 
 
 @then(parsers.parse('the administrator receives one "{subject}" e-mail, sent encrypted, with exactly these lines:'))
-def one_alert(alert_mail: SmtpStandIn, daily: check.DailyCheck, subject: str, datatable: list[list[str]],
+def one_alert(alert_mail: AlertMailbox, daily: check.DailyCheck, subject: str, datatable: list[list[str]],
               evidence: Evidence) -> None:
-    mailbox.require_one_alert(alert_mail, daily, subject, mailbox.column(datatable, "line"), evidence)
+    alert_mail.require_one_alert(daily, subject, datatable, evidence)
 
 
 @then("the administrator receives no e-mail")
-def no_alert(alert_mail: SmtpStandIn, daily: check.DailyCheck, evidence: Evidence) -> None:
-    mailbox.require_no_alert(alert_mail, daily, evidence)
+def no_alert(alert_mail: AlertMailbox, daily: check.DailyCheck, evidence: Evidence) -> None:
+    alert_mail.require_no_alert(daily, evidence)

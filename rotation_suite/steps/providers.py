@@ -10,25 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from parse import with_pattern
-from pytest_bdd import given, parsers, then, when
+from pytest_bdd import given, then, when
 
 from rotation.core.config import Credential
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
 from rotation.providers.factory import ProviderOptions, rotation_for
 from rotation.providers.procedure import ProviderRotation, reload_application
-
-
-@with_pattern(r"[A-Z][A-Za-z]+(?: [a-z]+)+")
-def label_type(text: str) -> str:
-    """A provider credential's label starts with the provider's capitalised name ("Twilio auth token", "SMTP
-    password"), which keeps these steps from matching the database key's ("... with the new key")."""
-    return text
-
-
-def step(text: str) -> parsers.parse:
-    return parsers.parse(text, extra_types={"Label": label_type})
+from rotation_pytest.providers import provider_step as step
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import pytest
 from pytest_bdd import scenarios
 
 from rotation.core.deployment import Deployment
-from staging.provider_standins import ProviderStandIns
 
 scenarios("emergency/compromised_credential.feature")
 scenarios("emergency/compromised_db_key.feature")
@@ -19,9 +18,3 @@ scenarios("emergency/post_incident.feature")
 def deployment(incident_deployment: Deployment) -> Deployment:
     """Every emergency scenario acts on the one deployment of the incident (the shared steps too)."""
     return incident_deployment
-
-
-@pytest.fixture
-def standins(incident_standins: ProviderStandIns | None) -> ProviderStandIns | None:
-    """The incident's provider stand-ins, not a fresh set per scenario."""
-    return incident_standins

@@ -1,5 +1,5 @@
 """Steps of the runbook's Troubleshooting "Application Won't Start After Rotation". The syntax check and the restore
-live in rotation.troubleshooting.env_syntax; staging breaks .env for real (staging.env_trouble). The other two
+live in rotation.troubleshooting.env_syntax; staging breaks .env for real (rotation_pytest.troubles). The other two
 troubleshooting procedures have their own steps modules (troubleshooting_decryption, troubleshooting_api)."""
 
 from __future__ import annotations
@@ -7,16 +7,15 @@ from __future__ import annotations
 from pytest_bdd import given, parsers, then, when
 
 from rotation.core import prerequisites
-from rotation.core.config import Config
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
 from rotation.troubleshooting import env_syntax
-from staging.env_trouble import leave_unparsable
+from rotation_pytest.troubles import StagingTrouble
 
 
 @given(parsers.parse("a rotation of the {credential} left its line in .env unparsable"), target_fixture="broken_line")
-def unparsable_line(deployment: Deployment, rotation_config: Config, credential: str, evidence: Evidence) -> int:
-    return leave_unparsable(deployment.env_file, rotation_config.credential(credential), evidence)
+def unparsable_line(staging_trouble: StagingTrouble, credential: str, evidence: Evidence) -> int:
+    return staging_trouble.env_line_unparsable(credential, evidence)
 
 
 @given("the application won't start")

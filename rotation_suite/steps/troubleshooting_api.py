@@ -1,5 +1,6 @@
 """Steps of the runbook's Troubleshooting, "API calls failing after token rotation". The checks are
-rotation.troubleshooting.api_calls; the trouble itself (a token rotated behind the app's back) is staging's."""
+rotation.troubleshooting.api_calls; the trouble itself (a token rotated behind the app's back) is staging's, offered
+by the plugin (rotation_pytest.troubles)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
 from rotation.providers.procedure import ProviderRotation
 from rotation.troubleshooting.api_calls import ApiCallDiagnosis
-from staging.provider_standins import rotate_behind_the_apps_back
+from rotation_pytest.troubles import StagingTrouble
 
 
 @pytest.fixture
@@ -21,8 +22,9 @@ def api_calls(deployment: Deployment, scenario_credential: Credential | None,
 
 
 @given("the Twilio auth token was rotated at Twilio and in .env, but the application was not reloaded")
-def rotated_without_reload(deployment: Deployment, provider_rotation: ProviderRotation, evidence: Evidence) -> None:
-    rotate_behind_the_apps_back(deployment, provider_rotation.provider, evidence)
+def rotated_without_reload(staging_trouble: StagingTrouble, provider_rotation: ProviderRotation,
+                           evidence: Evidence) -> None:
+    staging_trouble.token_rotated_without_reload(provider_rotation.provider, evidence)
 
 
 @then("the application's Twilio API calls fail")

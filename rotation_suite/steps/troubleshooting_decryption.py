@@ -1,5 +1,6 @@
 """Steps of the runbook's Troubleshooting "Decryption fails after key rotation": the diagnosis and the repair are in
-rotation.db_key.decryption; staging kills a real rotation part-way (staging.interrupted_rotation)."""
+rotation.db_key.decryption; staging kills a real rotation part-way (the plugin's `interrupted_rotation`,
+rotation_pytest.troubles)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pytest_bdd import given, then, when
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
 from rotation.db_key.decryption import DecryptionTroubleshooting
-from staging.interrupted_rotation import InterruptedDbKeyRotation
+from rotation_pytest.troubles import InterruptedRotation
 
 
 @pytest.fixture
@@ -17,18 +18,13 @@ def decryption_trouble(deployment: Deployment, pytestconfig: pytest.Config) -> D
     return DecryptionTroubleshooting(deployment, workers=pytestconfig.getoption("workers"))
 
 
-@pytest.fixture
-def interrupted_rotation(deployment: Deployment) -> InterruptedDbKeyRotation:
-    return InterruptedDbKeyRotation(deployment)
-
-
 @given("a database key rotation died part-way through re-encrypting the client data")
-def rotation_died(interrupted_rotation: InterruptedDbKeyRotation, evidence: Evidence) -> None:
+def rotation_died(interrupted_rotation: InterruptedRotation, evidence: Evidence) -> None:
     interrupted_rotation.run(evidence)
 
 
 @given("one value the rotation has not reached yet is under neither key")
-def value_under_neither(interrupted_rotation: InterruptedDbKeyRotation, evidence: Evidence) -> None:
+def value_under_neither(interrupted_rotation: InterruptedRotation, evidence: Evidence) -> None:
     interrupted_rotation.break_unreached_value(evidence)
 
 
@@ -59,14 +55,14 @@ def all_new(decryption_trouble: DecryptionTroubleshooting, evidence: Evidence) -
 
 @then("the count names that value by its row and column as under neither key")
 @then("the count still names that value by its row and column as under neither key")
-def names_broken_value(decryption_trouble: DecryptionTroubleshooting, interrupted_rotation: InterruptedDbKeyRotation,
+def names_broken_value(decryption_trouble: DecryptionTroubleshooting, interrupted_rotation: InterruptedRotation,
                        evidence: Evidence) -> None:
     decryption_trouble.check_names_unreadable(interrupted_rotation.broken, evidence)
 
 
 @then("the repair stops and names that value by its row and column")
 def repair_names_broken_value(decryption_trouble: DecryptionTroubleshooting,
-                              interrupted_rotation: InterruptedDbKeyRotation, evidence: Evidence) -> None:
+                              interrupted_rotation: InterruptedRotation, evidence: Evidence) -> None:
     decryption_trouble.check_repair_names(interrupted_rotation.broken, evidence)
 
 

@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,9 +235,11 @@ class Contract:
                               content_type=exchange.content_type.split(";")[0] or "application/json")
         answer = MockResponse(b"" if exchange.body is None else json.dumps(exchange.body).encode(),
                               status_code=exchange.status)
-        found = []
-        for what, check in (("request", lambda: self.spec.validate_request(request)),
-                            ("answer", lambda: self.spec.validate_response(request, answer))):
+        found: list[str] = []
+        checks: tuple[tuple[str, Callable[[], object]], ...] = (
+            ("request", lambda: self.spec.validate_request(request)),
+            ("answer", lambda: self.spec.validate_response(request, answer)))
+        for what, check in checks:
             try:
                 check()
             except Exception as exc:  # openapi-core raises one of many error types; each is a violation
