@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from rotation.cli.features import NextStep
 from rotation.core import envfile
 from rotation.core.config import Config, Credential, Stakeholders
 from rotation.core.database import connect
@@ -72,6 +73,9 @@ INCIDENT = pytest.StashKey[IncidentRecord]()
 INCIDENT_WINDOW_TAG = "incident_window"
 EMERGENCY_PROCEDURE = "emergency rotation"  # the run lock's procedure name: a rerun of the same incident knows it
 INCIDENT_GROUP = "incident"  # under pytest-xdist every emergency scenario runs on one worker, in order
+NEXT_STEP_ITEM = "next step if this run ends early"
+NEXT_STEP_SOURCE = ("the incident record beside .env (every run of the same change id continues it) and the operator's "
+                    "command as given (a DSN password masked)")
 
 # Staging: provider calls to the loopback stand-ins retry in milliseconds, not seconds.
 STAGING_NARRATIVE = Narrative(
@@ -191,6 +195,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     )
 
     record = session.config.stash.get(INCIDENT, None)
+    if record is not None:
+        say_where_it_stands(session, record)
     if record is None or not (record.outcomes or record.review or record.notification or record.notification_error):
         return
     closing_summary(session.config, INCIDENT_CLOSING, closing_lines(record),
@@ -265,7 +271,55 @@ def incident(pytestconfig: pytest.Config, incident_deployment: Deployment, incid
     if taken_over is not None:
         record.note(f"run lock taken over from {taken_over.line()} (its session is gone: killed or disconnected)")
     pytestconfig.stash[INCIDENT] = record
+    say_how_to_finish(pytestconfig, record)
     return record
+
+
+def how_to_finish(record: IncidentRecord, command: str, *, failed: int | None = None) -> str:
+    """The one line that says where the incident stands and, unless it is complete, the command that finishes it (the
+    operator's own command again: every run of the same change id continues the incident). `failed`: None at the
+    start of a run (whatever it is about to do can be cut short), else how many of this run's scenarios failed."""
+    change = record.change_id or "(no change id)"
+    statuses = "; ".join(f"{t}: {s}" for t, s in record.statuses().items())
+    if failed is None:
+        return (f"incident {change}, run {len(record.runs)} of it ({statuses}): if this run ends before the incident "
+                f"is complete (even killed), run the same command again: {command}")
+    if record.complete and not failed:
+        return f"incident {change} complete ({statuses}): nothing left to do"
+    why = f"{failed} scenario(s) failed; " if failed else ""
+    return f"incident {change} NOT COMPLETE ({why}{statuses}): run the same command again: {command}"
+
+
+def say_how_to_finish(config: pytest.Config, record: IncidentRecord) -> None:
+    """Before the incident's first change: the next step, shown at once and journaled, so that a run killed at any
+    later point has named it (its output, and the folder sealed from its journal); at the end of the run the line is
+    said again as the incident then stands, and printed last. Only when an operator's command runs the features (it
+    knows the command to name)."""
+    from rotation_pytest.evidence import state_of  # here, not above: the evidence plugin is loaded after this
+    from rotation_pytest.safe_state import operator_notice, say_safe_state
+
+    listener = operator_command(config)
+    if listener is None:
+        return
+    line = how_to_finish(record, listener.command)
+    operator_notice(config)(line)
+    state_of(config).recorder.record(NEXT_STEP_ITEM, line, source=NEXT_STEP_SOURCE)
+    say_safe_state(config, line, source=NEXT_STEP_SOURCE)
+
+
+def operator_command(config: pytest.Config) -> NextStep | None:
+    """The operator's command that runs these features, when one does (it is told the run's last line)."""
+    return next((p for p in config.pluginmanager.get_plugins() if isinstance(p, NextStep)), None)
+
+
+def say_where_it_stands(session: pytest.Session, record: IncidentRecord) -> None:
+    """The run's last line: the incident as this run leaves it."""
+    from rotation_pytest.safe_state import say_safe_state
+
+    listener = operator_command(session.config)
+    if listener is not None:
+        line = how_to_finish(record, listener.command, failed=session.testsfailed)
+        say_safe_state(session.config, line, source=NEXT_STEP_SOURCE)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from rotation.evidence.journal import (
     record_seal_failure,
     seal_dead_journals,
 )
-from rotation.evidence.metadata import RunMetadata, git_state, package_versions
+from rotation.evidence.metadata import RunMetadata, feature_digests, git_state, package_versions
 from rotation.evidence.recorder import (
     CLOSING_PREFIX,
     Recorder,
@@ -38,7 +38,7 @@ from rotation.evidence.recorder import (
     StepRecord,
     strip_url_passwords,
 )
-from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, write_run
+from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, reports_folder, write_run
 from rotation.evidence.signing import SigningKeyError, load_private_key
 from rotation_pytest import terminal
 from rotation_pytest.bdd import scenario_template, unregister_cucumber_writer, unregister_junit_writer
@@ -112,7 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("\n".join(refusals))
     _require_writable_reports(config)
     scratch = Path(tempfile.mkdtemp(prefix="rotation-evidence-"))
-    commit, dirty = git_state(config.rootpath)
+    commit, dirty = git_state()  # the library's checkout, if it runs from one (not the rootdir: a project's)
     meta = RunMetadata(run_id=str(uuid.uuid4()), target=target, operator=operator_of(config), approver=approver,
                        change_id=change_id, started=utc_now(), git_commit=commit, git_dirty=dirty,
                        packages=package_versions(),
@@ -221,6 +221,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         terminal.quiet_tracebacks(session.config)  # no frame's arguments (a DSN, the .env) in any report
     state = state_of(session.config)
     state.meta.selected, state.meta.deselected = len(session.items), state.deselected
+    state.meta.feature_digests = selected_feature_digests(session.items)
+
+
+def selected_feature_digests(items: list[pytest.Item]) -> dict[str, str]:
+    """The SHA-256 of each feature file a selected scenario comes from, read as pytest-bdd parsed it: with the
+    package version it identifies the procedures that ran where there is no git commit (an installed package)."""
+    files: dict[str, Path] = {}
+    for item in items:
+        template = scenario_template(item)
+        if template is not None:
+            feature = template.feature
+            files[feature.rel_filename] = Path(feature.filename)
+    return feature_digests(files)
 
 
 # --- the recorder, driven by pytest and pytest-bdd ------------------------------------------------------------------
@@ -340,8 +353,9 @@ def _apply_report(recorder: Recorder, scenario: ScenarioRecord, report: pytest.T
 
 # --- the end of the session: write the run folder --------------------------------------------------------------------
 def reports_dir(config: pytest.Config) -> Path:
-    chosen = config.getoption("reports_dir")
-    return Path(chosen) if chosen else config.rootpath / "reports"
+    """--reports-dir, else reports/ in the current directory (not the rootdir: `rotation` pins it to the installed
+    suite's folder)."""
+    return reports_folder(config.getoption("reports_dir"))
 
 
 @pytest.hookimpl(trylast=True)  # after junitxml and cucumberjson have written their files

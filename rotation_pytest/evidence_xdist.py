@@ -47,6 +47,7 @@ def ship(config: pytest.Config, state: RunState) -> None:
         "planned": [scenario_event(s) for s in state.planned],
         "left_out": [scenario_event(s) for s in state.left_out],
         "selected": state.meta.selected, "deselected": state.meta.deselected,
+        "feature_digests": state.meta.feature_digests,
         "staging_server": state.meta.staging_server,
         "artifacts": [str(p) for p in state.recorder.artifacts],
     }
@@ -72,6 +73,7 @@ def merge(state: RunState, shipped: dict[str, Any]) -> None:
         state.planned = [scenario_from_event(e) for e in shipped["planned"]]
         state.left_out = [scenario_from_event(e) for e in shipped["left_out"]]
         state.meta.selected, state.meta.deselected = shipped["selected"], shipped["deselected"]
+        state.meta.feature_digests = shipped["feature_digests"]
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -2,8 +2,10 @@
 it just before a step while the test breaks the world (a signal, a database restart).
 
 Loaded into an operator's command with PYTEST_ADDOPTS="-p tests.faults" (the command runs the features in-process),
-and armed with ROTATION_TEST_KILL_AFTER="<step text>" or ROTATION_TEST_KILL_BEFORE="<step text>". Nothing in the
-product knows about it: the process dies exactly as a kill -9 from outside would leave it.
+and armed with ROTATION_TEST_KILL_AFTER="<step text>" or ROTATION_TEST_KILL_BEFORE="<step text>". A step text that
+several scenarios share ("the application services are restarted immediately") is narrowed to one of them with
+ROTATION_TEST_KILL_SCENARIO="<scenario name>" (as rendered, e.g. "Compromised SMTP password"). Nothing in the product
+knows about it: the process dies exactly as a kill -9 from outside would leave it.
 
 ROTATION_TEST_BLOCK_BEFORE="<step text>" with ROTATION_TEST_BLOCK_FILE=<path>: once the step has begun (it is the
 running step of the evidence), the process writes its pid to <path> and waits, in Python, while the file exists;
@@ -22,19 +24,22 @@ import pytest
 
 KILL_AFTER = "ROTATION_TEST_KILL_AFTER"
 KILL_BEFORE = "ROTATION_TEST_KILL_BEFORE"
+KILL_SCENARIO = "ROTATION_TEST_KILL_SCENARIO"
 BLOCK_BEFORE = "ROTATION_TEST_BLOCK_BEFORE"
 BLOCK_FILE = "ROTATION_TEST_BLOCK_FILE"
 BLOCK_LIMIT_S = 600.0
 
 
-def _kill_if(variable: str, step: object) -> None:
-    if os.environ.get(variable) == step.name:  # type: ignore[attr-defined]
+def _kill_if(variable: str, scenario: object, step: object) -> None:
+    if os.environ.get(variable) != step.name:  # type: ignore[attr-defined]
+        return
+    if os.environ.get(KILL_SCENARIO, scenario.name) == scenario.name:  # type: ignore[attr-defined]
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 def pytest_bdd_before_step_call(request: pytest.FixtureRequest, feature: object, scenario: object, step: object,
                                 step_func: object, step_func_args: dict[str, object]) -> None:
-    _kill_if(KILL_BEFORE, step)
+    _kill_if(KILL_BEFORE, scenario, step)
     _block_if(step)
 
 
@@ -50,4 +55,4 @@ def _block_if(step: object) -> None:
 
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature: object, scenario: object, step: object,
                           step_func: object, step_func_args: dict[str, object]) -> None:
-    _kill_if(KILL_AFTER, step)
+    _kill_if(KILL_AFTER, scenario, step)

@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 
+from rotation import DISTRIBUTION, __version__
+
 COMMANDS = (
     "rehearse",
     "db-key",
@@ -24,6 +26,7 @@ COMMANDS = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rotation", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s ({DISTRIBUTION}) {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"rotation.cli.{name.replace('-', '_')}").register(sub)

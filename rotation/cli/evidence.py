@@ -19,16 +19,16 @@ from rotation.cli.parsing import SubParsers
 from rotation.core.duties import os_user
 from rotation.evidence.controls import load_catalog
 from rotation.evidence.journal import JOURNALS, seal_dead_journals
+from rotation.evidence.report import reports_folder
 from rotation.evidence.signing import SigningKeyError, load_private_key
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def register(sub: SubParsers) -> None:
     p = sub.add_parser("evidence", help="seal a run's journal into a signed run folder when its session could not",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=("seal",))
-    p.add_argument("--reports-dir", type=Path, default=None, help="the reports folder (default: reports/)")
+    p.add_argument("--reports-dir", type=Path, default=None,
+                   help="the reports folder (default: reports/ in the current directory)")
     p.add_argument("--signing-key", type=Path, default=None,
                    help="Ed25519 private key (PEM) to sign with (or $ROTATION_SIGNING_KEY; without one a per-run key, "
                         "which an auditor cannot pin)")
@@ -37,7 +37,7 @@ def register(sub: SubParsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    reports = args.reports_dir or PROJECT_ROOT / "reports"
+    reports = reports_folder(args.reports_dir)
     key_path = args.signing_key or (Path(os.environ["ROTATION_SIGNING_KEY"])
                                     if os.environ.get("ROTATION_SIGNING_KEY") else None)
     try:

@@ -163,7 +163,7 @@ OPTIONS: tuple[Option, ...] = (
                              "Chromium is found, yes (a missing Chromium is a problem of the run), no (the default of "
                              "plain pytest; the rotation commands pass auto)", "evidence",
            choices=("auto", "yes", "no"), default="no", env="ROTATION_EVIDENCE_PDF"),
-    Option("--reports-dir", "where run folders are written (default: reports/; a pytest run: under its rootdir)",
+    Option("--reports-dir", "where run folders are written (default: reports/ in the current directory)",
            "evidence",
            commands=(EVERY, RETIRE)),
 

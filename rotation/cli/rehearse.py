@@ -9,7 +9,7 @@ from rotation.cli.parsing import SubParsers
 
 
 def register(sub: SubParsers) -> None:
-    p = sub.add_parser("rehearse", help="run every procedure in staging and write reports/<timestamp>-staging/",
+    p = sub.add_parser("rehearse", help="run every procedure in staging and write ./reports/<timestamp>-staging/",
                        description="Run every runbook procedure against staging stand-ins. Any other arguments go "
                                    "to pytest as they are (e.g. -m emergency, --dsn=..., --rows=20000).")
     p.set_defaults(func=run, passes_unknown_args=True)

@@ -45,13 +45,12 @@ from rotation.evidence.controls import load_catalog
 from rotation.evidence.journal import Journal, JournalingRecorder, journal_path, seal_dead_journals
 from rotation.evidence.metadata import RunMetadata, git_state, package_versions
 from rotation.evidence.recorder import ScenarioRecord, StepRecord, strip_url_passwords
-from rotation.evidence.report import write_run
+from rotation.evidence.report import reports_folder, write_run
 from rotation.evidence.signing import SigningKeyError, load_private_key
 from rotation.providers.retire import ProviderRetirement
 from rotation.providers.retire import holds as provider_holds
 
 EXIT_FAILED, EXIT_INPUT, EXIT_REFUSED = 1, 2, 4
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 QUIET_PERIOD = ("how long the new value must have been in service, e.g. 24h, 90m, 0s (default: the configuration's; "
@@ -200,7 +199,7 @@ def retire(args: argparse.Namespace, name: str) -> int:
 
 def _seal_dead(args: argparse.Namespace) -> list[str]:
     """A run killed earlier left only its journal: seal it first, as every run does (rotation.evidence.journal)."""
-    reports = Path(_option(args, "reports_dir") or PROJECT_ROOT / "reports")
+    reports = reports_folder(_option(args, "reports_dir"))
     try:
         key = load_private_key(Path(str(_option(args, "signing_key", "ROTATION_SIGNING_KEY"))))
         outputs = seal_dead_journals(reports, load_catalog(), sealed_by="rotation retire", signing_key=key,
@@ -213,14 +212,14 @@ def _seal_dead(args: argparse.Namespace) -> list[str]:
 
 def _run(args: argparse.Namespace, config: Config, credential: Credential, retirement: Retirement,
          people: People) -> int:
-    reports = Path(_option(args, "reports_dir") or PROJECT_ROOT / "reports")
+    reports = reports_folder(_option(args, "reports_dir"))
     key_path = Path(str(_option(args, "signing_key", "ROTATION_SIGNING_KEY")))
     try:
         key = load_private_key(key_path)
     except SigningKeyError as exc:
         _say([f"RETIREMENT REFUSED; nothing was changed: {exc}"])
         return EXIT_REFUSED
-    commit, dirty = git_state(PROJECT_ROOT)
+    commit, dirty = git_state()
     meta = RunMetadata(run_id=str(uuid.uuid4()), target="live", operator=people.operator, approver=people.approver,
                        change_id=people.change_id, started=utc_now(), git_commit=commit, git_dirty=dirty,
                        packages=package_versions(), invocation=[masked(a) for a in sys.argv],

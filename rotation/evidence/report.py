@@ -28,6 +28,12 @@ INDEX, CHAIN, OSCAL, JUNIT, CUCUMBER = ("index.html", "evidence.jsonl", "oscal-a
                                         "junit.xml", "cucumber.json")
 
 
+def reports_folder(chosen: str | Path | None = None) -> Path:
+    """Where run folders go: the one the operator named (--reports-dir), else reports/ in the current directory,
+    where the command runs (never beside the code: an installed package's folder is not the operator's)."""
+    return Path(chosen) if chosen else Path.cwd() / "reports"
+
+
 @dataclass
 class RunOutput:
     folder: Path

@@ -17,25 +17,36 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
+import shlex
 import signal
+import smtplib
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from email import message_from_bytes
+from pathlib import Path
 
 import psycopg
 import pytest
+from pytest_bdd.parser import FeatureParser
 
-from rotation.core import state
+from rotation.core import envfile, state
+from rotation.core.database import connect, key_ref
 from rotation.core.keys import generate_key
 from rotation.core.secret import Secret
 from rotation.emergency.incident import ledger_path, parse_iso
+from rotation.evidence.incident import EARLIER_FOLDERS, INCIDENT_ITEM
+from rotation.evidence.pdf import CHROMIUM_ENV
+from rotation.evidence.recorder import strip_url_passwords
+from rotation_pytest.emergency import NEXT_STEP_ITEM
 from tests.emergency.test_emergency_command import CONFIG, StandInLive, stand_in_live  # noqa: F401 (fixture)
-from tests.harness import PROJECT, newest_run_folder, step_results
+from tests.harness import PROJECT, newest_run_folder, read_evidence, step_results
 
 DB_KEY, SMTP = CONFIG.credential("database"), CONFIG.credential("smtp")
 SMTP_REVOKE_STEP = "the compromised credential is revoked at the provider and a replacement issued"
@@ -51,6 +62,18 @@ class Drill:
         options = tuple(o for o in self.live.options if not o.startswith("--compromised="))
         live = replace(self.live, options=(*options, f"--compromised={DB_KEY.type},{SMTP.type}", *extra))
         return live.command({"SMTP_NEW_PASSWORD": self.new_password.reveal(), **(env or {})})
+
+    def argv(self, *extra: str) -> list[str]:
+        """The operator's command (after `rotation`) for this incident: the DB key and SMTP compromised."""
+        options = tuple(o for o in self.live.options if not o.startswith("--compromised="))
+        return ["emergency", *options, f"--compromised={DB_KEY.type},{SMTP.type}", *extra]
+
+    def run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`rotation <argv>` as the operator runs it; no PDF print (its cost is the print's, tested elsewhere)."""
+        environ = {**os.environ, "PYTHONPATH": str(PROJECT), "SMTP_NEW_PASSWORD": self.new_password.reveal(),
+                   CHROMIUM_ENV: str(self.live.reports / "no-chromium"), **(env or {})}
+        return subprocess.run([sys.executable, "-m", "rotation", *argv], cwd=self.live.reports, env=environ,
+                              capture_output=True, text=True, timeout=300, check=False)
 
     def ledger(self) -> dict[str, object]:
         return json.loads(ledger_path(self.live.deployment.env_file).read_text())  # type: ignore[no-any-return]
@@ -99,8 +122,6 @@ def operator_at_the_console(d: Drill, old: Secret, revoked: list[dt.datetime]) -
 
 
 def smtp_old(d: Drill) -> Secret:
-    from rotation.core import envfile
-
     return envfile.get_secret(d.live.deployment.env_file, SMTP.env)
 
 
@@ -131,6 +152,10 @@ def test_the_operator_revokes_while_the_tool_waits_and_the_incident_completes_as
     assert "(complete)" in subject and DB_KEY.type in subject and SMTP.type in subject, subject
     folder = newest_run_folder(drill.live.reports)
     assert folder is not None and drill.live.verify(folder).returncode == 0
+    ran: dict[str, list[str]] = {}  # the steps the kill -9 chains below cover are the steps a run takes
+    for step in step_results(folder):
+        ran.setdefault(step.scenario, []).append(step.text)
+    assert ran == incident_steps()
 
 
 def test_a_revocation_made_only_after_a_failed_run_is_finished_by_the_rerun_without_rotating_the_db_key_again(
@@ -138,6 +163,9 @@ def test_a_revocation_made_only_after_a_failed_run_is_finished_by_the_rerun_with
     old = smtp_old(drill)
     first = drill.command("--revoke-wait=1")
     assert first.returncode != 0, (first.stdout + first.stderr)[-3000:]
+    last = first.stdout.rstrip().splitlines()[-1]  # the one line, printed last: the same command finishes it
+    assert last.startswith("incident CHG-911 NOT COMPLETE (") and f"{SMTP.type}: waiting for the operator" in last \
+        and "run the same command again: rotation emergency " in last, first.stdout[-3000:]
     folder = newest_run_folder(drill.live.reports)
     assert folder is not None
     failed = [s for s in step_results(folder) if s.status == "failed"]
@@ -163,32 +191,225 @@ def test_a_revocation_made_only_after_a_failed_run_is_finished_by_the_rerun_with
     assert update.startswith("[SECURITY] UPDATE Emergency credential rotation CHG-911 (complete)"), update
 
 
-@pytest.mark.parametrize("kill_after", [
-    SMTP_REVOKE_STEP,
-    "the application services are stopped so that nothing reads with the compromised key",
-    "all sensitive data is re-encrypted under the replacement key",
-], ids=["smtp-revoked", "app-stopped", "reencrypted"])
-def test_a_kill_at_a_step_then_the_same_command_is_one_incident_with_the_outage_measured_across_runs(
-        drill: Drill, kill_after: str) -> None:
+# --- kill -9 after every step, then the command the killed run named ------------------------------------------------
+
+FEATURES = PROJECT / "rotation_suite" / "features" / "emergency"
+NEXT_STEP = re.compile(r"^incident CHG-911, run \d+ of it \(.*\): if this run ends before the incident is complete "
+                       r"\(even killed\), run the same command again: (?P<command>rotation emergency .*)$",
+                       re.MULTILINE)
+CHAIN_MAX = 7  # kill points per chain: the chains run in parallel under xdist; a longer one would be the critical path
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    scenario: str  # as rendered (an Outline's Examples row filled in): ROTATION_TEST_KILL_SCENARIO
+    step: str      # the step's text: ROTATION_TEST_KILL_AFTER
+
+    def env(self) -> dict[str, str]:
+        return {"PYTEST_ADDOPTS": "-p tests.faults", "ROTATION_TEST_KILL_AFTER": self.step,
+                "ROTATION_TEST_KILL_SCENARIO": self.scenario}
+
+
+def incident_steps(compromised: tuple[str, ...] = (DB_KEY.type, SMTP.type)) -> dict[str, list[str]]:
+    """Every step `rotation emergency --compromised=<these>` runs, per scenario, as the feature files write them: the
+    emergency features' scenarios (Outlines rendered for each Examples row) whose credential tag is one of these or
+    who have none (access review, notification, post-incident). Read from the feature files, never typed here."""
+    types = {c.type for c in CONFIG.credentials}
+    found: dict[str, list[str]] = {}
+    for path in sorted(FEATURES.glob("*.feature")):
+        feature = FeatureParser(str(FEATURES), path.name).parse()
+        for template in feature.scenarios.values():
+            rows = [(e.tags, c) for e in template.examples for c in e.as_contexts()] or [(set(), {})]
+            for tags, context in rows:
+                tagged = (feature.tags | template.tags | tags) & types
+                if tagged and not tagged & set(compromised):
+                    continue
+                scenario = template.render(context)
+                found[scenario.name] = [step.name for step in scenario.steps]
+    return found
+
+
+FINISHING_STEP = 'the rotation is logged with reason "emergency"'  # its run marks the credential finished
+
+
+def kill_chains() -> list[tuple[KillPoint, ...]]:
+    """Every step of the incident as a kill point, in chains of at most CHAIN_MAX consecutive steps of one scenario.
+    A chain ends at a credential's FINISHING_STEP: a run killed right after it has finished the credential, so the
+    next run skips its scenario (never rotating it again) and cannot reach a later step of it; that step begins a
+    chain of its own."""
+    chains: list[tuple[KillPoint, ...]] = []
+    for scenario, steps in incident_steps().items():
+        cut = steps.index(FINISHING_STEP) + 1 if FINISHING_STEP in steps else len(steps)
+        for segment in (steps[:cut], steps[cut:]):
+            parts = -(-len(segment) // CHAIN_MAX)
+            size = -(-len(segment) // parts) if parts else 1
+            chains += [tuple(KillPoint(scenario, s) for s in segment[i:i + size])
+                       for i in range(0, len(segment), size)]
+    return chains
+
+
+def _chain_id(chain: tuple[KillPoint, ...]) -> str:
+    steps = incident_steps()[chain[0].scenario]
+    first, last = steps.index(chain[0].step) + 1, steps.index(chain[-1].step) + 1
+    slug = {f"Compromised {c.label}": c.type for c in (DB_KEY, SMTP)}.get(chain[0].scenario,
+                                                                        chain[0].scenario.split()[0].lower())
+    return f"{slug}-steps-{first}-{last}"
+
+
+def test_every_step_of_the_incident_is_a_kill_point_once_and_each_names_one_step() -> None:
+    steps = incident_steps()
+    assert set(steps) == {f"Compromised {DB_KEY.label}", f"Compromised {SMTP.label}",
+                          "Verify no unauthorized access over the review window",
+                          "Notify stakeholders of the rotation and the review's findings",
+                          "Audit the incident window and document the incident"}, sorted(steps)
+    points = [p for chain in kill_chains() for p in chain]
+    assert points == [KillPoint(sc, st) for sc, texts in steps.items() for st in texts]  # each step once, in order
+    for scenario, texts in steps.items():  # the step text names one step of its scenario (faults kills at the first)
+        assert len(set(texts)) == len(texts), scenario
+    assert all(len(chain) <= CHAIN_MAX for chain in kill_chains())
+    for credential in (DB_KEY, SMTP):  # each credential's scenario has the step that finishes it; a chain ends there
+        assert FINISHING_STEP in steps[f"Compromised {credential.label}"], credential.type
+    assert all(p.step != FINISHING_STEP for chain in kill_chains() for p in chain[:-1])
+
+
+def _smtp_login(env_file: Path, password: Secret) -> int:
+    """The SMTP server's answer to AUTH with `password` (STARTTLS verified against the stand-in's CA)."""
+    env = envfile.read_env(env_file)
+    context = ssl.create_default_context(cafile=env["SMTP_CA_FILE"])
+    with smtplib.SMTP(env["SMTP_HOST"], int(env["SMTP_PORT"]), timeout=30) as server:
+        server.starttls(context=context)
+        try:
+            return int(server.login(env["SMTP_USERNAME"], password.reveal())[0])
+        except smtplib.SMTPAuthenticationError as exc:
+            return int(exc.smtp_code)
+
+
+def _opened_by(dsn: str, key: Secret) -> tuple[int, int]:
+    """How many of the pgcrypto-encrypted values `key` opens, of how many."""
+    counted = [(f"count({c}) FILTER (WHERE rotation_runbook.try_decrypt({c}, {key_ref('k')}) IS NOT NULL)",
+                f"count({c})", e.table) for e in CONFIG.encrypted_data if e.kind == "pgcrypto" for c in e.columns]
+    opened = total = 0
+    with connect(dsn, keys={"k": key}) as conn:
+        for opens, values, table in counted:
+            row = conn.execute(f"SELECT {opens}, {values} FROM {table}").fetchone()  # noqa: S608 (config's names)
+            opened, total = opened + int(row[0]), total + int(row[1])
+    return opened, total
+
+
+def _old_db_key(env_file: Path, fingerprint: str) -> Secret:
+    for backup in envfile.backups(env_file):
+        value = envfile.read_env(backup).get(DB_KEY.env, "")
+        if value and Secret(value).fingerprint == fingerprint:
+            return Secret(value)
+    raise AssertionError(f"no backup of .env holds the compromised DB key {fingerprint}")
+
+
+@dataclass
+class Chain:
+    """The runs of one chain: each killed right after its step, each next one the command the killed run named."""
+
+    drill: Drill
+    argv: list[str]  # the operator's command, after `rotation`
+    ledgers: list[dict[str, object]] = field(default_factory=list)
+    said: list[str] = field(default_factory=list)  # each killed run's one line
+    took_over: int = 0
+
+    def run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """The command; refused by the lock naming --take-over-lock (the documented way after a kill -9), again
+        with it."""
+        done = self.drill.run(argv, env)
+        out = done.stdout + done.stderr
+        if done.returncode == 1 and "refused" in out and "--take-over-lock" in out:
+            self.took_over += 1
+            done = self.drill.run([*argv, "--take-over-lock"], env)
+        self.check_one_incident()
+        return done
+
+    def named(self, killed: subprocess.CompletedProcess[str]) -> list[str]:
+        """The next step the killed run named (its one line), as an argv: the operator's own command again (its DSN's
+        password masked: supplied again as before)."""
+        lines = list(NEXT_STEP.finditer(killed.stdout))
+        assert len(lines) == 1, killed.stdout[-3000:]
+        self.said.append(lines[0].group(0))
+        words = shlex.split(lines[0].group("command"))
+        assert words[:2] == ["rotation", "emergency"], words[:2]
+        dsn = next(w for w in self.argv if w.startswith("--dsn="))
+        assert strip_url_passwords(dsn) in words, "the named command is not this incident's database"
+        argv = [dsn if w == strip_url_passwords(dsn) else w for w in words[1:]]
+        assert sorted(argv) == sorted(self.argv), "the named command is not the operator's own"
+        return argv
+
+    def check_one_incident(self) -> None:
+        """After every run: one incident, its times never rewritten, nothing rotated twice."""
+        ledger = self.drill.ledger()
+        if self.ledgers:
+            first, before = self.ledgers[0], self.ledgers[-1]
+            assert ledger["started_at"] == first["started_at"] and ledger["change_id"] == "CHG-911"
+            assert len(ledger["runs"]) == len(before["runs"]) + 1  # type: ignore[arg-type]
+            events = ledger["events"]
+            assert events[:len(before["events"])] == before["events"], "earlier times rewritten"  # type: ignore
+            for credential, moment in ((DB_KEY.type, "outage_from"), (SMTP.type, "revoked_at")):
+                was = before["outcomes"].get(credential, {}).get(moment)  # type: ignore[union-attr]
+                if was:
+                    assert ledger["outcomes"][credential][moment] == was, (credential, moment)  # type: ignore
+        assert self.drill.rows(DB_KEY.type) <= 1 and self.drill.rows(SMTP.type) <= 1, "rotated twice"
+        self.ledgers.append(ledger)
+
+
+@pytest.mark.parametrize("chain", kill_chains(), ids=_chain_id)
+def test_kill_9_right_after_each_step_then_the_command_it_named_finishes_one_incident(
+        drill: Drill, chain: tuple[KillPoint, ...]) -> None:
+    """Each run is killed right after its step; the next run is the command the killed run named (it must get past
+    that step: it is killed at the next, or finishes); the last finishes the incident."""
+    old_smtp = smtp_old(drill)
+    runs = Chain(drill, drill.argv("--revoke-wait=5"))
     console: list[dt.datetime] = []
-    with operator_at_the_console(drill, smtp_old(drill), console):
-        killed = drill.command("--revoke-wait=5", env={"PYTEST_ADDOPTS": "-p tests.faults",
-                                                       "ROTATION_TEST_KILL_AFTER": kill_after})
-    assert killed.returncode == -signal.SIGKILL, (killed.stdout + killed.stderr)[-3000:]
-    before = drill.ledger()
-    resumed = drill.command("--revoke-wait=1")
-    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-5000:]
+    argv = runs.argv
+    with operator_at_the_console(drill, old_smtp, console):
+        for n, point in enumerate(chain, 1):
+            killed = runs.run(argv, point.env())
+            assert killed.returncode == -signal.SIGKILL, (
+                f"run {n} was to die right after '{point.step}' ({point.scenario}) but ended with "
+                f"{killed.returncode}:\n{(killed.stdout + killed.stderr)[-3000:]}")
+            argv = runs.named(killed)
+        done = runs.run(argv)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-5000:]
+    if chain[-1].step == FINISHING_STEP:  # the run after it found the credential finished: not rotated again
+        assert "finished by an earlier run of this incident" in out and "not rotated again" in out, out[-3000:]
+    last = done.stdout.rstrip().splitlines()[-1]  # the run's one line, printed last
+    assert last.startswith("incident CHG-911 complete (") and last.endswith("): nothing left to do"), out[-2000:]
+    assert f"{DB_KEY.type}: revoked and replaced" in last and f"{SMTP.type}: revoked and replaced" in last, last
+    assert runs.took_over == 0, "the command a killed run named was refused by the lock it left"
     ledger = drill.ledger()
-    assert len(ledger["runs"]) == 2  # type: ignore[arg-type]
-    assert ledger["started_at"] == before["started_at"]
-    assert [e for e in ledger["events"] if e in before["events"]] == before["events"], "earlier times rewritten"  # type: ignore[operator,union-attr]
-    assert drill.rows(DB_KEY.type) == drill.rows(SMTP.type) == 1
-    db = ledger["outcomes"][DB_KEY.type]  # type: ignore[index]
-    if db["outage_from"] and before["outcomes"].get(DB_KEY.type, {}).get("outage_from"):  # type: ignore[union-attr]
-        assert db["outage_from"] == before["outcomes"][DB_KEY.type]["outage_from"]  # type: ignore[index]
-        outage = parse_iso(db["restored_at"]) - parse_iso(db["outage_from"])
-        assert db["time_to_restore_s"] == pytest.approx(outage.total_seconds(), abs=0.01)
-        assert parse_iso(db["outage_from"]) < parse_iso(ledger["runs"][1]["started_at"])  # type: ignore[index]
+    assert len(ledger["runs"]) == len(chain) + 1 and len(console) == 1  # type: ignore[arg-type]
+    db, smtp = (ledger["outcomes"][c.type] for c in (DB_KEY, SMTP))  # type: ignore[index]
+    assert db["finished"] and smtp["finished"] and drill.rows(DB_KEY.type) == drill.rows(SMTP.type) == 1
+    # the compromised credentials are refused; their replacements work
+    assert _smtp_login(drill.live.deployment.env_file, old_smtp) == 535
+    assert _smtp_login(drill.live.deployment.env_file, drill.new_password) == 235
+    old_key = _old_db_key(drill.live.deployment.env_file, db["old_credential"])
+    new_key = envfile.get_secret(drill.live.deployment.env_file, DB_KEY.env)
+    opened, total = _opened_by(drill.live.deployment.dsn, new_key)
+    assert total > 0 and opened == total and _opened_by(drill.live.deployment.dsn, old_key) == (0, total)
+    # the outage from the first stop (in whichever run) to healthy on the new key
+    events = [(parse_iso(e["at"]), e["what"]) for e in ledger["events"]]  # type: ignore[index,union-attr]
+    stops = [at for at, what in events if what.startswith(f"{DB_KEY.type}: application stopped")]
+    assert parse_iso(db["outage_from"]) == min(stops)
+    assert db["time_to_restore_s"] == pytest.approx((parse_iso(db["restored_at"]) - min(stops)).total_seconds(),
+                                                    abs=0.01)
+    assert parse_iso(smtp["outage_from"]) == parse_iso(smtp["revoked_at"])
+    # one incident record: the last folder names every earlier run's sealed folder with its digest and verdict
+    folder = newest_run_folder(drill.live.reports)
+    assert folder is not None and drill.live.verify(folder).returncode == 0
+    (item,) = [e["value"] for e in read_evidence(folder) if e.get("name") == INCIDENT_ITEM]
+    earlier = item[EARLIER_FOLDERS]  # type: ignore[index]
+    assert [r["run id"] for r in earlier] == [r["run_id"] for r in ledger["runs"][:-1]]  # type: ignore[index]
+    assert all(len(r["manifest sha256"]) == 64 and r["verdict"] != "-" for r in earlier), earlier
+    for row, line in zip(earlier, runs.said, strict=True):  # each killed run's folder, sealed from its journal, too
+        sealed = read_evidence(drill.live.reports / row["folder"])
+        named = [e["value"] for e in sealed if e.get("name") == NEXT_STEP_ITEM]
+        assert named == [line], (row["folder"], named)
 
 
 def test_a_second_shell_on_the_incident_is_refused_naming_the_holder_and_changes_nothing(drill: Drill) -> None:
