@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rotation.core import preflight
+from rotation.core.clock import utc_now
 from rotation.core.duties import People, is_account, os_user
 from rotation.core.proof import NotApplicable
 from rotation.evidence.controls import Catalog, load_catalog
@@ -36,7 +37,6 @@ from rotation.evidence.recorder import (
     ScenarioRecord,
     StepRecord,
     strip_url_passwords,
-    utc_now,
 )
 from rotation.evidence.report import CUCUMBER, JUNIT, RunOutput, reports_folder, write_run
 from rotation.evidence.signing import SigningKeyError, load_private_key

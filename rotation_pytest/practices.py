@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rotation.core.clock import utc_now
 from rotation.core.config import Credential
 from rotation.core.deployment import Deployment, Target
 from rotation.core.proof import Evidence
@@ -20,7 +21,6 @@ from rotation.hygiene import server_log as server_log_checks
 from rotation.hygiene.checks import RUNBOOK_OWNER, AppFiles
 from rotation.hygiene.server_log import LogWatch
 from rotation.monitoring.check import DailyCheck
-from rotation.monitoring.status import utc_now
 from staging import alert_mail as mailbox
 from staging import rotation_history as history
 from staging.app_repo import staging_app_files

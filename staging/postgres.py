@@ -27,12 +27,13 @@ from psycopg import sql
 from psycopg.abc import ConnDict
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from staging.errors import StagingError
 from staging.pg_binaries import find_server_binaries, no_server_help
 
 CLUSTER_PREFIX = "rotation-pg-"
 
 
-class NoPostgresError(RuntimeError):
+class NoPostgresError(StagingError, RuntimeError):
     pass
 
 

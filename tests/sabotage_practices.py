@@ -21,8 +21,8 @@ from rotation.core.database import connect
 from rotation.core.deployment import Deployment
 from rotation.core.keys import generate_key
 from rotation.core.secret import Secret
+from rotation.db_key.decryption import keys_for_repair
 from rotation.hygiene.checks import AppFiles
-from rotation.troubleshooting.decryption import keys_for_repair
 from staging import rotation_history
 from staging.app_repo import GITIGNORE, commit
 from staging.smtp_standin import make_certificate

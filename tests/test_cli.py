@@ -44,3 +44,37 @@ def test_rehearse_passes_pytest_options_through_from_any_directory() -> None:
 def test_unknown_arguments_are_refused_outside_rehearse() -> None:
     done = rotation("status", "--no-such-option")
     assert done.returncode == 2 and "unrecognized arguments" in done.stderr
+
+
+def test_operator_options_are_the_suites_rows_with_one_help_text() -> None:
+    """Each option an operator command takes is a row of rotation.cli.option_table, with the row's help, and is
+    handed to the suite's option of the same name; the suite registers every row (rotation_pytest/options.py)."""
+    import argparse
+
+    from rotation.cli import build_parser
+    from rotation.cli.features import forwarded
+    from rotation.cli.option_table import OPTIONS, taken_by
+
+    rows = {o.flag: o for o in OPTIONS}
+    commands = {name: sub for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction)
+                for name, sub in action.choices.items()}
+    for command in ("db-key", "provider", "emergency", "retire"):
+        helps = {s: a.help for a in commands[command]._actions for s in a.option_strings}
+        taken = [o.flag for o in taken_by(command)]
+        assert taken and all(helps[flag] == rows[flag].help for flag in taken), command
+    args = commands["db-key"].parse_args(["rotate", "--max-rate=5", "--stop-the-world", "--dsn=postgresql://u@h/d"])
+    assert forwarded(args) == ["--dsn=postgresql://u@h/d", "--stop-the-world", "--max-rate=5.0"]
+    args = commands["emergency"].parse_args(["--preventive-measure=a", "--preventive-measure=b", "--confirm-live"])
+    assert forwarded(args) == ["--confirm-live", "--preventive-measure=a", "--preventive-measure=b"]
+
+
+def test_the_suite_registers_every_row_with_its_help() -> None:
+    from rotation.cli.option_table import OPTIONS
+
+    shown = subprocess.run([sys.executable, "-m", "pytest", "-p", "rotation_pytest.options", "--help"], cwd="/",
+                           capture_output=True, text=True, timeout=120, check=False,
+                           env={"PYTHONPATH": str(PROJECT), "PATH": "/usr/bin:/bin", "COLUMNS": "400"})
+    assert shown.returncode == 0, shown.stderr
+    flat = " ".join(shown.stdout.split())
+    missing = [o.flag for o in OPTIONS if " ".join(o.help.split()) not in flat]
+    assert not missing, f"rows pytest does not show with their help: {missing}"

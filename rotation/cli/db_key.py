@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 
-from rotation.cli.features import LIVE_FLAGS, LIVE_OPTIONS, add_live_options, run_live
+from rotation.cli.features import add_command_options, run_live
+from rotation.cli.option_table import DB_KEY, taken_by
 from rotation.cli.parsing import SubParsers
 from rotation.cli.retire import add_retire_options, retire
 
 SELECTION = "scheduled and db_encryption_key"
 CREDENTIAL = "database"  # the configuration's credential whose provider is the database
-ALREADY = tuple(flag for flag, *_ in LIVE_OPTIONS) + tuple(flag for flag, _ in LIVE_FLAGS)
 
 
 def register(sub: SubParsers) -> None:
@@ -25,19 +25,12 @@ def register(sub: SubParsers) -> None:
     p.add_argument("action", choices=("rotate", "resume", "retire"),
                    help="rotate: start a rotation, or take up the one in progress; resume: the same; retire: after "
                         "the quiet period, destroy (or escrow) the old key with a signed record (`rotation retire`)")
-    add_live_options(p)
-    p.add_argument("--stop-the-world", action="store_true",
-                   help="re-encrypt every value while the app is stopped (default: stage the new values while it "
-                        "runs, stop it only for the cutover)")
-    p.add_argument("--max-rate", type=float, default=None, metavar="ROWS_PER_S",
-                   help="staging: at most this many rows per second while the app runs (default: no limit)")
-    add_retire_options(p, skip=ALREADY)
+    add_command_options(p, DB_KEY)
+    add_retire_options(p, skip=tuple(option.flag for option in taken_by(DB_KEY)))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "retire":
         return retire(args, CREDENTIAL)
-    extra = (["--stop-the-world"] if args.stop_the_world else []) + (
-        [f"--max-rate={args.max_rate}"] if args.max_rate else [])
-    return run_live(SELECTION, args, *extra)
+    return run_live(SELECTION, args)

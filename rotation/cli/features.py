@@ -16,64 +16,36 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from rotation.cli.option_table import OPTIONS, taken_by
 from rotation.evidence.recorder import strip_url_passwords
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-# argparse dest -> the suite's pytest option; every operator command accepts these.
-LIVE_OPTIONS: tuple[tuple[str, str, str], ...] = (
-    # (flag, pytest option, help)
-    ("--config", "--config", "the deployment configuration (rotation.toml; default: $ROTATION_CONFIG, else built-in)"),
-    ("--dsn", "--dsn", "the CRM database (default: $ROTATION_DSN)"),
-    ("--env-file", "--env-file", "the app's .env"),
-    ("--operator", "--operator", "who performs the rotation (rotated_by; default: the OS user)"),
-    ("--requester", "--requester", "who requested the change (recorded in the evidence)"),
-    ("--approver", "--approver", "who approved the change (required; not the operator unless the configuration's "
-                                 "[duties] allow_self_approval)"),
-    ("--change-id", "--change-id", "the approved change record (required)"),
-    ("--reason", "--reason", "the rotation reason written to the rotation log"),
-    ("--workers", "--workers", "parallel re-encryption workers (default: CPU count)"),
-    ("--revoke-wait", "--revoke-wait", "seconds to keep asking the provider whether a revoked credential is refused "
-                                       "(default 300): the operator revokes at the provider when asked at the terminal "
-                                       "or, without one, in the log"),
-    ("--max-retry-wait", "--max-retry-wait", "seconds a provider call may wait in all before its retries, honouring "
-                                             "the provider's Retry-After (default 120); a longer wait asked for ends "
-                                             "the step, saying so"),
-    ("--reports-dir", "--reports-dir", "where the run folder is written (default: reports/ in the current directory)"),
-    ("--signing-key", "--signing-key", "Ed25519 private key (PEM) that signs the evidence (or $ROTATION_SIGNING_KEY)"),
-    ("--app-start", "--app-start", "command that starts the app (default: the configuration's [app])"),
-    ("--app-stop", "--app-stop", "command that stops the app"),
-    ("--app-restart", "--app-restart", "command that restarts the app"),
-    ("--app-reload", "--app-reload", "command that reloads the app"),
-    ("--health-url", "--health-url", "the app's health endpoint"),
-    ("--progress", "--progress", "progress lines of long steps (rows done, rate, ETA): auto (default: shown), lines, "
-                                 "off (a quiet CI log)"),
-)
-LIVE_FLAGS: tuple[tuple[str, str], ...] = (
-    ("--confirm-live", "carry out the printed plan (without it: print the plan, change nothing, exit 4)"),
-    ("--dry-run", "print the plan and stop"),
-    ("--abandon-pending", "start over a PENDING rotation whose new credential never reached .env or the data"),
-    ("--leave-unreadable", "DB key: leave values no key opens byte for byte as they are and go on (the verdict says "
-                           "INCOMPLETE, naming them); without it they are refused before the app stops"),
-    ("--allow-staging-endpoints", "allow loopback / stand-in endpoints (rehearsing the live path in CI)"),
-    ("--take-over-lock", "take over the run lock a rotation left when its process died (only once that run is over; "
-                         "the evidence says so)"),
-)
+def add_command_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """The suite's options this operator command takes (rotation.cli.option_table), with the same help text. Unset,
+    an option is not handed on, so the suite's own default (and its environment variable) applies."""
+    for option in taken_by(command):
+        parser.add_argument(option.flag, **option.arguments(default=None))
 
 
-def add_live_options(parser: argparse.ArgumentParser) -> None:
-    for flag, _, text in LIVE_OPTIONS:
-        parser.add_argument(flag, default=None, help=text)
-    for flag, text in LIVE_FLAGS:
-        parser.add_argument(flag, action="store_true", help=text)
+def given(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """The table's options the operator gave, as (flag, value); a flag switched on has no value."""
+    out: list[tuple[str, str | None]] = []
+    for option in OPTIONS:
+        value = getattr(args, option.dest, None)
+        if option.kind == "flag":
+            out += [(option.flag, None)] if value else []
+        elif option.kind == "repeat":
+            out += [(option.flag, str(v)) for v in value or ()]
+        elif value is not None:
+            out.append((option.flag, str(value)))
+    return out
 
 
 def forwarded(args: argparse.Namespace) -> list[str]:
     """The operator's options as the suite's pytest options (`--name=value`, so pytest never mistakes a path for a
     rootdir hint)."""
-    out = [f"{option}={value}" for flag, option, _ in LIVE_OPTIONS
-           if (value := getattr(args, flag[2:].replace("-", "_"))) is not None]
-    return out + [flag for flag, _ in LIVE_FLAGS if getattr(args, flag[2:].replace("-", "_"))]
+    return [flag if value is None else f"{flag}={value}" for flag, value in given(args)]
 
 
 def run_features(*pytest_args: str, plugins: tuple[object, ...] = ()) -> int:
@@ -81,7 +53,7 @@ def run_features(*pytest_args: str, plugins: tuple[object, ...] = ()) -> int:
     configuration and rootdir, from any directory."""
     import pytest  # the commands that run features are the only part of the library that needs it
 
-    suite = _suite()
+    suite = suite_folder()
     if suite is None:
         print("rotation: the runbook's features (package rotation_suite) are not installed beside the library: "
               "reinstall rotation-runbook (`pipx install rotation-runbook` or `pip install <wheel>`)")
@@ -92,7 +64,7 @@ def run_features(*pytest_args: str, plugins: tuple[object, ...] = ()) -> int:
                             *pdf, *pytest_args, str(suite / "steps")], plugins=list(plugins)))
 
 
-def _suite() -> Path | None:
+def suite_folder() -> Path | None:
     """Where the suite's package is, found without importing it (the library never imports the steps)."""
     spec = importlib.util.find_spec("rotation_suite")
     if spec is None or not spec.submodule_search_locations:
@@ -121,12 +93,9 @@ def resume_command(args: argparse.Namespace, *extra: str) -> str:
     """This command with `resume` for its action, its options as given (a DSN's password masked: the operator
     supplies it again as before, e.g. from $ROTATION_DSN or ~/.pgpass)."""
     words = ["rotation", str(getattr(args, "command", "db-key"))] + (["resume"] if hasattr(args, "action") else [])
-    for flag, _, _ in LIVE_OPTIONS:
-        value = getattr(args, flag[2:].replace("-", "_"))
-        if value is not None:
-            text = strip_url_passwords(_DSN_PASSWORD.sub(r"\1***", str(value))) if flag == "--dsn" else str(value)
-            words.append(f"{flag}={text}")
-    words += [flag for flag, _ in LIVE_FLAGS if getattr(args, flag[2:].replace("-", "_"))]
+    for flag, value in given(args):
+        text = value if value is None or flag != "--dsn" else strip_url_passwords(_DSN_PASSWORD.sub(r"\1***", value))
+        words.append(flag if text is None else f"{flag}={text}")
     return shlex.join([*words, *extra])
 
 

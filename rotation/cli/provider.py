@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import argparse
 
-from rotation.cli.features import LIVE_FLAGS, LIVE_OPTIONS, add_live_options, run_live
+from rotation.cli.features import add_command_options, run_live
+from rotation.cli.option_table import PROVIDER, taken_by
 from rotation.cli.parsing import SubParsers
 from rotation.cli.retire import add_retire_options, retire
 from rotation.core.config import ConfigError, load_config
@@ -39,22 +40,9 @@ def register(sub: SubParsers) -> None:
                         "record (`rotation retire`)")
     p.add_argument("provider", metavar="PROVIDER",
                    help="twilio, whatsapp or smtp (any provider, credential type or label of the configuration)")
-    add_live_options(p)
-    p.add_argument("--replace-secondary", action="store_true",
-                   help="Twilio: delete a secondary auth token this rotation did not create, then create a new one")
-    p.add_argument("--delivery-wait", type=float, default=None, metavar="SECONDS",
-                   help="how long to wait for the test message's final word (default 120)")
-    p.add_argument("--prove-delivery-from-app", action="store_true",
-                   help="WhatsApp: prove delivery from the app's own delivery records")
-    add_retire_options(p, skip=tuple(flag for flag, *_ in LIVE_OPTIONS) + tuple(flag for flag, _ in LIVE_FLAGS))
+    add_command_options(p, PROVIDER)
+    add_retire_options(p, skip=tuple(option.flag for option in taken_by(PROVIDER)))
     p.set_defaults(func=run, passes_unknown_args=True)
-
-
-def provider_options(args: argparse.Namespace) -> list[str]:
-    """This command's own options, as the suite's pytest options."""
-    flags = [f for f, on in (("--replace-secondary", args.replace_secondary),
-                             ("--prove-delivery-from-app", args.prove_delivery_from_app)) if on]
-    return flags + ([f"--delivery-wait={args.delivery_wait}"] if args.delivery_wait is not None else [])
 
 
 def selection(args: argparse.Namespace) -> str:
@@ -73,4 +61,4 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"rotation provider: {exc}")
         return 2
-    return run_live(chosen, args, *provider_options(args))
+    return run_live(chosen, args)

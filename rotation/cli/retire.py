@@ -30,9 +30,11 @@ from pathlib import Path
 
 import psycopg
 
+from rotation.cli.option_table import RETIRE, taken_by
 from rotation.cli.parsing import SubParsers
 from rotation.core import escrow
-from rotation.core.config import CONFIG_ENV, Config, ConfigError, Credential, app_with_overrides, load_config
+from rotation.core.clock import utc_now
+from rotation.core.config import Config, ConfigError, Credential, app_with_overrides, load_config
 from rotation.core.duties import People, is_account, os_user
 from rotation.core.envfile import EnvFileError
 from rotation.core.proof import CheckFailed, Evidence, NoEvidence
@@ -42,7 +44,7 @@ from rotation.db_key.retire import holds as key_holds
 from rotation.evidence.controls import load_catalog
 from rotation.evidence.journal import Journal, JournalingRecorder, journal_path, seal_dead_journals
 from rotation.evidence.metadata import RunMetadata, git_state, package_versions
-from rotation.evidence.recorder import ScenarioRecord, StepRecord, strip_url_passwords, utc_now
+from rotation.evidence.recorder import ScenarioRecord, StepRecord, strip_url_passwords
 from rotation.evidence.report import reports_folder, write_run
 from rotation.evidence.signing import SigningKeyError, load_private_key
 from rotation.providers.retire import ProviderRetirement
@@ -51,39 +53,17 @@ from rotation.providers.retire import holds as provider_holds
 EXIT_FAILED, EXIT_INPUT, EXIT_REFUSED = 1, 2, 4
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-OPTIONS = (
-    ("--config", f"the deployment configuration (default: ${CONFIG_ENV}, else built-in)"),
-    ("--dsn", "the CRM database (default: $ROTATION_DSN); the DB key's sweep and proof need it"),
-    ("--env-file", "the app's .env (its backups and the suite's files beside it are what is retired)"),
-    ("--operator", "who performs the retirement (default: $ROTATION_OPERATOR)"),
-    ("--requester", "who requested it"),
-    ("--approver", "who approved it (required; not the operator unless [duties] allow_self_approval)"),
-    ("--change-id", "the approved change record (required)"),
-    ("--reports-dir", "where the run folder is written (default: reports/ in the current directory)"),
-    ("--signing-key", "Ed25519 private key (PEM) that signs the record (or $ROTATION_SIGNING_KEY)"),
-    ("--health-url", "the app's health endpoint (default: the configuration's [app])"),
-    ("--app-start", "the app's start command (its proof of the key may use it)"),
-    ("--app-stop", "the app's stop command"),
-    ("--app-restart", "the app's restart command"),
-    ("--app-reload", "the app's reload command"),
-    ("--quiet-period", "how long the new value must have been in service, e.g. 24h, 90m, 0s (default: the "
-                       "configuration's; shorter only with --allow-staging-endpoints)"),
-)
-FLAGS = (
-    ("--confirm-live", "carry out the printed plan (without it: print the plan, change nothing, exit 4)"),
-    ("--dry-run", "print the plan and stop"),
-    ("--allow-staging-endpoints", "a rehearsal of the live path: allows a --quiet-period shorter than configured"),
-)
+QUIET_PERIOD = ("how long the new value must have been in service, e.g. 24h, 90m, 0s (default: the configuration's; "
+                "shorter only with --allow-staging-endpoints)")
 
 
 def add_retire_options(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
-    """The retirement's options (those a parser already has, e.g. from add_live_options, are skipped)."""
-    for flag, text in OPTIONS:
-        if flag not in skip:
-            parser.add_argument(flag, default=None, help=text)
-    for flag, text in FLAGS:
-        if flag not in skip:
-            parser.add_argument(flag, action="store_true", help=text)
+    """The retirement's options: its rows of the option table (those a parser already has, e.g. from
+    add_command_options, are skipped) and --quiet-period, the one option only a retirement takes."""
+    for option in taken_by(RETIRE):
+        if option.flag not in skip:
+            parser.add_argument(option.flag, **option.arguments(default=None))
+    parser.add_argument("--quiet-period", default=None, help=QUIET_PERIOD)
 
 
 def register(sub: SubParsers) -> None:

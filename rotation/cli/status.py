@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 
 from rotation.cli.parsing import SubParsers
+from rotation.core.clock import utc_now
 from rotation.core.config import CONFIG_ENV, ConfigError, load_config
 from rotation.monitoring import check, status
 
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"--schedule / {REMOVED_SCHEDULE_ENV} no longer apply: {SCHEDULE_MOVED}")
     if not args.dsn:
         return _error("no database: pass --dsn or set ROTATION_DSN")
-    as_of = args.as_of or status.utc_now()
+    as_of = args.as_of or utc_now()
     try:
         config = load_config(args.config)
         daily = check.daily_check(args.dsn, config, as_of=as_of, alert_to=args.alert_email, env_file=args.env_file,

@@ -20,10 +20,11 @@ from urllib.parse import urlparse
 import requests
 
 from rotation.core.config import AppSettings
+from rotation.core.errors import RotationError
 from rotation.core.state import write_private
 
 
-class AppControlError(RuntimeError):
+class AppControlError(RotationError, RuntimeError):
     pass
 
 

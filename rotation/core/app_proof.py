@@ -25,6 +25,7 @@ import json
 import shlex
 import subprocess
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
@@ -40,27 +41,49 @@ from rotation.core.secret import Secret
 PROBE_TIMEOUT_S = 15.0
 
 
+class ProofMethod(StrEnum):
+    """How a run proves which key the app runs on; the value is what the evidence shows."""
+
+    PROBE_URL = "probe (URL)"
+    PROBE_COMMAND = "probe (command)"
+    SYSTEMD = "process start (systemd ActiveEnterTimestamp)"
+    PIDFILE = "process start (pidfile)"
+    LISTENER = "process start (the process serving the health endpoint)"
+    NONE = "none"
+
+    @property
+    def is_probe(self) -> bool:
+        """The app is made to read a value under the key (proves the key itself), not only to have restarted."""
+        return self in (ProofMethod.PROBE_URL, ProofMethod.PROBE_COMMAND)
+
+
 @dataclass(frozen=True)
 class AppProof:
-    method: str                 # which proof was used (for the evidence), or "none"
+    method: ProofMethod         # which proof was used (for the evidence), or NONE
     proven: bool
     why: str                    # what was found, when not proven
     detail: dict[str, object]   # what the evidence records (no plaintext, no key)
 
 
-def proof_method(app: AppCommands, *, key_probe: bool = True) -> str | None:
+def proof_method(app: AppCommands, *, key_probe: bool = True) -> ProofMethod | None:
     """The proof a run would use (None: none configured). Provider credentials have no probe: process start only."""
     if key_probe and app.probe_url:
-        return "probe (URL)"
+        return ProofMethod.PROBE_URL
     if key_probe and app.probe_command:
-        return "probe (command)"
+        return ProofMethod.PROBE_COMMAND
     if app.systemd_unit:
-        return "process start (systemd ActiveEnterTimestamp)"
+        return ProofMethod.SYSTEMD
     if app.pidfile:
-        return "process start (pidfile)"
+        return ProofMethod.PIDFILE
     if urlparse(app.health_url).hostname in LOCAL_HOSTS:
-        return "process start (the process serving the health endpoint)"
+        return ProofMethod.LISTENER
     return None
+
+
+def has_probe(app: AppCommands) -> bool:
+    """The configuration lets the app be made to read a value under the key."""
+    method = proof_method(app)
+    return method is not None and method.is_probe
 
 
 NO_PROOF = ("the configuration's [app] has no way to prove which key the running app uses (its health endpoint is "
@@ -70,13 +93,13 @@ NO_PROOF = ("the configuration's [app] has no way to prove which key the running
 
 def started_after(app: AppCommands, env_file: Path) -> AppProof:
     """The app's process started after .env last changed (it reads .env only at start)."""
-    method = proof_method(app, key_probe=False) or "none"
+    method = proof_method(app, key_probe=False) or ProofMethod.NONE
     changed = env_file.stat().st_mtime
     start = process_started_at(app)
     detail: dict[str, object] = {"proof": method, ".env changed": _iso(changed),
                                  "process started": _iso(start.epoch_s) if start else None,
                                  "read from": start.source if start else start_source(app)}
-    if method == "none":
+    if method is ProofMethod.NONE:
         return AppProof(method, False, NO_PROOF, detail)
     if start is None:
         return AppProof(method, False, f"the app's process start could not be read ({start_source(app)}): is the "
@@ -104,7 +127,7 @@ def probe_spec(app: AppCommands, config: Config) -> tuple[EncryptedColumns, str]
 
 def probe_key(app: AppCommands, config: Config, dsn: str, key: Secret) -> AppProof:
     """The app reads one encrypted value through the probe; its answer equals the value under `key`."""
-    method = proof_method(app) or "none"
+    method = proof_method(app) or ProofMethod.NONE
     entry, column = probe_spec(app, config)
     with connect(dsn, keys={"probe": key}) as conn:
         row = _first_value(conn, entry, column)
@@ -132,8 +155,7 @@ def probe_key(app: AppCommands, config: Config, dsn: str, key: Secret) -> AppPro
 
 def prove_key(app: AppCommands, config: Config, dsn: str, env_file: Path, key: Secret) -> AppProof:
     """The app runs on `key`: by probe when one is configured, else by its process start."""
-    return probe_key(app, config, dsn, key) if proof_method(app) in ("probe (URL)", "probe (command)") \
-        else started_after(app, env_file)
+    return probe_key(app, config, dsn, key) if has_probe(app) else started_after(app, env_file)
 
 
 def _first_value(conn: psycopg.Connection, entry: EncryptedColumns, column: str) -> tuple[str, bytes | None] | None:

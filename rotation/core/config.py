@@ -19,13 +19,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from rotation.core.errors import RotationError
+
 CONFIG_ENV = "ROTATION_CONFIG"
 DEFAULT_NAME = "rotation.toml"
 PROVIDERS = ("database", "twilio", "whatsapp", "smtp")
 EncryptionKind = Literal["pgcrypto", "fernet"]
 
 
-class ConfigError(ValueError):
+class ConfigError(RotationError, ValueError):
     """The configuration file is missing, malformed or inconsistent. The message names the file and the key."""
 
 

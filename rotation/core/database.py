@@ -22,6 +22,7 @@ from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import Format
 
+from rotation.core.errors import RotationError
 from rotation.core.secret import Secret
 
 T = TypeVar("T")
@@ -73,7 +74,7 @@ class Dsn(str):
         return repr(mask_dsn_passwords(str.__str__(self)))
 
 
-class KeyAsParameterError(TypeError):
+class KeyAsParameterError(RotationError, TypeError):
     """A Secret was given as a statement parameter: it would be logged by servers that log parameters."""
 
 
@@ -168,6 +169,10 @@ def key_ref(name: str) -> str:
         raise ValueError(f"not a key name: {name!r}")
     return f"(SELECT pg_temp.rotation_key('{name}'))"
 
+
+# The rotation's two keys as SQL text: every statement that moves a value from one key to the other names them
+# so, after connect(dsn, keys={"old": ..., "new": ...}) loaded them.
+OLD_KEY, NEW_KEY = key_ref("old"), key_ref("new")
 
 def load_keys(conn: psycopg.Connection, keys: Mapping[str, Secret]) -> None:
     """Put the keys into the session's temp table with COPY FROM STDIN (binary: an error context names no value).

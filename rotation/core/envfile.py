@@ -26,12 +26,13 @@ from pathlib import Path
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
+from rotation.core.errors import RotationError
 from rotation.core.secret import Secret, reveal
 
 SECURE_MODE = 0o600
 
 
-class EnvFileError(RuntimeError):
+class EnvFileError(RotationError, RuntimeError):
     """The .env file is missing, unreadable, or not as the runbook requires. Never carries a value."""
 
 

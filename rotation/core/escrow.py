@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from rotation.core.errors import RotationError
 from rotation.core.secret import Secret
 
 FORMAT = "rotation-runbook escrow v1"
@@ -35,7 +36,7 @@ MIN_RSA_BITS = 2048
 Recipient = X25519PublicKey | rsa.RSAPublicKey
 
 
-class EscrowError(ValueError):
+class EscrowError(RotationError, ValueError):
     """An escrow cannot be sealed or opened; the message says why (never the value)."""
 
 

@@ -8,12 +8,13 @@ import string
 from collections.abc import Iterable
 
 from rotation.core.config import StrengthPolicy
+from rotation.core.errors import RotationError
 from rotation.core.secret import Secret
 
 MIN_KEY_LENGTH = 32  # the app refuses a DB_ENCRYPTION_KEY shorter than this
 
 
-class WeakSecretError(ValueError):
+class WeakSecretError(RotationError, ValueError):
     """A credential fails the strength policy. The message never contains the credential."""
 
 

@@ -147,7 +147,7 @@ def healthy(deployment: Deployment, evidence: Evidence, *, when: str, reads_data
     evidence.record(f"health {when}", {"status": result.status_code, "body": result.body},
                     source=f"GET {deployment.app.health_url}")
     require(result.healthy, f"the app is not healthy {when}: HTTP {result.status_code}")
-    if reads_data and app_proof.proof_method(deployment.app) in ("probe (URL)", "probe (command)"):
+    if reads_data and app_proof.has_probe(deployment.app):
         database = next(c for c in deployment.config.credentials if c.provider == "database")
         key = envfile.get_secret(deployment.env_file, database.env)
         proof = app_proof.probe_key(deployment.app, deployment.config, deployment.dsn, key)

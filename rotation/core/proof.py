@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from rotation.core.errors import RotationError
 from rotation.core.secret import Secret
 
 
@@ -67,11 +68,11 @@ class NoEvidence:
         return None
 
 
-class CheckFailed(Exception):
+class CheckFailed(RotationError):
     """A check of the procedure did not hold. The message never contains a secret."""
 
 
-class NotApplicable(Exception):
+class NotApplicable(RotationError):
     """The check does not apply to this deployment (no git repository, no server-log access). The pytest plugin
     records the scenario as skipped with this reason, so the verdict counts it as not run: never a pass, never an
     error."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rotation.core import app_control, envfile, escrow, state
+from rotation.core.clock import utc_now
 from rotation.core.config import Config, Credential
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.secret import Secret
@@ -110,10 +111,6 @@ def span(period: dt.timedelta) -> str:
     if seconds and seconds % 3600 == 0:
         return f"{seconds / 3600:g} h"
     return f"{seconds / 60:g} min" if seconds and seconds % 60 == 0 else f"{seconds:g} s"
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from rotation.core.errors import RotationError
 from rotation.core.secret import Secret
 
 Step = Literal["create", "set", "test", "finish"]
@@ -27,7 +28,7 @@ STEPS: tuple[Step, ...] = ("create", "set", "test", "finish")
 STATE_FILE = ".rotation-state.json"
 
 
-class StaleRotationError(RuntimeError):
+class StaleRotationError(RotationError, RuntimeError):
     """A rotation of this credential is still PENDING."""
 
 

@@ -611,7 +611,7 @@ class DbKeyRotation:
                 return f"the app did not start: {exc}", False
         if not health.healthy:
             return f"the app is not healthy at {app.health_url} (HTTP {health.status_code or 'no answer'})", False
-        if kind == "nothing moved" and app_proof.proof_method(app) in ("probe (URL)", "probe (command)"):
+        if kind == "nothing moved" and app_proof.has_probe(app):
             key = envfile.get_secret(self.env_file, self.credential.env)
             proof = app_proof.probe_key(app, self.deployment.config, self.deployment.dsn, key)
             if not proof.proven:
@@ -830,7 +830,7 @@ class DbKeyRotation:
 
     def _proof_source(self, proof: app_proof.AppProof) -> str:
         app = self.deployment.app
-        if proof.method.startswith("probe"):
+        if proof.method.is_probe:
             return (f"{app.probe_url or app.probe_command} ({app.probe_field or 'whole answer'}); its SHA-256 "
                     "compared with digest(pgp_sym_decrypt(<value>, <new key>), 'sha256') of the same row; " + KEYS)
         return (f"{proof.method}: {app_control.start_source(app)}, against the modification time of "
@@ -868,7 +868,7 @@ class DbKeyRotation:
     def _app_proof(self, keys: RotationKeys) -> app_proof.AppProof:
         health = app_control.health(self.deployment.app.health_url)
         if not health.healthy:
-            return app_proof.AppProof(app_proof.proof_method(self.deployment.app) or "none", False,
+            return app_proof.AppProof(app_proof.proof_method(self.deployment.app) or app_proof.ProofMethod.NONE, False,
                                       f"the app is not healthy at {self.deployment.app.health_url}: HTTP "
                                       f"{health.status_code}", {"health": health.status_code})
         proof = app_proof.prove_key(self.deployment.app, self.deployment.config, self.deployment.dsn, self.env_file,

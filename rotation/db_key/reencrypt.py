@@ -32,7 +32,10 @@ import psycopg
 from psycopg import sql
 
 from rotation.core.config import Config, StrengthPolicy
-from rotation.core.database import apply_runbook_schema, connect, key_ref, load_keys
+from rotation.core.database import NEW_KEY as NEW
+from rotation.core.database import OLD_KEY as OLD
+from rotation.core.database import apply_runbook_schema, connect, load_keys
+from rotation.core.errors import RotationError
 from rotation.core.keys import MIN_KEY_LENGTH, check_strength
 from rotation.core.progress import Progress, ProgressCallback
 from rotation.core.secret import Secret, fingerprint, secret
@@ -64,7 +67,7 @@ def pgcrypto_specs(config: Config) -> tuple[TableSpec, ...]:
     return tuple(TableSpec(e.table, e.key, e.columns) for e in config.encrypted_data if e.kind == "pgcrypto")
 
 
-class ReencryptionError(RuntimeError):
+class ReencryptionError(RotationError, RuntimeError):
     """A re-encryption cannot start or cannot go on. Names tables, columns and row ids; never a key."""
 
 
@@ -106,7 +109,7 @@ def _sample_unreadable(conn: psycopg.Connection, spec: TableSpec, column: str, o
     key; a few values under a key nobody has among them are left to rotation.db_key.unopened (refused or left)."""
     load_keys(conn, {"old": old_key})
     row = conn.execute(sql.SQL(
-        "SELECT NOT bool_or(rotation_runbook.try_decrypt(v, " + key_ref("old") + ") IS NOT NULL) FROM (SELECT {c} AS v "
+        "SELECT NOT bool_or(rotation_runbook.try_decrypt(v, " + OLD + ") IS NOT NULL) FROM (SELECT {c} AS v "
         "FROM {t} WHERE {c} IS NOT NULL ORDER BY {pk} LIMIT " + str(SAMPLE_SIZE) + ") first"
     ).format(pk=sql.Identifier(spec.pk), t=sql.Identifier(spec.table), c=sql.Identifier(column))).fetchone()
     return bool(row and row[0])
@@ -227,9 +230,6 @@ def pk_type(conn: psycopg.Connection, spec: TableSpec) -> str:
     if not row:
         raise ReencryptionError(f"table {spec.table} has no column {spec.pk}")
     return str(row[0])
-
-
-OLD, NEW = key_ref("old"), key_ref("new")
 
 
 def old_plaintext(spec: TableSpec, column: str, left: str | None, alias: str = "t") -> sql.Composed:

@@ -34,7 +34,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from rotation.core.database import apply_runbook_schema, connect, key_ref, load_keys
+from rotation.core.database import NEW_KEY as NEW
+from rotation.core.database import OLD_KEY as OLD
+from rotation.core.database import apply_runbook_schema, connect, load_keys
 from rotation.core.progress import Progress, ProgressCallback
 from rotation.core.secret import Secret, fingerprint
 from rotation.db_key import unopened
@@ -52,8 +54,6 @@ from rotation.db_key.reencrypt import (
 )
 from rotation.db_key.triggers import TriggerGuard, TriggerRefusal, guard_for
 from rotation.db_key.verify import ColumnCheck, Finding, PopulationCheck
-
-OLD, NEW = key_ref("old"), key_ref("new")
 
 # The cutover's joins (the table with its side table) hash a million rows in a few batches, not dozens, while the app is
 # down; with PostgreSQL 15's hash_mem_multiplier a hash may take twice this.

@@ -22,7 +22,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from rotation.core.database import key_ref, load_keys, on_connections
+from rotation.core.database import OLD_KEY as OLD
+from rotation.core.database import load_keys, on_connections
 from rotation.core.progress import BEAT_S, Meter, ProgressCallback
 from rotation.core.secret import Secret
 from rotation.db_key.fernet import opens
@@ -47,7 +48,6 @@ ORDER BY n.nspname, c.relname, a.attnum
 PGP_FIRST_BYTES = (b"\xc3", b"\x8c", b"\x8d", b"\x8e", b"\x8f")
 FERNET_PREFIX = "gAAAAA"  # version byte 0x80 and the timestamp's high bytes, base64url
 FERNET_PATTERN = f"^{FERNET_PREFIX}[A-Za-z0-9_-]{{90,}}={{0,2}}$"  # the shortest token is 100 characters
-OLD = key_ref("old")
 
 
 @dataclass(frozen=True)

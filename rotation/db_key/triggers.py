@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from rotation.core.database import may_set
+from rotation.core.errors import RotationError
 
 Mode = Literal["none", "replica", "owner"]
 
@@ -38,7 +39,7 @@ ORDER BY t.tgname
 """
 
 
-class TriggerRefusal(RuntimeError):
+class TriggerRefusal(RotationError, RuntimeError):
     """The role cannot keep a table's triggers from firing. Names the table, the triggers and the grant needed."""
 
 

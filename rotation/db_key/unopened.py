@@ -26,14 +26,15 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from rotation.core.database import apply_runbook_schema, connect, key_ref, on_connections
+from rotation.core.database import NEW_KEY as NEW
+from rotation.core.database import OLD_KEY as OLD
+from rotation.core.database import apply_runbook_schema, connect, on_connections
 from rotation.core.progress import BEAT_S, Meter, ProgressCallback
 from rotation.core.secret import Secret, fingerprint
 
 if TYPE_CHECKING:  # reencrypt and staged build their statements with is_left(): no import cycle at run time
     from rotation.db_key.reencrypt import TableSpec
 
-OLD, NEW = key_ref("old"), key_ref("new")
 TABLE = "rotation_runbook.unreadable_value"
 # Each value is tried with the old key once; the new key only where the old one fails (OFFSET 0: not once per use).
 FIND = """

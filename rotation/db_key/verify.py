@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from rotation.core.database import NEW_KEY as NEW
+from rotation.core.database import OLD_KEY as OLD
 from rotation.core.database import key_ref, load_keys, on_connections
 from rotation.core.progress import BEAT_S, Meter, ProgressCallback
 from rotation.core.secret import Secret
@@ -29,8 +31,6 @@ from rotation.db_key.reencrypt import (
     other_columns_digest,
     with_others,
 )
-
-OLD, NEW = key_ref("old"), key_ref("new")
 
 SNAPSHOT = """
 INSERT INTO rotation_runbook.row_digest (job_id, pk, other, digests)

@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-import yaml
 from psycopg import sql
 
 from rotation.core.database import connect
+from rotation.core.errors import RotationError
 from rotation.core.proof import Evidence, require
+from rotation.core.yamlfile import load_mapping
 from rotation.emergency import populations
 
 DEFAULT_WINDOW = dt.timedelta(hours=24)
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from rotation.emergency.incident import IncidentRecord
 
 
-class PolicyError(ValueError):
+class PolicyError(RotationError, ValueError):
     """The review policy is missing or malformed."""
 
 
@@ -131,12 +132,7 @@ def policy_from_mapping(data: Mapping[str, Any], *, window: dt.timedelta | None 
 
 
 def load_policy(path: Path, *, window: dt.timedelta | None = None) -> ReviewPolicy:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyError(f"cannot read the review policy {path}: {type(exc).__name__}") from None
-    if not isinstance(data, dict):
-        raise PolicyError(f"{path} must hold a mapping (allowed_accessors, allowed_networks, ...)")
+    data = load_mapping(path, PolicyError, "the review policy", " (allowed_accessors, allowed_networks, ...)")
     return policy_from_mapping(data, window=window)
 
 

@@ -19,12 +19,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rotation.core.clock import utc_now
+from rotation.core.errors import RotationError
+
 if TYPE_CHECKING:  # the access review records into the incident; the incident only holds its result
     from rotation.emergency.access_review import ReviewResult
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -285,7 +284,7 @@ def within_target(outcome: CredentialOutcome) -> str:
 LEDGER_FILE = ".rotation-incident.json"
 
 
-class IncidentConflict(Exception):
+class IncidentConflict(RotationError):
     """Another incident is unfinished beside this .env: finish it first (with its change id)."""
 
 

@@ -14,10 +14,12 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from rotation.core import envfile
+from rotation.core.clock import utc_now
 from rotation.core.config import Stakeholders
 from rotation.core.deployment import Deployment
+from rotation.core.errors import RotationError
 from rotation.core.proof import Evidence, require
-from rotation.emergency.incident import Delivery, IncidentRecord, hms, iso, utc_now
+from rotation.emergency.incident import Delivery, IncidentRecord, hms, iso
 from rotation.monitoring import alerts
 
 SECRET_SUFFIXES = ("KEY", "TOKEN", "PASSWORD", "SECRET")  # .env variables whose values never go into a message
@@ -28,7 +30,7 @@ MailboxCheck = Callable[[str], tuple[str, ...] | None]
 """Staging: the recipients the relay's own mailbox holds for a Message-ID (None when it holds no such message)."""
 
 
-class NotificationError(RuntimeError):
+class NotificationError(RotationError, RuntimeError):
     """The notification could not be composed or delivered. Never carries a secret."""
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from psycopg.conninfo import conninfo_to_dict
 
 from rotation.core.config import Config, ConfigError, Credential
+from rotation.core.errors import RotationError
 from rotation.emergency.access_review import PolicyError, load_policy
 
 CONFIRM_ENV = "ROTATION_CONFIRM_LIVE"
@@ -26,7 +27,7 @@ STAGING_DOMAINS = ("example.com", "example.org", "example.net")
 STAGING_DSN_PREFIX = "rotation_scratch_"
 
 
-class PlanError(ValueError):
+class PlanError(RotationError, ValueError):
     """The operator's selection cannot be planned. The message says how to fix it."""
 
 

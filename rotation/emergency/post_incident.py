@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
 from psycopg import sql
 
+from rotation.core.clock import utc_now
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
+from rotation.core.errors import RotationError
 from rotation.core.proof import Evidence, require
+from rotation.core.yamlfile import load_mapping
 from rotation.emergency import populations
 from rotation.emergency.access_review import AccessLogTable, identifier
 from rotation.emergency.incident import (
@@ -31,7 +33,6 @@ from rotation.emergency.incident import (
     hms,
     iso,
     target_verdict,
-    utc_now,
 )
 
 AUDIT_QUERY = """
@@ -46,7 +47,7 @@ MAX_AUDIT_ROWS_IN_DOCUMENT = 200
 TIMELINE_HEADING = "## Timeline (UTC, recorded by the run as each step finished)"
 
 
-class IncidentInputError(ValueError):
+class IncidentInputError(RotationError, ValueError):
     pass
 
 
@@ -104,13 +105,8 @@ def load_narrative(path: Path | None, *, root_cause: str | None = None,
     """From a YAML file (root_cause, preventive_measures, summary) with options taking precedence."""
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise IncidentInputError(f"cannot read the incident notes {path}: {type(exc).__name__}") from None
-        if not isinstance(loaded, dict):
-            raise IncidentInputError(f"{path} must hold a mapping: root_cause, preventive_measures, summary")
-        data = loaded
+        data = load_mapping(path, IncidentInputError, "the incident notes",
+                            ": root_cause, preventive_measures, summary")
     measures: object = preventive or data.get("preventive_measures") or []
     listed = [measures] if isinstance(measures, str) else list(measures) if isinstance(measures, list) else []
     return Narrative(str(root_cause or data.get("root_cause") or "").strip(),

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rotation.core import app_control, app_proof, envfile, prerequisites, state
+from rotation.core.clock import utc_now
 from rotation.core.config import Credential
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
@@ -39,7 +40,7 @@ from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import find_rotation, log_rotation
 from rotation.core.secret import Secret
 from rotation.db_key.procedure import DbKeyRotation
-from rotation.emergency.incident import IncidentRecord, iso, parse_iso, utc_now
+from rotation.emergency.incident import IncidentRecord, iso, parse_iso
 from rotation.emergency.revoke import issue_replacement
 from rotation.providers.base import CredentialCheck, Provider
 from rotation.providers.revocation import RevocationAct, Wait, by_this_run, confirm_refused

@@ -17,14 +17,11 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rotation.core.clock import utc_now
 from rotation.core.secret import Secret
 from rotation.providers.base import Provider
 
 Clock = Callable[[], dt.datetime]
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)

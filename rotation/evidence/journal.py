@@ -24,6 +24,7 @@ from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from rotation.core.clock import utc_now
 from rotation.core.proof import PopulationQuery
 from rotation.evidence.controls import Catalog
 from rotation.evidence.metadata import RunMetadata
@@ -37,7 +38,6 @@ from rotation.evidence.recorder import (
     query_dict,
     query_of,
     to_jsonable,
-    utc_now,
 )
 from rotation.evidence.report import RunOutput, write_run
 

@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
+from rotation.core.errors import RotationError
+
 CHROMIUM_ENV = "ROTATION_CHROMIUM"
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 PDF = "report.pdf"
 TIMEOUT_S = 120.0
 
 
-class PdfError(RuntimeError):
+class PdfError(RotationError, RuntimeError):
     """The print could not be made; the message says why (never a traceback)."""
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from rotation.core.clock import utc_now
 from rotation.core.database import mask_dsn_passwords
 from rotation.core.proof import PopulationQuery
 from rotation.core.secret import Secret, fingerprint, reveal
@@ -27,10 +28,6 @@ def strip_url_passwords(text: str) -> str:
     """A database password in any DSN form (URL userinfo, key=value, PGPASSWORD=) shown as ***: evidence shows the
     user, never the password, even when nobody registered it as a secret."""
     return mask_dsn_passwords(text)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def iso(moment: datetime | None) -> str | None:

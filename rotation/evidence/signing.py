@@ -10,13 +10,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from rotation.core.errors import RotationError
+
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PUBLIC_KEY = "signing-key.pub.pem"
 UNSIGNED = frozenset({MANIFEST, SIGNATURE})  # the only files the manifest cannot list
 
 
-class SigningKeyError(ValueError):
+class SigningKeyError(RotationError, ValueError):
     """The configured signing key cannot be used. The message names the file, never its content."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rotation.core import envfile
 from rotation.core.config import Config, Credential
+from rotation.core.errors import RotationError
 from rotation.core.keys import WeakSecretError, check_strength
 from rotation.core.secret import Secret
 
@@ -32,7 +33,7 @@ class AppFiles:
     owner: str
 
 
-class GitError(RuntimeError):
+class GitError(RotationError, RuntimeError):
     """A git command failed; carries git's message (git never echoes our secrets: we pass none to it)."""
 
 

@@ -4,19 +4,16 @@ every statement; afterwards neither key, nor any credential in .env, nor any oth
 characters, in any encoding the evidence leak scan knows (raw, hex, base64 at every alignment, URL, JSON and HTML
 escaping).
 
-The rotation is the DB-key procedure itself (`rotation.db_key.procedure.DbKeyRotation`), run step by step in the
-order of its feature. The runbook's sections are independent of one another, so this module does not import it:
-it names the steps it calls in `KeyRotation`, which DbKeyRotation satisfies."""
+The rotation is the scheduled scenario of the DB-key feature itself, each step run through its own step definition
+(rotation_pytest.scheduled): the sequence is the feature's, defined nowhere else. This module only watches the log and
+searches it; the runbook's sections are independent of one another, so it takes the rotation's two keys as values."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from rotation.core import prerequisites
-from rotation.core.config import Credential
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence, require
 from rotation.core.secret import Secret
@@ -25,36 +22,6 @@ from rotation.hygiene.checks import Leak, credential_values
 
 NEWLINE = b"\n"
 STATEMENT_MARKERS = (b"statement: ", b"execute ")  # log_statement and log_min_duration_statement lines
-
-
-class KeyRotation(Protocol):
-    """The steps of the database key rotation this check runs (rotation.db_key.procedure.DbKeyRotation)."""
-
-    @property
-    def old_key(self) -> Secret: ...
-
-    @property
-    def new_key(self) -> Secret: ...
-
-    def prepare(self, evidence: Evidence) -> None: ...
-
-    def generate_key(self, evidence: Evidence) -> None: ...
-
-    def write_env(self, evidence: Evidence) -> None: ...
-
-    def check_env(self, evidence: Evidence) -> None: ...
-
-    def reencrypt(self, evidence: Evidence) -> None: ...
-
-    def verify_new_key(self, evidence: Evidence) -> None: ...
-
-    def verify_old_key_dead(self, evidence: Evidence) -> None: ...
-
-    def log(self, evidence: Evidence) -> None: ...
-
-    def check_logged(self, evidence: Evidence) -> None: ...
-
-    def check_app_key(self, evidence: Evidence) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -69,28 +36,6 @@ def watch(path: Path, evidence: Evidence) -> LogWatch:
     offset = path.stat().st_size
     evidence.record("server log watched", {"file": path.name, "from byte": offset}, source=f"stat {path}")
     return LogWatch(path, offset)
-
-
-def rotate_db_key(rotation: KeyRotation, deployment: Deployment, credential: Credential, evidence: Evidence) -> None:
-    """Runbook section 1, end to end: the scheduled rotation's steps in its feature's order, each the procedure's own
-    method, with the runbook's prerequisites and the application's lifecycle around them."""
-    rotation.prepare(evidence)  # the checks before any change, the run lock and the suite's schema
-    prerequisites.back_up(deployment, evidence)
-    prerequisites.healthy_before(deployment, credential, evidence)
-    rotation.generate_key(evidence)
-    evidence.register_secret(rotation.old_key)
-    evidence.register_secret(rotation.new_key)
-    prerequisites.stop_app(deployment, evidence, credential)
-    rotation.write_env(evidence)
-    rotation.check_env(evidence)
-    rotation.reencrypt(evidence)
-    rotation.verify_new_key(evidence)
-    rotation.verify_old_key_dead(evidence)
-    rotation.log(evidence)
-    rotation.check_logged(evidence)
-    prerequisites.start_app(deployment, evidence)
-    prerequisites.healthy(deployment, evidence, when="after the rotation")
-    rotation.check_app_key(evidence)
 
 
 def secrets_in_file(path: Path, values: Mapping[str, Secret]) -> list[Leak]:
@@ -121,10 +66,11 @@ def statements_since(log: LogWatch) -> int:
         return sum(1 for line in f if any(marker in line for marker in STATEMENT_MARKERS))
 
 
-def require_no_key(log: LogWatch, rotation: KeyRotation, deployment: Deployment, evidence: Evidence) -> None:
+def require_no_key(log: LogWatch, deployment: Deployment, evidence: Evidence, *, old_key: Secret,
+                   new_key: Secret) -> None:
     """Neither key of the rotation, nor any credential in .env, is in the server log; and the log did record the
     rotation's statements (else the search would prove nothing)."""
-    values = {**session_secrets(evidence), "old database key": rotation.old_key, "new database key": rotation.new_key,
+    values = {**session_secrets(evidence), "old database key": old_key, "new database key": new_key,
               **{c.env: v for c, v in credential_values(deployment.env_file, deployment.config).items()}}
     leaks = secrets_in_file(log.path, values)
     statements = statements_since(log)

@@ -9,6 +9,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from rotation.core.envfile import read_env
+from rotation.core.errors import RotationError
 from rotation.core.secret import Secret, reveal
 
 SUBJECT = "Credential Rotation Alert"
@@ -19,7 +20,7 @@ PASSWORD_SETTING = "SMTP_PASSWORD"  # noqa: S105
 SMTP_SETTINGS = (*SMTP_SERVER_SETTINGS, PASSWORD_SETTING)
 
 
-class AlertError(RuntimeError):
+class AlertError(RotationError, RuntimeError):
     """The alert could not be sent. The message names settings and servers, never a credential."""
 
 

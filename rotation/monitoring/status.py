@@ -37,6 +37,7 @@ from typing import Any
 import psycopg
 
 from rotation.core import escrow, retirement
+from rotation.core.clock import utc_now
 from rotation.core.config import Config, Credential
 
 Clock = Callable[[], dt.datetime]
@@ -109,10 +110,6 @@ class RotationStatus:
 
 def _iso(moment: dt.datetime | None) -> str | None:
     return moment.astimezone(dt.UTC).isoformat() if moment else None
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _require_aware(moment: dt.datetime, what: str) -> dt.datetime:

@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol, TypeVar
 
 from rotation.core.config import Credential, default_config
+from rotation.core.errors import RotationError
 from rotation.core.secret import Secret
 
 T = TypeVar("T")
 log = logging.getLogger("rotation.providers")
 
 
-class ProviderError(RuntimeError):
+class ProviderError(RotationError, RuntimeError):
     """A provider call failed for a reason that is not a refused credential. Never carries a credential."""
 
     def __init__(self, message: str, *, status: int | str | None = None, code: int | str | None = None) -> None:
@@ -83,7 +84,7 @@ class AnswerLost(ProviderUnavailable):
         self.answer = answer
 
 
-class Transient(Exception):
+class Transient(RotationError):
     """Raised inside a retried call for a 5xx, a 4xx the provider calls temporary, or a timeout. `retry_after` is the
     wait the provider asked for (its Retry-After header, in seconds), `sent` whether the request reached the provider
     before its answer was lost (a read timeout, a connection dropped after sending)."""

@@ -147,7 +147,7 @@ class ApiCallDiagnosis:
             source=f"{self._health_source()}; {proof.method} "
                    f"({app_control.start_source(self.deployment.app)}) against stat "
                    f"{self.env_file.name}")
-        require(proof.method != "none", app_proof.NO_PROOF)
+        require(proof.method is not app_proof.ProofMethod.NONE, app_proof.NO_PROOF)
         require(not proof.proven, f"the application's process started after {self.env_file.name} last changed: it "
                                   f"runs on the configuration .env holds")
         require(check.get("ok") is False and in_env_accepted is True,

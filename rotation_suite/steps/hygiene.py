@@ -4,17 +4,20 @@ fixture in rotation_pytest.practices."""
 
 from __future__ import annotations
 
+import pytest
 from pytest_bdd import given, then, when
 
-from rotation.core.config import Config, Credential
+from rotation.core.clock import utc_now
+from rotation.core.config import Config
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
+from rotation.db_key.procedure import DbKeyRotation
 from rotation.hygiene import practices
 from rotation.hygiene import server_log as server_log_checks
 from rotation.hygiene.checks import AppFiles
-from rotation.hygiene.server_log import KeyRotation, LogWatch
+from rotation.hygiene.server_log import LogWatch
 from rotation.monitoring import check
-from rotation.monitoring.status import utc_now
+from rotation_pytest import scheduled
 from rotation_pytest.practices import StatementLogging
 
 
@@ -84,12 +87,12 @@ def log_everything(statement_logging: StatementLogging, evidence: Evidence) -> L
 
 
 @when("the database encryption key is rotated")
-def rotate_db_key(db_key_rotation: KeyRotation, deployment: Deployment, scenario_credential: Credential,
-                  evidence: Evidence) -> None:
-    server_log_checks.rotate_db_key(db_key_rotation, deployment, scenario_credential, evidence)
+def rotate_db_key(request: pytest.FixtureRequest, evidence: Evidence) -> None:
+    scheduled.rotate_db_key(request, evidence)
 
 
 @then("the PostgreSQL server log holds neither the old nor the new key")
-def no_key_in_log(log_watch: LogWatch, db_key_rotation: KeyRotation, deployment: Deployment,
+def no_key_in_log(log_watch: LogWatch, db_key_rotation: DbKeyRotation, deployment: Deployment,
                   evidence: Evidence) -> None:
-    server_log_checks.require_no_key(log_watch, db_key_rotation, deployment, evidence)
+    server_log_checks.require_no_key(log_watch, deployment, evidence, old_key=db_key_rotation.old_key,
+                                     new_key=db_key_rotation.new_key)

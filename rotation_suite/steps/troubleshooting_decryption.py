@@ -1,5 +1,5 @@
 """Steps of the runbook's Troubleshooting "Decryption fails after key rotation": the diagnosis and the repair are in
-rotation.troubleshooting.decryption; staging kills a real rotation part-way (the plugin's `interrupted_rotation`,
+rotation.db_key.decryption; staging kills a real rotation part-way (the plugin's `interrupted_rotation`,
 rotation_pytest.troubles)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pytest_bdd import given, then, when
 
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
-from rotation.troubleshooting.decryption import DecryptionTroubleshooting
+from rotation.db_key.decryption import DecryptionTroubleshooting
 from rotation_pytest.troubles import InterruptedRotation
 
 

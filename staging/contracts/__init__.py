@@ -39,13 +39,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from staging.errors import StagingError
 from staging.http_standin import Exchange
 
 HERE = Path(__file__).resolve().parent
 NPM_TIMEOUT_S = 180
 
 
-class ContractSourceUnavailable(RuntimeError):
+class ContractSourceUnavailable(StagingError, RuntimeError):
     """The provider's API description could not be obtained or did not match its recorded sha256."""
 
 

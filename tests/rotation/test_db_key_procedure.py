@@ -40,6 +40,7 @@ from rotation.db_key.procedure import CREDENTIAL, DbKeyRotation
 from rotation.db_key.reencrypt import ReencryptionError
 from staging.postgres import StagingServer
 from staging.world import staging_world
+from tests.rotation import scheduled
 
 EVIDENCE = NoEvidence()
 CONFIG = default_config()
@@ -86,20 +87,8 @@ def digests(key: Secret, tokens: list[bytes]) -> list[str]:
 
 
 def rotate(world: Deployment, r: DbKeyRotation) -> None:
-    """The scheduled scenario's procedure calls, in the feature's order."""
-    r.check_current_key(EVIDENCE)
-    r.generate_key(EVIDENCE)
-    prerequisites.stop_app(world, EVIDENCE)
-    r.write_env(EVIDENCE)
-    r.check_env(EVIDENCE)
-    r.reencrypt(EVIDENCE)
-    r.verify_new_key(EVIDENCE)
-    r.verify_old_key_dead(EVIDENCE)
-    r.log(EVIDENCE)
-    r.check_logged(EVIDENCE)
-    prerequisites.start_app(world, EVIDENCE)
-    prerequisites.healthy(world, EVIDENCE, when="after the rotation")
-    r.check_app_key(EVIDENCE)
+    """The scheduled scenario's steps, as its feature lists them."""
+    scheduled.run(world, r, EVIDENCE)
 
 
 class Recorded(NoEvidence):

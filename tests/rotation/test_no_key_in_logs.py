@@ -20,23 +20,24 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rotation.core import envfile, prerequisites
+from rotation.core import envfile
 from rotation.core.config import default_config
 from rotation.core.database import connect, key_ref
 from rotation.core.deployment import Deployment
 from rotation.core.keys import generate_key
 from rotation.core.proof import NoEvidence
 from rotation.core.secret import Secret
+from rotation.db_key.decryption import key_census
 from rotation.db_key.fernet import app_fernet
 from rotation.db_key.procedure import CREDENTIAL, DbKeyRotation
 from rotation.db_key.reencrypt import ReencryptionError, pgcrypto_specs
 from rotation.evidence.leaks import scan_bytes
-from rotation.troubleshooting.decryption import key_census
 from staging.postgres import StagingServer, reconfigure, staging_server
 from staging.seed import seed_clients
 from staging.world import staging_world
 from tests.harness import SuiteRunner
 from tests.leakcheck import assert_no_fragment, assert_no_secret, credentials_in, places_under
+from tests.rotation import scheduled
 
 CONFIG = default_config()
 ENV = CONFIG.credential(CREDENTIAL).env
@@ -91,30 +92,24 @@ def _put_back(dsn: str, old: Secret, third: Secret) -> None:
         conn.commit()
 
 
+REENCRYPT_STEP = "all sensitive data is re-encrypted under the new key"
+
+
 def _every_key_path(world: Deployment, first_seed: int) -> list[Secret]:
     """Seeding, the engine (with a failing statement), verification, the sweep, the probe, the census. Returns every
     key and credential used."""
     old = envfile.get_secret(world.env_file, ENV)
     third = generate_key()
     seed_clients(world.dsn, old, 5, first=first_seed)
-    prerequisites.back_up(world, EVIDENCE)
     rotation = DbKeyRotation(world, reason="log matrix", workers=2)
-    rotation.check_current_key(EVIDENCE)
-    rotation.generate_key(EVIDENCE)
-    prerequisites.stop_app(world, EVIDENCE)
-    rotation.write_env(EVIDENCE)
+    before, rest = scheduled.split_at(REENCRYPT_STEP)
+    scheduled.run(world, rotation, EVIDENCE, before)  # the scheduled scenario's steps up to the re-encryption
     _plant_third_key(world.dsn, old, third)
     with pytest.raises(ReencryptionError, match="client_id=client-00000002"):
         rotation.reencrypt(EVIDENCE)
     _put_back(world.dsn, old, third)
     rotation.write_env(EVIDENCE)  # the failure put the old key back into .env (no value had moved)
-    rotation.reencrypt(EVIDENCE)
-    rotation.verify_new_key(EVIDENCE)
-    rotation.verify_old_key_dead(EVIDENCE)
-    rotation.log(EVIDENCE)
-    prerequisites.start_app(world, EVIDENCE)
-    prerequisites.healthy(world, EVIDENCE, when="after the rotation")
-    rotation.check_app_key(EVIDENCE)
+    scheduled.run(world, rotation, EVIDENCE, rest)  # the re-encryption and every step after it
     with connect(world.dsn) as conn:
         census = key_census(conn, rotation.new_key, old, PII)
     assert census.complete, census.summary()

@@ -1,4 +1,4 @@
-"""rotation.troubleshooting.decryption against a real PostgreSQL: every value counted per key with the ones under
+"""rotation.db_key.decryption against a real PostgreSQL: every value counted per key with the ones under
 neither key named; the keys for a repair found in the backups, through the rotation state when there is one."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from rotation.core.database import connect
 from rotation.core.keys import generate_key
 from rotation.core.proof import CheckFailed
 from rotation.core.secret import Secret
+from rotation.db_key.decryption import key_census, keys_for_repair
 from rotation.db_key.procedure import CREDENTIAL
 from rotation.db_key.reencrypt import pgcrypto_specs
-from rotation.troubleshooting.decryption import key_census, keys_for_repair
 from staging.postgres import StagingServer
 from staging.world import write_env
 from tests.harness import seeded_crm

@@ -5,6 +5,10 @@ key and then the old one, and a value neither key opens is named by its row id a
 procedure's own resumable steps (rotation.db_key.procedure), with the old key from the .env backup the rotation
 state names; a rotation done by hand (no state) is finished with the newest backup whose key differs from .env's.
 Findings name rows, columns and fingerprints, never a key.
+
+It is the runbook's Troubleshooting entry, but its diagnosis and repair are the DB key procedure's own re-encryption,
+verification and resumable steps, so it lives in this section: the runbook's sections import none of one another
+(the import-linter contract "independence" in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from psycopg import sql
 
 from rotation.core import envfile, state
 from rotation.core.config import Credential
-from rotation.core.database import connect, key_ref, load_keys
+from rotation.core.database import NEW_KEY, OLD_KEY, connect, load_keys
 from rotation.core.deployment import Deployment
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.secret import Secret
@@ -41,8 +45,8 @@ SELECT col, under, count(*), array_agg(pk ORDER BY pk) FILTER (WHERE under = 'ne
 FROM (
     SELECT x.{pk}::text AS pk, c.col,
            CASE WHEN c.v IS NULL THEN 'null'
-                WHEN rotation_runbook.try_decrypt(c.v, """ + key_ref("new") + """) IS NOT NULL THEN 'new'
-                WHEN rotation_runbook.try_decrypt(c.v, """ + key_ref("old") + """) IS NOT NULL THEN 'old'
+                WHEN rotation_runbook.try_decrypt(c.v, """ + NEW_KEY + """) IS NOT NULL THEN 'new'
+                WHEN rotation_runbook.try_decrypt(c.v, """ + OLD_KEY + """) IS NOT NULL THEN 'old'
                 ELSE 'neither' END AS under
     FROM {t} x, LATERAL (VALUES {values}) AS c(col, v)
 ) s
