@@ -30,7 +30,7 @@ def env_file(tmp_path: Path, text: str = OTHERS) -> Path:
     return path
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=PRINTABLE)
 def test_any_printable_value_reads_back_identically(tmp_path: Path, value: str) -> None:
     path = env_file(tmp_path)
