@@ -46,13 +46,18 @@ def test_unknown_arguments_are_refused_outside_rehearse() -> None:
     assert done.returncode == 2 and "unrecognized arguments" in done.stderr
 
 
+def test_a_bad_number_is_refused_by_the_command_before_anything_runs() -> None:
+    done = rotation("emergency", "--revoke-wait=soon", "--dry-run")
+    assert done.returncode == 2 and "--revoke-wait: invalid float value: 'soon'" in done.stderr, done.stderr
+
+
 def test_operator_options_are_the_suites_rows_with_one_help_text() -> None:
     """Each option an operator command takes is a row of rotation.cli.option_table, with the row's help, and is
     handed to the suite's option of the same name; the suite registers every row (rotation_pytest/options.py)."""
     import argparse
 
     from rotation.cli import build_parser
-    from rotation.cli.features import forwarded
+    from rotation.cli.features import forwarded, resume_command
     from rotation.cli.option_table import OPTIONS, taken_by
 
     rows = {o.flag: o for o in OPTIONS}
@@ -63,7 +68,10 @@ def test_operator_options_are_the_suites_rows_with_one_help_text() -> None:
         taken = [o.flag for o in taken_by(command)]
         assert taken and all(helps[flag] == rows[flag].help for flag in taken), command
     args = commands["db-key"].parse_args(["rotate", "--max-rate=5", "--stop-the-world", "--dsn=postgresql://u@h/d"])
-    assert forwarded(args) == ["--dsn=postgresql://u@h/d", "--stop-the-world", "--max-rate=5.0"]
+    assert forwarded(args) == ["--dsn=postgresql://u@h/d", "--stop-the-world", "--max-rate=5"]
+    args = build_parser().parse_args(["emergency", "--revoke-wait=5", "--workers", "3", "--confirm-live"])
+    assert resume_command(args) == "rotation emergency --revoke-wait=5 --workers=3 --confirm-live", \
+        "the command to run next is not the operator's own words"
     args = commands["emergency"].parse_args(["--preventive-measure=a", "--preventive-measure=b", "--confirm-live"])
     assert forwarded(args) == ["--confirm-live", "--preventive-measure=a", "--preventive-measure=b"]
 

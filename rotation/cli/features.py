@@ -13,7 +13,7 @@ import importlib.util
 import os
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rotation.cli.option_table import OPTIONS, taken_by
@@ -25,7 +25,21 @@ def add_command_options(parser: argparse.ArgumentParser, command: str) -> None:
     """The suite's options this operator command takes (rotation.cli.option_table), with the same help text. Unset,
     an option is not handed on, so the suite's own default (and its environment variable) applies."""
     for option in taken_by(command):
-        parser.add_argument(option.flag, **option.arguments(default=None))
+        arguments = option.arguments(default=None)
+        if option.type is not None:
+            arguments["type"] = _checked_as_given(option.type)
+        parser.add_argument(option.flag, **arguments)
+
+
+def _checked_as_given(convert: Callable[[str], object]) -> Callable[[str], str]:
+    """The option's type checks the value here (argparse's own error for a bad one), but the command keeps the words
+    the operator typed: they are handed on to the suite and printed back in the command to run next, which must be
+    the operator's own (`--revoke-wait=5`, not `5.0`)."""
+    def check(text: str) -> str:
+        convert(text)
+        return text
+    check.__name__ = getattr(convert, "__name__", "value")  # argparse names the type in its error: "invalid float value"
+    return check
 
 
 def given(args: argparse.Namespace) -> list[tuple[str, str | None]]:
