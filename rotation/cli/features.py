@@ -38,7 +38,7 @@ def _checked_as_given(convert: Callable[[str], object]) -> Callable[[str], str]:
     def check(text: str) -> str:
         convert(text)
         return text
-    check.__name__ = getattr(convert, "__name__", "value")  # argparse names the type in its error: "invalid float value"
+    check.__name__ = getattr(convert, "__name__", "value")  # argparse's error names it: "invalid float value"
     return check
 
 
