@@ -11,6 +11,7 @@ it goes, and once more, `final`, when it ends. Where the lines go and how often 
                         terminal past pytest's capture, and puts the one before back); without one, `task()` is
                         silent
     task(what, unit)    the callback for one task, from the installed reporter
+    Polls(callback,...) the progress of a wait that asks again and again (ETA: when the wait runs out at the latest)
 
 A line carries counts, a table or provider name and times only: never a value, a key or a fingerprint.
 """
@@ -151,6 +152,30 @@ class Meter:
         if self._on_progress:
             self._on_progress(Progress(self.done, max(self.total, self.done), self._clock() - self._started,
                                        final=True, since=self.since))
+
+
+@dataclass
+class Polls:
+    """Asking again and again until a final answer or the wait runs out (a provider's refusal of a revoked
+    credential, a message's final status): asks done of the most the wait allows, so the ETA is when the wait runs out
+    at the latest. The first ask comes at 0 s, so the rate counts the asks after it."""
+
+    on_progress: ProgressCallback
+    timeout_s: float
+    interval_s: float
+    asks: int = 0
+
+    @property
+    def most(self) -> int:
+        return 1 + int(self.timeout_s // self.interval_s) if self.interval_s > 0 else 1
+
+    def asked(self, elapsed_s: float, *, last: bool) -> None:
+        """One more ask, `elapsed_s` after the first; `last`: the answer ends the wait (a lone ask says nothing)."""
+        self.asks += 1
+        if not last:
+            self.on_progress(Progress(self.asks, max(self.most, self.asks + 1), elapsed_s, since=1))
+        elif self.asks > 1:
+            self.on_progress(Progress(self.asks, self.asks, elapsed_s, final=True))
 
 
 @dataclass

@@ -21,6 +21,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass, field
 
+from rotation.core import progress
 from rotation.core.database import connect
 from rotation.providers.base import Delivery, DeliveryReport, DeliveryWait
 
@@ -66,12 +67,15 @@ class AppDeliveryRecords:
         since = dt.datetime.fromtimestamp(delivery.sent_at or time.time(), dt.UTC) - LOOKBACK
         started = time.monotonic()
         history: list[dict[str, object]] = []
+        polls = progress.Polls(progress.task("waiting for the app's record of the test message's delivery", "polls"),
+                               self.wait.timeout_s, self.wait.interval_s)
         while True:
             seen = read_records(self.dsn, delivery.message_id, since)
             elapsed = time.monotonic() - started
             for record in seen[len(history):]:
                 history.append({"status": record.status, "error": record.error or None, "after s": round(elapsed, 2)})
             verdict = self._verdict(delivery, seen, tuple(history))
+            polls.asked(elapsed, last=verdict is not None or elapsed >= self.wait.timeout_s)
             if verdict is not None:
                 return verdict
             if elapsed >= self.wait.timeout_s:

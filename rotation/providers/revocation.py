@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rotation.core import progress
-from rotation.core.progress import Progress, ProgressCallback
+from rotation.core.progress import ProgressCallback
 from rotation.providers.base import CheckResult, CredentialCheck, ProviderError
 
 log = logging.getLogger("rotation.providers.revocation")
@@ -172,17 +172,15 @@ def confirm_refused(check: Callable[[], CheckResult], act: RevocationAct, wait: 
     latest)."""
     clock = clock or Clock()
     started = clock.monotonic()
-    checks = 0
-    most = 1 + int(wait.timeout_s // wait.interval_s) if wait.interval_s > 0 else 1
+    checks: progress.Polls | None = None
     while True:
         answer = check()
-        checks += 1
         waited = clock.monotonic() - started
-        on_progress = on_progress or progress.task(f"waiting for {answer.provider} to refuse the revoked credential",
-                                                   "checks")
-        if answer.answer is CredentialCheck.REFUSED or act.declined or waited + wait.interval_s > wait.timeout_s:
-            if checks > 1:
-                on_progress(Progress(checks, checks, waited, final=True))
-            return Revocation(act, answer, now(), checks, waited)
-        on_progress(Progress(checks, max(most, checks + 1), waited, since=1))  # the first check came at 0 s
+        what = f"waiting for {answer.provider} to refuse the revoked credential"
+        checks = checks or progress.Polls(on_progress or progress.task(what, "checks"), wait.timeout_s,
+                                          wait.interval_s)
+        last = answer.answer is CredentialCheck.REFUSED or act.declined or waited + wait.interval_s > wait.timeout_s
+        checks.asked(waited, last=last)
+        if last:
+            return Revocation(act, answer, now(), checks.asks, waited)
         clock.sleep(wait.interval_s)

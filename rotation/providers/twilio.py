@@ -37,6 +37,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from rotation.core import progress
 from rotation.core.config import Credential
 from rotation.core.secret import Secret
 from rotation.providers.base import (
@@ -366,17 +367,19 @@ class TwilioProvider(RegisteredCredential):
         wait = self.settings.delivery
         started = time.monotonic()
         history: list[dict[str, object]] = []
-        polls = 0
+        polls = progress.Polls(progress.task("waiting for Twilio's final status of the test SMS", "polls"),
+                               wait.timeout_s, wait.interval_s)
         while True:
             status, error = self.message_status(credential, delivery.message_id)
-            polls += 1
             elapsed = time.monotonic() - started
             if not history or (history[-1]["status"], history[-1]["error code"]) != (status, error):
                 history.append({"status": status, "error code": error, "after s": round(elapsed, 2)})
-            if status in DELIVERED or status in FINAL_FAILURES or error or elapsed >= wait.timeout_s:
+            last = status in DELIVERED or status in FINAL_FAILURES or bool(error) or elapsed >= wait.timeout_s
+            polls.asked(elapsed, last=last)
+            if last:
                 break
             time.sleep(max(0.0, min(wait.interval_s, wait.timeout_s - elapsed)))
-        return self._judge(delivery.message_id, status, error, polls, tuple(history))
+        return self._judge(delivery.message_id, status, error, polls.asks, tuple(history))
 
     def _judge(self, sid: str, status: str, error: int | None, polls: int,
                history: tuple[dict[str, object], ...]) -> DeliveryReport:

@@ -8,10 +8,12 @@ import dataclasses
 import datetime as dt
 import email.utils
 import logging
+import re
 
 import pytest
 import requests
 
+from rotation.core import progress
 from rotation.core.secret import Secret
 from rotation.providers.base import (
     CredentialCheck,
@@ -137,6 +139,25 @@ def test_delivered_after_three_polls_passes_with_the_status_history(twilio: Twil
     polls = int(report.detail.split("after ")[1].split(" poll")[0])
     assert polls >= 4 and report.as_evidence()["status history"] == list(report.history)
     assert [m["sid"] for m in twilio_api.delivered_to(ADMIN_NUMBER)] == [delivery.message_id]
+
+
+def test_the_delivery_poll_shows_its_polls_and_the_wait_left_then_its_total(twilio: TwilioProvider,
+                                                                          twilio_api: TwilioStandIn) -> None:
+    """Polling is a long step too: the operator sees polls done of the most the wait allows (its ETA: the wait's end at
+    the latest) while the message is on its way, then the total; the lines name no message id or credential."""
+    twilio_api.lifecycle = Lifecycle.delivered(step_s=0.9)  # delivered at 2.7 s
+    paced = dataclasses.replace(twilio, settings=dataclasses.replace(twilio.settings,
+                                                                     delivery=DeliveryWait(10.0, 0.5)))
+    token, lines = Secret(twilio_api.primary), list[str]()
+    with progress.installed(progress.Paced(lines.append, every_s=1.0, min_gap_s=0.5)):
+        sent = paced.send_test_message(token, "rotation test")
+        report = paced.delivery_report(token, sent)
+    assert report.verdict == "delivered"
+    what = "waiting for Twilio's final status of the test SMS: "
+    assert lines and all(line.startswith(what) for line in lines), lines
+    assert re.fullmatch(r"\d+/21 polls \(\d+%\), [\d.]+ polls/s, ETA [\d.]+s", lines[0].removeprefix(what)), lines
+    assert re.fullmatch(r"\d+ polls in [\d.]+s, [\d.]+ polls/s", lines[-1].removeprefix(what)), lines
+    assert not any(sent.message_id in line or leaked(line, twilio_api.primary) for line in lines), lines
 
 
 @pytest.mark.parametrize(("lifecycle", "status", "code", "says"), [
