@@ -113,7 +113,8 @@ def assessment_results(meta: RunMetadata, summary: Summary, seq_of: dict[int, in
     result: dict[str, object] = {
         "uuid": _id(), "title": f"Credential rotation runbook, {meta.target} run {iso(meta.started)}",
         "description": f"Verdict {summary.verdict}. Operator {meta.operator}; approver {meta.approver or 'n/a'}; "
-                       f"change {meta.change_id or 'n/a'}; suite {meta.suite_version} at {meta.git_commit or 'n/a'}."
+                       f"change {meta.change_id or 'n/a'}; suite {meta.suite_version}"
+                       + (f" at commit {meta.git_commit}." if meta.git_commit else " (not run from a git checkout).")
                        + (" A staging rehearsal: no control is claimed satisfied." if meta.target != "live" else ""),
         "start": iso(meta.started), "end": iso(finished), "props": _result_props(meta, summary),
         "reviewed-controls": {"control-selections": [{"include-controls": [{"control-id": r.control.id}
