@@ -183,3 +183,7 @@ def test_the_rerun_after_a_kill_names_the_killed_runs_folder_with_its_digest_and
     assert row["verdict"] != "PASSED", "a killed run's folder cannot pass"
     page = (newest / "index.html").read_text()
     assert sealed.name in page and hashlib.sha256(manifest).hexdigest() in page
+    # beside this run's verdict, the auditor reads that it covers one run, and where the incident stands
+    scope = page.split('id="incident-scope">', 1)[1].split("</p>", 1)[0]
+    assert scope.startswith("The verdict covers this run only. The incident CHG-") and "has 2 runs" in scope, scope
+    assert f"says <strong>{incident_item(newest)['status']}</strong>" in scope, scope
