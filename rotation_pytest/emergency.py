@@ -24,6 +24,7 @@ import pytest
 
 from rotation.cli.features import NextStep
 from rotation.core import envfile
+from rotation.core.clock import utc_now
 from rotation.core.config import Config, Credential, Stakeholders
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
@@ -110,10 +111,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "--incident-end) on live")
     try:
         compromised_of(config)
-        for option in ("incident_start", "incident_end", "detected_at"):
-            value = config.getoption(option)
-            if value is not None:
-                plan.aware_moment(value, "--" + option.replace("_", "-"))
+        plan.incident_moments(config.getoption("incident_start"), config.getoption("incident_end"),
+                              config.getoption("detected_at"), utc_now())
         # staging: a policy file given is checked here; live: the live guard refuses it with the other settings
         unusable = plan.policy_problem(config.getoption("review_policy")) if target_of(config) != "live" else None
         if unusable:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rotation.cli import COMMANDS
 from tests.harness import PROJECT
 
@@ -46,9 +48,28 @@ def test_unknown_arguments_are_refused_outside_rehearse() -> None:
     assert done.returncode == 2 and "unrecognized arguments" in done.stderr
 
 
-def test_a_bad_number_is_refused_by_the_command_before_anything_runs() -> None:
-    done = rotation("emergency", "--revoke-wait=soon", "--dry-run")
-    assert done.returncode == 2 and "--revoke-wait: invalid float value: 'soon'" in done.stderr, done.stderr
+@pytest.mark.parametrize(("given", "said"), [
+    ("--revoke-wait=soon", "argument --revoke-wait: 'soon' is not a number"),
+    ("--revoke-wait=-1", "argument --revoke-wait: '-1': give a number of at least 0"),
+    ("--workers=0", "argument --workers: '0': give a number of at least 1"),
+    ("--workers=2.5", "argument --workers: '2.5' is not a whole number"),
+    ("--review-window-hours=0", "argument --review-window-hours: '0': give a number above 0"),
+    ("--health-timeout=inf", "argument --health-timeout: 'inf': give a number above 0"),
+])
+def test_a_bad_number_is_refused_by_the_command_and_the_suite_before_anything_runs(given: str, said: str) -> None:
+    """One type per row of the option table (rotation.cli.option_table.number): the operator's command and plain
+    pytest refuse the same value with the same words, before any step."""
+    flag = given.split("=", 1)[0]
+    from rotation.cli.option_table import OPTIONS, taken_by
+
+    if any(o.flag == flag for o in taken_by("emergency")):
+        done = rotation("emergency", given, "--dry-run")
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert any(o.flag == flag for o in OPTIONS)
+    suite = subprocess.run([sys.executable, "-m", "pytest", "-p", "rotation_pytest.options", given, "--co", "-q"],
+                           cwd="/", capture_output=True, text=True, timeout=120, check=False,
+                           env={"PYTHONPATH": str(PROJECT), "PATH": "/usr/bin:/bin"})
+    assert suite.returncode == 4 and said in suite.stderr, suite.stderr
 
 
 def test_operator_options_are_the_suites_rows_with_one_help_text() -> None:

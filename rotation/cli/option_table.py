@@ -9,6 +9,8 @@ To add an option, add a row (and, if it is new, its group to GROUPS).
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -66,6 +68,29 @@ class Option:
         return {"default": default, "help": self.help} | {k: v for k, v in extra.items() if v is not None}
 
 
+def number(convert: Callable[[str], float], least: float, *, above: bool = False) -> Callable[[str], Any]:
+    """The type of a numeric option: `convert` (int or float) of a finite value of at least `least` (`above`: more
+    than it). A wrong one is refused by argparse (the operator's command) or pytest (the suite) before anything runs,
+    with this message: a negative wait, no workers, a rate of 0 would otherwise fail late or never end."""
+    def checked(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            kind = "a whole number" if convert is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not math.isfinite(value) or value < least or (above and value == least):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a number {'above' if above else 'of at least'} "
+                                             f"{least:g}")
+        return value
+    checked.__name__ = getattr(convert, "__name__", "number")
+    return checked
+
+
+POSITIVE = number(float, 0, above=True)  # a timeout, a rate, a window
+WAIT = number(float, 0)                  # a wait that may be 0 (ask once, do not wait)
+COUNT = number(int, 1)                   # workers, rows
+
+
 def _notify(name: str, who: str) -> Option:
     return Option(f"--notify-{name}", f"comma-separated e-mail addresses of {who} (default: the configuration's "
                                       "[stakeholders])", "rotation-emergency", metavar="ADDRESSES",
@@ -98,7 +123,7 @@ OPTIONS: tuple[Option, ...] = (
                                   "changing nothing)", kind="flag", commands=(PROVIDER,)),
     Option("--delivery-wait", "how long the check of a test message waits for its final word: Twilio's final "
                               "status, the app's delivery record (default 120; staging 5)",
-           type=float, metavar="SECONDS", commands=(PROVIDER,)),
+           type=WAIT, metavar="SECONDS", commands=(PROVIDER,)),
     Option("--prove-delivery-from-app", "prove WhatsApp delivery from the app's own records (crm_delivery_logs / "
                                         "crm_communications for the message id) within --delivery-wait; without it "
                                         "the check reads 'accepted by Meta'. Staging always does",
@@ -106,11 +131,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("--revoke-wait", "how long to keep asking the provider whether a revoked credential is refused, after the "
                             "operator was asked to revoke it at the provider (at their terminal, or, without one, in "
                             "the log) or this run revoked it (default 300; staging 2)",
-           type=float, metavar="SECONDS", commands=(EVERY,)),
+           type=WAIT, metavar="SECONDS", commands=(EVERY,)),
     Option("--max-retry-wait", "the longest a provider call waits in all before its retries (Twilio, Meta): the "
                                "provider's Retry-After is honoured up to this, a longer wait asked for ends the step "
-                               "saying so (default 120)", type=float, metavar="SECONDS", commands=(EVERY,)),
-    Option("--workers", "parallel re-encryption workers (default: the number of CPUs)", type=int, commands=(EVERY,)),
+                               "saying so (default 120)", type=WAIT, metavar="SECONDS", commands=(EVERY,)),
+    Option("--workers", "parallel re-encryption workers (default: the number of CPUs)", type=COUNT, commands=(EVERY,)),
     Option("--stop-the-world", "DB key, scheduled: re-encrypt every value while the app is stopped instead of staging "
                                "the new values while it runs (the emergency rotation always does)",
            kind="flag", commands=(DB_KEY,)),
@@ -120,11 +145,11 @@ OPTIONS: tuple[Option, ...] = (
                                  "before the app stops (the emergency rotation always leaves them)",
            kind="flag", commands=(EVERY,)),
     Option("--max-rate", "DB key, staged: at most this many rows per second while the app runs (default: no limit)",
-           type=float, metavar="ROWS_PER_S", commands=(DB_KEY,)),
+           type=POSITIVE, metavar="ROWS_PER_S", commands=(DB_KEY,)),
     Option("--progress", "progress lines of the long steps (rows done of the total, rate, ETA): auto (the default) "
                          "in live runs and at a terminal, lines (always), off (never: a quiet CI log)",
            choices=("auto", "lines", "off"), default="auto", commands=(EVERY,)),
-    Option("--rows", "staging only: how many synthetic clients to seed (default 2,000)", type=int, default=2000),
+    Option("--rows", "staging only: how many synthetic clients to seed (default 2,000)", type=COUNT, default=2000),
     Option("--confirm-live", "carry out the printed plan on live systems (or set ROTATION_CONFIRM_LIVE=yes); without "
                              "it a live run prints the plan, changes nothing and exits 4", kind="flag",
            commands=(EVERY, RETIRE)),
@@ -141,7 +166,7 @@ OPTIONS: tuple[Option, ...] = (
            commands=(EVERY, RETIRE)),
     Option("--health-url", "the app's health endpoint", "rotation-app", commands=(EVERY, RETIRE)),
     Option("--health-timeout", "seconds to wait for the app to become healthy (or stop) before a step fails",
-           "rotation-app", type=float),
+           "rotation-app", type=POSITIVE),
 
     Option("--app-repo", "the app's git repository (live; default: the directory holding --env-file). Staging builds "
                          "a small one around its .env", "rotation-hygiene"),
@@ -174,7 +199,7 @@ OPTIONS: tuple[Option, ...] = (
                               "staging: the seeded history's policy)", "rotation-emergency", metavar="YAML",
            commands=(EMERGENCY,)),
     Option("--review-window-hours", "how far back the access review looks (default 24, or the policy file's "
-                                    "window_hours)", "rotation-emergency", type=float, commands=(EMERGENCY,)),
+                                    "window_hours)", "rotation-emergency", type=POSITIVE, commands=(EMERGENCY,)),
     _notify("security", "the security team"),
     _notify("sysadmins", "the system administrators"),
     _notify("compliance", "the compliance officer"),

@@ -60,6 +60,25 @@ def aware_moment(text: str, option: str) -> dt.datetime:
     return moment
 
 
+CLOCK_SKEW = dt.timedelta(minutes=5)  # an operator's time may come from another machine's clock
+
+
+def incident_moments(start: str | None, end: str | None, detected: str | None, now: dt.datetime) -> None:
+    """The incident's times as the operator gave them, checked before anything runs: each an ISO-8601 instant with a
+    UTC offset, the window's start not after its end, and no start or detection later than now (a detection time in
+    the future would make every time to revoke negative and every one-hour target "met")."""
+    moments = {option: aware_moment(text, option) for option, text in (
+        ("--incident-start", start), ("--incident-end", end), ("--detected-at", detected)) if text is not None}
+    first, last = moments.get("--incident-start"), moments.get("--incident-end")
+    if first is not None and last is not None and first > last:
+        raise PlanError(f"--incident-start ({first.isoformat()}) is after --incident-end ({last.isoformat()})")
+    for option in ("--incident-start", "--detected-at"):
+        moment = moments.get(option)
+        if moment is not None and moment > now + CLOCK_SKEW:
+            raise PlanError(f"{option}: {moment.isoformat()} is in the future (now "
+                            f"{now.isoformat(timespec='seconds')}): give when it happened")
+
+
 def confirmed(option: bool, environ: Mapping[str, str]) -> bool:
     return bool(option) or environ.get(CONFIRM_ENV, "").strip().lower() == "yes"
 

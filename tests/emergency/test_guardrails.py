@@ -5,6 +5,7 @@ features through the same guard."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 import subprocess
@@ -269,6 +270,31 @@ def test_plan_order_and_parsing() -> None:
     assert not emergency.confirmed(False, {emergency.CONFIRM_ENV: "1"})
     assert emergency.dsn_summary("postgresql://eventuser:hunter2-secret@db.internal:5433/eventdb") == \
         "db.internal:5433/eventdb as eventuser"
+
+
+NOW = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(("start", "end", "detected", "refused"), [
+    ("2026-11-25T06:00:00+00:00", "2026-11-25T05:00:00+00:00", None, "--incident-start (2026-11-25T06:00:00+00:00) is "
+                                                                      "after --incident-end"),
+    (None, None, "2026-11-25T09:30:00+00:00", "--detected-at: 2026-11-25T09:30:00+00:00 is in the future"),
+    ("2026-11-26T06:00:00+00:00", None, None, "--incident-start: 2026-11-26T06:00:00+00:00 is in the future"),
+    (None, None, "yesterday", "--detected-at: not an ISO-8601 date-time"),
+], ids=["window-backwards", "detected-later-than-now", "incident-starts-tomorrow", "not-a-time"])
+def test_the_incident_times_are_checked_before_anything_runs(start: str | None, end: str | None, detected: str | None,
+                                                             refused: str) -> None:
+    """A detection time later than now would make every time to revoke negative and every one-hour target "met"; a
+    window that ends before it starts was found only by the post-incident step, after the rotations."""
+    with pytest.raises(emergency.PlanError) as caught:
+        emergency.incident_moments(start, end, detected, NOW)
+    assert str(caught.value).startswith(refused), caught.value
+    # the same times, told right, pass: a detection minutes after the machine's clock too (another machine's clock)
+    emergency.incident_moments("2026-11-25T05:00:00+00:00", "2026-11-25T06:00:00+00:00", "2026-11-25T09:04:00+00:00",
+                               NOW)
+    done = pytest_run("-m", "emergency", "--collect-only", "-q", "--detected-at",
+                      (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat())
+    assert done.returncode == 4 and "is in the future" in done.stdout + done.stderr, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("policy", ["missing.yaml", "/dev/null"], ids=["missing", "not-a-policy"])
