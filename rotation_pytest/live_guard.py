@@ -69,13 +69,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     warnings = plan.staging_defaults_in_use(systems) if live and allowed else []
     say(config, [*(f"STAGING ENDPOINTS ALLOWED (--allow-staging-endpoints): {w}" for w in warnings),
                  *plan_of(session, systems, emergency_selected)])
+    problems = plan.live_refusals(systems, compromised_of(config), change_id=config.getoption("change_id"),
+                                  approver=config.getoption("approver"), emergency_selected=emergency_selected,
+                                  review_policy=config.getoption("review_policy"),
+                                  allow_staging_endpoints=allowed) if live else []
+    if dry_run and problems:  # the operator rehearsing the command learns now what the real run would refuse
+        say(config, ["THE LIVE RUN WOULD BE REFUSED; nothing was changed:", *[f"  - {p}" for p in problems]])
+        pytest.exit("dry run: the plan above was printed; the live run would be refused: fix the settings listed "
+                    "above", returncode=EXIT_REFUSED)
     if dry_run:
         pytest.exit("dry run: the plan above was printed; nothing was changed", returncode=0)
     if not live:
         return
-    problems = plan.live_refusals(systems, compromised_of(config), change_id=config.getoption("change_id"),
-                                  approver=config.getoption("approver"), emergency_selected=emergency_selected,
-                                  review_policy=config.getoption("review_policy"), allow_staging_endpoints=allowed)
     if problems:
         say(config, ["LIVE RUN REFUSED; nothing was changed:", *[f"  - {p}" for p in problems]])
         pytest.exit("live run refused: fix the settings listed above", returncode=EXIT_REFUSED)

@@ -175,6 +175,17 @@ def test_dry_run_on_live_prints_the_plan_and_changes_nothing(live: LiveLike) -> 
     live.unchanged(before)
 
 
+def test_a_dry_run_says_what_the_live_run_would_refuse_and_exits_non_zero(live: LiveLike) -> None:
+    """The operator rehearsing the command learns at the dry run, not at the real one, that it would be refused."""
+    before = live.env_file.read_bytes()
+    done = pytest_run(*live.args(*CHANGE, "--compromised", "smtp", "-m", "emergency", "--dry-run"))
+    out = done.stdout + done.stderr
+    assert done.returncode == 4, out[-3000:]
+    assert "EMERGENCY ROTATION PLAN" in out and "THE LIVE RUN WOULD BE REFUSED; nothing was changed" in out
+    assert "a live access review needs --review-policy FILE" in out and "no notification recipients" in out
+    live.unchanged(before)
+
+
 def test_dry_run_in_staging_runs_no_scenario() -> None:
     done = pytest_run("-m", "emergency", "--dry-run")
     out = done.stdout + done.stderr
