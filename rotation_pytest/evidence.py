@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rotation.core import preflight
 from rotation.core.clock import utc_now
 from rotation.core.duties import People, is_account, os_user
+from rotation.core.errors import RotationError
 from rotation.core.proof import NotApplicable
 from rotation.evidence.controls import Catalog, load_catalog
 from rotation.evidence.journal import (
@@ -328,6 +329,11 @@ def pytest_runtest_makereport(item: pytest.Item,
         # A check that does not apply here: skipped with its reason, so the verdict counts it as not run.
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1] or 0, f"not applicable: {call.excinfo.value}")
+    elif report.failed and call.excinfo is not None and call.excinfo.errisinstance(RotationError) \
+            and scenario_template(item) is not None:
+        # The library's errors say what did not hold and the fix (a refusal, a check): the operator reads that
+        # message, not a traceback through the library. Any other exception is a defect and keeps its traceback.
+        report.longrepr = call.excinfo.getrepr(style="value")
     state = state_of(item.config)
     scenario = state.recorder.current_scenario
     if scenario is None or scenario.nodeid != plain_nodeid(item):

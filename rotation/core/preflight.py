@@ -6,8 +6,8 @@ log, which log monitoring pages on).
     signing key     Ed25519, readable, unencrypted, and usable: it signs a probe and the signature verifies
     reports folder  writable (a file is created, written, fsynced and removed) with room for a run folder
     .env            readable and writable where it really is (the target of a symlink), its directory too
-    database        TEMP on the database (keys travel through a session temp table), EXECUTE on the pgcrypto
-                    functions the procedures use
+    database        reachable (else one finding, in libpq's words); TEMP on the database (keys travel through a
+                    session temp table), EXECUTE on the pgcrypto functions the procedures use
     app             the commands and health endpoint the later steps run
 
 A procedure composes these with its own (rotation.db_key.readiness) into one `Preflight`, records it as evidence and
@@ -184,6 +184,16 @@ def env_file(path: Path) -> Finding:
 
 
 # --- the database -----------------------------------------------------------------------------------------------------
+def database_unreachable(error: psycopg.OperationalError) -> Finding:
+    """The database did not answer (refused, unknown host, authentication, no such database): one finding with the
+    server's own words, listed with the others rather than a traceback. libpq's message names host, port, role and
+    database, never the password."""
+    said = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return Finding("the database", False, f"cannot connect: {said}",
+                   "check --dsn (host, port, database, role; the password from ROTATION_DSN or ~/.pgpass) and that "
+                   "the server accepts connections from this host")
+
+
 def database_privileges(conn: psycopg.Connection) -> list[Finding]:
     """TEMP on the database and EXECUTE on the pgcrypto functions, from the catalog."""
     row = conn.execute("SELECT current_user::text, current_database()::text, "

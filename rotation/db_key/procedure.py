@@ -190,6 +190,7 @@ class DbKeyRotation:
         found, schema = readiness.preflight(self.deployment, self.run, self.specs, self.fernet_specs)
         evidence.record("checked before any change", found.as_evidence(), source=readiness.SOURCE)
         found.require()
+        assert schema is not None  # the database answered: else a finding refused the run above
         lock = self.run.lock
         if lock is not None:
             lock.take()

@@ -29,7 +29,14 @@ from rotation.core import app_proof, runbook_schema
 from rotation.core.config import Config
 from rotation.core.database import connect
 from rotation.core.deployment import Deployment
-from rotation.core.preflight import Finding, Preflight, RunContext, database_privileges, files_and_settings
+from rotation.core.preflight import (
+    Finding,
+    Preflight,
+    RunContext,
+    database_privileges,
+    database_unreachable,
+    files_and_settings,
+)
 from rotation.db_key import sweep
 from rotation.db_key.reencrypt import TableSpec
 from rotation.db_key.triggers import TriggerRefusal, guard_for
@@ -44,20 +51,24 @@ LOG_TABLE = "security_credential_rotations"
 
 
 def preflight(deployment: Deployment, context: RunContext, specs: Sequence[TableSpec],
-              fernet_specs: Sequence[TableSpec]) -> tuple[Preflight, runbook_schema.SchemaCheck]:
-    """Every finding, and the schema's state (the step that creates or upgrades it acts on it)."""
+              fernet_specs: Sequence[TableSpec]) -> tuple[Preflight, runbook_schema.SchemaCheck | None]:
+    """Every finding, and the schema's state (the step that creates or upgrades it acts on it; None when the
+    database did not answer, which is then a finding that refuses the run)."""
     findings = files_and_settings(context, deployment.env_file, deployment.app)
     findings.append(_proof(deployment))
-    with connect(deployment.dsn) as conn:
-        findings += database_privileges(conn)
-        schema = runbook_schema.check(conn)
-        findings.append(Finding(f"the suite's schema {runbook_schema.SCHEMA}", schema.ok,
-                                f"{schema.state} ({schema.action} as role {schema.role})" if schema.ok
-                                else schema.refusal(), " ".join(schema.fixes)))
-        tables = [s.table for s in (*specs, *fernet_specs)]
-        findings += [_triggers(conn, t) for t in tables]
-        findings += _table_privileges(conn, deployment.config, tables)
-        findings.append(_sweep_scope(conn))
+    try:
+        with connect(deployment.dsn) as conn:
+            findings += database_privileges(conn)
+            schema = runbook_schema.check(conn)
+            findings.append(Finding(f"the suite's schema {runbook_schema.SCHEMA}", schema.ok,
+                                    f"{schema.state} ({schema.action} as role {schema.role})" if schema.ok
+                                    else schema.refusal(), " ".join(schema.fixes)))
+            tables = [s.table for s in (*specs, *fernet_specs)]
+            findings += [_triggers(conn, t) for t in tables]
+            findings += _table_privileges(conn, deployment.config, tables)
+            findings.append(_sweep_scope(conn))
+    except psycopg.OperationalError as exc:
+        return Preflight((*findings, database_unreachable(exc))), None
     return Preflight(tuple(findings)), schema
 
 

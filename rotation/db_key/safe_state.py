@@ -68,8 +68,9 @@ def describe(kind: Kind, *, rotation: str | None, env_key: str, old_fp: str | No
             line = (f"SAFE (nothing changed): no rotation is in progress, .env is as it was (key: {env_key}) and "
                     f"{app}. Next: fix the cause above, then `{rotate}`.")
         else:
-            line = (f"NOT SAFE YET (nothing changed, but {app}): .env is as it was (key: {env_key}). Next: start "
-                    f"the app, or run `{rotate}`, which starts an app an earlier run stopped.")
+            line = (f"NOT SAFE YET (nothing changed, but {app}): .env is as it was (key: {env_key}). Next: fix the "
+                    f"cause above and start the app if it is down, then `{rotate}` (which also starts an app an "
+                    "earlier run stopped).")
         return SafeState(kind, app_ok, line, detail)
     if kind == "nothing moved":
         if app_ok:

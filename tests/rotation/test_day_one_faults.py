@@ -12,6 +12,7 @@ every value under the new key.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import socket
 import subprocess
@@ -30,7 +31,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from rotation.core import app_control, state
 from rotation.core.envfile import backups
 from rotation.db_key.procedure import CREDENTIAL
-from staging.postgres import StagingServer
+from staging.postgres import StagingServer, free_port
 from tests.harness import PROJECT
 from tests.rotation.live_crm import LiveCrm, RunFolder, live_crm, plaintexts
 
@@ -199,6 +200,30 @@ def test_an_unusable_signing_key_is_refused_before_any_change(crm: LiveCrm, tmp_
     subprocess.run(["rm", "-rf", str(key)], check=True)
     subprocess.run(fix.group(1).split(), check=True, capture_output=True)  # the next step, as the output says
     complete(crm, environ={"ROTATION_SIGNING_KEY": str(key)})
+
+
+def test_a_database_that_does_not_answer_is_a_finding_listed_with_the_others_not_a_traceback(crm: LiveCrm) -> None:
+    """A wrong port in --dsn and a missing .env: both named in the first step's refusal with their fixes (the
+    database in libpq's words), nothing changed, no traceback through the library; the next step says to fix the
+    cause. With both fixed, the same command completes."""
+    env_before = crm.env_file.read_bytes()
+    closed = make_conninfo(crm.dsn, port=str(free_port()))
+    wrong = dataclasses.replace(crm, dsn=closed, extra=(*crm.extra, f"--env-file={crm.env_file}.missing"))
+
+    refused = wrong.rotate()
+
+    assert refused.returncode == 1, output(refused)[-3000:]
+    assert_nothing_changed(crm, env_before)
+    [run] = crm.folders()
+    error = refused_at_first_step(run)
+    assert "the database: cannot connect: connection failed:" in error and "Connection refused" in error, error
+    assert "-> fix: check --dsn (host, port, database, role" in error, error
+    assert f".env: {crm.env_file}.missing cannot be read" in error, error
+    failures = output(refused).split("= FAILURES =", 1)[1].split("= next step =", 1)[0]
+    assert "rotation/" not in failures and "psycopg/" not in failures, f"a traceback for bad input:\n{failures}"
+    last = output(refused).rstrip().splitlines()[-1]
+    assert last.startswith("SAFE (nothing changed)") and "Next: fix the cause above" in last, last
+    complete(crm)
 
 
 # --- the reports folder ---------------------------------------------------------------------------------------------
