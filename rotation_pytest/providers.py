@@ -12,10 +12,11 @@ import pytest
 from parse import with_pattern  # type: ignore[import-untyped]  # parse (pytest-bdd's parser) ships no type information
 from pytest_bdd import parsers
 
+from rotation.core.config import Credential
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
-from rotation.providers.base import DeliveryWait, RetryPolicy
-from rotation.providers.factory import ProviderOptions
+from rotation.providers.base import DeliveryWait, Provider, RetryPolicy
+from rotation.providers.factory import ProviderOptions, rotation_for
 from rotation.providers.revocation import Wait
 from staging.provider_standins import STAGING_DELIVERY_WAIT, STAGING_POLICY, STAGING_REVOKE_WAIT, ProviderStandIns
 
@@ -54,3 +55,10 @@ def provider_options(pytestconfig: pytest.Config, standins: ProviderStandIns | N
                            staging_wait, prove_from_app=True,
                            revoke_wait=Wait(revoke, STAGING_REVOKE_WAIT.interval_s) if revoke is not None else
                            STAGING_REVOKE_WAIT)
+
+
+@pytest.fixture
+def provider_adapter(deployment: Deployment, scenario_credential: Credential | None,
+                     provider_options: ProviderOptions) -> Provider:
+    """The scenario's provider adapter on its own (troubleshooting asks the provider; it rotates nothing)."""
+    return rotation_for(deployment, scenario_credential, provider_options).provider

@@ -107,6 +107,7 @@ def resume_command(args: argparse.Namespace, *extra: str) -> str:
     """This command with `resume` for its action, its options as given (a DSN's password masked: the operator
     supplies it again as before, e.g. from $ROTATION_DSN or ~/.pgpass)."""
     words = ["rotation", str(getattr(args, "command", "db-key"))] + (["resume"] if hasattr(args, "action") else [])
+    words += [str(args.provider)] if getattr(args, "provider", None) else []  # `rotation provider resume smtp`
     for flag, value in given(args):
         text = value if value is None or flag != "--dsn" else strip_url_passwords(_DSN_PASSWORD.sub(r"\1***", value))
         words.append(flag if text is None else f"{flag}={text}")

@@ -123,7 +123,7 @@ OPTIONS: tuple[Option, ...] = (
                                   "changing nothing)", kind="flag", commands=(PROVIDER,)),
     Option("--delivery-wait", "how long the check of a test message waits for its final word: Twilio's final "
                               "status, the app's delivery record (default 120; staging 5)",
-           type=WAIT, metavar="SECONDS", commands=(PROVIDER,)),
+           type=POSITIVE, metavar="SECONDS", commands=(PROVIDER,)),
     Option("--prove-delivery-from-app", "prove WhatsApp delivery from the app's own records (crm_delivery_logs / "
                                         "crm_communications for the message id) within --delivery-wait; without it "
                                         "the check reads 'accepted by Meta'. Staging always does",

@@ -46,6 +46,7 @@ from rotation.core.lock import TAKE_OVER_OPTION, RunLock
 from rotation.core.preflight import RunContext
 from rotation.core.proof import CheckFailed, Evidence, record_exception, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
+from rotation.core.safe_state import SafeState
 from rotation.core.secret import Secret
 from rotation.db_key import fernet, populations, readiness, safe_state, staged, stopped, sweep, unopened
 from rotation.db_key.reencrypt import (
@@ -533,7 +534,7 @@ class DbKeyRotation:
                    f"{state.state_path(self.env_file).name}: step create")
 
     # --- the end of every run: one of the safe states (rotation.db_key.safe_state) ------------------------------
-    def settle(self, evidence: Evidence, *, next_command: str = safe_state.DEFAULT_NEXT) -> safe_state.SafeState:
+    def settle(self, evidence: Evidence, *, next_command: str = safe_state.DEFAULT_NEXT) -> SafeState:
         """Bring the run to its safe state and say which in one line. Nothing moved: .env gets the old key back and
         the app is started and proven healthy on it. Data moved: left as it is for `resume`. Runs at the end of every
         run (the scenario's teardown, also after Ctrl-C or SIGTERM); never raises, and a signal that arrives
@@ -543,7 +544,7 @@ class DbKeyRotation:
                 result = self._settle(evidence, next_command)
             except Exception as exc:  # noqa: BLE001  (the operator must get the line whatever happened)
                 text = f"{type(exc).__name__}: {exc}"
-                result = safe_state.SafeState("unknown", False, "UNKNOWN: where the rotation stands could not be "
+                result = SafeState("unknown", False, "UNKNOWN: where the rotation stands could not be "
                                               f"told ({text}). Next: `{next_command}` once that is fixed.",
                                               {"safe state": "unknown", "error": text})
         evidence.record("where the rotation stands", {**result.detail, "reached": result.reached,
@@ -554,7 +555,7 @@ class DbKeyRotation:
                                f"{app_control.STOP_RECORD}; rule: rotation.db_key.safe_state.decide")
         return result
 
-    def _settle(self, evidence: Evidence, next_command: str) -> safe_state.SafeState:
+    def _settle(self, evidence: Evidence, next_command: str) -> SafeState:
         progress = state.load(self.env_file, self.credential.type)
         jobs, why = self._jobs_when_answering(progress)
         kind = safe_state.decide(progress, jobs)

@@ -16,9 +16,9 @@ phrases the line the operator's command prints and the evidence records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
+from rotation.core.safe_state import SafeState
 from rotation.core.state import RotationState
 from rotation.db_key.reencrypt import JobSummary
 
@@ -43,14 +43,6 @@ def decide(progress: RotationState | None, jobs: list[JobSummary] | None) -> Kin
     if jobs is None:
         return "unknown"
     return "nothing moved" if values_moved(jobs) is None else "data moved"
-
-
-@dataclass(frozen=True)
-class SafeState:
-    kind: Kind
-    reached: bool          # the run is in the state `kind` names (False: e.g. the app would not start)
-    line: str              # ONE line: where things stand and the command to run next
-    detail: dict[str, object]
 
 
 def describe(kind: Kind, *, rotation: str | None, env_key: str, old_fp: str | None, new_fp: str | None,

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from rotation.core import app_control, app_proof, envfile, prerequisites, state
+from rotation.core import app_control, app_proof, envfile, prerequisites, signals, state
 from rotation.core.app_control import Health
 from rotation.core.config import Credential
 from rotation.core.database import connect
@@ -46,7 +46,9 @@ from rotation.core.deployment import Deployment
 from rotation.core.keys import WeakSecretError, check_strength
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
+from rotation.core.safe_state import SafeState
 from rotation.core.secret import Secret
+from rotation.providers import safe_state
 from rotation.providers.base import (
     CheckResult,
     CredentialCheck,
@@ -234,6 +236,30 @@ class ProviderRotation:
         require(not problems, "settings a later step needs are missing or unusable, so nothing was changed: "
                               + "; ".join(f"{name}: {fix}" for name, fix in problems.items()))
 
+    # --- the end of every run (rotation.providers.safe_state) -------------------------------------------------------
+    def settle(self, evidence: Evidence, *, next_command: str = safe_state.DEFAULT_NEXT) -> SafeState:
+        """Where the rotation stands, in one line with the command to run next: at the end of every run (the
+        scenario's teardown, also after Ctrl-C or SIGTERM). It only reads (every stop of this procedure is safe by
+        design) and never raises; a signal that arrives meanwhile is held until it is done."""
+        with signals.shielded():
+            try:
+                progress = self._state()
+                app, app_ok = safe_state.app_now(self.deployment.app)
+                result = safe_state.describe(safe_state.decide(progress, self._rotation_id), label=self.label,
+                                             progress=progress, app=app, app_ok=app_ok, next_command=next_command,
+                                             env_fp=safe_state.env_holds(self.env_file, self.credential.env))
+            except Exception as exc:  # noqa: BLE001  (the operator must get the line whatever happened)
+                text = f"{type(exc).__name__}: {exc}"
+                result = SafeState("unknown", False, f"UNKNOWN: where the {self.label} rotation stands could not be "
+                                   f"told ({text}). Next: `{next_command}` once that is fixed.",
+                                   {"safe state": "unknown", "error": text})
+        evidence.record("where the rotation stands", {**result.detail, "reached": result.reached,
+                                                      "next step": result.line},
+                        source=f"{state.state_path(self.env_file).name} (four-step state), {self.env_file.name} by "
+                               f"fingerprint, GET {self.deployment.app.health_url}; rule: "
+                               "rotation.providers.safe_state.decide")
+        return result
+
     # --- Background -----------------------------------------------------------------------------------------------
     @journaled
     def running_with_current(self, label: str, evidence: Evidence, notify: Callable[[str], None] | None = None) -> None:
@@ -259,7 +285,8 @@ class ProviderRotation:
                                              "rotation in progress": progress.rotation_id if progress and
                                              progress.in_progress else None},
                         source=f"{self.env_file.name}: {self.credential.env}; GET {self.deployment.app.health_url}")
-        require(health.healthy, f"the application is not healthy: HTTP {health.status_code}")
+        require(health.healthy, f"the application is not healthy at {self.deployment.app.health_url} (HTTP "
+                                f"{health.status_code or 'no answer'})")
         require(in_app is None or in_app in allowed,
                 f"the application runs on {in_app}, not on the {label} {current.fingerprint} in {self.env_file.name}")
         self._check_inputs(evidence)

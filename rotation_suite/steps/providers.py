@@ -7,7 +7,7 @@ step text names it by its label, which the procedure checks against the tag.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from pytest_bdd import given, then, when
@@ -18,12 +18,18 @@ from rotation.core.proof import Evidence
 from rotation.providers.factory import ProviderOptions, rotation_for
 from rotation.providers.procedure import ProviderRotation, reload_application
 from rotation_pytest.providers import provider_step as step
+from rotation_pytest.safe_state import next_command, say_safe_state
 
 
 @pytest.fixture
-def provider_rotation(deployment: Deployment, scenario_credential: Credential | None,
-                      provider_options: ProviderOptions) -> ProviderRotation:
-    return rotation_for(deployment, scenario_credential, provider_options)
+def provider_rotation(deployment: Deployment, scenario_credential: Credential | None, provider_options: ProviderOptions,
+                      pytestconfig: pytest.Config, evidence: Evidence) -> Iterator[ProviderRotation]:
+    """The rotation; when the scenario ends (passed, failed, Ctrl-C, SIGTERM) the run says where it stands, in one
+    line with the next command."""
+    rotation = rotation_for(deployment, scenario_credential, provider_options)
+    yield rotation
+    settled = rotation.settle(evidence, next_command=next_command(pytestconfig))
+    say_safe_state(pytestconfig, settled.line, source="rotation.providers.safe_state, at the end of the scenario")
 
 
 @given(step("the application is running with the current {label:Label}"))

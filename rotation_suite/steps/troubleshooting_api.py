@@ -10,21 +10,20 @@ from pytest_bdd import given, then, when
 from rotation.core.config import Credential
 from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
-from rotation.providers.procedure import ProviderRotation
+from rotation.providers.base import Provider
 from rotation.troubleshooting.api_calls import ApiCallDiagnosis
 from rotation_pytest.troubles import StagingTrouble
 
 
 @pytest.fixture
 def api_calls(deployment: Deployment, scenario_credential: Credential | None,
-              provider_rotation: ProviderRotation) -> ApiCallDiagnosis:
-    return ApiCallDiagnosis(deployment, scenario_credential, provider_rotation.provider)
+              provider_adapter: Provider) -> ApiCallDiagnosis:
+    return ApiCallDiagnosis(deployment, scenario_credential, provider_adapter)
 
 
 @given("the Twilio auth token was rotated at Twilio and in .env, but the application was not reloaded")
-def rotated_without_reload(staging_trouble: StagingTrouble, provider_rotation: ProviderRotation,
-                           evidence: Evidence) -> None:
-    staging_trouble.token_rotated_without_reload(provider_rotation.provider, evidence)
+def rotated_without_reload(staging_trouble: StagingTrouble, provider_adapter: Provider, evidence: Evidence) -> None:
+    staging_trouble.token_rotated_without_reload(provider_adapter, evidence)
 
 
 @then("the application's Twilio API calls fail")

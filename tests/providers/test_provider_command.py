@@ -327,3 +327,51 @@ def test_live_whatsapp_and_smtp_checks_read_accepted_and_the_apps_failed_record_
     assert failed.text.startswith("the test WhatsApp message is accepted by Meta"), failed.step
     assert "was not delivered: the app recorded message wamid." in (failed.error or "")
     assert "failed: 131026 Message undeliverable" in (failed.error or "")
+
+
+def named_command(output: str) -> tuple[str, list[str]]:
+    """The run's last line (the one line the operator's command prints last) and the command it names."""
+    last = output.rstrip().splitlines()[-1]
+    words = shlex.split(last.split("`")[1]) if last.count("`") >= 2 else []
+    return last, words
+
+
+def test_the_command_ends_with_one_line_where_the_rotation_stands_and_the_command_to_run_next(
+        provider_world: ProviderWorld, tmp_path: Path) -> None:
+    """Each way a provider rotation ends says where it stands in one line, last, with the command to run next, and
+    records it in the signed evidence: nothing changed (the app down at the start), in progress (the start command
+    killed after .env changed), finished (the command it named, run as it is)."""
+    pw, armed = provider_world, tmp_path / "armed"
+    app, twilio = pw.deployment.app, credential_of("twilio")
+    old = pw.in_env("twilio")
+
+    app_control.run(app.stop)
+    down = pw.cli("rotate", "twilio", "--health-timeout=2")
+    line, named = named_command(down.output)
+    assert down.returncode == 1 and line.startswith("NOT SAFE YET (nothing changed, but the app is not healthy at "
+                                                    f"{app.health_url} (HTTP no answer)): .env holds "
+                                                    f"{old.fingerprint}. Next: fix the cause above"), line
+    assert named[:4] == ["rotation", "provider", "rotate", "twilio"], named
+    assert down.failed_step().text == f"the application is running with the current {twilio.label}"
+    app_control.start_app(app, pw.env_file)
+
+    armed.touch()
+    stopped = pw.cli("rotate", "twilio", app_start=killed_start(armed, app.start))
+    line, named = named_command(stopped.output)
+    progress = state.load(pw.env_file, twilio.type)
+    assert stopped.returncode == 1 and progress is not None and progress.step == "set", stopped.output[-3000:]
+    new = pw.in_env("twilio")
+    assert line.startswith(f"IN PROGRESS: rotation {progress.rotation_id} of the {twilio.label} stopped after step "
+                           f"'set'; .env holds the new {twilio.label} {new.fingerprint}; the app is not healthy"), line
+    assert named[:4] == ["rotation", "provider", "resume", "twilio"] and "--confirm-live" in named, named
+    assert stopped.run_folder is not None
+    stands = [e["value"] for e in read_evidence(stopped.run_folder) if e.get("name") == "where the rotation stands"]
+    assert [(s["safe state"], s["next step"]) for s in stands] == [("in progress", line)], stands
+
+    done = subprocess.run([sys.executable, "-m", *named], cwd=PROJECT, env=pw.command_env(), capture_output=True,
+                          text=True, timeout=180, check=False, start_new_session=True)
+    line, named = named_command(done.stdout + done.stderr)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert line == (f"DONE: rotation {progress.rotation_id} of the {twilio.label} is finished: .env holds "
+                    f"{new.fingerprint}; the app is healthy at {app.health_url}. Nothing to do."), line
+    assert_rotated(pw, "twilio", old, rows=1)
