@@ -196,6 +196,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     record = session.config.stash.get(INCIDENT, None)
     if record is not None:
         say_where_it_stands(session, record)
+    elif any(item.get_closest_marker("emergency") for item in session.items):
+        say_not_started(session)
     if record is None or not (record.outcomes or record.review or record.notification or record.notification_error):
         return
     closing_summary(session.config, INCIDENT_CLOSING, closing_lines(record),
@@ -309,6 +311,20 @@ def say_how_to_finish(config: pytest.Config, record: IncidentRecord) -> None:
 def operator_command(config: pytest.Config) -> NextStep | None:
     """The operator's command that runs these features, when one does (it is told the run's last line)."""
     return next((p for p in config.pluginmanager.get_plugins() if isinstance(p, NextStep)), None)
+
+
+def say_not_started(session: pytest.Session) -> None:
+    """The run's last line when it ended before the incident's record was opened (the lock, the database, an input):
+    nothing was changed, and the same command, once the cause is fixed, starts the incident."""
+    from rotation_pytest.safe_state import say_safe_state
+
+    listener = operator_command(session.config)
+    if listener is not None and session.testsfailed:
+        change = session.config.getoption("change_id") or "(no change id)"
+        line = (f"incident {change} NOT STARTED: nothing was changed ({session.testsfailed} scenario(s) failed before "
+                f"its first step could act: see above). Next: fix the cause above, then run the same command again: "
+                f"{listener.command}")
+        say_safe_state(session.config, line, source=NEXT_STEP_SOURCE)
 
 
 def say_where_it_stands(session: pytest.Session, record: IncidentRecord) -> None:

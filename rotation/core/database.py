@@ -89,10 +89,33 @@ class SecretDumper(Dumper):
             "(rotation.core.database.connect(..., keys=...) and key_ref(name)), never as parameters")
 
 
+class DatabaseUnreachable(RotationError, psycopg.OperationalError):
+    """The database did not accept the connection (refused, unknown host, authentication, no such database, shutting
+    down). A psycopg.OperationalError still (code that waits for a restarting database catches it as before), and
+    one of the library's errors: its message (libpq's words, the fix) is the report, with no traceback."""
+
+    def __init__(self, said: str) -> None:
+        super().__init__(f"the database does not answer ({said}): {UNREACHABLE_FIX}")
+        self.said = said
+
+
+UNREACHABLE_FIX = ("check --dsn (host, port, database, role; the password from ROTATION_DSN or ~/.pgpass) and that the "
+                   "server accepts connections from this host")
+
+
+def libpq_said(error: psycopg.Error) -> str:
+    """The first line of libpq's message: it names host, port, role and database, never the password."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def connect(dsn: str, *, autocommit: bool = False, application_name: str = APPLICATION_NAME,
             keys: Mapping[str, Secret] | None = None) -> psycopg.Connection:
     """Open a connection, switch parameter logging off where the role may, and load `keys` into its key table."""
-    conn = psycopg.connect(dsn, autocommit=autocommit, application_name=application_name)
+    try:
+        conn = psycopg.connect(dsn, autocommit=autocommit, application_name=application_name)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnreachable(libpq_said(exc)) from None
     conn.adapters.register_dumper(Secret, SecretDumper)
     try:
         protect_parameters(conn)

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 
 from rotation.core.app_control import AppCommands
+from rotation.core.database import UNREACHABLE_FIX, DatabaseUnreachable, libpq_said
 from rotation.core.lock import RunLock
 from rotation.core.proof import CheckFailed
 
@@ -185,13 +186,10 @@ def env_file(path: Path) -> Finding:
 
 # --- the database -----------------------------------------------------------------------------------------------------
 def database_unreachable(error: psycopg.OperationalError) -> Finding:
-    """The database did not answer (refused, unknown host, authentication, no such database): one finding with the
-    server's own words, listed with the others rather than a traceback. libpq's message names host, port, role and
-    database, never the password."""
-    said = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return Finding("the database", False, f"cannot connect: {said}",
-                   "check --dsn (host, port, database, role; the password from ROTATION_DSN or ~/.pgpass) and that "
-                   "the server accepts connections from this host")
+    """The database did not answer (refused, unknown host, authentication, no such database): one finding in libpq's
+    words, listed with the others rather than a traceback."""
+    said = error.said if isinstance(error, DatabaseUnreachable) else libpq_said(error)
+    return Finding("the database", False, f"does not answer ({said})", UNREACHABLE_FIX)
 
 
 def database_privileges(conn: psycopg.Connection) -> list[Finding]:

@@ -5,6 +5,7 @@ features through the same guard."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import secrets
@@ -24,10 +25,10 @@ from rotation.core.database import apply_runbook_schema
 from rotation.core.keys import generate_key
 from rotation.emergency import plan as emergency
 from staging.crm import apply_crm_schema
-from staging.postgres import StagingServer
+from staging.postgres import StagingServer, free_port
 from staging.seed import seed_clients
 from staging.world import write_env
-from tests.harness import PROJECT
+from tests.harness import PROJECT, newest_run_folder, step_results
 
 CONFIG = default_config()
 SMTP = CONFIG.credential("smtp")
@@ -332,4 +333,35 @@ def test_self_approval_is_refused_before_anything_changes(live: LiveLike) -> Non
     out = done.stdout + done.stderr
     assert done.returncode != 0, out[-3000:]
     assert "the approver (ops) is the operator (ops)" in out, out[-3000:]
+    live.unchanged(before)
+
+
+def test_a_database_that_does_not_answer_ends_the_emergency_before_it_starts_in_one_line(live: LiveLike,
+                                                                                         tmp_path: Path) -> None:
+    """A wrong port in --dsn: every scenario fails at its first step with the database's one message (libpq's words
+    and the fix, no traceback through the library), the incident is said NOT STARTED with nothing changed, and the
+    command to run once it is fixed is the operator's own."""
+    closed = make_conninfo(live.dsn, port=str(free_port()))
+    key = tmp_path / "signing-key.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)], check=True, capture_output=True)
+    before = live.env_file.read_bytes()
+    done = rotation_emergency(*dataclasses.replace(live, dsn=closed).options(
+        "--confirm-live", *CHANGE, "--operator=ops", "--compromised=smtp", *STAKEHOLDERS, f"--review-policy={POLICY}",
+        "--incident-start=2026-11-25T06:00:00+00:00", f"--signing-key={key}", f"--reports-dir={tmp_path / 'reports'}",
+        "--allow-staging-endpoints"))
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out[-3000:]
+    folder = newest_run_folder(tmp_path / "reports")
+    assert folder is not None
+    steps = step_results(folder)
+    failed = [s for s in steps if s.status == "failed"]
+    scenarios = {s.scenario for s in steps}
+    assert len(scenarios) == 4 and {s.scenario for s in failed} == scenarios and len(failed) == 4, steps
+    assert all(str(s.error).startswith("DatabaseUnreachable: the database does not answer (connection failed:")
+               and "check --dsn" in str(s.error) for s in failed), failed
+    failures = out.split("= FAILURES =", 1)[1].split("= next step =", 1)[0]
+    assert "rotation/" not in failures and "_pytest/" not in failures, failures[:3000]
+    last = out.rstrip().splitlines()[-1]
+    assert last.startswith("incident CHG-4711 NOT STARTED: nothing was changed") and \
+        "Next: fix the cause above, then run the same command again: rotation emergency " in last, last
     live.unchanged(before)

@@ -216,7 +216,7 @@ def test_a_database_that_does_not_answer_is_a_finding_listed_with_the_others_not
     assert_nothing_changed(crm, env_before)
     [run] = crm.folders()
     error = refused_at_first_step(run)
-    assert "the database: cannot connect: connection failed:" in error and "Connection refused" in error, error
+    assert "the database: does not answer (connection failed:" in error and "Connection refused" in error, error
     assert "-> fix: check --dsn (host, port, database, role" in error, error
     assert f".env: {crm.env_file}.missing cannot be read" in error, error
     failures = output(refused).split("= FAILURES =", 1)[1].split("= next step =", 1)[0]
