@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shlex
 import signal
 import subprocess
@@ -329,9 +330,13 @@ def test_live_whatsapp_and_smtp_checks_read_accepted_and_the_apps_failed_record_
     assert "failed: 131026 Message undeliverable" in (failed.error or "")
 
 
+STANDS = re.compile(r"^(DONE|IN PROGRESS|SAFE|NOT SAFE YET|UNKNOWN)\b")
+
+
 def named_command(output: str) -> tuple[str, list[str]]:
-    """The run's last line (the one line the operator's command prints last) and the command it names."""
-    last = output.rstrip().splitlines()[-1]
+    """The run's one line (printed last on stdout; stderr, joined after it, may carry pytest's warnings) and the
+    command it names."""
+    last = [line for line in output.splitlines() if STANDS.match(line)][-1]
     words = shlex.split(last.split("`")[1]) if last.count("`") >= 2 else []
     return last, words
 
