@@ -93,6 +93,9 @@ def test_operator_options_are_the_suites_rows_with_one_help_text() -> None:
     args = build_parser().parse_args(["emergency", "--revoke-wait=5", "--workers", "3", "--confirm-live"])
     assert resume_command(args) == "rotation emergency --revoke-wait=5 --workers=3 --confirm-live", \
         "the command to run next is not the operator's own words"
+    args = build_parser().parse_args(["provider", "rotate", "smtp", "--health-timeout=90", "--confirm-live"])
+    assert resume_command(args) == "rotation provider resume smtp --confirm-live --health-timeout=90", \
+        "the command to run next lost the provider or an option"
     args = commands["emergency"].parse_args(["--preventive-measure=a", "--preventive-measure=b", "--confirm-live"])
     assert forwarded(args) == ["--confirm-live", "--preventive-measure=a", "--preventive-measure=b"]
 

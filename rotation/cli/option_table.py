@@ -166,7 +166,7 @@ OPTIONS: tuple[Option, ...] = (
            commands=(EVERY, RETIRE)),
     Option("--health-url", "the app's health endpoint", "rotation-app", commands=(EVERY, RETIRE)),
     Option("--health-timeout", "seconds to wait for the app to become healthy (or stop) before a step fails",
-           "rotation-app", type=POSITIVE),
+           "rotation-app", type=POSITIVE, commands=(EVERY,)),
 
     Option("--app-repo", "the app's git repository (live; default: the directory holding --env-file). Staging builds "
                          "a small one around its .env", "rotation-hygiene"),
