@@ -72,7 +72,7 @@ def describe(kind: Kind, *, label: str, progress: RotationState | None, env_fp: 
         return SafeState(kind, which != "neither the new nor the current", line, detail)
     if app_ok:
         line = (f"SAFE (nothing changed): no rotation of the {label} is in progress; .env holds {env_fp} and {app}. "
-                f"Next: fix the cause above, then `{rotate}`.")
+                f"Next: `{rotate}` starts one (if a step above failed, fix its cause first).")
     else:
         line = (f"NOT SAFE YET (nothing changed, but {app}): .env holds {env_fp}. Next: fix the cause above and "
                 f"start the app if it is down, then `{rotate}`.")
