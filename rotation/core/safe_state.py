@@ -13,3 +13,16 @@ class SafeState:
     reached: bool          # the run is in the state `kind` names (False: e.g. the app would not start)
     line: str              # ONE line: where things stand and the command to run next
     detail: dict[str, object]
+
+
+def nothing_changed(detail: dict[str, object], *, none_in_progress: str, env: str, app: str, app_ok: bool,
+                    rotate: str) -> SafeState:
+    """The state of a run that changed nothing (a refusal, a failure before the first change, or a scenario that
+    rotates nothing), in words true whether or not a step failed. `rotate`: the command that starts a rotation."""
+    if app_ok:
+        line = (f"SAFE (nothing changed): {none_in_progress}; {env} and {app}. Next: `{rotate}` starts one (if a step "
+                "above failed, fix its cause first).")
+    else:
+        line = (f"NOT SAFE YET (nothing changed, but {app}): {env}. Next: fix the cause above and start the app if it "
+                f"is down, then `{rotate}` (which also starts an app an earlier run stopped).")
+    return SafeState("nothing changed", app_ok, line, detail)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from rotation.core.safe_state import SafeState
+from rotation.core.safe_state import SafeState, nothing_changed
 from rotation.core.state import RotationState
 from rotation.db_key.reencrypt import JobSummary
 
@@ -56,14 +56,8 @@ def describe(kind: Kind, *, rotation: str | None, env_key: str, old_fp: str | No
         line = f"DONE: rotation {rotation} is finished: .env and every value are on the key {env_key}; {app}."
         return SafeState(kind, True, line, detail)
     if kind == "nothing changed":
-        if app_ok:
-            line = (f"SAFE (nothing changed): no rotation is in progress, .env is as it was (key: {env_key}) and "
-                    f"{app}. Next: fix the cause above, then `{rotate}`.")
-        else:
-            line = (f"NOT SAFE YET (nothing changed, but {app}): .env is as it was (key: {env_key}). Next: fix the "
-                    f"cause above and start the app if it is down, then `{rotate}` (which also starts an app an "
-                    "earlier run stopped).")
-        return SafeState(kind, app_ok, line, detail)
+        return nothing_changed(detail, none_in_progress="no rotation is in progress",
+                               env=f".env is as it was (key: {env_key})", app=app, app_ok=app_ok, rotate=rotate)
     if kind == "nothing moved":
         if app_ok:
             line = (f"SAFE (a) nothing moved: no value is under the new key {new_fp}; .env holds the old key {env_key} "

@@ -19,7 +19,7 @@ from typing import Literal
 
 from rotation.core import app_control, envfile
 from rotation.core.app_control import AppCommands
-from rotation.core.safe_state import SafeState
+from rotation.core.safe_state import SafeState, nothing_changed
 from rotation.core.state import RotationState
 
 Kind = Literal["finished", "in progress", "nothing changed"]
@@ -70,10 +70,5 @@ def describe(kind: Kind, *, label: str, progress: RotationState | None, env_fp: 
                 f"{which} {label} {env_fp}; {app}. Next: `{next_command}` finishes it (each step skips what is "
                 "done: nothing is created or revoked twice).")
         return SafeState(kind, which != "neither the new nor the current", line, detail)
-    if app_ok:
-        line = (f"SAFE (nothing changed): no rotation of the {label} is in progress; .env holds {env_fp} and {app}. "
-                f"Next: `{rotate}` starts one (if a step above failed, fix its cause first).")
-    else:
-        line = (f"NOT SAFE YET (nothing changed, but {app}): .env holds {env_fp}. Next: fix the cause above and "
-                f"start the app if it is down, then `{rotate}`.")
-    return SafeState(kind, app_ok, line, detail)
+    return nothing_changed(detail, none_in_progress=f"no rotation of the {label} is in progress",
+                           env=f".env holds {env_fp}", app=app, app_ok=app_ok, rotate=rotate)

@@ -222,7 +222,7 @@ def test_a_database_that_does_not_answer_is_a_finding_listed_with_the_others_not
     failures = output(refused).split("= FAILURES =", 1)[1].split("= next step =", 1)[0]
     assert "rotation/" not in failures and "psycopg/" not in failures, f"a traceback for bad input:\n{failures}"
     last = refused.stdout.rstrip().splitlines()[-1]  # printed last (stderr may carry pytest's warnings)
-    assert last.startswith("SAFE (nothing changed)") and "Next: fix the cause above" in last, last
+    assert last.startswith("SAFE (nothing changed)") and "(if a step above failed, fix its cause first)" in last, last
     complete(crm)
 
 
