@@ -9,10 +9,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from rotation.core.app_control import AppCommands
 from rotation.core.config import Config, ConfigError, Credential, app_with_overrides, load_config
+from rotation.core.database import UNREACHABLE_FIX, libpq_said
 from rotation.core.deployment import Deployment, Target
 from rotation.evidence.leaks import run_secrets
 from staging.pg_binaries import server_description
@@ -75,7 +77,11 @@ def pg_server(pytestconfig: pytest.Config, target: Target) -> Iterator[StagingSe
             server = stack.enter_context(staging_server(pytestconfig.getoption("dsn")))
         except NoPostgresError as exc:  # one paragraph naming the ways out, not a traceback per scenario
             pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
-        pytestconfig.stash[STAGING_SERVER] = server_description(server.admin_dsn, server.backend)
+        try:
+            pytestconfig.stash[STAGING_SERVER] = server_description(server.admin_dsn, server.backend)
+        except psycopg.OperationalError as exc:  # a --dsn that does not answer: one paragraph, not one per scenario
+            pytest.exit(f"the staging database does not answer ({libpq_said(exc)}): {UNREACHABLE_FIX}. Nothing was "
+                        "run.", returncode=pytest.ExitCode.USAGE_ERROR)
         yield server
 
 

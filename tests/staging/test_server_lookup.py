@@ -240,6 +240,26 @@ def test_with_no_backend_the_run_stops_with_the_paragraph_not_a_traceback(tmp_pa
     assert len(failed) == 1 and "No PostgreSQL for the staging run" in (failed[0].error or ""), failed
 
 
+def test_a_staging_dsn_that_does_not_answer_stops_the_run_with_one_paragraph(tmp_path: Path) -> None:
+    """`rotation rehearse --dsn` naming a closed port: exit 4 (usage) with libpq's words and the fix, once, not a
+    traceback per scenario; the evidence says which step could not start and why."""
+    from staging.postgres import free_port
+
+    env = {k: v for k, v in os.environ.items() if k != "ROTATION_DSN"} | {"PYTHONPATH": str(PROJECT)}
+    reports = tmp_path / "reports"
+    done = subprocess.run([sys.executable, "-m", "rotation", "rehearse", "-k", "scheduled_90day",
+                           f"--dsn=host=127.0.0.1 port={free_port()} dbname=x user=u", f"--reports-dir={reports}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, output[-3000:]
+    assert "Traceback" not in output and output.count("the staging database does not answer (") == 1, output[-3000:]
+    assert "Connection refused): check --dsn (host, port, database, role" in output and "Nothing was run." in output
+    folder = newest_run_folder(reports)
+    assert folder is not None
+    failed = [s for s in step_results(folder) if s.status == "failed"]
+    assert len(failed) == 1 and "the staging database does not answer" in (failed[0].error or ""), failed
+
+
 def test_the_evidence_names_the_server_the_run_used(pg: StagingServer, tmp_path: Path) -> None:
     """The operator's command on the session's server: the signed run metadata says its version and backend."""
     reports = tmp_path / "reports"
