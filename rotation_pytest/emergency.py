@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 
-from rotation.cli.features import NextStep
 from rotation.core import envfile
 from rotation.core.clock import utc_now
 from rotation.core.config import Config, Credential, Stakeholders
@@ -294,47 +293,36 @@ def how_to_finish(record: IncidentRecord, command: str, *, failed: int | None = 
 def say_how_to_finish(config: pytest.Config, record: IncidentRecord) -> None:
     """Before the incident's first change: the next step, shown at once and journaled, so that a run killed at any
     later point has named it (its output, and the folder sealed from its journal); at the end of the run the line is
-    said again as the incident then stands, and printed last. Only when an operator's command runs the features (it
-    knows the command to name)."""
+    said again as the incident then stands. The command is the operator's own: `rotation emergency ...`, or the
+    pytest command line of an operator who runs `pytest -m emergency` (rotation_pytest.safe_state.this_command)."""
     from rotation_pytest.evidence import state_of  # here, not above: the evidence plugin is loaded after this
-    from rotation_pytest.safe_state import operator_notice, say_safe_state
+    from rotation_pytest.safe_state import operator_notice, say_safe_state, this_command
 
-    listener = operator_command(config)
-    if listener is None:
-        return
-    line = how_to_finish(record, listener.command)
+    line = how_to_finish(record, this_command(config))
     operator_notice(config)(line)
     state_of(config).recorder.record(NEXT_STEP_ITEM, line, source=NEXT_STEP_SOURCE)
     say_safe_state(config, line, source=NEXT_STEP_SOURCE)
 
 
-def operator_command(config: pytest.Config) -> NextStep | None:
-    """The operator's command that runs these features, when one does (it is told the run's last line)."""
-    return next((p for p in config.pluginmanager.get_plugins() if isinstance(p, NextStep)), None)
-
-
 def say_not_started(session: pytest.Session) -> None:
     """The run's last line when it ended before the incident's record was opened (the lock, the database, an input):
     nothing was changed, and the same command, once the cause is fixed, starts the incident."""
-    from rotation_pytest.safe_state import say_safe_state
+    from rotation_pytest.safe_state import say_safe_state, this_command
 
-    listener = operator_command(session.config)
-    if listener is not None and session.testsfailed:
+    if session.testsfailed:
         change = session.config.getoption("change_id") or "(no change id)"
         line = (f"incident {change} NOT STARTED: nothing was changed ({session.testsfailed} scenario(s) failed before "
                 f"its first step could act: see above). Next: fix the cause above, then run the same command again: "
-                f"{listener.command}")
+                f"{this_command(session.config)}")
         say_safe_state(session.config, line, source=NEXT_STEP_SOURCE)
 
 
 def say_where_it_stands(session: pytest.Session, record: IncidentRecord) -> None:
     """The run's last line: the incident as this run leaves it."""
-    from rotation_pytest.safe_state import say_safe_state
+    from rotation_pytest.safe_state import say_safe_state, this_command
 
-    listener = operator_command(session.config)
-    if listener is not None:
-        line = how_to_finish(record, listener.command, failed=session.testsfailed)
-        say_safe_state(session.config, line, source=NEXT_STEP_SOURCE)
+    line = how_to_finish(record, this_command(session.config), failed=session.testsfailed)
+    say_safe_state(session.config, line, source=NEXT_STEP_SOURCE)
 
 
 @pytest.fixture(scope="session")

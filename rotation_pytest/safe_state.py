@@ -11,12 +11,14 @@ rotation stands and what to run next.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Sequence
 
 import pytest
 
 from rotation.cli.features import NextStep
 from rotation.core import signals
+from rotation.core.database import mask_dsn_passwords
 from rotation.db_key.safe_state import DEFAULT_NEXT
 from rotation.evidence.recorder import CLOSING_PREFIX
 from rotation_pytest.evidence import STATE
@@ -45,6 +47,16 @@ def next_command(config: pytest.Config) -> str:
     """The command that takes the rotation up: the operator's own, when the run came from one."""
     listener = _next_step(config)
     return listener.command if listener else DEFAULT_NEXT
+
+
+def this_command(config: pytest.Config) -> str:
+    """The command that runs this session again: the operator's `rotation ...` command, or, for an operator who runs
+    the suite with pytest (`pytest -m emergency --target live ...`), this pytest command line (a DSN's password
+    masked: it is supplied again as before, e.g. from $ROTATION_DSN or ~/.pgpass)."""
+    listener = _next_step(config)
+    if listener is not None:
+        return listener.command
+    return shlex.join(["pytest", *(mask_dsn_passwords(arg) for arg in config.invocation_params.args)])
 
 
 def operator_notice(config: pytest.Config) -> Callable[[str], None]:

@@ -28,7 +28,7 @@ from staging.crm import apply_crm_schema
 from staging.postgres import StagingServer, free_port
 from staging.seed import seed_clients
 from staging.world import write_env
-from tests.harness import PROJECT, newest_run_folder, step_results
+from tests.harness import PROJECT, newest_run_folder, read_evidence, step_results
 
 CONFIG = default_config()
 SMTP = CONFIG.credential("smtp")
@@ -365,3 +365,26 @@ def test_a_database_that_does_not_answer_ends_the_emergency_before_it_starts_in_
     assert last.startswith("incident CHG-4711 NOT STARTED: nothing was changed") and \
         "Next: fix the cause above, then run the same command again: rotation emergency " in last, last
     live.unchanged(before)
+
+
+def test_an_operator_running_pytest_gets_the_same_line_naming_their_pytest_command(live: LiveLike,
+                                                                                   tmp_path: Path) -> None:
+    """The runbook's operator may run `pytest -m emergency --target live ...` itself: the one line names that pytest
+    command (its DSN password masked), in the output and the evidence."""
+    password = "pw-" + secrets.token_hex(8)
+    closed = make_conninfo(live.dsn, port=str(free_port()), password=password)
+    key = tmp_path / "signing-key.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)], check=True, capture_output=True)
+    done = pytest_run(*dataclasses.replace(live, dsn=closed).args(
+        "--confirm-live", *CHANGE, "--operator=ops", "--compromised=smtp", *STAKEHOLDERS, f"--review-policy={POLICY}",
+        "--incident-start=2026-11-25T06:00:00+00:00", f"--signing-key={key}", f"--reports-dir={tmp_path / 'reports'}",
+        "--allow-staging-endpoints", "-m", "emergency"))
+    out = done.stdout + done.stderr
+    assert done.returncode == 1 and password not in out, out[-3000:]
+    said = [line for line in done.stdout.splitlines() if line.startswith("incident CHG-4711 NOT STARTED")]
+    assert len(said) == 1 and "run the same command again: pytest --target live '--dsn=" in said[0], said
+    assert "password=***" in said[0] and "-m emergency" in said[0], said
+    folder = newest_run_folder(tmp_path / "reports")
+    assert folder is not None
+    recorded = [e["value"] for e in read_evidence(folder) if e.get("name") == "printed at the end: next step"]
+    assert recorded == [[said[0]]], recorded
