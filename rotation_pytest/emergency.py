@@ -290,15 +290,20 @@ def how_to_finish(record: IncidentRecord, command: str, *, failed: int | None = 
     return f"incident {change} NOT COMPLETE ({why}{statuses}): run the same command again: {command}"
 
 
+REHEARSAL_NEXT = "rotation emergency (with the options of this run)"
+
+
 def say_how_to_finish(config: pytest.Config, record: IncidentRecord) -> None:
     """Before the incident's first change: the next step, shown at once and journaled, so that a run killed at any
     later point has named it (its output, and the folder sealed from its journal); at the end of the run the line is
     said again as the incident then stands. The command is the operator's own: `rotation emergency ...`, or the
-    pytest command line of an operator who runs `pytest -m emergency` (rotation_pytest.safe_state.this_command)."""
+    pytest command line of an operator who runs `pytest -m emergency` (rotation_pytest.safe_state.next_command)."""
     from rotation_pytest.evidence import state_of  # here, not above: the evidence plugin is loaded after this
-    from rotation_pytest.safe_state import operator_notice, say_safe_state, this_command
+    from rotation_pytest.safe_state import next_command, operator_notice, say_safe_state
 
-    line = how_to_finish(record, this_command(config))
+    if target_of(config) != "live":
+        return  # a rehearsal's incident is torn down with its run: there is nothing to take up again
+    line = how_to_finish(record, next_command(config, REHEARSAL_NEXT))
     operator_notice(config)(line)
     state_of(config).recorder.record(NEXT_STEP_ITEM, line, source=NEXT_STEP_SOURCE)
     say_safe_state(config, line, source=NEXT_STEP_SOURCE)
@@ -307,21 +312,21 @@ def say_how_to_finish(config: pytest.Config, record: IncidentRecord) -> None:
 def say_not_started(session: pytest.Session) -> None:
     """The run's last line when it ended before the incident's record was opened (the lock, the database, an input):
     nothing was changed, and the same command, once the cause is fixed, starts the incident."""
-    from rotation_pytest.safe_state import say_safe_state, this_command
+    from rotation_pytest.safe_state import next_command, say_safe_state
 
     if session.testsfailed:
         change = session.config.getoption("change_id") or "(no change id)"
         line = (f"incident {change} NOT STARTED: nothing was changed ({session.testsfailed} scenario(s) failed before "
                 f"its first step could act: see above). Next: fix the cause above, then run the same command again: "
-                f"{this_command(session.config)}")
+                f"{next_command(session.config, REHEARSAL_NEXT)}")
         say_safe_state(session.config, line, source=NEXT_STEP_SOURCE)
 
 
 def say_where_it_stands(session: pytest.Session, record: IncidentRecord) -> None:
     """The run's last line: the incident as this run leaves it."""
-    from rotation_pytest.safe_state import say_safe_state, this_command
+    from rotation_pytest.safe_state import next_command, say_safe_state
 
-    line = how_to_finish(record, this_command(session.config), failed=session.testsfailed)
+    line = how_to_finish(record, next_command(session.config, REHEARSAL_NEXT), failed=session.testsfailed)
     say_safe_state(session.config, line, source=NEXT_STEP_SOURCE)
 
 

@@ -19,7 +19,6 @@ import pytest
 from rotation.cli.features import NextStep
 from rotation.core import signals
 from rotation.core.database import mask_dsn_passwords
-from rotation.db_key.safe_state import DEFAULT_NEXT
 from rotation.evidence.recorder import CLOSING_PREFIX
 from rotation_pytest.evidence import STATE
 from rotation_pytest.fixtures import target_of
@@ -43,20 +42,17 @@ def _next_step(config: pytest.Config) -> NextStep | None:
     return next((p for p in config.pluginmanager.get_plugins() if isinstance(p, NextStep)), None)
 
 
-def next_command(config: pytest.Config) -> str:
-    """The command that takes the rotation up: the operator's own, when the run came from one."""
-    listener = _next_step(config)
-    return listener.command if listener else DEFAULT_NEXT
-
-
-def this_command(config: pytest.Config) -> str:
-    """The command that runs this session again: the operator's `rotation ...` command, or, for an operator who runs
-    the suite with pytest (`pytest -m emergency --target live ...`), this pytest command line (a DSN's password
-    masked: it is supplied again as before, e.g. from $ROTATION_DSN or ~/.pgpass)."""
+def next_command(config: pytest.Config, default: str) -> str:
+    """The command that takes the procedure up again: the operator's `rotation ...` command; on live, for an operator
+    who runs the suite with pytest (`pytest -m emergency --target live ...`), this pytest command line (a DSN's
+    password masked: it is supplied again as before, e.g. from $ROTATION_DSN or ~/.pgpass); else (a rehearsal, whose
+    worlds are gone with it) `default`, the section's operator command in words."""
     listener = _next_step(config)
     if listener is not None:
         return listener.command
-    return shlex.join(["pytest", *(mask_dsn_passwords(arg) for arg in config.invocation_params.args)])
+    if target_of(config) == "live":
+        return shlex.join(["pytest", *(mask_dsn_passwords(arg) for arg in config.invocation_params.args)])
+    return default
 
 
 def operator_notice(config: pytest.Config) -> Callable[[str], None]:

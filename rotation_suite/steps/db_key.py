@@ -12,6 +12,7 @@ from rotation.core.preflight import RunContext
 from rotation.core.proof import Evidence
 from rotation.db_key.preflight import DbKeyPreflight
 from rotation.db_key.procedure import DbKeyRotation
+from rotation.db_key.safe_state import DEFAULT_NEXT
 from rotation_pytest.safe_state import next_command, operator_notice, say_safe_state
 
 REASON = "Scheduled 90-day rotation"
@@ -30,7 +31,7 @@ def db_key_rotation(deployment: Deployment, pytestconfig: pytest.Config, run_con
                              leave_unreadable=pytestconfig.getoption("leave_unreadable"),
                              notify=operator_notice(pytestconfig))
     yield rotation
-    settled = rotation.settle(evidence, next_command=next_command(pytestconfig))
+    settled = rotation.settle(evidence, next_command=next_command(pytestconfig, DEFAULT_NEXT))
     say_safe_state(pytestconfig, settled.line, warnings=rotation.warnings,
                    source="rotation.db_key.safe_state, at the end of the scenario")
 

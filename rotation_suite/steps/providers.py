@@ -17,6 +17,7 @@ from rotation.core.deployment import Deployment
 from rotation.core.proof import Evidence
 from rotation.providers.factory import ProviderOptions, rotation_for
 from rotation.providers.procedure import ProviderRotation, reload_application
+from rotation.providers.safe_state import DEFAULT_NEXT
 from rotation_pytest.providers import provider_step as step
 from rotation_pytest.safe_state import next_command, say_safe_state
 
@@ -28,7 +29,7 @@ def provider_rotation(deployment: Deployment, scenario_credential: Credential | 
     line with the next command."""
     rotation = rotation_for(deployment, scenario_credential, provider_options)
     yield rotation
-    settled = rotation.settle(evidence, next_command=next_command(pytestconfig))
+    settled = rotation.settle(evidence, next_command=next_command(pytestconfig, DEFAULT_NEXT))
     say_safe_state(pytestconfig, settled.line, source="rotation.providers.safe_state, at the end of the scenario")
 
 
