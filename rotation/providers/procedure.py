@@ -241,6 +241,7 @@ class ProviderRotation:
         """Where the rotation stands, in one line with the command to run next: at the end of every run (the
         scenario's teardown, also after Ctrl-C or SIGTERM). It only reads (every stop of this procedure is safe by
         design) and never raises; a signal that arrives meanwhile is held until it is done."""
+        next_command = next_command.replace("<provider>", self.credential.provider)  # the default's placeholder
         with signals.shielded():
             try:
                 progress = self._state()
