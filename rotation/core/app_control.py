@@ -40,6 +40,14 @@ class Health:
     def healthy(self) -> bool:
         return self.status_code == 200
 
+    @property
+    def answer(self) -> str:
+        """The status code, or "no answer" when the endpoint did not answer at all."""
+        return f"HTTP {self.status_code}" if self.status_code is not None else "HTTP no answer"
+
+    def unhealthy_at(self, url: str) -> str:
+        return f"not healthy at {url} ({self.answer})"
+
 
 def run(command: str, *, timeout_s: float = 120) -> None:
     """Run a configured command without a shell; fail with its exit code and the tail of its stderr."""

@@ -50,7 +50,7 @@ def healthy_before(deployment: Deployment, credential: Credential | None, eviden
     result = app_control.health(deployment.app.health_url)
     evidence.record("health before", {"status": result.status_code, "body": result.body},
                     source=f"GET {deployment.app.health_url}")
-    require(result.healthy, f"the app is not healthy before the rotation: HTTP {result.status_code}")
+    require(result.healthy, f"the app is not healthy before the rotation: {result.answer}")
 
 
 def _in_progress(deployment: Deployment, credential: str) -> bool:
@@ -146,7 +146,7 @@ def healthy(deployment: Deployment, evidence: Evidence, *, when: str, reads_data
     result = app_control.wait_for_health(deployment.app.health_url, timeout_s=deployment.app.health_timeout_s)
     evidence.record(f"health {when}", {"status": result.status_code, "body": result.body},
                     source=f"GET {deployment.app.health_url}")
-    require(result.healthy, f"the app is not healthy {when}: HTTP {result.status_code}")
+    require(result.healthy, f"the app is not healthy {when}: {result.answer}")
     if reads_data and app_proof.has_probe(deployment.app):
         database = next(c for c in deployment.config.credentials if c.provider == "database")
         key = envfile.get_secret(deployment.env_file, database.env)

@@ -5,6 +5,9 @@ decides its own states (rotation.db_key.safe_state, rotation.providers.safe_stat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from rotation.core import envfile
 
 
 @dataclass(frozen=True)
@@ -26,3 +29,18 @@ def nothing_changed(detail: dict[str, object], *, none_in_progress: str, env: st
         line = (f"NOT SAFE YET (nothing changed, but {app}): {env}. Next: fix the cause above and start the app if it "
                 f"is down, then `{rotate}` (which also starts an app an earlier run stopped).")
     return SafeState("nothing changed", app_ok, line, detail)
+
+
+def untold(error: Exception, next_command: str) -> SafeState:
+    """Where the rotation stands could not be told (settle never raises: the operator gets a line whatever happened)."""
+    text = f"{type(error).__name__}: {error}"
+    return SafeState("unknown", False, f"UNKNOWN: where the rotation stands could not be told ({text}). Next: "
+                     f"`{next_command}` once that is fixed.", {"safe state": "unknown", "error": text})
+
+
+def env_holds(env_file: Path, env_name: str) -> str:
+    """The fingerprint of the value .env holds, or why there is none to name."""
+    try:
+        return envfile.get_secret(env_file, env_name).fingerprint
+    except envfile.EnvFileError:
+        return "no value python-dotenv can read (see the error above)"

@@ -46,7 +46,7 @@ from rotation.core.lock import TAKE_OVER_OPTION, RunLock
 from rotation.core.preflight import RunContext
 from rotation.core.proof import CheckFailed, Evidence, record_exception, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
-from rotation.core.safe_state import SafeState
+from rotation.core.safe_state import SafeState, env_holds, untold
 from rotation.core.secret import Secret
 from rotation.db_key import fernet, populations, readiness, safe_state, staged, stopped, sweep, unopened
 from rotation.db_key.reencrypt import (
@@ -543,10 +543,7 @@ class DbKeyRotation:
             try:
                 result = self._settle(evidence, next_command)
             except Exception as exc:  # noqa: BLE001  (the operator must get the line whatever happened)
-                text = f"{type(exc).__name__}: {exc}"
-                result = SafeState("unknown", False, "UNKNOWN: where the rotation stands could not be "
-                                              f"told ({text}). Next: `{next_command}` once that is fixed.",
-                                              {"safe state": "unknown", "error": text})
+                result = untold(exc, next_command)
         evidence.record("where the rotation stands", {**result.detail, "reached": result.reached,
                                                       "next step": result.line},
                         source=f"{state.state_path(self.env_file).name} (four-step state), the re-encryption jobs "
@@ -570,10 +567,7 @@ class DbKeyRotation:
                                    next_command=next_command, why_unknown=why)
 
     def _env_fp(self) -> str:
-        try:
-            return envfile.get_secret(self.env_file, self.credential.env).fingerprint
-        except envfile.EnvFileError:
-            return "no key python-dotenv can read (see the error above)"
+        return env_holds(self.env_file, self.credential.env)
 
     def _jobs_when_answering(self, progress: state.RotationState | None) -> tuple[list[JobSummary] | None, str]:
         """The jobs towards the pending key; the database is given SETTLE_DB_WAIT_S to come back (a restart during
@@ -612,7 +606,7 @@ class DbKeyRotation:
             except app_control.AppControlError as exc:
                 return f"the app did not start: {exc}", False
         if not health.healthy:
-            return f"the app is not healthy at {app.health_url} (HTTP {health.status_code or 'no answer'})", False
+            return f"the app is {health.unhealthy_at(app.health_url)}", False
         if kind == "nothing moved" and app_proof.has_probe(app):
             key = envfile.get_secret(self.env_file, self.credential.env)
             proof = app_proof.probe_key(app, self.deployment.config, self.deployment.dsn, key)

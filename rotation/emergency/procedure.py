@@ -352,7 +352,7 @@ def _check_healthy_on(deployment: Deployment, credential: Credential, new: Secre
     evidence.record("health after the emergency rotation", {"status": result.status_code, "body": result.body,
                                                             "expected": new.fingerprint, **proof.detail},
                     source=f"GET {deployment.app.health_url}; {proof.method}")
-    require(result.healthy, f"the app is not healthy after the emergency rotation: HTTP {result.status_code}")
+    require(result.healthy, f"the app is not healthy after the emergency rotation: {result.answer}")
     require(proof.proven, f"the app is not proven on the new {credential.type} {new.fingerprint}: {proof.why}")
     incident.restored(credential.type, "application healthy on the new credential")
     outcome = incident.outcomes[credential.type]

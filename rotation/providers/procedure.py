@@ -46,7 +46,7 @@ from rotation.core.deployment import Deployment
 from rotation.core.keys import WeakSecretError, check_strength
 from rotation.core.proof import CheckFailed, Evidence, require
 from rotation.core.rotation_log import RotationRecord, find_rotation, log_rotation
-from rotation.core.safe_state import SafeState
+from rotation.core.safe_state import SafeState, env_holds, untold
 from rotation.core.secret import Secret
 from rotation.providers import safe_state
 from rotation.providers.base import (
@@ -248,12 +248,9 @@ class ProviderRotation:
                 app, app_ok = safe_state.app_now(self.deployment.app)
                 result = safe_state.describe(safe_state.decide(progress, self._rotation_id), label=self.label,
                                              progress=progress, app=app, app_ok=app_ok, next_command=next_command,
-                                             env_fp=safe_state.env_holds(self.env_file, self.credential.env))
+                                             env_fp=env_holds(self.env_file, self.credential.env))
             except Exception as exc:  # noqa: BLE001  (the operator must get the line whatever happened)
-                text = f"{type(exc).__name__}: {exc}"
-                result = SafeState("unknown", False, f"UNKNOWN: where the {self.label} rotation stands could not be "
-                                   f"told ({text}). Next: `{next_command}` once that is fixed.",
-                                   {"safe state": "unknown", "error": text})
+                result = untold(exc, next_command)
         evidence.record("where the rotation stands", {**result.detail, "reached": result.reached,
                                                       "next step": result.line},
                         source=f"{state.state_path(self.env_file).name} (four-step state), {self.env_file.name} by "
@@ -286,8 +283,7 @@ class ProviderRotation:
                                              "rotation in progress": progress.rotation_id if progress and
                                              progress.in_progress else None},
                         source=f"{self.env_file.name}: {self.credential.env}; GET {self.deployment.app.health_url}")
-        require(health.healthy, f"the application is not healthy at {self.deployment.app.health_url} (HTTP "
-                                f"{health.status_code or 'no answer'})")
+        require(health.healthy, f"the application is {health.unhealthy_at(self.deployment.app.health_url)}")
         require(in_app is None or in_app in allowed,
                 f"the application runs on {in_app}, not on the {label} {current.fingerprint} in {self.env_file.name}")
         self._check_inputs(evidence)

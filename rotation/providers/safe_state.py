@@ -14,10 +14,9 @@ fingerprint .env holds.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from rotation.core import app_control, envfile
+from rotation.core import app_control
 from rotation.core.app_control import AppCommands
 from rotation.core.safe_state import SafeState, nothing_changed
 from rotation.core.state import RotationState
@@ -35,19 +34,12 @@ def decide(progress: RotationState | None, this_rotation: str) -> Kind:
     return "nothing changed"  # none begun, or one an earlier run finished
 
 
-def env_holds(env_file: Path, env_name: str) -> str:
-    try:
-        return envfile.get_secret(env_file, env_name).fingerprint
-    except envfile.EnvFileError:
-        return "no value python-dotenv can read (see the error above)"
-
-
 def app_now(app: AppCommands) -> tuple[str, bool]:
     """The app's health as asked now, in words."""
     health = app_control.health(app.health_url)
     if health.healthy:
         return f"the app is healthy at {app.health_url}", True
-    return f"the app is not healthy at {app.health_url} (HTTP {health.status_code or 'no answer'})", False
+    return f"the app is {health.unhealthy_at(app.health_url)}", False
 
 
 def describe(kind: Kind, *, label: str, progress: RotationState | None, env_fp: str, app: str, app_ok: bool,
